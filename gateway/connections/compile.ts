@@ -1,0 +1,244 @@
+import { readFileSync } from 'node:fs';
+import { isInputObjectType, type GraphQLInputObjectType, type GraphQLSchema, type GraphQLType } from 'graphql';
+import { parseDocument } from 'yaml';
+import { ConfigError } from '../errors.js';
+import { compileRetryPolicy, type CompiledRetryPolicy, type RetryPolicy } from '../retry-policy.js';
+import { actionDocument, findAction, isCompatible, type ActionField } from './actions.js';
+import {
+  connectionsSchema,
+  type Connections,
+  type FilterDefinition,
+  type ReceiverDefinition,
+  type SignalDefinition,
+  type StepDefinition,
+} from './schema.js';
+
+export interface CompiledAction {
+  action: ActionField;
+  /** The operation sent through the gateway. */
+  document: string;
+  /** `{ actionInput: dataField }` */
+  mapping: Readonly<Record<string, string>>;
+}
+
+export interface CompiledStep extends CompiledAction {
+  index: number;
+  definition: StepDefinition;
+  retry: CompiledRetryPolicy;
+  compensate?: CompiledAction;
+}
+
+export interface CompiledEmit {
+  signal: string;
+  payloadType: GraphQLInputObjectType;
+  mapping: Readonly<Record<string, string>>;
+}
+
+export interface CompiledFilter {
+  name: string;
+  definition: FilterDefinition;
+  inputType: GraphQLInputObjectType;
+  steps: CompiledStep[];
+  emits: CompiledEmit[];
+}
+
+export interface CompiledReceiver extends CompiledAction {
+  name: string;
+  signal: string;
+  retry: CompiledRetryPolicy;
+}
+
+export interface CompiledSignal {
+  name: string;
+  definition: SignalDefinition;
+  payloadType: GraphQLInputObjectType;
+  receivers: CompiledReceiver[];
+}
+
+export interface CompiledConnections {
+  file: string;
+  filters: ReadonlyMap<string, CompiledFilter>;
+  signals: ReadonlyMap<string, CompiledSignal>;
+}
+
+/** Reads and shape-checks the connections file; throws ConfigError naming the file and every problem. */
+export function loadConnections(file: string): Connections {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError(file, [`cannot read the connections config: ${(error as Error).message}`]);
+  }
+  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
+  if (doc.errors.length) {
+    throw new ConfigError(
+      file,
+      doc.errors.map((e) => `${e.message.split('\n')[0]}${/duplicate|unique/i.test(e.message) ? ' (duplicate name)' : ''}`),
+    );
+  }
+  const parsed = connectionsSchema.safeParse(doc.toJS());
+  if (!parsed.success) {
+    throw new ConfigError(
+      file,
+      parsed.error.issues.map((i) => `${formatPath(i.path)}: ${i.message}`),
+    );
+  }
+  return parsed.data;
+}
+
+const formatPath = (path: readonly PropertyKey[]) =>
+  path.length ? path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').slice(1) : '(root)';
+
+const DEFAULT_STEP_RETRY: RetryPolicy = { maximumAttempts: 3 };
+const DEFAULT_RECEIVER_RETRY: RetryPolicy = { maximumAttempts: 5 };
+
+type Provided = Map<string, { type: GraphQLType; origin: string }>;
+
+/**
+ * Checks every filter and signal against the composed supergraph and compiles each Action call once.
+ * The gateway refuses to start on any problem: a typo must never fail silently.
+ */
+export function compileConnections(
+  connections: Connections,
+  schema: GraphQLSchema,
+  file: string,
+): CompiledConnections {
+  const problems: string[] = [];
+  const filters = new Map<string, CompiledFilter>();
+  const signals = new Map<string, CompiledSignal>();
+
+  const inputObject = (name: string, where: string): GraphQLInputObjectType | undefined => {
+    const type = schema.getType(name);
+    if (!type) problems.push(`${where}: unknown input type '${name}' (not in the supergraph)`);
+    else if (!isInputObjectType(type)) problems.push(`${where}: '${name}' is not an input object type`);
+    else return type;
+    return undefined;
+  };
+
+  const compileCall = (
+    where: string,
+    name: string,
+    mapping: Record<string, string> = {},
+    provided: Provided,
+    providedBy: string,
+  ): CompiledAction | undefined => {
+    const action = findAction(schema, name);
+    if (typeof action === 'string') {
+      problems.push(`${where}: ${action}`);
+      return undefined;
+    }
+    const inputNames = new Set(action.inputs.map((i) => i.name));
+    for (const key of Object.keys(mapping)) {
+      if (!inputNames.has(key)) problems.push(`${where}: input mapping names '${key}', which is not an input of Action '${name}'`);
+    }
+    for (const input of action.inputs) {
+      const source = mapping[input.name] ?? input.name;
+      const from = provided.get(source);
+      if (!from) {
+        if (input.required) {
+          problems.push(
+            `${where}: required input '${input.name}' (${String(input.type)}) of Action '${name}' is provided by neither ${providedBy}`,
+          );
+        }
+      } else if (!isCompatible(input.type, from.type)) {
+        problems.push(
+          `${where}: input '${input.name}' of Action '${name}' expects ${String(input.type)} but '${source}' is ${String(from.type)} (from ${from.origin})`,
+        );
+      }
+    }
+    return { action, document: actionDocument(action, schema), mapping };
+  };
+
+  const compileEmits = (filterName: string, filter: FilterDefinition, provided: Provided): CompiledEmit[] =>
+    (filter.emits ?? []).flatMap((emit, i) => {
+      const where = `filters.${filterName}.emits[${i}]`;
+      const signal = connections.signals[emit.signal];
+      if (!signal) {
+        problems.push(`${where}: unknown signal '${emit.signal}' (declare it under signals)`);
+        return [];
+      }
+      const payloadType = schema.getType(signal.payload);
+      if (!isInputObjectType(payloadType)) return []; // reported with the signal
+      const mapping = emit.input ?? {};
+      for (const field of Object.values(payloadType.getFields())) {
+        const source = mapping[field.name] ?? field.name;
+        const from = provided.get(source);
+        if (!from && isRequiredField(field.type)) {
+          problems.push(`${where}: payload field '${field.name}' of '${emit.signal}' is provided by neither the flow input nor a step`);
+        } else if (from && !isCompatible(field.type, from.type)) {
+          problems.push(`${where}: payload field '${field.name}' expects ${String(field.type)} but '${source}' is ${String(from.type)} (from ${from.origin})`);
+        }
+      }
+      return [{ signal: emit.signal, payloadType, mapping }];
+    });
+
+  const mutationNames = new Map<string, string>();
+  const existingMutations = schema.getMutationType()?.getFields() ?? {};
+  for (const [name, filter] of Object.entries(connections.filters)) {
+    const where = `filters.${name}`;
+    const previous = mutationNames.get(filter.mutation);
+    if (previous) problems.push(`${where}: mutation '${filter.mutation}' is already used by filter '${previous}' (duplicate name)`);
+    mutationNames.set(filter.mutation, name);
+    if (existingMutations[filter.mutation]) {
+      problems.push(`${where}: mutation '${filter.mutation}' is already a Mutation field of a plugin (duplicate name)`);
+    }
+    const inputType = inputObject(filter.input, `${where}.input`);
+    if (!inputType) continue;
+    if (filter.orderKey && !inputType.getFields()[filter.orderKey]) {
+      problems.push(`${where}.orderKey: '${filter.orderKey}' is not a field of ${inputType.name}`);
+    }
+    const provided: Provided = new Map(
+      Object.values(inputType.getFields()).map((f) => [f.name, { type: f.type, origin: `flow input ${inputType.name}` }]),
+    );
+    const filterRetry = { ...DEFAULT_STEP_RETRY, ...filter.retry };
+    const steps: CompiledStep[] = [];
+    filter.steps.forEach((step, index) => {
+      const stepWhere = `${where}.steps[${index}] (${step.action})`;
+      const call = compileCall(stepWhere, step.action, step.input, provided, `the flow input (${inputType.name}) nor an earlier step`);
+      if (!call) return;
+      let compensate: CompiledAction | undefined;
+      if (step.compensate) {
+        // Compensation runs after later steps, so it may use anything the step itself produced.
+        const after: Provided = new Map(provided);
+        addResultFields(after, call.action, index);
+        compensate = compileCall(`${stepWhere}.compensate`, step.compensate, undefined, after, 'the flow data up to this step');
+      }
+      steps.push({ ...call, index, definition: step, retry: compileRetryPolicy({ ...filterRetry, ...step.retry }), compensate });
+      addResultFields(provided, call.action, index);
+    });
+    const emits = compileEmits(name, filter, provided);
+    filters.set(name, { name, definition: filter, inputType, steps, emits });
+  }
+
+  const receiverNames = new Map<string, string>();
+  for (const [name, signal] of Object.entries(connections.signals)) {
+    const where = `signals.${name}`;
+    const payloadType = inputObject(signal.payload, `${where}.payload`);
+    if (!payloadType) continue;
+    const provided: Provided = new Map(
+      Object.values(payloadType.getFields()).map((f) => [f.name, { type: f.type, origin: `signal payload ${payloadType.name}` }]),
+    );
+    const receivers = signal.receivers.flatMap((receiver: ReceiverDefinition, i) => {
+      const rWhere = `${where}.receivers[${i}] (${receiver.name})`;
+      const previous = receiverNames.get(receiver.name);
+      if (previous) problems.push(`${rWhere}: receiver name '${receiver.name}' is already used by signal '${previous}' (duplicate name)`);
+      receiverNames.set(receiver.name, name);
+      const call = compileCall(rWhere, receiver.action, receiver.input, provided, `the signal payload (${payloadType.name})`);
+      if (!call) return [];
+      const retry = compileRetryPolicy({ ...DEFAULT_RECEIVER_RETRY, ...receiver.retry });
+      return [{ ...call, name: receiver.name, signal: name, retry }];
+    });
+    signals.set(name, { name, definition: signal, payloadType, receivers });
+  }
+
+  if (problems.length) throw new ConfigError(file, problems);
+  return { file, filters, signals };
+}
+
+function addResultFields(provided: Provided, action: ActionField, index: number) {
+  for (const field of Object.values(action.resultType.getFields())) {
+    provided.set(field.name, { type: field.type, origin: `step ${index} (${action.name})` });
+  }
+}
+
+const isRequiredField = (type: GraphQLType) => String(type).endsWith('!');

@@ -1,0 +1,100 @@
+import { z } from 'zod';
+import { retryPolicySchema } from '../retry-policy.js';
+
+/**
+ * The connections config: every Internal Connection of the Coordinator in one file. Filters are
+ * synchronous pipelines of Action calls; signals are asynchronous fan-outs to receivers, each an
+ * Action call. Names are the registry: a step or receiver refers to an Action by its GraphQL field.
+ */
+
+const connectionName = z
+  .string()
+  .regex(/^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)*$/, "a dotted lower-case name such as 'order.refund.requested.v1'");
+
+const graphqlName = z.string().regex(/^[_A-Za-z][_0-9A-Za-z]*$/, 'a GraphQL name');
+
+/** Where a step's arguments come from when the name in the accumulated data differs from the Action's. */
+const inputMapping = z.record(graphqlName, graphqlName);
+
+const stepSchema = z
+  .object({
+    /** The Action: a Mutation (or Query) field of the supergraph. */
+    action: graphqlName,
+    /** `{ actionInputField: accumulatedField }` for inputs named differently in the flow. */
+    input: inputMapping.optional(),
+    /** Overrides the filter's retry policy for this step. */
+    retry: retryPolicySchema.optional(),
+    /**
+     * The Action that undoes this step; run, in reverse order, for every completed step when a later
+     * step fails. Its input comes from the accumulated data as it was when the flow failed.
+     */
+    compensate: graphqlName.optional(),
+  })
+  .strict();
+
+const emitSchema = z
+  .object({
+    signal: connectionName,
+    /** `{ payloadField: accumulatedField }` for fields named differently in the flow. */
+    input: inputMapping.optional(),
+  })
+  .strict();
+
+const filterSchema = z
+  .object({
+    description: z.string().optional(),
+    /** The Mutation the Coordinator exposes to run this filter. */
+    mutation: graphqlName,
+    /** The input object type of the flow (a type of the supergraph); its fields seed the accumulated data. */
+    input: graphqlName,
+    /** Which input field identifies the order the flow is about (recorded, queryable). */
+    orderKey: graphqlName.optional(),
+    /**
+     * What a failing step does when its error is not a domain error (domain errors always reach the
+     * caller): `fail` stops the flow, `continue` records the failure and goes on without its output.
+     */
+    onError: z.enum(['fail', 'continue']).default('fail'),
+    /** What a restarted gateway does with a flow a crash left running: finish it, or fail it. */
+    recovery: z.enum(['resume', 'fail']).default('resume'),
+    /** Retries of a step's transient failures. @default { maximumAttempts: 3 } */
+    retry: retryPolicySchema.optional(),
+    steps: z.array(stepSchema).min(1, 'a filter needs at least one step'),
+    /** Signals emitted, in the flow's final transaction, when the flow completes (not when it halts). */
+    emits: z.array(emitSchema).optional(),
+  })
+  .strict();
+
+const receiverSchema = z
+  .object({
+    /** Unique across all signals; the consumer group and the flow record use it. */
+    name: connectionName,
+    action: graphqlName,
+    input: inputMapping.optional(),
+    /** Deliveries and backoff; the signal is dead-lettered after `maximumAttempts`. @default 5 attempts */
+    retry: retryPolicySchema.optional(),
+  })
+  .strict();
+
+const signalSchema = z
+  .object({
+    description: z.string().optional(),
+    /** The input object type describing the payload (a type of the supergraph). */
+    payload: graphqlName,
+    receivers: z.array(receiverSchema).min(1, 'a signal needs at least one receiver'),
+  })
+  .strict();
+
+export const connectionsSchema = z
+  .object({
+    version: z.literal(1),
+    filters: z.record(connectionName, filterSchema).default({}),
+    signals: z.record(connectionName, signalSchema).default({}),
+  })
+  .strict();
+
+export type Connections = z.infer<typeof connectionsSchema>;
+export type FilterDefinition = z.infer<typeof filterSchema>;
+export type StepDefinition = z.infer<typeof stepSchema>;
+export type SignalDefinition = z.infer<typeof signalSchema>;
+export type ReceiverDefinition = z.infer<typeof receiverSchema>;
+export type EmitDefinition = z.infer<typeof emitSchema>;

@@ -1,0 +1,316 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ApolloServer } from '@apollo/server';
+import {
+  ApolloServerPluginLandingPageLocalDefault,
+  ApolloServerPluginLandingPageProductionDefault,
+} from '@apollo/server/plugin/landingPage/default';
+import type { GraphQLDataSource } from '@apollo/gateway';
+import { ConfigError, ErrorCode, UnreachableCaseError, domainCodeOf } from './errors.js';
+import { openDatabase, type Database } from './db/database.js';
+import { createMemoryEventFeed } from './events/memory-feed.js';
+import { createRedisEventFeed } from './events/redis-feed.js';
+import type { EventFeed } from './events/types.js';
+import { createFlags, flagContext, type Flags, type FlagsOptions } from './flags/flags.js';
+import { createGatewayContext, type GatewayContext } from './federation/context.js';
+import { InProcessDataSource, RemoteDataSource } from './federation/data-sources.js';
+import { FederatedExecutor } from './federation/executor.js';
+import { buildSupergraph, type BuiltSupergraph } from './federation/supergraph.js';
+import { coordinatorPlugin } from './flows/api.js';
+import { useFlowEvents, useFlowLogging } from './flows/builtin-plugins.js';
+import { FlowEngine, type ActionCaller } from './flows/engine.js';
+import type { FlowPlugin } from './flows/hooks.js';
+import { startLeaseKeeper } from './flows/leases.js';
+import { FlowStore } from './flows/store.js';
+import { createHttpServer, sendJson, type Route } from './http/server.js';
+import type { Logger } from './log.js';
+import type { Plugin } from './sdk/plugin.js';
+import { createMemorySignalBus } from './signals/memory-bus.js';
+import { startOutboxDispatcher, type OutboxDispatcher } from './signals/outbox.js';
+import { createRedisSignalBus } from './signals/redis-bus.js';
+import type { SignalBus } from './signals/types.js';
+import { attachSubscriptions } from './subscriptions/server.js';
+
+export interface CoordinatorOptions {
+  /** rover.yaml: the subgraphs. */
+  roverConfig: string;
+  /** The connections config: filters and signals. */
+  connectionsFile: string;
+  /** In-process plugins are loaded from `<subgraphsDir>/<name>/index.ts`. */
+  subgraphsDir: string;
+  /** Subgraphs called over HTTP at their routing_url; `['*']` for all. @default [] */
+  remoteSubgraphs?: readonly string[];
+  database: { url: string } | { url?: undefined; dataDir: string; port?: number };
+  /** Without it, signals and subscription events stay in this process. */
+  redis?: { url: string; keyPrefix: string };
+  flags: Omit<FlagsOptions, 'logger'>;
+  /** @default 4000; 0 picks a free port */
+  port?: number;
+  /** @default '127.0.0.1' */
+  host?: string;
+  logger: Logger;
+  /** Masks internal errors and serves the production landing page instead of Sandbox. @default false */
+  production?: boolean;
+  /** @default 15 s */
+  leaseMs?: number;
+  /** Upper bound of a graceful stop. @default 10 s */
+  shutdownTimeoutMs?: number;
+  /** Observers of flows, after the built-in ones. */
+  flowPlugins?: readonly FlowPlugin[];
+  /** Outbox poll interval. @default 500 ms */
+  outboxPollMs?: number;
+}
+
+/** The lifecycle of a Coordinator, as a union on `phase`. */
+export type CoordinatorState =
+  | { phase: 'initialized' }
+  | { phase: 'starting' }
+  | { phase: 'failed to start'; error: Error }
+  | { phase: 'started'; url: string }
+  | { phase: 'draining' }
+  | { phase: 'stopping' }
+  | { phase: 'stopped' };
+
+interface Running {
+  built: BuiltSupergraph;
+  flags: Flags;
+  database: Database;
+  bus: SignalBus;
+  feed: EventFeed;
+  store: FlowStore;
+  engine: FlowEngine;
+  apollo: ApolloServer<GatewayContext>;
+  dispatcher: OutboxDispatcher;
+  leases: { stop(): void; sweep(): Promise<void> };
+  server: Server;
+  subscriptions: { close(): Promise<void> };
+  url: string;
+}
+
+/**
+ * The Coordinator process: composes the supergraph, validates the connections, opens the database,
+ * bus and flags, and serves GraphQL, subscriptions and operations endpoints. The core only wires
+ * components; each lives in its own module.
+ */
+export class Coordinator {
+  state: CoordinatorState = { phase: 'initialized' };
+  private running?: Running;
+  private readonly owner = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+
+  constructor(private readonly options: CoordinatorOptions) {}
+
+  get url(): string {
+    if (this.state.phase !== 'started') throw new Error(`The Coordinator is ${this.state.phase}, not started`);
+    return this.state.url;
+  }
+
+  /** The running components, for tests and the CLI. */
+  get components(): Running {
+    if (!this.running) throw new Error('The Coordinator is not running');
+    return this.running;
+  }
+
+  async start(): Promise<string> {
+    if (this.state.phase !== 'initialized') throw new Error(`Cannot start a Coordinator that is ${this.state.phase}`);
+    this.state = { phase: 'starting' };
+    const opened: Array<() => Promise<void>> = [];
+    try {
+      this.running = await this.open(opened);
+      this.state = { phase: 'started', url: this.running.url };
+      this.options.logger.info({ url: this.running.url, owner: this.owner }, 'coordinator started');
+      return this.running.url;
+    } catch (error) {
+      this.state = { phase: 'failed to start', error: error as Error };
+      for (const close of opened.reverse()) await close().catch(() => {});
+      throw error;
+    }
+  }
+
+  private async open(opened: Array<() => Promise<void>>): Promise<Running> {
+    const { options } = this;
+    const logger = options.logger;
+    const built = buildSupergraph({ roverConfig: options.roverConfig, connections: options.connectionsFile });
+
+    const flags = await createFlags({ ...options.flags, logger } as FlagsOptions);
+    opened.push(() => flags.close());
+    const database = await openDatabase(
+      options.database.url !== undefined
+        ? { url: options.database.url, dataDir: '', logger }
+        : { dataDir: options.database.dataDir, port: options.database.port, logger },
+    );
+    opened.push(() => database.close());
+    const bus: SignalBus = options.redis
+      ? createRedisSignalBus({ url: options.redis.url, keyPrefix: options.redis.keyPrefix, consumerName: this.owner, logger })
+      : createMemorySignalBus({ logger });
+    opened.push(() => bus.close());
+    const feed: EventFeed = options.redis
+      ? createRedisEventFeed({ url: options.redis.url, keyPrefix: options.redis.keyPrefix, logger })
+      : createMemoryEventFeed({ logger });
+    opened.push(() => feed.close());
+    const store = new FlowStore(database.prisma);
+
+    let apollo: ApolloServer<GatewayContext> | undefined;
+    const callAction: ActionCaller = async (call, variables, context) => {
+      const response = await apollo!.executeOperation({ query: call.document, variables }, { contextValue: context });
+      if (response.body.kind !== 'single') throw new Error('Incremental delivery is not supported for Actions');
+      return response.body.singleResult as Awaited<ReturnType<ActionCaller>>;
+    };
+    let dispatcher: OutboxDispatcher | undefined;
+    const wakeDispatcher: FlowPlugin = {
+      name: 'outbox-wake',
+      stepWillRun: () => () => dispatcher?.wake(),
+      flowWillStart: () => () => dispatcher?.wake(),
+    };
+    const engine = new FlowEngine({
+      store,
+      connections: built.compiled,
+      callAction,
+      plugins: [useFlowEvents(feed, logger), useFlowLogging(logger), wakeDispatcher, ...(options.flowPlugins ?? [])],
+      logger,
+      owner: this.owner,
+      flagContext: ({ orderId }) => flagContext({ orderId }),
+    });
+
+    const coordinator = coordinatorPlugin(built.coordinatorSdl, built.connections, { engine, store, bus, feed });
+    const dataSources = await this.dataSources(built, coordinator);
+    const executor = new FederatedExecutor({ supergraphSdl: built.supergraphSdl, dataSources, flags });
+    const production = options.production ?? false;
+    apollo = new ApolloServer<GatewayContext>({
+      gateway: executor,
+      introspection: !production,
+      includeStacktraceInErrorResponses: !production,
+      plugins: [
+        production
+          ? ApolloServerPluginLandingPageProductionDefault({ footer: false })
+          : ApolloServerPluginLandingPageLocalDefault({ footer: false, embed: true }),
+      ],
+      formatError: (formatted, error) => {
+        // Domain errors keep their message; anything else is masked in production.
+        const code = domainCodeOf(formatted) ?? domainCodeOf(error);
+        const known = (formatted.extensions?.code as string | undefined) ?? ErrorCode.INTERNAL_SERVER_ERROR;
+        if (production && !code && known === ErrorCode.INTERNAL_SERVER_ERROR) {
+          return { message: 'Internal server error', extensions: { code: ErrorCode.INTERNAL_SERVER_ERROR } };
+        }
+        return { ...formatted, extensions: { ...formatted.extensions, code: known } };
+      },
+    });
+    await apollo.start();
+    opened.push(() => apollo!.stop());
+
+    dispatcher = startOutboxDispatcher({ prisma: database.prisma, bus, feed, logger, pollIntervalMs: options.outboxPollMs });
+    opened.push(() => dispatcher!.stop());
+    for (const signal of built.compiled.signals.values()) {
+      for (const receiver of signal.receivers) {
+        bus.consume({ receiver: receiver.name, signal: signal.name, retry: receiver.retry }, (delivery) =>
+          engine.runReceiver(receiver, delivery),
+        );
+      }
+    }
+    const leases = startLeaseKeeper({ store, engine, owner: this.owner, leaseMs: options.leaseMs, logger });
+    opened.push(async () => leases.stop());
+
+    const routes = new Map<string, Route>([
+      ['/healthz', (_req, res) => sendJson(res, 200, { status: 'ok' })],
+      ['/readyz', async (_req, res) => {
+        const [db, signals] = await Promise.all([database.ready(), bus.ready().catch(() => false)]);
+        const supergraph = this.state.phase === 'started';
+        const ready = db && signals && supergraph;
+        sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not ready', checks: { database: db, bus: signals, supergraph } });
+      }],
+    ]);
+    const context = async () => createGatewayContext({ flagContext: flagContext({}) });
+    const server = createHttpServer({
+      apollo,
+      context,
+      routes,
+      draining: () => this.state.phase === 'draining' || this.state.phase === 'stopping',
+      logger,
+    });
+    const subscriptions = attachSubscriptions({ server, path: '/graphql', schema: coordinator.schema, apollo, context, logger });
+    await new Promise<void>((resolveListen, reject) => {
+      server.once('error', (error) => reject(new Error(`Cannot listen on ${options.host ?? '127.0.0.1'}:${options.port ?? 4000}: ${error.message}`)));
+      server.listen(options.port ?? 4000, options.host ?? '127.0.0.1', resolveListen);
+    });
+    const { address, port } = server.address() as AddressInfo;
+    const host = address.includes(':') ? `[${address}]` : address;
+    return { built, flags, database, bus, feed, store, engine, apollo, dispatcher, leases, server, subscriptions, url: `http://${host}:${port}` };
+  }
+
+  private async dataSources(built: BuiltSupergraph, coordinator: Plugin): Promise<Record<string, GraphQLDataSource<GatewayContext>>> {
+    const remote = new Set(this.options.remoteSubgraphs ?? []);
+    const sources: Record<string, GraphQLDataSource<GatewayContext>> = { [coordinator.name]: new InProcessDataSource(coordinator) };
+    for (const subgraph of built.rover.subgraphs) {
+      if (subgraph.name === coordinator.name) continue;
+      if (remote.has('*') || remote.has(subgraph.name)) {
+        sources[subgraph.name] = new RemoteDataSource({ url: subgraph.routingUrl });
+        continue;
+      }
+      sources[subgraph.name] = new InProcessDataSource(await loadPlugin(this.options.subgraphsDir, subgraph.name, built.rover.file));
+    }
+    return sources;
+  }
+
+  /**
+   * Drains, then stops: refuses new requests, lets running flows finish (bounded by the shutdown
+   * timeout; an unfinished flow keeps its record and is recovered by the next gateway), publishes the
+   * outbox, then closes connections.
+   */
+  async stop(): Promise<void> {
+    switch (this.state.phase) {
+      case 'initialized':
+      case 'failed to start':
+      case 'stopped':
+        this.state = { phase: 'stopped' };
+        return;
+      case 'starting':
+      case 'draining':
+      case 'stopping':
+        throw new Error(`Cannot stop a Coordinator that is ${this.state.phase}`);
+      case 'started':
+        break;
+      default:
+        throw new UnreachableCaseError(this.state);
+    }
+    const r = this.running!;
+    const deadline = AbortSignal.timeout(this.options.shutdownTimeoutMs ?? 10_000);
+    this.state = { phase: 'draining' };
+    const closed = new Promise<void>((resolveClose) => r.server.close(() => resolveClose()));
+    await r.subscriptions.close();
+    r.leases.stop();
+    await r.engine.drain(deadline);
+    await r.dispatcher.flush().catch(() => {});
+    this.state = { phase: 'stopping' };
+    await r.dispatcher.stop();
+    await r.bus.close(deadline);
+    r.server.closeAllConnections();
+    await closed;
+    await r.apollo.stop();
+    await r.feed.close();
+    await r.flags.close();
+    await r.database.close();
+    this.state = { phase: 'stopped' };
+    this.running = undefined;
+    this.options.logger.info('coordinator stopped');
+  }
+}
+
+async function loadPlugin(subgraphsDir: string, name: string, roverFile: string): Promise<Plugin> {
+  const file = resolve(subgraphsDir, name, 'index.ts');
+  let module: { default?: Plugin };
+  try {
+    module = (await import(pathToFileURL(file).href)) as { default?: Plugin };
+  } catch (error) {
+    throw new ConfigError(roverFile, [
+      `subgraphs.${name}: no in-process plugin at ${file} (${(error as Error).message.split('\n')[0]}); add it, or list '${name}' in REMOTE_SUBGRAPHS to call its routing_url`,
+    ]);
+  }
+  const plugin = module.default;
+  if (!plugin?.schema || plugin.name !== name) {
+    throw new ConfigError(roverFile, [`subgraphs.${name}: ${file} must default-export definePlugin({ name: '${name}', ... })`]);
+  }
+  return plugin;
+}

@@ -1,0 +1,44 @@
+import { z } from 'zod';
+import { ConfigError } from './errors.js';
+
+const commaList = z
+  .string()
+  .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean));
+
+/** Every environment variable the Coordinator reads; README.md lists the same. */
+export const envSchema = z.object({
+  PORT: z.coerce.number().int().min(0).max(65535).default(4000),
+  HOST: z.string().default('127.0.0.1'),
+  NODE_ENV: z.string().default('development'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** PostgreSQL; without it an embedded PostgreSQL is started under DATA_DIR. */
+  DATABASE_URL: z.string().url().optional(),
+  DATA_DIR: z.string().default('.data'),
+  EMBEDDED_POSTGRES_PORT: z.coerce.number().int().min(1).max(65535).default(5488),
+  /** Redis for signals (Streams) and subscriptions (pub/sub); without it, an in-process bus. */
+  REDIS_URL: z.string().url().optional(),
+  REDIS_KEY_PREFIX: z.string().default('cc:'),
+  /** LaunchDarkly; without it, flags come from FLAGS_FILE, re-read on change. */
+  LAUNCHDARKLY_SDK_KEY: z.string().min(1).optional(),
+  FLAGS_FILE: z.string().default('flags.json'),
+  ROVER_CONFIG: z.string().default('rover.yaml'),
+  CONNECTIONS_FILE: z.string().default('connections.yaml'),
+  SUBGRAPHS_DIR: z.string().default('subgraphs'),
+  /** Subgraphs called over HTTP at their rover.yaml routing_url instead of in process: names, or `*`. */
+  REMOTE_SUBGRAPHS: commaList.default([]),
+  /** A running flow whose gateway has not renewed its lease for this long is recovered by another. */
+  FLOW_LEASE_MS: z.coerce.number().int().min(100).default(15_000),
+  SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(10_000),
+});
+export type Env = z.infer<typeof envSchema>;
+
+export function readEnv(env: NodeJS.ProcessEnv = process.env): Env {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    throw new ConfigError(
+      'environment',
+      parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`),
+    );
+  }
+  return parsed.data;
+}

@@ -1,0 +1,281 @@
+import type { Redis } from 'ioredis';
+import { z } from 'zod';
+import type { Logger } from '../log.js';
+import {
+  BusUnavailableError,
+  fieldsRecord,
+  isConnectionError,
+  openRedis,
+  streamEntries,
+  whenReady,
+  type RedisConnection,
+} from '../signals/redis-bus.js';
+import { createFeedQueue, type FeedQueue } from './memory-feed.js';
+import type { EventFeed, FeedEvent } from './types.js';
+
+export type RedisEventFeedOptions = RedisConnection & {
+  /** The stream is `<keyPrefix>:feed`; the channel of a topic is `<keyPrefix>:feed:<topic>`. */
+  keyPrefix: string;
+  logger: Logger;
+  /** Events kept for subscribers that resume with a cursor (`XADD MAXLEN ~`). @default 10000 */
+  retain?: number;
+  /** How long a call waits for the first connection after start-up; later none waits. @default 2000 */
+  connectTimeoutMs?: number;
+  /** @default 5000 */
+  commandTimeoutMs?: number;
+};
+
+/**
+ * Appends the event and announces it with its stream id in one step: pub/sub messages then arrive in
+ * the order of their ids even with many publishers, which the "newer than the last delivered" rule of
+ * subscribers relies on. KEYS: stream. ARGV: retain, topic, type, data, time, channel, message body.
+ */
+const PUBLISH_SCRIPT = `
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'topic', ARGV[2], 'type', ARGV[3], 'data', ARGV[4], 'time', ARGV[5])
+redis.call('PUBLISH', ARGV[6], id .. ' ' .. ARGV[7])
+return id`;
+
+const BACKLOG_PAGE = 500;
+const cursorPattern = /^\d+-\d+$/;
+
+const eventBodySchema = z.object({
+  topic: z.string(),
+  type: z.string(),
+  data: z.record(z.string(), z.unknown()),
+  time: z.string(),
+});
+
+function parseJson(text: string | undefined): unknown {
+  try {
+    return text === undefined ? undefined : (JSON.parse(text) as unknown);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Stream ids compared as numbers (`<ms>-<seq>`); as strings `'10-0' < '9-0'`. */
+function compareIds(a: string, b: string): number {
+  const [aMs = 0n, aSeq = 0n] = a.split('-').map(BigInt);
+  const [bMs = 0n, bSeq = 0n] = b.split('-').map(BigInt);
+  if (aMs !== bMs) return aMs < bMs ? -1 : 1;
+  return aSeq === bSeq ? 0 : aSeq < bSeq ? -1 : 1;
+}
+
+interface Subscription {
+  topics: ReadonlySet<string>;
+  channels: string[];
+  queue: FeedQueue;
+  /** The last stream id seen, delivered or not: nothing up to it is delivered (again). */
+  position: string | undefined;
+  /** Live events that arrive while the backlog is read; `undefined` once live. */
+  buffer: FeedEvent[] | undefined;
+  syncing: boolean;
+  resyncRequested: boolean;
+  synced: boolean;
+}
+
+/**
+ * The EventFeed on Redis: a capped stream whose entry ids are the cursors, and pub/sub for live
+ * fan-out to every gateway process. A subscription joins pub/sub first and buffers, then reads the
+ * backlog after its cursor, then continues with what it buffered and live events newer than the last
+ * one it saw; after a lost connection it catches up the same way from where it was.
+ */
+export function createRedisEventFeed(options: RedisEventFeedOptions): EventFeed {
+  const { keyPrefix, logger } = options;
+  const retain = Math.max(1, options.retain ?? 10_000);
+  const connectTimeoutMs = options.connectTimeoutMs ?? 2_000;
+  const connection: RedisConnection = options.url
+    ? { url: options.url, redisOptions: options.redisOptions }
+    : { redisOptions: options.redisOptions! };
+  const streamKey = `${keyPrefix}:feed`;
+  const channelOf = (topic: string) => `${keyPrefix}:feed:${topic}`;
+
+  const cmd = openRedis(
+    connection,
+    { name: `${keyPrefix}:feed`, failFast: true, commandTimeoutMs: options.commandTimeoutMs ?? 5_000 },
+    logger,
+  );
+  let everReady = false;
+  cmd.once('ready', () => (everReady = true));
+  const connected = async () => {
+    if (!everReady && cmd.status !== 'ready') await whenReady(cmd, connectTimeoutMs);
+  };
+
+  const subscriptions = new Set<Subscription>();
+  const channelUsers = new Map<string, number>();
+  let subscriber: Redis | undefined;
+  let closed = false;
+
+  const deliver = (subscription: Subscription, event: FeedEvent) => {
+    if (subscription.position !== undefined && compareIds(event.cursor, subscription.position) <= 0) return;
+    subscription.position = event.cursor;
+    if (subscription.topics.has(event.topic)) subscription.queue.push(event);
+  };
+
+  const onMessage = (_channel: string, message: string) => {
+    const space = message.indexOf(' ');
+    const cursor = message.slice(0, space);
+    const body = eventBodySchema.safeParse(parseJson(message.slice(space + 1)));
+    if (space < 0 || !cursorPattern.test(cursor) || !body.success) {
+      logger.warn({ message: message.slice(0, 200) }, 'Unreadable feed message ignored');
+      return;
+    }
+    const event: FeedEvent = { cursor, ...body.data };
+    for (const subscription of subscriptions) {
+      if (!subscription.topics.has(event.topic)) continue;
+      if (subscription.buffer) subscription.buffer.push(event);
+      else deliver(subscription, event);
+    }
+  };
+
+  const getSubscriber = () => {
+    if (subscriber) return subscriber;
+    // Not fail-fast: a SUBSCRIBE sent while connecting waits for the connection instead of failing.
+    const connectionToSubscribe = openRedis(connection, { name: `${keyPrefix}:feed:sub`, failFast: false }, logger);
+    let wasReady = false;
+    connectionToSubscribe.on('ready', () => {
+      // Messages published while the connection was down are lost: catch up from the stream.
+      if (wasReady) for (const subscription of subscriptions) void sync(subscription);
+      wasReady = true;
+    });
+    connectionToSubscribe.on('message', onMessage);
+    subscriber = connectionToSubscribe;
+    return subscriber;
+  };
+
+  const readBacklog = async (subscription: Subscription) => {
+    for (;;) {
+      const reply = await cmd.call('XRANGE', streamKey, `(${subscription.position}`, '+', 'COUNT', BACKLOG_PAGE);
+      const entries = streamEntries(reply);
+      for (const { id, fields } of entries) {
+        const record = fieldsRecord(fields);
+        const body = eventBodySchema.safeParse(record && { ...record, data: parseJson(record.data) });
+        if (body.success) deliver(subscription, { cursor: id, ...body.data });
+        else subscription.position = id;
+      }
+      if (entries.length < BACKLOG_PAGE || subscription.queue.ended) return;
+    }
+  };
+
+  /** Joins the channels, then reads what was missed since `position`, then goes live. Serialised per subscription. */
+  const sync = async (subscription: Subscription): Promise<void> => {
+    if (subscription.syncing) {
+      subscription.resyncRequested = true;
+      return;
+    }
+    subscription.syncing = true;
+    subscription.buffer ??= [];
+    try {
+      do {
+        subscription.resyncRequested = false;
+        // An ended subscription has released its channels; subscribing now would leave them joined.
+        if (subscription.queue.ended) return;
+        await getSubscriber().subscribe(...subscription.channels);
+        await connected();
+        if (subscription.position === undefined) {
+          const latest = streamEntries(await cmd.call('XREVRANGE', streamKey, '+', '-', 'COUNT', 1));
+          subscription.position = latest[0]?.id ?? '0-0';
+        } else {
+          await readBacklog(subscription);
+        }
+      } while (subscription.resyncRequested && !subscription.queue.ended);
+      const buffered = subscription.buffer;
+      subscription.buffer = undefined;
+      for (const event of buffered) deliver(subscription, event);
+      subscription.synced = true;
+    } catch (error) {
+      if (!subscription.synced) {
+        subscription.queue.fail(
+          isConnectionError(error)
+            ? new BusUnavailableError(`Could not subscribe: Redis is unreachable (${(error as Error).message})`, {
+                cause: error,
+              })
+            : error,
+        );
+      } else {
+        // Still buffering: the next reconnection, or this retry, catches up.
+        logger.warn({ err: error }, 'Could not catch up a feed subscription; retrying');
+        setTimeout(() => {
+          if (!closed && !subscription.queue.ended) void sync(subscription);
+        }, 1_000).unref();
+      }
+    } finally {
+      subscription.syncing = false;
+    }
+  };
+
+  const release = (subscription: Subscription) => {
+    subscriptions.delete(subscription);
+    const unused = subscription.channels.filter((channel) => {
+      const users = (channelUsers.get(channel) ?? 1) - 1;
+      if (users > 0) channelUsers.set(channel, users);
+      else channelUsers.delete(channel);
+      return users <= 0;
+    });
+    if (unused.length && subscriber && !closed) subscriber.unsubscribe(...unused).catch(() => {});
+  };
+
+  return {
+    kind: 'redis',
+
+    async publish(topic, type, data) {
+      if (closed) throw new Error('The event feed is closed');
+      await connected();
+      const time = new Date().toISOString();
+      const json = JSON.stringify(data);
+      try {
+        await cmd.eval(
+          PUBLISH_SCRIPT,
+          1,
+          streamKey,
+          retain,
+          topic,
+          type,
+          json,
+          time,
+          channelOf(topic),
+          JSON.stringify({ topic, type, data, time }),
+        );
+      } catch (error) {
+        if (!isConnectionError(error)) throw error;
+        throw new BusUnavailableError(`Could not publish the event: Redis is unreachable (${(error as Error).message})`, {
+          cause: error,
+        });
+      }
+    },
+
+    subscribe(topics, { after, signal } = {}) {
+      const subscription: Subscription = {
+        topics: new Set(topics),
+        channels: [...new Set(topics)].map(channelOf),
+        queue: undefined as unknown as FeedQueue,
+        position: after,
+        buffer: undefined,
+        syncing: false,
+        resyncRequested: false,
+        synced: false,
+      };
+      let joined = false;
+      subscription.queue = createFeedQueue(() => joined && release(subscription), signal);
+      if (after !== undefined && !cursorPattern.test(after)) {
+        subscription.queue.fail(new TypeError(`Invalid cursor '${after}'`));
+      } else if (closed || !subscription.channels.length) {
+        subscription.queue.end();
+      } else if (!subscription.queue.ended) {
+        joined = true;
+        subscriptions.add(subscription);
+        for (const channel of subscription.channels) channelUsers.set(channel, (channelUsers.get(channel) ?? 0) + 1);
+        void sync(subscription);
+      }
+      return subscription.queue.iterable;
+    },
+
+    async close() {
+      closed = true;
+      for (const subscription of [...subscriptions]) subscription.queue.end();
+      await Promise.all(
+        [cmd, subscriber].map((redis) => redis && redis.quit().then(() => {}, () => redis.disconnect())),
+      );
+    },
+  };
+}

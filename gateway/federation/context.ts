@@ -1,0 +1,37 @@
+import type { LDContext } from '@launchdarkly/node-server-sdk';
+import type { EmittedSignal } from '../sdk/plugin.js';
+
+/** A flag evaluated while planning a request, as recorded on the flow step it served. */
+export interface FlagDecision {
+  flag: string;
+  value: boolean;
+  reason: string;
+}
+
+/** Identity of the flow step an operation runs for; sent to every subgraph the step reaches. */
+export interface StepIdentity {
+  flowId: string;
+  stepIndex: number;
+  attempt: number;
+  idempotencyKey: string;
+}
+
+/**
+ * The per-request context of the gateway. Apollo Server hands it to the executor and the executor to
+ * every subgraph data source; the flow engine reads back what the request did.
+ */
+export interface GatewayContext {
+  step?: StepIdentity;
+  /** Who and what the request is about, for Transition-to-Plugin flags. */
+  flagContext: LDContext;
+  /** Filled by the executor: the flags that decided progressive overrides for this request. */
+  decisions: FlagDecision[];
+  /** Filled by the executor: the subgraphs that resolved the operation's root fields. */
+  implementations: string[];
+  /** Filled by the data sources: signals the subgraphs' resolvers emitted. */
+  emitted: EmittedSignal[];
+}
+
+export function createGatewayContext(init: { flagContext: LDContext; step?: StepIdentity }): GatewayContext {
+  return { ...init, decisions: [], implementations: [], emitted: [] };
+}

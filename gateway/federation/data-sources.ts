@@ -1,0 +1,79 @@
+import {
+  RemoteGraphQLDataSource,
+  type GraphQLDataSource,
+  type GraphQLDataSourceProcessOptions,
+} from '@apollo/gateway';
+import type { GatewayGraphQLResponse } from '@apollo/server-gateway-interface';
+import { execute, parse, validate, type DocumentNode } from 'graphql';
+import { createActionContext, SIGNALS_EXTENSION, StepHeader, type EmittedSignal, type Plugin } from '../sdk/plugin.js';
+import type { GatewayContext, StepIdentity } from './context.js';
+
+/** The headers that tell a subgraph which flow step it serves. */
+export function stepHeaders(step: StepIdentity | undefined): Record<string, string> {
+  if (!step) return {};
+  return {
+    [StepHeader.idempotencyKey]: step.idempotencyKey,
+    [StepHeader.flowId]: step.flowId,
+    [StepHeader.stepIndex]: String(step.stepIndex),
+    [StepHeader.attempt]: String(step.attempt),
+  };
+}
+
+/**
+ * Runs a Plugin in the gateway's process: no HTTP hop, but the same ActionContext and the same signal
+ * hand-back as a remote subgraph, so a Plugin behaves alike in both modes.
+ */
+export class InProcessDataSource implements GraphQLDataSource<GatewayContext> {
+  // Subgraph operations come from query plans, so there are few distinct ones: parse each once.
+  private readonly documents = new Map<string, DocumentNode>();
+
+  constructor(private readonly plugin: Plugin) {}
+
+  async process(options: GraphQLDataSourceProcessOptions<GatewayContext>): Promise<GatewayGraphQLResponse> {
+    const { request } = options;
+    const document = this.document(request.query!);
+    if ('errors' in document) return { errors: document.errors };
+    const headers = stepHeaders(options.context?.step);
+    const emitted: EmittedSignal[] = [];
+    const result = await execute({
+      schema: this.plugin.schema,
+      document,
+      variableValues: request.variables,
+      operationName: request.operationName,
+      contextValue: createActionContext((name) => headers[name], emitted),
+    });
+    options.context?.emitted?.push(...emitted);
+    return result as GatewayGraphQLResponse;
+  }
+
+  private document(query: string): DocumentNode | { errors: GatewayGraphQLResponse['errors'] } {
+    let document = this.documents.get(query);
+    if (!document) {
+      document = parse(query);
+      const errors = validate(this.plugin.schema, document);
+      if (errors.length) return { errors };
+      if (this.documents.size > 1000) this.documents.clear();
+      this.documents.set(query, document);
+    }
+    return document;
+  }
+}
+
+/** Calls a Plugin served as a remote subgraph, forwarding the step identity and collecting its signals. */
+export class RemoteDataSource extends RemoteGraphQLDataSource<GatewayContext> {
+  override willSendRequest({ request, context }: GraphQLDataSourceProcessOptions<GatewayContext>) {
+    for (const [name, value] of Object.entries(stepHeaders(context?.step))) request.http?.headers.set(name, value);
+  }
+
+  override didReceiveResponse({
+    response,
+    context,
+  }: {
+    response: GatewayGraphQLResponse;
+    context: GatewayContext;
+  }): GatewayGraphQLResponse {
+    const signals = response.extensions?.[SIGNALS_EXTENSION];
+    if (Array.isArray(signals)) context.emitted?.push(...(signals as EmittedSignal[]));
+    return response;
+  }
+}

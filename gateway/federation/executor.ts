@@ -1,0 +1,117 @@
+import { Supergraph, operationFromDocument, type Schema } from '@apollo/federation-internals';
+import { buildOperationContext, executeQueryPlan, type GraphQLDataSource } from '@apollo/gateway';
+import { QueryPlanner, type QueryPlan } from '@apollo/query-planner';
+import type {
+  GatewayExecutionResult,
+  GatewayGraphQLRequestContext,
+  GatewayInterface,
+  GatewaySchemaLoadOrUpdateCallback,
+} from '@apollo/server-gateway-interface';
+import { GraphQLError, type GraphQLSchema } from 'graphql';
+import { getVariableValues } from 'graphql/execution/values.js';
+import { ErrorCode } from '../errors.js';
+import type { GatewayContext } from './context.js';
+import { overrideLabels } from './override-labels.js';
+import { rootFetchServices } from './plan.js';
+
+export interface FlagEvaluator {
+  evaluate(flag: string, context: GatewayContext['flagContext'], fallback: boolean): Promise<{ flag: string; value: boolean; reason: string }>;
+}
+
+export interface FederatedExecutorOptions {
+  supergraphSdl: string;
+  dataSources: Record<string, GraphQLDataSource<GatewayContext>>;
+  flags: FlagEvaluator;
+  /** Plans kept per (operation, override decisions). @default 1000 */
+  planCacheSize?: number;
+}
+
+/**
+ * The gateway's executor: plans with `@apollo/query-planner` and executes with `@apollo/gateway`'s
+ * `executeQueryPlan`, like ApolloGateway does, but resolves progressive `@override(label:)` through
+ * flags per request (ApolloGateway plans with every label false) and records, on the request context,
+ * which flags decided and which subgraphs served the root fields.
+ */
+export class FederatedExecutor implements GatewayInterface {
+  readonly schema: GraphQLSchema;
+  readonly supergraphSdl: string;
+  private readonly supergraphSchema: GraphQLSchema;
+  private readonly apiSchema: Schema;
+  private readonly planner: QueryPlanner;
+  private readonly labels: readonly string[];
+  private readonly plans = new Map<string, QueryPlan>();
+  private readonly planCacheSize: number;
+
+  constructor(private readonly options: FederatedExecutorOptions) {
+    const supergraph = Supergraph.build(options.supergraphSdl);
+    this.supergraphSdl = options.supergraphSdl;
+    this.apiSchema = supergraph.apiSchema();
+    this.schema = this.apiSchema.toGraphQLJSSchema();
+    this.supergraphSchema = supergraph.schema.toGraphQLJSSchema();
+    this.planner = new QueryPlanner(supergraph);
+    this.labels = [...new Set(overrideLabels(options.supergraphSdl).map((l) => l.label))].sort();
+    this.planCacheSize = options.planCacheSize ?? 1000;
+    for (const { name } of supergraph.subgraphsMetadata()) {
+      if (!options.dataSources[name]) throw new Error(`No data source for subgraph '${name}'`);
+    }
+  }
+
+  async load(): Promise<{ executor: (rc: GatewayGraphQLRequestContext) => Promise<GatewayExecutionResult> }> {
+    return { executor: (requestContext) => this.execute(requestContext) };
+  }
+
+  onSchemaLoadOrUpdate(callback: GatewaySchemaLoadOrUpdateCallback) {
+    callback({ apiSchema: this.schema, coreSupergraphSdl: this.supergraphSdl });
+    return () => {};
+  }
+
+  async stop() {}
+
+  async execute(requestContext: GatewayGraphQLRequestContext): Promise<GatewayExecutionResult> {
+    const context = requestContext.context as GatewayContext;
+    const { request, document } = requestContext;
+    const operationContext = buildOperationContext({
+      schema: this.schema,
+      operationDocument: document,
+      operationName: request.operationName,
+    });
+    const variableErrors = getVariableValues(
+      this.schema,
+      operationContext.operation.variableDefinitions ?? [],
+      request.variables ?? {},
+    ).errors;
+    if (variableErrors?.length) {
+      return {
+        errors: variableErrors.map(
+          (e) => new GraphQLError(e.message, { nodes: e.nodes, extensions: { code: ErrorCode.BAD_USER_INPUT } }),
+        ),
+      };
+    }
+
+    const conditions = new Map<string, boolean>();
+    for (const label of this.labels) {
+      const decision = await this.options.flags.evaluate(label, context.flagContext, false);
+      conditions.set(label, decision.value);
+      context.decisions?.push(decision);
+    }
+
+    const key = `${requestContext.queryHash}:${request.operationName ?? ''}:${[...conditions.values()].map(Number).join('')}`;
+    let plan = this.plans.get(key);
+    if (!plan) {
+      const operation = operationFromDocument(this.apiSchema, document, { operationName: request.operationName });
+      plan = this.planner.buildQueryPlan(operation, { overrideConditions: conditions });
+      if (this.plans.size >= this.planCacheSize) this.plans.delete(this.plans.keys().next().value!);
+      this.plans.set(key, plan);
+    }
+    context.implementations?.push(...rootFetchServices(plan));
+
+    return executeQueryPlan(
+      plan,
+      this.options.dataSources,
+      requestContext,
+      operationContext,
+      this.supergraphSchema,
+      this.apiSchema,
+    );
+  }
+}

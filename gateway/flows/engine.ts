@@ -1,0 +1,428 @@
+import { createHash } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { GraphQLFormattedError } from 'graphql';
+import type { CompiledAction, CompiledConnections, CompiledFilter, CompiledReceiver, CompiledStep } from '../connections/compile.js';
+import { actionVariables } from '../connections/actions.js';
+import { DomainError, ErrorCode, domainCodeOf, type Failure } from '../errors.js';
+import { createGatewayContext, type GatewayContext } from '../federation/context.js';
+import type { Logger } from '../log.js';
+import { compileRetryPolicy, retryDelayMs, shouldRetry } from '../retry-policy.js';
+import type { Delivery } from '../signals/types.js';
+import { invokeStartHooks, type FlowPlugin } from './hooks.js';
+import { FlowKind, FlowStatus, StepStatus } from './status.js';
+import type { FlowRun, FlowStore, SignalDraft } from './store.js';
+
+/** Runs one Action call through the gateway (never by calling resolvers directly). */
+export type ActionCaller = (
+  call: CompiledAction,
+  variables: Record<string, unknown>,
+  context: GatewayContext,
+) => Promise<{ data?: Record<string, unknown> | null; errors?: readonly GraphQLFormattedError[] }>;
+
+export interface FlowEngineOptions {
+  store: FlowStore;
+  connections: CompiledConnections;
+  callAction: ActionCaller;
+  plugins: readonly FlowPlugin[];
+  logger: Logger;
+  /** This process's identity on the leases of the flows it runs. */
+  owner: string;
+  /** Builds the flag context of a flow's Action calls from its input. */
+  flagContext(flow: { name: string; input: Record<string, unknown>; orderId?: string }): GatewayContext['flagContext'];
+  /** How long a duplicate request waits for the original run of its idempotency key. @default 30 s */
+  idempotencyWaitMs?: number;
+}
+
+type Data = Record<string, unknown>;
+
+/** The outcome of running a flow's steps, before it is recorded. */
+type Outcome =
+  | { status: typeof FlowStatus.COMPLETED; data: Data }
+  | { status: typeof FlowStatus.HALTED; data: Data; haltedAt: number }
+  | { status: typeof FlowStatus.FAILED | typeof FlowStatus.COMPENSATED; data: Data; failure: Failure; stepIndex: number };
+
+/**
+ * Runs filters as recorded Purchase Flows and signal receivers as recorded receiver runs.
+ * The data of a pipeline is one accumulated object: a step's inputs are taken from it by name, its
+ * result fields are merged back (last writer wins), and a step returning null halts the pipeline.
+ */
+export class FlowEngine {
+  private readonly running = new Map<string, Promise<unknown>>();
+  private readonly idempotencyWaitMs: number;
+
+  constructor(private readonly options: FlowEngineOptions) {
+    this.idempotencyWaitMs = options.idempotencyWaitMs ?? 30_000;
+  }
+
+  /** Ids of the flows this process is running now. */
+  activeFlows(): string[] {
+    return [...this.running.keys()];
+  }
+
+  /** Waits for the flows this process runs (new ones are refused by the caller). */
+  async drain(signal?: AbortSignal): Promise<void> {
+    const all = Promise.allSettled([...this.running.values()]);
+    if (!signal) return void (await all);
+    await Promise.race([all, new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }))]);
+  }
+
+  filter(name: string): CompiledFilter {
+    const filter = this.options.connections.filters.get(name);
+    if (!filter) throw new DomainError(ErrorCode.NOT_FOUND, `Unknown filter '${name}'`);
+    return filter;
+  }
+
+  /**
+   * Runs a filter. With an idempotency key, a second call with the same key (concurrent or later)
+   * returns the first run's recorded result instead of running again.
+   */
+  async runFilter(name: string, input: Data, options: { idempotencyKey?: string } = {}): Promise<FlowRun> {
+    const filter = this.filter(name);
+    const orderKey = filter.definition.orderKey;
+    const orderId = orderKey && input[orderKey] != null ? String(input[orderKey]) : undefined;
+    const inputHash = hashInput(input);
+    const { created, flow } = await this.options.store.createFlow({
+      kind: FlowKind.FILTER,
+      name,
+      idempotencyKey: options.idempotencyKey,
+      inputHash,
+      orderId,
+      input,
+      owner: this.options.owner,
+    });
+    if (!created) {
+      if (flow.inputHash !== inputHash) {
+        throw new DomainError(
+          ErrorCode.IDEMPOTENCY_KEY_REUSED,
+          `Idempotency key '${options.idempotencyKey}' was already used for '${name}' with a different input`,
+          { flowId: flow.id },
+        );
+      }
+      return this.resultOf(await this.awaitFinished(flow));
+    }
+    return this.resultOf(await this.track(flow.id, this.execute(filter, flow, input, 0)));
+  }
+
+  /** Finishes (or fails, per the filter's policy) a flow a crashed process left running. */
+  async recover(flow: FlowRun): Promise<void> {
+    const filter = this.options.connections.filters.get(flow.name);
+    if (!filter || filter.definition.recovery === 'fail') {
+      const failure: Failure = {
+        type: 'FlowInterrupted',
+        message: filter
+          ? 'The gateway stopped while the flow ran; the filter is configured not to resume'
+          : `The filter '${flow.name}' is no longer configured`,
+        nonRetryable: true,
+      };
+      await this.options.store.finishFlow(flow.id, { status: FlowStatus.FAILED, failure });
+      return;
+    }
+    const { data, from } = await this.replayRecord(flow.id, filter);
+    await this.track(flow.id, this.execute(filter, flow, data, from));
+  }
+
+  /** Runs one delivery of a signal to a receiver; throws to have the bus retry it. */
+  async runReceiver(receiver: CompiledReceiver, delivery: Delivery): Promise<void> {
+    const { envelope } = delivery;
+    const input = envelope.payload;
+    const { created, flow } = await this.options.store.createFlow({
+      kind: FlowKind.RECEIVER,
+      name: envelope.name,
+      receiver: receiver.name,
+      signalId: envelope.id,
+      // Receiver runs are about an order too when their payload names one.
+      orderId: input.orderId != null ? String(input.orderId) : undefined,
+      inputHash: hashInput(input),
+      input,
+      owner: this.options.owner,
+    });
+    if (!created) {
+      // A receiver runs once per signal: a redelivery after success is acknowledged without effect.
+      if (flow.status === FlowStatus.COMPLETED || flow.status === FlowStatus.HALTED) return;
+      if (this.running.has(flow.id)) throw new Error(`Receiver run ${flow.id} is still in progress`);
+      await this.options.store.reopen(flow.id, this.options.owner);
+    }
+    const run = this.track(flow.id, this.executeReceiver(receiver, flow, input, delivery.attempt));
+    const outcome = await run;
+    if (outcome.status === FlowStatus.FAILED) throw new ReceiverFailure(outcome.failure);
+  }
+
+  private track<T>(flowId: string, work: Promise<T>): Promise<T> {
+    this.running.set(flowId, work);
+    return work.finally(() => this.running.delete(flowId));
+  }
+
+  private async awaitFinished(flow: FlowRun): Promise<FlowRun> {
+    const deadline = Date.now() + this.idempotencyWaitMs;
+    let wait = 20;
+    let current: FlowRun | null = flow;
+    while (current && current.status === FlowStatus.RUNNING) {
+      if (Date.now() > deadline) {
+        throw new DomainError(ErrorCode.FLOW_IN_PROGRESS, `Flow ${flow.id} for this idempotency key is still running; retry later`, {
+          flowId: flow.id,
+        });
+      }
+      await sleep(wait);
+      wait = Math.min(wait * 2, 500);
+      current = await this.options.store.flow(flow.id);
+    }
+    if (!current) throw new Error(`Flow ${flow.id} disappeared`);
+    return current;
+  }
+
+  /** A failed flow reaches its caller as the error that failed it, the same on every replay of its key. */
+  private resultOf(flow: FlowRun): FlowRun {
+    if (flow.status === FlowStatus.FAILED || flow.status === FlowStatus.COMPENSATED) {
+      const failure = flow.failure as unknown as Failure | null;
+      const code = failure && domainCodeOf({ extensions: { code: failure.type } }) ? failure.type : ErrorCode.STEP_FAILED;
+      throw new DomainError(code as ErrorCode, flow.errorMessage ?? 'The flow failed', {
+        flowId: flow.id,
+        flowStatus: flow.status,
+        ...(failure?.details ?? {}),
+      });
+    }
+    return flow;
+  }
+
+  /** Rebuilds the accumulated data from the recorded steps, to resume after the last completed one. */
+  private async replayRecord(flowId: string, filter: CompiledFilter): Promise<{ data: Data; from: number }> {
+    const record = await this.options.store.flow(flowId);
+    if (!record) throw new Error(`Flow ${flowId} not found`);
+    let data = { ...(record.input as Data) };
+    let from = 0;
+    for (const step of record.steps) {
+      if (step.index >= filter.steps.length) break;
+      if (step.status === StepStatus.COMPLETED) data = merge(data, step.output);
+      else if (step.status !== StepStatus.SKIPPED) break;
+      from = step.index + 1;
+    }
+    return { data, from };
+  }
+
+  private async execute(filter: CompiledFilter, flow: FlowRun, initial: Data, from: number): Promise<FlowRun> {
+    const { store, plugins, logger } = this.options;
+    const flowDidEnd = invokeStartHooks(
+      plugins,
+      (p) => p.flowWillStart,
+      { flowId: flow.id, kind: FlowKind.FILTER, name: filter.name, input: flow.input as Data, attempt: flow.attempt },
+      logger,
+    );
+    let outcome: Outcome;
+    try {
+      outcome = await this.runSteps(filter, flow, initial, from);
+    } catch (error) {
+      // Only a broken database gets here: the flow stays "running" and recovery finishes it.
+      logger.error({ err: error, flowId: flow.id }, 'flow interrupted');
+      throw error;
+    }
+    const signals = outcome.status === FlowStatus.COMPLETED ? emitsOf(filter, outcome.data) : [];
+    const recorded = await store.finishFlow(flow.id, {
+      status: outcome.status,
+      output: outcome.data,
+      ...('failure' in outcome ? { failure: outcome.failure } : {}),
+      ...('haltedAt' in outcome ? { haltedAt: outcome.haltedAt } : {}),
+      signals,
+    });
+    flowDidEnd({
+      flowId: flow.id,
+      kind: FlowKind.FILTER,
+      name: filter.name,
+      input: flow.input as Data,
+      attempt: flow.attempt,
+      status: outcome.status,
+      output: outcome.data,
+      ...('failure' in outcome ? { failure: outcome.failure } : {}),
+    });
+    return recorded;
+  }
+
+  private async runSteps(filter: CompiledFilter, flow: FlowRun, initial: Data, from: number): Promise<Outcome> {
+    let data = initial;
+    const flagContext = this.options.flagContext({ name: filter.name, input: initial, orderId: flow.orderId ?? undefined });
+    for (const step of filter.steps.slice(from)) {
+      const result = await this.runStep(flow, filter.name, step, data, flagContext, step.retry);
+      if (result.kind === 'completed') {
+        data = merge(data, result.output);
+        continue;
+      }
+      if (result.kind === 'halted') return { status: FlowStatus.HALTED, data, haltedAt: step.index };
+      if (filter.definition.onError === 'continue' && !result.failure.nonRetryable) {
+        await this.options.store.setStepStatus(flow.id, step.index, StepStatus.SKIPPED);
+        continue;
+      }
+      const compensated = await this.compensate(flow, filter, step.index, data, flagContext);
+      return {
+        status: compensated ? FlowStatus.COMPENSATED : FlowStatus.FAILED,
+        data,
+        failure: result.failure,
+        stepIndex: step.index,
+      };
+    }
+    return { status: FlowStatus.COMPLETED, data };
+  }
+
+  /**
+   * Undoes, in reverse order, every completed step that declares a compensation. Returns whether
+   * there was something to undo and all of it was undone; each compensation is recorded as a step.
+   */
+  private async compensate(
+    flow: FlowRun,
+    filter: CompiledFilter,
+    failedIndex: number,
+    data: Data,
+    flagContext: GatewayContext['flagContext'],
+  ): Promise<boolean> {
+    const done = filter.steps.slice(0, failedIndex).filter((s) => s.compensate).reverse();
+    if (!done.length) return false;
+    const record = await this.options.store.flow(flow.id);
+    const completed = new Set(record?.steps.filter((s) => s.status === StepStatus.COMPLETED).map((s) => s.index));
+    let all = true;
+    let index = filter.steps.length;
+    for (const step of done) {
+      if (!completed.has(step.index)) continue;
+      const result = await this.runStep(flow, filter.name, { ...step.compensate!, index: index++ }, data, flagContext, step.retry);
+      if (result.kind === 'failed') all = false;
+      else await this.options.store.setStepStatus(flow.id, step.index, StepStatus.COMPENSATED);
+    }
+    return all;
+  }
+
+  private async executeReceiver(receiver: CompiledReceiver, flow: FlowRun, input: Data, attempt: number): Promise<Outcome> {
+    const { store, plugins, logger } = this.options;
+    const flowDidEnd = invokeStartHooks(
+      plugins,
+      (p) => p.flowWillStart,
+      { flowId: flow.id, kind: FlowKind.RECEIVER, name: receiver.signal, receiver: receiver.name, input, attempt },
+      logger,
+    );
+    const flagContext = this.options.flagContext({ name: receiver.name, input });
+    // The bus owns retries of receivers (with backoff across processes): one attempt per delivery.
+    const once = compileRetryPolicy({ maximumAttempts: 1 });
+    const result = await this.runStep(flow, receiver.signal, { ...receiver, index: 0 }, input, flagContext, once, attempt);
+    const outcome: Outcome =
+      result.kind === 'completed'
+        ? { status: FlowStatus.COMPLETED, data: merge(input, result.output) }
+        : result.kind === 'halted'
+          ? { status: FlowStatus.HALTED, data: input, haltedAt: 0 }
+          : { status: FlowStatus.FAILED, data: input, failure: result.failure, stepIndex: 0 };
+    await store.finishFlow(flow.id, {
+      status: outcome.status,
+      output: outcome.data,
+      ...('failure' in outcome ? { failure: outcome.failure } : {}),
+      ...('haltedAt' in outcome ? { haltedAt: outcome.haltedAt } : {}),
+    });
+    flowDidEnd({
+      flowId: flow.id,
+      kind: FlowKind.RECEIVER,
+      name: receiver.signal,
+      receiver: receiver.name,
+      input,
+      attempt,
+      status: outcome.status,
+      output: outcome.data,
+      ...('failure' in outcome ? { failure: outcome.failure } : {}),
+    });
+    return outcome;
+  }
+
+  /** One step: its Action call with retries, each attempt recorded before and after it runs. */
+  private async runStep(
+    flow: FlowRun,
+    flowName: string,
+    step: CompiledAction & { index: number },
+    data: Data,
+    flagContext: GatewayContext['flagContext'],
+    retry: CompiledStep['retry'],
+    firstAttempt = 1,
+  ): Promise<{ kind: 'completed'; output: Data } | { kind: 'halted' } | { kind: 'failed'; failure: Failure }> {
+    const { store, plugins, logger } = this.options;
+    const variables = actionVariables(step.action, data, step.mapping);
+    const input = (step.action.wrapsInput ? variables.input : variables) as Data;
+    const idempotencyKey = `${flow.id}:${step.index}`;
+    for (let attempt = firstAttempt; ; attempt++) {
+      await store.startStep({ flowId: flow.id, index: step.index, action: step.action.name, input, idempotencyKey, attempt });
+      const payload = { flowId: flow.id, name: flowName, stepIndex: step.index, action: step.action.name, attempt, input };
+      const stepDidEnd = invokeStartHooks(plugins, (p) => p.stepWillRun, payload, logger);
+      const started = performance.now();
+      const context = createGatewayContext({ flagContext, step: { flowId: flow.id, stepIndex: step.index, attempt, idempotencyKey } });
+      let failure: Failure | undefined;
+      let value: unknown;
+      try {
+        const result = await this.options.callAction(step, variables, context);
+        if (result.errors?.length) failure = failureFromGraphQL(result.errors);
+        else value = result.data?.[step.action.name] ?? null;
+      } catch (error) {
+        failure = { type: (error as Error).name ?? 'Error', message: (error as Error).message, nonRetryable: false };
+      }
+      const implementation = context.implementations[0];
+      const decisions = context.decisions;
+      const status = failure ? StepStatus.FAILED : value === null ? StepStatus.HALTED : StepStatus.COMPLETED;
+      const output = failure ? undefined : stripTypename(value);
+      // Signals of a failed attempt are dropped: the Action did not complete, so they did not happen.
+      const signals = status === StepStatus.COMPLETED ? context.emitted.map((s) => ({ name: s.signal, payload: s.payload })) : [];
+      await store.finishStep(flow.id, step.index, { status, output, implementation, decisions, failure, signals });
+      stepDidEnd({ ...payload, status, output, failure, implementation, decisions, durationMs: performance.now() - started });
+      if (!failure) return value === null ? { kind: 'halted' } : { kind: 'completed', output: output as Data };
+      if (!shouldRetry(retry, attempt, failure)) return { kind: 'failed', failure };
+      await sleep(retryDelayMs(retry, attempt));
+    }
+  }
+}
+
+/** Thrown by `runReceiver` so the bus retries or dead-letters with the recorded failure. */
+export class ReceiverFailure extends Error {
+  override readonly name: string;
+  readonly extensions?: Record<string, unknown>;
+  constructor(readonly failure: Failure) {
+    super(failure.message);
+    this.name = failure.type;
+    if (failure.nonRetryable) this.extensions = { code: failure.type };
+  }
+}
+
+function failureFromGraphQL(errors: readonly GraphQLFormattedError[]): Failure {
+  const domain = errors.find((e) => domainCodeOf(e));
+  const error = domain ?? errors[0]!;
+  const code = domainCodeOf(error);
+  const { code: _code, serviceName, ...details } = (error.extensions ?? {}) as Record<string, unknown>;
+  return {
+    type: code ?? (typeof _code === 'string' ? _code : 'ActionError'),
+    message: error.message,
+    nonRetryable: Boolean(code),
+    details: { ...details, ...(serviceName ? { serviceName } : {}), ...(error.path ? { path: error.path } : {}) },
+  };
+}
+
+function merge(data: Data, output: unknown): Data {
+  return output && typeof output === 'object' ? { ...data, ...(output as Data) } : data;
+}
+
+function stripTypename(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(stripTypename);
+  if (!value || typeof value !== 'object') return value;
+  const out: Data = {};
+  for (const [k, v] of Object.entries(value)) if (k !== '__typename') out[k] = stripTypename(v);
+  return out;
+}
+
+function emitsOf(filter: CompiledFilter, data: Data): SignalDraft[] {
+  return filter.emits.map((emit) => {
+    const payload: Data = {};
+    for (const field of Object.keys(emit.payloadType.getFields())) {
+      const value = data[emit.mapping[field] ?? field];
+      if (value !== undefined) payload[field] = value;
+    }
+    return { name: emit.signal, payload };
+  });
+}
+
+/** sha256 of the input with keys sorted, so the same input in another key order is the same input. */
+export function hashInput(input: unknown): string {
+  const canonical = (v: unknown): unknown =>
+    Array.isArray(v)
+      ? v.map(canonical)
+      : v && typeof v === 'object'
+        ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, canonical((v as Data)[k])]))
+        : v;
+  return createHash('sha256').update(JSON.stringify(canonical(input))).digest('hex');
+}

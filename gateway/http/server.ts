@@ -1,0 +1,91 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { HeaderMap, type ApolloServer } from '@apollo/server';
+import { ErrorCode } from '../errors.js';
+import type { GatewayContext } from '../federation/context.js';
+import type { Logger } from '../log.js';
+
+/** A REST route beside /graphql (health checks, webhooks). */
+export type Route = (req: IncomingMessage, res: ServerResponse, body: Buffer) => Promise<void> | void;
+
+export interface HttpServerOptions {
+  apollo: ApolloServer<GatewayContext>;
+  /** Builds the gateway context of a GraphQL request. */
+  context(req: IncomingMessage): Promise<GatewayContext>;
+  /** Exact paths (e.g. `/healthz`) to handlers. */
+  routes: ReadonlyMap<string, Route>;
+  /** While true, new requests get 503 SHUTTING_DOWN. */
+  draining(): boolean;
+  logger: Logger;
+  /** Largest request body accepted. @default 1 MiB */
+  maxBodyBytes?: number;
+}
+
+export function sendJson(res: ServerResponse, status: number, body: unknown) {
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8' }).end(JSON.stringify(body));
+}
+
+/**
+ * The Coordinator's HTTP server: GraphQL at /graphql through Apollo Server (Sandbox on GET in
+ * development), and plain routes. Transport only — what runs is decided elsewhere.
+ */
+export function createHttpServer(options: HttpServerOptions): Server {
+  const maxBodyBytes = options.maxBodyBytes ?? 1 << 20;
+  return createServer(async (req, res) => {
+    try {
+      const url = new URL(req.url ?? '/', 'http://localhost');
+      if (options.draining() && url.pathname !== '/healthz' && url.pathname !== '/readyz') {
+        res.setHeader('connection', 'close');
+        return sendJson(res, 503, { errors: [{ message: 'The gateway is shutting down', extensions: { code: ErrorCode.SHUTTING_DOWN } }] });
+      }
+      const body = await readBody(req, maxBodyBytes);
+      if (body === undefined) {
+        return sendJson(res, 413, { errors: [{ message: `Request body over ${maxBodyBytes} bytes`, extensions: { code: 'BAD_REQUEST' } }] });
+      }
+      const route = options.routes.get(url.pathname);
+      if (route) return await route(req, res, body);
+      if (url.pathname === '/graphql' || url.pathname === '/') return await graphql(options, req, res, url, body);
+      sendJson(res, 404, { error: { code: ErrorCode.NOT_FOUND, message: `No route ${req.method} ${url.pathname}` } });
+    } catch (error) {
+      options.logger.error({ err: error, url: req.url }, 'request failed');
+      if (!res.headersSent) {
+        sendJson(res, 500, { errors: [{ message: 'Internal server error', extensions: { code: ErrorCode.INTERNAL_SERVER_ERROR } }] });
+      } else res.end();
+    }
+  });
+}
+
+async function graphql(options: HttpServerOptions, req: IncomingMessage, res: ServerResponse, url: URL, raw: Buffer) {
+  const headers = new HeaderMap();
+  for (const [key, value] of Object.entries(req.headers)) {
+    if (value !== undefined) headers.set(key, Array.isArray(value) ? value.join(', ') : value);
+  }
+  let body: unknown = raw.length ? raw.toString('utf8') : undefined;
+  if (raw.length && (headers.get('content-type') ?? '').includes('application/json')) {
+    try {
+      body = JSON.parse(raw.toString('utf8'));
+    } catch {
+      return sendJson(res, 400, { errors: [{ message: 'The request body is not valid JSON', extensions: { code: 'BAD_REQUEST' } }] });
+    }
+  }
+  const response = await options.apollo.executeHTTPGraphQLRequest({
+    httpGraphQLRequest: { method: req.method ?? 'GET', headers, search: url.search, body },
+    context: () => options.context(req),
+  });
+  for (const [key, value] of response.headers) res.setHeader(key, value);
+  res.statusCode = response.status ?? 200;
+  if (response.body.kind === 'complete') return res.end(response.body.string);
+  for await (const chunk of response.body.asyncIterator) res.write(chunk);
+  res.end();
+}
+
+/** The whole body, or undefined when it is larger than `limit`. */
+async function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > limit) return undefined;
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}

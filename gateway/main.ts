@@ -1,0 +1,57 @@
+// The Coordinator's entry point: configuration from the environment, then start, then stop on a signal.
+import { resolve } from 'node:path';
+import { Coordinator } from './coordinator.js';
+import { readEnv } from './env.js';
+import { ConfigError } from './errors.js';
+import { createLogger } from './log.js';
+
+// @apollo/gateway's libraries report usage hourly unless told not to; opt in explicitly if wanted.
+process.env.APOLLO_TELEMETRY_DISABLED ??= '1';
+
+async function main() {
+  const env = readEnv();
+  const logger = createLogger({ level: env.LOG_LEVEL });
+  const coordinator = new Coordinator({
+    roverConfig: resolve(env.ROVER_CONFIG),
+    connectionsFile: resolve(env.CONNECTIONS_FILE),
+    subgraphsDir: resolve(env.SUBGRAPHS_DIR),
+    remoteSubgraphs: env.REMOTE_SUBGRAPHS,
+    database: env.DATABASE_URL
+      ? { url: env.DATABASE_URL }
+      : { dataDir: resolve(env.DATA_DIR, 'postgres'), port: env.EMBEDDED_POSTGRES_PORT },
+    redis: env.REDIS_URL ? { url: env.REDIS_URL, keyPrefix: env.REDIS_KEY_PREFIX } : undefined,
+    flags: env.LAUNCHDARKLY_SDK_KEY ? { sdkKey: env.LAUNCHDARKLY_SDK_KEY } : { flagsFile: resolve(env.FLAGS_FILE) },
+    port: env.PORT,
+    host: env.HOST,
+    logger,
+    production: env.NODE_ENV === 'production',
+    leaseMs: env.FLOW_LEASE_MS,
+    shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
+  });
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'stopping');
+    coordinator.stop().then(
+      () => process.exit(0),
+      (err) => {
+        logger.error({ err }, 'stop failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  const url = await coordinator.start();
+  logger.info(`GraphQL and Sandbox at ${url}/graphql; health at ${url}/healthz and ${url}/readyz`);
+}
+
+main().catch((error) => {
+  if (error instanceof ConfigError) {
+    process.stderr.write(`Configuration error in ${error.message}\n`);
+  } else {
+    process.stderr.write(`Start-up failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  }
+  process.exit(1);
+});

@@ -1,0 +1,53 @@
+import type { Server } from 'node:http';
+import type { ApolloServer } from '@apollo/server';
+import { print, type ExecutionArgs, type GraphQLSchema } from 'graphql';
+import { useServer } from 'graphql-ws/use/ws';
+import { WebSocketServer } from 'ws';
+import type { GatewayContext } from '../federation/context.js';
+import type { Logger } from '../log.js';
+
+/**
+ * graphql-ws on the gateway's port and path. @apollo/gateway cannot execute subscriptions, so the
+ * Coordinator serves them itself from its own subgraph schema (fed by the event feed); queries and
+ * mutations sent over the socket go through the gateway like HTTP ones.
+ */
+export function attachSubscriptions(options: {
+  server: Server;
+  path: string;
+  /** The Coordinator subgraph's schema: it owns the Subscription type. */
+  schema: GraphQLSchema;
+  apollo: ApolloServer<GatewayContext>;
+  context(): Promise<GatewayContext>;
+  logger: Logger;
+  /** @default 3 s */
+  connectionInitWaitTimeout?: number;
+}): { close(): Promise<void> } {
+  const wss = new WebSocketServer({ server: options.server, path: options.path });
+  const disposable = useServer(
+    {
+      schema: options.schema,
+      connectionInitWaitTimeout: options.connectionInitWaitTimeout ?? 3_000,
+      execute: async (args: ExecutionArgs) => {
+        const result = await options.apollo.executeOperation(
+          {
+            query: print(args.document),
+            variables: (args.variableValues ?? undefined) as Record<string, unknown> | undefined,
+            operationName: args.operationName ?? undefined,
+          },
+          { contextValue: await options.context() },
+        );
+        return result.body.kind === 'single' ? (result.body.singleResult as never) : { errors: [] };
+      },
+      onError: (_ctx, _id, _payload, errors) => {
+        options.logger.debug({ errors }, 'subscription operation failed');
+      },
+    },
+    wss,
+  );
+  return {
+    close: async () => {
+      await disposable.dispose();
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+    },
+  };
+}
