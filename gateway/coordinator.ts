@@ -26,7 +26,7 @@ import { FlowEngine, type ActionCaller } from './flows/engine.js';
 import type { FlowPlugin } from './flows/hooks.js';
 import { startLeaseKeeper } from './flows/leases.js';
 import { FlowStore } from './flows/store.js';
-import { createHttpServer, sendJson, type Route } from './http/server.js';
+import { createHttpServer, sendJson, trackRequests, type Route } from './http/server.js';
 import type { Logger } from './log.js';
 import type { Plugin } from './sdk/plugin.js';
 import { createMemorySignalBus } from './signals/memory-bus.js';
@@ -87,6 +87,7 @@ interface Running {
   dispatcher: OutboxDispatcher;
   leases: { stop(): void; sweep(): Promise<void> };
   server: Server;
+  requests: ReturnType<typeof trackRequests>;
   subscriptions: { close(): Promise<void> };
   url: string;
 }
@@ -99,6 +100,7 @@ interface Running {
 export class Coordinator {
   state: CoordinatorState = { phase: 'initialized' };
   private running?: Running;
+  private stopping?: Promise<void>;
   private readonly owner = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
 
   constructor(private readonly options: CoordinatorOptions) {}
@@ -144,7 +146,14 @@ export class Coordinator {
     );
     opened.push(() => database.close());
     const bus: SignalBus = options.redis
-      ? createRedisSignalBus({ url: options.redis.url, keyPrefix: options.redis.keyPrefix, consumerName: this.owner, logger })
+      ? createRedisSignalBus({
+          url: options.redis.url,
+          keyPrefix: options.redis.keyPrefix,
+          consumerName: this.owner,
+          // A receiver run is a flow too: a crashed gateway's deliveries are taken over on the same lease.
+          leaseMs: options.leaseMs ?? 15_000,
+          logger,
+        })
       : createMemorySignalBus({ logger });
     opened.push(() => bus.close());
     const feed: EventFeed = options.redis
@@ -153,17 +162,17 @@ export class Coordinator {
     opened.push(() => feed.close());
     const store = new FlowStore(database.prisma);
 
-    let apollo: ApolloServer<GatewayContext> | undefined;
+    // Actions run through the gateway's Apollo Server, created below: the engine and the gateway refer
+    // to each other (the Coordinator subgraph's mutations run flows whose steps run through the gateway).
     const callAction: ActionCaller = async (call, variables, context) => {
-      const response = await apollo!.executeOperation({ query: call.document, variables }, { contextValue: context });
+      const response = await apollo.executeOperation({ query: call.document, variables }, { contextValue: context });
       if (response.body.kind !== 'single') throw new Error('Incremental delivery is not supported for Actions');
       return response.body.singleResult as Awaited<ReturnType<ActionCaller>>;
     };
-    let dispatcher: OutboxDispatcher | undefined;
     const wakeDispatcher: FlowPlugin = {
       name: 'outbox-wake',
-      stepWillRun: () => () => dispatcher?.wake(),
-      flowWillStart: () => () => dispatcher?.wake(),
+      stepWillRun: () => () => dispatcher.wake(),
+      flowWillStart: () => () => dispatcher.wake(),
     };
     const engine = new FlowEngine({
       store,
@@ -179,8 +188,11 @@ export class Coordinator {
     const dataSources = await this.dataSources(built, coordinator);
     const executor = new FederatedExecutor({ supergraphSdl: built.supergraphSdl, dataSources, flags });
     const production = options.production ?? false;
-    apollo = new ApolloServer<GatewayContext>({
+    const apollo = new ApolloServer<GatewayContext>({
       gateway: executor,
+      // The Coordinator owns shutdown (drain, then stop): Apollo's own SIGTERM handler would stop the
+      // server at once, failing the steps of the flows still draining.
+      stopOnTerminationSignals: false,
       introspection: !production,
       includeStacktraceInErrorResponses: !production,
       plugins: [
@@ -199,10 +211,10 @@ export class Coordinator {
       },
     });
     await apollo.start();
-    opened.push(() => apollo!.stop());
+    opened.push(() => apollo.stop());
 
-    dispatcher = startOutboxDispatcher({ prisma: database.prisma, bus, feed, logger, pollIntervalMs: options.outboxPollMs });
-    opened.push(() => dispatcher!.stop());
+    const dispatcher = startOutboxDispatcher({ prisma: database.prisma, bus, feed, logger, pollIntervalMs: options.outboxPollMs });
+    opened.push(() => dispatcher.stop());
     for (const signal of built.compiled.signals.values()) {
       for (const receiver of signal.receivers) {
         bus.consume({ receiver: receiver.name, signal: signal.name, retry: receiver.retry }, (delivery) =>
@@ -230,14 +242,16 @@ export class Coordinator {
       draining: () => this.state.phase === 'draining' || this.state.phase === 'stopping',
       logger,
     });
+    const requests = trackRequests(server);
     const subscriptions = attachSubscriptions({ server, path: '/graphql', schema: coordinator.schema, apollo, context, logger });
+    opened.push(() => subscriptions.close());
     await new Promise<void>((resolveListen, reject) => {
       server.once('error', (error) => reject(new Error(`Cannot listen on ${options.host ?? '127.0.0.1'}:${options.port ?? 4000}: ${error.message}`)));
       server.listen(options.port ?? 4000, options.host ?? '127.0.0.1', resolveListen);
     });
     const { address, port } = server.address() as AddressInfo;
     const host = address.includes(':') ? `[${address}]` : address;
-    return { built, flags, database, bus, feed, store, engine, apollo, dispatcher, leases, server, subscriptions, url: `http://${host}:${port}` };
+    return { built, flags, database, bus, feed, store, engine, apollo, dispatcher, leases, server, requests, subscriptions, url: `http://${host}:${port}` };
   }
 
   private async dataSources(built: BuiltSupergraph, coordinator: Plugin): Promise<Record<string, GraphQLDataSource<GatewayContext>>> {
@@ -255,32 +269,40 @@ export class Coordinator {
   }
 
   /**
-   * Drains, then stops: refuses new requests, lets running flows finish (bounded by the shutdown
-   * timeout; an unfinished flow keeps its record and is recovered by the next gateway), publishes the
-   * outbox, then closes connections.
+   * Drains, then stops: refuses new requests, lets the requests being answered and the running flows
+   * finish (bounded by the shutdown timeout; an unfinished flow keeps its record and is recovered by
+   * the next gateway), publishes the outbox, then closes connections.
    */
-  async stop(): Promise<void> {
+  stop(): Promise<void> {
     switch (this.state.phase) {
       case 'initialized':
       case 'failed to start':
       case 'stopped':
         this.state = { phase: 'stopped' };
-        return;
+        return Promise.resolve();
       case 'starting':
+        return Promise.reject(new Error('Cannot stop a Coordinator that is starting; wait for start() to settle'));
       case 'draining':
       case 'stopping':
-        throw new Error(`Cannot stop a Coordinator that is ${this.state.phase}`);
+        // A second SIGTERM, or a teardown racing one: wait for the stop under way.
+        return this.stopping!;
       case 'started':
-        break;
+        return (this.stopping = this.drainAndStop());
       default:
         throw new UnreachableCaseError(this.state);
     }
+  }
+
+  private async drainAndStop(): Promise<void> {
     const r = this.running!;
     const deadline = AbortSignal.timeout(this.options.shutdownTimeoutMs ?? 10_000);
     this.state = { phase: 'draining' };
     const closed = new Promise<void>((resolveClose) => r.server.close(() => resolveClose()));
     await r.subscriptions.close();
     r.leases.stop();
+    // Requests already being answered finish first: one may be about to start a flow, or be waiting on
+    // a flow it did not start (a duplicate idempotency key); closing its connection would cut it off.
+    await r.requests.settled(deadline);
     await r.engine.drain(deadline);
     await r.dispatcher.flush().catch(() => {});
     this.state = { phase: 'stopping' };

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { isInputObjectType, type GraphQLInputObjectType, type GraphQLSchema, type GraphQLType } from 'graphql';
-import { parseDocument } from 'yaml';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument } from 'yaml';
 import { ConfigError } from '../errors.js';
 import { compileRetryPolicy, type CompiledRetryPolicy, type RetryPolicy } from '../retry-policy.js';
 import { actionDocument, findAction, isCompatible, type ActionField } from './actions.js';
@@ -69,12 +69,14 @@ export function loadConnections(file: string): Connections {
   } catch (error) {
     throw new ConfigError(file, [`cannot read the connections config: ${(error as Error).message}`]);
   }
-  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true, lineCounter });
   if (doc.errors.length) {
-    throw new ConfigError(
-      file,
-      doc.errors.map((e) => `${e.message.split('\n')[0]}${/duplicate|unique/i.test(e.message) ? ' (duplicate name)' : ''}`),
-    );
+    // YAML reports a duplicate key by position only; name the entry instead.
+    const syntax = doc.errors
+      .filter((e) => e.code !== 'DUPLICATE_KEY')
+      .map((e) => `is not valid YAML: ${e.message.split('\n')[0]!.replace(/:$/, '')}`);
+    throw new ConfigError(file, [...syntax, ...duplicateKeys(doc.contents, lineCounter)]);
   }
   const parsed = connectionsSchema.safeParse(doc.toJS());
   if (!parsed.success) {
@@ -84,6 +86,28 @@ export function loadConnections(file: string): Connections {
     );
   }
   return parsed.data;
+}
+
+/** Every key defined twice in one mapping, by its path: YAML would silently keep the last one. */
+function duplicateKeys(root: unknown, lines: LineCounter): string[] {
+  const problems: string[] = [];
+  const walk = (node: unknown, path: string) => {
+    if (isSeq(node)) node.items.forEach((item, i) => walk(item, `${path}[${i}]`));
+    if (!isMap(node)) return;
+    const seen = new Map<string, number>();
+    for (const pair of node.items) {
+      const key = isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
+      const at = path ? `${path}.${key}` : key;
+      const line = isScalar(pair.key) && pair.key.range ? lines.linePos(pair.key.range[0]).line : 0;
+      const first = seen.get(key);
+      if (first !== undefined) {
+        problems.push(`${at}: defined twice (lines ${first} and ${line}) (duplicate name); rename or merge one of them`);
+      } else seen.set(key, line);
+      walk(pair.value, at);
+    }
+  };
+  walk(root, '');
+  return problems;
 }
 
 const formatPath = (path: readonly PropertyKey[]) =>

@@ -60,8 +60,7 @@ async function openEmbedded(options: OpenDatabaseOptions): Promise<Database> {
   const port = options.port ?? defaultEmbeddedPort;
   const { logger } = options;
   const started = Date.now();
-  // Loaded on demand: the package installs process-wide exit hooks as soon as it is imported.
-  const { startEmbeddedPostgres, ensureDatabase } = await import('./embedded-postgres.js');
+  const { startEmbeddedPostgres, ensureDatabase } = await importWithoutExitHooks(() => import('./embedded-postgres.js'));
   const failure = (error: unknown) =>
     new Error(
       `embedded PostgreSQL (data directory ${dataDir}, port ${port}): ${messageOf(error)}. ` +
@@ -132,4 +131,23 @@ function checkUrl(url: string): void {
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+const EXIT_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'exit', 'beforeExit'] as const;
+
+/**
+ * embedded-postgres installs process-wide signal handlers when imported: on SIGTERM it stops its
+ * servers and exits at once, which would cut the gateway's graceful stop short (the drain still needs
+ * the database). The Coordinator stops the embedded server itself in `close()`, so those handlers are
+ * removed. Loaded on demand, so a gateway with DATABASE_URL never installs them.
+ */
+async function importWithoutExitHooks<T>(load: () => Promise<T>): Promise<T> {
+  const before = new Map(EXIT_SIGNALS.map((s) => [s, new Set(process.listeners(s as NodeJS.Signals))]));
+  const module = await load();
+  for (const signal of EXIT_SIGNALS) {
+    for (const listener of process.listeners(signal as NodeJS.Signals)) {
+      if (!before.get(signal)!.has(listener)) process.removeListener(signal, listener);
+    }
+  }
+  return module;
 }

@@ -67,6 +67,11 @@ interface Subscription {
   queue: FeedQueue;
   /** The last stream id seen, delivered or not: nothing up to it is delivered (again). */
   position: string | undefined;
+  /**
+   * For a subscription without a cursor: the newest id when `subscribe` was called, asked for at once
+   * so that it precedes any later publish of this process on the same connection.
+   */
+  start: Promise<string> | undefined;
   /** Live events that arrive while the backlog is read; `undefined` once live. */
   buffer: FeedEvent[] | undefined;
   syncing: boolean;
@@ -171,13 +176,8 @@ export function createRedisEventFeed(options: RedisEventFeedOptions): EventFeed 
         // An ended subscription has released its channels; subscribing now would leave them joined.
         if (subscription.queue.ended) return;
         await getSubscriber().subscribe(...subscription.channels);
-        await connected();
-        if (subscription.position === undefined) {
-          const latest = streamEntries(await cmd.call('XREVRANGE', streamKey, '+', '-', 'COUNT', 1));
-          subscription.position = latest[0]?.id ?? '0-0';
-        } else {
-          await readBacklog(subscription);
-        }
+        subscription.position ??= await subscription.start;
+        await readBacklog(subscription);
       } while (subscription.resyncRequested && !subscription.queue.ended);
       const buffered = subscription.buffer;
       subscription.buffer = undefined;
@@ -202,6 +202,11 @@ export function createRedisEventFeed(options: RedisEventFeedOptions): EventFeed 
     } finally {
       subscription.syncing = false;
     }
+  };
+
+  const newestId = async () => {
+    await connected();
+    return streamEntries(await cmd.call('XREVRANGE', streamKey, '+', '-', 'COUNT', 1))[0]?.id ?? '0-0';
   };
 
   const release = (subscription: Subscription) => {
@@ -250,6 +255,7 @@ export function createRedisEventFeed(options: RedisEventFeedOptions): EventFeed 
         channels: [...new Set(topics)].map(channelOf),
         queue: undefined as unknown as FeedQueue,
         position: after,
+        start: undefined,
         buffer: undefined,
         syncing: false,
         resyncRequested: false,
@@ -263,6 +269,11 @@ export function createRedisEventFeed(options: RedisEventFeedOptions): EventFeed 
         subscription.queue.end();
       } else if (!subscription.queue.ended) {
         joined = true;
+        if (after === undefined) {
+          subscription.start = newestId();
+          // Rejections surface through sync; this only keeps an early one from counting as unhandled.
+          subscription.start.catch(() => {});
+        }
         subscriptions.add(subscription);
         for (const channel of subscription.channels) channelUsers.set(channel, (channelUsers.get(channel) ?? 0) + 1);
         void sync(subscription);

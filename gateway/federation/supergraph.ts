@@ -39,13 +39,13 @@ export function buildSupergraph(files: { roverConfig: string; connections: strin
   const connections = loadConnections(files.connections);
   // With no plugins there are no Actions: any step or receiver is then reported as unknown.
   const pluginsSchema = plugins.length
-    ? apiSchemaOf(composeSupergraph(toCompose(plugins)).supergraphSdl)
+    ? apiSchemaOf(composeSupergraph(toCompose(plugins), { configFile: rover.file }).supergraphSdl)
     : buildSchema('type Query { _noPlugins: Boolean }');
   const compiled = compileConnections(connections, pluginsSchema, files.connections);
   const coordinatorSdl = coordinatorTypeDefs(connections, pluginsSchema);
   const { supergraphSdl } = composeSupergraph([
     ...toCompose(plugins),
     { name: COORDINATOR_SUBGRAPH, url: coordinator.routingUrl, typeDefs: coordinatorSdl, file: coordinator.schemaFile },
-  ]);
+  ], { configFile: rover.file });
   return { rover, connections, compiled, coordinatorSdl, supergraphSdl };
 }

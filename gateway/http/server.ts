@@ -78,6 +78,37 @@ async function graphql(options: HttpServerOptions, req: IncomingMessage, res: Se
   res.end();
 }
 
+/**
+ * Counts the requests `server` is answering, so a graceful stop can let them finish (a request may be
+ * waiting on a flow it did not start, e.g. a duplicate of an idempotency key) before it closes the
+ * connections under them.
+ */
+export function trackRequests(server: Server): { inFlight(): number; settled(signal: AbortSignal): Promise<void> } {
+  let inFlight = 0;
+  const waiters = new Set<() => void>();
+  server.on('request', (_req: IncomingMessage, res: ServerResponse) => {
+    inFlight += 1;
+    res.once('close', () => {
+      inFlight -= 1;
+      if (inFlight === 0) for (const wake of waiters) wake();
+    });
+  });
+  return {
+    inFlight: () => inFlight,
+    settled: (signal) =>
+      new Promise<void>((resolve) => {
+        if (inFlight === 0 || signal.aborted) return resolve();
+        const done = () => {
+          waiters.delete(done);
+          signal.removeEventListener('abort', done);
+          resolve();
+        };
+        waiters.add(done);
+        signal.addEventListener('abort', done, { once: true });
+      }),
+  };
+}
+
 /** The whole body, or undefined when it is larger than `limit`. */
 async function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
   const chunks: Buffer[] = [];

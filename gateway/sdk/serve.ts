@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { execute, GraphQLError, parse, validate } from 'graphql';
+import { execute, parse, validate, type GraphQLError } from 'graphql';
 import { z } from 'zod';
 import { createActionContext, SIGNALS_EXTENSION, type EmittedSignal, type Plugin } from './plugin.js';
 

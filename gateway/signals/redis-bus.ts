@@ -623,7 +623,8 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
           const ids = [...inFlight.values()].filter((entry) => entry.stream === stream).map((entry) => entry.id);
           if (!ids.length) continue;
           await cmd.eval(MOVE_SCRIPT, 1, stream, group, consumerName, consumerName, ...ids).catch((error: unknown) => {
-            log.warn({ err: error }, 'Could not renew running deliveries');
+            // An outage is reported once by the connection; a lease that lapses meanwhile only risks a duplicate.
+            if (!isConnectionError(error)) log.warn({ err: error }, 'Could not renew running deliveries');
           });
         }
       },

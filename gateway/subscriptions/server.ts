@@ -1,6 +1,6 @@
 import type { Server } from 'node:http';
 import type { ApolloServer } from '@apollo/server';
-import { print, type ExecutionArgs, type GraphQLSchema } from 'graphql';
+import { GraphQLError, parse, print, type ExecutionArgs, type GraphQLSchema } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
 import type { GatewayContext } from '../federation/context.js';
@@ -27,6 +27,17 @@ export function attachSubscriptions(options: {
     {
       schema: options.schema,
       connectionInitWaitTimeout: options.connectionInitWaitTimeout ?? 3_000,
+      // graphql-ws answers an invalid query with an error message, but closes the whole socket (4500,
+      // ending the client's other subscriptions) when the query does not parse: answer that alike.
+      onSubscribe: (_ctx, _id, payload) => {
+        try {
+          parse(payload.query);
+        } catch (error) {
+          if (error instanceof GraphQLError) return [error];
+          throw error;
+        }
+        return undefined;
+      },
       execute: async (args: ExecutionArgs) => {
         const result = await options.apollo.executeOperation(
           {

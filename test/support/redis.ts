@@ -84,7 +84,8 @@ export interface PrivateRedis {
 
 const redisServerPath = '/usr/bin/redis-server';
 
-async function freePort(): Promise<number> {
+/** A TCP port nothing listens on right now, on 127.0.0.1. */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);

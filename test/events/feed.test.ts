@@ -1,0 +1,66 @@
+import { beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { createMemoryEventFeed } from '../../gateway/events/memory-feed.js';
+import { createRedisEventFeed } from '../../gateway/events/redis-feed.js';
+import type { FeedEvent } from '../../gateway/events/types.js';
+import { createLogger, silentLogger } from '../../gateway/log.js';
+import { deleteNamespace, machineRedisUrl, requireRedis, startPrivateRedis } from '../support/redis.js';
+import { waitFor } from '../support/wait.js';
+import { eventFeedContract } from './feed.contract.js';
+
+const url = machineRedisUrl();
+/** `TEST_LOG=debug npx vitest run …` shows what the feeds log. */
+const testLogger = process.env.TEST_LOG ? createLogger({ level: process.env.TEST_LOG }) : silentLogger;
+
+beforeAll(async () => {
+  await requireRedis(url);
+});
+
+eventFeedContract('memory', {
+  start: () => createMemoryEventFeed({ logger: testLogger }),
+});
+
+eventFeedContract('redis', {
+  start: (namespace) => createRedisEventFeed({ url, keyPrefix: namespace, logger: testLogger }),
+  cleanup: (namespace) => deleteNamespace(url, namespace),
+  shared: true,
+});
+
+describe('Redis event feed', () => {
+  it('keeps about `retain` events: a cursor older than those resumes from the oldest kept', async () => {
+    // XADD MAXLEN ~ trims whole stream nodes (100 entries) at a time, hence the many events.
+    const feed = createRedisEventFeed({ url, keyPrefix: 'retain-test', logger: testLogger, retain: 5 });
+    onTestFinished(async () => {
+      await feed.close();
+      await deleteNamespace(url, 'retain-test');
+    });
+    const controller = new AbortController();
+    onTestFinished(() => controller.abort());
+    const live = feed.subscribe(['t'], { signal: controller.signal })[Symbol.asyncIterator]();
+    for (let n = 1; n <= 300; n++) await feed.publish('t', 'X', { n });
+    const first = (await live.next()).value as FeedEvent;
+
+    const resumed = feed.subscribe(['t'], { after: first.cursor, signal: controller.signal })[Symbol.asyncIterator]();
+    const next = (await resumed.next()).value as FeedEvent;
+    expect(next.data.n).toBeGreaterThan(2);
+  });
+
+  it('after a Redis restart, subscribers receive events again without subscribing anew', async () => {
+    const redis = await startPrivateRedis();
+    onTestFinished(() => redis.dispose());
+    const options = { url: redis.url, redisOptions: { retryStrategy: () => 20 }, keyPrefix: 'outage', logger: testLogger };
+    const [publisher, listener] = [createRedisEventFeed(options), createRedisEventFeed(options)];
+    onTestFinished(async () => {
+      await Promise.all([publisher.close(), listener.close()]);
+    });
+    const iterator = listener.subscribe(['t'], {})[Symbol.asyncIterator]();
+    await listener.publish('t', 'MARKER', {});
+    expect((await iterator.next()).value?.type).toBe('MARKER');
+
+    await redis.stop({ save: true });
+    await expect(publisher.publish('t', 'LOST', {})).rejects.toThrow('Redis is unreachable');
+    await redis.restart();
+    await waitFor(() => publisher.publish('t', 'AFTER', { n: 1 }).then(() => true), { intervalMs: 20 });
+    const event = (await iterator.next()).value as FeedEvent;
+    expect([event.type, event.data]).toEqual(['AFTER', { n: 1 }]);
+  });
+});
