@@ -106,7 +106,8 @@ export class Coordinator {
   constructor(private readonly options: CoordinatorOptions) {}
 
   get url(): string {
-    if (this.state.phase !== 'started') throw new Error(`The Coordinator is ${this.state.phase}, not started`);
+    if (this.state.phase !== 'started')
+      throw new Error(`The Coordinator is ${this.state.phase}, not started`);
     return this.state.url;
   }
 
@@ -117,7 +118,8 @@ export class Coordinator {
   }
 
   async start(): Promise<string> {
-    if (this.state.phase !== 'initialized') throw new Error(`Cannot start a Coordinator that is ${this.state.phase}`);
+    if (this.state.phase !== 'initialized')
+      throw new Error(`Cannot start a Coordinator that is ${this.state.phase}`);
     this.state = { phase: 'starting' };
     const opened: Array<() => Promise<void>> = [];
     try {
@@ -165,8 +167,12 @@ export class Coordinator {
     // Actions run through the gateway's Apollo Server, created below: the engine and the gateway refer
     // to each other (the Coordinator subgraph's mutations run flows whose steps run through the gateway).
     const callAction: ActionCaller = async (call, variables, context) => {
-      const response = await apollo.executeOperation({ query: call.document, variables }, { contextValue: context });
-      if (response.body.kind !== 'single') throw new Error('Incremental delivery is not supported for Actions');
+      const response = await apollo.executeOperation(
+        { query: call.document, variables },
+        { contextValue: context },
+      );
+      if (response.body.kind !== 'single')
+        throw new Error('Incremental delivery is not supported for Actions');
       return response.body.singleResult as Awaited<ReturnType<ActionCaller>>;
     };
     const wakeDispatcher: FlowPlugin = {
@@ -178,13 +184,23 @@ export class Coordinator {
       store,
       connections: built.compiled,
       callAction,
-      plugins: [useFlowEvents(feed, logger), useFlowLogging(logger), wakeDispatcher, ...(options.flowPlugins ?? [])],
+      plugins: [
+        useFlowEvents(feed, logger),
+        useFlowLogging(logger),
+        wakeDispatcher,
+        ...(options.flowPlugins ?? []),
+      ],
       logger,
       owner: this.owner,
       flagContext: ({ orderId }) => flagContext({ orderId }),
     });
 
-    const coordinator = coordinatorPlugin(built.coordinatorSdl, built.connections, { engine, store, bus, feed });
+    const coordinator = coordinatorPlugin(built.coordinatorSdl, built.connections, {
+      engine,
+      store,
+      bus,
+      feed,
+    });
     const dataSources = await this.dataSources(built, coordinator);
     const executor = new FederatedExecutor({ supergraphSdl: built.supergraphSdl, dataSources, flags });
     const production = options.production ?? false;
@@ -213,7 +229,13 @@ export class Coordinator {
     await apollo.start();
     opened.push(() => apollo.stop());
 
-    const dispatcher = startOutboxDispatcher({ prisma: database.prisma, bus, feed, logger, pollIntervalMs: options.outboxPollMs });
+    const dispatcher = startOutboxDispatcher({
+      prisma: database.prisma,
+      bus,
+      feed,
+      logger,
+      pollIntervalMs: options.outboxPollMs,
+    });
     opened.push(() => dispatcher.stop());
     for (const signal of built.compiled.signals.values()) {
       for (const receiver of signal.receivers) {
@@ -227,12 +249,18 @@ export class Coordinator {
 
     const routes = new Map<string, Route>([
       ['/healthz', (_req, res) => sendJson(res, 200, { status: 'ok' })],
-      ['/readyz', async (_req, res) => {
-        const [db, signals] = await Promise.all([database.ready(), bus.ready().catch(() => false)]);
-        const supergraph = this.state.phase === 'started';
-        const ready = db && signals && supergraph;
-        sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not ready', checks: { database: db, bus: signals, supergraph } });
-      }],
+      [
+        '/readyz',
+        async (_req, res) => {
+          const [db, signals] = await Promise.all([database.ready(), bus.ready().catch(() => false)]);
+          const supergraph = this.state.phase === 'started';
+          const ready = db && signals && supergraph;
+          sendJson(res, ready ? 200 : 503, {
+            status: ready ? 'ready' : 'not ready',
+            checks: { database: db, bus: signals, supergraph },
+          });
+        },
+      ],
     ]);
     const context = async () => createGatewayContext({ flagContext: flagContext({}) });
     const server = createHttpServer({
@@ -243,27 +271,62 @@ export class Coordinator {
       logger,
     });
     const requests = trackRequests(server);
-    const subscriptions = attachSubscriptions({ server, path: '/graphql', schema: coordinator.schema, apollo, context, logger });
+    const subscriptions = attachSubscriptions({
+      server,
+      path: '/graphql',
+      schema: coordinator.schema,
+      apollo,
+      context,
+      logger,
+    });
     opened.push(() => subscriptions.close());
     await new Promise<void>((resolveListen, reject) => {
-      server.once('error', (error) => reject(new Error(`Cannot listen on ${options.host ?? '127.0.0.1'}:${options.port ?? 4000}: ${error.message}`)));
+      server.once('error', (error) =>
+        reject(
+          new Error(
+            `Cannot listen on ${options.host ?? '127.0.0.1'}:${options.port ?? 4000}: ${error.message}`,
+          ),
+        ),
+      );
       server.listen(options.port ?? 4000, options.host ?? '127.0.0.1', resolveListen);
     });
     const { address, port } = server.address() as AddressInfo;
     const host = address.includes(':') ? `[${address}]` : address;
-    return { built, flags, database, bus, feed, store, engine, apollo, dispatcher, leases, server, requests, subscriptions, url: `http://${host}:${port}` };
+    return {
+      built,
+      flags,
+      database,
+      bus,
+      feed,
+      store,
+      engine,
+      apollo,
+      dispatcher,
+      leases,
+      server,
+      requests,
+      subscriptions,
+      url: `http://${host}:${port}`,
+    };
   }
 
-  private async dataSources(built: BuiltSupergraph, coordinator: Plugin): Promise<Record<string, GraphQLDataSource<GatewayContext>>> {
+  private async dataSources(
+    built: BuiltSupergraph,
+    coordinator: Plugin,
+  ): Promise<Record<string, GraphQLDataSource<GatewayContext>>> {
     const remote = new Set(this.options.remoteSubgraphs ?? []);
-    const sources: Record<string, GraphQLDataSource<GatewayContext>> = { [coordinator.name]: new InProcessDataSource(coordinator) };
+    const sources: Record<string, GraphQLDataSource<GatewayContext>> = {
+      [coordinator.name]: new InProcessDataSource(coordinator),
+    };
     for (const subgraph of built.rover.subgraphs) {
       if (subgraph.name === coordinator.name) continue;
       if (remote.has('*') || remote.has(subgraph.name)) {
         sources[subgraph.name] = new RemoteDataSource({ url: subgraph.routingUrl });
         continue;
       }
-      sources[subgraph.name] = new InProcessDataSource(await loadPlugin(this.options.subgraphsDir, subgraph.name, built.rover.file));
+      sources[subgraph.name] = new InProcessDataSource(
+        await loadPlugin(this.options.subgraphsDir, subgraph.name, built.rover.file),
+      );
     }
     return sources;
   }
@@ -281,7 +344,9 @@ export class Coordinator {
         this.state = { phase: 'stopped' };
         return Promise.resolve();
       case 'starting':
-        return Promise.reject(new Error('Cannot stop a Coordinator that is starting; wait for start() to settle'));
+        return Promise.reject(
+          new Error('Cannot stop a Coordinator that is starting; wait for start() to settle'),
+        );
       case 'draining':
       case 'stopping':
         // A second SIGTERM, or a teardown racing one: wait for the stop under way.
@@ -332,7 +397,9 @@ async function loadPlugin(subgraphsDir: string, name: string, roverFile: string)
   }
   const plugin = module.default;
   if (!plugin?.schema || plugin.name !== name) {
-    throw new ConfigError(roverFile, [`subgraphs.${name}: ${file} must default-export definePlugin({ name: '${name}', ... })`]);
+    throw new ConfigError(roverFile, [
+      `subgraphs.${name}: ${file} must default-export definePlugin({ name: '${name}', ... })`,
+    ]);
   }
   return plugin;
 }

@@ -1,9 +1,12 @@
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
 
-const commaList = z
-  .string()
-  .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean));
+const commaList = z.string().transform((s) =>
+  s
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean),
+);
 
 /** Every environment variable the Coordinator reads; README.md lists the same. */
 export const envSchema = z.object({

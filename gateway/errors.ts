@@ -78,7 +78,8 @@ export function toFailure(error: unknown): Failure {
       ...(Object.keys(details).length ? { details } : {}),
     };
   }
-  if (error instanceof Error) return { type: error.name || 'Error', message: error.message, nonRetryable: false };
+  if (error instanceof Error)
+    return { type: error.name || 'Error', message: error.message, nonRetryable: false };
   return { type: 'Error', message: String(error), nonRetryable: false };
 }
 

@@ -20,7 +20,9 @@ async function main() {
       ? { url: env.DATABASE_URL }
       : { dataDir: resolve(env.DATA_DIR, 'postgres'), port: env.EMBEDDED_POSTGRES_PORT },
     redis: env.REDIS_URL ? { url: env.REDIS_URL, keyPrefix: env.REDIS_KEY_PREFIX } : undefined,
-    flags: env.LAUNCHDARKLY_SDK_KEY ? { sdkKey: env.LAUNCHDARKLY_SDK_KEY } : { flagsFile: resolve(env.FLAGS_FILE) },
+    flags: env.LAUNCHDARKLY_SDK_KEY
+      ? { sdkKey: env.LAUNCHDARKLY_SDK_KEY }
+      : { flagsFile: resolve(env.FLAGS_FILE) },
     port: env.PORT,
     host: env.HOST,
     logger,
@@ -51,7 +53,9 @@ main().catch((error) => {
   if (error instanceof ConfigError) {
     process.stderr.write(`Configuration error in ${error.message}\n`);
   } else {
-    process.stderr.write(`Start-up failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.stderr.write(
+      `Start-up failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    );
   }
   process.exit(1);
 });

@@ -78,7 +78,11 @@ export function compileRetryPolicy(policy: RetryPolicy = {}): CompiledRetryPolic
  * The wait before attempt `attempt + 1`, after `attempt` failed: exponential with full jitter in the
  * upper half, so that retries of many failures at once spread out.
  */
-export function retryDelayMs(policy: CompiledRetryPolicy, attempt: number, random: () => number = Math.random) {
+export function retryDelayMs(
+  policy: CompiledRetryPolicy,
+  attempt: number,
+  random: () => number = Math.random,
+) {
   const base = Math.min(
     policy.maximumIntervalMs,
     policy.initialIntervalMs * policy.backoffCoefficient ** Math.max(0, attempt - 1),
@@ -91,5 +95,9 @@ export function shouldRetry(
   attempt: number,
   failure: { type: string; nonRetryable: boolean },
 ) {
-  return attempt < policy.maximumAttempts && !failure.nonRetryable && !policy.nonRetryableErrorTypes.has(failure.type);
+  return (
+    attempt < policy.maximumAttempts &&
+    !failure.nonRetryable &&
+    !policy.nonRetryableErrorTypes.has(failure.type)
+  );
 }

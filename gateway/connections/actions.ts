@@ -53,7 +53,11 @@ export function findAction(schema: GraphQLSchema, name: string): ActionField | s
   const wrapsInput = inputType !== undefined && isInputObjectType(inputType);
   const inputs: ActionInput[] =
     wrapsInput && isInputObjectType(inputType)
-      ? Object.values(inputType.getFields()).map((f) => ({ name: f.name, type: f.type, required: isRequiredInputField(f) }))
+      ? Object.values(inputType.getFields()).map((f) => ({
+          name: f.name,
+          type: f.type,
+          required: isRequiredInputField(f),
+        }))
       : field.args.map((a) => ({ name: a.name, type: a.type, required: isRequiredArgument(a) }));
   return { name, operation: mutationField ? 'mutation' : 'query', field, resultType, inputs, wrapsInput };
 }
@@ -139,7 +143,8 @@ export function actionVariables(
   const values: Record<string, unknown> = {};
   for (const input of action.inputs) {
     const source = mapping[input.name] ?? input.name;
-    if (source in data && data[source] !== undefined) values[input.name] = pickForInput(input.type, data[source]);
+    if (source in data && data[source] !== undefined)
+      values[input.name] = pickForInput(input.type, data[source]);
   }
   return action.wrapsInput ? { input: values } : values;
 }

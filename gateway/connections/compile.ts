@@ -1,6 +1,12 @@
 import { readFileSync } from 'node:fs';
-import { isInputObjectType, type GraphQLInputObjectType, type GraphQLSchema, type GraphQLType } from 'graphql';
+import {
+  isInputObjectType,
+  type GraphQLInputObjectType,
+  type GraphQLSchema,
+  type GraphQLType,
+} from 'graphql';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument } from 'yaml';
+import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { compileRetryPolicy, type CompiledRetryPolicy, type RetryPolicy } from '../retry-policy.js';
 import { actionDocument, findAction, isCompatible, type ActionField } from './actions.js';
@@ -82,10 +88,26 @@ export function loadConnections(file: string): Connections {
   if (!parsed.success) {
     throw new ConfigError(
       file,
-      parsed.error.issues.map((i) => `${formatPath(i.path)}: ${i.message}`),
+      parsed.error.issues.map((i) => `${formatPath(i.path)}: ${describeIssue(i)}`),
     );
   }
   return parsed.data;
+}
+
+/** zod's messages, in the words of a config file. */
+function describeIssue(issue: z.core.$ZodIssue): string {
+  switch (issue.code) {
+    case 'unrecognized_keys':
+      return `unknown key ${issue.keys.map((k: string) => `'${k}'`).join(', ')}`;
+    case 'invalid_type':
+      return issue.input === undefined
+        ? `is required (${issue.expected})`
+        : `must be ${issue.expected}, not ${typeof issue.input}`;
+    case 'invalid_value':
+      return `must be ${issue.values.map((v: unknown) => JSON.stringify(v)).join(' or ')}`;
+    default:
+      return issue.message;
+  }
 }
 
 /** Every key defined twice in one mapping, by its path: YAML would silently keep the last one. */
@@ -101,7 +123,9 @@ function duplicateKeys(root: unknown, lines: LineCounter): string[] {
       const line = isScalar(pair.key) && pair.key.range ? lines.linePos(pair.key.range[0]).line : 0;
       const first = seen.get(key);
       if (first !== undefined) {
-        problems.push(`${at}: defined twice (lines ${first} and ${line}) (duplicate name); rename or merge one of them`);
+        problems.push(
+          `${at}: defined twice (lines ${first} and ${line}) (duplicate name); rename or merge one of them`,
+        );
       } else seen.set(key, line);
       walk(pair.value, at);
     }
@@ -111,7 +135,12 @@ function duplicateKeys(root: unknown, lines: LineCounter): string[] {
 }
 
 const formatPath = (path: readonly PropertyKey[]) =>
-  path.length ? path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').slice(1) : '(root)';
+  path.length
+    ? path
+        .map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`))
+        .join('')
+        .slice(1)
+    : '(root)';
 
 const DEFAULT_STEP_RETRY: RetryPolicy = { maximumAttempts: 3 };
 const DEFAULT_RECEIVER_RETRY: RetryPolicy = { maximumAttempts: 5 };
@@ -153,7 +182,8 @@ export function compileConnections(
     }
     const inputNames = new Set(action.inputs.map((i) => i.name));
     for (const key of Object.keys(mapping)) {
-      if (!inputNames.has(key)) problems.push(`${where}: input mapping names '${key}', which is not an input of Action '${name}'`);
+      if (!inputNames.has(key))
+        problems.push(`${where}: input mapping names '${key}', which is not an input of Action '${name}'`);
     }
     for (const input of action.inputs) {
       const source = mapping[input.name] ?? input.name;
@@ -188,9 +218,13 @@ export function compileConnections(
         const source = mapping[field.name] ?? field.name;
         const from = provided.get(source);
         if (!from && isRequiredField(field.type)) {
-          problems.push(`${where}: payload field '${field.name}' of '${emit.signal}' is provided by neither the flow input nor a step`);
+          problems.push(
+            `${where}: payload field '${field.name}' of '${emit.signal}' is provided by neither the flow input nor a step`,
+          );
         } else if (from && !isCompatible(field.type, from.type)) {
-          problems.push(`${where}: payload field '${field.name}' expects ${String(field.type)} but '${source}' is ${String(from.type)} (from ${from.origin})`);
+          problems.push(
+            `${where}: payload field '${field.name}' expects ${String(field.type)} but '${source}' is ${String(from.type)} (from ${from.origin})`,
+          );
         }
       }
       return [{ signal: emit.signal, payloadType, mapping }];
@@ -201,10 +235,15 @@ export function compileConnections(
   for (const [name, filter] of Object.entries(connections.filters)) {
     const where = `filters.${name}`;
     const previous = mutationNames.get(filter.mutation);
-    if (previous) problems.push(`${where}: mutation '${filter.mutation}' is already used by filter '${previous}' (duplicate name)`);
+    if (previous)
+      problems.push(
+        `${where}: mutation '${filter.mutation}' is already used by filter '${previous}' (duplicate name)`,
+      );
     mutationNames.set(filter.mutation, name);
     if (existingMutations[filter.mutation]) {
-      problems.push(`${where}: mutation '${filter.mutation}' is already a Mutation field of a plugin (duplicate name)`);
+      problems.push(
+        `${where}: mutation '${filter.mutation}' is already a Mutation field of a plugin (duplicate name)`,
+      );
     }
     const inputType = inputObject(filter.input, `${where}.input`);
     if (!inputType) continue;
@@ -212,22 +251,43 @@ export function compileConnections(
       problems.push(`${where}.orderKey: '${filter.orderKey}' is not a field of ${inputType.name}`);
     }
     const provided: Provided = new Map(
-      Object.values(inputType.getFields()).map((f) => [f.name, { type: f.type, origin: `flow input ${inputType.name}` }]),
+      Object.values(inputType.getFields()).map((f) => [
+        f.name,
+        { type: f.type, origin: `flow input ${inputType.name}` },
+      ]),
     );
     const filterRetry = { ...DEFAULT_STEP_RETRY, ...filter.retry };
     const steps: CompiledStep[] = [];
     filter.steps.forEach((step, index) => {
       const stepWhere = `${where}.steps[${index}] (${step.action})`;
-      const call = compileCall(stepWhere, step.action, step.input, provided, `the flow input (${inputType.name}) nor an earlier step`);
+      const call = compileCall(
+        stepWhere,
+        step.action,
+        step.input,
+        provided,
+        `the flow input (${inputType.name}) nor an earlier step`,
+      );
       if (!call) return;
       let compensate: CompiledAction | undefined;
       if (step.compensate) {
         // Compensation runs after later steps, so it may use anything the step itself produced.
         const after: Provided = new Map(provided);
         addResultFields(after, call.action, index);
-        compensate = compileCall(`${stepWhere}.compensate`, step.compensate, undefined, after, 'the flow data up to this step');
+        compensate = compileCall(
+          `${stepWhere}.compensate`,
+          step.compensate,
+          undefined,
+          after,
+          'the flow data up to this step',
+        );
       }
-      steps.push({ ...call, index, definition: step, retry: compileRetryPolicy({ ...filterRetry, ...step.retry }), compensate });
+      steps.push({
+        ...call,
+        index,
+        definition: step,
+        retry: compileRetryPolicy({ ...filterRetry, ...step.retry }),
+        compensate,
+      });
       addResultFields(provided, call.action, index);
     });
     const emits = compileEmits(name, filter, provided);
@@ -240,14 +300,26 @@ export function compileConnections(
     const payloadType = inputObject(signal.payload, `${where}.payload`);
     if (!payloadType) continue;
     const provided: Provided = new Map(
-      Object.values(payloadType.getFields()).map((f) => [f.name, { type: f.type, origin: `signal payload ${payloadType.name}` }]),
+      Object.values(payloadType.getFields()).map((f) => [
+        f.name,
+        { type: f.type, origin: `signal payload ${payloadType.name}` },
+      ]),
     );
     const receivers = signal.receivers.flatMap((receiver: ReceiverDefinition, i) => {
       const rWhere = `${where}.receivers[${i}] (${receiver.name})`;
       const previous = receiverNames.get(receiver.name);
-      if (previous) problems.push(`${rWhere}: receiver name '${receiver.name}' is already used by signal '${previous}' (duplicate name)`);
+      if (previous)
+        problems.push(
+          `${rWhere}: receiver name '${receiver.name}' is already used by signal '${previous}' (duplicate name)`,
+        );
       receiverNames.set(receiver.name, name);
-      const call = compileCall(rWhere, receiver.action, receiver.input, provided, `the signal payload (${payloadType.name})`);
+      const call = compileCall(
+        rWhere,
+        receiver.action,
+        receiver.input,
+        provided,
+        `the signal payload (${payloadType.name})`,
+      );
       if (!call) return [];
       const retry = compileRetryPolicy({ ...DEFAULT_RECEIVER_RETRY, ...receiver.retry });
       return [{ ...call, name: receiver.name, signal: name, retry }];

@@ -9,7 +9,10 @@ import { retryPolicySchema } from '../retry-policy.js';
 
 const connectionName = z
   .string()
-  .regex(/^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)*$/, "a dotted lower-case name such as 'order.refund.requested.v1'");
+  .regex(
+    /^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)*$/,
+    "a dotted lower-case name such as 'order.refund.requested.v1'",
+  );
 
 const graphqlName = z.string().regex(/^[_A-Za-z][_0-9A-Za-z]*$/, 'a GraphQL name');
 

@@ -60,7 +60,9 @@ async function openEmbedded(options: OpenDatabaseOptions): Promise<Database> {
   const port = options.port ?? defaultEmbeddedPort;
   const { logger } = options;
   const started = Date.now();
-  const { startEmbeddedPostgres, ensureDatabase } = await importWithoutExitHooks(() => import('./embedded-postgres.js'));
+  const { startEmbeddedPostgres, ensureDatabase } = await importWithoutExitHooks(
+    () => import('./embedded-postgres.js'),
+  );
   const failure = (error: unknown) =>
     new Error(
       `embedded PostgreSQL (data directory ${dataDir}, port ${port}): ${messageOf(error)}. ` +

@@ -91,7 +91,11 @@ export function createFeedQueue(onEnd: () => void, signal?: AbortSignal): FeedQu
       }
       buffer.push(event);
       if (buffer.length > maxBuffered) {
-        fail(new Error(`The subscriber fell more than ${maxBuffered} events behind; subscribe again with its last cursor`));
+        fail(
+          new Error(
+            `The subscriber fell more than ${maxBuffered} events behind; subscribe again with its last cursor`,
+          ),
+        );
       }
     },
     fail,

@@ -36,6 +36,8 @@ redis.call('PUBLISH', ARGV[6], id .. ' ' .. ARGV[7])
 return id`;
 
 const BACKLOG_PAGE = 500;
+/** Live events held while a subscription catches up; past this, it ends instead of growing without bound. */
+const MAX_BUFFERED = 10_000;
 const cursorPattern = /^\d+-\d+$/;
 
 const eventBodySchema = z.object({
@@ -128,15 +130,23 @@ export function createRedisEventFeed(options: RedisEventFeedOptions): EventFeed 
     const event: FeedEvent = { cursor, ...body.data };
     for (const subscription of subscriptions) {
       if (!subscription.topics.has(event.topic)) continue;
-      if (subscription.buffer) subscription.buffer.push(event);
-      else deliver(subscription, event);
+      if (!subscription.buffer) deliver(subscription, event);
+      else if (subscription.buffer.push(event) > MAX_BUFFERED) {
+        subscription.queue.fail(
+          new Error('The feed could not catch up with Redis; subscribe again with the last cursor'),
+        );
+      }
     }
   };
 
   const getSubscriber = () => {
     if (subscriber) return subscriber;
     // Not fail-fast: a SUBSCRIBE sent while connecting waits for the connection instead of failing.
-    const connectionToSubscribe = openRedis(connection, { name: `${keyPrefix}:feed:sub`, failFast: false }, logger);
+    const connectionToSubscribe = openRedis(
+      connection,
+      { name: `${keyPrefix}:feed:sub`, failFast: false },
+      logger,
+    );
     let wasReady = false;
     connectionToSubscribe.on('ready', () => {
       // Messages published while the connection was down are lost: catch up from the stream.
@@ -150,7 +160,14 @@ export function createRedisEventFeed(options: RedisEventFeedOptions): EventFeed 
 
   const readBacklog = async (subscription: Subscription) => {
     for (;;) {
-      const reply = await cmd.call('XRANGE', streamKey, `(${subscription.position}`, '+', 'COUNT', BACKLOG_PAGE);
+      const reply = await cmd.call(
+        'XRANGE',
+        streamKey,
+        `(${subscription.position}`,
+        '+',
+        'COUNT',
+        BACKLOG_PAGE,
+      );
       const entries = streamEntries(reply);
       for (const { id, fields } of entries) {
         const record = fieldsRecord(fields);
@@ -187,9 +204,10 @@ export function createRedisEventFeed(options: RedisEventFeedOptions): EventFeed 
       if (!subscription.synced) {
         subscription.queue.fail(
           isConnectionError(error)
-            ? new BusUnavailableError(`Could not subscribe: Redis is unreachable (${(error as Error).message})`, {
-                cause: error,
-              })
+            ? new BusUnavailableError(
+                `Could not subscribe: Redis is unreachable (${(error as Error).message})`,
+                { cause: error },
+              )
             : error,
         );
       } else {
@@ -243,9 +261,10 @@ export function createRedisEventFeed(options: RedisEventFeedOptions): EventFeed 
         );
       } catch (error) {
         if (!isConnectionError(error)) throw error;
-        throw new BusUnavailableError(`Could not publish the event: Redis is unreachable (${(error as Error).message})`, {
-          cause: error,
-        });
+        throw new BusUnavailableError(
+          `Could not publish the event: Redis is unreachable (${(error as Error).message})`,
+          { cause: error },
+        );
       }
     },
 
@@ -275,7 +294,8 @@ export function createRedisEventFeed(options: RedisEventFeedOptions): EventFeed 
           subscription.start.catch(() => {});
         }
         subscriptions.add(subscription);
-        for (const channel of subscription.channels) channelUsers.set(channel, (channelUsers.get(channel) ?? 0) + 1);
+        for (const channel of subscription.channels)
+          channelUsers.set(channel, (channelUsers.get(channel) ?? 0) + 1);
         void sync(subscription);
       }
       return subscription.queue.iterable;
@@ -285,7 +305,14 @@ export function createRedisEventFeed(options: RedisEventFeedOptions): EventFeed 
       closed = true;
       for (const subscription of [...subscriptions]) subscription.queue.end();
       await Promise.all(
-        [cmd, subscriber].map((redis) => redis && redis.quit().then(() => {}, () => redis.disconnect())),
+        [cmd, subscriber].map(
+          (redis) =>
+            redis &&
+            redis.quit().then(
+              () => {},
+              () => redis.disconnect(),
+            ),
+        ),
       );
     },
   };

@@ -23,6 +23,9 @@ export interface EventFeed {
    * Events on any of `topics`, in cursor order: first those after `after` still retained, then live
    * ones, without gaps or repeats between the two. Ends when `signal` aborts or the feed closes.
    */
-  subscribe(topics: readonly string[], options: { after?: string; signal?: AbortSignal }): AsyncIterable<FeedEvent>;
+  subscribe(
+    topics: readonly string[],
+    options: { after?: string; signal?: AbortSignal },
+  ): AsyncIterable<FeedEvent>;
   close(): Promise<void>;
 }

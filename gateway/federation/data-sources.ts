@@ -5,7 +5,13 @@ import {
 } from '@apollo/gateway';
 import type { GatewayGraphQLResponse } from '@apollo/server-gateway-interface';
 import { execute, parse, validate, type DocumentNode } from 'graphql';
-import { createActionContext, SIGNALS_EXTENSION, StepHeader, type EmittedSignal, type Plugin } from '../sdk/plugin.js';
+import {
+  createActionContext,
+  SIGNALS_EXTENSION,
+  StepHeader,
+  type EmittedSignal,
+  type Plugin,
+} from '../sdk/plugin.js';
 import type { GatewayContext, StepIdentity } from './context.js';
 
 /** The headers that tell a subgraph which flow step it serves. */
@@ -62,7 +68,8 @@ export class InProcessDataSource implements GraphQLDataSource<GatewayContext> {
 /** Calls a Plugin served as a remote subgraph, forwarding the step identity and collecting its signals. */
 export class RemoteDataSource extends RemoteGraphQLDataSource<GatewayContext> {
   override willSendRequest({ request, context }: GraphQLDataSourceProcessOptions<GatewayContext>) {
-    for (const [name, value] of Object.entries(stepHeaders(context?.step))) request.http?.headers.set(name, value);
+    for (const [name, value] of Object.entries(stepHeaders(context?.step)))
+      request.http?.headers.set(name, value);
   }
 
   override didReceiveResponse({

@@ -15,7 +15,11 @@ import { overrideLabels } from './override-labels.js';
 import { rootFetchServices } from './plan.js';
 
 export interface FlagEvaluator {
-  evaluate(flag: string, context: GatewayContext['flagContext'], fallback: boolean): Promise<{ flag: string; value: boolean; reason: string }>;
+  evaluate(
+    flag: string,
+    context: GatewayContext['flagContext'],
+    fallback: boolean,
+  ): Promise<{ flag: string; value: boolean; reason: string }>;
 }
 
 export interface FederatedExecutorOptions {
@@ -83,7 +87,8 @@ export class FederatedExecutor implements GatewayInterface {
     if (variableErrors?.length) {
       return {
         errors: variableErrors.map(
-          (e) => new GraphQLError(e.message, { nodes: e.nodes, extensions: { code: ErrorCode.BAD_USER_INPUT } }),
+          (e) =>
+            new GraphQLError(e.message, { nodes: e.nodes, extensions: { code: ErrorCode.BAD_USER_INPUT } }),
         ),
       };
     }
@@ -98,7 +103,9 @@ export class FederatedExecutor implements GatewayInterface {
     const key = `${requestContext.queryHash}:${request.operationName ?? ''}:${[...conditions.values()].map(Number).join('')}`;
     let plan = this.plans.get(key);
     if (!plan) {
-      const operation = operationFromDocument(this.apiSchema, document, { operationName: request.operationName });
+      const operation = operationFromDocument(this.apiSchema, document, {
+        operationName: request.operationName,
+      });
       plan = this.planner.buildQueryPlan(operation, { overrideConditions: conditions });
       if (this.plans.size >= this.planCacheSize) this.plans.delete(this.plans.keys().next().value!);
       this.plans.set(key, plan);

@@ -43,9 +43,17 @@ export function buildSupergraph(files: { roverConfig: string; connections: strin
     : buildSchema('type Query { _noPlugins: Boolean }');
   const compiled = compileConnections(connections, pluginsSchema, files.connections);
   const coordinatorSdl = coordinatorTypeDefs(connections, pluginsSchema);
-  const { supergraphSdl } = composeSupergraph([
-    ...toCompose(plugins),
-    { name: COORDINATOR_SUBGRAPH, url: coordinator.routingUrl, typeDefs: coordinatorSdl, file: coordinator.schemaFile },
-  ], { configFile: rover.file });
+  const { supergraphSdl } = composeSupergraph(
+    [
+      ...toCompose(plugins),
+      {
+        name: COORDINATOR_SUBGRAPH,
+        url: coordinator.routingUrl,
+        typeDefs: coordinatorSdl,
+        file: coordinator.schemaFile,
+      },
+    ],
+    { configFile: rover.file },
+  );
   return { rover, connections, compiled, coordinatorSdl, supergraphSdl };
 }

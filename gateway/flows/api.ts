@@ -25,112 +25,129 @@ import type { FlowRun, FlowStep, FlowStore } from './store.js';
 export const COORDINATOR_SUBGRAPH = 'coordinator';
 
 const BASE_SDL = /* GraphQL */ `
-extend schema @link(url: "https://specs.apollo.dev/federation/v2.7", import: ["@shareable"])
+  extend schema @link(url: "https://specs.apollo.dev/federation/v2.7", import: ["@shareable"])
 
-"Any JSON value: flow inputs and outputs, signal payloads."
-scalar JSON
+  "Any JSON value: flow inputs and outputs, signal payloads."
+  scalar JSON
 
-enum FlowStatus { RUNNING COMPLETED HALTED FAILED COMPENSATED }
-enum FlowKind { FILTER RECEIVER }
+  enum FlowStatus {
+    RUNNING
+    COMPLETED
+    HALTED
+    FAILED
+    COMPENSATED
+  }
+  enum FlowKind {
+    FILTER
+    RECEIVER
+  }
 
-"One run of a filter pipeline, or of a signal receiver, as recorded."
-type FlowRun {
-  id: ID!
-  kind: FlowKind!
-  "The filter's name, or the signal's for a receiver run."
-  name: String!
-  receiver: String
-  status: FlowStatus!
-  idempotencyKey: String
-  orderId: String
-  input: JSON!
-  "The accumulated data when the flow ended."
-  output: JSON
-  error: FlowError
-  "Index of the step that halted the pipeline."
-  haltedAt: Int
-  "Runs of this flow: more than 1 after recovery or redelivery."
-  attempt: Int!
-  startedAt: String!
-  finishedAt: String
-  steps: [FlowStep!]!
-}
+  "One run of a filter pipeline, or of a signal receiver, as recorded."
+  type FlowRun {
+    id: ID!
+    kind: FlowKind!
+    "The filter's name, or the signal's for a receiver run."
+    name: String!
+    receiver: String
+    status: FlowStatus!
+    idempotencyKey: String
+    orderId: String
+    input: JSON!
+    "The accumulated data when the flow ended."
+    output: JSON
+    error: FlowError
+    "Index of the step that halted the pipeline."
+    haltedAt: Int
+    "Runs of this flow: more than 1 after recovery or redelivery."
+    attempt: Int!
+    startedAt: String!
+    finishedAt: String
+    steps: [FlowStep!]!
+  }
 
-type FlowError { code: String! message: String! details: JSON }
+  type FlowError {
+    code: String!
+    message: String!
+    details: JSON
+  }
 
-"One Action call of a flow."
-type FlowStep {
-  index: Int!
-  action: String!
-  status: String!
-  input: JSON
-  output: JSON
-  "The subgraph (Plugin) that served the Action."
-  implementation: String
-  "The Transition-to-Plugin flags that chose the Implementation."
-  flagDecisions: [FlagDecision!]!
-  "Sent to the Service; the same for every attempt."
-  idempotencyKey: String!
-  attempt: Int!
-  error: FlowError
-  startedAt: String!
-  finishedAt: String
-}
+  "One Action call of a flow."
+  type FlowStep {
+    index: Int!
+    action: String!
+    status: String!
+    input: JSON
+    output: JSON
+    "The subgraph (Plugin) that served the Action."
+    implementation: String
+    "The Transition-to-Plugin flags that chose the Implementation."
+    flagDecisions: [FlagDecision!]!
+    "Sent to the Service; the same for every attempt."
+    idempotencyKey: String!
+    attempt: Int!
+    error: FlowError
+    startedAt: String!
+    finishedAt: String
+  }
 
-type FlagDecision { flag: String! value: Boolean! reason: String! }
+  type FlagDecision {
+    flag: String!
+    value: Boolean!
+    reason: String!
+  }
 
-type DeadLetter {
-  id: ID!
-  receiver: String!
-  signalId: ID!
-  signal: String!
-  payload: JSON!
-  attempts: Int!
-  error: FlowError!
-  deadAt: String!
-}
+  type DeadLetter {
+    id: ID!
+    receiver: String!
+    signalId: ID!
+    signal: String!
+    payload: JSON!
+    attempts: Int!
+    error: FlowError!
+    deadAt: String!
+  }
 
-type FlowEvent {
-  "Pass back as 'after' to resume from here."
-  cursor: String!
-  "STEP_STARTED, STEP_FINISHED, FLOW_STARTED or FLOW_FINISHED."
-  type: String!
-  flowId: ID!
-  name: String!
-  stepIndex: Int
-  action: String
-  status: String
-  time: String!
-  data: JSON
-}
+  type FlowEvent {
+    "Pass back as 'after' to resume from here."
+    cursor: String!
+    "STEP_STARTED, STEP_FINISHED, FLOW_STARTED or FLOW_FINISHED."
+    type: String!
+    flowId: ID!
+    name: String!
+    stepIndex: Int
+    action: String
+    status: String
+    time: String!
+    data: JSON
+  }
 
-type SignalEvent {
-  cursor: String!
-  id: ID!
-  name: String!
-  payload: JSON!
-  source: String!
-  time: String!
-}
+  type SignalEvent {
+    cursor: String!
+    id: ID!
+    name: String!
+    payload: JSON!
+    source: String!
+    time: String!
+  }
 
-type Query {
-  flow(id: ID!): FlowRun
-  "Newest first. By order, by filter or signal name, by status (e.g. FAILED), or all recent."
-  flows(orderId: String, name: String, status: FlowStatus, limit: Int = 20, before: String): [FlowRun!]!
-  deadLetters(receiver: String!): [DeadLetter!]!
-}
+  type Query {
+    flow(id: ID!): FlowRun
+    "Newest first. By order, by filter or signal name, by status (e.g. FAILED), or all recent."
+    flows(orderId: String, name: String, status: FlowStatus, limit: Int = 20, before: String): [FlowRun!]!
+    deadLetters(receiver: String!): [DeadLetter!]!
+  }
 
-type Mutation {
-  "Delivers dead-lettered signals to their receiver again; returns how many."
-  replayDeadLetters(receiver: String!, ids: [ID!]): Int!
-}
+  type Mutation {
+    "Delivers dead-lettered signals to their receiver again; returns how many."
+    replayDeadLetters(receiver: String!, ids: [ID!]): Int!
+  }
 
-type Subscription {
-  "Flow events; all flows, one flow, or one filter/signal name."
-  flowEvents(flowId: ID, name: String, after: String): FlowEvent!
-  "Signals as they are published, by name."
-  signals(name: String!, after: String): SignalEvent!
-}
+  type Subscription {
+    "Flow events; all flows, one flow, or one filter/signal name."
+    flowEvents(flowId: ID, name: String, after: String): FlowEvent!
+    "Signals as they are published, by name."
+    signals(name: String!, after: String): SignalEvent!
+  }
 `;
 
 /**
@@ -156,7 +173,9 @@ export function coordinatorTypeDefs(connections: Connections, pluginsSchema: Gra
     .map((t) => printType(t))
     .join('\n\n');
   const filterMutations = mutations.length ? `\nextend type Mutation {\n${mutations.join('\n')}\n}\n` : '';
-  return `${BASE_SDL.trim()}\n${copiedSdl ? `\n${copiedSdl}\n` : ''}${filterMutations}`;
+  // The source is indented for Prettier; the generated file is not.
+  const base = BASE_SDL.replace(/^ {2}/gm, '').trim();
+  return `${base}\n${copiedSdl ? `\n${copiedSdl}\n` : ''}${filterMutations}`;
 }
 
 const JSONScalar = new GraphQLScalarType({
@@ -188,7 +207,11 @@ const JSONScalar = new GraphQLScalarType({
 const iso = (d: Date | null | undefined) => (d ? d.toISOString() : null);
 const errorOf = (r: { errorCode: string | null; errorMessage: string | null; failure: unknown }) =>
   r.errorCode
-    ? { code: r.errorCode, message: r.errorMessage ?? '', details: (r.failure as { details?: unknown } | null)?.details ?? null }
+    ? {
+        code: r.errorCode,
+        message: r.errorMessage ?? '',
+        details: (r.failure as { details?: unknown } | null)?.details ?? null,
+      }
     : null;
 
 export const flowToGraphQL = (flow: FlowRun & { steps?: FlowStep[] }) => ({
@@ -215,16 +238,26 @@ export interface CoordinatorApiDeps {
 }
 
 /** The Coordinator subgraph: a Plugin like any other, served in process. */
-export function coordinatorPlugin(typeDefs: string, connections: Connections, deps: CoordinatorApiDeps): Plugin {
+export function coordinatorPlugin(
+  typeDefs: string,
+  connections: Connections,
+  deps: CoordinatorApiDeps,
+): Plugin {
   const { engine, store, bus, feed } = deps;
   const filterMutations = Object.fromEntries(
     Object.entries(connections.filters).map(([name, filter]) => [
       filter.mutation,
       async (_: unknown, args: { input: Record<string, unknown>; idempotencyKey?: string | null }) => {
-        if (args.idempotencyKey !== undefined && args.idempotencyKey !== null && !args.idempotencyKey.trim()) {
+        if (
+          args.idempotencyKey !== undefined &&
+          args.idempotencyKey !== null &&
+          !args.idempotencyKey.trim()
+        ) {
           throw new DomainError(ErrorCode.BAD_USER_INPUT, 'idempotencyKey must not be empty');
         }
-        const flow = await engine.runFilter(name, args.input, { idempotencyKey: args.idempotencyKey ?? undefined });
+        const flow = await engine.runFilter(name, args.input, {
+          idempotencyKey: args.idempotencyKey ?? undefined,
+        });
         return flowToGraphQL((await store.flow(flow.id))!);
       },
     ]),
@@ -237,12 +270,19 @@ export function coordinatorPlugin(typeDefs: string, connections: Connections, de
         const flow = await store.flow(id);
         return flow && flowToGraphQL(flow);
       },
-      flows: async (_: unknown, args: { orderId?: string; name?: string; status?: string; limit?: number; before?: string }) => {
+      flows: async (
+        _: unknown,
+        args: { orderId?: string; name?: string; status?: string; limit?: number; before?: string },
+      ) => {
         const limit = args.limit ?? 20;
-        if (limit < 1 || limit > 200) throw new DomainError(ErrorCode.BAD_USER_INPUT, 'limit must be between 1 and 200');
+        if (limit < 1 || limit > 200)
+          throw new DomainError(ErrorCode.BAD_USER_INPUT, 'limit must be between 1 and 200');
         const before = args.before ? new Date(args.before) : undefined;
         if (before && Number.isNaN(before.getTime())) {
-          throw new DomainError(ErrorCode.BAD_USER_INPUT, `before must be an ISO-8601 time, got '${args.before}'`);
+          throw new DomainError(
+            ErrorCode.BAD_USER_INPUT,
+            `before must be an ISO-8601 time, got '${args.before}'`,
+          );
         }
         const flows = await store.list({ ...args, status: args.status?.toLowerCase(), limit, before });
         return flows.map(flowToGraphQL);
@@ -267,7 +307,11 @@ export function coordinatorPlugin(typeDefs: string, connections: Connections, de
     },
     Subscription: {
       flowEvents: {
-        subscribe: (_: unknown, args: { flowId?: string; name?: string; after?: string }, ctx: { signal?: AbortSignal }) =>
+        subscribe: (
+          _: unknown,
+          args: { flowId?: string; name?: string; after?: string },
+          ctx: { signal?: AbortSignal },
+        ) =>
           mapEvents(feed.subscribe(['flows'], { after: args.after, signal: ctx?.signal }), (e) =>
             (!args.flowId || e.data.flowId === args.flowId) && (!args.name || e.data.name === args.name)
               ? { flowEvents: { ...e.data, cursor: e.cursor, type: e.type, time: e.time, data: e.data } }
@@ -276,9 +320,12 @@ export function coordinatorPlugin(typeDefs: string, connections: Connections, de
       },
       signals: {
         subscribe: (_: unknown, args: { name: string; after?: string }, ctx: { signal?: AbortSignal }) =>
-          mapEvents(feed.subscribe([`signal:${args.name}`], { after: args.after, signal: ctx?.signal }), (e) => ({
-            signals: { ...e.data, cursor: e.cursor, time: e.time },
-          })),
+          mapEvents(
+            feed.subscribe([`signal:${args.name}`], { after: args.after, signal: ctx?.signal }),
+            (e) => ({
+              signals: { ...e.data, cursor: e.cursor, time: e.time },
+            }),
+          ),
       },
     },
   };
@@ -288,7 +335,10 @@ export function coordinatorPlugin(typeDefs: string, connections: Connections, de
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-async function* mapEvents<T>(events: AsyncIterable<FeedEvent>, map: (e: FeedEvent) => T | undefined): AsyncGenerator<T> {
+async function* mapEvents<T>(
+  events: AsyncIterable<FeedEvent>,
+  map: (e: FeedEvent) => T | undefined,
+): AsyncGenerator<T> {
   for await (const event of events) {
     const mapped = map(event);
     if (mapped !== undefined) yield mapped;

@@ -10,7 +10,12 @@ export function useFlowEvents(feed: EventFeed, logger: Logger): FlowPlugin {
   return {
     name: 'flow-events',
     flowWillStart(start) {
-      void publish('FLOW_STARTED', { flowId: start.flowId, name: start.name, kind: start.kind, status: 'RUNNING' });
+      void publish('FLOW_STARTED', {
+        flowId: start.flowId,
+        name: start.name,
+        kind: start.kind,
+        status: 'RUNNING',
+      });
       return (end) =>
         void publish('FLOW_FINISHED', {
           flowId: end.flowId,
@@ -21,7 +26,13 @@ export function useFlowEvents(feed: EventFeed, logger: Logger): FlowPlugin {
         });
     },
     stepWillRun(step) {
-      const base = { flowId: step.flowId, name: step.name, stepIndex: step.stepIndex, action: step.action, attempt: step.attempt };
+      const base = {
+        flowId: step.flowId,
+        name: step.name,
+        stepIndex: step.stepIndex,
+        action: step.action,
+        attempt: step.attempt,
+      };
       void publish('STEP_STARTED', { ...base, status: 'RUNNING' });
       return (end) =>
         void publish('STEP_FINISHED', {
@@ -42,7 +53,14 @@ export function useFlowLogging(logger: Logger): FlowPlugin {
     flowWillStart(start) {
       return (end) =>
         logger.info(
-          { flowId: end.flowId, flow: end.name, receiver: end.receiver, status: end.status, attempt: start.attempt, failure: end.failure },
+          {
+            flowId: end.flowId,
+            flow: end.name,
+            receiver: end.receiver,
+            status: end.status,
+            attempt: start.attempt,
+            failure: end.failure,
+          },
           'flow finished',
         );
     },

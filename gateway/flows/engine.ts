@@ -1,7 +1,13 @@
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { GraphQLFormattedError } from 'graphql';
-import type { CompiledAction, CompiledConnections, CompiledFilter, CompiledReceiver, CompiledStep } from '../connections/compile.js';
+import type {
+  CompiledAction,
+  CompiledConnections,
+  CompiledFilter,
+  CompiledReceiver,
+  CompiledStep,
+} from '../connections/compile.js';
 import { actionVariables } from '../connections/actions.js';
 import { DomainError, ErrorCode, domainCodeOf, type Failure } from '../errors.js';
 import { createGatewayContext, type GatewayContext } from '../federation/context.js';
@@ -28,7 +34,11 @@ export interface FlowEngineOptions {
   /** This process's identity on the leases of the flows it runs. */
   owner: string;
   /** Builds the flag context of a flow's Action calls from its input. */
-  flagContext(flow: { name: string; input: Record<string, unknown>; orderId?: string }): GatewayContext['flagContext'];
+  flagContext(flow: {
+    name: string;
+    input: Record<string, unknown>;
+    orderId?: string;
+  }): GatewayContext['flagContext'];
   /** How long a duplicate request waits for the original run of its idempotency key. @default 30 s */
   idempotencyWaitMs?: number;
 }
@@ -39,7 +49,12 @@ type Data = Record<string, unknown>;
 type Outcome =
   | { status: typeof FlowStatus.COMPLETED; data: Data }
   | { status: typeof FlowStatus.HALTED; data: Data; haltedAt: number }
-  | { status: typeof FlowStatus.FAILED | typeof FlowStatus.COMPENSATED; data: Data; failure: Failure; stepIndex: number };
+  | {
+      status: typeof FlowStatus.FAILED | typeof FlowStatus.COMPENSATED;
+      data: Data;
+      failure: Failure;
+      stepIndex: number;
+    };
 
 /**
  * Runs filters as recorded Purchase Flows and signal receivers as recorded receiver runs.
@@ -63,7 +78,10 @@ export class FlowEngine {
   async drain(signal?: AbortSignal): Promise<void> {
     const all = Promise.allSettled([...this.running.values()]);
     if (!signal) return void (await all);
-    await Promise.race([all, new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }))]);
+    await Promise.race([
+      all,
+      new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true })),
+    ]);
   }
 
   filter(name: string): CompiledFilter {
@@ -158,9 +176,13 @@ export class FlowEngine {
     let current: FlowRun | null = flow;
     while (current && current.status === FlowStatus.RUNNING) {
       if (Date.now() > deadline) {
-        throw new DomainError(ErrorCode.FLOW_IN_PROGRESS, `Flow ${flow.id} for this idempotency key is still running; retry later`, {
-          flowId: flow.id,
-        });
+        throw new DomainError(
+          ErrorCode.FLOW_IN_PROGRESS,
+          `Flow ${flow.id} for this idempotency key is still running; retry later`,
+          {
+            flowId: flow.id,
+          },
+        );
       }
       await sleep(wait);
       wait = Math.min(wait * 2, 500);
@@ -174,7 +196,10 @@ export class FlowEngine {
   private resultOf(flow: FlowRun): FlowRun {
     if (flow.status === FlowStatus.FAILED || flow.status === FlowStatus.COMPENSATED) {
       const failure = flow.failure as unknown as Failure | null;
-      const code = failure && domainCodeOf({ extensions: { code: failure.type } }) ? failure.type : ErrorCode.STEP_FAILED;
+      const code =
+        failure && domainCodeOf({ extensions: { code: failure.type } })
+          ? failure.type
+          : ErrorCode.STEP_FAILED;
       throw new DomainError(code as ErrorCode, flow.errorMessage ?? 'The flow failed', {
         flowId: flow.id,
         flowStatus: flow.status,
@@ -199,12 +224,23 @@ export class FlowEngine {
     return { data, from };
   }
 
-  private async execute(filter: CompiledFilter, flow: FlowRun, initial: Data, from: number): Promise<FlowRun> {
+  private async execute(
+    filter: CompiledFilter,
+    flow: FlowRun,
+    initial: Data,
+    from: number,
+  ): Promise<FlowRun> {
     const { store, plugins, logger } = this.options;
     const flowDidEnd = invokeStartHooks(
       plugins,
       (p) => p.flowWillStart,
-      { flowId: flow.id, kind: FlowKind.FILTER, name: filter.name, input: flow.input as Data, attempt: flow.attempt },
+      {
+        flowId: flow.id,
+        kind: FlowKind.FILTER,
+        name: filter.name,
+        input: flow.input as Data,
+        attempt: flow.attempt,
+      },
       logger,
     );
     let outcome: Outcome;
@@ -236,9 +272,18 @@ export class FlowEngine {
     return recorded;
   }
 
-  private async runSteps(filter: CompiledFilter, flow: FlowRun, initial: Data, from: number): Promise<Outcome> {
+  private async runSteps(
+    filter: CompiledFilter,
+    flow: FlowRun,
+    initial: Data,
+    from: number,
+  ): Promise<Outcome> {
     let data = initial;
-    const flagContext = this.options.flagContext({ name: filter.name, input: initial, orderId: flow.orderId ?? undefined });
+    const flagContext = this.options.flagContext({
+      name: filter.name,
+      input: initial,
+      orderId: flow.orderId ?? undefined,
+    });
     for (const step of filter.steps.slice(from)) {
       const result = await this.runStep(flow, filter.name, step, data, flagContext, step.retry);
       if (result.kind === 'completed') {
@@ -272,33 +317,65 @@ export class FlowEngine {
     data: Data,
     flagContext: GatewayContext['flagContext'],
   ): Promise<boolean> {
-    const done = filter.steps.slice(0, failedIndex).filter((s) => s.compensate).reverse();
+    const done = filter.steps
+      .slice(0, failedIndex)
+      .filter((s) => s.compensate)
+      .reverse();
     if (!done.length) return false;
     const record = await this.options.store.flow(flow.id);
-    const completed = new Set(record?.steps.filter((s) => s.status === StepStatus.COMPLETED).map((s) => s.index));
+    const completed = new Set(
+      record?.steps.filter((s) => s.status === StepStatus.COMPLETED).map((s) => s.index),
+    );
     let all = true;
     let index = filter.steps.length;
     for (const step of done) {
       if (!completed.has(step.index)) continue;
-      const result = await this.runStep(flow, filter.name, { ...step.compensate!, index: index++ }, data, flagContext, step.retry);
+      const result = await this.runStep(
+        flow,
+        filter.name,
+        { ...step.compensate!, index: index++ },
+        data,
+        flagContext,
+        step.retry,
+      );
       if (result.kind === 'failed') all = false;
       else await this.options.store.setStepStatus(flow.id, step.index, StepStatus.COMPENSATED);
     }
     return all;
   }
 
-  private async executeReceiver(receiver: CompiledReceiver, flow: FlowRun, input: Data, attempt: number): Promise<Outcome> {
+  private async executeReceiver(
+    receiver: CompiledReceiver,
+    flow: FlowRun,
+    input: Data,
+    attempt: number,
+  ): Promise<Outcome> {
     const { store, plugins, logger } = this.options;
     const flowDidEnd = invokeStartHooks(
       plugins,
       (p) => p.flowWillStart,
-      { flowId: flow.id, kind: FlowKind.RECEIVER, name: receiver.signal, receiver: receiver.name, input, attempt },
+      {
+        flowId: flow.id,
+        kind: FlowKind.RECEIVER,
+        name: receiver.signal,
+        receiver: receiver.name,
+        input,
+        attempt,
+      },
       logger,
     );
     const flagContext = this.options.flagContext({ name: receiver.name, input });
     // The bus owns retries of receivers (with backoff across processes): one attempt per delivery.
     const once = compileRetryPolicy({ maximumAttempts: 1 });
-    const result = await this.runStep(flow, receiver.signal, { ...receiver, index: 0 }, input, flagContext, once, attempt);
+    const result = await this.runStep(
+      flow,
+      receiver.signal,
+      { ...receiver, index: 0 },
+      input,
+      flagContext,
+      once,
+      attempt,
+    );
     const outcome: Outcome =
       result.kind === 'completed'
         ? { status: FlowStatus.COMPLETED, data: merge(input, result.output) }
@@ -334,17 +411,36 @@ export class FlowEngine {
     flagContext: GatewayContext['flagContext'],
     retry: CompiledStep['retry'],
     firstAttempt = 1,
-  ): Promise<{ kind: 'completed'; output: Data } | { kind: 'halted' } | { kind: 'failed'; failure: Failure }> {
+  ): Promise<
+    { kind: 'completed'; output: Data } | { kind: 'halted' } | { kind: 'failed'; failure: Failure }
+  > {
     const { store, plugins, logger } = this.options;
     const variables = actionVariables(step.action, data, step.mapping);
     const input = (step.action.wrapsInput ? variables.input : variables) as Data;
     const idempotencyKey = `${flow.id}:${step.index}`;
     for (let attempt = firstAttempt; ; attempt++) {
-      await store.startStep({ flowId: flow.id, index: step.index, action: step.action.name, input, idempotencyKey, attempt });
-      const payload = { flowId: flow.id, name: flowName, stepIndex: step.index, action: step.action.name, attempt, input };
+      await store.startStep({
+        flowId: flow.id,
+        index: step.index,
+        action: step.action.name,
+        input,
+        idempotencyKey,
+        attempt,
+      });
+      const payload = {
+        flowId: flow.id,
+        name: flowName,
+        stepIndex: step.index,
+        action: step.action.name,
+        attempt,
+        input,
+      };
       const stepDidEnd = invokeStartHooks(plugins, (p) => p.stepWillRun, payload, logger);
       const started = performance.now();
-      const context = createGatewayContext({ flagContext, step: { flowId: flow.id, stepIndex: step.index, attempt, idempotencyKey } });
+      const context = createGatewayContext({
+        flagContext,
+        step: { flowId: flow.id, stepIndex: step.index, attempt, idempotencyKey },
+      });
       let failure: Failure | undefined;
       let value: unknown;
       try {
@@ -352,17 +448,40 @@ export class FlowEngine {
         if (result.errors?.length) failure = failureFromGraphQL(result.errors);
         else value = result.data?.[step.action.name] ?? null;
       } catch (error) {
-        failure = { type: (error as Error).name ?? 'Error', message: (error as Error).message, nonRetryable: false };
+        failure = {
+          type: (error as Error).name ?? 'Error',
+          message: (error as Error).message,
+          nonRetryable: false,
+        };
       }
       const implementation = context.implementations[0];
       const decisions = context.decisions;
       const status = failure ? StepStatus.FAILED : value === null ? StepStatus.HALTED : StepStatus.COMPLETED;
       const output = failure ? undefined : stripTypename(value);
       // Signals of a failed attempt are dropped: the Action did not complete, so they did not happen.
-      const signals = status === StepStatus.COMPLETED ? context.emitted.map((s) => ({ name: s.signal, payload: s.payload })) : [];
-      await store.finishStep(flow.id, step.index, { status, output, implementation, decisions, failure, signals });
-      stepDidEnd({ ...payload, status, output, failure, implementation, decisions, durationMs: performance.now() - started });
-      if (!failure) return value === null ? { kind: 'halted' } : { kind: 'completed', output: output as Data };
+      const signals =
+        status === StepStatus.COMPLETED
+          ? context.emitted.map((s) => ({ name: s.signal, payload: s.payload }))
+          : [];
+      await store.finishStep(flow.id, step.index, {
+        status,
+        output,
+        implementation,
+        decisions,
+        failure,
+        signals,
+      });
+      stepDidEnd({
+        ...payload,
+        status,
+        output,
+        failure,
+        implementation,
+        decisions,
+        durationMs: performance.now() - started,
+      });
+      if (!failure)
+        return value === null ? { kind: 'halted' } : { kind: 'completed', output: output as Data };
       if (!shouldRetry(retry, attempt, failure)) return { kind: 'failed', failure };
       await sleep(retryDelayMs(retry, attempt));
     }
@@ -389,7 +508,11 @@ function failureFromGraphQL(errors: readonly GraphQLFormattedError[]): Failure {
     type: code ?? (typeof _code === 'string' ? _code : 'ActionError'),
     message: error.message,
     nonRetryable: Boolean(code),
-    details: { ...details, ...(serviceName ? { serviceName } : {}), ...(error.path ? { path: error.path } : {}) },
+    details: {
+      ...details,
+      ...(serviceName ? { serviceName } : {}),
+      ...(error.path ? { path: error.path } : {}),
+    },
   };
 }
 
@@ -422,7 +545,13 @@ export function hashInput(input: unknown): string {
     Array.isArray(v)
       ? v.map(canonical)
       : v && typeof v === 'object'
-        ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, canonical((v as Data)[k])]))
+        ? Object.fromEntries(
+            Object.keys(v)
+              .sort()
+              .map((k) => [k, canonical((v as Data)[k])]),
+          )
         : v;
-  return createHash('sha256').update(JSON.stringify(canonical(input))).digest('hex');
+  return createHash('sha256')
+    .update(JSON.stringify(canonical(input)))
+    .digest('hex');
 }

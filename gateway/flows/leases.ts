@@ -20,7 +20,9 @@ export function startLeaseKeeper(options: {
   let sweeping: Promise<void> | undefined;
 
   const heartbeat = setInterval(() => {
-    store.heartbeat(owner, engine.activeFlows()).catch((err) => logger.warn({ err }, 'flow heartbeat failed'));
+    store
+      .heartbeat(owner, engine.activeFlows())
+      .catch((err) => logger.warn({ err }, 'flow heartbeat failed'));
   }, leaseMs / 3);
 
   const sweep = () =>
@@ -28,9 +30,14 @@ export function startLeaseKeeper(options: {
       const cutoff = new Date(Date.now() - leaseMs);
       for (const flow of await store.staleFlows(cutoff)) {
         if (!(await store.claim(flow.id, owner, cutoff))) continue;
-        logger.warn({ flowId: flow.id, flow: flow.name, previousOwner: flow.owner }, 'recovering an interrupted flow');
+        logger.warn(
+          { flowId: flow.id, flow: flow.name, previousOwner: flow.owner },
+          'recovering an interrupted flow',
+        );
         // Recovery runs in the background: one slow flow must not hold up the others.
-        engine.recover({ ...flow, attempt: flow.attempt + 1 }).catch((err) => logger.error({ err, flowId: flow.id }, 'flow recovery failed'));
+        engine
+          .recover({ ...flow, attempt: flow.attempt + 1 })
+          .catch((err) => logger.error({ err, flowId: flow.id }, 'flow recovery failed'));
       }
     })()
       .catch((err) => logger.error({ err }, 'recovery sweep failed'))

@@ -12,11 +12,16 @@ export interface SignalDraft {
   payload: Record<string, unknown>;
 }
 
-const json = (value: unknown) => (value === undefined || value === null ? Prisma.JsonNull : (value as Prisma.InputJsonValue));
+const json = (value: unknown) =>
+  value === undefined || value === null ? Prisma.JsonNull : (value as Prisma.InputJsonValue);
 
 const failureColumns = (failure: Failure | undefined) =>
   failure
-    ? { errorCode: failure.type, errorMessage: failure.message, failure: failure as unknown as Prisma.InputJsonValue }
+    ? {
+        errorCode: failure.type,
+        errorMessage: failure.message,
+        failure: failure as unknown as Prisma.InputJsonValue,
+      }
     : {};
 
 /**
@@ -49,16 +54,24 @@ export class FlowStore {
               ${init.idempotencyKey ?? null}, ${init.inputHash}, ${init.signalId ?? null}::uuid, ${init.orderId ?? null},
               ${JSON.stringify(init.input)}::jsonb, ${init.owner}, now(), now())
       ON CONFLICT DO NOTHING`;
-    if (inserted === 1) return { created: true, flow: await this.prisma.flowRun.findUniqueOrThrow({ where: { id } }) };
+    if (inserted === 1)
+      return { created: true, flow: await this.prisma.flowRun.findUniqueOrThrow({ where: { id } }) };
     const existing = init.idempotencyKey
-      ? await this.prisma.flowRun.findUnique({ where: { name_idempotencyKey: { name: init.name, idempotencyKey: init.idempotencyKey } } })
-      : await this.prisma.flowRun.findUnique({ where: { signalId_receiver: { signalId: init.signalId!, receiver: init.receiver! } } });
+      ? await this.prisma.flowRun.findUnique({
+          where: { name_idempotencyKey: { name: init.name, idempotencyKey: init.idempotencyKey } },
+        })
+      : await this.prisma.flowRun.findUnique({
+          where: { signalId_receiver: { signalId: init.signalId!, receiver: init.receiver! } },
+        });
     if (!existing) throw new Error('Flow insert conflicted but no existing flow was found');
     return { created: false, flow: existing };
   }
 
   flow(id: string): Promise<FlowRunWithSteps | null> {
-    return this.prisma.flowRun.findUnique({ where: { id }, include: { steps: { orderBy: { index: 'asc' } } } });
+    return this.prisma.flowRun.findUnique({
+      where: { id },
+      include: { steps: { orderBy: { index: 'asc' } } },
+    });
   }
 
   async startStep(step: {
@@ -83,7 +96,13 @@ export class FlowStore {
     };
     await this.prisma.flowStep.upsert({
       where: { flowId_index: { flowId: step.flowId, index: step.index } },
-      create: { id: randomUUID(), flowId: step.flowId, index: step.index, idempotencyKey: step.idempotencyKey, ...data },
+      create: {
+        id: randomUUID(),
+        flowId: step.flowId,
+        index: step.index,
+        idempotencyKey: step.idempotencyKey,
+        ...data,
+      },
       update: data,
     });
   }
@@ -124,7 +143,13 @@ export class FlowStore {
   /** Records the flow's end, with the signals it emits, in one transaction. */
   async finishFlow(
     flowId: string,
-    end: { status: FlowStatus; output?: unknown; failure?: Failure; haltedAt?: number; signals?: SignalDraft[] },
+    end: {
+      status: FlowStatus;
+      output?: unknown;
+      failure?: Failure;
+      haltedAt?: number;
+      signals?: SignalDraft[];
+    },
   ): Promise<FlowRun> {
     const [flow] = await this.prisma.$transaction([
       this.prisma.flowRun.update({

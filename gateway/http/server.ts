@@ -35,26 +35,47 @@ export function createHttpServer(options: HttpServerOptions): Server {
       const url = new URL(req.url ?? '/', 'http://localhost');
       if (options.draining() && url.pathname !== '/healthz' && url.pathname !== '/readyz') {
         res.setHeader('connection', 'close');
-        return sendJson(res, 503, { errors: [{ message: 'The gateway is shutting down', extensions: { code: ErrorCode.SHUTTING_DOWN } }] });
+        return sendJson(res, 503, {
+          errors: [
+            { message: 'The gateway is shutting down', extensions: { code: ErrorCode.SHUTTING_DOWN } },
+          ],
+        });
       }
       const body = await readBody(req, maxBodyBytes);
       if (body === undefined) {
-        return sendJson(res, 413, { errors: [{ message: `Request body over ${maxBodyBytes} bytes`, extensions: { code: 'BAD_REQUEST' } }] });
+        return sendJson(res, 413, {
+          errors: [
+            { message: `Request body over ${maxBodyBytes} bytes`, extensions: { code: 'BAD_REQUEST' } },
+          ],
+        });
       }
       const route = options.routes.get(url.pathname);
       if (route) return await route(req, res, body);
-      if (url.pathname === '/graphql' || url.pathname === '/') return await graphql(options, req, res, url, body);
-      sendJson(res, 404, { error: { code: ErrorCode.NOT_FOUND, message: `No route ${req.method} ${url.pathname}` } });
+      if (url.pathname === '/graphql' || url.pathname === '/')
+        return await graphql(options, req, res, url, body);
+      sendJson(res, 404, {
+        error: { code: ErrorCode.NOT_FOUND, message: `No route ${req.method} ${url.pathname}` },
+      });
     } catch (error) {
       options.logger.error({ err: error, url: req.url }, 'request failed');
       if (!res.headersSent) {
-        sendJson(res, 500, { errors: [{ message: 'Internal server error', extensions: { code: ErrorCode.INTERNAL_SERVER_ERROR } }] });
+        sendJson(res, 500, {
+          errors: [
+            { message: 'Internal server error', extensions: { code: ErrorCode.INTERNAL_SERVER_ERROR } },
+          ],
+        });
       } else res.end();
     }
   });
 }
 
-async function graphql(options: HttpServerOptions, req: IncomingMessage, res: ServerResponse, url: URL, raw: Buffer) {
+async function graphql(
+  options: HttpServerOptions,
+  req: IncomingMessage,
+  res: ServerResponse,
+  url: URL,
+  raw: Buffer,
+) {
   const headers = new HeaderMap();
   for (const [key, value] of Object.entries(req.headers)) {
     if (value !== undefined) headers.set(key, Array.isArray(value) ? value.join(', ') : value);
@@ -64,7 +85,9 @@ async function graphql(options: HttpServerOptions, req: IncomingMessage, res: Se
     try {
       body = JSON.parse(raw.toString('utf8'));
     } catch {
-      return sendJson(res, 400, { errors: [{ message: 'The request body is not valid JSON', extensions: { code: 'BAD_REQUEST' } }] });
+      return sendJson(res, 400, {
+        errors: [{ message: 'The request body is not valid JSON', extensions: { code: 'BAD_REQUEST' } }],
+      });
     }
   }
   const response = await options.apollo.executeHTTPGraphQLRequest({
@@ -83,7 +106,10 @@ async function graphql(options: HttpServerOptions, req: IncomingMessage, res: Se
  * waiting on a flow it did not start, e.g. a duplicate of an idempotency key) before it closes the
  * connections under them.
  */
-export function trackRequests(server: Server): { inFlight(): number; settled(signal: AbortSignal): Promise<void> } {
+export function trackRequests(server: Server): {
+  inFlight(): number;
+  settled(signal: AbortSignal): Promise<void>;
+} {
   let inFlight = 0;
   const waiters = new Set<() => void>();
   server.on('request', (_req: IncomingMessage, res: ServerResponse) => {

@@ -24,7 +24,10 @@ export interface ActionContext {
    * A per-request DataLoader: every `load` of one subgraph request is batched into one `batch` call,
    * e.g. to resolve a page of entity references with one Service request.
    */
-  loader<K, V>(name: string, batch: (keys: readonly K[]) => Promise<ReadonlyArray<V | Error>>): DataLoader<K, V>;
+  loader<K, V>(
+    name: string,
+    batch: (keys: readonly K[]) => Promise<ReadonlyArray<V | Error>>,
+  ): DataLoader<K, V>;
 }
 
 export interface PluginDefinition {
@@ -46,7 +49,10 @@ export function definePlugin(definition: {
   resolvers: GraphQLResolverMap<ActionContext>;
 }): Plugin {
   const typeDefs = parse(readFileSync(definition.schemaFile, 'utf8'));
-  const schema = buildSubgraphSchema({ typeDefs, resolvers: definition.resolvers as GraphQLResolverMap<unknown> });
+  const schema = buildSubgraphSchema({
+    typeDefs,
+    resolvers: definition.resolvers as GraphQLResolverMap<unknown>,
+  });
   return { name: definition.name, typeDefs, resolvers: definition.resolvers, schema };
 }
 

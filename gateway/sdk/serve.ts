@@ -20,7 +20,10 @@ export interface SubgraphServer {
  * Serves one Plugin as a remote subgraph over HTTP (POST JSON, the GraphQL-over-HTTP shape the gateway
  * sends). Signals its resolvers emit go back in the response's extensions, for the gateway to commit.
  */
-export async function serveSubgraph(plugin: Plugin, options: { port?: number; host?: string } = {}): Promise<SubgraphServer> {
+export async function serveSubgraph(
+  plugin: Plugin,
+  options: { port?: number; host?: string } = {},
+): Promise<SubgraphServer> {
   const server = createServer(async (req, res) => {
     const send = (status: number, body: unknown) => {
       res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
@@ -30,16 +33,28 @@ export async function serveSubgraph(plugin: Plugin, options: { port?: number; ho
     try {
       body = requestSchema.parse(JSON.parse(await readBody(req)));
     } catch {
-      return send(400, { errors: [{ message: 'Body must be JSON { query, variables?, operationName? }', extensions: { code: 'BAD_REQUEST' } }] });
+      return send(400, {
+        errors: [
+          {
+            message: 'Body must be JSON { query, variables?, operationName? }',
+            extensions: { code: 'BAD_REQUEST' },
+          },
+        ],
+      });
     }
     let document;
     try {
       document = parse(body.query);
     } catch (error) {
-      return send(400, { errors: [{ message: (error as GraphQLError).message, extensions: { code: 'GRAPHQL_PARSE_FAILED' } }] });
+      return send(400, {
+        errors: [{ message: (error as GraphQLError).message, extensions: { code: 'GRAPHQL_PARSE_FAILED' } }],
+      });
     }
     const errors = validate(plugin.schema, document);
-    if (errors.length) return send(400, { errors: errors.map((e) => ({ ...e.toJSON(), extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } })) });
+    if (errors.length)
+      return send(400, {
+        errors: errors.map((e) => ({ ...e.toJSON(), extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } })),
+      });
     const emitted: EmittedSignal[] = [];
     const header = (name: string) => {
       const value = req.headers[name];
@@ -52,9 +67,16 @@ export async function serveSubgraph(plugin: Plugin, options: { port?: number; ho
       operationName: body.operationName ?? undefined,
       contextValue: createActionContext(header, emitted),
     });
-    send(200, emitted.length ? { ...result, extensions: { ...result.extensions, [SIGNALS_EXTENSION]: emitted } } : result);
+    send(
+      200,
+      emitted.length
+        ? { ...result, extensions: { ...result.extensions, [SIGNALS_EXTENSION]: emitted } }
+        : result,
+    );
   });
-  await new Promise<void>((resolve) => server.listen(options.port ?? 0, options.host ?? '127.0.0.1', resolve));
+  await new Promise<void>((resolve) =>
+    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', resolve),
+  );
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}/`,

@@ -133,6 +133,8 @@ export function createMemorySignalBus(options: MemorySignalBusOptions): SignalBu
     const { receiver, retry } = registration;
     const controller = new AbortController();
     const entry = { controller, done: Promise.resolve() };
+    // Added first: a handler that throws synchronously reaches `finally` before the IIFE returns.
+    state.running.add(entry);
     entry.done = (async () => {
       try {
         await handler({ envelope: job.envelope, receiver, attempt: job.attempt }, controller.signal);
@@ -166,7 +168,6 @@ export function createMemorySignalBus(options: MemorySignalBusOptions): SignalBu
         schedulePump(state);
       }
     })();
-    state.running.add(entry);
   };
 
   const drain = async (signal: AbortSignal) => {

@@ -63,7 +63,10 @@ export function startOutboxDispatcher(options: {
         } catch (error) {
           await tx.$executeRaw`UPDATE "OutboxSignal" SET "publishAttempts" = "publishAttempts" + 1,
             "lastError" = ${(error as Error).message} WHERE "id" = ${row.id}::uuid`;
-          logger.warn({ err: error, signalId: row.id }, 'signal bus unavailable; the signal waits in the outbox');
+          logger.warn(
+            { err: error, signalId: row.id },
+            'signal bus unavailable; the signal waits in the outbox',
+          );
           return { published, more: false, refused: true };
         }
         await tx.$executeRaw`UPDATE "OutboxSignal" SET "publishedAt" = now() WHERE "id" = ${row.id}::uuid`;

@@ -14,8 +14,7 @@ import {
 
 /** Where Redis is: a URL, options, or a URL with further options (e.g. a `retryStrategy`). */
 export type RedisConnection =
-  | { url: string; redisOptions?: RedisOptions }
-  | { url?: undefined; redisOptions: RedisOptions };
+  { url: string; redisOptions?: RedisOptions } | { url?: undefined; redisOptions: RedisOptions };
 
 export type RedisSignalBusOptions = RedisConnection & {
   /** Every key is `<keyPrefix>:signal:<name>`, `<keyPrefix>:dead:<receiver>` or `<keyPrefix>:replay:<receiver>`. */
@@ -179,7 +178,11 @@ function parseEntry(fields: unknown, signal: string): ParsedEntry {
   const result = signalEnvelopeSchema.safeParse({ ...record, payload });
   if (!result.success) return { ok: false, problem: z.prettifyError(result.error), fields: record };
   if (result.data.name !== signal) {
-    return { ok: false, problem: `signal '${result.data.name}' on the stream of '${signal}'`, fields: record };
+    return {
+      ok: false,
+      problem: `signal '${result.data.name}' on the stream of '${signal}'`,
+      fields: record,
+    };
   }
   return { ok: true, envelope: result.data };
 }
@@ -256,6 +259,22 @@ if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
 return 1`;
 
+/** Waits `ms`; resolves `false` at once if `signal` aborts first. */
+function pause(ms: number, signal: AbortSignal): Promise<boolean> {
+  if (signal.aborted) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve(true);
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
 function deferred() {
   let resolve!: () => void;
   const promise = new Promise<void>((res) => (resolve = res));
@@ -289,7 +308,9 @@ interface ReceiverLoop {
 export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus {
   const { keyPrefix, consumerName, logger } = options;
   if (!consumerName || consumerName.startsWith('~')) {
-    throw new TypeError(`consumerName '${consumerName}' must be a non-empty name that does not start with '~'`);
+    throw new TypeError(
+      `consumerName '${consumerName}' must be a non-empty name that does not start with '~'`,
+    );
   }
   const pollIntervalMs = options.pollIntervalMs ?? 1_000;
   const blockMs = Math.max(1, options.blockMs ?? 5_000);
@@ -308,7 +329,11 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
 
   const cmd = openRedis(
     connection,
-    { name: `${keyPrefix}:${consumerName}:cmd`, failFast: true, commandTimeoutMs: options.commandTimeoutMs ?? 5_000 },
+    {
+      name: `${keyPrefix}:${consumerName}:cmd`,
+      failFast: true,
+      commandTimeoutMs: options.commandTimeoutMs ?? 5_000,
+    },
     logger,
   );
   let everReady = false;
@@ -318,11 +343,6 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
   /** Stops reading: loops finish their current step and exit. */
   const stopping = new AbortController();
   const stopped = new Promise<void>((resolve) => stopping.signal.addEventListener('abort', () => resolve()));
-  const pause = (ms: number) =>
-    new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      void stopped.then(() => (clearTimeout(timer), resolve()));
-    });
   /** Ends a bounded close: pending settlements stop waiting for Redis. */
   const hardStop = new AbortController();
   let closePromise: Promise<void> | undefined;
@@ -338,9 +358,17 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
         await op();
         return true;
       } catch (error) {
-        const retry = isConnectionError(error) && (await whenReady(cmd, Infinity, hardStop.signal));
+        // A connection can still say 'ready' for a moment after its socket closed, and then refuses
+        // commands at once: waiting a little first keeps this from spinning without yielding to I/O.
+        const retry =
+          isConnectionError(error) &&
+          (await pause(Math.min(pollIntervalMs, 250), hardStop.signal)) &&
+          (await whenReady(cmd, Infinity, hardStop.signal));
         if (!retry) {
-          logger.error({ err: error, ...context }, `Could not ${what}; the entry stays pending and is delivered again`);
+          logger.error(
+            { err: error, ...context },
+            `Could not ${what}; the entry stays pending and is delivered again`,
+          );
           return false;
         }
       }
@@ -352,20 +380,29 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
     const group = receiver;
     const streams = [signalKey(signal), replayKey(receiver)] as const;
     const log = logger.child({ receiver, signal });
-    const reader = openRedis(connection, { name: `${keyPrefix}:${consumerName}:read:${receiver}`, failFast: true }, log);
+    const reader = openRedis(
+      connection,
+      { name: `${keyPrefix}:${consumerName}:read:${receiver}`, failFast: true },
+      log,
+    );
     const inFlight = new Map<string, InFlight>();
     const scanCursors = new Map<string, string>(streams.map((stream) => [stream, '-']));
     let slotFreed = deferred();
-    /** Entries read beyond free slots (a read returns up to COUNT per stream) wait here, renewed. */
+    /**
+     * Handlers running. A read returns up to COUNT entries per stream (signal and replay), so a few may
+     * wait here for a slot; they are in `inFlight` meanwhile, hence renewed.
+     */
     let running = 0;
     const slotWaiters: Array<() => void> = [];
-    const acquire = async () => {
-      if (running >= concurrency) await new Promise<void>((resolve) => slotWaiters.push(resolve));
-      running += 1;
-    };
+    const acquire = () =>
+      running < concurrency
+        ? ((running += 1), Promise.resolve())
+        : new Promise<void>((resolve) => slotWaiters.push(resolve));
+    // A freed slot passes straight to a waiter, so no new handler can slip in between.
     const release = () => {
-      running -= 1;
-      slotWaiters.shift()?.();
+      const next = slotWaiters.shift();
+      if (next) next();
+      else running -= 1;
     };
     let nextScanAt = 0;
     let groupsReady = false;
@@ -400,7 +437,13 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
       }
     };
 
-    const deadLetter = (stream: string, id: string, attempts: number, failure: Failure, envelope?: SignalEnvelope) => {
+    const deadLetter = (
+      stream: string,
+      id: string,
+      attempts: number,
+      failure: Failure,
+      envelope?: SignalEnvelope,
+    ) => {
       log.error({ entry: id, signalId: envelope?.id, attempts, failure }, 'Signal dead-lettered');
       const fields = [
         'receiver',
@@ -423,7 +466,13 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
       );
     };
 
-    const deliver = async (stream: string, id: string, fields: unknown, attempt: number, previousOwner: string) => {
+    const deliver = async (
+      stream: string,
+      id: string,
+      fields: unknown,
+      attempt: number,
+      previousOwner: string,
+    ) => {
       const parsed = parseEntry(fields, signal);
       if (!parsed.ok) {
         await deadLetter(stream, id, attempt, {
@@ -455,6 +504,8 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
       const entry = inFlight.get(`${stream} ${id}`)!;
       await acquire();
       try {
+        // Handed over by a bounded close while it waited for a slot.
+        if (entry.controller.signal.aborted) return;
         await handler({ envelope, receiver, attempt }, entry.controller.signal);
       } catch (error) {
         const failure = toFailure(error);
@@ -463,7 +514,10 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
           return;
         }
         const delayMs = retryDelayMs(policy, attempt, entryJitter(id, attempt));
-        log.warn({ entry: id, signalId: envelope.id, attempt, delayMs, failure }, 'Receiver failed; retrying');
+        log.warn(
+          { entry: id, signalId: envelope.id, attempt, delayMs, failure },
+          'Receiver failed; retrying',
+        );
         const parked = await settle('park the failed delivery', { receiver, entry: id }, () =>
           cmd.eval(MOVE_SCRIPT, 1, stream, group, consumerName, PARKED, id),
         );
@@ -477,7 +531,13 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
       );
     };
 
-    const dispatch = (stream: string, id: string, fields: unknown, attempt: number, previousOwner: string) => {
+    const dispatch = (
+      stream: string,
+      id: string,
+      fields: unknown,
+      attempt: number,
+      previousOwner: string,
+    ) => {
       const key = `${stream} ${id}`;
       if (inFlight.has(key)) return;
       const entry: InFlight = { stream, id, controller: new AbortController(), task: Promise.resolve() };
@@ -509,7 +569,12 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
         let stoppedEarly = false;
         for (const row of rows) {
           if (!Array.isArray(row)) continue;
-          const [id, owner, idle, deliveries] = [String(row[0]), String(row[1]), Number(row[2]), Number(row[3])];
+          const [id, owner, idle, deliveries] = [
+            String(row[0]),
+            String(row[1]),
+            Number(row[2]),
+            Number(row[3]),
+          ];
           if (inFlight.has(`${stream} ${id}`)) {
             last = `(${id}`;
             continue;
@@ -530,10 +595,14 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
           last = `(${id}`;
           if (claimed[0]) {
             budget -= 1;
-            if (owner !== PARKED) log.warn({ entry: id, owner, idle }, 'Taking over a delivery from a stopped consumer');
+            if (owner !== PARKED)
+              log.warn({ entry: id, owner, idle }, 'Taking over a delivery from a stopped consumer');
             dispatch(stream, id, claimed[0].fields, deliveries + 1, owner);
           } else if (!streamEntries(await cmd.call('XRANGE', stream, id, id)).length) {
-            log.error({ entry: id }, 'A pending delivery was trimmed from its stream before it succeeded; it is lost');
+            log.error(
+              { entry: id },
+              'A pending delivery was trimmed from its stream before it succeeded; it is lost',
+            );
           }
         }
         scanCursors.set(stream, rows.length < PAGE && !stoppedEarly ? '-' : last);
@@ -607,7 +676,7 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
             continue;
           }
           if (!isConnectionError(error)) log.error({ err: error }, 'Signal consumer loop failed; retrying');
-          await pause(pollIntervalMs);
+          await pause(pollIntervalMs, stopping.signal);
         }
       }
       clearTimeout(wakeTimer);
@@ -620,12 +689,16 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
       wake: unblock,
       async renew() {
         for (const stream of streams) {
-          const ids = [...inFlight.values()].filter((entry) => entry.stream === stream).map((entry) => entry.id);
+          const ids = [...inFlight.values()]
+            .filter((entry) => entry.stream === stream)
+            .map((entry) => entry.id);
           if (!ids.length) continue;
-          await cmd.eval(MOVE_SCRIPT, 1, stream, group, consumerName, consumerName, ...ids).catch((error: unknown) => {
-            // An outage is reported once by the connection; a lease that lapses meanwhile only risks a duplicate.
-            if (!isConnectionError(error)) log.warn({ err: error }, 'Could not renew running deliveries');
-          });
+          await cmd
+            .eval(MOVE_SCRIPT, 1, stream, group, consumerName, consumerName, ...ids)
+            .catch((error: unknown) => {
+              // An outage is reported once by the connection; a lease that lapses meanwhile only risks a duplicate.
+              if (!isConnectionError(error)) log.warn({ err: error }, 'Could not renew running deliveries');
+            });
         }
       },
       async drained() {
@@ -644,9 +717,12 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
     };
   };
 
-  const renewTimer = setInterval(() => {
-    for (const loop of loops.values()) void loop.renew();
-  }, Math.max(1, Math.floor(leaseMs / 3)));
+  const renewTimer = setInterval(
+    () => {
+      for (const loop of loops.values()) void loop.renew();
+    },
+    Math.max(1, Math.floor(leaseMs / 3)),
+  );
   renewTimer.unref();
 
   const closedError = () => new Error('The signal bus is closed');
@@ -658,9 +734,10 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
       return await run();
     } catch (error) {
       if (isConnectionError(error)) {
-        throw new BusUnavailableError(`Could not ${what}: Redis is unreachable (${(error as Error).message})`, {
-          cause: error,
-        });
+        throw new BusUnavailableError(
+          `Could not ${what}: Redis is unreachable (${(error as Error).message})`,
+          { cause: error },
+        );
       }
       throw error;
     }
@@ -676,7 +753,10 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
     return replies.flatMap(streamEntries).flatMap(({ id, fields }): DeadLetter[] => {
       const parsed = deadLetterFieldsSchema.safeParse(fieldsRecord(fields));
       if (!parsed.success) {
-        logger.warn({ receiver, entry: id, problem: z.prettifyError(parsed.error) }, 'Unreadable dead letter skipped');
+        logger.warn(
+          { receiver, entry: id, problem: z.prettifyError(parsed.error) },
+          'Unreadable dead letter skipped',
+        );
         return [];
       }
       const { envelope, ...rest } = parsed.data;

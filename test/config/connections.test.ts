@@ -98,9 +98,7 @@ describe('the connections config is validated against the supergraph', () => {
     {
       mistake: 'a receiver with no Action',
       file: 'receiver-without-action.yaml',
-      problems: [
-        'signals.order.refunded.v1.receivers[0].action: Invalid input: expected string, received undefined',
-      ],
+      problems: ['signals.order.refunded.v1.receivers[0].action: is required (string)'],
     },
     {
       mistake: 'an unknown signal in emits',
@@ -124,15 +122,12 @@ describe('the connections config is validated against the supergraph', () => {
     {
       mistake: 'an unknown key',
       file: 'unknown-key.yaml',
-      problems: [
-        `${FILTER}.steps: Invalid input: expected array, received undefined`,
-        `${FILTER}: Unrecognized key: "step"`,
-      ],
+      problems: [`${FILTER}.steps: is required (array)`, `${FILTER}: unknown key 'step'`],
     },
     {
       mistake: 'a wrong version',
       file: 'wrong-version.yaml',
-      problems: ['version: Invalid input: expected 1'],
+      problems: ['version: must be 1'],
     },
   ];
 

@@ -72,7 +72,11 @@ export function eventFeedContract(name: string, fixture: EventFeedFixture) {
         time: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
       });
       // Data travels as JSON, whatever the transport.
-      expect(summary(second)).toEqual(['flow:1', 'STEP_FINISHED', { step: 0, at: '1970-01-01T00:00:00.000Z' }]);
+      expect(summary(second)).toEqual([
+        'flow:1',
+        'STEP_FINISHED',
+        { step: 0, at: '1970-01-01T00:00:00.000Z' },
+      ]);
       expect(second.cursor).not.toBe(first.cursor);
     });
 
@@ -94,7 +98,9 @@ export function eventFeedContract(name: string, fixture: EventFeedFixture) {
       const resumed = subscribe(feed, ['b', 'c'], live[0]!.cursor).iterator;
       await feed.publish('a', 'T', { n: 5 });
       await feed.publish('c', 'T', { n: 6 });
-      expect([await nextEvent(resumed), await nextEvent(resumed), await nextEvent(resumed)].map(summary)).toEqual([
+      expect(
+        [await nextEvent(resumed), await nextEvent(resumed), await nextEvent(resumed)].map(summary),
+      ).toEqual([
         ['c', 'T', { n: 2 }],
         ['b', 'T', { n: 3 }],
         ['c', 'T', { n: 6 }],
@@ -106,7 +112,11 @@ export function eventFeedContract(name: string, fixture: EventFeedFixture) {
       const feed = start();
       const first = subscribe(feed, ['flows']);
       for (const n of [1, 2, 3]) await feed.publish('flows', 'FLOW_FINISHED', { n });
-      const seen = [await nextEvent(first.iterator), await nextEvent(first.iterator), await nextEvent(first.iterator)];
+      const seen = [
+        await nextEvent(first.iterator),
+        await nextEvent(first.iterator),
+        await nextEvent(first.iterator),
+      ];
       first.controller.abort();
 
       // Published while nobody listens.

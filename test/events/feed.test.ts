@@ -3,7 +3,13 @@ import { createMemoryEventFeed } from '../../gateway/events/memory-feed.js';
 import { createRedisEventFeed } from '../../gateway/events/redis-feed.js';
 import type { FeedEvent } from '../../gateway/events/types.js';
 import { createLogger, silentLogger } from '../../gateway/log.js';
-import { deleteNamespace, machineRedisUrl, requireRedis, startPrivateRedis } from '../support/redis.js';
+import {
+  deleteNamespace,
+  machineRedisUrl,
+  requireRedis,
+  startPrivateRedis,
+  testNamespace,
+} from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
 import { eventFeedContract } from './feed.contract.js';
 
@@ -27,27 +33,36 @@ eventFeedContract('redis', {
 
 describe('Redis event feed', () => {
   it('keeps about `retain` events: a cursor older than those resumes from the oldest kept', async () => {
-    // XADD MAXLEN ~ trims whole stream nodes (100 entries) at a time, hence the many events.
-    const feed = createRedisEventFeed({ url, keyPrefix: 'retain-test', logger: testLogger, retain: 5 });
-    onTestFinished(async () => {
-      await feed.close();
-      await deleteNamespace(url, 'retain-test');
-    });
+    const namespace = testNamespace('feed retain');
+    const feed = createRedisEventFeed({ url, keyPrefix: namespace, logger: testLogger, retain: 5 });
     const controller = new AbortController();
-    onTestFinished(() => controller.abort());
-    const live = feed.subscribe(['t'], { signal: controller.signal })[Symbol.asyncIterator]();
+    onTestFinished(async () => {
+      controller.abort();
+      await feed.close();
+      await deleteNamespace(url, namespace);
+    });
+    const iterate = (after?: string) =>
+      feed.subscribe(['t'], { after, signal: controller.signal })[Symbol.asyncIterator]();
+
+    const live = iterate();
+    // XADD MAXLEN ~ trims whole stream nodes (100 entries each), hence many more events than `retain`.
     for (let n = 1; n <= 300; n++) await feed.publish('t', 'X', { n });
     const first = (await live.next()).value as FeedEvent;
+    expect(first.data).toEqual({ n: 1 });
 
-    const resumed = feed.subscribe(['t'], { after: first.cursor, signal: controller.signal })[Symbol.asyncIterator]();
-    const next = (await resumed.next()).value as FeedEvent;
-    expect(next.data.n).toBeGreaterThan(2);
+    const resumed = (await iterate(first.cursor).next()).value as FeedEvent;
+    expect(resumed.data.n).toBeGreaterThan(2);
   });
 
   it('after a Redis restart, subscribers receive events again without subscribing anew', async () => {
     const redis = await startPrivateRedis();
     onTestFinished(() => redis.dispose());
-    const options = { url: redis.url, redisOptions: { retryStrategy: () => 20 }, keyPrefix: 'outage', logger: testLogger };
+    const options = {
+      url: redis.url,
+      redisOptions: { retryStrategy: () => 20 },
+      keyPrefix: 'outage',
+      logger: testLogger,
+    };
     const [publisher, listener] = [createRedisEventFeed(options), createRedisEventFeed(options)];
     onTestFinished(async () => {
       await Promise.all([publisher.close(), listener.close()]);

@@ -6,7 +6,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLedger, type Ledger } from '../fixtures/services/ledger.js';
 import { fixture } from '../support/coordinator.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { gatewayEnv, killGateways, repoRoot, spawnGateway, type GatewayProcess } from '../support/gateway-process.js';
+import {
+  gatewayEnv,
+  killGateways,
+  repoRoot,
+  spawnGateway,
+  type GatewayProcess,
+} from '../support/gateway-process.js';
 import { deleteNamespace, freePort, machineRedisUrl, requireRedis, testNamespace } from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
 
@@ -41,7 +47,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await killGateways();
-  await db?.end();
+  await db?.end().catch(() => {});
   await ledger?.close();
   await database?.drop();
   if (keyPrefix) await deleteNamespace(redisUrl, keyPrefix);
@@ -71,7 +77,11 @@ async function startGateway(): Promise<GatewayProcess> {
 }
 
 /** Sends a refund mutation and never fails: the gateway may die before it answers. */
-function startRefund(gateway: GatewayProcess, mutation: 'requestRefund' | 'requestStrictRefund', orderId: string) {
+function startRefund(
+  gateway: GatewayProcess,
+  mutation: 'requestRefund' | 'requestStrictRefund',
+  orderId: string,
+) {
   return fetch(`${gateway.url}/graphql`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -80,7 +90,11 @@ function startRefund(gateway: GatewayProcess, mutation: 'requestRefund' | 'reque
       variables: { input: { orderId, amount: 25, learnerId: `learner-${orderId}` } },
     }),
   }).then(
-    async (res) => (await res.json()) as { data?: Record<string, { id: string; status: string }> | null; errors?: unknown[] },
+    async (res) =>
+      (await res.json()) as {
+        data?: Record<string, { id: string; status: string }> | null;
+        errors?: unknown[];
+      },
     (error: Error) => ({ transportError: error.message }),
   );
 }
@@ -110,10 +124,15 @@ const flows = async () =>
     )
   ).rows;
 const signals = async () =>
-  (await db.query<SignalRow>(`select "id"::text, "name", "flowId"::text, "publishedAt" from "OutboxSignal"`)).rows;
-const stepStatuses = async (flowId: string) =>
-  (await db.query<{ index: number; status: string }>(`select "index", "status" from "FlowStep" where "flowId" = $1 order by "index"`, [flowId]))
+  (await db.query<SignalRow>(`select "id"::text, "name", "flowId"::text, "publishedAt" from "OutboxSignal"`))
     .rows;
+const stepStatuses = async (flowId: string) =>
+  (
+    await db.query<{ index: number; status: string }>(
+      `select "index", "status" from "FlowStep" where "flowId" = $1 order by "index"`,
+      [flowId],
+    )
+  ).rows;
 
 const count = <T>(items: T[], test: (item: T) => boolean) => items.filter(test).length;
 
@@ -141,13 +160,24 @@ describe('kill -9 of the gateway in the middle of flows', () => {
       ...filterOrders.map((orderId) => startRefund(first, 'requestRefund', orderId)),
       startRefund(first, 'requestStrictRefund', strict),
     ];
+    // r4 is not held: it completes and answers.
+    const completed = await responses[filterOrders.indexOf(receiverHeld)]!;
+    expect(completed).toMatchObject({ data: { requestRefund: { status: 'COMPLETED' } } });
     // Every call that is going to be held has reached the ledger: 5 refunds (3 held), 4 records (r3's
-    // step and receiver held, r4's both done) and r4's revoke (held).
+    // step and receiver held, r4's both done) and r4's revoke (held); r4's record-psp-refund finished.
     await waitFor(
-      () => {
+      async () => {
         expect(ledger.calls('/operations/refund')).toBe(5);
         expect(ledger.calls('/operations/record')).toBe(4);
         expect(ledger.calls('/operations/revoke')).toBe(1);
+        const r4 = (await flows()).filter((f) => f.orderId === receiverHeld);
+        expect(r4.map((f) => [f.receiver, f.status]).sort()).toEqual(
+          [
+            [null, 'completed'],
+            ['record-psp-refund', 'completed'],
+            ['revoke-enrollment', 'running'],
+          ].sort(),
+        );
       },
       { timeoutMs: HOLD_MS / 2, what: 'the flows to reach their held calls' },
     );
@@ -188,7 +218,11 @@ describe('kill -9 of the gateway in the middle of flows', () => {
           expect(all.filter((f) => f.signalId === signal.id).map((f) => f.status)).toEqual(['completed']);
         }
       },
-      { timeoutMs: RECOVERY_MS, intervalMs: 100, what: 'every flow and receiver run to finish after the restart' },
+      {
+        timeoutMs: RECOVERY_MS,
+        intervalMs: 100,
+        what: 'every flow and receiver run to finish after the restart',
+      },
     );
 
     const all = await flows();
@@ -210,17 +244,27 @@ describe('kill -9 of the gateway in the middle of flows', () => {
 
     // The recovery: fail filter is failed explicitly, not resumed.
     const strictFlow = filterFlow(strict);
-    expect(strictFlow).toMatchObject({ name: 'order.refund.strict.v1', status: 'failed', errorCode: 'FlowInterrupted' });
+    expect(strictFlow).toMatchObject({
+      name: 'order.refund.strict.v1',
+      status: 'failed',
+      errorCode: 'FlowInterrupted',
+    });
     const strictRecord = await fetch(`${survivor.url}/graphql`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ query: `query($id: ID!) { flow(id: $id) { status error { code message } } }`, variables: { id: strictFlow.id } }),
+      body: JSON.stringify({
+        query: `query($id: ID!) { flow(id: $id) { status error { code message } } }`,
+        variables: { id: strictFlow.id },
+      }),
     }).then((res) => res.json());
     expect(strictRecord).toEqual({
       data: {
         flow: {
           status: 'FAILED',
-          error: { code: 'FlowInterrupted', message: 'The gateway stopped while the flow ran; the filter is configured not to resume' },
+          error: {
+            code: 'FlowInterrupted',
+            message: 'The gateway stopped while the flow ran; the filter is configured not to resume',
+          },
         },
       },
     });

@@ -64,7 +64,8 @@ function recorder(behaviour: (delivery: Delivery, signal: AbortSignal) => Promis
   return { deliveries, handler };
 }
 
-const byPayload = (a: SignalEnvelope, b: SignalEnvelope) => String(a.payload.n).localeCompare(String(b.payload.n));
+const byPayload = (a: SignalEnvelope, b: SignalEnvelope) =>
+  String(a.payload.n).localeCompare(String(b.payload.n));
 
 export function signalBusContract(name: string, fixture: SignalBusFixture) {
   /** Buses of the running test, closed (bounded) when it ends, with its namespace removed. */
@@ -72,7 +73,8 @@ export function signalBusContract(name: string, fixture: SignalBusFixture) {
     const namespace = testNamespace(`${name} ${expect.getState().currentTestName ?? ''}`);
     const buses: SignalBus[] = [];
     onTestFinished(async () => {
-      await Promise.all(buses.map((bus) => bus.close(AbortSignal.timeout(1_000))));
+      // Bounded: some tests leave a handler that never ends, on purpose.
+      await Promise.all(buses.map((bus) => bus.close(AbortSignal.timeout(250))));
       await fixture.cleanup?.(namespace);
     });
     return {
@@ -184,6 +186,26 @@ export function signalBusContract(name: string, fixture: SignalBusFixture) {
       expect(broken.deliveries.map((d) => d.attempt)).toEqual([1, 2, 3]);
     });
 
+    it('treats a handler that throws before returning a promise like any failing one', async () => {
+      const { start } = setup();
+      // One slot: a slot lost to the synchronous throw would keep the retry from ever running.
+      const bus = start({ concurrency: 1 });
+      const attempts: number[] = [];
+      const throwsAtOnce = ((delivery: Delivery) => {
+        attempts.push(delivery.attempt);
+        throw new Error('not even async');
+      }) as unknown as ReceiverHandler;
+      bus.consume(registration('hasty', PAID, { maximumAttempts: 2, initialInterval: 10 }), throwsAtOnce);
+      await bus.publish(makeSignal(PAID, { n: 1 }));
+
+      await waitFor(async () =>
+        expect(await bus.deadLetters('hasty')).toMatchObject([
+          { attempts: 2, failure: { type: 'Error', message: 'not even async' } },
+        ]),
+      );
+      expect(attempts).toEqual([1, 2]);
+    });
+
     it('dead-letters a non-retryable failure at once: a domain error, or a type the policy lists', async () => {
       const { start } = setup();
       const bus = start();
@@ -197,7 +219,10 @@ export function signalBusContract(name: string, fixture: SignalBusFixture) {
         throw new PaymentDeclined('card declined');
       });
       bus.consume(registration('refused'), refused.handler);
-      bus.consume(registration('declined', PAID, { nonRetryableErrorTypes: ['PaymentDeclined'] }), declined.handler);
+      bus.consume(
+        registration('declined', PAID, { nonRetryableErrorTypes: ['PaymentDeclined'] }),
+        declined.handler,
+      );
       const signal = makeSignal(PAID, { n: 1 });
       await bus.publish(signal);
 
@@ -300,6 +325,31 @@ export function signalBusContract(name: string, fixture: SignalBusFixture) {
       await waitFor(() => expect(busy.deliveries).toHaveLength(5));
       await waitFor(() => expect(running).toBe(0));
       expect(mostRunning).toBe(2);
+    });
+
+    it('retries a failed delivery on time even behind a hundred running ones', async () => {
+      const { start } = setup();
+      const bus = start({ concurrency: 110 });
+      const gate = createDeferred();
+      onTestFinished(() => gate.resolve());
+      let failed = false;
+      const crowd = recorder(async (delivery) => {
+        if (delivery.envelope.payload.n !== 'last') return gate.promise;
+        if (!failed) {
+          failed = true;
+          throw new Error('try again');
+        }
+      });
+      bus.consume(registration('crowd'), crowd.handler);
+      for (let n = 1; n <= 105; n++) await bus.publish(makeSignal(PAID, { n }));
+      await waitFor(() => expect(crowd.deliveries).toHaveLength(105));
+      const last = makeSignal(PAID, { n: 'last' });
+      await bus.publish(last);
+
+      const attemptsOfLast = () =>
+        crowd.deliveries.filter((d) => d.envelope.id === last.id).map((d) => d.attempt);
+      // Its backoff is at most 40 ms; a second allows for a slow machine, not for waiting behind the crowd.
+      await waitFor(() => expect(attemptsOfLast()).toEqual([1, 2]), { timeoutMs: 1_000 });
     });
 
     it('close waits for running handlers, then stops delivering', async () => {
@@ -405,11 +455,13 @@ export function signalBusContract(name: string, fixture: SignalBusFixture) {
       // Neither may finish before both are busy: proof that the two processes share the work.
       const bothBusy = createDeferred();
       const handledBy: Array<[string, SignalEnvelope]> = [];
-      const handler = (consumer: string): ReceiverHandler => async (delivery) => {
-        handledBy.push([consumer, delivery.envelope]);
-        if (new Set(handledBy.map(([who]) => who)).size === 2) bothBusy.resolve();
-        await bothBusy.promise;
-      };
+      const handler =
+        (consumer: string): ReceiverHandler =>
+        async (delivery) => {
+          handledBy.push([consumer, delivery.envelope]);
+          if (new Set(handledBy.map(([who]) => who)).size === 2) bothBusy.resolve();
+          await bothBusy.promise;
+        };
       first.consume(registration('fulfil'), handler('first'));
       second.consume(registration('fulfil'), handler('second'));
 

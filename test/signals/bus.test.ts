@@ -28,11 +28,16 @@ afterAll(async () => {
 });
 
 signalBusContract('memory', {
-  start: (_namespace, options) => createMemorySignalBus({ logger: testLogger, concurrency: options?.concurrency }),
+  start: (_namespace, options) =>
+    createMemorySignalBus({ logger: testLogger, concurrency: options?.concurrency }),
 });
 
 /** Short poll and block times keep retries and take-overs quick; the lease is long unless a test wants it short. */
-const redisBus = (namespace: string, options: BusStartOptions = {}, more: Partial<RedisSignalBusOptions> = {}) =>
+const redisBus = (
+  namespace: string,
+  options: BusStartOptions = {},
+  more: Partial<RedisSignalBusOptions> = {},
+) =>
   createRedisSignalBus({
     url,
     keyPrefix: namespace,
@@ -59,12 +64,18 @@ signalBusContract('redis', {
     startDoomed(namespace, options = {}) {
       const consumerName = options.consumerName ?? 'doomed';
       // No reconnection: once its connections are cut, this "process" is gone.
-      const bus = redisBus(namespace, { ...options, consumerName }, { redisOptions: { retryStrategy: () => null } });
+      const bus = redisBus(
+        namespace,
+        { ...options, consumerName },
+        { redisOptions: { retryStrategy: () => null } },
+      );
       return {
         bus,
         async crash() {
           const clients = String(await admin.client('LIST')).split('\n');
-          for (const line of clients.filter((client) => client.includes(` name=${namespace}:${consumerName}:`))) {
+          for (const line of clients.filter((client) =>
+            client.includes(` name=${namespace}:${consumerName}:`),
+          )) {
             await admin.client('KILL', 'ID', /\bid=(\d+)/.exec(line)![1]!);
           }
         },
@@ -97,20 +108,30 @@ describe('Redis signal bus through a Redis outage', () => {
   it('publish rejects at once while Redis is down; once it is back, delivery resumes, pending ones included', async () => {
     const { redis, bus, deliveries } = await privateSetup();
     const failLater = createDeferred();
-    bus.consume({ receiver: 'fulfil', signal: PAID, retry: compileRetryPolicy({ initialInterval: 40 }) }, async (d) => {
-      deliveries.push(d);
-      if (d.envelope.payload.n === 2 && d.attempt === 1) {
-        await failLater.promise;
-        throw new Error('lost the connection to the Service');
-      }
-    });
+    bus.consume(
+      { receiver: 'fulfil', signal: PAID, retry: compileRetryPolicy({ initialInterval: 40 }) },
+      async (d) => {
+        deliveries.push(d);
+        if (d.envelope.payload.n === 2 && d.attempt === 1) {
+          await failLater.promise;
+          throw new Error('lost the connection to the Service');
+        }
+      },
+    );
     const [one, two, three] = [1, 2, 3].map((n) => makeSignal(PAID, { n }));
     await bus.publish(one!);
     await bus.publish(two!);
     const inspector = new Redis(redis.url, { retryStrategy: () => null });
     inspector.on('error', () => {});
     // Only the second is pending (running) when Redis goes down; the first is acknowledged.
-    await waitFor(async () => expect(await inspector.xpending('outage:signal:order.paid.v1', 'fulfil')).toEqual([1, expect.any(String), expect.any(String), [['only', '1']]]));
+    await waitFor(async () =>
+      expect(await inspector.xpending('outage:signal:order.paid.v1', 'fulfil')).toEqual([
+        1,
+        expect.any(String),
+        expect.any(String),
+        [['only', '1']],
+      ]),
+    );
     inspector.disconnect();
 
     await redis.stop({ save: true });

@@ -3,7 +3,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { REQUEST_REFUND, startTestCoordinator, type TestCoordinator } from '../support/coordinator.js';
 import { deleteNamespace, machineRedisUrl, requireRedis, testNamespace } from '../support/redis.js';
-import { collect, compareCursors, subscriptionClient, wsUrl, type Collected } from '../support/subscriptions.js';
+import {
+  collect,
+  compareCursors,
+  subscriptionClient,
+  waitForValue,
+  wsUrl,
+  type Collected,
+} from '../support/subscriptions.js';
 import { createDeferred, waitFor } from '../support/wait.js';
 
 interface FlowEvent {
@@ -26,12 +33,26 @@ interface SignalEvent {
 
 const FLOW_EVENTS = /* GraphQL */ `
   subscription Events($flowId: ID, $name: String, $after: String) {
-    flowEvents(flowId: $flowId, name: $name, after: $after) { cursor type flowId name stepIndex action status }
+    flowEvents(flowId: $flowId, name: $name, after: $after) {
+      cursor
+      type
+      flowId
+      name
+      stepIndex
+      action
+      status
+    }
   }
 `;
 const SIGNALS = /* GraphQL */ `
   subscription Signals($name: String!, $after: String) {
-    signals(name: $name, after: $after) { cursor id name payload source }
+    signals(name: $name, after: $after) {
+      cursor
+      id
+      name
+      payload
+      source
+    }
   }
 `;
 const REFUND_FILTER = 'order.refund.requested.v1';
@@ -51,10 +72,9 @@ let orderSeq = 0;
 const nextOrder = () => `sub-order-${++orderSeq}-${Date.now()}`;
 
 async function refund(t: TestCoordinator, orderId: string) {
-  const { data, errors } = await t.graphql<{ requestRefund: { id: string; status: string; output: Record<string, unknown> } }>(
-    REQUEST_REFUND,
-    { input: { orderId, amount: 12, learnerId: `learner-${orderId}` } },
-  );
+  const { data, errors } = await t.graphql<{
+    requestRefund: { id: string; status: string; output: Record<string, unknown> };
+  }>(REQUEST_REFUND, { input: { orderId, amount: 12, learnerId: `learner-${orderId}` } });
   expect(errors).toBeUndefined();
   expect(data!.requestRefund.status).toBe('COMPLETED');
   return data!.requestRefund;
@@ -80,14 +100,17 @@ async function untilLive(subscriber: Collected<FlowEvent>, on: TestCoordinator) 
 }
 
 /** Ids of the flows whose FLOW_FINISHED is among `events`. */
-const finished = (events: FlowEvent[]) => events.filter((e) => e.type === 'FLOW_FINISHED').map((e) => e.flowId);
+const finished = (events: FlowEvent[]) =>
+  events.filter((e) => e.type === 'FLOW_FINISHED').map((e) => e.flowId);
 
 /** The two receiver runs (one per signal) of the refund of `orderId`, once both completed. */
 async function receiverRuns(t: TestCoordinator, orderId: string): Promise<string[]> {
   const prisma = t.coordinator.components.database.prisma;
-  return waitFor(
+  return waitForValue(
     async () => {
-      const runs = await prisma.flowRun.findMany({ where: { orderId, kind: 'receiver', status: 'completed' } });
+      const runs = await prisma.flowRun.findMany({
+        where: { orderId, kind: 'receiver', status: 'completed' },
+      });
       return runs.length === 2 ? runs.map((r) => r.id) : false;
     },
     { timeoutMs: 10_000, what: `the receivers of ${orderId}` },
@@ -96,7 +119,8 @@ async function receiverRuns(t: TestCoordinator, orderId: string): Promise<string
 
 /** Events in strictly increasing cursor order: nothing repeated, nothing out of order. */
 function expectIncreasing(events: Array<{ cursor: string }>) {
-  for (let i = 1; i < events.length; i++) expect(compareCursors(events[i - 1]!.cursor, events[i]!.cursor)).toBe(-1);
+  for (let i = 1; i < events.length; i++)
+    expect(compareCursors(events[i - 1]!.cursor, events[i]!.cursor)).toBe(-1);
 }
 
 const clients: Client[] = [];
@@ -110,152 +134,168 @@ afterAll(async () => {
   await Promise.all(clients.map((c) => c.dispose()));
 });
 
-describe.each([{ feed: 'redis' }, { feed: 'memory' }])('subscriptions over graphql-ws ($feed event feed)', ({ feed }) => {
-  let t: TestCoordinator;
-  let keyPrefix: string | undefined;
+describe.each([{ feed: 'redis' }, { feed: 'memory' }])(
+  'subscriptions over graphql-ws ($feed event feed)',
+  ({ feed }) => {
+    let t: TestCoordinator;
+    let keyPrefix: string | undefined;
 
-  beforeAll(async () => {
-    if (feed === 'redis') {
-      keyPrefix = `${testNamespace('subscriptions')}:`;
-      const url = await requireRedis(machineRedisUrl());
-      t = await startTestCoordinator('subscriptions', { overrides: { redis: { url, keyPrefix } } });
-    } else {
-      t = await startTestCoordinator('subscriptions-memory', { redis: false });
-    }
-  });
-  afterAll(async () => {
-    await t?.stop();
-    if (keyPrefix) await deleteNamespace(machineRedisUrl(), keyPrefix);
-  });
+    beforeAll(async () => {
+      if (feed === 'redis') {
+        keyPrefix = `${testNamespace('subscriptions')}:`;
+        const url = await requireRedis(machineRedisUrl());
+        t = await startTestCoordinator('subscriptions', { overrides: { redis: { url, keyPrefix } } });
+      } else {
+        t = await startTestCoordinator('subscriptions-memory', { redis: false });
+      }
+    });
+    afterAll(async () => {
+      await t?.stop();
+      if (keyPrefix) await deleteNamespace(machineRedisUrl(), keyPrefix);
+    });
 
-  it('streams STEP_STARTED, STEP_FINISHED and FLOW_FINISHED of a refund flow, in order, to flowEvents(flowId:) and to all flows', async () => {
-    const all = flowEvents(client(t));
-    await untilLive(all, t);
+    it('streams STEP_STARTED, STEP_FINISHED and FLOW_FINISHED of a refund flow, in order, to flowEvents(flowId:) and to all flows', async () => {
+      const all = flowEvents(client(t));
+      await untilLive(all, t);
 
-    // Hold the refund step so the flow is still running when its own subscriber joins.
-    const orderId = nextOrder();
-    t.ledger.fault({ kind: 'refund', orderId, delayMs: 600 });
-    const running = refund(t, orderId);
-    const started = await waitFor(() => {
-      const held = all.events.find(
-        (e) =>
-          e.type === 'STEP_STARTED' &&
-          e.stepIndex === 2 &&
-          e.name === REFUND_FILTER &&
-          !all.events.some((f) => f.flowId === e.flowId && f.type === 'FLOW_FINISHED'),
+      // Hold the refund step so the flow is still running when its own subscriber joins.
+      const orderId = nextOrder();
+      t.ledger.fault({ kind: 'refund', orderId, delayMs: 600 });
+      const running = refund(t, orderId);
+      const started = await waitForValue(() => {
+        const held = all.events.find(
+          (e) =>
+            e.type === 'STEP_STARTED' &&
+            e.stepIndex === 2 &&
+            e.name === REFUND_FILTER &&
+            !all.events.some((f) => f.flowId === e.flowId && f.type === 'FLOW_FINISHED'),
+        );
+        if (!held) return false;
+        const at = all.events.findIndex((e) => e.flowId === held.flowId && e.type === 'FLOW_STARTED');
+        expect(at).toBeGreaterThan(0);
+        return { flowId: held.flowId, before: all.events[at - 1]!.cursor };
+      });
+      // From the cursor just before the flow started: the backlog up to now, then the rest live.
+      const one = flowEvents(client(t), { flowId: started.flowId, after: started.before });
+      const flow = await running;
+      expect(flow.id).toBe(started.flowId);
+
+      await waitFor(() => expect(one.events.map((e) => e.type)).toContain('FLOW_FINISHED'), {
+        timeoutMs: 10_000,
+      });
+      expect(shape(one.events)).toEqual(REFUND_EVENTS);
+      expect(one.events.every((e) => e.flowId === flow.id && e.name === REFUND_FILTER)).toBe(true);
+      expectIncreasing(one.events);
+
+      await waitFor(() =>
+        expect(all.events.filter((e) => e.flowId === flow.id).map((e) => e.type)).toContain('FLOW_FINISHED'),
       );
-      if (!held) return false;
-      const at = all.events.findIndex((e) => e.flowId === held.flowId && e.type === 'FLOW_STARTED');
-      expect(at).toBeGreaterThan(0);
-      return { flowId: held.flowId, before: all.events[at - 1]!.cursor };
+      const seenByAll = all.events.filter((e) => e.flowId === flow.id);
+      expect(shape(seenByAll)).toEqual(REFUND_EVENTS);
+      // Both subscribers saw the same events under the same cursors.
+      expect(seenByAll).toEqual(one.events);
+      expectIncreasing(all.events);
+      all.unsubscribe();
+      one.unsubscribe();
     });
-    // From the cursor just before the flow started: the backlog up to now, then the rest live.
-    const one = flowEvents(client(t), { flowId: started.flowId, after: started.before });
-    const flow = await running;
-    expect(flow.id).toBe(started.flowId);
 
-    await waitFor(() => expect(one.events.map((e) => e.type)).toContain('FLOW_FINISHED'), { timeoutMs: 10_000 });
-    expect(shape(one.events)).toEqual(REFUND_EVENTS);
-    expect(one.events.every((e) => e.flowId === flow.id && e.name === REFUND_FILTER)).toBe(true);
-    expectIncreasing(one.events);
-
-    await waitFor(() => expect(all.events.filter((e) => e.flowId === flow.id).map((e) => e.type)).toContain('FLOW_FINISHED'));
-    const seenByAll = all.events.filter((e) => e.flowId === flow.id);
-    expect(shape(seenByAll)).toEqual(REFUND_EVENTS);
-    // Both subscribers saw the same events under the same cursors.
-    expect(seenByAll).toEqual(one.events);
-    expectIncreasing(all.events);
-    all.unsubscribe();
-    one.unsubscribe();
-  });
-
-  it('delivers a signal to signals(name:) with its id and payload', async () => {
-    const all = flowEvents(client(t));
-    await untilLive(all, t);
-    const after = all.events.at(-1)!.cursor;
-    const signals = collect<SignalEvent>(
-      client(t),
-      { query: SIGNALS, variables: { name: 'order.refunded.v1', after } },
-      (data) => data.signals as SignalEvent,
-    );
-    const orderId = nextOrder();
-    const flow = await refund(t, orderId);
-    const prisma = t.coordinator.components.database.prisma;
-    const [outbox] = await waitFor(async () => {
-      const rows = await prisma.outboxSignal.findMany({ where: { flowId: flow.id, name: 'order.refunded.v1' } });
-      return rows.length === 1 && rows[0]!.publishedAt ? rows : false;
+    it('delivers a signal to signals(name:) with its id and payload', async () => {
+      const all = flowEvents(client(t));
+      await untilLive(all, t);
+      const after = all.events.at(-1)!.cursor;
+      const signals = collect<SignalEvent>(
+        client(t),
+        { query: SIGNALS, variables: { name: 'order.refunded.v1', after } },
+        (data) => data.signals as SignalEvent,
+      );
+      const orderId = nextOrder();
+      const flow = await refund(t, orderId);
+      const prisma = t.coordinator.components.database.prisma;
+      const [outbox] = await waitForValue(async () => {
+        const rows = await prisma.outboxSignal.findMany({
+          where: { flowId: flow.id, name: 'order.refunded.v1' },
+        });
+        return rows.length === 1 && rows[0]!.publishedAt ? rows : false;
+      });
+      const mine = await waitForValue(() => {
+        const found = signals.events.filter((s) => s.payload.orderId === orderId);
+        return found.length ? found : false;
+      });
+      expect(mine).toEqual([
+        {
+          cursor: expect.any(String),
+          id: outbox!.id,
+          name: 'order.refunded.v1',
+          payload: { orderId, refundId: flow.output.refundId, learnerId: `learner-${orderId}` },
+          source: `flow:${flow.id}`,
+        },
+      ]);
+      // The receiver ran for that very signal id.
+      await waitFor(async () =>
+        expect(
+          await prisma.flowRun.findMany({
+            where: { signalId: outbox!.id },
+            select: { receiver: true, status: true },
+          }),
+        ).toEqual([{ receiver: 'revoke-enrollment', status: 'completed' }]),
+      );
+      // Only signals of that name reach this subscription.
+      expect(signals.events.every((s) => s.name === 'order.refunded.v1')).toBe(true);
+      expect(signals.resultErrors).toEqual([]);
+      signals.unsubscribe();
+      all.unsubscribe();
     });
-    const mine = await waitFor(() => {
-      const found = signals.events.filter((s) => s.payload.orderId === orderId);
-      return found.length ? found : false;
+
+    it('resumes a subscriber that reconnects with after: <last cursor>: exactly the missed events, then live ones', async () => {
+      // The reference subscriber stays connected throughout.
+      const reference = flowEvents(client(t));
+      await untilLive(reference, t);
+      const firstClient = subscriptionClient(t.url);
+      const first = flowEvents(firstClient);
+      await untilLive(first, t);
+
+      // Disconnect: the socket closes.
+      const closed = createDeferred<void>();
+      firstClient.on('closed', () => closed.resolve());
+      await firstClient.dispose();
+      await closed.promise;
+      const last = first.events.at(-1)!.cursor;
+      const seenBeforeDisconnect = first.events.length;
+
+      // Missed while away: a whole flow, and the receivers of its two signals.
+      const missedOrder = nextOrder();
+      const missed = await refund(t, missedOrder);
+      const missedReceivers = await receiverRuns(t, missedOrder);
+      await waitFor(() =>
+        expect(finished(reference.events)).toEqual(expect.arrayContaining([missed.id, ...missedReceivers])),
+      );
+      expect(first.events).toHaveLength(seenBeforeDisconnect);
+
+      const again = flowEvents(client(t), { after: last });
+      await waitFor(() =>
+        expect(finished(again.events)).toEqual(expect.arrayContaining([missed.id, ...missedReceivers])),
+      );
+      // …then live.
+      const liveOrder = nextOrder();
+      const live = await refund(t, liveOrder);
+      const liveReceivers = await receiverRuns(t, liveOrder);
+      const expected = () => reference.events.filter((e) => compareCursors(e.cursor, last) > 0);
+      await waitFor(
+        () => {
+          expect(finished(reference.events)).toEqual(expect.arrayContaining([live.id, ...liveReceivers]));
+          expect(again.events).toEqual(expected());
+        },
+        { timeoutMs: 10_000 },
+      );
+      expect(compareCursors(again.events[0]!.cursor, last)).toBe(1);
+      expect(shape(again.events.filter((e) => e.flowId === missed.id))).toEqual(REFUND_EVENTS);
+      expect(shape(again.events.filter((e) => e.flowId === live.id))).toEqual(REFUND_EVENTS);
+      expectIncreasing(again.events);
+      again.unsubscribe();
+      reference.unsubscribe();
     });
-    expect(mine).toEqual([
-      {
-        cursor: expect.any(String),
-        id: outbox!.id,
-        name: 'order.refunded.v1',
-        payload: { orderId, refundId: flow.output.refundId, learnerId: `learner-${orderId}` },
-        source: `flow:${flow.id}`,
-      },
-    ]);
-    // The receiver ran for that very signal id.
-    await waitFor(async () =>
-      expect(await prisma.flowRun.findMany({ where: { signalId: outbox!.id }, select: { receiver: true, status: true } })).toEqual([
-        { receiver: 'revoke-enrollment', status: 'completed' },
-      ]),
-    );
-    // Only signals of that name reach this subscription.
-    expect(signals.events.every((s) => s.name === 'order.refunded.v1')).toBe(true);
-    expect(signals.resultErrors).toEqual([]);
-    signals.unsubscribe();
-    all.unsubscribe();
-  });
-
-  it('resumes a subscriber that reconnects with after: <last cursor>: exactly the missed events, then live ones', async () => {
-    // The reference subscriber stays connected throughout.
-    const reference = flowEvents(client(t));
-    await untilLive(reference, t);
-    const firstClient = subscriptionClient(t.url);
-    const first = flowEvents(firstClient);
-    await untilLive(first, t);
-
-    // Disconnect: the socket closes.
-    const closed = createDeferred<void>();
-    firstClient.on('closed', () => closed.resolve());
-    await firstClient.dispose();
-    await closed.promise;
-    const last = first.events.at(-1)!.cursor;
-    const seenBeforeDisconnect = first.events.length;
-
-    // Missed while away: a whole flow, and the receivers of its two signals.
-    const missedOrder = nextOrder();
-    const missed = await refund(t, missedOrder);
-    const missedReceivers = await receiverRuns(t, missedOrder);
-    await waitFor(() => expect(finished(reference.events)).toEqual(expect.arrayContaining([missed.id, ...missedReceivers])));
-    expect(first.events).toHaveLength(seenBeforeDisconnect);
-
-    const again = flowEvents(client(t), { after: last });
-    await waitFor(() => expect(finished(again.events)).toEqual(expect.arrayContaining([missed.id, ...missedReceivers])));
-    // …then live.
-    const liveOrder = nextOrder();
-    const live = await refund(t, liveOrder);
-    const liveReceivers = await receiverRuns(t, liveOrder);
-    const expected = () => reference.events.filter((e) => compareCursors(e.cursor, last) > 0);
-    await waitFor(
-      () => {
-        expect(finished(reference.events)).toEqual(expect.arrayContaining([live.id, ...liveReceivers]));
-        expect(again.events).toEqual(expected());
-      },
-      { timeoutMs: 10_000 },
-    );
-    expect(compareCursors(again.events[0]!.cursor, last)).toBe(1);
-    expect(shape(again.events.filter((e) => e.flowId === missed.id))).toEqual(REFUND_EVENTS);
-    expect(shape(again.events.filter((e) => e.flowId === live.id))).toEqual(REFUND_EVENTS);
-    expectIncreasing(again.events);
-    again.unsubscribe();
-    reference.unsubscribe();
-  });
-});
+  },
+);
 
 describe('two Coordinator processes sharing one database and one Redis', () => {
   let a: TestCoordinator;
@@ -284,12 +324,18 @@ describe('two Coordinator processes sharing one database and one Redis', () => {
     // Live once a flow run by A reached B's subscriber.
     await untilLive(onB, a);
     const flow = await refund(a, nextOrder());
-    await waitFor(() => expect(onB.events.some((e) => e.flowId === flow.id && e.type === 'FLOW_FINISHED')).toBe(true), {
-      timeoutMs: 10_000,
-    });
+    await waitFor(
+      () => expect(onB.events.some((e) => e.flowId === flow.id && e.type === 'FLOW_FINISHED')).toBe(true),
+      {
+        timeoutMs: 10_000,
+      },
+    );
     expect(shape(onB.events.filter((e) => e.flowId === flow.id))).toEqual(REFUND_EVENTS);
     // A ran and recorded it; B reads the same record from the shared database.
-    const onBRecord = await b.graphql<{ flow: { status: string } }>(`query($id: ID!) { flow(id: $id) { status } }`, { id: flow.id });
+    const onBRecord = await b.graphql<{ flow: { status: string } }>(
+      `query($id: ID!) { flow(id: $id) { status } }`,
+      { id: flow.id },
+    );
     expect(onBRecord.data!.flow.status).toBe('COMPLETED');
     expect(onB.events.every((e) => e.name === REFUND_FILTER)).toBe(true);
     onB.unsubscribe();
@@ -310,7 +356,9 @@ describe('graphql-ws protocol errors', () => {
 
     const unknownField = collect(c, { query: 'subscription { nope }' }, (d) => d);
     const errors = (await unknownField.failed.promise) as Array<{ message: string }>;
-    expect(errors).toEqual([expect.objectContaining({ message: 'Cannot query field "nope" on type "Subscription".' })]);
+    expect(errors).toEqual([
+      expect.objectContaining({ message: 'Cannot query field "nope" on type "Subscription".' }),
+    ]);
 
     const syntax = collect(c, { query: 'subscription { flowEvents(' }, (d) => d);
     const syntaxErrors = (await syntax.failed.promise) as Array<{ message: string }>;
@@ -318,9 +366,15 @@ describe('graphql-ws protocol errors', () => {
 
     const missingArg = collect(c, { query: 'subscription { signals { id } }' }, (d) => d);
     const missingErrors = (await missingArg.failed.promise) as Array<{ message: string }>;
-    expect(missingErrors[0]!.message).toBe('Field "signals" argument "name" of type "String!" is required, but it was not provided.');
+    expect(missingErrors[0]!.message).toBe(
+      'Field "signals" argument "name" of type "String!" is required, but it was not provided.',
+    );
 
-    const badCursor = collect(c, { query: 'subscription { flowEvents(after: "not-a-cursor") { cursor } }' }, (d) => d);
+    const badCursor = collect(
+      c,
+      { query: 'subscription { flowEvents(after: "not-a-cursor") { cursor } }' },
+      (d) => d,
+    );
     const cursorErrors = (await badCursor.failed.promise) as Array<{ message: string }>;
     expect(cursorErrors).toEqual([expect.objectContaining({ message: "Invalid cursor 'not-a-cursor'" })]);
 
@@ -341,7 +395,10 @@ describe('graphql-ws protocol errors', () => {
     socket.once('close', (code, reason) => closed.resolve({ code, reason: reason.toString() }));
     await opened.promise;
     const openedAt = Date.now();
-    await expect(closed.promise).resolves.toEqual({ code: 4408, reason: 'Connection initialisation timeout' });
+    await expect(closed.promise).resolves.toEqual({
+      code: 4408,
+      reason: 'Connection initialisation timeout',
+    });
     // Closed by the timeout (3 s by default), not at once.
     expect(Date.now() - openedAt).toBeGreaterThanOrEqual(2_500);
   });

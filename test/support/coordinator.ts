@@ -30,7 +30,12 @@ export interface TestCoordinator {
  */
 export async function startTestCoordinator(
   label: string,
-  options: { redis?: boolean; ledger?: Ledger; database?: TestDatabase; overrides?: Partial<CoordinatorOptions> } = {},
+  options: {
+    redis?: boolean;
+    ledger?: Ledger;
+    database?: TestDatabase;
+    overrides?: Partial<CoordinatorOptions>;
+  } = {},
 ): Promise<TestCoordinator> {
   const ledger = options.ledger ?? (await startLedger());
   process.env.LEDGER_URL = ledger.url;
@@ -81,8 +86,28 @@ export const REQUEST_REFUND = /* GraphQL */ `
       status
       orderId
       output
-      error { code message }
-      steps { index action status implementation attempt idempotencyKey output flagDecisions { flag value reason } error { code message } }
+      error {
+        code
+        message
+      }
+      steps {
+        index
+        action
+        status
+        implementation
+        attempt
+        idempotencyKey
+        output
+        flagDecisions {
+          flag
+          value
+          reason
+        }
+        error {
+          code
+          message
+        }
+      }
     }
   }
 `;

@@ -4,7 +4,9 @@
  * in `afterAll` leaves none behind, even when a test failed half-way.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { envSchema } from '../../gateway/env.js';
 import { waitFor } from './wait.js';
 
 export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
@@ -26,13 +28,15 @@ export interface GatewayProcess {
 const spawned = new Set<{ child: ChildProcess; group: boolean }>();
 
 /**
- * The environment of a gateway started by hand: the parent's PATH and HOME, without what vitest or a
- * developer's shell set that would change its behaviour (NODE_ENV=test, a DATABASE_URL, …).
+ * The environment of a gateway started by hand: the parent's PATH and HOME, without anything the
+ * gateway reads (gateway/env.ts) or vitest set (NODE_ENV=test changes Apollo Server's behaviour), so
+ * only `vars` configure it.
  */
 export function gatewayEnv(vars: Record<string, string | undefined>): NodeJS.ProcessEnv {
+  const read = new Set(Object.keys(envSchema.shape));
   const env: NodeJS.ProcessEnv = {};
   for (const [key, value] of Object.entries(process.env)) {
-    if (/^(VITEST|NODE_ENV$|DATABASE_URL$|REDIS_|LAUNCHDARKLY_|LEDGER_URL$|TEST_|FLOW_LEASE_MS$)/.test(key)) continue;
+    if (read.has(key) || /^(VITEST|TEST_|LEDGER_URL$)/.test(key)) continue;
     env[key] = value;
   }
   env.APOLLO_TELEMETRY_DISABLED = '1';
@@ -130,4 +134,16 @@ export function isRunning(pid: number): boolean {
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/** Whether something accepts TCP connections on 127.0.0.1:port. */
+export function portOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ port, host: '127.0.0.1' });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
 }

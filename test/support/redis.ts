@@ -130,7 +130,11 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
       proc.once('error', reject);
       proc.once('exit', (code, signal) => {
         if (child === proc) child = undefined;
-        reject(new Error(`redis-server on port ${port} exited (${code ?? signal}) before it was ready:\n${output}`));
+        reject(
+          new Error(
+            `redis-server on port ${port} exited (${code ?? signal}) before it was ready:\n${output}`,
+          ),
+        );
       });
     });
 

@@ -4,13 +4,19 @@
  */
 import { createClient, type Client, type ClientOptions, type SubscribePayload } from 'graphql-ws';
 import WebSocket from 'ws';
-import { createDeferred, type Deferred } from './wait.js';
+import { createDeferred, waitFor, type Deferred, type WaitForOptions } from './wait.js';
 
 export const wsUrl = (httpUrl: string) => `${httpUrl.replace(/^http/, 'ws')}/graphql`;
 
 /** A graphql-ws client that never reconnects by itself: a test decides when a subscriber comes back. */
 export function subscriptionClient(httpUrl: string, options: Partial<ClientOptions> = {}): Client {
-  return createClient({ url: wsUrl(httpUrl), webSocketImpl: WebSocket, retryAttempts: 0, lazy: true, ...options });
+  return createClient({
+    url: wsUrl(httpUrl),
+    webSocketImpl: WebSocket,
+    retryAttempts: 0,
+    lazy: true,
+    ...options,
+  });
 }
 
 export interface Collected<T> {
@@ -57,4 +63,12 @@ export function compareCursors(a: string, b: string): number {
     if (p !== q) return p < q ? -1 : 1;
   }
   return 0;
+}
+
+/** `waitFor` for a predicate that returns the value it found, or `false` while there is none yet. */
+export async function waitForValue<T>(
+  find: () => T | false | Promise<T | false>,
+  options?: WaitForOptions,
+): Promise<T> {
+  return (await waitFor(find, options)) as T;
 }
