@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ApolloServer } from '@apollo/server';
 import {
@@ -10,25 +10,28 @@ import {
   ApolloServerPluginLandingPageProductionDefault,
 } from '@apollo/server/plugin/landingPage/default';
 import type { GraphQLDataSource } from '@apollo/gateway';
-import { ConfigError, ErrorCode, UnreachableCaseError, domainCodeOf } from './errors.js';
+import { createAuthenticator, type AuthOptions, type Authenticator } from './auth/authenticator.js';
+import { ConfigError, DomainError, ErrorCode, UnreachableCaseError, domainCodeOf } from './errors.js';
 import { openDatabase, type Database } from './db/database.js';
 import { createMemoryEventFeed } from './events/memory-feed.js';
 import { createRedisEventFeed } from './events/redis-feed.js';
 import type { EventFeed } from './events/types.js';
-import { createFlags, flagContext, type Flags, type FlagsOptions } from './flags/flags.js';
+import { createFlags, type Flags, type FlagsOptions } from './flags/flags.js';
 import { createGatewayContext, type GatewayContext } from './federation/context.js';
 import { InProcessDataSource, RemoteDataSource } from './federation/data-sources.js';
 import { FederatedExecutor } from './federation/executor.js';
 import { buildSupergraph, type BuiltSupergraph } from './federation/supergraph.js';
-import { coordinatorPlugin } from './flows/api.js';
+import { COORDINATOR_SUBGRAPH, coordinatorPlugin } from './flows/api.js';
 import { useFlowEvents, useFlowLogging } from './flows/builtin-plugins.js';
 import { FlowEngine, type ActionCaller } from './flows/engine.js';
 import type { FlowPlugin } from './flows/hooks.js';
 import { startLeaseKeeper } from './flows/leases.js';
 import { FlowStore } from './flows/store.js';
+import { pluginRoutes } from './http/plugin-routes.js';
 import { createHttpServer, sendJson, trackRequests, type Route } from './http/server.js';
 import type { Logger } from './log.js';
-import type { Plugin } from './sdk/plugin.js';
+import { createPluginRuntime, principalFlagContext, variationFrom } from './plugins/runtime.js';
+import type { Plugin, Variation } from './sdk/plugin.js';
 import { createMemorySignalBus } from './signals/memory-bus.js';
 import { startOutboxDispatcher, type OutboxDispatcher } from './signals/outbox.js';
 import { createRedisSignalBus } from './signals/redis-bus.js';
@@ -36,6 +39,11 @@ import type { SignalBus } from './signals/types.js';
 import { attachSubscriptions } from './subscriptions/server.js';
 
 export interface CoordinatorOptions {
+  /**
+   * How callers' JWTs are verified. Without it no caller is authenticated: Actions that need one answer
+   * UNAUTHENTICATED, and flow records and subscriptions are open (the core's tests run so).
+   */
+  auth?: AuthOptions;
   /** rover.yaml: the subgraphs. */
   roverConfig: string;
   /** The connections config: filters and signals. */
@@ -89,6 +97,8 @@ interface Running {
   server: Server;
   requests: ReturnType<typeof trackRequests>;
   subscriptions: { close(): Promise<void> };
+  /** Stops the Plugins' background work. */
+  pluginWork: Array<() => Promise<void>>;
   url: string;
 }
 
@@ -192,7 +202,7 @@ export class Coordinator {
       ],
       logger,
       owner: this.owner,
-      flagContext: ({ orderId }) => flagContext({ orderId }),
+      flagContext: ({ orderId, principal }) => principalFlagContext(principal, orderId),
     });
 
     const coordinator = coordinatorPlugin(built.coordinatorSdl, built.connections, {
@@ -200,8 +210,10 @@ export class Coordinator {
       store,
       bus,
       feed,
+      guarded: options.auth !== undefined,
     });
-    const dataSources = await this.dataSources(built, coordinator);
+    const plugins = await this.loadPlugins(built);
+    const dataSources = this.dataSources(built, coordinator, plugins, variationFrom(flags));
     const executor = new FederatedExecutor({ supergraphSdl: built.supergraphSdl, dataSources, flags });
     const production = options.production ?? false;
     const apollo = new ApolloServer<GatewayContext>({
@@ -262,7 +274,33 @@ export class Coordinator {
         },
       ],
     ]);
-    const context = async () => createGatewayContext({ flagContext: flagContext({}) });
+    const authenticator = options.auth ? createAuthenticator(options.auth) : openAuthenticator;
+    const runtime = (plugin: Plugin) =>
+      createPluginRuntime(plugin, {
+        engine,
+        store,
+        flags,
+        signals: new Set(built.compiled.signals.keys()),
+        wake: () => dispatcher.wake(),
+        logger,
+      });
+    for (const [path, route] of pluginRoutes(plugins, {
+      runtime,
+      authenticate: (header) => authenticator.authenticate(header),
+      logger,
+      file: built.rover.file,
+    }))
+      routes.set(path, route);
+    const context = async (req?: IncomingMessage) => {
+      let principal;
+      try {
+        principal = await authenticator.authenticate(req?.headers.authorization);
+      } catch (error) {
+        // Apollo answers an error thrown here with this HTTP status.
+        throw new DomainError(ErrorCode.UNAUTHENTICATED, (error as Error).message, { http: { status: 401 } });
+      }
+      return createGatewayContext({ flagContext: principalFlagContext(principal), principal });
+    };
     const server = createHttpServer({
       apollo,
       context,
@@ -276,7 +314,15 @@ export class Coordinator {
       path: '/graphql',
       schema: coordinator.schema,
       apollo,
-      context,
+      context: () => context(),
+      // Flow events and signals carry learners' data: staff and Services only, once callers are verified.
+      authorize: options.auth
+        ? async (params) => {
+            const header = typeof params?.authorization === 'string' ? params.authorization : undefined;
+            const principal = await authenticator.authenticate(header).catch(() => undefined);
+            return principal !== undefined && principal.kind !== 'learner';
+          }
+        : undefined,
       logger,
     });
     opened.push(() => subscriptions.close());
@@ -290,6 +336,15 @@ export class Coordinator {
       );
       server.listen(options.port ?? 4000, options.host ?? '127.0.0.1', resolveListen);
     });
+    // Background work starts last: it may run flows at once, which need everything above.
+    const pluginWork: Array<() => Promise<void>> = [];
+    for (const plugin of plugins) {
+      const stop = await plugin.start?.(runtime(plugin));
+      if (stop) {
+        pluginWork.push(stop);
+        opened.push(stop);
+      }
+    }
     const { address, port } = server.address() as AddressInfo;
     const host = address.includes(':') ? `[${address}]` : address;
     return {
@@ -306,28 +361,39 @@ export class Coordinator {
       server,
       requests,
       subscriptions,
+      pluginWork,
       url: `http://${host}:${port}`,
     };
   }
 
-  private async dataSources(
+  private isRemote(name: string): boolean {
+    const remote = this.options.remoteSubgraphs ?? [];
+    return remote.includes('*') || remote.includes(name);
+  }
+
+  /** The Plugins that run in this process (the Coordinator subgraph aside). */
+  private async loadPlugins(built: BuiltSupergraph): Promise<Plugin[]> {
+    const plugins: Plugin[] = [];
+    for (const subgraph of built.rover.subgraphs) {
+      if (subgraph.name === COORDINATOR_SUBGRAPH || this.isRemote(subgraph.name)) continue;
+      plugins.push(await loadPlugin(this.options.subgraphsDir, subgraph.name, built.rover.file));
+    }
+    return plugins;
+  }
+
+  private dataSources(
     built: BuiltSupergraph,
     coordinator: Plugin,
-  ): Promise<Record<string, GraphQLDataSource<GatewayContext>>> {
-    const remote = new Set(this.options.remoteSubgraphs ?? []);
+    plugins: readonly Plugin[],
+    variation: Variation,
+  ): Record<string, GraphQLDataSource<GatewayContext>> {
     const sources: Record<string, GraphQLDataSource<GatewayContext>> = {
       [coordinator.name]: new InProcessDataSource(coordinator),
     };
-    for (const subgraph of built.rover.subgraphs) {
-      if (subgraph.name === coordinator.name) continue;
-      if (remote.has('*') || remote.has(subgraph.name)) {
+    for (const plugin of plugins) sources[plugin.name] = new InProcessDataSource(plugin, variation);
+    for (const subgraph of built.rover.subgraphs)
+      if (!sources[subgraph.name])
         sources[subgraph.name] = new RemoteDataSource({ url: subgraph.routingUrl });
-        continue;
-      }
-      sources[subgraph.name] = new InProcessDataSource(
-        await loadPlugin(this.options.subgraphsDir, subgraph.name, built.rover.file),
-      );
-    }
     return sources;
   }
 
@@ -364,6 +430,9 @@ export class Coordinator {
     this.state = { phase: 'draining' };
     const closed = new Promise<void>((resolveClose) => r.server.close(() => resolveClose()));
     await r.subscriptions.close();
+    // Plugins stop taking events in before the flows they started are drained.
+    for (const stop of r.pluginWork)
+      await stop().catch((err) => this.options.logger.error({ err }, 'plugin stop failed'));
     r.leases.stop();
     // Requests already being answered finish first: one may be about to start a flow, or be waiting on
     // a flow it did not start (a duplicate idempotency key); closing its connection would cut it off.
@@ -384,6 +453,15 @@ export class Coordinator {
     this.options.logger.info('coordinator stopped');
   }
 }
+
+/** Without verification keys: requests are anonymous, and a token cannot be checked so is refused. */
+const openAuthenticator: Authenticator = {
+  async authenticate(authorization) {
+    if (authorization)
+      throw new DomainError(ErrorCode.UNAUTHENTICATED, 'This Coordinator has no keys to verify tokens with');
+    return undefined;
+  },
+};
 
 async function loadPlugin(subgraphsDir: string, name: string, roverFile: string): Promise<Plugin> {
   const file = resolve(subgraphsDir, name, 'index.ts');

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { AuthOptions } from './auth/authenticator.js';
 import { ConfigError } from './errors.js';
 
 const commaList = z.string().transform((s) =>
@@ -32,8 +33,29 @@ export const envSchema = z.object({
   /** A running flow whose gateway has not renewed its lease for this long is recovered by another. */
   FLOW_LEASE_MS: z.coerce.number().int().min(100).default(15_000),
   SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(10_000),
+  /** Callers' JWTs: one key source. Without any, development uses DEVELOPMENT_JWT_SECRET. */
+  JWT_JWKS_URL: z.string().url().optional(),
+  JWT_PUBLIC_KEYS: z.string().min(1).optional(),
+  JWT_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
+  JWT_ISSUER: z.string().optional(),
+  JWT_AUDIENCE: z.string().optional(),
 });
 export type Env = z.infer<typeof envSchema>;
+
+/** Signs the tokens of `npm run token` on the embedded default; never accepted in production. */
+export const DEVELOPMENT_JWT_SECRET = 'commerce-coordinator-development-only';
+
+/** How callers are verified: the configured key source, or the development secret outside production. */
+export function authOptions(env: Env): AuthOptions {
+  const common = { issuer: env.JWT_ISSUER, audience: env.JWT_AUDIENCE };
+  if (env.JWT_JWKS_URL || env.JWT_PUBLIC_KEYS || env.JWT_SECRET)
+    return { jwksUrl: env.JWT_JWKS_URL, publicKeys: env.JWT_PUBLIC_KEYS, secret: env.JWT_SECRET, ...common };
+  if (env.NODE_ENV === 'production')
+    throw new ConfigError('environment', [
+      'NODE_ENV=production needs JWT_JWKS_URL, JWT_PUBLIC_KEYS or JWT_SECRET to verify callers',
+    ]);
+  return { secret: DEVELOPMENT_JWT_SECRET, ...common };
+}
 
 export function readEnv(env: NodeJS.ProcessEnv = process.env): Env {
   const parsed = envSchema.safeParse(env);

@@ -1,7 +1,7 @@
 // The Coordinator's entry point: configuration from the environment, then start, then stop on a signal.
 import { resolve } from 'node:path';
 import { Coordinator } from './coordinator.js';
-import { readEnv } from './env.js';
+import { authOptions, readEnv } from './env.js';
 import { ConfigError } from './errors.js';
 import { createLogger } from './log.js';
 
@@ -16,6 +16,7 @@ async function main() {
     connectionsFile: resolve(env.CONNECTIONS_FILE),
     subgraphsDir: resolve(env.SUBGRAPHS_DIR),
     remoteSubgraphs: env.REMOTE_SUBGRAPHS,
+    auth: authOptions(env),
     database: env.DATABASE_URL
       ? { url: env.DATABASE_URL }
       : { dataDir: resolve(env.DATA_DIR, 'postgres'), port: env.EMBEDDED_POSTGRES_PORT },

@@ -1,6 +1,9 @@
 import { readFileSync } from 'node:fs';
 import {
+  getNamedType,
+  isEnumType,
   isInputObjectType,
+  isLeafType,
   type GraphQLInputObjectType,
   type GraphQLSchema,
   type GraphQLType,
@@ -29,6 +32,7 @@ export interface CompiledAction {
 
 export interface CompiledStep extends CompiledAction {
   index: number;
+  when?: StepDefinition['when'];
   definition: StepDefinition;
   retry: CompiledRetryPolicy;
   compensate?: CompiledAction;
@@ -268,6 +272,7 @@ export function compileConnections(
         `the flow input (${inputType.name}) nor an earlier step`,
       );
       if (!call) return;
+      if (step.when) checkWhen(`${stepWhere}.when`, step.when, provided, problems);
       let compensate: CompiledAction | undefined;
       if (step.compensate) {
         // Compensation runs after later steps, so it may use anything the step itself produced.
@@ -287,7 +292,10 @@ export function compileConnections(
         definition: step,
         retry: compileRetryPolicy({ ...filterRetry, ...step.retry }),
         compensate,
+        when: step.when,
       });
+      // A conditional step's results count as provided: its alternatives are expected to provide the
+      // same fields (they implement the same Action contract).
       addResultFields(provided, call.action, index);
     });
     const emits = compileEmits(name, filter, provided);
@@ -329,6 +337,33 @@ export function compileConnections(
 
   if (problems.length) throw new ConfigError(file, problems);
   return { file, filters, signals };
+}
+
+/** A `when` may test only fields the flow has by then, against values their type can hold. */
+function checkWhen(
+  where: string,
+  when: NonNullable<StepDefinition['when']>,
+  provided: Provided,
+  problems: string[],
+) {
+  for (const [field, expected] of Object.entries(when)) {
+    const from = provided.get(field);
+    if (!from) {
+      problems.push(`${where}: '${field}' is provided by neither the flow input nor an earlier step`);
+      continue;
+    }
+    const type = getNamedType(from.type);
+    if (isEnumType(type)) {
+      const values = new Set(type.getValues().map((v) => v.name));
+      for (const value of [expected].flat())
+        if (!values.has(String(value)))
+          problems.push(
+            `${where}: '${String(value)}' is not a value of ${type.name} (${field}, from ${from.origin})`,
+          );
+    } else if (!isLeafType(type)) {
+      problems.push(`${where}: '${field}' is a ${type.name}, not a scalar or enum a condition can compare`);
+    }
+  }
 }
 
 function addResultFields(provided: Provided, action: ActionField, index: number) {

@@ -16,6 +16,8 @@ const connectionName = z
 
 const graphqlName = z.string().regex(/^[_A-Za-z][_0-9A-Za-z]*$/, 'a GraphQL name');
 
+const whenValue = z.union([z.string(), z.number(), z.boolean()]);
+
 /** Where a step's arguments come from when the name in the accumulated data differs from the Action's. */
 const inputMapping = z.record(graphqlName, graphqlName);
 
@@ -32,6 +34,12 @@ const stepSchema = z
      * step fails. Its input comes from the accumulated data as it was when the flow failed.
      */
     compensate: graphqlName.optional(),
+    /**
+     * Runs the step only when every named field of the accumulated data has the value (or one of the
+     * values); otherwise it is recorded as skipped. Alternative Implementations chosen by data (the
+     * order's PSP) are steps with exclusive conditions.
+     */
+    when: z.record(graphqlName, z.union([whenValue, z.array(whenValue).min(1)])).optional(),
   })
   .strict();
 

@@ -1,5 +1,6 @@
 import type { LDContext } from '@launchdarkly/node-server-sdk';
 import type { EmittedSignal } from '../sdk/plugin.js';
+import type { Principal } from '../sdk/principal.js';
 
 /** A flag evaluated while planning a request, as recorded on the flow step it served. */
 export interface FlagDecision {
@@ -22,6 +23,8 @@ export interface StepIdentity {
  */
 export interface GatewayContext {
   step?: StepIdentity;
+  /** The verified caller; sent to every subgraph the request reaches. */
+  principal?: Principal;
   /** Who and what the request is about, for Transition-to-Plugin flags. */
   flagContext: LDContext;
   /** Filled by the executor: the flags that decided progressive overrides for this request. */
@@ -32,6 +35,10 @@ export interface GatewayContext {
   emitted: EmittedSignal[];
 }
 
-export function createGatewayContext(init: { flagContext: LDContext; step?: StepIdentity }): GatewayContext {
+export function createGatewayContext(init: {
+  flagContext: LDContext;
+  step?: StepIdentity;
+  principal?: Principal;
+}): GatewayContext {
   return { ...init, decisions: [], implementations: [], emitted: [] };
 }

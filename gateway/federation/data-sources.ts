@@ -11,13 +11,20 @@ import {
   StepHeader,
   type EmittedSignal,
   type Plugin,
+  type Variation,
 } from '../sdk/plugin.js';
-import type { GatewayContext, StepIdentity } from './context.js';
+import { encodePrincipal } from '../sdk/principal.js';
+import type { GatewayContext } from './context.js';
 
-/** The headers that tell a subgraph which flow step it serves. */
-export function stepHeaders(step: StepIdentity | undefined): Record<string, string> {
-  if (!step) return {};
+/** The headers that tell a subgraph who calls and which flow step it serves. */
+export function stepHeaders(context: GatewayContext | undefined): Record<string, string> {
+  const principal: Record<string, string> = context?.principal
+    ? { [StepHeader.principal]: encodePrincipal(context.principal) }
+    : {};
+  const step = context?.step;
+  if (!step) return principal;
   return {
+    ...principal,
     [StepHeader.idempotencyKey]: step.idempotencyKey,
     [StepHeader.flowId]: step.flowId,
     [StepHeader.stepIndex]: String(step.stepIndex),
@@ -33,20 +40,23 @@ export class InProcessDataSource implements GraphQLDataSource<GatewayContext> {
   // Subgraph operations come from query plans, so there are few distinct ones: parse each once.
   private readonly documents = new Map<string, DocumentNode>();
 
-  constructor(private readonly plugin: Plugin) {}
+  constructor(
+    private readonly plugin: Plugin,
+    private readonly variation?: Variation,
+  ) {}
 
   async process(options: GraphQLDataSourceProcessOptions<GatewayContext>): Promise<GatewayGraphQLResponse> {
     const { request } = options;
     const document = this.document(request.query!);
     if ('errors' in document) return { errors: document.errors };
-    const headers = stepHeaders(options.context?.step);
+    const headers = stepHeaders(options.context as GatewayContext | undefined);
     const emitted: EmittedSignal[] = [];
     const result = await execute({
       schema: this.plugin.schema,
       document,
       variableValues: request.variables,
       operationName: request.operationName,
-      contextValue: createActionContext((name) => headers[name], emitted),
+      contextValue: createActionContext((name) => headers[name], emitted, this.variation),
     });
     options.context?.emitted?.push(...emitted);
     return result as GatewayGraphQLResponse;
@@ -68,7 +78,7 @@ export class InProcessDataSource implements GraphQLDataSource<GatewayContext> {
 /** Calls a Plugin served as a remote subgraph, forwarding the step identity and collecting its signals. */
 export class RemoteDataSource extends RemoteGraphQLDataSource<GatewayContext> {
   override willSendRequest({ request, context }: GraphQLDataSourceProcessOptions<GatewayContext>) {
-    for (const [name, value] of Object.entries(stepHeaders(context?.step)))
+    for (const [name, value] of Object.entries(stepHeaders(context as GatewayContext)))
       request.http?.headers.set(name, value);
   }
 

@@ -15,8 +15,9 @@ import {
 } from 'graphql';
 import type { Connections } from '../connections/schema.js';
 import { DomainError, ErrorCode } from '../errors.js';
+import { requireStaff } from '../sdk/principal.js';
 import type { EventFeed, FeedEvent } from '../events/types.js';
-import type { Plugin } from '../sdk/plugin.js';
+import type { ActionContext, Plugin } from '../sdk/plugin.js';
 import type { SignalBus } from '../signals/types.js';
 import type { FlowEngine } from './engine.js';
 import type { FlowRun, FlowStep, FlowStore } from './store.js';
@@ -51,6 +52,8 @@ const BASE_SDL = /* GraphQL */ `
     receiver: String
     status: FlowStatus!
     idempotencyKey: String
+    "The verified caller whose request started the flow (kind, username or service); null if anonymous."
+    startedBy: JSON
     orderId: String
     input: JSON!
     "The accumulated data when the flow ended."
@@ -216,6 +219,7 @@ const errorOf = (r: { errorCode: string | null; errorMessage: string | null; fai
 
 export const flowToGraphQL = (flow: FlowRun & { steps?: FlowStep[] }) => ({
   ...flow,
+  startedBy: flow.principal ?? null,
   kind: flow.kind.toUpperCase(),
   status: flow.status.toUpperCase(),
   error: errorOf(flow),
@@ -235,6 +239,11 @@ export interface CoordinatorApiDeps {
   store: FlowStore;
   bus: SignalBus;
   feed: EventFeed;
+  /**
+   * Flow records, dead letters and replays are for staff and Services only (they hold learners' data).
+   * False only on a Coordinator without authentication (the core's tests).
+   */
+  guarded: boolean;
 }
 
 /** The Coordinator subgraph: a Plugin like any other, served in process. */
@@ -244,10 +253,17 @@ export function coordinatorPlugin(
   deps: CoordinatorApiDeps,
 ): Plugin {
   const { engine, store, bus, feed } = deps;
+  const staffOnly = (ctx: ActionContext) => {
+    if (deps.guarded) requireStaff(ctx.principal);
+  };
   const filterMutations = Object.fromEntries(
     Object.entries(connections.filters).map(([name, filter]) => [
       filter.mutation,
-      async (_: unknown, args: { input: Record<string, unknown>; idempotencyKey?: string | null }) => {
+      async (
+        _: unknown,
+        args: { input: Record<string, unknown>; idempotencyKey?: string | null },
+        ctx: ActionContext,
+      ) => {
         if (
           args.idempotencyKey !== undefined &&
           args.idempotencyKey !== null &&
@@ -257,6 +273,7 @@ export function coordinatorPlugin(
         }
         const flow = await engine.runFilter(name, args.input, {
           idempotencyKey: args.idempotencyKey ?? undefined,
+          principal: ctx.principal,
         });
         return flowToGraphQL((await store.flow(flow.id))!);
       },
@@ -265,7 +282,8 @@ export function coordinatorPlugin(
   const resolvers = {
     JSON: JSONScalar,
     Query: {
-      flow: async (_: unknown, { id }: { id: string }) => {
+      flow: async (_: unknown, { id }: { id: string }, ctx: ActionContext) => {
+        staffOnly(ctx);
         if (!UUID.test(id)) throw new DomainError(ErrorCode.BAD_USER_INPUT, `'${id}' is not a flow id`);
         const flow = await store.flow(id);
         return flow && flowToGraphQL(flow);
@@ -273,7 +291,9 @@ export function coordinatorPlugin(
       flows: async (
         _: unknown,
         args: { orderId?: string; name?: string; status?: string; limit?: number; before?: string },
+        ctx: ActionContext,
       ) => {
+        staffOnly(ctx);
         const limit = args.limit ?? 20;
         if (limit < 1 || limit > 200)
           throw new DomainError(ErrorCode.BAD_USER_INPUT, 'limit must be between 1 and 200');
@@ -287,8 +307,9 @@ export function coordinatorPlugin(
         const flows = await store.list({ ...args, status: args.status?.toLowerCase(), limit, before });
         return flows.map(flowToGraphQL);
       },
-      deadLetters: async (_: unknown, { receiver }: { receiver: string }) =>
-        (await bus.deadLetters(receiver)).map((d) => ({
+      deadLetters: async (_: unknown, { receiver }: { receiver: string }, ctx: ActionContext) => {
+        staffOnly(ctx);
+        return (await bus.deadLetters(receiver)).map((d) => ({
           id: d.id,
           receiver: d.receiver,
           // An entry that was not a valid signal is dead-lettered with no envelope.
@@ -298,12 +319,19 @@ export function coordinatorPlugin(
           attempts: d.attempts,
           error: { code: d.failure.type, message: d.failure.message, details: d.failure.details ?? null },
           deadAt: d.deadAt,
-        })),
+        }));
+      },
     },
     Mutation: {
       ...filterMutations,
-      replayDeadLetters: (_: unknown, { receiver, ids }: { receiver: string; ids?: string[] | null }) =>
-        bus.replay(receiver, ids ?? undefined),
+      replayDeadLetters: (
+        _: unknown,
+        { receiver, ids }: { receiver: string; ids?: string[] | null },
+        ctx: ActionContext,
+      ) => {
+        staffOnly(ctx);
+        return bus.replay(receiver, ids ?? undefined);
+      },
     },
     Subscription: {
       flowEvents: {

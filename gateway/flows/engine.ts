@@ -12,6 +12,7 @@ import { actionVariables } from '../connections/actions.js';
 import { DomainError, ErrorCode, domainCodeOf, type Failure } from '../errors.js';
 import { createGatewayContext, type GatewayContext } from '../federation/context.js';
 import type { Logger } from '../log.js';
+import { principalSchema, type Principal } from '../sdk/principal.js';
 import { compileRetryPolicy, retryDelayMs, shouldRetry } from '../retry-policy.js';
 import type { Delivery } from '../signals/types.js';
 import { invokeStartHooks, type FlowPlugin } from './hooks.js';
@@ -38,6 +39,7 @@ export interface FlowEngineOptions {
     name: string;
     input: Record<string, unknown>;
     orderId?: string;
+    principal?: Principal;
   }): GatewayContext['flagContext'];
   /** How long a duplicate request waits for the original run of its idempotency key. @default 30 s */
   idempotencyWaitMs?: number;
@@ -94,7 +96,11 @@ export class FlowEngine {
    * Runs a filter. With an idempotency key, a second call with the same key (concurrent or later)
    * returns the first run's recorded result instead of running again.
    */
-  async runFilter(name: string, input: Data, options: { idempotencyKey?: string } = {}): Promise<FlowRun> {
+  async runFilter(
+    name: string,
+    input: Data,
+    options: { idempotencyKey?: string; principal?: Principal } = {},
+  ): Promise<FlowRun> {
     const filter = this.filter(name);
     const orderKey = filter.definition.orderKey;
     const orderId = orderKey && input[orderKey] != null ? String(input[orderKey]) : undefined;
@@ -106,6 +112,7 @@ export class FlowEngine {
       inputHash,
       orderId,
       input,
+      principal: options.principal,
       owner: this.options.owner,
     });
     if (!created) {
@@ -279,12 +286,18 @@ export class FlowEngine {
     from: number,
   ): Promise<Outcome> {
     let data = initial;
+    const principal = principalOf(flow);
     const flagContext = this.options.flagContext({
       name: filter.name,
       input: initial,
       orderId: flow.orderId ?? undefined,
+      principal,
     });
     for (const step of filter.steps.slice(from)) {
+      if (step.when && !matches(step.when, data)) {
+        await this.options.store.skipStep(flow.id, step.index, step.action.name);
+        continue;
+      }
       const result = await this.runStep(flow, filter.name, step, data, flagContext, step.retry);
       if (result.kind === 'completed') {
         data = merge(data, result.output);
@@ -439,6 +452,7 @@ export class FlowEngine {
       const started = performance.now();
       const context = createGatewayContext({
         flagContext,
+        principal: principalOf(flow) ?? COORDINATOR_PRINCIPAL,
         step: { flowId: flow.id, stepIndex: step.index, attempt, idempotencyKey },
       });
       let failure: Failure | undefined;
@@ -486,6 +500,28 @@ export class FlowEngine {
       await sleep(retryDelayMs(retry, attempt));
     }
   }
+}
+
+/**
+ * Receivers act for the Coordinator itself, as do steps of flows started without a caller (recovery
+ * keeps the caller of the flows that had one).
+ */
+export const COORDINATOR_PRINCIPAL: Principal = {
+  kind: 'service',
+  subject: 'commerce-coordinator',
+  service: 'commerce-coordinator',
+};
+
+function principalOf(flow: FlowRun): Principal | undefined {
+  const parsed = principalSchema.safeParse(flow.principal);
+  return parsed.success ? parsed.data : undefined;
+}
+
+/** A step's `when`: every named field of the accumulated data equals the value, or one of the values. */
+function matches(when: Readonly<Record<string, unknown>>, data: Data): boolean {
+  return Object.entries(when).every(([field, expected]) =>
+    Array.isArray(expected) ? expected.includes(data[field]) : data[field] === expected,
+  );
 }
 
 /** Thrown by `runReceiver` so the bus retries or dead-letters with the recorded failure. */

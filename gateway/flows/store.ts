@@ -44,15 +44,17 @@ export class FlowStore {
     inputHash: string;
     orderId?: string;
     input: Record<string, unknown>;
+    principal?: unknown;
     owner: string;
   }): Promise<{ created: boolean; flow: FlowRun }> {
     const id = randomUUID();
     const inserted = await this.prisma.$executeRaw`
       INSERT INTO "FlowRun" ("id", "kind", "name", "receiver", "status", "idempotencyKey", "inputHash", "signalId",
-                             "orderId", "input", "owner", "heartbeatAt", "startedAt")
+                             "orderId", "input", "principal", "owner", "heartbeatAt", "startedAt")
       VALUES (${id}::uuid, ${init.kind}, ${init.name}, ${init.receiver ?? null}, ${FlowStatus.RUNNING},
               ${init.idempotencyKey ?? null}, ${init.inputHash}, ${init.signalId ?? null}::uuid, ${init.orderId ?? null},
-              ${JSON.stringify(init.input)}::jsonb, ${init.owner}, now(), now())
+              ${JSON.stringify(init.input)}::jsonb, ${init.principal ? JSON.stringify(init.principal) : null}::jsonb,
+              ${init.owner}, now(), now())
       ON CONFLICT DO NOTHING`;
     if (inserted === 1)
       return { created: true, flow: await this.prisma.flowRun.findUniqueOrThrow({ where: { id } }) };
@@ -103,6 +105,24 @@ export class FlowStore {
         idempotencyKey: step.idempotencyKey,
         ...data,
       },
+      update: data,
+    });
+  }
+
+  /** Records a step its `when` condition skipped, so the record shows every step of the filter. */
+  async skipStep(flowId: string, index: number, action: string): Promise<void> {
+    const now = new Date();
+    const data = {
+      action,
+      status: StepStatus.SKIPPED,
+      input: {},
+      attempt: 0,
+      startedAt: now,
+      finishedAt: now,
+    };
+    await this.prisma.flowStep.upsert({
+      where: { flowId_index: { flowId, index } },
+      create: { id: randomUUID(), flowId, index, idempotencyKey: `${flowId}:${index}`, ...data },
       update: data,
     });
   }
@@ -174,6 +194,24 @@ export class FlowStore {
         data: { id: randomUUID(), name: s.name, payload: json(s.payload), source: `flow:${flowId}`, flowId },
       }),
     );
+  }
+
+  /**
+   * Commits a signal that no flow emitted (a Service's webhook or event), once per `dedupeKey`: a
+   * second commit of the same key is a no-op, however many processes receive the event at once.
+   */
+  async publishSignal(signal: {
+    name: string;
+    payload: Record<string, unknown>;
+    source: string;
+    dedupeKey: string;
+  }): Promise<{ duplicate: boolean }> {
+    const inserted = await this.prisma.$executeRaw`
+      INSERT INTO "OutboxSignal" ("id", "name", "payload", "source", "dedupeKey", "createdAt")
+      VALUES (${randomUUID()}::uuid, ${signal.name}, ${JSON.stringify(signal.payload)}::jsonb, ${signal.source},
+              ${signal.dedupeKey}, now())
+      ON CONFLICT ("dedupeKey") DO NOTHING`;
+    return { duplicate: inserted === 0 };
   }
 
   /** Keeps the lease of the flows this process runs. */

@@ -3,6 +3,11 @@ import { buildSubgraphSchema } from '@apollo/subgraph';
 import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/resolverMap.js';
 import DataLoader from 'dataloader';
 import { parse, type DocumentNode, type GraphQLSchema } from 'graphql';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Logger } from '../log.js';
+import { decodePrincipal, PRINCIPAL_HEADER, type Principal } from './principal.js';
+
+export type { Principal } from './principal.js';
 
 /**
  * What a Plugin's resolvers receive as context, the same whether the Plugin runs in the gateway's
@@ -18,6 +23,13 @@ export interface ActionContext {
   readonly stepIndex?: number;
   /** 1 for the first attempt of the step. */
   readonly attempt: number;
+  /** The verified caller (the flow's caller for a flow step), if any. */
+  readonly principal?: Principal;
+  /**
+   * A flag's value for this request (Transition-to-Coordinator flags), in the context of the caller;
+   * `defaultValue` when no flags are available (a remote subgraph without them).
+   */
+  variation(flag: string, defaultValue: boolean): Promise<boolean>;
   /** Queues a signal; it is committed with the step's record, never before the step succeeded. */
   emit(signal: string, payload: Record<string, unknown>): void;
   /**
@@ -30,12 +42,73 @@ export interface ActionContext {
   ): DataLoader<K, V>;
 }
 
+/** What the Coordinator offers a Plugin's routes and background work. */
+export interface PluginRuntime {
+  readonly logger: Logger;
+  /**
+   * Commits a signal to the outbox now. `id` identifies the event at its source (a webhook's event id):
+   * publishing the same id again is a no-op and answers `duplicate: true`.
+   */
+  publish(
+    signal: string,
+    payload: Record<string, unknown>,
+    options: { id: string },
+  ): Promise<{ duplicate: boolean }>;
+  /** Runs a filter as a recorded Purchase Flow, as its mutation would. */
+  runFilter(
+    name: string,
+    input: Record<string, unknown>,
+    options?: { idempotencyKey?: string; principal?: Principal },
+  ): Promise<FilterResult>;
+  /** A flag's value in the context of `principal`. */
+  variation: Variation;
+}
+
+export interface FilterResult {
+  flowId: string;
+  status: string;
+  output: Record<string, unknown> | null;
+  error?: { code: string; message: string };
+}
+
+/** A REST endpoint a Service calls (a webhook), served by the gateway at `path` exactly. */
+export interface Route {
+  method: 'GET' | 'POST';
+  path: string;
+  handle(request: RouteRequest, runtime: PluginRuntime): Promise<RouteResponse>;
+}
+
+export interface RouteRequest {
+  method: string;
+  path: string;
+  /** Lower-case names, as Node gives them. */
+  headers: IncomingHttpHeaders;
+  query: URLSearchParams;
+  /** The body exactly as received: signatures are computed over these bytes. */
+  rawBody: Buffer;
+  /** The caller, when the request carried a valid bearer JWT. */
+  principal?: Principal;
+}
+
+export interface RouteResponse {
+  status: number;
+  /** Sent as JSON unless a string. */
+  body?: unknown;
+  headers?: Record<string, string>;
+}
+
 export interface PluginDefinition {
   /** The subgraph name: the same as its key in rover.yaml. */
   name: string;
   /** The subgraph SDL (the file rover.yaml names). */
   typeDefs: DocumentNode;
   resolvers: GraphQLResolverMap<ActionContext>;
+  routes?: readonly Route[];
+  /**
+   * Background work while the Coordinator runs (e.g. consuming a Service's event bus); the function it
+   * returns is awaited on shutdown, before the outbox is flushed.
+   */
+  start?(runtime: PluginRuntime): Promise<void | (() => Promise<void>)>;
 }
 
 export interface Plugin extends PluginDefinition {
@@ -43,17 +116,16 @@ export interface Plugin extends PluginDefinition {
 }
 
 /** Declares a Plugin; `schemaFile` is read once, so the gateway and Rover compose the same SDL. */
-export function definePlugin(definition: {
-  name: string;
-  schemaFile: string | URL;
-  resolvers: GraphQLResolverMap<ActionContext>;
-}): Plugin {
+export function definePlugin(
+  definition: Omit<PluginDefinition, 'typeDefs'> & { schemaFile: string | URL },
+): Plugin {
   const typeDefs = parse(readFileSync(definition.schemaFile, 'utf8'));
   const schema = buildSubgraphSchema({
     typeDefs,
     resolvers: definition.resolvers as GraphQLResolverMap<unknown>,
   });
-  return { name: definition.name, typeDefs, resolvers: definition.resolvers, schema };
+  const { schemaFile: _file, ...rest } = definition;
+  return { ...rest, typeDefs, schema };
 }
 
 /** The headers that carry a step's identity from the gateway to a subgraph. */
@@ -62,7 +134,15 @@ export const StepHeader = {
   flowId: 'x-coordinator-flow-id',
   stepIndex: 'x-coordinator-step',
   attempt: 'x-coordinator-attempt',
+  principal: PRINCIPAL_HEADER,
 } as const;
+
+/** Evaluates a flag for the principal of a request; absent where no flags are configured. */
+export type Variation = (
+  flag: string,
+  principal: Principal | undefined,
+  defaultValue: boolean,
+) => Promise<boolean>;
 
 export interface EmittedSignal {
   signal: string;
@@ -79,10 +159,15 @@ export const SIGNALS_EXTENSION = 'coordinatorSignals';
 export function createActionContext(
   header: (name: string) => string | undefined | null,
   emitted: EmittedSignal[],
+  variation?: Variation,
 ): ActionContext {
   const loaders = new Map<string, DataLoader<unknown, unknown>>();
   const stepIndex = header(StepHeader.stepIndex);
+  const principal = decodePrincipal(header(StepHeader.principal));
   return {
+    principal,
+    variation: async (flag, defaultValue) =>
+      variation ? variation(flag, principal, defaultValue) : defaultValue,
     idempotencyKey: header(StepHeader.idempotencyKey) ?? undefined,
     flowId: header(StepHeader.flowId) ?? undefined,
     stepIndex: stepIndex ? Number(stepIndex) : undefined,

@@ -18,6 +18,11 @@ export function attachSubscriptions(options: {
   schema: GraphQLSchema;
   apollo: ApolloServer<GatewayContext>;
   context(): Promise<GatewayContext>;
+  /**
+   * Decides whether a connection may subscribe, from its `connection_init` payload (where clients put
+   * `authorization`). Refused connections are closed with 4403.
+   */
+  authorize?(connectionParams: Readonly<Record<string, unknown>> | undefined): Promise<boolean>;
   logger: Logger;
   /** @default 3 s */
   connectionInitWaitTimeout?: number;
@@ -27,6 +32,7 @@ export function attachSubscriptions(options: {
     {
       schema: options.schema,
       connectionInitWaitTimeout: options.connectionInitWaitTimeout ?? 3_000,
+      onConnect: async (ctx) => (options.authorize ? options.authorize(ctx.connectionParams) : true),
       // graphql-ws answers an invalid query with an error message, but closes the whole socket (4500,
       // ending the client's other subscriptions) when the query does not parse: answer that alike.
       onSubscribe: (_ctx, _id, payload) => {

@@ -38,11 +38,19 @@ const FILTER = 'filters.order.refund.requested.v1';
 describe('the connections config is validated against the supergraph', () => {
   it('accepts the fixture connections, so each refusal below comes from its one mistake', () => {
     const built = buildSupergraph({ roverConfig, connections: fixture('connections.yaml') });
-    expect([...built.compiled.filters.keys()]).toEqual(['order.refund.requested.v1']);
+    expect([...built.compiled.filters.keys()]).toEqual(['order.refund.requested.v1', 'caller.echo.v1']);
     expect([...built.compiled.signals.keys()]).toEqual(['order.refunded.v1', 'payment.refunded.v1']);
   });
 
   const cases: Array<{ mistake: string; file: string; problems: string[] }> = [
+    {
+      mistake: "a step condition on a value the field's enum lacks, and on a field nobody provides",
+      file: 'bad-when.yaml',
+      problems: [
+        "filters.caller.echo.v1.steps[0] (whoCalls).when: 'DESKTOP' is not a value of Channel (channel, from flow input EchoInput)",
+        "filters.caller.echo.v1.steps[0] (whoCalls).when: 'chanel' is provided by neither the flow input nor an earlier step",
+      ],
+    },
     {
       mistake: 'an unknown Action (a typo in a step)',
       file: 'unknown-action.yaml',

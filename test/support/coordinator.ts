@@ -1,5 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { integrations } from '@launchdarkly/node-server-sdk';
+import { signToken, type TokenSubject } from '../../gateway/auth/tokens.js';
 import { Coordinator, type CoordinatorOptions } from '../../gateway/coordinator.js';
 import { silentLogger } from '../../gateway/log.js';
 import { startLedger, type Ledger } from '../fixtures/services/ledger.js';
@@ -7,6 +8,10 @@ import { createTestDatabase, type TestDatabase } from './database.js';
 import { deleteNamespace, machineRedisUrl, requireRedis, testNamespace } from './redis.js';
 
 process.env.APOLLO_TELEMETRY_DISABLED ??= '1';
+
+/** The HS256 secret test Coordinators verify callers with; `token()` signs with it. */
+export const TEST_JWT_SECRET = 'test-secret-of-the-test-coordinators';
+export const token = (subject: TokenSubject) => signToken(TEST_JWT_SECRET, subject);
 
 export const fixture = (path: string) => fileURLToPath(new URL(`../fixtures/${path}`, import.meta.url));
 
@@ -20,6 +25,7 @@ export interface TestCoordinator {
   graphql<T = Record<string, unknown>>(
     query: string,
     variables?: Record<string, unknown>,
+    options?: { token?: string },
   ): Promise<{ data?: T; errors?: Array<{ message: string; extensions?: Record<string, unknown> }> }>;
   stop(): Promise<void>;
 }
@@ -32,6 +38,7 @@ export async function startTestCoordinator(
   label: string,
   options: {
     redis?: boolean;
+    authenticated?: boolean;
     ledger?: Ledger;
     database?: TestDatabase;
     overrides?: Partial<CoordinatorOptions>;
@@ -50,6 +57,8 @@ export async function startTestCoordinator(
     database: { url: database.url },
     redis: redisUrl ? { url: redisUrl, keyPrefix } : undefined,
     flags: { testData },
+    // The core's tests run open; `authenticated: true` verifies callers' tokens (signed by `token()`).
+    auth: options.authenticated ? { secret: TEST_JWT_SECRET } : undefined,
     port: 0,
     logger: silentLogger,
     outboxPollMs: 50,
@@ -62,10 +71,13 @@ export async function startTestCoordinator(
     ledger,
     database,
     testData,
-    async graphql(query, variables) {
+    async graphql(query, variables, { token } = {}) {
       const res = await fetch(`${url}/graphql`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: {
+          'content-type': 'application/json',
+          ...(token ? { authorization: `Bearer ${token}` } : {}),
+        },
         body: JSON.stringify({ query, variables }),
       });
       return res.json() as never;

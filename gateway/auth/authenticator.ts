@@ -1,0 +1,110 @@
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  jwtVerify,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+} from 'jose';
+import { z } from 'zod';
+import { ConfigError, DomainError, ErrorCode } from '../errors.js';
+import type { Principal } from '../sdk/principal.js';
+
+/** Where the keys that sign callers' JWTs come from; exactly one source. */
+export interface AuthOptions {
+  /** A JWKS endpoint (the LMS's `/api/user/v1/jwks` or any OIDC provider's). */
+  jwksUrl?: string;
+  /** A JWKS document (JSON), e.g. the LMS's public signing keys. */
+  publicKeys?: string;
+  /** A shared HS256 secret: development and tests only. */
+  secret?: string;
+  issuer?: string;
+  audience?: string;
+}
+
+export interface Authenticator {
+  /**
+   * The principal of a request's `Authorization: Bearer <JWT>`, or undefined without one. A token that
+   * does not verify is an error (UNAUTHENTICATED), never an anonymous request.
+   */
+  authenticate(authorization: string | undefined): Promise<Principal | undefined>;
+}
+
+// The claims of an edX JWT (edx-drf-extensions): learners carry their LMS id and username; staff have
+// `administrator`; Services authenticate with client credentials.
+const claimsSchema = z.object({
+  sub: z.string(),
+  preferred_username: z.string().optional(),
+  email: z.string().optional(),
+  user_id: z.coerce.number().int().optional(),
+  administrator: z.boolean().optional(),
+  grant_type: z.string().optional(),
+  client_id: z.string().optional(),
+});
+
+export function principalFromClaims(payload: JWTPayload): Principal {
+  const parsed = claimsSchema.safeParse(payload);
+  if (!parsed.success) throw unauthenticated('The token has no subject');
+  const claims = parsed.data;
+  if (claims.grant_type === 'client-credentials' || claims.grant_type === 'client_credentials')
+    return { kind: 'service', subject: claims.sub, service: claims.client_id ?? claims.sub };
+  if (!claims.preferred_username) throw unauthenticated('The token has no preferred_username');
+  if (claims.administrator)
+    return {
+      kind: 'staff',
+      subject: claims.sub,
+      username: claims.preferred_username,
+      ...(claims.user_id !== undefined ? { lmsUserId: claims.user_id } : {}),
+      ...(claims.email ? { email: claims.email } : {}),
+    };
+  if (claims.user_id === undefined) throw unauthenticated("A learner's token must carry user_id");
+  return {
+    kind: 'learner',
+    subject: claims.sub,
+    username: claims.preferred_username,
+    lmsUserId: claims.user_id,
+    ...(claims.email ? { email: claims.email } : {}),
+  };
+}
+
+export function createAuthenticator(options: AuthOptions): Authenticator {
+  const sources = [options.jwksUrl, options.publicKeys, options.secret].filter((s) => s !== undefined);
+  if (sources.length !== 1)
+    throw new ConfigError('environment', [
+      'set exactly one of JWT_JWKS_URL, JWT_PUBLIC_KEYS or JWT_SECRET to verify callers',
+    ]);
+  let key: JWTVerifyGetKey | Uint8Array;
+  if (options.jwksUrl) key = createRemoteJWKSet(new URL(options.jwksUrl));
+  else if (options.publicKeys) {
+    try {
+      key = createLocalJWKSet(JSON.parse(options.publicKeys) as Parameters<typeof createLocalJWKSet>[0]);
+    } catch (error) {
+      throw new ConfigError('environment', [
+        `JWT_PUBLIC_KEYS: not a JWKS document (${(error as Error).message})`,
+      ]);
+    }
+  } else key = new TextEncoder().encode(options.secret);
+  const verifyOptions = {
+    ...(options.issuer ? { issuer: options.issuer } : {}),
+    ...(options.audience ? { audience: options.audience } : {}),
+  };
+
+  return {
+    async authenticate(authorization) {
+      if (!authorization) return undefined;
+      const match = /^(?:Bearer|JWT)\s+(\S+)$/i.exec(authorization);
+      if (!match) throw unauthenticated('Authorization must be "Bearer <JWT>"');
+      try {
+        const { payload } =
+          key instanceof Uint8Array
+            ? await jwtVerify(match[1]!, key, verifyOptions)
+            : await jwtVerify(match[1]!, key, verifyOptions);
+        return principalFromClaims(payload);
+      } catch (error) {
+        if (error instanceof DomainError) throw error;
+        throw unauthenticated(`The token is not valid: ${(error as Error).message}`);
+      }
+    },
+  };
+}
+
+const unauthenticated = (message: string) => new DomainError(ErrorCode.UNAUTHENTICATED, message);

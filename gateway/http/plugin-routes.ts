@@ -1,0 +1,80 @@
+import { ConfigError, domainCodeOf, ErrorCode } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Plugin, PluginRuntime, RouteResponse } from '../sdk/plugin.js';
+import type { Principal } from '../sdk/principal.js';
+import { sendJson, type Route } from './server.js';
+
+/**
+ * The REST routes Plugins declare (webhooks), as HTTP routes: method checked, the caller's JWT verified
+ * when present, the raw body handed over for signature checks, errors answered with a stable code.
+ */
+export function pluginRoutes(
+  plugins: readonly Plugin[],
+  deps: {
+    runtime(plugin: Plugin): PluginRuntime;
+    authenticate(authorization: string | undefined): Promise<Principal | undefined>;
+    logger: Logger;
+    file: string;
+  },
+): Map<string, Route> {
+  const routes = new Map<string, Route>();
+  const owners = new Map<string, string>();
+  const problems: string[] = [];
+  for (const plugin of plugins) {
+    const runtime = deps.runtime(plugin);
+    const byPath = new Map<string, NonNullable<Plugin['routes']>[number][]>();
+    for (const route of plugin.routes ?? []) {
+      const owner = owners.get(route.path);
+      if (owner && owner !== plugin.name)
+        problems.push(`subgraphs.${plugin.name}: route ${route.path} is already served by plugin '${owner}'`);
+      owners.set(route.path, plugin.name);
+      byPath.set(route.path, [...(byPath.get(route.path) ?? []), route]);
+    }
+    for (const [path, candidates] of byPath) {
+      routes.set(path, async (req, res, rawBody) => {
+        const route = candidates.find((r) => r.method === req.method);
+        if (!route) {
+          res.setHeader('allow', candidates.map((r) => r.method).join(', '));
+          return sendJson(res, 405, {
+            code: 'METHOD_NOT_ALLOWED',
+            message: `${req.method} ${path} is not served`,
+          });
+        }
+        let response: RouteResponse;
+        try {
+          const principal = await deps.authenticate(req.headers.authorization);
+          const url = new URL(req.url ?? path, 'http://localhost');
+          response = await route.handle(
+            { method: req.method!, path, headers: req.headers, query: url.searchParams, rawBody, principal },
+            runtime,
+          );
+        } catch (error) {
+          const code = domainCodeOf(error);
+          if (!code) throw error;
+          const status =
+            code === ErrorCode.UNAUTHENTICATED
+              ? 401
+              : code === ErrorCode.FORBIDDEN
+                ? 403
+                : code === ErrorCode.NOT_FOUND
+                  ? 404
+                  : 400;
+          return sendJson(res, status, { code, message: (error as Error).message });
+        }
+        res.writeHead(response.status, {
+          ...(typeof response.body === 'string' ? {} : { 'content-type': 'application/json; charset=utf-8' }),
+          ...response.headers,
+        });
+        res.end(
+          response.body === undefined
+            ? undefined
+            : typeof response.body === 'string'
+              ? response.body
+              : JSON.stringify(response.body),
+        );
+      });
+    }
+  }
+  if (problems.length) throw new ConfigError(deps.file, problems);
+  return routes;
+}

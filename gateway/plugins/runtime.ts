@@ -1,0 +1,74 @@
+import { domainCodeOf, ErrorCode } from '../errors.js';
+import { flagContext, type Flags } from '../flags/flags.js';
+import type { FlowEngine } from '../flows/engine.js';
+import type { FlowStore } from '../flows/store.js';
+import type { Logger } from '../log.js';
+import type { FilterResult, Plugin, PluginRuntime, Variation } from '../sdk/plugin.js';
+import type { Principal } from '../sdk/principal.js';
+
+/** The LaunchDarkly context of a caller: the learner (or staff member) by LMS id when known. */
+export function principalFlagContext(principal: Principal | undefined, orderId?: string) {
+  const learnerId =
+    principal && principal.kind !== 'service' && principal.lmsUserId !== undefined
+      ? String(principal.lmsUserId)
+      : undefined;
+  return flagContext({
+    learnerId,
+    orderId,
+    ...(principal?.kind === 'service' ? { service: principal.service } : {}),
+  });
+}
+
+export const variationFrom =
+  (flags: Flags): Variation =>
+  async (flag, principal, defaultValue) =>
+    (await flags.evaluate(flag, principalFlagContext(principal), defaultValue)).value;
+
+/** What the Coordinator lends one Plugin's routes and background work. */
+export function createPluginRuntime(
+  plugin: Plugin,
+  deps: {
+    engine: FlowEngine;
+    store: FlowStore;
+    flags: Flags;
+    signals: ReadonlySet<string>;
+    /** Wakes the outbox dispatcher after a commit, so a webhook's signal goes out at once. */
+    wake(): void;
+    logger: Logger;
+  },
+): PluginRuntime {
+  const source = `plugin:${plugin.name}`;
+  return {
+    logger: deps.logger.child({ plugin: plugin.name }),
+    async publish(signal, payload, { id }) {
+      // A signal with no entry in the connections config would reach no receiver: a bug, not an event.
+      if (!deps.signals.has(signal))
+        throw new Error(`${source} published '${signal}', which the connections config does not declare`);
+      const result = await deps.store.publishSignal({
+        name: signal,
+        payload,
+        source,
+        dedupeKey: `${signal}:${id}`,
+      });
+      if (!result.duplicate) deps.wake();
+      return result;
+    },
+    async runFilter(name, input, options = {}): Promise<FilterResult> {
+      try {
+        const flow = await deps.engine.runFilter(name, input, options);
+        return { flowId: flow.id, status: flow.status, output: flow.output as FilterResult['output'] };
+      } catch (error) {
+        const code = domainCodeOf(error);
+        if (!code) throw error;
+        const extensions = (error as { extensions?: { flowId?: string; flowStatus?: string } }).extensions;
+        return {
+          flowId: extensions?.flowId ?? '',
+          status: extensions?.flowStatus ?? 'REJECTED',
+          output: null,
+          error: { code: code ?? ErrorCode.INTERNAL_SERVER_ERROR, message: (error as Error).message },
+        };
+      }
+    },
+    variation: variationFrom(deps.flags),
+  };
+}

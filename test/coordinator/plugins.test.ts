@@ -1,0 +1,222 @@
+import { createHmac } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { lifecycle, WEBHOOK_SECRET } from '../fixtures/subgraphs/payments/index.js';
+import { startTestCoordinator, token, type TestCoordinator } from '../support/coordinator.js';
+import { collect, subscriptionClient } from '../support/subscriptions.js';
+import { waitFor } from '../support/wait.js';
+
+// What the core lends Plugins: the verified caller, data-driven step conditions, REST routes whose
+// events are committed once, background work, and flags in the caller's context.
+let t: TestCoordinator;
+let learner: string;
+let otherLearner: string;
+let staff: string;
+
+const ECHO = /* GraphQL */ `
+  mutation Echo($input: EchoInput!) {
+    echoCaller(input: $input) {
+      id
+      status
+      startedBy
+      output
+      steps {
+        action
+        status
+        output
+      }
+    }
+  }
+`;
+
+const FLOWS = /* GraphQL */ `
+  query {
+    flows(limit: 1) {
+      id
+    }
+  }
+`;
+
+beforeAll(async () => {
+  t = await startTestCoordinator('plugins', { authenticated: true });
+  learner = await token({ kind: 'learner', lmsUserId: 7, username: 'ada' });
+  otherLearner = await token({ kind: 'learner', lmsUserId: 8, username: 'bob' });
+  staff = await token({ kind: 'staff', username: 'grace' });
+});
+afterAll(async () => t?.stop());
+
+describe('the caller', () => {
+  it('answers a token that does not verify with HTTP 401 and UNAUTHENTICATED', async () => {
+    const res = await fetch(`${t.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: 'Bearer not.a.jwt' },
+      body: JSON.stringify({ query: '{ caller { callerKind } }' }),
+    });
+    expect(res.status).toBe(401);
+    const body = (await res.json()) as { errors: Array<{ extensions: { code: string } }> };
+    expect(body.errors[0]!.extensions.code).toBe('UNAUTHENTICATED');
+  });
+
+  it('reaches the Action that serves a query, through the gateway', async () => {
+    const { data } = await t.graphql<{ caller: unknown }>(
+      '{ caller { callerKind callerName } }',
+      {},
+      { token: learner },
+    );
+    expect(data!.caller).toEqual({ callerKind: 'learner', callerName: 'ada' });
+    expect((await t.graphql<{ caller: unknown }>('{ caller { callerKind } }')).data!.caller).toBeNull();
+  });
+
+  it("reaches every step of a flow it starts, and is recorded as the flow's starter", async () => {
+    const { data, errors } = await t.graphql<{ echoCaller: Record<string, unknown> }>(
+      ECHO,
+      { input: { channel: 'WEB' } },
+      { token: learner },
+    );
+    expect(errors).toBeUndefined();
+    expect(data!.echoCaller).toMatchObject({
+      status: 'COMPLETED',
+      startedBy: { kind: 'learner', username: 'ada', lmsUserId: 7 },
+      steps: [
+        { action: 'whoCalls', status: 'completed', output: { callerKind: 'learner', callerName: 'ada' } },
+      ],
+    });
+  });
+
+  it('keeps flow records from anonymous callers and learners, and shows them to staff', async () => {
+    expect((await t.graphql(FLOWS)).errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+    expect((await t.graphql(FLOWS, {}, { token: learner })).errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+    const asStaff = await t.graphql<{ flows: unknown[] }>(FLOWS, {}, { token: staff });
+    expect(asStaff.errors).toBeUndefined();
+    expect(asStaff.data!.flows).toHaveLength(1);
+  });
+});
+
+describe('a step with a condition', () => {
+  it('runs when the flow data matches and is recorded as skipped when it does not', async () => {
+    const mobile = await t.graphql<{ echoCaller: { status: string; steps: unknown[] } }>(
+      ECHO,
+      { input: { channel: 'MOBILE' } },
+      { token: learner },
+    );
+    expect(mobile.data!.echoCaller.status).toBe('COMPLETED');
+    expect(mobile.data!.echoCaller.steps).toEqual([{ action: 'whoCalls', status: 'skipped', output: null }]);
+  });
+});
+
+describe("a Plugin's route (a Service's webhook)", () => {
+  const send = (event: Record<string, unknown>, secret = WEBHOOK_SECRET) => {
+    const body = JSON.stringify(event);
+    return fetch(`${t.url}/payments/webhook`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        'x-ledger-signature': createHmac('sha256', secret).update(body).digest('hex'),
+      },
+      body,
+    });
+  };
+
+  it('commits the event as a signal once, however often the Service sends it, and its receiver runs once', async () => {
+    const orderId = `webhook-${Date.now()}`;
+    const event = { id: `evt-${orderId}`, orderId, refundId: 're-1' };
+    const answers = await Promise.all([send(event), send(event), send(event)]);
+    expect(answers.map((a) => a.status)).toEqual([200, 200, 200]);
+    const bodies = (await Promise.all(answers.map((a) => a.json()))) as Array<{ duplicate: boolean }>;
+    expect(bodies.filter((b) => !b.duplicate)).toHaveLength(1);
+    await waitFor(() => t.ledger.operations().some((o) => o.orderId === orderId && o.kind === 'record'));
+    // A late repeat, after delivery, is still a duplicate.
+    expect(((await (await send(event)).json()) as { duplicate: boolean }).duplicate).toBe(true);
+    const receiverRuns = await t.graphql<{ flows: Array<{ receiver: string }> }>(
+      `query($o: String) { flows(orderId: $o) { receiver } }`,
+      { o: orderId },
+      { token: staff },
+    );
+    expect(receiverRuns.data!.flows).toEqual([{ receiver: 'record-psp-refund' }]);
+    expect(t.ledger.operations().filter((o) => o.orderId === orderId)).toHaveLength(1);
+  });
+
+  it('answers what the plugin answers to a bad signature, and 405 to another method', async () => {
+    const res = await send({ id: 'evt-forged', orderId: 'x', refundId: 'y' }, 'wrong-secret');
+    expect(res.status).toBe(403);
+    expect(await res.json()).toEqual({ code: 'invalid_signature' });
+    const get = await fetch(`${t.url}/payments/webhook`);
+    expect(get.status).toBe(405);
+    expect(get.headers.get('allow')).toBe('POST');
+  });
+
+  it('refuses a request whose bearer token does not verify, before the plugin sees it', async () => {
+    const res = await fetch(`${t.url}/payments/webhook`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer forged' },
+      body: '{}',
+    });
+    expect(res.status).toBe(401);
+    expect(((await res.json()) as { code: string }).code).toBe('UNAUTHENTICATED');
+  });
+});
+
+describe('flags in the Plugin', () => {
+  it("evaluates a Transition-to-Coordinator flag in the caller's (learner's) context", async () => {
+    await t.testData.update(
+      t.testData
+        .flag('transition.history.coordinator')
+        .booleanFlag()
+        .fallthroughVariation(false)
+        .variationForContext('user', '7', true),
+    );
+    const ask = (jwt: string) =>
+      t.graphql<{ flag: boolean }>('{ flag(name: "transition.history.coordinator") }', {}, { token: jwt });
+    expect((await ask(learner)).data!.flag).toBe(true);
+    expect((await ask(otherLearner)).data!.flag).toBe(false);
+  });
+});
+
+describe("a Plugin's background work", () => {
+  it('starts with the Coordinator and is stopped with it', async () => {
+    const before = { ...lifecycle };
+    expect(before.started).toBeGreaterThan(before.stopped);
+    const other = await startTestCoordinator('plugins-lifecycle', { redis: false });
+    expect(lifecycle.started).toBe(before.started + 1);
+    await other.stop();
+    expect(lifecycle.stopped).toBe(before.stopped + 1);
+  });
+});
+
+describe('subscriptions once callers are verified', () => {
+  const subscribe = (authorization?: string) => {
+    const client = subscriptionClient(t.url, {
+      connectionParams: authorization ? { authorization } : {},
+    });
+    return {
+      client,
+      run: collect(
+        client,
+        { query: 'subscription { signals(name: "payment.refunded.v1") { id } }' },
+        (d) => d,
+      ),
+    };
+  };
+
+  it('close a connection without a staff or Service token with 4403, and serve one with it', async () => {
+    for (const authorization of [undefined, `Bearer ${learner}`]) {
+      const { client, run } = subscribe(authorization);
+      expect(((await run.failed.promise) as { code: number }).code).toBe(4403);
+      await client.dispose();
+    }
+    const { client, run } = subscribe(`Bearer ${staff}`);
+    // Until the subscription is live, a signal may pass before it: send new events until one arrives.
+    let n = 0;
+    await waitFor(async () => {
+      const body = JSON.stringify({ id: `evt-sub-${Date.now()}-${++n}`, orderId: `sub-${n}`, refundId: 'r' });
+      await fetch(`${t.url}/payments/webhook`, {
+        method: 'POST',
+        headers: { 'x-ledger-signature': createHmac('sha256', WEBHOOK_SECRET).update(body).digest('hex') },
+        body,
+      });
+      return run.events.length > 0;
+    });
+    expect(run.failed.settled).toBe(false);
+    run.unsubscribe();
+    await client.dispose();
+  });
+});
