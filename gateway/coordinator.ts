@@ -18,7 +18,7 @@ import { createRedisEventFeed } from './events/redis-feed.js';
 import type { EventFeed } from './events/types.js';
 import { createFlags, type Flags, type FlagsOptions } from './flags/flags.js';
 import { createGatewayContext, type GatewayContext } from './federation/context.js';
-import { InProcessDataSource, RemoteDataSource } from './federation/data-sources.js';
+import { InProcessDataSource, RemoteDataSource, type FlagEvaluator } from './federation/data-sources.js';
 import { FederatedExecutor } from './federation/executor.js';
 import { buildSupergraph, type BuiltSupergraph } from './federation/supergraph.js';
 import { COORDINATOR_SUBGRAPH, coordinatorPlugin } from './flows/api.js';
@@ -30,8 +30,8 @@ import { FlowStore } from './flows/store.js';
 import { pluginRoutes } from './http/plugin-routes.js';
 import { createHttpServer, sendJson, trackRequests, type Route } from './http/server.js';
 import type { Logger } from './log.js';
-import { createPluginRuntime, principalFlagContext, variationFrom } from './plugins/runtime.js';
-import type { Plugin, Variation } from './sdk/plugin.js';
+import { createPluginRuntime, evaluatorFrom, principalFlagContext } from './plugins/runtime.js';
+import type { Plugin } from './sdk/plugin.js';
 import { createMemorySignalBus } from './signals/memory-bus.js';
 import { startOutboxDispatcher, type OutboxDispatcher } from './signals/outbox.js';
 import { createRedisSignalBus } from './signals/redis-bus.js';
@@ -213,7 +213,7 @@ export class Coordinator {
       guarded: options.auth !== undefined,
     });
     const plugins = await this.loadPlugins(built);
-    const dataSources = this.dataSources(built, coordinator, plugins, variationFrom(flags));
+    const dataSources = this.dataSources(built, coordinator, plugins, evaluatorFrom(flags));
     const executor = new FederatedExecutor({ supergraphSdl: built.supergraphSdl, dataSources, flags });
     const production = options.production ?? false;
     const apollo = new ApolloServer<GatewayContext>({
@@ -385,12 +385,12 @@ export class Coordinator {
     built: BuiltSupergraph,
     coordinator: Plugin,
     plugins: readonly Plugin[],
-    variation: Variation,
+    evaluate: FlagEvaluator,
   ): Record<string, GraphQLDataSource<GatewayContext>> {
     const sources: Record<string, GraphQLDataSource<GatewayContext>> = {
       [coordinator.name]: new InProcessDataSource(coordinator),
     };
-    for (const plugin of plugins) sources[plugin.name] = new InProcessDataSource(plugin, variation);
+    for (const plugin of plugins) sources[plugin.name] = new InProcessDataSource(plugin, evaluate);
     for (const subgraph of built.rover.subgraphs)
       if (!sources[subgraph.name])
         sources[subgraph.name] = new RemoteDataSource({ url: subgraph.routingUrl });

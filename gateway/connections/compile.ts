@@ -15,6 +15,7 @@ import { compileRetryPolicy, type CompiledRetryPolicy, type RetryPolicy } from '
 import { actionDocument, findAction, isCompatible, type ActionField } from './actions.js';
 import {
   connectionsSchema,
+  filterField,
   type Connections,
   type FilterDefinition,
   type ReceiverDefinition,
@@ -234,19 +235,24 @@ export function compileConnections(
       return [{ signal: emit.signal, payloadType, mapping }];
     });
 
-  const mutationNames = new Map<string, string>();
-  const existingMutations = schema.getMutationType()?.getFields() ?? {};
+  const fieldNames = new Map<string, string>();
+  const existing = {
+    Mutation: schema.getMutationType()?.getFields() ?? {},
+    Query: schema.getQueryType()?.getFields() ?? {},
+  };
   for (const [name, filter] of Object.entries(connections.filters)) {
     const where = `filters.${name}`;
-    const previous = mutationNames.get(filter.mutation);
+    const field = filterField(filter);
+    const kind = field.operation.toLowerCase();
+    const previous = fieldNames.get(`${field.operation}.${field.name}`);
     if (previous)
       problems.push(
-        `${where}: mutation '${filter.mutation}' is already used by filter '${previous}' (duplicate name)`,
+        `${where}: ${kind} '${field.name}' is already used by filter '${previous}' (duplicate name)`,
       );
-    mutationNames.set(filter.mutation, name);
-    if (existingMutations[filter.mutation]) {
+    fieldNames.set(`${field.operation}.${field.name}`, name);
+    if (existing[field.operation][field.name]) {
       problems.push(
-        `${where}: mutation '${filter.mutation}' is already a Mutation field of a plugin (duplicate name)`,
+        `${where}: ${kind} '${field.name}' is already a ${field.operation} field of a plugin (duplicate name)`,
       );
     }
     const inputType = inputObject(filter.input, `${where}.input`);

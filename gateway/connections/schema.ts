@@ -55,7 +55,9 @@ const filterSchema = z
   .object({
     description: z.string().optional(),
     /** The Mutation the Coordinator exposes to run this filter. */
-    mutation: graphqlName,
+    mutation: graphqlName.optional(),
+    /** Instead of `mutation`: a Query field, for filters that only read (order history, receipts). */
+    query: graphqlName.optional(),
     /** The input object type of the flow (a type of the supergraph); its fields seed the accumulated data. */
     input: graphqlName,
     /** Which input field identifies the order the flow is about (recorded, queryable). */
@@ -73,7 +75,10 @@ const filterSchema = z
     /** Signals emitted, in the flow's final transaction, when the flow completes (not when it halts). */
     emits: z.array(emitSchema).optional(),
   })
-  .strict();
+  .strict()
+  .refine((f) => (f.mutation === undefined) !== (f.query === undefined), {
+    message: 'a filter is exposed as exactly one of `mutation` or `query`',
+  });
 
 const receiverSchema = z
   .object({
@@ -105,6 +110,13 @@ export const connectionsSchema = z
 
 export type Connections = z.infer<typeof connectionsSchema>;
 export type FilterDefinition = z.infer<typeof filterSchema>;
+
+/** The root field a filter is run by. */
+export function filterField(filter: FilterDefinition): { operation: 'Mutation' | 'Query'; name: string } {
+  return filter.mutation !== undefined
+    ? { operation: 'Mutation', name: filter.mutation }
+    : { operation: 'Query', name: filter.query! };
+}
 export type StepDefinition = z.infer<typeof stepSchema>;
 export type SignalDefinition = z.infer<typeof signalSchema>;
 export type ReceiverDefinition = z.infer<typeof receiverSchema>;

@@ -11,10 +11,17 @@ import {
   StepHeader,
   type EmittedSignal,
   type Plugin,
-  type Variation,
 } from '../sdk/plugin.js';
+import type { Principal } from '../sdk/principal.js';
 import { encodePrincipal } from '../sdk/principal.js';
-import type { GatewayContext } from './context.js';
+import type { FlagDecision, GatewayContext } from './context.js';
+
+/** Evaluates a flag for a caller, with the reason, so the decision can be recorded on the step. */
+export type FlagEvaluator = (
+  flag: string,
+  principal: Principal | undefined,
+  fallback: boolean,
+) => Promise<FlagDecision>;
 
 /** The headers that tell a subgraph who calls and which flow step it serves. */
 export function stepHeaders(context: GatewayContext | undefined): Record<string, string> {
@@ -42,7 +49,7 @@ export class InProcessDataSource implements GraphQLDataSource<GatewayContext> {
 
   constructor(
     private readonly plugin: Plugin,
-    private readonly variation?: Variation,
+    private readonly evaluate?: FlagEvaluator,
   ) {}
 
   async process(options: GraphQLDataSourceProcessOptions<GatewayContext>): Promise<GatewayGraphQLResponse> {
@@ -51,12 +58,22 @@ export class InProcessDataSource implements GraphQLDataSource<GatewayContext> {
     if ('errors' in document) return { errors: document.errors };
     const headers = stepHeaders(options.context as GatewayContext | undefined);
     const emitted: EmittedSignal[] = [];
+    const context = options.context as GatewayContext | undefined;
+    const evaluate = this.evaluate;
+    // Transition-to-Coordinator flags an Action evaluates are recorded like the gateway's own decisions.
+    const variation = evaluate
+      ? async (flag: string, principal: Principal | undefined, fallback: boolean) => {
+          const decision = await evaluate(flag, principal, fallback);
+          context?.decisions.push(decision);
+          return decision.value;
+        }
+      : undefined;
     const result = await execute({
       schema: this.plugin.schema,
       document,
       variableValues: request.variables,
       operationName: request.operationName,
-      contextValue: createActionContext((name) => headers[name], emitted, this.variation),
+      contextValue: createActionContext((name) => headers[name], emitted, variation),
     });
     options.context?.emitted?.push(...emitted);
     return result as GatewayGraphQLResponse;

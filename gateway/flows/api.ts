@@ -13,7 +13,7 @@ import {
   type GraphQLSchema,
   type ValueNode,
 } from 'graphql';
-import type { Connections } from '../connections/schema.js';
+import { filterField, type Connections } from '../connections/schema.js';
 import { DomainError, ErrorCode } from '../errors.js';
 import { requireStaff } from '../sdk/principal.js';
 import type { EventFeed, FeedEvent } from '../events/types.js';
@@ -165,20 +165,27 @@ export function coordinatorTypeDefs(connections: Connections, pluginsSchema: Gra
     copied.set(type.name, type);
     if (isInputObjectType(type)) for (const f of Object.values(type.getFields())) copy(getNamedType(f.type));
   };
-  const mutations = Object.entries(connections.filters).map(([name, filter]) => {
+  const fields = { Mutation: [] as string[], Query: [] as string[] };
+  for (const [name, filter] of Object.entries(connections.filters)) {
     const type = pluginsSchema.getType(filter.input);
     if (type) copy(type);
     const description = filter.description ?? `Runs the filter '${name}' as a recorded Purchase Flow.`;
-    return `  ${JSON.stringify(description)}\n  ${filter.mutation}(input: ${filter.input}!, "Runs once per key: a repeat returns the recorded result." idempotencyKey: String): FlowRun!`;
-  });
+    const { operation, name: field } = filterField(filter);
+    fields[operation].push(
+      `  ${JSON.stringify(description)}\n  ${field}(input: ${filter.input}!, "Runs once per key: a repeat returns the recorded result." idempotencyKey: String): FlowRun!`,
+    );
+  }
   const copiedSdl = [...copied.values()]
     .filter((t) => isInputObjectType(t) || isEnumType(t) || isScalarType(t))
     .map((t) => printType(t))
     .join('\n\n');
-  const filterMutations = mutations.length ? `\nextend type Mutation {\n${mutations.join('\n')}\n}\n` : '';
+  const filterFields = (['Query', 'Mutation'] as const)
+    .filter((operation) => fields[operation].length)
+    .map((operation) => `\nextend type ${operation} {\n${fields[operation].join('\n')}\n}\n`)
+    .join('');
   // The source is indented for Prettier; the generated file is not.
   const base = BASE_SDL.replace(/^ {2}/gm, '').trim();
-  return `${base}\n${copiedSdl ? `\n${copiedSdl}\n` : ''}${filterMutations}`;
+  return `${base}\n${copiedSdl ? `\n${copiedSdl}\n` : ''}${filterFields}`;
 }
 
 const JSONScalar = new GraphQLScalarType({
@@ -256,32 +263,28 @@ export function coordinatorPlugin(
   const staffOnly = (ctx: ActionContext) => {
     if (deps.guarded) requireStaff(ctx.principal);
   };
-  const filterMutations = Object.fromEntries(
-    Object.entries(connections.filters).map(([name, filter]) => [
-      filter.mutation,
-      async (
-        _: unknown,
-        args: { input: Record<string, unknown>; idempotencyKey?: string | null },
-        ctx: ActionContext,
-      ) => {
-        if (
-          args.idempotencyKey !== undefined &&
-          args.idempotencyKey !== null &&
-          !args.idempotencyKey.trim()
-        ) {
-          throw new DomainError(ErrorCode.BAD_USER_INPUT, 'idempotencyKey must not be empty');
-        }
-        const flow = await engine.runFilter(name, args.input, {
-          idempotencyKey: args.idempotencyKey ?? undefined,
-          principal: ctx.principal,
-        });
-        return flowToGraphQL((await store.flow(flow.id))!);
-      },
-    ]),
-  );
+  const filterResolvers = { Mutation: {} as Record<string, unknown>, Query: {} as Record<string, unknown> };
+  for (const [name, filter] of Object.entries(connections.filters)) {
+    const { operation, name: field } = filterField(filter);
+    filterResolvers[operation][field] = async (
+      _: unknown,
+      args: { input: Record<string, unknown>; idempotencyKey?: string | null },
+      ctx: ActionContext,
+    ) => {
+      if (args.idempotencyKey !== undefined && args.idempotencyKey !== null && !args.idempotencyKey.trim()) {
+        throw new DomainError(ErrorCode.BAD_USER_INPUT, 'idempotencyKey must not be empty');
+      }
+      const flow = await engine.runFilter(name, args.input, {
+        idempotencyKey: args.idempotencyKey ?? undefined,
+        principal: ctx.principal,
+      });
+      return flowToGraphQL((await store.flow(flow.id))!);
+    };
+  }
   const resolvers = {
     JSON: JSONScalar,
     Query: {
+      ...filterResolvers.Query,
       flow: async (_: unknown, { id }: { id: string }, ctx: ActionContext) => {
         staffOnly(ctx);
         if (!UUID.test(id)) throw new DomainError(ErrorCode.BAD_USER_INPUT, `'${id}' is not a flow id`);
@@ -323,7 +326,7 @@ export function coordinatorPlugin(
       },
     },
     Mutation: {
-      ...filterMutations,
+      ...filterResolvers.Mutation,
       replayDeadLetters: (
         _: unknown,
         { receiver, ids }: { receiver: string; ids?: string[] | null },

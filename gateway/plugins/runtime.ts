@@ -3,7 +3,8 @@ import { flagContext, type Flags } from '../flags/flags.js';
 import type { FlowEngine } from '../flows/engine.js';
 import type { FlowStore } from '../flows/store.js';
 import type { Logger } from '../log.js';
-import type { FilterResult, Plugin, PluginRuntime, Variation } from '../sdk/plugin.js';
+import type { FlagEvaluator } from '../federation/data-sources.js';
+import type { FilterResult, Plugin, PluginRuntime } from '../sdk/plugin.js';
 import type { Principal } from '../sdk/principal.js';
 
 /** The LaunchDarkly context of a caller: the learner (or staff member) by LMS id when known. */
@@ -19,10 +20,10 @@ export function principalFlagContext(principal: Principal | undefined, orderId?:
   });
 }
 
-export const variationFrom =
-  (flags: Flags): Variation =>
-  async (flag, principal, defaultValue) =>
-    (await flags.evaluate(flag, principalFlagContext(principal), defaultValue)).value;
+export const evaluatorFrom =
+  (flags: Flags): FlagEvaluator =>
+  (flag, principal, fallback) =>
+    flags.evaluate(flag, principalFlagContext(principal), fallback);
 
 /** What the Coordinator lends one Plugin's routes and background work. */
 export function createPluginRuntime(
@@ -69,6 +70,7 @@ export function createPluginRuntime(
         };
       }
     },
-    variation: variationFrom(deps.flags),
+    variation: async (flag, principal, fallback) =>
+      (await evaluatorFrom(deps.flags)(flag, principal, fallback)).value,
   };
 }

@@ -44,6 +44,11 @@ describe('the connections config is validated against the supergraph', () => {
 
   const cases: Array<{ mistake: string; file: string; problems: string[] }> = [
     {
+      mistake: 'a filter exposed as both a mutation and a query',
+      file: 'mutation-and-query.yaml',
+      problems: ['filters.caller.echo.v1: a filter is exposed as exactly one of `mutation` or `query`'],
+    },
+    {
       mistake: "a step condition on a value the field's enum lacks, and on a field nobody provides",
       file: 'bad-when.yaml',
       problems: [

@@ -13,7 +13,7 @@ let otherLearner: string;
 let staff: string;
 
 const ECHO = /* GraphQL */ `
-  mutation Echo($input: EchoInput!) {
+  query Echo($input: EchoInput!) {
     echoCaller(input: $input) {
       id
       status
@@ -23,6 +23,10 @@ const ECHO = /* GraphQL */ `
         action
         status
         output
+        flagDecisions {
+          flag
+          value
+        }
       }
     }
   }
@@ -67,18 +71,32 @@ describe('the caller', () => {
   });
 
   it("reaches every step of a flow it starts, and is recorded as the flow's starter", async () => {
-    const { data, errors } = await t.graphql<{ echoCaller: Record<string, unknown> }>(
-      ECHO,
-      { input: { channel: 'WEB' } },
-      { token: learner },
+    await t.testData.update(
+      t.testData
+        .flag('transition.echo.audit')
+        .booleanFlag()
+        .fallthroughVariation(false)
+        .variationForContext('user', '7', true),
     );
+    const { data, errors } = await t.graphql<{
+      echoCaller: { steps: Array<{ flagDecisions: unknown[] }> };
+    }>(ECHO, { input: { channel: 'WEB' } }, { token: learner });
     expect(errors).toBeUndefined();
     expect(data!.echoCaller).toMatchObject({
       status: 'COMPLETED',
       startedBy: { kind: 'learner', username: 'ada', lmsUserId: 7 },
       steps: [
-        { action: 'whoCalls', status: 'completed', output: { callerKind: 'learner', callerName: 'ada' } },
+        {
+          action: 'whoCalls',
+          status: 'completed',
+          output: { callerKind: 'learner', callerName: 'ada', audited: true },
+        },
       ],
+    });
+    // A flag the Action evaluated is recorded on its step, like the gateway's own decisions.
+    expect(data!.echoCaller.steps[0]!.flagDecisions).toContainEqual({
+      flag: 'transition.echo.audit',
+      value: true,
     });
   });
 
@@ -99,7 +117,9 @@ describe('a step with a condition', () => {
       { token: learner },
     );
     expect(mobile.data!.echoCaller.status).toBe('COMPLETED');
-    expect(mobile.data!.echoCaller.steps).toEqual([{ action: 'whoCalls', status: 'skipped', output: null }]);
+    expect(mobile.data!.echoCaller.steps).toEqual([
+      { action: 'whoCalls', status: 'skipped', output: null, flagDecisions: [] },
+    ]);
   });
 });
 
