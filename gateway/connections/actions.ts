@@ -26,8 +26,11 @@ export interface ActionField {
   name: string;
   operation: 'mutation' | 'query';
   field: GraphQLField<unknown, unknown>;
-  /** The object type of the result: its fields are merged into the flow data. */
-  resultType: GraphQLObjectType;
+  /**
+   * The object type of the result, whose fields are merged into the flow data; undefined when the
+   * Action returns a list or a scalar, which a step must then name with `as`.
+   */
+  resultType?: GraphQLObjectType;
   inputs: ActionInput[];
   /** Whether inputs are the fields of a single `input` argument. */
   wrapsInput: boolean;
@@ -44,10 +47,8 @@ export function findAction(schema: GraphQLSchema, name: string): ActionField | s
   const queryField = schema.getQueryType()?.getFields()[name];
   const field = mutationField ?? queryField;
   if (!field) return `unknown Action '${name}': no Mutation or Query field of that name in the supergraph`;
-  const resultType = getNamedType(field.type);
-  if (!isObjectType(resultType)) {
-    return `Action '${name}' returns ${String(field.type)}; an Action must return an object type whose fields are merged into the flow`;
-  }
+  const unwrapped = unwrapNonNull(field.type);
+  const resultType = isObjectType(unwrapped) ? unwrapped : undefined;
   const only = field.args.length === 1 ? field.args[0] : undefined;
   const inputType = only && only.name === 'input' ? unwrapNonNull(only.type) : undefined;
   const wrapsInput = inputType !== undefined && isInputObjectType(inputType);

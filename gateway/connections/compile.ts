@@ -29,6 +29,8 @@ export interface CompiledAction {
   document: string;
   /** `{ actionInput: dataField }` */
   mapping: Readonly<Record<string, string>>;
+  /** The data field the whole result is stored under, instead of merging its fields. */
+  as?: string;
 }
 
 export interface CompiledStep extends CompiledAction {
@@ -179,10 +181,17 @@ export function compileConnections(
     mapping: Record<string, string> = {},
     provided: Provided,
     providedBy: string,
+    as?: string,
   ): CompiledAction | undefined => {
     const action = findAction(schema, name);
     if (typeof action === 'string') {
       problems.push(`${where}: ${action}`);
+      return undefined;
+    }
+    if (!action.resultType && !as) {
+      problems.push(
+        `${where}: Action '${name}' returns ${String(action.field.type)}, whose fields cannot be merged into the flow; name the result with \`as: <field>\``,
+      );
       return undefined;
     }
     const inputNames = new Set(action.inputs.map((i) => i.name));
@@ -205,7 +214,7 @@ export function compileConnections(
         );
       }
     }
-    return { action, document: actionDocument(action, schema), mapping };
+    return { action, document: actionDocument(action, schema), mapping, ...(as ? { as } : {}) };
   };
 
   const compileEmits = (filterName: string, filter: FilterDefinition, provided: Provided): CompiledEmit[] =>
@@ -276,6 +285,7 @@ export function compileConnections(
         step.input,
         provided,
         `the flow input (${inputType.name}) nor an earlier step`,
+        step.as,
       );
       if (!call) return;
       if (step.when) checkWhen(`${stepWhere}.when`, step.when, provided, problems);
@@ -283,7 +293,7 @@ export function compileConnections(
       if (step.compensate) {
         // Compensation runs after later steps, so it may use anything the step itself produced.
         const after: Provided = new Map(provided);
-        addResultFields(after, call.action, index);
+        addResultFields(after, call, index);
         compensate = compileCall(
           `${stepWhere}.compensate`,
           step.compensate,
@@ -302,7 +312,7 @@ export function compileConnections(
       });
       // A conditional step's results count as provided: its alternatives are expected to provide the
       // same fields (they implement the same Action contract).
-      addResultFields(provided, call.action, index);
+      addResultFields(provided, call, index);
     });
     const emits = compileEmits(name, filter, provided);
     filters.set(name, { name, definition: filter, inputType, steps, emits });
@@ -372,8 +382,12 @@ function checkWhen(
   }
 }
 
-function addResultFields(provided: Provided, action: ActionField, index: number) {
-  for (const field of Object.values(action.resultType.getFields())) {
+function addResultFields(provided: Provided, { action, as }: CompiledAction, index: number) {
+  if (as) {
+    provided.set(as, { type: action.field.type, origin: `step ${index} (${action.name})` });
+    return;
+  }
+  for (const field of Object.values(action.resultType?.getFields() ?? {})) {
     provided.set(field.name, { type: field.type, origin: `step ${index} (${action.name})` });
   }
 }

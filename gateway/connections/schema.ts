@@ -27,6 +27,11 @@ const stepSchema = z
     action: graphqlName,
     /** `{ actionInputField: accumulatedField }` for inputs named differently in the flow. */
     input: inputMapping.optional(),
+    /**
+     * Stores the whole result under this name instead of merging its fields: required for an Action
+     * that returns a list or a scalar (e.g. a page of orders).
+     */
+    as: graphqlName.optional(),
     /** Overrides the filter's retry policy for this step. */
     retry: retryPolicySchema.optional(),
     /**

@@ -460,7 +460,10 @@ export class FlowEngine {
       try {
         const result = await this.options.callAction(step, variables, context);
         if (result.errors?.length) failure = failureFromGraphQL(result.errors);
-        else value = result.data?.[step.action.name] ?? null;
+        else {
+          value = result.data?.[step.action.name] ?? null;
+          if (step.as && value !== null) value = { [step.as]: value };
+        }
       } catch (error) {
         failure = {
           type: (error as Error).name ?? 'Error',

@@ -38,11 +38,22 @@ const FILTER = 'filters.order.refund.requested.v1';
 describe('the connections config is validated against the supergraph', () => {
   it('accepts the fixture connections, so each refusal below comes from its one mistake', () => {
     const built = buildSupergraph({ roverConfig, connections: fixture('connections.yaml') });
-    expect([...built.compiled.filters.keys()]).toEqual(['order.refund.requested.v1', 'caller.echo.v1']);
+    expect([...built.compiled.filters.keys()]).toEqual([
+      'order.refund.requested.v1',
+      'caller.echo.v1',
+      'orders.lookup.v1',
+    ]);
     expect([...built.compiled.signals.keys()]).toEqual(['order.refunded.v1', 'payment.refunded.v1']);
   });
 
   const cases: Array<{ mistake: string; file: string; problems: string[] }> = [
+    {
+      mistake: 'a step whose Action returns a list, without `as`',
+      file: 'list-without-as.yaml',
+      problems: [
+        "filters.orders.lookup.v1.steps[0] (orders): Action 'orders' returns [Order!]!, whose fields cannot be merged into the flow; name the result with `as: <field>`",
+      ],
+    },
     {
       mistake: 'a filter exposed as both a mutation and a query',
       file: 'mutation-and-query.yaml',

@@ -123,6 +123,24 @@ describe('a step with a condition', () => {
   });
 });
 
+describe('a step whose Action returns a list', () => {
+  it('stores the whole result under its `as` name', async () => {
+    const { data, errors } = await t.graphql<{ lookupOrders: { output: unknown } }>(
+      'query($input: LookupInput!) { lookupOrders(input: $input) { output } }',
+      { input: { ids: ['1', '2'] } },
+    );
+    expect(errors).toBeUndefined();
+    // The step's selection reaches every subgraph that resolves the entity (here its payments).
+    expect(data!.lookupOrders.output).toMatchObject({
+      ids: ['1', '2'],
+      page: [
+        { id: '1', number: 'ORD-1', payments: [{ id: 'pay-1' }] },
+        { id: '2', number: 'ORD-2', payments: [{ id: 'pay-2' }] },
+      ],
+    });
+  });
+});
+
 describe("a Plugin's route (a Service's webhook)", () => {
   const send = (event: Record<string, unknown>, secret = WEBHOOK_SECRET) => {
     const body = JSON.stringify(event);
