@@ -143,11 +143,20 @@ export function actionVariables(
 ): Record<string, unknown> {
   const values: Record<string, unknown> = {};
   for (const input of action.inputs) {
-    const source = mapping[input.name] ?? input.name;
-    if (source in data && data[source] !== undefined)
-      values[input.name] = pickForInput(input.type, data[source]);
+    const value = valueAt(data, mapping[input.name] ?? input.name);
+    if (value !== undefined) values[input.name] = pickForInput(input.type, value);
   }
   return action.wrapsInput ? { input: values } : values;
+}
+
+/** The value at a field or dotted path of the flow data; undefined where the path ends early. */
+export function valueAt(data: Readonly<Record<string, unknown>>, path: string): unknown {
+  let value: unknown = data;
+  for (const segment of path.split('.')) {
+    if (value === null || typeof value !== 'object') return undefined;
+    value = (value as Record<string, unknown>)[segment];
+  }
+  return value;
 }
 
 /** Drops output-only fields (e.g. `__typename`, extra result fields) from a value passed as input. */

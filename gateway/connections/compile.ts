@@ -4,6 +4,8 @@ import {
   isEnumType,
   isInputObjectType,
   isLeafType,
+  isNonNullType,
+  isObjectType,
   type GraphQLInputObjectType,
   type GraphQLSchema,
   type GraphQLType,
@@ -154,6 +156,20 @@ const DEFAULT_RECEIVER_RETRY: RetryPolicy = { maximumAttempts: 5 };
 
 type Provided = Map<string, { type: GraphQLType; origin: string }>;
 
+/** What the flow data holds at `path` (a field, or a dotted path through object fields), if anything. */
+function lookUp(provided: Provided, path: string): { type: GraphQLType; origin: string } | undefined {
+  const [first, ...rest] = path.split('.');
+  let found = provided.get(first!);
+  for (const segment of rest) {
+    if (!found) return undefined;
+    const unwrapped = isNonNullType(found.type) ? found.type.ofType : found.type;
+    if (!isObjectType(unwrapped) && !isInputObjectType(unwrapped)) return undefined;
+    const field = unwrapped.getFields()[segment];
+    found = field && { type: field.type, origin: found.origin };
+  }
+  return found;
+}
+
 /**
  * Checks every filter and signal against the composed supergraph and compiles each Action call once.
  * The gateway refuses to start on any problem: a typo must never fail silently.
@@ -201,7 +217,7 @@ export function compileConnections(
     }
     for (const input of action.inputs) {
       const source = mapping[input.name] ?? input.name;
-      const from = provided.get(source);
+      const from = lookUp(provided, source);
       if (!from) {
         if (input.required) {
           problems.push(
@@ -230,7 +246,7 @@ export function compileConnections(
       const mapping = emit.input ?? {};
       for (const field of Object.values(payloadType.getFields())) {
         const source = mapping[field.name] ?? field.name;
-        const from = provided.get(source);
+        const from = lookUp(provided, source);
         if (!from && isRequiredField(field.type)) {
           problems.push(
             `${where}: payload field '${field.name}' of '${emit.signal}' is provided by neither the flow input nor a step`,
@@ -363,7 +379,7 @@ function checkWhen(
   problems: string[],
 ) {
   for (const [field, expected] of Object.entries(when)) {
-    const from = provided.get(field);
+    const from = lookUp(provided, field);
     if (!from) {
       problems.push(`${where}: '${field}' is provided by neither the flow input nor an earlier step`);
       continue;

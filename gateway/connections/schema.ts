@@ -16,10 +16,18 @@ const connectionName = z
 
 const graphqlName = z.string().regex(/^[_A-Za-z][_0-9A-Za-z]*$/, 'a GraphQL name');
 
+/** A field of the accumulated data, or a path into it through objects: `payment.psp`. */
+const dataPath = z
+  .string()
+  .regex(
+    /^[_A-Za-z][_0-9A-Za-z]*(\.[_A-Za-z][_0-9A-Za-z]*)*$/,
+    "a field name or a dotted path such as 'payment.psp'",
+  );
+
 const whenValue = z.union([z.string(), z.number(), z.boolean()]);
 
 /** Where a step's arguments come from when the name in the accumulated data differs from the Action's. */
-const inputMapping = z.record(graphqlName, graphqlName);
+const inputMapping = z.record(graphqlName, dataPath);
 
 const stepSchema = z
   .object({
@@ -44,7 +52,7 @@ const stepSchema = z
      * values); otherwise it is recorded as skipped. Alternative Implementations chosen by data (the
      * order's PSP) are steps with exclusive conditions.
      */
-    when: z.record(graphqlName, z.union([whenValue, z.array(whenValue).min(1)])).optional(),
+    when: z.record(dataPath, z.union([whenValue, z.array(whenValue).min(1)])).optional(),
   })
   .strict();
 

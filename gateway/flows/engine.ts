@@ -8,7 +8,7 @@ import type {
   CompiledReceiver,
   CompiledStep,
 } from '../connections/compile.js';
-import { actionVariables } from '../connections/actions.js';
+import { actionVariables, valueAt } from '../connections/actions.js';
 import { DomainError, ErrorCode, domainCodeOf, type Failure } from '../errors.js';
 import { createGatewayContext, type GatewayContext } from '../federation/context.js';
 import type { Logger } from '../log.js';
@@ -522,9 +522,10 @@ function principalOf(flow: FlowRun): Principal | undefined {
 
 /** A step's `when`: every named field of the accumulated data equals the value, or one of the values. */
 function matches(when: Readonly<Record<string, unknown>>, data: Data): boolean {
-  return Object.entries(when).every(([field, expected]) =>
-    Array.isArray(expected) ? expected.includes(data[field]) : data[field] === expected,
-  );
+  return Object.entries(when).every(([path, expected]) => {
+    const value = valueAt(data, path);
+    return Array.isArray(expected) ? expected.includes(value) : value === expected;
+  });
 }
 
 /** Thrown by `runReceiver` so the bus retries or dead-letters with the recorded failure. */
@@ -571,7 +572,7 @@ function emitsOf(filter: CompiledFilter, data: Data): SignalDraft[] {
   return filter.emits.map((emit) => {
     const payload: Data = {};
     for (const field of Object.keys(emit.payloadType.getFields())) {
-      const value = data[emit.mapping[field] ?? field];
+      const value = valueAt(data, emit.mapping[field] ?? field);
       if (value !== undefined) payload[field] = value;
     }
     return { name: emit.signal, payload };

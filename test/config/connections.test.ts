@@ -65,6 +65,7 @@ describe('the connections config is validated against the supergraph', () => {
       problems: [
         "filters.caller.echo.v1.steps[0] (whoCalls).when: 'DESKTOP' is not a value of Channel (channel, from flow input EchoInput)",
         "filters.caller.echo.v1.steps[0] (whoCalls).when: 'chanel' is provided by neither the flow input nor an earlier step",
+        "filters.caller.echo.v1.steps[0] (whoCalls).when: 'channel.name' is provided by neither the flow input nor an earlier step",
       ],
     },
     {
