@@ -39,6 +39,12 @@ export const envSchema = z.object({
   JWT_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
   JWT_ISSUER: z.string().optional(),
   JWT_AUDIENCE: z.string().optional(),
+  /**
+   * `stand-ins` starts a local stand-in of every Service, seeded with demo data, and points the plugins
+   * at it (the embedded default); `configured` uses the plugins' own variables (STRIPE_API_BASE, …).
+   * @default stand-ins, or configured when NODE_ENV=production
+   */
+  SERVICES: z.enum(['stand-ins', 'configured']).optional(),
 });
 export type Env = z.infer<typeof envSchema>;
 

@@ -11,6 +11,10 @@ process.env.APOLLO_TELEMETRY_DISABLED ??= '1';
 async function main() {
   const env = readEnv();
   const logger = createLogger({ level: env.LOG_LEVEL });
+  const standIns =
+    (env.SERVICES ?? (env.NODE_ENV === 'production' ? 'configured' : 'stand-ins')) === 'stand-ins'
+      ? await startStandIns(env.REDIS_URL)
+      : undefined;
   const coordinator = new Coordinator({
     roverConfig: resolve(env.ROVER_CONFIG),
     connectionsFile: resolve(env.CONNECTIONS_FILE),
@@ -36,18 +40,38 @@ async function main() {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'stopping');
-    coordinator.stop().then(
-      () => process.exit(0),
-      (err) => {
-        logger.error({ err }, 'stop failed');
-        process.exit(1);
-      },
-    );
+    coordinator
+      .stop()
+      .then(() => standIns?.close())
+      .then(
+        () => process.exit(0),
+        (err) => {
+          logger.error({ err }, 'stop failed');
+          process.exit(1);
+        },
+      );
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   const url = await coordinator.start();
+  standIns?.connectWebhooks(url);
+  if (standIns)
+    logger.info(
+      { services: Object.fromEntries(Object.entries(standIns.env).filter(([k]) => k.endsWith('_URL'))) },
+      'Service stand-ins running with the demo data (SERVICES=configured to use real Services)',
+    );
   logger.info(`GraphQL and Sandbox at ${url}/graphql; health at ${url}/healthz and ${url}/readyz`);
+}
+
+/**
+ * The embedded default: a stand-in for every Service, the plugins pointed at them. Variables already
+ * set win, so one Service can be real while the others are stand-ins.
+ */
+async function startStandIns(redisUrl: string | undefined) {
+  const { startServiceStandIns } = await import('../services/embedded.js');
+  const standIns = await startServiceStandIns({ demo: true, redisUrl });
+  for (const [name, value] of Object.entries(standIns.env)) process.env[name] ??= value;
+  return standIns;
 }
 
 main().catch((error) => {

@@ -11,7 +11,25 @@ import {
   spawnGateway,
   type GatewayProcess,
 } from '../support/gateway-process.js';
+import { signToken } from '../../gateway/auth/tokens.js';
+import { DEVELOPMENT_JWT_SECRET } from '../../gateway/env.js';
 import { freePort } from '../support/redis.js';
+
+/** A token as `npm run token` prints it on the embedded default. */
+const developmentToken = (subject: Parameters<typeof signToken>[1]) =>
+  signToken(DEVELOPMENT_JWT_SECRET, subject);
+
+const graphql = async (url: string, query: string, token: string) => {
+  const res = await fetch(`${url}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+    body: JSON.stringify({ query }),
+  });
+  return {
+    status: res.status,
+    body: (await res.json()) as { data?: Record<string, unknown>; errors?: unknown },
+  };
+};
 
 /**
  * README's first command, `npm ci && npm start`: the `start` script (`tsx gateway/main.ts`) with no
@@ -35,6 +53,7 @@ describe('npm start on the embedded defaults', () => {
         DATA_DIR: dataDir,
         PORT: String(port),
         EMBEDDED_POSTGRES_PORT: String(postgresPort),
+        SERVICES: undefined,
       }),
     });
 
@@ -76,13 +95,18 @@ describe('npm start on the embedded defaults', () => {
     expect(page).toContain('embeddable-sandbox.cdn.apollographql.com');
     expect(page).toContain(`initialEndpoint`);
 
-    const query = await fetch(`${gateway.url}/graphql`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ query: '{ flows(limit: 1) { id } }' }),
-    });
-    expect(query.status).toBe(200);
-    expect(await query.json()).toEqual({ data: { flows: [] } });
+    // The Service stand-ins run with the demo data: ada's order history merges both systems.
+    const ada = await developmentToken({ kind: 'learner', lmsUserId: 3, username: 'ada' });
+    const history = await graphql(gateway.url, '{ orderHistory(input: {}) { status output } }', ada);
+    expect(history.status).toBe(200);
+    const output = (history.body.data!.orderHistory as { status: string; output: { history: unknown[] } })
+      .output;
+    expect(output.history).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ orderNumber: 'EDX-100001', system: 'LEGACY' }),
+        expect.objectContaining({ orderNumber: '2U-2026000001', system: 'COORDINATOR' }),
+      ]),
+    );
     expect(Date.now() - startedAt).toBeLessThan(30_000);
 
     // On the PostgreSQL it started itself, under DATA_DIR.
@@ -114,12 +138,10 @@ describe('npm start on the embedded defaults', () => {
     await gateway.ready(30_000);
     // The cluster initialised by the first start is reused, with its data.
     expect(gateway.output()).not.toContain('initialising the embedded PostgreSQL data directory');
-    const query = await fetch(`${gateway.url}/graphql`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ query: '{ flows(limit: 1) { id } }' }),
-    });
-    expect(await query.json()).toEqual({ data: { flows: [] } });
+    // The flow the first start recorded is still there.
+    const staff = await developmentToken({ kind: 'staff', username: 'staff' });
+    const flows = await graphql(gateway.url, '{ flows(limit: 1) { name } }', staff);
+    expect(flows.body).toEqual({ data: { flows: [{ name: 'order.history.requested.v1' }] } });
     const postgres = await postmasterPid();
 
     process.kill(gateway.gatewayPid()!, 'SIGTERM');

@@ -186,19 +186,20 @@ describe('flags file source', () => {
     ...extra,
   });
 
-  it('loads the repository flags.json', async () => {
+  it('loads the repository flags.json: the demo rollouts of the Transition-to-Coordinator flags', async () => {
     const flags = await start({
       flagsFile: resolve(import.meta.dirname, '../../flags.json'),
       logger: silentLogger,
     });
     expect(flags.ready()).toBe(true);
     await expect(
-      flags.evaluate('order_fulfillment_service_forwarding_enabled', flagContext(), false),
-    ).resolves.toEqual({
-      flag: 'order_fulfillment_service_forwarding_enabled',
-      value: true,
-      reason: 'FALLTHROUGH',
-    });
+      flags.evaluate('transition.order-history.coordinator', flagContext(), false),
+    ).resolves.toEqual({ flag: 'transition.order-history.coordinator', value: true, reason: 'FALLTHROUGH' });
+    // Checkout moves learner 3 (ada of the demo data) only.
+    const checkout = (learnerId: string) =>
+      flags.evaluate('transition.checkout.coordinator', flagContext({ learnerId }), false);
+    await expect(checkout('3')).resolves.toMatchObject({ value: true, reason: 'TARGET_MATCH' });
+    await expect(checkout('4')).resolves.toMatchObject({ value: false, reason: 'FALLTHROUGH' });
   });
 
   it('decides from flagValues, flags and segments', async () => {

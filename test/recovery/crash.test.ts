@@ -1,3 +1,5 @@
+import { signToken } from '../../gateway/auth/tokens.js';
+import { DEVELOPMENT_JWT_SECRET } from '../../gateway/env.js';
 import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -249,9 +251,10 @@ describe('kill -9 of the gateway in the middle of flows', () => {
       status: 'failed',
       errorCode: 'FlowInterrupted',
     });
+    const staff = await signToken(DEVELOPMENT_JWT_SECRET, { kind: 'staff', username: 'staff' });
     const strictRecord = await fetch(`${survivor.url}/graphql`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${staff}` },
       body: JSON.stringify({
         query: `query($id: ID!) { flow(id: $id) { status error { code message } } }`,
         variables: { id: strictFlow.id },

@@ -40,6 +40,8 @@ export function gatewayEnv(vars: Record<string, string | undefined>): NodeJS.Pro
     env[key] = value;
   }
   env.APOLLO_TELEMETRY_DISABLED = '1';
+  // The fixture plugins need no Service stand-ins; the embedded-default test asks for them.
+  env.SERVICES = 'configured';
   for (const [key, value] of Object.entries(vars)) {
     if (value === undefined) delete env[key];
     else env[key] = value;

@@ -1,0 +1,242 @@
+import { startLegacyEcommerce, type LegacyEcommerceStandIn } from './legacy-ecommerce/server.js';
+import { DEFAULT_LMS_CLIENT, startLms, type LmsStandIn } from './lms/server.js';
+import { startOrderManagement, type OrderManagement } from './order-management/server.js';
+import { startPayPal, type PayPalStandIn } from './paypal/server.js';
+import { startStripe, type StripeStandIn } from './stripe/server.js';
+import { DEMO, daysAgo, demoOrderAge } from './demo.js';
+
+/** Every Service stand-in, started together, with the configuration the plugins read to reach them. */
+export interface ServiceStandIns {
+  /** The plugins' environment variables pointing at these stand-ins. */
+  env: Record<string, string>;
+  orderManagement: OrderManagement;
+  stripe: StripeStandIn;
+  paypal: PayPalStandIn;
+  lms: LmsStandIn;
+  legacyEcommerce: LegacyEcommerceStandIn;
+  /** Points the PSPs' webhooks at a running Coordinator. */
+  connectWebhooks(coordinatorUrl: string): void;
+  close(): Promise<void>;
+}
+
+export const STRIPE_WEBHOOK_SECRET = 'whsec_standin_webhook_secret';
+export const PAYPAL_WEBHOOK_ID = 'WH-STANDIN-0001';
+
+/**
+ * Starts the stand-ins of every Service the commerce plugins wrap, on free ports. With `demo`, seeds
+ * the demo catalogue, learners and orders of services/demo.ts, consistent across the Services (the
+ * orders' payments exist at their PSP, the learners in the LMS).
+ */
+export async function startServiceStandIns(
+  options: { demo?: boolean; redisUrl?: string; eventStream?: string } = {},
+): Promise<ServiceStandIns> {
+  const started: Array<{ close(): Promise<void> }> = [];
+  try {
+    const orderManagement = await startOrderManagement();
+    started.push(orderManagement);
+    const stripe = await startStripe();
+    started.push(stripe);
+    const paypal = await startPayPal();
+    started.push(paypal);
+    const lms = await startLms({ redisUrl: options.redisUrl, eventStream: options.eventStream });
+    started.push(lms);
+    const legacyEcommerce = await startLegacyEcommerce({ jwtIssuer: lms.issuer });
+    started.push(legacyEcommerce);
+
+    if (options.demo ?? true) seedDemo({ orderManagement, stripe, paypal, lms, legacyEcommerce });
+
+    const env: Record<string, string> = {
+      ORDER_MANAGEMENT_URL: orderManagement.url,
+      ORDER_MANAGEMENT_PROJECT_KEY: orderManagement.projectKey,
+      ORDER_MANAGEMENT_CLIENT_ID: orderManagement.clientId,
+      ORDER_MANAGEMENT_CLIENT_SECRET: orderManagement.clientSecret,
+      RETIREMENT_SALT: 'embedded-retirement-salt',
+      STRIPE_API_BASE: stripe.url,
+      STRIPE_SECRET_KEY: stripe.secretKey,
+      STRIPE_WEBHOOK_SECRET,
+      PAYPAL_API_BASE: paypal.url,
+      PAYPAL_CLIENT_ID: paypal.clientId,
+      PAYPAL_CLIENT_SECRET: paypal.clientSecret,
+      PAYPAL_WEBHOOK_ID,
+      LMS_URL: lms.url,
+      LMS_CLIENT_ID: DEFAULT_LMS_CLIENT.clientId,
+      LMS_CLIENT_SECRET: DEFAULT_LMS_CLIENT.clientSecret,
+      ...(options.redisUrl ? { LMS_EVENT_BUS_REDIS_URL: options.redisUrl } : {}),
+      ...(options.eventStream ? { LMS_EVENT_BUS_STREAM: options.eventStream } : {}),
+      LEGACY_ECOMMERCE_URL: legacyEcommerce.url,
+      LEGACY_ECOMMERCE_OAUTH_URL: lms.url,
+      LEGACY_ECOMMERCE_CLIENT_ID: DEFAULT_LMS_CLIENT.clientId,
+      LEGACY_ECOMMERCE_CLIENT_SECRET: DEFAULT_LMS_CLIENT.clientSecret,
+      COMMERCE_FRONTEND_URL: `${orderManagement.url}/checkout/`,
+      LEGACY_BASKET_URL: `${legacyEcommerce.url}/basket/add/`,
+    };
+    return {
+      env,
+      orderManagement,
+      stripe,
+      paypal,
+      lms,
+      legacyEcommerce,
+      connectWebhooks(coordinatorUrl) {
+        stripe.setWebhook({ url: `${coordinatorUrl}/stripe/webhook/`, secret: STRIPE_WEBHOOK_SECRET });
+        paypal.setWebhook({ url: `${coordinatorUrl}/paypal/webhook/`, webhookId: PAYPAL_WEBHOOK_ID });
+      },
+      close: () => closeAll(started),
+    };
+  } catch (error) {
+    await closeAll(started);
+    throw error;
+  }
+}
+
+async function closeAll(started: ReadonlyArray<{ close(): Promise<void> }>) {
+  await Promise.allSettled([...started].reverse().map((s) => s.close()));
+}
+
+function seedDemo(s: {
+  orderManagement: OrderManagement;
+  stripe: StripeStandIn;
+  paypal: PayPalStandIn;
+  lms: LmsStandIn;
+  legacyEcommerce: LegacyEcommerceStandIn;
+}) {
+  const { learners, staff, courses, bundle, orders, legacyOrders } = DEMO;
+  s.lms.seed({
+    users: [
+      { id: learners.ada.lmsUserId, username: 'ada', email: learners.ada.email, name: learners.ada.name },
+      { id: learners.bob.lmsUserId, username: 'bob', email: learners.bob.email, name: learners.bob.name },
+      { id: staff.lmsUserId, username: staff.username, email: staff.email, name: staff.name, isStaff: true },
+    ],
+    courses: Object.values(courses).map((c) => ({ ...c, modes: ['audit', 'verified'] })),
+    enrollments: [
+      { username: 'ada', courseId: courses.demo.courseId, mode: 'verified', isActive: true },
+      { username: 'ada', courseId: courses.cs50.courseId, mode: 'verified', isActive: true },
+    ],
+  });
+  const [adaStripe] = s.stripe.seed({
+    paymentIntents: [
+      { id: 'pi_demo_ada_0001', amount: 29_800, metadata: { order_number: orders.adaStripe.orderNumber } },
+    ],
+  });
+  s.stripe.seed({
+    paymentIntents: [
+      { id: 'pi_demo_bob_0003', amount: 49_900, metadata: { order_number: orders.bobPlaced.orderNumber } },
+    ],
+  });
+  const [adaPayPal] = s.paypal.seed({
+    captures: [{ id: 'DEMOCAPTURE0002', amountCents: 14_900, invoiceId: orders.adaPayPal.orderNumber }],
+  });
+  const ada = { lmsUserId: learners.ada.lmsUserId, username: 'ada', email: learners.ada.email };
+  const bob = { lmsUserId: learners.bob.lmsUserId, username: 'bob', email: learners.bob.email };
+  s.orderManagement.seed({
+    orders: [
+      {
+        ...orders.adaStripe,
+        createdAt: daysAgo(demoOrderAge.adaStripe),
+        customer: ada,
+        lineItems: [
+          {
+            id: 'li-ada-1-demo',
+            title: courses.demo.name,
+            priceCents: 14_900,
+            courseRunKey: courses.demo.courseId,
+            state: 'SUCCESS',
+          },
+          {
+            id: 'li-ada-1-cs50',
+            title: courses.cs50.name,
+            priceCents: 14_900,
+            courseRunKey: courses.cs50.courseId,
+            state: 'SUCCESS',
+          },
+        ],
+        payment: { psp: 'STRIPE', pspPaymentId: String(adaStripe!.id) },
+      },
+      {
+        ...orders.adaPayPal,
+        createdAt: daysAgo(demoOrderAge.adaPayPal),
+        customer: ada,
+        lineItems: [
+          {
+            id: 'li-ada-2-cs50',
+            title: courses.cs50.name,
+            priceCents: 14_900,
+            courseRunKey: courses.cs50.courseId,
+            state: 'SUCCESS',
+          },
+        ],
+        payment: { psp: 'PAYPAL', pspPaymentId: String(adaPayPal!.id) },
+      },
+      {
+        ...orders.bobPlaced,
+        createdAt: daysAgo(demoOrderAge.bobPlaced),
+        customer: bob,
+        lineItems: [
+          {
+            id: 'li-bob-3-demo',
+            title: courses.demo.name,
+            priceCents: 14_900,
+            courseRunKey: courses.demo.courseId,
+          },
+          { id: 'li-bob-3-bundle', title: bundle.title, priceCents: 35_000, bundleKey: bundle.bundleKey },
+        ],
+        payment: { psp: 'STRIPE', pspPaymentId: 'pi_demo_bob_0003' },
+      },
+      {
+        ...orders.bobSanctioned,
+        createdAt: daysAgo(demoOrderAge.bobSanctioned),
+        customer: bob,
+        sanctioned: true,
+        lineItems: [
+          {
+            id: 'li-bob-4-cs50',
+            title: courses.cs50.name,
+            priceCents: 14_900,
+            courseRunKey: courses.cs50.courseId,
+          },
+        ],
+      },
+      {
+        ...orders.adaUnpaid,
+        createdAt: daysAgo(demoOrderAge.adaUnpaid),
+        customer: ada,
+        lineItems: [
+          {
+            id: 'li-ada-5-demo',
+            title: courses.demo.name,
+            priceCents: 0,
+            courseRunKey: courses.demo.courseId,
+            state: 'SUCCESS',
+          },
+        ],
+      },
+    ],
+  });
+  s.legacyEcommerce.seed({
+    orders: [
+      {
+        number: legacyOrders.adaRecent,
+        username: 'ada',
+        email: learners.ada.email,
+        datePlaced: daysAgo(60),
+        paymentProcessor: 'cybersource',
+        lines: [
+          {
+            title: 'Legacy Course',
+            linePriceExclTax: '99.00',
+            courseKey: 'course-v1:edX+Legacy+2025',
+            certificateType: 'verified',
+          },
+        ],
+      },
+      {
+        number: legacyOrders.adaOld,
+        username: 'ada',
+        email: learners.ada.email,
+        datePlaced: daysAgo(400),
+        paymentProcessor: 'cybersource',
+        lines: [{ title: 'Older Legacy Course', linePriceExclTax: '49.00' }],
+      },
+    ],
+  });
+}

@@ -1,0 +1,277 @@
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { compilePredicate, PredicateError } from './predicate.js';
+import { CtError, notFound, OrderManagementStore, type ResourceKind, type SeedData } from './store.js';
+
+export type { SeedData, SeedOrder, SeedCustomer, SeedLineItem, SeedPayment, LineState } from './store.js';
+export { LINE_ITEM_STATE_KEYS, SANCTIONED_STATE_KEY, OrderManagementStore } from './store.js';
+
+/**
+ * A stand-in for the order management Service (commercetools Composable Commerce): the subset of its
+ * HTTP API the Coordinator uses, with the same paths, payloads and error bodies.
+ *
+ *   POST /oauth/token                       client credentials (HTTP Basic) → bearer token
+ *   GET  /{projectKey}/{orders|payments|customers|states}?where=…&var.x=…&sort=…&limit=…&offset=…&expand=…
+ *   GET  /{projectKey}/{orders|payments|customers}/{id}?expand=…
+ *   GET  /{projectKey}/orders/order-number={orderNumber}
+ *   POST /{projectKey}/{orders|payments|customers}/{id}   { version, actions: [...] }  (409 on a stale version)
+ *
+ * Test controls are in process: `seed`, `failNext`, `calls`, `responses`, `expireTokens`, `store`.
+ */
+export interface OrderManagementOptions {
+  /** @default 0 (a free port) */
+  port?: number;
+  /** @default 'edx-commerce' */
+  projectKey?: string;
+  /** The API client's credentials. @default 'coordinator' / 'coordinator-secret' */
+  clientId?: string;
+  clientSecret?: string;
+  seed?: SeedData;
+}
+
+export interface OrderManagement {
+  /** The API and auth base URL (both are served here). */
+  url: string;
+  projectKey: string;
+  clientId: string;
+  clientSecret: string;
+  store: OrderManagementStore;
+  seed(data: SeedData): ReturnType<OrderManagementStore['seed']>;
+  /** How many requests `method path` received, e.g. `calls('GET', '/edx-commerce/orders')`. */
+  calls(method: string, path: string): number;
+  /** How many answers had this status (e.g. 409 conflicts). */
+  responses(status: number): number;
+  /**
+   * The next `times` requests whose path starts with `pathPrefix` (any API path when absent), and whose
+   * method is `method` when given, are answered `status` with commercetools' body for it.
+   */
+  failNext(times: number, status: number, pathPrefix?: string, method?: 'GET' | 'POST'): void;
+  /** Invalidates every issued token, as an expiry would. */
+  expireTokens(): void;
+  close(): Promise<void>;
+}
+
+const TOKEN_TTL_SECONDS = 172_800;
+const MAX_LIMIT = 500;
+
+const invalidToken = () => new CtError(401, 'invalid_token', 'invalid_token');
+
+export async function startOrderManagement(options: OrderManagementOptions = {}): Promise<OrderManagement> {
+  const projectKey = options.projectKey ?? 'edx-commerce';
+  const clientId = options.clientId ?? 'coordinator';
+  const clientSecret = options.clientSecret ?? 'coordinator-secret';
+  const store = new OrderManagementStore();
+  if (options.seed) store.seed(options.seed);
+  const tokens = new Map<string, number>();
+  const calls = new Map<string, number>();
+  const statuses = new Map<number, number>();
+  const faults: Array<{ remaining: number; status: number; pathPrefix?: string; method?: string }> = [];
+
+  const send = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
+    statuses.set(status, (statuses.get(status) ?? 0) + 1);
+    res
+      .writeHead(status, { 'content-type': 'application/json; charset=utf-8', ...headers })
+      .end(JSON.stringify(body));
+  };
+
+  const server = createServer(async (req, res) => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const method = req.method ?? 'GET';
+    const key = `${method} ${url.pathname}`;
+    calls.set(key, (calls.get(key) ?? 0) + 1);
+    try {
+      const body = await readBody(req);
+      const fault = faults.find(
+        (f) =>
+          f.remaining > 0 &&
+          (!f.method || f.method === method) &&
+          (f.pathPrefix ? url.pathname.startsWith(f.pathPrefix) : url.pathname !== '/oauth/token'),
+      );
+      if (fault) {
+        fault.remaining -= 1;
+        throw injected(fault.status, url.pathname, store);
+      }
+      if (url.pathname === '/oauth/token') return token(req, res, body);
+      if (!authorized(req)) throw invalidToken();
+      const [project, resource, id, ...rest] = url.pathname
+        .split('/')
+        .filter(Boolean)
+        .map(decodeURIComponent);
+      if (project !== projectKey || rest.length)
+        throw new CtError(404, 'ResourceNotFound', `No endpoint ${method} ${url.pathname}.`);
+      if (!['orders', 'payments', 'customers', 'states'].includes(resource ?? ''))
+        throw new CtError(404, 'ResourceNotFound', `No endpoint ${method} ${url.pathname}.`);
+      const kind = resource as ResourceKind;
+      const expand = url.searchParams.getAll('expand');
+      if (method === 'GET' && id === undefined) return send(res, 200, query(kind, url.searchParams));
+      if (method === 'GET' && id !== undefined) {
+        const found =
+          kind === 'orders' && id.startsWith('order-number=')
+            ? [...store.orders.values()].find((o) => o.orderNumber === id.slice('order-number='.length))
+            : store.get(kind, id);
+        if (!found) throw notFound(id);
+        return send(res, 200, store.expand(found, expand));
+      }
+      if (method === 'POST' && id !== undefined && kind !== 'states') {
+        const update = parseJson(body) as { version?: unknown; actions?: unknown };
+        const updated = store.update(kind, id, update.version, update.actions);
+        return send(res, 200, store.expand(updated, expand));
+      }
+      throw new CtError(405, 'MethodNotAllowed', `Method ${method} is not allowed on ${url.pathname}.`);
+    } catch (error) {
+      if (error instanceof CtError) {
+        const body =
+          error.statusCode === 401
+            ? {
+                ...error.body(),
+                error: error.code,
+                ...(error.code === 'invalid_client' ? { error_description: error.message } : {}),
+              }
+            : error.body();
+        return send(res, error.statusCode, body);
+      }
+      send(res, 500, new CtError(500, 'General', (error as Error).message).body());
+    }
+  });
+
+  function token(req: IncomingMessage, res: ServerResponse, body: Buffer) {
+    if (req.method !== 'POST') throw new CtError(405, 'MethodNotAllowed', 'Use POST for /oauth/token.');
+    const [scheme, encoded] = (req.headers.authorization ?? '').split(' ');
+    const [id, secret] = Buffer.from(encoded ?? '', 'base64')
+      .toString('utf8')
+      .split(':');
+    if (scheme !== 'Basic' || id !== clientId || !safeEqual(secret ?? '', clientSecret))
+      throw new CtError(
+        401,
+        'invalid_client',
+        'Please provide valid client credentials using HTTP Basic Authentication.',
+      );
+    const form = new URLSearchParams(body.toString('utf8'));
+    if (form.get('grant_type') !== 'client_credentials')
+      throw new CtError(400, 'unsupported_grant_type', 'Use grant_type=client_credentials.');
+    const accessToken = randomBytes(24).toString('base64url');
+    tokens.set(accessToken, Date.now() + TOKEN_TTL_SECONDS * 1000);
+    send(res, 200, {
+      access_token: accessToken,
+      token_type: 'Bearer',
+      expires_in: TOKEN_TTL_SECONDS,
+      scope: form.get('scope') ?? `manage_project:${projectKey}`,
+    });
+  }
+
+  function authorized(req: IncomingMessage) {
+    const match = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '');
+    const expires = match ? tokens.get(match[1]!) : undefined;
+    return expires !== undefined && expires > Date.now();
+  }
+
+  function query(kind: ResourceKind, params: URLSearchParams) {
+    const variables = new Map<string, string[]>();
+    for (const [name, value] of params) {
+      if (name.startsWith('var.'))
+        variables.set(name.slice(4), [...(variables.get(name.slice(4)) ?? []), value]);
+    }
+    const limit = Number(params.get('limit') ?? 20);
+    const offset = Number(params.get('offset') ?? 0);
+    if (!Number.isInteger(limit) || limit < 0 || limit > MAX_LIMIT)
+      throw new CtError(400, 'InvalidInput', `The limit must be an integer between 0 and ${MAX_LIMIT}.`);
+    if (!Number.isInteger(offset) || offset < 0)
+      throw new CtError(400, 'InvalidInput', 'The offset must be a non-negative integer.');
+    let matchers: Array<(r: unknown) => boolean>;
+    try {
+      matchers = params.getAll('where').map((where) => compilePredicate(where, variables));
+    } catch (error) {
+      if (error instanceof PredicateError)
+        throw new CtError(400, 'InvalidInput', `Malformed parameter: where: ${error.message}`);
+      throw error;
+    }
+    let results = [...(store[kind] as Map<string, unknown>).values()].filter((r) =>
+      matchers.every((m) => m(r)),
+    );
+    for (const sort of params.getAll('sort').reverse()) {
+      const [field, direction] = sort.trim().split(/\s+/) as [string, string | undefined];
+      const sign = direction?.toLowerCase() === 'desc' ? -1 : 1;
+      const value = (r: unknown) => String((r as Record<string, unknown>)[field] ?? '');
+      results = [...results].sort((a, b) => sign * value(a).localeCompare(value(b)));
+    }
+    const page = results.slice(offset, offset + limit).map((r) => store.expand(r, params.getAll('expand')));
+    return { limit, offset, count: page.length, total: results.length, results: page };
+  }
+
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    url,
+    projectKey,
+    clientId,
+    clientSecret,
+    store,
+    seed: (data) => store.seed(data),
+    calls: (method, path) => calls.get(`${method.toUpperCase()} ${path}`) ?? 0,
+    responses: (status) => statuses.get(status) ?? 0,
+    failNext: (times, status, pathPrefix, method) =>
+      faults.push({
+        remaining: times,
+        status,
+        ...(pathPrefix ? { pathPrefix } : {}),
+        ...(method ? { method } : {}),
+      }),
+    expireTokens: () => tokens.clear(),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** An injected failure with the body commercetools answers that status with. */
+function injected(status: number, path: string, store: OrderManagementStore): CtError {
+  const [, , resource, id] = path.split('/');
+  switch (status) {
+    case 400:
+      return new CtError(400, 'InvalidInput', 'Injected invalid input.');
+    case 401:
+      return invalidToken();
+    case 404:
+      return notFound(id ?? path);
+    case 409: {
+      const current = id && resource ? store.get(resource as ResourceKind, id)?.version : undefined;
+      return new CtError(
+        409,
+        'ConcurrentModification',
+        `Object ${id} has a different version than expected.`,
+        {
+          currentVersion: current ?? 1,
+        },
+      );
+    }
+    case 502:
+    case 503:
+    case 504:
+      return new CtError(status, 'ServiceUnavailable', 'Service unavailable (injected).');
+    default:
+      return new CtError(status, 'General', `Injected failure ${status}.`);
+  }
+}
+
+function parseJson(body: Buffer): unknown {
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new CtError(400, 'InvalidJsonInput', 'Request body does not contain valid JSON.');
+  }
+}
+
+async function readBody(req: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+function safeEqual(a: string, b: string) {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}

@@ -1,0 +1,305 @@
+import { DomainError, ErrorCode } from '../../gateway/errors.js';
+import { definePlugin, type ActionContext, type Plugin } from '../../gateway/sdk/plugin.js';
+import { requireLearnerOrStaff, requirePrincipal, requireStaff } from '../../gateway/sdk/principal.js';
+import {
+  LmsClient,
+  LmsRejectedError,
+  LmsUnavailableError,
+  type LmsAccount,
+  type LmsEntitlement,
+  type OrderEnrollment,
+} from './client.js';
+import { lmsConfig, lmsEventBusConfig, type Env } from './config.js';
+import { startRefundConsumer } from './event-consumer.js';
+
+/**
+ * The LMS (Open edX) Service Plugin: fulfils orders (enrollments, entitlements), revokes returned
+ * items, deactivates sanctioned learners, adds enrollments to the `Order` entity, and consumes the
+ * LMS's refund requests from its event bus.
+ */
+
+type Kind = 'COURSE' | 'BUNDLE';
+
+interface FulfillOrderInput {
+  orderId: string;
+  orderNumber: string;
+  lmsUserId: number;
+  username: string;
+  lineItems: Array<{
+    lineItemId: string;
+    kind: Kind;
+    courseRunKey?: string | null;
+    bundleKey?: string | null;
+    mode?: string | null;
+  }>;
+}
+
+interface RevokeLineItemsInput {
+  orderId: string;
+  lmsUserId: number;
+  username: string;
+  returnedItems: Array<{
+    lineItemId: string;
+    kind: Kind;
+    courseRunKey?: string | null;
+    bundleKey?: string | null;
+    entitlementUuid?: string | null;
+  }>;
+}
+
+interface LineFulfillment {
+  lineItemId: string;
+  fulfilled: boolean;
+  entitlementUuid: string | null;
+  error: string | null;
+}
+
+const DEFAULT_MODE = 'verified';
+/** The enrollment attributes' namespace, read back by the LMS's refund flow. */
+const ORDER_NAMESPACE = 'order';
+
+const toEnrollment = (e: OrderEnrollment) => ({
+  username: e.user,
+  courseRunKey: e.course_id,
+  mode: e.mode,
+  isActive: e.is_active,
+  lineItemId:
+    e.enrollment_attributes.find((a) => a.namespace === ORDER_NAMESPACE && a.name === 'line_item_id')
+      ?.value ?? null,
+  createdAt: e.created,
+});
+
+const toLearner = (a: LmsAccount) => ({
+  lmsUserId: a.id,
+  username: a.username,
+  email: a.email ?? null,
+  name: a.name ?? null,
+  isActive: a.is_active,
+  dateJoined: a.date_joined ?? null,
+});
+
+/** For read-only Actions: the LMS's state as public error codes. */
+async function reading<T>(work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (error) {
+    if (error instanceof LmsUnavailableError)
+      throw new DomainError(ErrorCode.SERVICE_UNAVAILABLE, `The LMS is unavailable: ${error.message}`);
+    if (error instanceof LmsRejectedError)
+      throw new DomainError(ErrorCode.BAD_USER_INPUT, error.message, { lmsStatus: error.status });
+    throw error;
+  }
+}
+
+export interface LmsPluginOptions {
+  /** Where the configuration is read (lazily) from. @default process.env */
+  env?: Env;
+}
+
+export function createLmsPlugin(options: LmsPluginOptions = {}): Plugin {
+  const env = options.env ?? process.env;
+  let client: LmsClient | undefined;
+  // Created at first use, so that a missing variable fails the call that needs it, not the import.
+  const lms = () => (client ??= new LmsClient(lmsConfig(env)));
+
+  return definePlugin({
+    name: 'lms',
+    schemaFile: new URL('./schema.graphql', import.meta.url),
+    resolvers: {
+      Order: {
+        // One LMS call for every order of the subgraph request.
+        __resolveReference: async (ref: { id: string }, ctx: ActionContext) => {
+          requirePrincipal(ctx.principal);
+          const enrollments = await ctx
+            .loader<string, OrderEnrollment[]>('lms:enrollments-by-order', async (ids) => {
+              const byOrder = await reading(lms().enrollmentsByOrder(ids));
+              return ids.map((id) => byOrder.get(id) ?? []);
+            })
+            .load(ref.id);
+          return { id: ref.id, enrollments: enrollments.map(toEnrollment) };
+        },
+      },
+      Query: {
+        learner: async (
+          _: unknown,
+          args: { username?: string | null; lmsUserId?: number | null },
+          ctx: ActionContext,
+        ) => {
+          const caller = requirePrincipal(ctx.principal);
+          const { username, lmsUserId } = args;
+          if (
+            (username === null || username === undefined) &&
+            (lmsUserId === null || lmsUserId === undefined)
+          )
+            throw new DomainError(ErrorCode.BAD_USER_INPUT, 'Give a username or an lmsUserId');
+          if (lmsUserId !== null && lmsUserId !== undefined) requireLearnerOrStaff(caller, lmsUserId);
+          if (caller.kind === 'learner' && username && username !== caller.username)
+            throw new DomainError(ErrorCode.FORBIDDEN, 'A learner may look up only their own account');
+          const account = await reading(
+            lms().findAccount(
+              lmsUserId !== null && lmsUserId !== undefined ? { lmsUserId } : { username: username! },
+            ),
+          );
+          if (!account || (username && account.username !== username)) return null;
+          return toLearner(account);
+        },
+      },
+      Mutation: {
+        fulfillOrder: async (_: unknown, { input }: { input: FulfillOrderInput }, ctx: ActionContext) => {
+          requireStaff(ctx.principal);
+          const fulfillments: LineFulfillment[] = [];
+          let entitlements: LmsEntitlement[] | undefined;
+          // One line at a time: an LMS outage stops the step (it is retried whole, and every write
+          // below is idempotent on the learner and course run / course).
+          for (const line of input.lineItems) {
+            const refused = (error: string) =>
+              fulfillments.push({
+                lineItemId: line.lineItemId,
+                fulfilled: false,
+                entitlementUuid: null,
+                error,
+              });
+            try {
+              if (line.kind === 'COURSE') {
+                if (!line.courseRunKey) {
+                  refused('A COURSE line needs a courseRunKey');
+                  continue;
+                }
+                await lms().enroll({
+                  username: input.username,
+                  courseRunKey: line.courseRunKey,
+                  mode: line.mode ?? DEFAULT_MODE,
+                  isActive: true,
+                  attributes: [
+                    { namespace: ORDER_NAMESPACE, name: 'order_number', value: input.orderNumber },
+                    { namespace: ORDER_NAMESPACE, name: 'order_id', value: input.orderId },
+                    { namespace: ORDER_NAMESPACE, name: 'line_item_id', value: line.lineItemId },
+                    { namespace: ORDER_NAMESPACE, name: 'source_system', value: 'commerce-coordinator' },
+                  ],
+                });
+                fulfillments.push({
+                  lineItemId: line.lineItemId,
+                  fulfilled: true,
+                  entitlementUuid: null,
+                  error: null,
+                });
+              } else {
+                if (!line.bundleKey) {
+                  refused('A BUNDLE line needs a bundleKey (the course UUID)');
+                  continue;
+                }
+                // The entitlements API creates a new entitlement on every POST: look for ours first.
+                entitlements ??= (await lms().listEntitlements(input.username)).filter(
+                  (e) => e.expired_at === null,
+                );
+                const sameCourse = entitlements.filter((e) => e.course_uuid === line.bundleKey);
+                let entitlement =
+                  sameCourse.find((e) => e.order_number === input.orderNumber) ?? sameCourse[0];
+                if (!entitlement) {
+                  entitlement = await lms().createEntitlement({
+                    username: input.username,
+                    courseUuid: line.bundleKey,
+                    mode: line.mode ?? DEFAULT_MODE,
+                    orderNumber: input.orderNumber,
+                  });
+                  entitlements.push(entitlement);
+                }
+                fulfillments.push({
+                  lineItemId: line.lineItemId,
+                  fulfilled: true,
+                  entitlementUuid: entitlement.uuid,
+                  error: null,
+                });
+              }
+            } catch (error) {
+              if (!(error instanceof LmsRejectedError)) throw error;
+              refused(error.message);
+            }
+          }
+          return { fulfillments };
+        },
+
+        revokeLineItems: async (
+          _: unknown,
+          { input }: { input: RevokeLineItemsInput },
+          ctx: ActionContext,
+        ) => {
+          requireStaff(ctx.principal);
+          let revoked = 0;
+          const failures: Array<{ lineItemId: string; error: string }> = [];
+          let entitlements: LmsEntitlement[] | undefined;
+          for (const item of input.returnedItems) {
+            try {
+              if (item.kind === 'COURSE') {
+                if (!item.courseRunKey)
+                  throw new LmsRejectedError('A COURSE item needs a courseRunKey', 400, null);
+                const enrollment = await lms().getEnrollment(input.username, item.courseRunKey);
+                if (enrollment?.is_active)
+                  await lms().enroll({
+                    username: input.username,
+                    courseRunKey: item.courseRunKey,
+                    isActive: false,
+                  });
+              } else {
+                let uuid = item.entitlementUuid ?? undefined;
+                if (!uuid && item.bundleKey) {
+                  entitlements ??= await lms().listEntitlements(input.username);
+                  uuid = entitlements
+                    .filter((e) => e.course_uuid === item.bundleKey && e.expired_at === null)
+                    .at(-1)?.uuid;
+                }
+                // No entitlement to expire: the learner holds no access through this item.
+                if (uuid) await lms().expireEntitlement(uuid);
+              }
+              revoked++;
+            } catch (error) {
+              if (!(error instanceof LmsRejectedError)) throw error;
+              failures.push({ lineItemId: item.lineItemId, error: error.message });
+            }
+          }
+          if (failures.length)
+            throw new DomainError(
+              ErrorCode.CONFLICT,
+              `The LMS refused to revoke ${failures.length} of ${input.returnedItems.length} returned items: ` +
+                failures.map((f) => `${f.lineItemId}: ${f.error}`).join('; '),
+              { failures, revoked },
+            );
+          return { revoked };
+        },
+
+        deactivateLearner: async (
+          _: unknown,
+          { input }: { input: { username: string } },
+          ctx: ActionContext,
+        ) => {
+          requireStaff(ctx.principal);
+          try {
+            await lms().deactivateAccount(input.username);
+          } catch (error) {
+            if (!(error instanceof LmsRejectedError)) throw error;
+            if (error.status === 404)
+              throw new DomainError(ErrorCode.NOT_FOUND, `The LMS has no account ${input.username}`);
+            throw new DomainError(ErrorCode.BAD_USER_INPUT, error.message, { lmsStatus: error.status });
+          }
+          return { deactivated: true };
+        },
+      },
+    },
+
+    async start(runtime) {
+      const config = lmsEventBusConfig(env);
+      if (!config.LMS_EVENT_BUS_REDIS_URL) {
+        runtime.logger.warn(
+          'LMS_EVENT_BUS_REDIS_URL is not set: refund requests from the LMS event bus are not consumed',
+        );
+        return;
+      }
+      return startRefundConsumer(runtime, {
+        ...config,
+        LMS_EVENT_BUS_REDIS_URL: config.LMS_EVENT_BUS_REDIS_URL,
+      });
+    },
+  });
+}
+
+export default createLmsPlugin();

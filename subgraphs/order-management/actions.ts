@@ -1,0 +1,462 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { DomainError, ErrorCode } from '../../gateway/errors.js';
+import type { ActionContext } from '../../gateway/sdk/plugin.js';
+import { requireLearnerOrStaff, requirePrincipal, requireStaff } from '../../gateway/sdk/principal.js';
+import {
+  orderManagementClient,
+  OrderManagementError,
+  type CtOrder,
+  type CtTransaction,
+  type UpdateAction,
+} from './client.js';
+import { readRetirementSalt } from './config.js';
+import {
+  lineState,
+  lineView,
+  lmsUserIdOf,
+  moveLine,
+  orderView,
+  pspOf,
+  refundAmountCents,
+  returnIdOf,
+  successfulPayment,
+  type LineItemState,
+} from './model.js';
+
+/**
+ * The order-management Plugin's Actions (mutations). Each is safe to retry: a retried step re-reads
+ * the order and finds its own earlier effect (a return with its tracking id, a refund transaction with
+ * the PSP refund id, lines already in their target state) instead of doing it twice.
+ */
+
+/**
+ * Actions the Coordinator's flows run for Services: staff or a Service may call them; so may a flow
+ * step without a caller (a flow started by a signed webhook or a signal). Learners may not.
+ */
+export function requireServiceCaller(ctx: ActionContext): void {
+  if (ctx.principal) requireStaff(ctx.principal);
+  else if (ctx.flowId === undefined) requirePrincipal(undefined);
+}
+
+/** The order's learner, staff, a Service, or a flow step without a caller. */
+export function requireOrderAccess(ctx: ActionContext, lmsUserId: number): void {
+  if (ctx.principal) requireLearnerOrStaff(ctx.principal, lmsUserId);
+  else if (ctx.flowId === undefined) requirePrincipal(undefined);
+}
+
+const badInput = (message: string) => new DomainError(ErrorCode.BAD_USER_INPUT, message);
+const notFound = (message: string) => new DomainError(ErrorCode.NOT_FOUND, message);
+
+async function readOrder(orderId: string): Promise<CtOrder> {
+  const order = await orderManagementClient().getOrder(orderId);
+  if (!order) throw notFound(`No order ${orderId}`);
+  return order;
+}
+
+/** Turns the Service's answers to our own mistakes (a 400) into domain errors; the rest stay transient. */
+async function service<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    if (error instanceof OrderManagementError && error.status === 404) throw notFound(error.message);
+    if (error instanceof OrderManagementError && error.status === 400)
+      throw new DomainError(
+        ErrorCode.CONFLICT,
+        `The order management Service refused the change: ${error.message}`,
+        {
+          serviceCode: error.code,
+        },
+      );
+    throw error;
+  }
+}
+
+// ---- Refunds ------------------------------------------------------------------------------------
+
+export async function createReturn(input: { orderId: string; lineItemIds: string[] }, ctx: ActionContext) {
+  const { orderId, lineItemIds } = input;
+  if (!lineItemIds.length) throw badInput('lineItemIds is empty: name the lines to return');
+  const duplicates = lineItemIds.filter((id, i) => lineItemIds.indexOf(id) !== i);
+  if (duplicates.length)
+    throw badInput(`lineItemIds lists ${[...new Set(duplicates)].join(', ')} more than once`);
+  const order = await readOrder(orderId);
+  requireOrderAccess(ctx, lmsUserIdOf(order));
+  const unknown = lineItemIds.filter((id) => !order.lineItems.some((l) => l.id === id));
+  if (unknown.length)
+    throw badInput(`Order ${order.orderNumber ?? orderId} has no line item ${unknown.join(', ')}`);
+
+  // The return's id comes from the step's idempotency key, so a retried step finds the return it made.
+  const returnId = ctx.idempotencyKey
+    ? `ret-${createHash('sha256').update(`${orderId}:${ctx.idempotencyKey}`).digest('hex').slice(0, 32)}`
+    : randomUUID();
+  const updated = await service(() =>
+    orderManagementClient().updateWithRetry(
+      'orders',
+      orderId,
+      (current) => {
+        if (current.returnInfo?.some((r) => r.returnTrackingId === returnId)) return [];
+        // A line may be returned again only if its earlier return was not refunded.
+        const taken = lineItemIds.filter((id) =>
+          current.returnInfo?.some((r) =>
+            r.items.some((i) => i.lineItemId === id && i.paymentState !== 'NotRefunded'),
+          ),
+        );
+        if (taken.length)
+          throw new DomainError(
+            ErrorCode.CONFLICT,
+            `Line items ${taken.join(', ')} of order ${current.orderNumber} are already returned`,
+            {
+              lineItemIds: taken,
+            },
+          );
+        return [
+          {
+            action: 'addReturnInfo',
+            returnTrackingId: returnId,
+            returnDate: new Date().toISOString(),
+            items: lineItemIds.map((lineItemId) => ({
+              quantity: 1,
+              lineItemId,
+              shipmentState: 'Returned',
+              comment: 'Refund requested through the Commerce Coordinator',
+            })),
+          },
+        ];
+      },
+      { current: order, correlationId: ctx.idempotencyKey },
+    ),
+  );
+
+  const view = orderView(updated);
+  const payment = successfulPayment(updated);
+  const psp = payment && pspOf(payment);
+  return {
+    returnId,
+    orderNumber: view.orderNumber,
+    lmsUserId: view.lmsUserId,
+    username: view.username,
+    psp: psp?.psp ?? null,
+    pspPaymentId: psp?.pspPaymentId ?? null,
+    refundAmountCents: payment && psp ? refundAmountCents(updated, payment, returnId) : 0,
+    currency: payment?.amountPlanned.currencyCode ?? updated.totalPrice.currencyCode,
+    returnedItems: view.lineItems
+      .filter((line) => lineItemIds.includes(line.id))
+      .map((line) => ({
+        lineItemId: line.id,
+        kind: line.kind,
+        courseRunKey: line.courseRunKey,
+        bundleKey: line.bundleKey,
+        entitlementUuid: line.entitlementUuid,
+      })),
+  };
+}
+
+export async function markReturnNotRefunded(
+  input: { orderId: string; returnId: string },
+  ctx: ActionContext,
+) {
+  requireServiceCaller(ctx);
+  const order = await readOrder(input.orderId);
+  await service(() =>
+    orderManagementClient().updateWithRetry(
+      'orders',
+      input.orderId,
+      (current) => {
+        const info = current.returnInfo?.find((r) => returnIdOf(r) === input.returnId);
+        if (!info) throw notFound(`Order ${current.orderNumber} has no return ${input.returnId}`);
+        // Items already Refunded stay so: that money did go back.
+        return info.items
+          .filter((item) => item.paymentState === 'Initial')
+          .map((item) => ({
+            action: 'setReturnPaymentState',
+            returnItemId: item.id,
+            paymentState: 'NotRefunded',
+          }));
+      },
+      { current: order, correlationId: ctx.idempotencyKey },
+    ),
+  );
+  return { returnId: input.returnId };
+}
+
+const TRANSACTION_STATES: Record<string, CtTransaction['state']> = {
+  succeeded: 'Success',
+  completed: 'Success',
+  pending: 'Pending',
+  requires_action: 'Pending',
+  failed: 'Failure',
+  canceled: 'Failure',
+  cancelled: 'Failure',
+};
+
+export async function recordRefundTransaction(
+  input: {
+    pspPaymentId: string;
+    pspRefundId: string;
+    refundedAmountCents: number;
+    currency: string;
+    refundStatus: string;
+    refundCreatedAt: string;
+    returnId?: string | null;
+  },
+  ctx: ActionContext,
+) {
+  requireServiceCaller(ctx);
+  const state = TRANSACTION_STATES[input.refundStatus.toLowerCase()];
+  if (!state)
+    throw badInput(
+      `refundStatus '${input.refundStatus}' is not one of ${Object.keys(TRANSACTION_STATES).join(', ')}`,
+    );
+  if (input.refundedAmountCents < 0) throw badInput('refundedAmountCents must not be negative');
+  const timestamp = new Date(input.refundCreatedAt);
+  if (Number.isNaN(timestamp.getTime()))
+    throw badInput(`refundCreatedAt '${input.refundCreatedAt}' is not an ISO 8601 date`);
+
+  const client = orderManagementClient();
+  // Stripe payments are found by their PaymentIntent (interfaceId), PayPal ones by the capture (Charge).
+  const [payment] = await client.query(
+    'payments',
+    'interfaceId = :psp or transactions(type = "Charge" and interactionId = :psp)',
+    { psp: input.pspPaymentId },
+    { limit: 1 },
+  );
+  if (!payment) throw notFound(`No payment ${input.pspPaymentId} in the order management Service`);
+  const [order] = await client.query(
+    'orders',
+    'paymentInfo(payments(id = :payment))',
+    { payment: payment.id },
+    { limit: 1 },
+  );
+  if (!order) throw notFound(`No order holds payment ${input.pspPaymentId}`);
+  if (input.currency.toUpperCase() !== payment.amountPlanned.currencyCode)
+    throw badInput(
+      `The refund is in ${input.currency}, the payment in ${payment.amountPlanned.currencyCode}`,
+    );
+  if (input.returnId && !order.returnInfo?.some((r) => returnIdOf(r) === input.returnId))
+    throw notFound(`Order ${order.orderNumber} has no return ${input.returnId}`);
+
+  let recorded = false;
+  const isThisRefund = (t: CtTransaction) => t.type === 'Refund' && t.interactionId === input.pspRefundId;
+  const updatedPayment = await service(() =>
+    client.updateWithRetry(
+      'payments',
+      payment.id,
+      (current): UpdateAction[] => {
+        const existing = current.transactions.find(isThisRefund);
+        recorded = !existing;
+        if (!existing)
+          return [
+            {
+              action: 'addTransaction',
+              transaction: {
+                type: 'Refund',
+                amount: {
+                  centAmount: input.refundedAmountCents,
+                  currencyCode: payment.amountPlanned.currencyCode,
+                },
+                timestamp: timestamp.toISOString(),
+                interactionId: input.pspRefundId,
+                state,
+              },
+            },
+          ];
+        // A later event may settle a pending refund; a settled one never changes (events arrive out of order).
+        const settled = existing.state === 'Success' || existing.state === 'Failure';
+        return settled || existing.state === state
+          ? []
+          : [{ action: 'changeTransactionState', transactionId: existing.id, state }];
+      },
+      { current: payment, correlationId: ctx.idempotencyKey },
+    ),
+  );
+  const transaction = updatedPayment.transactions.find(isThisRefund)!;
+
+  if (input.returnId) {
+    const target = transaction.state === 'Failure' ? 'NotRefunded' : 'Refunded';
+    await service(() =>
+      client.updateWithRetry(
+        'orders',
+        order.id,
+        (current) =>
+          (current.returnInfo?.find((r) => returnIdOf(r) === input.returnId)?.items ?? []).flatMap((item) => {
+            if (item.paymentState === target || item.paymentState === 'Refunded') return [];
+            return [
+              { action: 'setReturnPaymentState', returnItemId: item.id, paymentState: target },
+              {
+                action: 'setReturnItemCustomType',
+                returnItemId: item.id,
+                type: { typeId: 'type', key: 'returnItemCustomType' },
+                fields: { transactionId: transaction.id },
+              },
+            ];
+          }),
+        { correlationId: ctx.idempotencyKey },
+      ),
+    );
+  }
+  return { transactionId: transaction.id, orderId: order.id, recorded };
+}
+
+// ---- Fulfillment ---------------------------------------------------------------------------------
+
+const lineStates = (order: CtOrder) =>
+  order.lineItems.map((line) => ({ lineItemId: line.id, state: lineState(line) }));
+
+export async function startFulfillment(input: { orderId: string }, ctx: ActionContext) {
+  requireServiceCaller(ctx);
+  const order = await readOrder(input.orderId);
+  // Every line not yet fulfilled moves to PROCESSING in one update (the reference's commit 41c5ca3b).
+  const updated = await service(() =>
+    orderManagementClient().updateWithRetry(
+      'orders',
+      input.orderId,
+      (current) =>
+        current.lineItems.flatMap((line) =>
+          lineState(line) === 'SUCCESS' || lineState(line) === 'PROCESSING'
+            ? []
+            : moveLine(line, 'PROCESSING'),
+        ),
+      { current: order, correlationId: ctx.idempotencyKey },
+    ),
+  );
+  const view = orderView(updated);
+  return {
+    orderNumber: view.orderNumber,
+    lmsUserId: view.lmsUserId,
+    username: view.username,
+    email: view.email,
+    lineItems: updated.lineItems
+      .map(lineView)
+      .filter((line) => line.state !== 'SUCCESS')
+      .map((line) => ({
+        lineItemId: line.id,
+        kind: line.kind,
+        courseRunKey: line.courseRunKey,
+        bundleKey: line.bundleKey,
+        mode: line.mode,
+      })),
+  };
+}
+
+export async function failFulfillment(input: { orderId: string }, ctx: ActionContext) {
+  requireServiceCaller(ctx);
+  const order = await readOrder(input.orderId);
+  const updated = await service(() =>
+    orderManagementClient().updateWithRetry(
+      'orders',
+      input.orderId,
+      (current) =>
+        current.lineItems.flatMap((line) =>
+          lineState(line) === 'SUCCESS' || lineState(line) === 'FAILURE' ? [] : moveLine(line, 'FAILURE'),
+        ),
+      { current: order, correlationId: ctx.idempotencyKey },
+    ),
+  );
+  return { orderId: updated.id, lineItemStates: lineStates(updated) };
+}
+
+export async function completeFulfillment(
+  input: {
+    orderId: string;
+    fulfillments: Array<{ lineItemId: string; fulfilled: boolean; entitlementUuid?: string | null }>;
+  },
+  ctx: ActionContext,
+) {
+  requireServiceCaller(ctx);
+  const ids = input.fulfillments.map((f) => f.lineItemId);
+  const duplicates = ids.filter((id, i) => ids.indexOf(id) !== i);
+  if (duplicates.length)
+    throw badInput(`fulfillments lists ${[...new Set(duplicates)].join(', ')} more than once`);
+  const order = await readOrder(input.orderId);
+  const unknown = ids.filter((id) => !order.lineItems.some((l) => l.id === id));
+  if (unknown.length)
+    throw badInput(`Order ${order.orderNumber ?? order.id} has no line item ${unknown.join(', ')}`);
+
+  // Completions of one order may arrive together (one per line): each plan applies to the order as
+  // re-read after a conflict, and a SUCCESS line is never moved back.
+  const updated = await service(() =>
+    orderManagementClient().updateWithRetry(
+      'orders',
+      input.orderId,
+      (current) =>
+        input.fulfillments.flatMap((f) => {
+          const line = current.lineItems.find((l) => l.id === f.lineItemId)!;
+          const from: LineItemState = lineState(line);
+          const actions: UpdateAction[] = [];
+          const uuid = line.custom?.fields.entitlementUuid;
+          if (f.entitlementUuid && line.custom && !uuid)
+            actions.push({
+              action: 'setLineItemCustomField',
+              lineItemId: line.id,
+              name: 'entitlementUuid',
+              value: f.entitlementUuid,
+            });
+          if (from !== 'SUCCESS') actions.push(...moveLine(line, f.fulfilled ? 'SUCCESS' : 'FAILURE'));
+          return actions;
+        }),
+      { current: order, correlationId: ctx.idempotencyKey },
+    ),
+  );
+  return { orderId: updated.id, lineItemStates: lineStates(updated) };
+}
+
+// ---- Retirement ----------------------------------------------------------------------------------
+
+const RETIRED_PREFIX = 'retired_user_';
+
+export async function anonymizeCustomer(input: { lmsUserId: number }, ctx: ActionContext) {
+  requireServiceCaller(ctx);
+  const salt = readRetirementSalt();
+  // The reference's hash: 'retired_user_' + sha256(salt + lower(value)). An already retired value is
+  // left alone, so a retried step does not hash the hash.
+  const retire = (value: string | undefined) =>
+    value && !value.startsWith(RETIRED_PREFIX)
+      ? `${RETIRED_PREFIX}${createHash('sha256')
+          .update(salt + value.toLowerCase())
+          .digest('hex')}`
+      : undefined;
+  const client = orderManagementClient();
+  const byLearner = 'custom(fields(lmsUserId = :lmsUserId))';
+  const customers = await client.query('customers', byLearner, { lmsUserId: input.lmsUserId });
+  for (const customer of customers) {
+    await service(() =>
+      client.updateWithRetry(
+        'customers',
+        customer.id,
+        (current) => {
+          const actions: UpdateAction[] = [];
+          const firstName = retire(current.firstName);
+          const lastName = retire(current.lastName);
+          const email = retire(current.email);
+          const username = retire(current.custom?.fields.lmsUsername as string | undefined);
+          if (firstName) actions.push({ action: 'setFirstName', firstName });
+          if (lastName) actions.push({ action: 'setLastName', lastName });
+          if (email) actions.push({ action: 'changeEmail', email });
+          if (username) actions.push({ action: 'setCustomField', name: 'lmsUsername', value: username });
+          return actions;
+        },
+        { current: customer, correlationId: ctx.idempotencyKey },
+      ),
+    );
+  }
+  // Orders keep a copy of the learner's email and username: retire those too.
+  const orders = await client.query('orders', byLearner, { lmsUserId: input.lmsUserId });
+  for (const order of orders) {
+    await service(() =>
+      client.updateWithRetry(
+        'orders',
+        order.id,
+        (current) => {
+          const actions: UpdateAction[] = [];
+          const email = retire(current.customerEmail);
+          const username = retire(current.custom?.fields.lmsUsername as string | undefined);
+          if (email) actions.push({ action: 'setCustomerEmail', email });
+          if (username) actions.push({ action: 'setCustomField', name: 'lmsUsername', value: username });
+          return actions;
+        },
+        { current: order, correlationId: ctx.idempotencyKey },
+      ),
+    );
+  }
+  return { customersRetired: customers.length };
+}

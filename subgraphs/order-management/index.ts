@@ -1,0 +1,109 @@
+import { DomainError, ErrorCode } from '../../gateway/errors.js';
+import { definePlugin, type ActionContext } from '../../gateway/sdk/plugin.js';
+import {
+  anonymizeCustomer,
+  completeFulfillment,
+  createReturn,
+  failFulfillment,
+  markReturnNotRefunded,
+  recordRefundTransaction,
+  requireOrderAccess,
+  startFulfillment,
+} from './actions.js';
+import { orderManagementClient } from './client.js';
+import { orderView, type OrderView } from './model.js';
+import { fulfillRoute, sanctionedRoute } from './routes.js';
+
+/**
+ * The order-management Plugin: wraps the order management Service (commercetools). It owns the
+ * federated `Order` entity and the Actions on orders of the refund, fulfillment and retirement flows.
+ */
+
+/** The request's orders by id: every load of one request is one Service call. */
+const orders = (ctx: ActionContext) =>
+  ctx.loader<string, OrderView | null>('order-management:orders', async (ids) => {
+    const found = new Map((await orderManagementClient().getOrders(ids)).map((o) => [o.id, o]));
+    return ids.map((id) => {
+      const order = found.get(id);
+      if (!order) return null;
+      try {
+        return orderView(order);
+      } catch (error) {
+        return error as Error;
+      }
+    });
+  });
+
+type Input<T> = { input: T };
+
+export default definePlugin({
+  name: 'order-management',
+  schemaFile: new URL('./schema.graphql', import.meta.url),
+  resolvers: {
+    Query: {
+      order: async (_: unknown, { id }: { id: string }, ctx) => {
+        const order = await orders(ctx).load(id);
+        if (order) requireOrderAccess(ctx, order.lmsUserId);
+        return order;
+      },
+      orderByNumber: async (_: unknown, { orderNumber }: { orderNumber: string }, ctx) => {
+        const found = await orderManagementClient().get(
+          'orders',
+          `order-number=${encodeURIComponent(orderNumber)}`,
+        );
+        if (!found) throw new DomainError(ErrorCode.NOT_FOUND, `No order ${orderNumber}`);
+        const view = orderView(found);
+        requireOrderAccess(ctx, view.lmsUserId);
+        orders(ctx).prime(view.id, view);
+        return view;
+      },
+      ordersForLearner: async (_: unknown, args: { lmsUserId: number; since?: string | null }, ctx) => {
+        requireOrderAccess(ctx, args.lmsUserId);
+        if (args.since && Number.isNaN(Date.parse(args.since)))
+          throw new DomainError(ErrorCode.BAD_USER_INPUT, `since '${args.since}' is not an ISO 8601 date`);
+        const where =
+          'custom(fields(lmsUserId = :lmsUserId))' + (args.since ? ' and createdAt > :since' : '');
+        const found = await orderManagementClient().query(
+          'orders',
+          where,
+          { lmsUserId: args.lmsUserId, ...(args.since ? { since: new Date(args.since).toISOString() } : {}) },
+          { sort: 'createdAt desc' },
+        );
+        const views = found.map(orderView);
+        // Other subgraphs' fields on these orders resolve without reading them again.
+        for (const view of views) orders(ctx).prime(view.id, view);
+        return views;
+      },
+    },
+    Order: {
+      __resolveReference: async (ref: { id: string }, ctx: ActionContext) => {
+        const order = await orders(ctx).load(ref.id);
+        if (order) requireOrderAccess(ctx, order.lmsUserId);
+        return order;
+      },
+    },
+    Mutation: {
+      createReturn: (_: unknown, { input }: Input<Parameters<typeof createReturn>[0]>, ctx) =>
+        createReturn(input, ctx),
+      markReturnNotRefunded: (
+        _: unknown,
+        { input }: Input<Parameters<typeof markReturnNotRefunded>[0]>,
+        ctx,
+      ) => markReturnNotRefunded(input, ctx),
+      recordRefundTransaction: (
+        _: unknown,
+        { input }: Input<Parameters<typeof recordRefundTransaction>[0]>,
+        ctx,
+      ) => recordRefundTransaction(input, ctx),
+      startFulfillment: (_: unknown, { input }: Input<Parameters<typeof startFulfillment>[0]>, ctx) =>
+        startFulfillment(input, ctx),
+      failFulfillment: (_: unknown, { input }: Input<Parameters<typeof failFulfillment>[0]>, ctx) =>
+        failFulfillment(input, ctx),
+      completeFulfillment: (_: unknown, { input }: Input<Parameters<typeof completeFulfillment>[0]>, ctx) =>
+        completeFulfillment(input, ctx),
+      anonymizeCustomer: (_: unknown, { input }: Input<Parameters<typeof anonymizeCustomer>[0]>, ctx) =>
+        anonymizeCustomer(input, ctx),
+    },
+  },
+  routes: [fulfillRoute, sanctionedRoute],
+});

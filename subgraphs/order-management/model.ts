@@ -1,0 +1,223 @@
+import type { CtLineItem, CtOrder, CtPayment, CtReturnInfo, UpdateAction } from './client.js';
+
+/**
+ * How the Plugin reads commercetools orders: the States and custom fields provisioned in the project
+ * (reference §6.2), the GraphQL view of an order, and the refund amount of a return.
+ */
+
+export type LineItemState = 'INITIAL' | 'PENDING' | 'PROCESSING' | 'SUCCESS' | 'FAILURE';
+export type Psp = 'STRIPE' | 'PAYPAL';
+
+/** The keys of the line item States provisioned in the project. */
+export const LINE_STATE_KEYS: Record<LineItemState, string> = {
+  INITIAL: 'Initial',
+  PENDING: '2u-fulfillment-pending-state',
+  PROCESSING: '2u-fulfillment-processing-state',
+  SUCCESS: '2u-fulfillment-success-state',
+  FAILURE: '2u-fulfillment-failure-state',
+};
+const STATE_BY_KEY = new Map(
+  Object.entries(LINE_STATE_KEYS).map(([state, key]) => [key, state as LineItemState]),
+);
+
+/** The order workflow State set by the checkout side when a sanctions check flags the buyer. */
+export const SANCTIONED_STATE_KEY = '2u-sdn-order-state';
+
+/**
+ * The transitions the provisioned States allow. SUCCESS is final: a fulfilled line is never moved back
+ * (the reference learned this the hard way, commit 325d4d66).
+ */
+const TRANSITIONS: Record<LineItemState, LineItemState[]> = {
+  INITIAL: ['PENDING', 'FAILURE'],
+  PENDING: ['PROCESSING', 'FAILURE'],
+  PROCESSING: ['SUCCESS', 'FAILURE'],
+  SUCCESS: [],
+  FAILURE: ['PENDING', 'SUCCESS'],
+};
+
+/** The states a line passes through from `from` to `to` (excluding `from`); [] when already there. */
+export function transitionPath(from: LineItemState, to: LineItemState): LineItemState[] {
+  const previous = new Map<LineItemState, LineItemState>();
+  const queue: LineItemState[] = [from];
+  while (queue.length) {
+    const state = queue.shift()!;
+    if (state === to) break;
+    for (const next of TRANSITIONS[state]) {
+      if (next !== from && !previous.has(next)) {
+        previous.set(next, state);
+        queue.push(next);
+      }
+    }
+  }
+  if (from === to) return [];
+  if (!previous.has(to)) throw new Error(`A line item cannot move from ${from} to ${to}`);
+  const path: LineItemState[] = [];
+  for (let state = to; state !== from; state = previous.get(state)!) path.unshift(state);
+  return path;
+}
+
+/** The update actions that move `line` to `to` through the allowed transitions (one per hop). */
+export function moveLine(line: CtLineItem, to: LineItemState): UpdateAction[] {
+  const from = lineState(line);
+  const quantity = line.state.find((s) => s.quantity > 0)?.quantity ?? line.quantity;
+  const hops = transitionPath(from, to);
+  return hops.map((state, i) => ({
+    action: 'transitionLineItemState',
+    lineItemId: line.id,
+    quantity,
+    fromState: { typeId: 'state', key: LINE_STATE_KEYS[i === 0 ? from : hops[i - 1]!] },
+    toState: { typeId: 'state', key: LINE_STATE_KEYS[state] },
+  }));
+}
+
+/** A line's current state: the state holding its quantity (read with `lineItems[*].state[*].state`). */
+export function lineState(line: CtLineItem): LineItemState {
+  const current = line.state.find((s) => s.quantity > 0) ?? line.state[0];
+  if (!current) return 'INITIAL';
+  const key = current.state.obj?.key;
+  const state = key ? STATE_BY_KEY.get(key) : undefined;
+  if (!state) throw new Error(`Line item ${line.id} is in an unknown State (${key ?? current.state.id})`);
+  return state;
+}
+
+const field = (line: CtLineItem, name: string): string | undefined => {
+  const value = line.custom?.fields[name];
+  return typeof value === 'string' && value ? value : undefined;
+};
+
+export function lineView(line: CtLineItem) {
+  const bundleKey = field(line, 'bundleKey');
+  // The custom field `kind` says it; older lines without it are bundles when they carry a bundle key.
+  const kind: 'COURSE' | 'BUNDLE' =
+    (field(line, 'kind') ?? (bundleKey ? 'BUNDLE' : 'COURSE')) === 'BUNDLE' ? 'BUNDLE' : 'COURSE';
+  return {
+    id: line.id,
+    kind,
+    // A course line's variant SKU is its course run key.
+    courseRunKey: field(line, 'courseRunKey') ?? (kind === 'COURSE' ? line.variant.sku : undefined) ?? null,
+    bundleKey: bundleKey ?? null,
+    title: line.name['en-US'] ?? Object.values(line.name)[0] ?? '',
+    priceCents: line.totalPrice.centAmount,
+    currency: line.totalPrice.currencyCode,
+    state: lineState(line),
+    entitlementUuid: field(line, 'entitlementUuid') ?? null,
+    mode: String(line.variant.attributes?.find((a) => a.name === 'mode')?.value ?? 'verified'),
+  };
+}
+
+/** The payment that succeeded at the PSP (the reference's rule: `paymentStatus.interfaceCode` succeeded). */
+export function successfulPayment(order: CtOrder): CtPayment | undefined {
+  return order.paymentInfo?.payments
+    .map((ref) => ref.obj)
+    .find((payment) => payment?.paymentStatus.interfaceCode === 'succeeded');
+}
+
+/** The PSP and its payment id: Stripe's PaymentIntent (interfaceId), PayPal's capture (the Charge). */
+export function pspOf(payment: CtPayment): { psp: Psp; pspPaymentId: string } | undefined {
+  switch (payment.paymentMethodInfo.paymentInterface) {
+    case 'stripe_edx':
+      return payment.interfaceId ? { psp: 'STRIPE', pspPaymentId: payment.interfaceId } : undefined;
+    case 'paypal_edx': {
+      const charge = payment.transactions.find((t) => t.type === 'Charge' && t.state === 'Success');
+      return charge?.interactionId ? { psp: 'PAYPAL', pspPaymentId: charge.interactionId } : undefined;
+    }
+    default:
+      // Mobile in-app purchases and other processors are not refunded through a PSP here.
+      return undefined;
+  }
+}
+
+/** Refunds recorded on the payment that took (or are taking) money back. */
+export function refundedCents(payment: CtPayment): number {
+  return payment.transactions
+    .filter((t) => t.type === 'Refund' && (t.state === 'Success' || t.state === 'Pending'))
+    .reduce((sum, t) => sum + t.amount.centAmount, 0);
+}
+
+/** The id a return is known by: its tracking id (set by createReturn), else its first item's id. */
+export const returnIdOf = (info: CtReturnInfo) => info.returnTrackingId ?? info.items[0]?.id ?? '';
+
+/**
+ * The refund of a return, in minor units. The returned lines' share of what was paid, pro rata to the
+ * line totals (discounts spread evenly), rounded half up; the return that completes the order gets
+ * exactly what is left, so partial returns always add up to the payment, never more.
+ */
+export function refundAmountCents(order: CtOrder, payment: CtPayment, returnId: string): number {
+  const paid = payment.amountPlanned.centAmount;
+  const remaining = Math.max(0, paid - refundedCents(payment));
+  const thisReturn = order.returnInfo?.find((r) => returnIdOf(r) === returnId);
+  const returned = new Set(thisReturn?.items.map((i) => i.lineItemId) ?? []);
+  const returnedBefore = new Set(
+    (order.returnInfo ?? [])
+      .filter((r) => r !== thisReturn)
+      .flatMap((r) => r.items)
+      .filter((i) => i.paymentState !== 'NotRefunded')
+      .map((i) => i.lineItemId),
+  );
+  const all = order.lineItems.every((l) => returned.has(l.id) || returnedBefore.has(l.id));
+  if (all) return remaining;
+  const total = order.lineItems.reduce((sum, l) => sum + l.totalPrice.centAmount, 0);
+  const share = order.lineItems
+    .filter((l) => returned.has(l.id))
+    .reduce((sum, l) => sum + l.totalPrice.centAmount, 0);
+  if (total <= 0) return 0;
+  // Integer round-half-up of paid × share / total.
+  return Math.min(remaining, Math.floor((2 * paid * share + total) / (2 * total)));
+}
+
+const ORDER_STATES = {
+  Open: 'OPEN',
+  Confirmed: 'CONFIRMED',
+  Complete: 'COMPLETE',
+  Cancelled: 'CANCELLED',
+} as const;
+const RETURN_PAYMENT_STATES = {
+  Initial: 'INITIAL',
+  Refunded: 'REFUNDED',
+  NotRefunded: 'NOT_REFUNDED',
+  NonRefundable: 'NON_REFUNDABLE',
+} as const;
+
+/** The learner an order belongs to (order custom fields written at checkout). */
+export function lmsUserIdOf(order: CtOrder): number {
+  const id = Number(order.custom?.fields.lmsUserId);
+  if (!Number.isInteger(id)) throw new Error(`Order ${order.id} has no lmsUserId: it is not an edX order`);
+  return id;
+}
+
+export type OrderView = ReturnType<typeof orderView>;
+
+/** The GraphQL `Order` of a commercetools order read with ORDER_EXPAND. */
+export function orderView(order: CtOrder) {
+  const payment = successfulPayment(order);
+  const psp = payment && pspOf(payment);
+  return {
+    id: order.id,
+    orderNumber: order.orderNumber ?? order.id,
+    lmsUserId: lmsUserIdOf(order),
+    username: String(order.custom?.fields.lmsUsername ?? ''),
+    email: order.customerEmail ?? '',
+    createdAt: order.createdAt,
+    state: order.state?.obj?.key === SANCTIONED_STATE_KEY ? 'SANCTIONED' : ORDER_STATES[order.orderState],
+    lineItems: order.lineItems.map(lineView),
+    payment:
+      payment && psp
+        ? {
+            ...psp,
+            amountCents: payment.amountPlanned.centAmount,
+            currency: payment.amountPlanned.currencyCode,
+            refundedAmountCents: refundedCents(payment),
+          }
+        : null,
+    returns: (order.returnInfo ?? []).map((info) => ({
+      id: returnIdOf(info),
+      createdAt: info.returnDate ?? info.items[0]?.createdAt ?? order.createdAt,
+      items: info.items.map((item) => ({
+        id: item.id,
+        lineItemId: item.lineItemId ?? '',
+        paymentState: RETURN_PAYMENT_STATES[item.paymentState],
+        transactionId: (item.custom?.fields.transactionId as string | undefined) ?? null,
+      })),
+    })),
+  };
+}

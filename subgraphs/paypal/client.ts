@@ -1,0 +1,331 @@
+import https from 'node:https';
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import tls from 'node:tls';
+import {
+  ApiError,
+  Client,
+  Environment,
+  OrdersController,
+  PaymentsController,
+  type Refund,
+} from '@paypal/paypal-server-sdk';
+import { DomainError, ErrorCode } from '../../gateway/errors.js';
+import {
+  PAYPAL_LIVE,
+  PAYPAL_SANDBOX,
+  payPalActivityUrlBase,
+  payPalApiConfig,
+  payPalWebhookId,
+  type PayPalApiConfig,
+} from './config.js';
+
+/**
+ * The paypal Plugin's one client of PayPal, through the official SDK (`@paypal/paypal-server-sdk`). What
+ * PayPal answers is mapped here to what the Plugin's Actions promise: a refund in the contract's shape,
+ * a rejection as a DomainError, anything transient (network, 5xx, 409, 429, auth) as the SDK's own
+ * error so the flow engine retries the step with the same PayPal-Request-Id.
+ */
+
+export interface PayPalRefundResult {
+  /** The capture refunded. */
+  pspPaymentId: string;
+  pspRefundId: string;
+  refundedAmountCents: number;
+  /** Upper-case ISO code. */
+  currency: string;
+  refundStatus: 'succeeded' | 'pending' | 'failed';
+  /** ISO 8601 (UTC). */
+  refundCreatedAt: string;
+}
+
+/**
+ * The SDK knows only PayPal's two hosts (its `Environment`). Any other base URL — the stand-in, a
+ * recording proxy — is reached with the SDK's `httpsAgent` option: an agent whose connections go to
+ * that base instead of to PayPal, so the SDK's requests, paths and auth are unchanged.
+ */
+class BaseUrlAgent extends https.Agent {
+  constructor(private readonly base: URL) {
+    super({ keepAlive: true });
+  }
+
+  override createConnection(): Duplex {
+    const host = this.base.hostname.replace(/^\[(.*)\]$/, '$1');
+    const port = Number(this.base.port || (this.base.protocol === 'https:' ? 443 : 80));
+    return this.base.protocol === 'https:'
+      ? tls.connect({ host, port, servername: net.isIP(host) ? undefined : host })
+      : net.connect({ host, port });
+  }
+}
+
+export interface PayPal {
+  client: Client;
+  payments: PaymentsController;
+  orders: OrdersController;
+}
+
+/** The SDK's client and controllers for a configuration (exported for the stand-in's tests). */
+export function connectPayPal(config: PayPalApiConfig): PayPal {
+  const origin = config.apiBase.origin;
+  const known = origin === PAYPAL_LIVE || origin === PAYPAL_SANDBOX;
+  const client = new Client({
+    environment: origin === PAYPAL_LIVE ? Environment.Production : Environment.Sandbox,
+    clientCredentialsAuthCredentials: {
+      oAuthClientId: config.clientId,
+      oAuthClientSecret: config.clientSecret,
+    },
+    timeout: 20_000,
+    httpClientOptions: known ? {} : { httpsAgent: new BaseUrlAgent(config.apiBase) },
+  });
+  return { client, payments: new PaymentsController(client), orders: new OrdersController(client) };
+}
+
+/** One SDK client per configuration (it caches the OAuth token): built at first use, rebuilt if the environment changed. */
+const instances = new Map<string, PayPal>();
+
+function paypal(): PayPal {
+  const config = payPalApiConfig();
+  const key = `${config.apiBase.origin}\n${config.clientId}\n${config.clientSecret}`;
+  let instance = instances.get(key);
+  if (!instance) {
+    instance = connectPayPal(config);
+    instances.clear();
+    instances.set(key, instance);
+  }
+  return instance;
+}
+
+const exponentOf = (currency: string) =>
+  new Intl.NumberFormat('en-US', { style: 'currency', currency }).resolvedOptions().maximumFractionDigits ??
+  2;
+
+/** Minor units as PayPal's decimal string: 1050 USD → "10.50", 1050 JPY → "1050". */
+export function toPayPalValue(cents: number, currency: string): string {
+  const exponent = exponentOf(currency);
+  return exponent === 0 ? String(cents) : (cents / 10 ** exponent).toFixed(exponent);
+}
+
+/** PayPal's decimal string as minor units, exactly; undefined if it is not one. */
+export function fromPayPalValue(value: string, currency: string): number | undefined {
+  const exponent = exponentOf(currency);
+  const match = /^(\d{1,12})(?:\.(\d+))?$/.exec(value);
+  if (!match || (match[2]?.length ?? 0) > exponent) return undefined;
+  return Number(match[1]) * 10 ** exponent + Number((match[2] ?? '').padEnd(exponent, '0') || 0);
+}
+
+const statusOf = (status: string | undefined): PayPalRefundResult['refundStatus'] =>
+  status === 'COMPLETED' ? 'succeeded' : status === 'FAILED' || status === 'CANCELLED' ? 'failed' : 'pending';
+
+const lastSegment = (href: string | undefined) => href?.split('?')[0]!.split('/').filter(Boolean).pop();
+
+/** The capture a refund belongs to: the last segment of its `up` link (as the reference system read it). */
+const captureOf = (links: readonly { rel: string; href: string }[] | undefined) =>
+  lastSegment(links?.find((l) => l.rel === 'up' && l.href.includes('/captures/'))?.href);
+
+function toResult(refund: Refund, captureId: string, fallbackCents?: number): PayPalRefundResult {
+  const currency = (refund.amount?.currencyCode ?? 'USD').toUpperCase();
+  const cents = refund.amount ? fromPayPalValue(refund.amount.value, currency) : undefined;
+  return {
+    pspPaymentId: captureOf(refund.links) ?? captureId,
+    pspRefundId: refund.id ?? '',
+    refundedAmountCents: cents ?? fallbackCents ?? 0,
+    currency,
+    refundStatus: statusOf(refund.status),
+    refundCreatedAt: refund.createTime ? new Date(refund.createTime).toISOString() : new Date().toISOString(),
+  };
+}
+
+interface PayPalErrorBody {
+  name?: string;
+  message?: string;
+  details?: { issue?: string; description?: string }[];
+  error?: string;
+}
+
+/** The error's JSON body: the SDK parses it only for the errors it declares (CustomError). */
+function errorBody(error: ApiError): PayPalErrorBody {
+  if (typeof error.result === 'object' && error.result) return error.result as PayPalErrorBody;
+  try {
+    const parsed: unknown = typeof error.body === 'string' ? JSON.parse(error.body) : undefined;
+    return typeof parsed === 'object' && parsed ? (parsed as PayPalErrorBody) : {};
+  } catch {
+    return {};
+  }
+}
+
+/** A PayPal answer worth retrying (5xx, 409, 429, auth), with what PayPal said in its message. */
+export class PayPalUnavailableError extends Error {
+  override readonly name = 'PayPalUnavailableError';
+  constructor(
+    readonly statusCode: number,
+    message: string,
+    options: { cause: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** PayPal's fine-grained code of an error answer (`details[0].issue`, else its `name`). */
+function issueOf(error: unknown): string | undefined {
+  if (!(error instanceof ApiError)) return undefined;
+  const body = errorBody(error);
+  return body.details?.[0]?.issue ?? body.name ?? body.error;
+}
+
+/**
+ * A PayPal error as the Action's caller should see it: a rejection (invalid request, business
+ * validation, unknown capture) is a DomainError with PayPal's issue as `pspCode`; anything else is
+ * returned unchanged, to be retried.
+ */
+function asDomainError(error: unknown): unknown {
+  if (!(error instanceof ApiError)) return error;
+  const body = errorBody(error);
+  const pspCode = issueOf(error) ?? String(error.statusCode);
+  const description = body.details?.[0]?.description ?? body.message ?? error.message;
+  const details = { psp: 'paypal', pspCode };
+  if (pspCode === 'PAYPAL_REQUEST_ID_PREVIOUSLY_USED')
+    return new DomainError(ErrorCode.IDEMPOTENCY_KEY_REUSED, `PayPal: ${description}`, details);
+  if (error.statusCode === 404)
+    return new DomainError(ErrorCode.NOT_FOUND, `PayPal: ${description}`, details);
+  if (error.statusCode === 400 || error.statusCode === 422)
+    return new DomainError(ErrorCode.CONFLICT, `PayPal refused: ${description}`, details);
+  return new PayPalUnavailableError(
+    error.statusCode,
+    `PayPal answered ${error.statusCode} ${pspCode}: ${description}`,
+    {
+      cause: error,
+    },
+  );
+}
+
+/** The most recent refund of a capture: PayPal lists a capture's refunds on its order (the capture's `up` link). */
+async function latestRefundOfCapture(captureId: string): Promise<Refund | undefined> {
+  const { payments, orders } = paypal();
+  const { result: capture } = await payments.getCapturedPayment({ captureId });
+  const orderId = lastSegment(
+    capture.links?.find((l) => l.rel === 'up' && l.href.includes('/orders/'))?.href,
+  );
+  if (!orderId) return undefined;
+  const { result: order } = await orders.getOrder({ id: orderId });
+  const latest = (order.purchaseUnits ?? [])
+    .flatMap((unit) => unit.payments?.refunds ?? [])
+    .filter((refund) => captureOf(refund.links) === captureId)
+    .reduce<Refund | undefined>(
+      (best, refund) => (!best || (refund.createTime ?? '') > (best.createTime ?? '') ? refund : best),
+      undefined,
+    );
+  if (!latest?.id) return undefined;
+  // The order lists refunds as they were; the refund resource has its current status.
+  return (await payments.getRefund({ refundId: latest.id })).result;
+}
+
+/**
+ * Refunds `amountCents` of a capture, once: `idempotencyKey` is sent as PayPal-Request-Id, so a retry
+ * gets the same refund back; a capture PayPal says is already fully refunded (`CAPTURE_FULLY_REFUNDED`)
+ * answers its latest refund instead of an error.
+ */
+export async function refundCapture(request: {
+  captureId: string;
+  amountCents: number;
+  currency: string;
+  idempotencyKey: string;
+}): Promise<PayPalRefundResult> {
+  const currency = request.currency.toUpperCase();
+  try {
+    const { result } = await paypal().payments.refundCapturedPayment({
+      captureId: request.captureId,
+      paypalRequestId: request.idempotencyKey,
+      prefer: 'return=representation',
+      body: { amount: { currencyCode: currency, value: toPayPalValue(request.amountCents, currency) } },
+    });
+    return toResult(result, request.captureId, request.amountCents);
+  } catch (error) {
+    if (issueOf(error) === 'CAPTURE_FULLY_REFUNDED') {
+      const existing = await latestRefundOfCapture(request.captureId).catch((e: unknown) => {
+        throw asDomainError(e);
+      });
+      if (existing) return toResult(existing, request.captureId);
+    }
+    throw asDomainError(error);
+  }
+}
+
+/** The buyer's activity page of a payment on paypal.com (no API call: PayPal has no receipt resource). */
+export function activityUrl(captureId: string): string {
+  const base = payPalActivityUrlBase();
+  return `${base}${base.endsWith('/') ? '' : '/'}${encodeURIComponent(captureId)}`;
+}
+
+/** The transmission headers PayPal signs a webhook call with. */
+export interface Transmission {
+  authAlgo: string;
+  certUrl: string;
+  transmissionId: string;
+  transmissionSig: string;
+  transmissionTime: string;
+}
+
+/**
+ * Whether PayPal vouches for a webhook call: PayPal's own `POST /v1/notifications/verify-webhook-signature`
+ * checks the signature with its certificate and our webhook id. The event goes back byte for byte as
+ * received (spliced into the request, not re-serialised), since the signature covers the body's CRC32.
+ * `rawEvent` must be valid JSON.
+ */
+export async function verifyWebhookSignature(transmission: Transmission, rawEvent: string): Promise<boolean> {
+  const webhookId = payPalWebhookId();
+  const fields = {
+    auth_algo: transmission.authAlgo,
+    cert_url: transmission.certUrl,
+    transmission_id: transmission.transmissionId,
+    transmission_sig: transmission.transmissionSig,
+    transmission_time: transmission.transmissionTime,
+    webhook_id: webhookId,
+  };
+  const body = `${JSON.stringify(fields).slice(0, -1)},"webhook_event":${rawEvent}}`;
+  const request = paypal().client.getRequestBuilderFactory()(
+    'POST',
+    '/v1/notifications/verify-webhook-signature',
+  );
+  request.baseUrl('default');
+  request.header('Content-Type', 'application/json');
+  request.text(body);
+  request.authenticate([{ oauth2: true }]);
+  const { result } = await request.callAsText();
+  const answer = JSON.parse(result) as { verification_status?: string };
+  return answer.verification_status === 'SUCCESS';
+}
+
+/** The refund a `PAYMENT.CAPTURE.REFUNDED` event carries (its `resource`, in PayPal's wire format). */
+export function refundOfWebhookResource(resource: unknown): PayPalRefundResult | undefined {
+  if (typeof resource !== 'object' || resource === null) return undefined;
+  const r = resource as {
+    id?: unknown;
+    status?: unknown;
+    create_time?: unknown;
+    amount?: { value?: unknown; currency_code?: unknown };
+    links?: { rel: string; href: string }[];
+  };
+  const captureId = captureOf(Array.isArray(r.links) ? r.links : undefined);
+  const currency =
+    typeof r.amount?.currency_code === 'string' ? r.amount.currency_code.toUpperCase() : undefined;
+  const cents =
+    currency && typeof r.amount?.value === 'string' ? fromPayPalValue(r.amount.value, currency) : undefined;
+  const created = typeof r.create_time === 'string' ? new Date(r.create_time) : undefined;
+  if (
+    typeof r.id !== 'string' ||
+    !captureId ||
+    !currency ||
+    cents === undefined ||
+    !created ||
+    isNaN(+created)
+  )
+    return undefined;
+  return {
+    pspPaymentId: captureId,
+    pspRefundId: r.id,
+    refundedAmountCents: cents,
+    currency,
+    refundStatus: statusOf(typeof r.status === 'string' ? r.status : undefined),
+    refundCreatedAt: created.toISOString(),
+  };
+}

@@ -1,0 +1,77 @@
+import { z } from 'zod';
+import { ConfigError } from '../../gateway/errors.js';
+
+/**
+ * The paypal Plugin's configuration, read from the environment when first needed, not at import: the
+ * Coordinator starts without PayPal configured, and only what needs a missing variable fails, naming it.
+ */
+
+/** PayPal's two API hosts; any other base URL is a stand-in (`services/paypal`) or a test double. */
+export const PAYPAL_LIVE = 'https://api-m.paypal.com';
+export const PAYPAL_SANDBOX = 'https://api-m.sandbox.paypal.com';
+
+const api = z.object({
+  /** Where the PayPal REST API is. Defaults to the sandbox, as the SDK does. */
+  PAYPAL_API_BASE: z.url({ protocol: /^https?$/ }).default(PAYPAL_SANDBOX),
+  PAYPAL_CLIENT_ID: z.string().min(1),
+  PAYPAL_CLIENT_SECRET: z.string().min(1),
+});
+
+const webhook = z.object({
+  /** The id PayPal gave the webhook that calls `/paypal/webhook/`: signatures are computed with it. */
+  PAYPAL_WEBHOOK_ID: z.string().min(1),
+});
+
+const receipt = z.object({
+  /** The buyer-facing activity page of a payment is this followed by the capture id. */
+  PAYPAL_ACTIVITY_URL_BASE: z
+    .url({ protocol: /^https?$/ })
+    .default('https://www.paypal.com/activity/payment/'),
+});
+
+const HINTS: Record<string, string> = {
+  PAYPAL_API_BASE: `the PayPal REST API base URL: ${PAYPAL_LIVE} (live) or ${PAYPAL_SANDBOX} (sandbox)`,
+  PAYPAL_CLIENT_ID: "the PayPal REST app's client id",
+  PAYPAL_CLIENT_SECRET: "the PayPal REST app's client secret",
+  PAYPAL_WEBHOOK_ID:
+    'the id of the PayPal webhook that calls /paypal/webhook/ (developer dashboard → app → webhooks)',
+  PAYPAL_ACTIVITY_URL_BASE:
+    'the URL the capture id is appended to, e.g. https://www.paypal.com/activity/payment/',
+};
+
+function read<T extends z.ZodType>(schema: T, env: NodeJS.ProcessEnv): z.infer<T> {
+  const parsed = schema.safeParse(env);
+  if (parsed.success) return parsed.data;
+  throw new ConfigError(
+    'environment (paypal plugin)',
+    parsed.error.issues.map((issue) => {
+      const name = String(issue.path[0]);
+      return env[name] === undefined || env[name] === ''
+        ? `${name} is not set: set it to ${HINTS[name]}`
+        : `${name} is invalid (${issue.message}): set it to ${HINTS[name]}`;
+    }),
+  );
+}
+
+export interface PayPalApiConfig {
+  apiBase: URL;
+  clientId: string;
+  clientSecret: string;
+}
+
+export function payPalApiConfig(env: NodeJS.ProcessEnv = process.env): PayPalApiConfig {
+  const values = read(api, env);
+  return {
+    apiBase: new URL(values.PAYPAL_API_BASE),
+    clientId: values.PAYPAL_CLIENT_ID,
+    clientSecret: values.PAYPAL_CLIENT_SECRET,
+  };
+}
+
+export function payPalWebhookId(env: NodeJS.ProcessEnv = process.env): string {
+  return read(webhook, env).PAYPAL_WEBHOOK_ID;
+}
+
+export function payPalActivityUrlBase(env: NodeJS.ProcessEnv = process.env): string {
+  return read(receipt, env).PAYPAL_ACTIVITY_URL_BASE;
+}

@@ -1,0 +1,161 @@
+import { DomainError, ErrorCode } from '../../gateway/errors.js';
+import {
+  definePlugin,
+  type ActionContext,
+  type PluginRuntime,
+  type RouteRequest,
+  type RouteResponse,
+} from '../../gateway/sdk/plugin.js';
+import { requirePrincipal, requireStaff } from '../../gateway/sdk/principal.js';
+import { activityUrl, refundCapture, refundOfWebhookResource, verifyWebhookSignature } from './client.js';
+
+/**
+ * The paypal Plugin: PayPal as a Service. Actions `refundPayPalPayment` (a step of the refund flow) and
+ * `payPalReceiptUrl`; the webhook `POST /paypal/webhook/` turns refunds made on paypal.com
+ * (`PAYMENT.CAPTURE.REFUNDED`) into the signal `payment.refunded.v1`.
+ */
+
+interface RefundPaymentInput {
+  pspPaymentId: string;
+  refundAmountCents: number;
+  currency: string;
+  orderNumber?: string | null;
+}
+
+/**
+ * Money moves here, so outside a flow only staff and Services may call; a flow step acts for the
+ * flow's caller, whom the flow's earlier steps (createReturn) have checked against the order.
+ */
+function authorize(ctx: ActionContext): void {
+  if (ctx.flowId) requirePrincipal(ctx.principal);
+  else requireStaff(ctx.principal);
+}
+
+function validate(input: RefundPaymentInput): void {
+  if (!input.pspPaymentId.trim()) throw new DomainError(ErrorCode.BAD_USER_INPUT, 'pspPaymentId is empty');
+  if (input.refundAmountCents < 1)
+    throw new DomainError(
+      ErrorCode.BAD_USER_INPUT,
+      `refundAmountCents must be positive, not ${input.refundAmountCents}`,
+    );
+  try {
+    new Intl.NumberFormat('en-US', { style: 'currency', currency: input.currency });
+  } catch {
+    throw new DomainError(
+      ErrorCode.BAD_USER_INPUT,
+      `currency must be an ISO 4217 code, not '${input.currency}'`,
+    );
+  }
+}
+
+async function refundPayPalPayment(_: unknown, { input }: { input: RefundPaymentInput }, ctx: ActionContext) {
+  authorize(ctx);
+  validate(input);
+  if (!ctx.idempotencyKey)
+    throw new DomainError(
+      ErrorCode.BAD_USER_INPUT,
+      'refundPayPalPayment needs an idempotency key (it runs as a step of a Purchase Flow), so that a retry never refunds twice',
+    );
+  const refund = await refundCapture({
+    captureId: input.pspPaymentId,
+    amountCents: input.refundAmountCents,
+    currency: input.currency,
+    idempotencyKey: ctx.idempotencyKey,
+  });
+  return {
+    pspRefundId: refund.pspRefundId,
+    refundedAmountCents: refund.refundedAmountCents,
+    refundStatus: refund.refundStatus,
+    refundCreatedAt: refund.refundCreatedAt,
+  };
+}
+
+function payPalReceiptUrl(_: unknown, { pspPaymentId }: { pspPaymentId: string }, ctx: ActionContext) {
+  authorize(ctx);
+  if (!pspPaymentId.trim()) throw new DomainError(ErrorCode.BAD_USER_INPUT, 'pspPaymentId is empty');
+  return { url: activityUrl(pspPaymentId) };
+}
+
+const TRANSMISSION_HEADERS = {
+  authAlgo: 'paypal-auth-algo',
+  certUrl: 'paypal-cert-url',
+  transmissionId: 'paypal-transmission-id',
+  transmissionSig: 'paypal-transmission-sig',
+  transmissionTime: 'paypal-transmission-time',
+} as const;
+
+/**
+ * PayPal's webhook. The call is verified by PayPal itself (verify-webhook-signature); an unsigned or
+ * unverified call is 400, as in the reference system. Event types other than
+ * `PAYMENT.CAPTURE.REFUNDED` are answered 200 and ignored (PayPal retries any non-2xx).
+ */
+async function handleWebhook(request: RouteRequest, runtime: PluginRuntime): Promise<RouteResponse> {
+  const transmission = Object.fromEntries(
+    Object.entries(TRANSMISSION_HEADERS).map(([field, header]) => {
+      const value = request.headers[header];
+      return [field, typeof value === 'string' ? value : ''];
+    }),
+  ) as Record<keyof typeof TRANSMISSION_HEADERS, string>;
+  const missing = Object.entries(transmission).find(([, value]) => !value);
+  if (missing)
+    return {
+      status: 400,
+      body: {
+        code: 'invalid_signature',
+        message: `Missing ${TRANSMISSION_HEADERS[missing[0] as keyof typeof TRANSMISSION_HEADERS]}`,
+      },
+    };
+  const raw = request.rawBody.toString('utf8');
+  let event: { id?: unknown; event_type?: unknown; resource?: unknown };
+  try {
+    event = JSON.parse(raw) as typeof event;
+  } catch {
+    return { status: 400, body: { code: 'invalid_payload', message: 'The body is not JSON' } };
+  }
+  if (typeof event !== 'object' || event === null || typeof event.id !== 'string')
+    return { status: 400, body: { code: 'invalid_payload', message: 'The body is not a PayPal event' } };
+  if (!(await verifyWebhookSignature(transmission, raw))) {
+    runtime.logger.warn({ eventId: event.id }, 'paypal webhook: PayPal did not verify the signature');
+    return {
+      status: 400,
+      body: { code: 'invalid_signature', message: 'PayPal did not verify the signature' },
+    };
+  }
+  if (event.event_type !== 'PAYMENT.CAPTURE.REFUNDED') {
+    runtime.logger.info(
+      { eventId: event.id, type: event.event_type },
+      'paypal webhook: event type not handled, ignored',
+    );
+    return { status: 200, body: { received: true, ignored: event.event_type } };
+  }
+  const refund = refundOfWebhookResource(event.resource);
+  if (!refund)
+    return {
+      status: 400,
+      body: { code: 'invalid_payload', message: 'The event has no refund with a capture link' },
+    };
+  const { duplicate } = await runtime.publish(
+    'payment.refunded.v1',
+    {
+      psp: 'PAYPAL',
+      pspPaymentId: refund.pspPaymentId,
+      pspRefundId: refund.pspRefundId,
+      refundedAmountCents: refund.refundedAmountCents,
+      currency: refund.currency,
+      refundStatus: refund.refundStatus,
+      refundCreatedAt: refund.refundCreatedAt,
+    },
+    { id: event.id },
+  );
+  return { status: 200, body: { received: true, duplicate } };
+}
+
+export default definePlugin({
+  name: 'paypal',
+  schemaFile: new URL('./schema.graphql', import.meta.url),
+  resolvers: {
+    Query: { payPalReceiptUrl },
+    Mutation: { refundPayPalPayment },
+  },
+  routes: [{ method: 'POST', path: '/paypal/webhook/', handle: handleWebhook }],
+});

@@ -1,0 +1,165 @@
+import Stripe from 'stripe';
+import { DomainError, ErrorCode } from '../../gateway/errors.js';
+import { stripeApiConfig, stripeWebhookSecret } from './config.js';
+
+/**
+ * The stripe Plugin's one client of Stripe, through the official SDK. What Stripe answers is mapped
+ * here to what the Plugin's Actions promise: a refund in the contract's shape, a rejection as a
+ * DomainError, anything transient (network, 5xx, 409, 429, auth) as the SDK's own error so the flow
+ * engine retries the step with the same idempotency key.
+ */
+
+export interface StripeRefundResult {
+  pspPaymentId: string;
+  pspRefundId: string;
+  refundedAmountCents: number;
+  /** Upper-case ISO code. */
+  currency: string;
+  refundStatus: 'succeeded' | 'pending' | 'failed';
+  /** ISO 8601. */
+  refundCreatedAt: string;
+}
+
+/** One SDK instance per configuration: built at first use, rebuilt if the environment changed. */
+const instances = new Map<string, Stripe>();
+
+function stripe(): Stripe {
+  const { apiBase, secretKey } = stripeApiConfig();
+  const key = `${apiBase.origin}\n${secretKey}`;
+  let instance = instances.get(key);
+  if (!instance) {
+    instance = new Stripe(secretKey, {
+      host: apiBase.hostname,
+      port: apiBase.port || (apiBase.protocol === 'https:' ? 443 : 80),
+      protocol: apiBase.protocol === 'https:' ? 'https' : 'http',
+      // Safe with our idempotency keys: a retried POST is replayed by Stripe, never done twice.
+      maxNetworkRetries: 2,
+      timeout: 20_000,
+      telemetry: false,
+      appInfo: { name: 'commerce-coordinator' },
+    });
+    instances.clear();
+    instances.set(key, instance);
+  }
+  return instance;
+}
+
+const statusOf = (status: string | null | undefined): StripeRefundResult['refundStatus'] =>
+  status === 'succeeded'
+    ? 'succeeded'
+    : status === 'pending' || status === 'requires_action'
+      ? 'pending'
+      : 'failed';
+
+function toResult(refund: Stripe.Refund): StripeRefundResult {
+  const paymentIntent = refund.payment_intent;
+  return {
+    pspPaymentId: typeof paymentIntent === 'string' ? paymentIntent : (paymentIntent?.id ?? ''),
+    pspRefundId: refund.id,
+    refundedAmountCents: refund.amount,
+    currency: refund.currency.toUpperCase(),
+    refundStatus: statusOf(refund.status),
+    refundCreatedAt: new Date(refund.created * 1000).toISOString(),
+  };
+}
+
+/**
+ * A Stripe error as the Action's caller should see it: a rejection of the request (invalid, declined,
+ * unknown payment) is a DomainError with Stripe's code as `pspCode`; anything else is returned
+ * unchanged, to be retried.
+ */
+function asDomainError(error: unknown): unknown {
+  if (!(error instanceof Stripe.errors.StripeError)) return error;
+  const pspCode = error.code ?? error.decline_code ?? error.rawType ?? error.type;
+  const details = { psp: 'stripe', pspCode, ...(error.param ? { pspParam: error.param } : {}) };
+  if (error.statusCode === 400 && error.rawType === 'idempotency_error')
+    return new DomainError(ErrorCode.IDEMPOTENCY_KEY_REUSED, `Stripe: ${error.message}`, details);
+  if (error.code === 'resource_missing')
+    return new DomainError(ErrorCode.NOT_FOUND, `Stripe: ${error.message}`, details);
+  if (error.statusCode === 400 || error.statusCode === 402 || error.statusCode === 404)
+    return new DomainError(ErrorCode.CONFLICT, `Stripe refused: ${error.message}`, details);
+  return error;
+}
+
+/** The PaymentIntent's most recent refund. */
+async function latestRefund(paymentIntentId: string): Promise<Stripe.Refund | undefined> {
+  const { data } = await stripe().refunds.list({ payment_intent: paymentIntentId, limit: 1 });
+  return data[0];
+}
+
+/**
+ * Refunds `amountCents` of a PaymentIntent, once: `idempotencyKey` makes a retry get the same refund
+ * back, and a PaymentIntent Stripe says is already fully refunded answers its latest refund instead of
+ * an error (what the reference system did, `charge_already_refunded` → `Refund.list(limit=1)`).
+ */
+export async function refundPaymentIntent(request: {
+  paymentIntentId: string;
+  amountCents: number;
+  orderNumber?: string;
+  idempotencyKey: string;
+}): Promise<StripeRefundResult> {
+  try {
+    const refund = await stripe().refunds.create(
+      {
+        payment_intent: request.paymentIntentId,
+        amount: request.amountCents,
+        ...(request.orderNumber ? { metadata: { order_number: request.orderNumber } } : {}),
+      },
+      { idempotencyKey: request.idempotencyKey },
+    );
+    return toResult(refund);
+  } catch (error) {
+    if (error instanceof Stripe.errors.StripeError && error.code === 'charge_already_refunded') {
+      const existing = await latestRefund(request.paymentIntentId).catch((e: unknown) => {
+        throw asDomainError(e);
+      });
+      if (existing) return toResult(existing);
+    }
+    throw asDomainError(error);
+  }
+}
+
+/** The receipt URL of the PaymentIntent's charge, or null when it has no charge (yet). */
+export async function receiptUrl(paymentIntentId: string): Promise<string | null> {
+  try {
+    const intent = await stripe().paymentIntents.retrieve(paymentIntentId, { expand: ['latest_charge'] });
+    const charge = intent.latest_charge;
+    return typeof charge === 'object' && charge ? (charge.receipt_url ?? null) : null;
+  } catch (error) {
+    throw asDomainError(error);
+  }
+}
+
+export type WebhookEvent = Stripe.Event;
+
+/**
+ * The event of a webhook call, verified against its `Stripe-Signature` with the endpoint's secret.
+ * Throws `Stripe.errors.StripeSignatureVerificationError` for a bad signature and `SyntaxError` for a
+ * signed body that is not JSON.
+ */
+export function verifyWebhook(rawBody: Buffer, signature: string): Stripe.Event {
+  return Stripe.webhooks.constructEvent(rawBody, signature, stripeWebhookSecret());
+}
+
+export const isSignatureError = (error: unknown): boolean =>
+  error instanceof Stripe.errors.StripeSignatureVerificationError;
+
+/**
+ * The refund a `charge.refunded` event is about: the charge's most recent. Since API version
+ * 2022-11-15 a Charge no longer embeds its refunds, so they are listed when the event lacks them.
+ */
+export async function refundOfRefundedCharge(charge: Stripe.Charge): Promise<StripeRefundResult | undefined> {
+  const embedded = (charge as { refunds?: { data?: Stripe.Refund[] } | null }).refunds?.data;
+  const refunds = embedded?.length
+    ? embedded
+    : (await stripe().refunds.list({ charge: charge.id, limit: 100 })).data;
+  const latest = refunds.reduce<Stripe.Refund | undefined>(
+    (best, refund) => (!best || refund.created > best.created ? refund : best),
+    undefined,
+  );
+  if (!latest) return undefined;
+  const result = toResult(latest);
+  if (!result.pspPaymentId && typeof charge.payment_intent === 'string')
+    result.pspPaymentId = charge.payment_intent;
+  return result;
+}

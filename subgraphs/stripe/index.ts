@@ -1,0 +1,147 @@
+import { DomainError, ErrorCode } from '../../gateway/errors.js';
+import {
+  definePlugin,
+  type ActionContext,
+  type PluginRuntime,
+  type RouteRequest,
+  type RouteResponse,
+} from '../../gateway/sdk/plugin.js';
+import { requirePrincipal, requireStaff } from '../../gateway/sdk/principal.js';
+import {
+  isSignatureError,
+  receiptUrl,
+  refundOfRefundedCharge,
+  refundPaymentIntent,
+  verifyWebhook,
+  type WebhookEvent,
+} from './client.js';
+
+/**
+ * The stripe Plugin: Stripe as a Service. Actions `refundStripePayment` (a step of the refund flow) and
+ * `stripeReceiptUrl`; the webhook `POST /stripe/webhook/` turns dashboard refunds (`charge.refunded`)
+ * into the signal `payment.refunded.v1`.
+ */
+
+interface RefundPaymentInput {
+  pspPaymentId: string;
+  refundAmountCents: number;
+  currency: string;
+  orderNumber?: string | null;
+}
+
+/**
+ * Money moves here, so outside a flow only staff and Services may call; a flow step acts for the
+ * flow's caller, whom the flow's earlier steps (createReturn) have checked against the order.
+ */
+function authorize(ctx: ActionContext): void {
+  if (ctx.flowId) requirePrincipal(ctx.principal);
+  else requireStaff(ctx.principal);
+}
+
+function validate(input: RefundPaymentInput): void {
+  if (!input.pspPaymentId.trim()) throw new DomainError(ErrorCode.BAD_USER_INPUT, 'pspPaymentId is empty');
+  if (input.refundAmountCents < 1)
+    throw new DomainError(
+      ErrorCode.BAD_USER_INPUT,
+      `refundAmountCents must be positive, not ${input.refundAmountCents}`,
+    );
+  try {
+    new Intl.NumberFormat('en-US', { style: 'currency', currency: input.currency });
+  } catch {
+    throw new DomainError(
+      ErrorCode.BAD_USER_INPUT,
+      `currency must be an ISO 4217 code, not '${input.currency}'`,
+    );
+  }
+}
+
+async function refundStripePayment(_: unknown, { input }: { input: RefundPaymentInput }, ctx: ActionContext) {
+  authorize(ctx);
+  validate(input);
+  if (!ctx.idempotencyKey)
+    throw new DomainError(
+      ErrorCode.BAD_USER_INPUT,
+      'refundStripePayment needs an idempotency key (it runs as a step of a Purchase Flow), so that a retry never refunds twice',
+    );
+  const refund = await refundPaymentIntent({
+    paymentIntentId: input.pspPaymentId,
+    amountCents: input.refundAmountCents,
+    orderNumber: input.orderNumber ?? undefined,
+    idempotencyKey: ctx.idempotencyKey,
+  });
+  return {
+    pspRefundId: refund.pspRefundId,
+    refundedAmountCents: refund.refundedAmountCents,
+    refundStatus: refund.refundStatus,
+    refundCreatedAt: refund.refundCreatedAt,
+  };
+}
+
+async function stripeReceiptUrl(_: unknown, { pspPaymentId }: { pspPaymentId: string }, ctx: ActionContext) {
+  authorize(ctx);
+  const url = await receiptUrl(pspPaymentId);
+  return url ? { url } : null;
+}
+
+/**
+ * Stripe's webhook. A bad signature is 403 and a signed body that is not JSON 400, as in the reference
+ * system. Event types other than `charge.refunded` are answered 200 and ignored, where the reference
+ * answered 422: Stripe retries every non-2xx delivery for three days and then disables the endpoint, and
+ * an event we do not handle will not become handleable by being retried.
+ */
+async function handleWebhook(request: RouteRequest, runtime: PluginRuntime): Promise<RouteResponse> {
+  const signature = request.headers['stripe-signature'];
+  let event: WebhookEvent;
+  try {
+    event = verifyWebhook(request.rawBody, typeof signature === 'string' ? signature : '');
+  } catch (error) {
+    if (isSignatureError(error))
+      return {
+        status: 403,
+        body: { code: 'invalid_signature', message: 'The Stripe-Signature does not match' },
+      };
+    if (error instanceof SyntaxError)
+      return { status: 400, body: { code: 'invalid_payload', message: 'The body is not a JSON event' } };
+    throw error;
+  }
+  if (event.type !== 'charge.refunded') {
+    runtime.logger.info(
+      { eventId: event.id, type: event.type },
+      'stripe webhook: event type not handled, ignored',
+    );
+    return { status: 200, body: { received: true, ignored: event.type } };
+  }
+  const charge = event.data.object;
+  const refund = await refundOfRefundedCharge(charge);
+  if (!refund?.pspPaymentId) {
+    runtime.logger.warn(
+      { eventId: event.id, charge: charge.id },
+      'stripe webhook: refunded charge without a refund or PaymentIntent, ignored',
+    );
+    return { status: 200, body: { received: true, ignored: event.type } };
+  }
+  const { duplicate } = await runtime.publish(
+    'payment.refunded.v1',
+    {
+      psp: 'STRIPE',
+      pspPaymentId: refund.pspPaymentId,
+      pspRefundId: refund.pspRefundId,
+      refundedAmountCents: refund.refundedAmountCents,
+      currency: refund.currency,
+      refundStatus: refund.refundStatus,
+      refundCreatedAt: refund.refundCreatedAt,
+    },
+    { id: event.id },
+  );
+  return { status: 200, body: { received: true, duplicate } };
+}
+
+export default definePlugin({
+  name: 'stripe',
+  schemaFile: new URL('./schema.graphql', import.meta.url),
+  resolvers: {
+    Query: { stripeReceiptUrl },
+    Mutation: { refundStripePayment },
+  },
+  routes: [{ method: 'POST', path: '/stripe/webhook/', handle: handleWebhook }],
+});

@@ -1,0 +1,494 @@
+import { readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { execute, parse, type ExecutionResult } from 'graphql';
+import Stripe from 'stripe';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { domainCodeOf, ErrorCode } from '../../gateway/errors.js';
+import { composeSupergraph } from '../../gateway/federation/compose.js';
+import { silentLogger } from '../../gateway/log.js';
+import {
+  createActionContext,
+  type Plugin,
+  type PluginRuntime,
+  type Route,
+  type RouteRequest,
+} from '../../gateway/sdk/plugin.js';
+import { encodePrincipal, type Principal } from '../../gateway/sdk/principal.js';
+import { startPayPal, type PayPalStandIn } from '../../services/paypal/server.js';
+import { startStripe, type StripeStandIn } from '../../services/stripe/server.js';
+import paypalPlugin from '../../subgraphs/paypal/index.js';
+import stripePlugin from '../../subgraphs/stripe/index.js';
+
+// Each plugin's schema executed as the gateway executes it, and each webhook route's handle() called
+// with a runtime that records what it publishes, against the Service stand-ins over real HTTP.
+
+const STRIPE_WEBHOOK_SECRET = 'whsec_psp_plugin_test';
+const PAYPAL_WEBHOOK_ID = 'WH-PSP-PLUGIN-TEST';
+
+interface Published {
+  signal: string;
+  payload: Record<string, unknown>;
+  id: string;
+}
+
+/** Our own PluginRuntime, stubbed: it records publishes and dedupes ids, as the real one does. */
+function recordingRuntime(): { runtime: PluginRuntime; published: Published[] } {
+  const published: Published[] = [];
+  const runtime: PluginRuntime = {
+    logger: silentLogger,
+    async publish(signal, payload, { id }) {
+      const duplicate = published.some((p) => p.id === id);
+      published.push({ signal, payload, id });
+      return { duplicate };
+    },
+    runFilter: () => Promise.reject(new Error('not used by the PSP plugins')),
+    variation: async (_flag, _principal, defaultValue) => defaultValue,
+  };
+  return { runtime, published };
+}
+
+/** A webhook endpoint in front of a plugin route, as the gateway serves it. */
+async function serveRoute(route: Route, runtime: PluginRuntime): Promise<{ url: string; server: Server }> {
+  const server = createServer(async (req, res) => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const url = new URL(req.url ?? '/', 'http://gateway.test');
+    try {
+      const response = await route.handle(
+        {
+          method: req.method!,
+          path: url.pathname,
+          headers: req.headers,
+          query: url.searchParams,
+          rawBody: Buffer.concat(chunks),
+        },
+        runtime,
+      );
+      res
+        .writeHead(response.status, { 'content-type': 'application/json' })
+        .end(JSON.stringify(response.body));
+    } catch (error) {
+      res
+        .writeHead(500, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ error: String(error) }));
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}${route.path}`, server };
+}
+
+const routeOf = (plugin: Plugin) => plugin.routes![0]!;
+
+const webhookRequest = (route: Route, headers: Record<string, string>, body: string): RouteRequest => ({
+  method: 'POST',
+  path: route.path,
+  headers,
+  query: new URLSearchParams(),
+  rawBody: Buffer.from(body),
+});
+
+const service: Principal = { kind: 'service', subject: 'coordinator', service: 'commerce-coordinator' };
+const staff: Principal = { kind: 'staff', subject: 'staff-1', username: 'grace' };
+const learner: Principal = { kind: 'learner', subject: 'learner-7', lmsUserId: 7, username: 'ada' };
+
+interface CallOptions {
+  principal?: Principal | null;
+  /** null: no idempotency key. */
+  key?: string | null;
+  flowId?: string;
+}
+
+let keys = 0;
+async function run<T = Record<string, unknown>>(
+  plugin: Plugin,
+  document: string,
+  variables: Record<string, unknown>,
+  options: CallOptions = {},
+): Promise<ExecutionResult<T>> {
+  const principal = options.principal === undefined ? service : options.principal;
+  const headers: Record<string, string | undefined> = {
+    'x-coordinator-principal': principal ? encodePrincipal(principal) : undefined,
+    'idempotency-key': options.key === null ? undefined : (options.key ?? `psp-test-key-${++keys}`),
+    'x-coordinator-flow-id': options.flowId ?? 'flow-psp-test',
+  };
+  return (await execute({
+    schema: plugin.schema,
+    document: parse(document),
+    variableValues: variables,
+    contextValue: createActionContext((name) => headers[name], []),
+  })) as ExecutionResult<T>;
+}
+
+const errorOf = (result: ExecutionResult) => result.errors?.[0];
+const codeOf = (result: ExecutionResult) => errorOf(result)?.extensions?.code;
+
+interface PaymentRefund {
+  pspRefundId: string;
+  refundedAmountCents: number;
+  refundStatus: string;
+  refundCreatedAt: string;
+}
+
+let stripeStandIn: StripeStandIn;
+let paypalStandIn: PayPalStandIn;
+const stripeRuntime = recordingRuntime();
+const paypalRuntime = recordingRuntime();
+const receivers: Server[] = [];
+const savedEnv = { ...process.env };
+
+beforeAll(async () => {
+  const stripeEndpoint = await serveRoute(routeOf(stripePlugin), stripeRuntime.runtime);
+  const paypalEndpoint = await serveRoute(routeOf(paypalPlugin), paypalRuntime.runtime);
+  receivers.push(stripeEndpoint.server, paypalEndpoint.server);
+  stripeStandIn = await startStripe({ webhook: { url: stripeEndpoint.url, secret: STRIPE_WEBHOOK_SECRET } });
+  paypalStandIn = await startPayPal({ webhook: { url: paypalEndpoint.url, webhookId: PAYPAL_WEBHOOK_ID } });
+  Object.assign(process.env, {
+    STRIPE_API_BASE: stripeStandIn.url,
+    STRIPE_SECRET_KEY: stripeStandIn.secretKey,
+    STRIPE_WEBHOOK_SECRET,
+    PAYPAL_API_BASE: paypalStandIn.url,
+    PAYPAL_CLIENT_ID: paypalStandIn.clientId,
+    PAYPAL_CLIENT_SECRET: paypalStandIn.clientSecret,
+    PAYPAL_WEBHOOK_ID,
+  });
+  delete process.env.PAYPAL_ACTIVITY_URL_BASE;
+});
+
+afterAll(async () => {
+  process.env = savedEnv;
+  await stripeStandIn?.close();
+  await paypalStandIn?.close();
+  await Promise.all(receivers.map((s) => new Promise((resolve) => s.close(resolve))));
+});
+
+/** What differs between the two PSPs; everything else is one suite. */
+interface Psp {
+  name: 'STRIPE' | 'PAYPAL';
+  plugin: Plugin;
+  refund: string;
+  receipt: string;
+  published: Published[];
+  /** A paid payment of `cents`; its PSP id. */
+  pay(cents: number): string;
+  refundsAtPsp(pspPaymentId: string): { id: string }[];
+  dashboardRefund(
+    pspPaymentId: string,
+    cents?: number,
+  ): Promise<{ refundId: string; eventId: string; status: number }>;
+  redeliver(eventId: string): Promise<{ status: number }>;
+  failNext(status: number, times: number): void;
+  /** How many times the SDK sends a call that fails with a 5xx (it retries some). */
+  attemptsOn5xx: number;
+  refusedCode: string;
+}
+
+const psps: Psp[] = [
+  {
+    name: 'STRIPE',
+    plugin: stripePlugin,
+    refund: 'refundStripePayment',
+    receipt: 'stripeReceiptUrl',
+    published: stripeRuntime.published,
+    pay: (cents) => stripeStandIn.createPaymentIntent({ amount: cents }).id,
+    refundsAtPsp: (id) => stripeStandIn.refunds(id),
+    async dashboardRefund(id, cents) {
+      const { refund, event, delivery } = await stripeStandIn.refundFromDashboard(id, cents);
+      return { refundId: refund.id, eventId: event.id, status: delivery!.status };
+    },
+    redeliver: (eventId) => stripeStandIn.redeliver(eventId),
+    failNext: (status, times) => stripeStandIn.failNext({ path: '/v1/refunds', status, times }),
+    attemptsOn5xx: 3,
+    refusedCode: 'amount_too_large',
+  },
+  {
+    name: 'PAYPAL',
+    plugin: paypalPlugin,
+    refund: 'refundPayPalPayment',
+    receipt: 'payPalReceiptUrl',
+    published: paypalRuntime.published,
+    pay: (cents) => paypalStandIn.createCapture({ amountCents: cents }).id,
+    refundsAtPsp: (id) => paypalStandIn.refunds(id),
+    async dashboardRefund(id, cents) {
+      const { refund, event, delivery } = await paypalStandIn.refundFromDashboard(id, cents);
+      return { refundId: refund.id, eventId: event.id, status: delivery!.status };
+    },
+    redeliver: (eventId) => paypalStandIn.redeliver(eventId),
+    failNext: (status, times) => paypalStandIn.failNext({ path: '/v2/payments/captures/', status, times }),
+    attemptsOn5xx: 1,
+    refusedCode: 'REFUND_AMOUNT_EXCEEDED',
+  },
+];
+
+describe.each(psps)('$name plugin', (psp) => {
+  const refund = (pspPaymentId: string, refundAmountCents: number, options: CallOptions = {}) =>
+    run<Record<string, PaymentRefund>>(
+      psp.plugin,
+      `mutation ($input: RefundPaymentInput!) {
+        ${psp.refund}(input: $input) { pspRefundId refundedAmountCents refundStatus refundCreatedAt }
+      }`,
+      { input: { pspPaymentId, refundAmountCents, currency: 'USD', orderNumber: '2U-2026000123' } },
+      options,
+    );
+
+  it('refunds a payment and answers the PaymentRefund contract', async () => {
+    const id = psp.pay(5000);
+    const result = await refund(id, 1500);
+    expect(result.errors).toBeUndefined();
+    const refunded = result.data![psp.refund]!;
+    expect(refunded).toEqual({
+      pspRefundId: psp.refundsAtPsp(id)[0]!.id,
+      refundedAmountCents: 1500,
+      refundStatus: 'succeeded',
+      refundCreatedAt: expect.stringMatching(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/),
+    });
+    expect(Math.abs(Date.parse(refunded.refundCreatedAt) - Date.now())).toBeLessThan(60_000);
+  });
+
+  it('refunds once when a step is retried with the same idempotency key', async () => {
+    const id = psp.pay(5000);
+    const first = await refund(id, 2000, { key: `flow-1:step-2:${psp.name}` });
+    const retried = await refund(id, 2000, { key: `flow-1:step-2:${psp.name}` });
+    expect(retried.data).toEqual(first.data);
+    expect(psp.refundsAtPsp(id)).toHaveLength(1);
+    // Another step (another key) is another refund.
+    await refund(id, 1000);
+    expect(psp.refundsAtPsp(id)).toHaveLength(2);
+  });
+
+  it('answers the existing refund of a payment the PSP already fully refunded, never refunding twice', async () => {
+    const id = psp.pay(3000);
+    const { refundId } = await psp.dashboardRefund(id);
+    const result = await refund(id, 1000);
+    expect(result.errors).toBeUndefined();
+    expect(result.data![psp.refund]).toMatchObject({
+      pspRefundId: refundId,
+      refundedAmountCents: 3000,
+      refundStatus: 'succeeded',
+    });
+    expect(psp.refundsAtPsp(id)).toHaveLength(1);
+  });
+
+  it('answers IDEMPOTENCY_KEY_REUSED when a key comes back with another amount', async () => {
+    const id = psp.pay(5000);
+    await refund(id, 1000, { key: `reused-${psp.name}` });
+    const reused = await refund(id, 1200, { key: `reused-${psp.name}` });
+    expect(codeOf(reused)).toBe(ErrorCode.IDEMPOTENCY_KEY_REUSED);
+    expect(psp.refundsAtPsp(id)).toHaveLength(1);
+  });
+
+  it('turns a PSP rejection into CONFLICT with pspCode, an unknown payment into NOT_FOUND', async () => {
+    const id = psp.pay(1000);
+    const refused = await refund(id, 1001);
+    expect(codeOf(refused)).toBe(ErrorCode.CONFLICT);
+    expect(errorOf(refused)!.extensions).toMatchObject({ pspCode: psp.refusedCode });
+    expect(domainCodeOf(errorOf(refused)!.originalError)).toBe(ErrorCode.CONFLICT);
+    const unknown = await refund(psp.name === 'STRIPE' ? 'pi_unknown' : 'UNKNOWNCAPTURE1', 100);
+    expect(codeOf(unknown)).toBe(ErrorCode.NOT_FOUND);
+    expect(psp.refundsAtPsp(id)).toHaveLength(0);
+  });
+
+  it('lets a PSP outage through as a retryable (non-domain) error', async () => {
+    const id = psp.pay(1000);
+    psp.failNext(503, psp.attemptsOn5xx);
+    const result = await refund(id, 100, { key: `outage-${psp.name}` });
+    expect(errorOf(result)!.message).toMatch(/503|unknown error/i);
+    expect(domainCodeOf(errorOf(result)!.originalError)).toBeUndefined();
+    expect(psp.refundsAtPsp(id)).toHaveLength(0);
+    // The engine's retry of the step, with the same key, then refunds.
+    expect((await refund(id, 100, { key: `outage-${psp.name}` })).errors).toBeUndefined();
+    expect(psp.refundsAtPsp(id)).toHaveLength(1);
+  });
+
+  it('lets staff and Services refund outside a flow, learners only as a flow step', async () => {
+    const id = psp.pay(5000);
+    expect(codeOf(await refund(id, 100, { principal: learner, flowId: '' }))).toBe(ErrorCode.FORBIDDEN);
+    expect(codeOf(await refund(id, 100, { principal: null, flowId: '' }))).toBe(ErrorCode.UNAUTHENTICATED);
+    expect(codeOf(await refund(id, 100, { principal: staff, flowId: '', key: null }))).toBe(
+      ErrorCode.BAD_USER_INPUT,
+    );
+    expect(codeOf(await refund(id, 0))).toBe(ErrorCode.BAD_USER_INPUT);
+    expect(psp.refundsAtPsp(id)).toHaveLength(0);
+    expect((await refund(id, 100, { principal: staff, flowId: '' })).errors).toBeUndefined();
+    expect((await refund(id, 100, { principal: learner })).errors).toBeUndefined();
+    expect(psp.refundsAtPsp(id)).toHaveLength(2);
+  });
+
+  it('publishes payment.refunded.v1 for a dashboard refund, with the event id as signal id', async () => {
+    const id = psp.pay(4000);
+    const before = psp.published.length;
+    const { refundId, eventId, status } = await psp.dashboardRefund(id, 1250);
+    expect(status).toBe(200);
+    expect(psp.published.slice(before)).toEqual([
+      {
+        signal: 'payment.refunded.v1',
+        id: eventId,
+        payload: {
+          psp: psp.name,
+          pspPaymentId: id,
+          pspRefundId: refundId,
+          refundedAmountCents: 1250,
+          currency: 'USD',
+          refundStatus: 'succeeded',
+          refundCreatedAt: expect.stringMatching(/Z$/),
+        },
+      },
+    ]);
+  });
+
+  it('publishes a redelivered webhook again with the same id, for the runtime to drop', async () => {
+    const id = psp.pay(4000);
+    const before = psp.published.length;
+    const { eventId } = await psp.dashboardRefund(id, 500);
+    expect((await psp.redeliver(eventId)).status).toBe(200);
+    const published = psp.published.slice(before);
+    expect(published.map((p) => p.id)).toEqual([eventId, eventId]);
+    expect(published[1]!.payload).toEqual(published[0]!.payload);
+  });
+});
+
+describe('stripe plugin specifics', () => {
+  const route = routeOf(stripePlugin);
+  const signed = (body: string, secret = STRIPE_WEBHOOK_SECRET) => ({
+    'stripe-signature': Stripe.webhooks.generateTestHeaderString({ payload: body, secret }),
+  });
+
+  it('answers the charge receipt_url, and NOT_FOUND for an unknown payment', async () => {
+    const { id } = stripeStandIn.createPaymentIntent({ amount: 2500 });
+    const query = 'query ($id: String!) { stripeReceiptUrl(pspPaymentId: $id) { url } }';
+    const result = await run<{ stripeReceiptUrl: { url: string } }>(
+      stripePlugin,
+      query,
+      { id },
+      { flowId: '' },
+    );
+    const { url } = result.data!.stripeReceiptUrl;
+    expect(url).toMatch(new RegExp(`^${stripeStandIn.url}/receipts/payment/`));
+    expect((await fetch(url)).status).toBe(200);
+    expect(codeOf(await run(stripePlugin, query, { id: 'pi_unknown' }))).toBe(ErrorCode.NOT_FOUND);
+    expect(codeOf(await run(stripePlugin, query, { id }, { principal: learner, flowId: '' }))).toBe(
+      ErrorCode.FORBIDDEN,
+    );
+  });
+
+  it('refuses a bad signature with 403 invalid_signature, a signed non-JSON body with 400', async () => {
+    const { runtime, published } = recordingRuntime();
+    const body = JSON.stringify({
+      id: 'evt_forged',
+      object: 'event',
+      type: 'charge.refunded',
+      data: { object: {} },
+    });
+    const forged = await route.handle(
+      webhookRequest(route, signed(body, 'whsec_someone_else'), body),
+      runtime,
+    );
+    expect(forged).toMatchObject({ status: 403, body: { code: 'invalid_signature' } });
+    const unsigned = await route.handle(webhookRequest(route, {}, body), runtime);
+    expect(unsigned).toMatchObject({ status: 403, body: { code: 'invalid_signature' } });
+    const garbage = await route.handle(webhookRequest(route, signed('not json'), 'not json'), runtime);
+    expect(garbage).toMatchObject({ status: 400, body: { code: 'invalid_payload' } });
+    expect(published).toEqual([]);
+  });
+
+  it('answers 200 and ignores event types it does not handle (the reference answered 422)', async () => {
+    const before = stripeRuntime.published.length;
+    const { delivery } = await stripeStandIn.sendEvent({
+      type: 'payment_intent.succeeded',
+      data: { object: { id: 'pi_x', object: 'payment_intent' } },
+    });
+    expect(delivery.status).toBe(200);
+    expect(JSON.parse(delivery.body)).toEqual({ received: true, ignored: 'payment_intent.succeeded' });
+    expect(stripeRuntime.published.length).toBe(before);
+  });
+
+  it('names the missing variable when Stripe is not configured', async () => {
+    const key = process.env.STRIPE_SECRET_KEY;
+    delete process.env.STRIPE_SECRET_KEY;
+    try {
+      const result = await run(stripePlugin, 'query { stripeReceiptUrl(pspPaymentId: "pi_1") { url } }', {});
+      expect(errorOf(result)!.message).toContain('STRIPE_SECRET_KEY is not set');
+      expect(domainCodeOf(errorOf(result)!.originalError)).toBeUndefined();
+    } finally {
+      process.env.STRIPE_SECRET_KEY = key;
+    }
+  });
+});
+
+describe('paypal plugin specifics', () => {
+  const route = routeOf(paypalPlugin);
+
+  it('answers the activity page of a capture, from PAYPAL_ACTIVITY_URL_BASE', async () => {
+    const query = 'query ($id: String!) { payPalReceiptUrl(pspPaymentId: $id) { url } }';
+    const result = await run<{ payPalReceiptUrl: { url: string } }>(paypalPlugin, query, {
+      id: '8MC585209K746392H',
+    });
+    expect(result.data!.payPalReceiptUrl.url).toBe(
+      'https://www.paypal.com/activity/payment/8MC585209K746392H',
+    );
+    process.env.PAYPAL_ACTIVITY_URL_BASE = 'https://www.sandbox.paypal.com/activity/payment';
+    try {
+      const sandbox = await run<{ payPalReceiptUrl: { url: string } }>(paypalPlugin, query, { id: 'ABC' });
+      expect(sandbox.data!.payPalReceiptUrl.url).toBe('https://www.sandbox.paypal.com/activity/payment/ABC');
+    } finally {
+      delete process.env.PAYPAL_ACTIVITY_URL_BASE;
+    }
+  });
+
+  it('refuses a call PayPal does not verify, or without transmission headers, with 400', async () => {
+    const { runtime, published } = recordingRuntime();
+    const capture = paypalStandIn.createCapture({ amountCents: 1000 });
+    const body = JSON.stringify({
+      id: 'WH-FORGED',
+      event_type: 'PAYMENT.CAPTURE.REFUNDED',
+      resource: {
+        id: 'FORGEDREFUND',
+        amount: { currency_code: 'USD', value: '10.00' },
+        status: 'COMPLETED',
+        create_time: new Date().toISOString(),
+        links: [
+          { rel: 'up', href: `${paypalStandIn.url}/v2/payments/captures/${capture.id}`, method: 'GET' },
+        ],
+      },
+    });
+    const headers = {
+      'paypal-auth-algo': 'SHA256withRSA',
+      'paypal-cert-url': paypalStandIn.certUrl,
+      'paypal-transmission-id': 'b2384410-0000-11ef-0000-000000000000',
+      'paypal-transmission-sig': Buffer.from('forged').toString('base64'),
+      'paypal-transmission-time': new Date().toISOString(),
+    };
+    const forged = await route.handle(webhookRequest(route, headers, body), runtime);
+    expect(forged).toMatchObject({ status: 400, body: { code: 'invalid_signature' } });
+    const bare = await route.handle(webhookRequest(route, {}, body), runtime);
+    expect(bare).toMatchObject({ status: 400, body: { code: 'invalid_signature' } });
+    const garbage = await route.handle(webhookRequest(route, headers, 'not json'), runtime);
+    expect(garbage).toMatchObject({ status: 400, body: { code: 'invalid_payload' } });
+    expect(published).toEqual([]);
+  });
+
+  it('answers 200 and ignores event types it does not handle', async () => {
+    const before = paypalRuntime.published.length;
+    const { delivery } = await paypalStandIn.sendEvent({
+      event_type: 'PAYMENT.CAPTURE.COMPLETED',
+      resource_type: 'capture',
+      resource: { id: 'X' },
+    });
+    expect(delivery.status).toBe(200);
+    expect(JSON.parse(delivery.body)).toEqual({ received: true, ignored: 'PAYMENT.CAPTURE.COMPLETED' });
+    expect(paypalRuntime.published.length).toBe(before);
+  });
+});
+
+describe('the two PSP subgraphs', () => {
+  it('compose: the refund Actions share RefundPaymentInput and PaymentRefund', () => {
+    const sdl = (name: string) =>
+      readFileSync(new URL(`../../subgraphs/${name}/schema.graphql`, import.meta.url), 'utf8');
+    const { supergraphSdl } = composeSupergraph([
+      { name: 'stripe', url: 'http://stripe.test/graphql', typeDefs: sdl('stripe') },
+      { name: 'paypal', url: 'http://paypal.test/graphql', typeDefs: sdl('paypal') },
+    ]);
+    expect(supergraphSdl).toContain('refundStripePayment(input: RefundPaymentInput!): PaymentRefund!');
+    expect(supergraphSdl).toContain('refundPayPalPayment(input: RefundPaymentInput!): PaymentRefund!');
+  });
+});
