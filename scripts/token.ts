@@ -2,15 +2,10 @@
 //   npm run token -- learner <lmsUserId> <username>
 //   npm run token -- staff <username>
 //   npm run token -- service <clientId>
-import { signToken, type TokenSubject } from '../gateway/auth/tokens.js';
+import { signToken, subjectFromArgs } from '../gateway/auth/tokens.js';
 import { DEVELOPMENT_JWT_SECRET } from '../gateway/env.js';
 
-const [kind, a, b] = process.argv.slice(2);
-let subject: TokenSubject | undefined;
-if (kind === 'learner' && a && b && Number.isInteger(Number(a)))
-  subject = { kind, lmsUserId: Number(a), username: b };
-else if (kind === 'staff' && a) subject = { kind, username: a };
-else if (kind === 'service' && a) subject = { kind, clientId: a };
+const subject = subjectFromArgs(process.argv.slice(2));
 if (!subject) {
   process.stderr.write(
     'usage: npm run token -- learner <lmsUserId> <username> | staff <username> | service <clientId>\n',

@@ -31,3 +31,13 @@ export async function signToken(
   if (options.audience) jwt = jwt.setAudience(options.audience);
   return jwt.sign(new TextEncoder().encode(secret));
 }
+
+/** The caller `npm run token -- <args>` stands for: `learner <id> <username>`, `staff <username>`, `service <id>`. */
+export function subjectFromArgs(args: readonly string[]): TokenSubject | undefined {
+  const [kind, a, b] = args;
+  if (kind === 'learner' && a && b && Number.isInteger(Number(a)))
+    return { kind, lmsUserId: Number(a), username: b };
+  if (kind === 'staff' && a) return { kind, username: a };
+  if (kind === 'service' && a) return { kind, clientId: a };
+  return undefined;
+}

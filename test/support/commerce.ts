@@ -45,7 +45,10 @@ export interface CommerceCoordinator {
  * own), with every Service stand-in seeded with the demo data, verified callers and TestData flags.
  * One per test file: the plugins read their configuration once per process.
  */
-export async function startCommerceCoordinator(label: string): Promise<CommerceCoordinator> {
+export async function startCommerceCoordinator(
+  label: string,
+  options: { flags?: 'test-data' | 'flags.json' } = {},
+): Promise<CommerceCoordinator> {
   const redisUrl = await requireRedis(machineRedisUrl());
   const namespace = testNamespace(label);
   const eventStream = `${namespace}:commerce-order-lifecycle`;
@@ -59,7 +62,8 @@ export async function startCommerceCoordinator(label: string): Promise<CommerceC
     subgraphsDir: root('subgraphs'),
     database: { url: database.url },
     redis: { url: redisUrl, keyPrefix: `${namespace}:` },
-    flags: { testData },
+    // The repository's flags.json, as on the embedded default, or TestData for tests that flip flags.
+    flags: options.flags === 'flags.json' ? { flagsFile: root('flags.json') } : { testData },
     auth: { secret: TEST_JWT_SECRET },
     port: 0,
     logger: silentLogger,

@@ -1,0 +1,106 @@
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { signToken, subjectFromArgs } from '../../gateway/auth/tokens.js';
+import { startCommerceCoordinator, type CommerceCoordinator } from '../support/commerce.js';
+import { TEST_JWT_SECRET } from '../support/coordinator.js';
+import { waitFor } from '../support/wait.js';
+
+/**
+ * README.md's example operations, run as written and in the README's order on the embedded default
+ * (every Service stand-in with the demo data, the repository's flags.json): each must succeed.
+ */
+interface Example {
+  kind: 'graphql' | 'http';
+  title: string;
+  token: string[];
+  text: string;
+}
+
+function readmeExamples(): Example[] {
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  const examples: Example[] = [];
+  for (const match of readme.matchAll(/```(graphql|http)\n([\s\S]*?)```/g)) {
+    const [, kind, body] = match;
+    const lines = body!.split('\n');
+    const tokenLine = lines.find((l) => /^(# )?Token: /.test(l));
+    if (!tokenLine) throw new Error(`A README ${kind} example has no "Token:" line:\n${body}`);
+    const text = lines
+      .filter((l) => l !== tokenLine)
+      .join('\n')
+      .trim();
+    examples.push({
+      kind: kind as Example['kind'],
+      title: text.split('\n')[0]!,
+      token: tokenLine.replace(/^(# )?Token: /, '').split(/\s+/),
+      text,
+    });
+  }
+  return examples;
+}
+
+const examples = readmeExamples();
+let t: CommerceCoordinator;
+
+beforeAll(async () => {
+  t = await startCommerceCoordinator('readme', { flags: 'flags.json' });
+});
+afterAll(async () => t?.stop());
+
+describe('README.md example operations', () => {
+  it('has an example for each flow the README walks through', () => {
+    expect(examples.map((e) => e.title)).toEqual([
+      'query OrderHistory {',
+      'query Receipt {',
+      'GET /orders/unified/order_receipt/?order_number=2U-2026000002',
+      'GET /lms/payment_page_redirect/?sku=8CF08E5&utm_source=lms',
+      'mutation Refund {',
+      'POST /order-management/fulfill',
+      'POST /order-management/sanctioned',
+      'query RecentFlows {',
+      'mutation Retire {',
+    ]);
+  });
+
+  it.each(examples.map((e, i) => [i, e.title, e] as const))('#%i %s', async (_i, _title, example) => {
+    const subject = subjectFromArgs(example.token);
+    expect(subject, `Token: ${example.token.join(' ')}`).toBeDefined();
+    const token = await signToken(TEST_JWT_SECRET, subject!);
+    if (example.kind === 'graphql') {
+      const { data, errors } = await t.graphql<Record<string, { status?: string }>>(example.text, {}, token);
+      expect(errors).toBeUndefined();
+      for (const value of Object.values(data!))
+        if (value && !Array.isArray(value) && value.status) expect(value.status).toBe('COMPLETED');
+      return;
+    }
+    const [head, ...rest] = example.text.split('\n\n');
+    const [requestLine, ...headerLines] = head!.split('\n');
+    const [method, path] = requestLine!.split(' ');
+    const headers = Object.fromEntries(
+      headerLines.map((h) => [h.slice(0, h.indexOf(':')).toLowerCase(), h.slice(h.indexOf(':') + 1).trim()]),
+    );
+    const res = await t.request(path!, {
+      method,
+      token,
+      headers,
+      ...(rest.length ? { body: rest.join('\n\n') } : {}),
+    });
+    expect(res.status, await res.clone().text()).toBeLessThan(400);
+  });
+
+  it('did what the README says: the refund revoked the course, the payment page sent ada to the new checkout', async () => {
+    // The revocation is a signal receiver's work: it may finish just after the refund answered.
+    await waitFor(
+      () =>
+        t.services.lms
+          .state()
+          .enrollments.find((e) => e.username === 'ada' && e.courseId === 'course-v1:edX+DemoX+2026')
+          ?.isActive === false,
+    );
+    const res = await t.request('/lms/payment_page_redirect/?sku=8CF08E5&utm_source=lms', {
+      token: await signToken(TEST_JWT_SECRET, { kind: 'learner', lmsUserId: 3, username: 'ada' }),
+    });
+    expect(res.headers.get('location')).toBe(
+      `${t.services.env.COMMERCE_FRONTEND_URL}?sku=8CF08E5&utm_source=lms`,
+    );
+  });
+});
