@@ -367,6 +367,15 @@ export function compileConnections(
     signals.set(name, { name, definition: signal, payloadType, receivers });
   }
 
+  if (connections.orderEntity) {
+    const entity = schema.getType(connections.orderEntity);
+    const id = isObjectType(entity) ? entity.getFields().id : undefined;
+    if (!id || getNamedType(id.type).name !== 'ID')
+      problems.push(
+        `orderEntity: '${connections.orderEntity}' must be an object type of the supergraph with an 'id: ID!' key`,
+      );
+  }
+
   if (problems.length) throw new ConfigError(file, problems);
   return { file, filters, signals };
 }

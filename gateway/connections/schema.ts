@@ -118,6 +118,11 @@ export const connectionsSchema = z
     version: z.literal(1),
     filters: z.record(connectionName, filterSchema).default({}),
     signals: z.record(connectionName, signalSchema).default({}),
+    /**
+     * The federated entity (keyed by `id`) that the filters' `orderKey` names: the Coordinator adds the
+     * flows about each one to it as `flows`, so one query reads an order with its Purchase Flows.
+     */
+    orderEntity: graphqlName.optional(),
   })
   .strict();
 

@@ -26,7 +26,7 @@ import type { FlowRun, FlowStep, FlowStore } from './store.js';
 export const COORDINATOR_SUBGRAPH = 'coordinator';
 
 const BASE_SDL = /* GraphQL */ `
-  extend schema @link(url: "https://specs.apollo.dev/federation/v2.7", import: ["@shareable"])
+  extend schema @link(url: "https://specs.apollo.dev/federation/v2.7", import: ["@key", "@shareable"])
 
   "Any JSON value: flow inputs and outputs, signal payloads."
   scalar JSON
@@ -183,9 +183,12 @@ export function coordinatorTypeDefs(connections: Connections, pluginsSchema: Gra
     .filter((operation) => fields[operation].length)
     .map((operation) => `\nextend type ${operation} {\n${fields[operation].join('\n')}\n}\n`)
     .join('');
+  const entity = connections.orderEntity
+    ? `\n"Adds to the order its Purchase Flows and receiver runs."\ntype ${connections.orderEntity} @key(fields: "id") {\n  id: ID!\n  "The flows about this order, newest first (staff and Services only)."\n  flows: [FlowRun!]!\n}\n`
+    : '';
   // The source is indented for Prettier; the generated file is not.
   const base = BASE_SDL.replace(/^ {2}/gm, '').trim();
-  return `${base}\n${copiedSdl ? `\n${copiedSdl}\n` : ''}${filterFields}`;
+  return `${base}\n${copiedSdl ? `\n${copiedSdl}\n` : ''}${entity}${filterFields}`;
 }
 
 const JSONScalar = new GraphQLScalarType({
@@ -281,7 +284,24 @@ export function coordinatorPlugin(
       return flowToGraphQL((await store.flow(flow.id))!);
     };
   }
+  const orderEntity = connections.orderEntity && {
+    [connections.orderEntity]: {
+      __resolveReference: (ref: { id: string }) => ({ id: ref.id }),
+      // One query for all the orders of a request, however many a page lists.
+      flows: async ({ id }: { id: string }, _: unknown, ctx: ActionContext) => {
+        staffOnly(ctx);
+        const flows = await ctx
+          .loader('coordinator:flows-by-order', async (ids: readonly string[]) => {
+            const byOrder = await store.byOrders(ids);
+            return ids.map((orderId) => byOrder.get(orderId) ?? []);
+          })
+          .load(id);
+        return flows.map(flowToGraphQL);
+      },
+    },
+  };
   const resolvers = {
+    ...orderEntity,
     JSON: JSONScalar,
     Query: {
       ...filterResolvers.Query,

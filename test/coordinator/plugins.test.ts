@@ -123,6 +123,41 @@ describe('a step with a condition', () => {
   });
 });
 
+describe('the order entity', () => {
+  it('carries its flows, read for a page of orders with one query, for staff only', async () => {
+    const orderId = `entity-${Date.now()}`;
+    const refund = await t.graphql<{ requestRefund: { id: string } }>(
+      'mutation($input: RefundRequestInput!) { requestRefund(input: $input) { id } }',
+      { input: { orderId, amount: 5 } },
+    );
+    expect(refund.errors).toBeUndefined();
+    const query = 'query($ids: [ID!]!) { orders(ids: $ids) { id number flows { id name status } } }';
+    type Page = { orders: Array<{ id: string; number: string; flows: Array<Record<string, string>> }> };
+    // The refund flow, then its two signals' receiver runs, all about the order.
+    const page = await waitFor(async () => {
+      const answer = await t.graphql<Page>(query, { ids: [orderId, 'no-flows'] }, { token: staff });
+      expect(answer.errors).toBeUndefined();
+      const flows = answer.data!.orders[0]!.flows;
+      return flows.length === 3 && flows.every((f) => f.status === 'COMPLETED') && answer.data!;
+    });
+    expect(page.orders[0]).toMatchObject({ id: orderId, number: `ORD-${orderId}` });
+    expect(page.orders[0]!.flows.map((f) => f.name).sort()).toEqual([
+      'order.refund.requested.v1',
+      'order.refunded.v1',
+      'payment.refunded.v1',
+    ]);
+    // Newest first: the filter's own run started before its signals' receivers.
+    expect(page.orders[0]!.flows.at(-1)).toEqual({
+      id: refund.data!.requestRefund.id,
+      name: 'order.refund.requested.v1',
+      status: 'COMPLETED',
+    });
+    expect(page.orders[1]).toEqual({ id: 'no-flows', number: 'ORD-no-flows', flows: [] });
+    const asLearner = await t.graphql(query, { ids: [orderId] }, { token: learner });
+    expect(asLearner.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+  });
+});
+
 describe('a step whose Action returns a list', () => {
   it('stores the whole result under its `as` name', async () => {
     const { data, errors } = await t.graphql<{ lookupOrders: { output: unknown } }>(

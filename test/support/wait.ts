@@ -50,7 +50,10 @@ export interface WaitForOptions {
  * test and a block of `expect(...)` assertions can be the predicate. On timeout it rejects with the last
  * assertion error, which says what was still wrong.
  */
-export async function waitFor<T>(predicate: () => T | Promise<T>, options: WaitForOptions = {}): Promise<T> {
+export async function waitFor<T>(
+  predicate: () => T | Promise<T>,
+  options: WaitForOptions = {},
+): Promise<Exclude<T, false>> {
   const timeoutMs = options.timeoutMs ?? 5_000;
   const intervalMs = options.intervalMs ?? 10;
   const deadline = Date.now() + timeoutMs;
@@ -58,7 +61,7 @@ export async function waitFor<T>(predicate: () => T | Promise<T>, options: WaitF
   for (;;) {
     try {
       const result = await predicate();
-      if (result !== false) return result;
+      if (result !== false) return result as Exclude<T, false>;
       lastError = undefined;
     } catch (error) {
       lastError = error;
