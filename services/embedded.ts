@@ -108,10 +108,21 @@ function seedDemo(s: {
       { id: staff.lmsUserId, username: staff.username, email: staff.email, name: staff.name, isStaff: true },
     ],
     courses: Object.values(courses).map((c) => ({ ...c, modes: ['audit', 'verified'] })),
+    // Ada's first order was fulfilled: its enrollments carry the order's attributes, as fulfillment writes them.
     enrollments: [
-      { username: 'ada', courseId: courses.demo.courseId, mode: 'verified', isActive: true },
-      { username: 'ada', courseId: courses.cs50.courseId, mode: 'verified', isActive: true },
-    ],
+      { courseId: courses.demo.courseId, lineItemId: 'li-ada-1-demo' },
+      { courseId: courses.cs50.courseId, lineItemId: 'li-ada-1-cs50' },
+    ].map(({ courseId, lineItemId }) => ({
+      username: 'ada',
+      courseId,
+      mode: 'verified',
+      isActive: true,
+      attributes: [
+        { namespace: 'order', name: 'order_id', value: orders.adaStripe.id },
+        { namespace: 'order', name: 'order_number', value: orders.adaStripe.orderNumber },
+        { namespace: 'order', name: 'line_item_id', value: lineItemId },
+      ],
+    })),
   });
   const [adaStripe] = s.stripe.seed({
     paymentIntents: [

@@ -15,7 +15,7 @@ import {
 } from 'graphql';
 import { filterField, type Connections } from '../connections/schema.js';
 import { DomainError, ErrorCode } from '../errors.js';
-import { requireStaff } from '../sdk/principal.js';
+import { requirePrincipal, requireStaff } from '../sdk/principal.js';
 import type { EventFeed, FeedEvent } from '../events/types.js';
 import type { ActionContext, Plugin } from '../sdk/plugin.js';
 import type { SignalBus } from '../signals/types.js';
@@ -277,6 +277,8 @@ export function coordinatorPlugin(
       if (args.idempotencyKey !== undefined && args.idempotencyKey !== null && !args.idempotencyKey.trim()) {
         throw new DomainError(ErrorCode.BAD_USER_INPUT, 'idempotencyKey must not be empty');
       }
+      // Once callers are verified, every flow has one: its steps act on its behalf.
+      if (deps.guarded) requirePrincipal(ctx.principal);
       const flow = await engine.runFilter(name, args.input, {
         idempotencyKey: args.idempotencyKey ?? undefined,
         principal: ctx.principal,

@@ -452,7 +452,9 @@ export class FlowEngine {
       const started = performance.now();
       const context = createGatewayContext({
         flagContext,
-        principal: principalOf(flow) ?? COORDINATOR_PRINCIPAL,
+        // A filter's steps act for its caller (none: an anonymous flow, which Actions may refuse);
+        // a receiver's act for the Coordinator itself.
+        principal: flow.kind === FlowKind.RECEIVER ? COORDINATOR_PRINCIPAL : principalOf(flow),
         step: { flowId: flow.id, stepIndex: step.index, attempt, idempotencyKey },
       });
       let failure: Failure | undefined;
@@ -505,10 +507,7 @@ export class FlowEngine {
   }
 }
 
-/**
- * Receivers act for the Coordinator itself, as do steps of flows started without a caller (recovery
- * keeps the caller of the flows that had one).
- */
+/** Receivers act for the Coordinator itself (the caller of the flow that emitted a signal is gone). */
 export const COORDINATOR_PRINCIPAL: Principal = {
   kind: 'service',
   subject: 'commerce-coordinator',

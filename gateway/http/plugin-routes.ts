@@ -62,7 +62,9 @@ export function pluginRoutes(
           return sendJson(res, status, { code, message: (error as Error).message });
         }
         res.writeHead(response.status, {
-          ...(typeof response.body === 'string' ? {} : { 'content-type': 'application/json; charset=utf-8' }),
+          ...(response.body === undefined || typeof response.body === 'string'
+            ? {}
+            : { 'content-type': 'application/json; charset=utf-8' }),
           ...response.headers,
         });
         res.end(

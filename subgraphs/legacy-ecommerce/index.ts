@@ -41,10 +41,14 @@ const attribute = (line: LegacyOrderJson['lines'][number], code: string) => {
   return typeof value === 'string' ? value : null;
 };
 
-async function reading<T>(work: Promise<T>): Promise<T> {
+async function reading<T>(work: Promise<T>, ctx: ActionContext): Promise<T> {
   try {
     return await work;
   } catch (error) {
+    // In a flow step an outage stays a plain (retryable) error: the flow engine never retries a step
+    // that failed with a public code, nor continues past it (`onError: continue` of the order history
+    // filter), so SERVICE_UNAVAILABLE there made a legacy outage fail the whole history at once.
+    if (error instanceof LegacyEcommerceUnavailableError && ctx.flowId !== undefined) throw error;
     if (error instanceof LegacyEcommerceUnavailableError)
       throw new DomainError(
         ErrorCode.SERVICE_UNAVAILABLE,
@@ -121,6 +125,7 @@ export function createLegacyEcommercePlugin(options: LegacyEcommercePluginOption
           for (let page = 1; page <= config.LEGACY_ECOMMERCE_MAX_PAGES; page++) {
             const result = await reading(
               client.ordersPage(username, page, config.LEGACY_ECOMMERCE_PAGE_SIZE),
+              ctx,
             );
             let reachedCutoff = false;
             for (const order of result.results) {

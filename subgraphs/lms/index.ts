@@ -101,6 +101,18 @@ export function createLmsPlugin(options: LmsPluginOptions = {}): Plugin {
   let client: LmsClient | undefined;
   // Created at first use, so that a missing variable fails the call that needs it, not the import.
   const lms = () => (client ??= new LmsClient(lmsConfig(env)));
+  // Work per key (a learner's course UUID) in turn, in this process: see fulfillOrder.
+  const queues = new Map<string, Promise<unknown>>();
+  const oneAtATime = async <T>(key: string, work: () => Promise<T>): Promise<T> => {
+    const run = (queues.get(key) ?? Promise.resolve()).then(work);
+    const tail = run.catch(() => undefined);
+    queues.set(key, tail);
+    try {
+      return await run;
+    } finally {
+      if (queues.get(key) === tail) queues.delete(key);
+    }
+  };
 
   return definePlugin({
     name: 'lms',
@@ -148,7 +160,6 @@ export function createLmsPlugin(options: LmsPluginOptions = {}): Plugin {
         fulfillOrder: async (_: unknown, { input }: { input: FulfillOrderInput }, ctx: ActionContext) => {
           requireStaff(ctx.principal);
           const fulfillments: LineFulfillment[] = [];
-          let entitlements: LmsEntitlement[] | undefined;
           // One line at a time: an LMS outage stops the step (it is retried whole, and every write
           // below is idempotent on the learner and course run / course).
           for (const line of input.lineItems) {
@@ -188,22 +199,28 @@ export function createLmsPlugin(options: LmsPluginOptions = {}): Plugin {
                   refused('A BUNDLE line needs a bundleKey (the course UUID)');
                   continue;
                 }
+                const bundleKey = line.bundleKey;
                 // The entitlements API creates a new entitlement on every POST: look for ours first.
-                entitlements ??= (await lms().listEntitlements(input.username)).filter(
-                  (e) => e.expired_at === null,
-                );
-                const sameCourse = entitlements.filter((e) => e.course_uuid === line.bundleKey);
-                let entitlement =
-                  sameCourse.find((e) => e.order_number === input.orderNumber) ?? sameCourse[0];
-                if (!entitlement) {
-                  entitlement = await lms().createEntitlement({
-                    username: input.username,
-                    courseUuid: line.bundleKey,
-                    mode: line.mode ?? DEFAULT_MODE,
-                    orderNumber: input.orderNumber,
-                  });
-                  entitlements.push(entitlement);
-                }
+                // Two fulfillments of one order may run at once (two messages for it): the look-up and
+                // the grant are one critical section per learner and course, with a fresh list, or
+                // both would find nothing and grant two entitlements. (Within this process only: two
+                // gateways fulfilling one order at the same moment are not serialized here.)
+                const entitlement = await oneAtATime(`${input.username}\u0000${bundleKey}`, async () => {
+                  const sameCourse = (await lms().listEntitlements(input.username)).filter(
+                    (e) => e.expired_at === null && e.course_uuid === bundleKey,
+                  );
+                  const existing =
+                    sameCourse.find((e) => e.order_number === input.orderNumber) ?? sameCourse[0];
+                  return (
+                    existing ??
+                    lms().createEntitlement({
+                      username: input.username,
+                      courseUuid: bundleKey,
+                      mode: line.mode ?? DEFAULT_MODE,
+                      orderNumber: input.orderNumber,
+                    })
+                  );
+                });
                 fulfillments.push({
                   lineItemId: line.lineItemId,
                   fulfilled: true,

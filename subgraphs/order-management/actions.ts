@@ -73,7 +73,25 @@ async function service<T>(work: () => Promise<T>): Promise<T> {
 
 // ---- Refunds ------------------------------------------------------------------------------------
 
+/** The service name of the principal the gateway runs caller-less flow steps as (COORDINATOR_PRINCIPAL). */
+const COORDINATOR_SERVICE = 'commerce-coordinator';
+
+/**
+ * A refund is always asked for by someone: a learner, staff, or a Service such as the LMS. The gateway
+ * runs the steps of a flow started without a caller as the Coordinator itself, as webhooks and signals
+ * need; for the refund flow that would let an anonymous requestRefund move money, so its first step
+ * refuses a caller-less flow.
+ */
+function requireRefundRequester(ctx: ActionContext): void {
+  const caller = ctx.principal;
+  const coordinatorItself =
+    ctx.flowId !== undefined && caller?.kind === 'service' && caller.service === COORDINATOR_SERVICE;
+  if (!caller || coordinatorItself)
+    throw new DomainError(ErrorCode.UNAUTHENTICATED, 'A refund must be asked for by a signed-in caller');
+}
+
 export async function createReturn(input: { orderId: string; lineItemIds: string[] }, ctx: ActionContext) {
+  requireRefundRequester(ctx);
   const { orderId, lineItemIds } = input;
   if (!lineItemIds.length) throw badInput('lineItemIds is empty: name the lines to return');
   const duplicates = lineItemIds.filter((id, i) => lineItemIds.indexOf(id) !== i);
@@ -152,10 +170,19 @@ export async function createReturn(input: { orderId: string; lineItemIds: string
 }
 
 export async function markReturnNotRefunded(
-  input: { orderId: string; returnId: string },
+  input: { orderId: string; returnId: string; pspRefundId?: string | null },
   ctx: ActionContext,
 ) {
   requireServiceCaller(ctx);
+  // The flow compensates createReturn whichever later step failed. After the PSP refund the money went
+  // back: NotRefunded would be untrue, and would let the same lines be returned and refunded again. The
+  // return stays Initial (its lines stay taken) and the flow ends FAILED for staff to finish recording.
+  if (input.pspRefundId)
+    throw new DomainError(
+      ErrorCode.CONFLICT,
+      `Return ${input.returnId} was refunded at the PSP (refund ${input.pspRefundId}): it is not marked NotRefunded`,
+      { returnId: input.returnId, pspRefundId: input.pspRefundId },
+    );
   const order = await readOrder(input.orderId);
   await service(() =>
     orderManagementClient().updateWithRetry(

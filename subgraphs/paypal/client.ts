@@ -231,6 +231,7 @@ export async function refundCapture(request: {
   idempotencyKey: string;
 }): Promise<PayPalRefundResult> {
   const currency = request.currency.toUpperCase();
+  if (request.amountCents === 0) return refundOfFullyRefunded(request.captureId);
   try {
     const { result } = await paypal().payments.refundCapturedPayment({
       captureId: request.captureId,
@@ -248,6 +249,27 @@ export async function refundCapture(request: {
     }
     throw asDomainError(error);
   }
+}
+
+/**
+ * Nothing is left to refund (the refunds recorded on the order add up to the payment, e.g. one made on
+ * paypal.com): a capture PayPal fully refunded answers its latest refund, as a refund request would
+ * (`CAPTURE_FULLY_REFUNDED`); any other is refused, since PayPal refunds no amount of 0.
+ */
+async function refundOfFullyRefunded(captureId: string): Promise<PayPalRefundResult> {
+  let latest: Refund | undefined;
+  try {
+    const { result: capture } = await paypal().payments.getCapturedPayment({ captureId });
+    if (capture.status === 'REFUNDED') latest = await latestRefundOfCapture(captureId);
+  } catch (error) {
+    throw asDomainError(error);
+  }
+  if (latest) return toResult(latest, captureId);
+  throw new DomainError(
+    ErrorCode.BAD_USER_INPUT,
+    `refundAmountCents is 0 but PayPal has not fully refunded capture ${captureId}: there is nothing to refund`,
+    { psp: 'paypal' },
+  );
 }
 
 /** The buyer's activity page of a payment on paypal.com (no API call: PayPal has no receipt resource). */

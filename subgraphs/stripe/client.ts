@@ -98,6 +98,7 @@ export async function refundPaymentIntent(request: {
   orderNumber?: string;
   idempotencyKey: string;
 }): Promise<StripeRefundResult> {
+  if (request.amountCents === 0) return refundOfFullyRefunded(request.paymentIntentId);
   try {
     const refund = await stripe().refunds.create(
       {
@@ -117,6 +118,28 @@ export async function refundPaymentIntent(request: {
     }
     throw asDomainError(error);
   }
+}
+
+/**
+ * Nothing is left to refund (the refunds recorded on the order add up to the payment, e.g. one made in
+ * the dashboard): a PaymentIntent Stripe fully refunded answers its latest refund, as a refund request
+ * would (`charge_already_refunded`); any other is refused, since Stripe refunds no amount of 0.
+ */
+async function refundOfFullyRefunded(paymentIntentId: string): Promise<StripeRefundResult> {
+  let latest: Stripe.Refund | undefined;
+  try {
+    const intent = await stripe().paymentIntents.retrieve(paymentIntentId, { expand: ['latest_charge'] });
+    const charge = intent.latest_charge;
+    if (typeof charge === 'object' && charge?.refunded) latest = await latestRefund(paymentIntentId);
+  } catch (error) {
+    throw asDomainError(error);
+  }
+  if (latest) return toResult(latest);
+  throw new DomainError(
+    ErrorCode.BAD_USER_INPUT,
+    `refundAmountCents is 0 but Stripe has not fully refunded PaymentIntent ${paymentIntentId}: there is nothing to refund`,
+    { psp: 'stripe' },
+  );
 }
 
 /** The receipt URL of the PaymentIntent's charge, or null when it has no charge (yet). */

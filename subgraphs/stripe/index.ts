@@ -40,10 +40,11 @@ function authorize(ctx: ActionContext): void {
 
 function validate(input: RefundPaymentInput): void {
   if (!input.pspPaymentId.trim()) throw new DomainError(ErrorCode.BAD_USER_INPUT, 'pspPaymentId is empty');
-  if (input.refundAmountCents < 1)
+  // 0: nothing is left to refund, answered only for a payment Stripe already fully refunded.
+  if (input.refundAmountCents < 0)
     throw new DomainError(
       ErrorCode.BAD_USER_INPUT,
-      `refundAmountCents must be positive, not ${input.refundAmountCents}`,
+      `refundAmountCents must not be negative, not ${input.refundAmountCents}`,
     );
   try {
     new Intl.NumberFormat('en-US', { style: 'currency', currency: input.currency });

@@ -109,6 +109,14 @@ describe('the caller', () => {
   });
 });
 
+describe('a flow without a caller', () => {
+  it('is refused once callers are verified: its steps would act for nobody', async () => {
+    const { data, errors } = await t.graphql(ECHO, { input: { channel: 'WEB' } });
+    expect(errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+    expect(data?.echoCaller ?? null).toBeNull();
+  });
+});
+
 describe('a step with a condition', () => {
   it('runs when the flow data matches and is recorded as skipped when it does not', async () => {
     const mobile = await t.graphql<{ echoCaller: { status: string; steps: unknown[] } }>(
@@ -129,6 +137,7 @@ describe('the order entity', () => {
     const refund = await t.graphql<{ requestRefund: { id: string } }>(
       'mutation($input: RefundRequestInput!) { requestRefund(input: $input) { id } }',
       { input: { orderId, amount: 5 } },
+      { token: staff },
     );
     expect(refund.errors).toBeUndefined();
     const query = 'query($ids: [ID!]!) { orders(ids: $ids) { id number flows { id name status } } }';
@@ -163,6 +172,7 @@ describe('a step whose Action returns a list', () => {
     const { data, errors } = await t.graphql<{ lookupOrders: { output: unknown } }>(
       'query($input: LookupInput!) { lookupOrders(input: $input) { output } }',
       { input: { ids: ['1', '2'] } },
+      { token: staff },
     );
     expect(errors).toBeUndefined();
     // The step's selection reaches every subgraph that resolves the entity (here its payments).

@@ -54,6 +54,7 @@ describe('README.md example operations', () => {
       'GET /orders/unified/order_receipt/?order_number=2U-2026000002',
       'GET /lms/payment_page_redirect/?sku=8CF08E5&utm_source=lms',
       'mutation Refund {',
+      'query Order {',
       'POST /order-management/fulfill',
       'POST /order-management/sanctioned',
       'query RecentFlows {',

@@ -79,14 +79,17 @@ async function startGateway(): Promise<GatewayProcess> {
 }
 
 /** Sends a refund mutation and never fails: the gateway may die before it answers. */
-function startRefund(
+/** The gateway processes run `gateway/main.ts`, which verifies callers: a development staff token. */
+const staffToken = () => signToken(DEVELOPMENT_JWT_SECRET, { kind: 'staff', username: 'staff' });
+
+async function startRefund(
   gateway: GatewayProcess,
   mutation: 'requestRefund' | 'requestStrictRefund',
   orderId: string,
 ) {
   return fetch(`${gateway.url}/graphql`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${await staffToken()}` },
     body: JSON.stringify({
       query: `mutation($input: RefundRequestInput!) { ${mutation}(input: $input) { id status } }`,
       variables: { input: { orderId, amount: 25, learnerId: `learner-${orderId}` } },
@@ -251,7 +254,7 @@ describe('kill -9 of the gateway in the middle of flows', () => {
       status: 'failed',
       errorCode: 'FlowInterrupted',
     });
-    const staff = await signToken(DEVELOPMENT_JWT_SECRET, { kind: 'staff', username: 'staff' });
+    const staff = await staffToken();
     const strictRecord = await fetch(`${survivor.url}/graphql`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${staff}` },
