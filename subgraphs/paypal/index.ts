@@ -6,7 +6,11 @@ import {
   type RouteRequest,
   type RouteResponse,
 } from '../../gateway/sdk/plugin.js';
-import { requirePrincipal, requireStaff } from '../../gateway/sdk/principal.js';
+import {
+  authorizePaymentAction,
+  checkRefundRequest,
+  type RefundPaymentInput,
+} from '../../schema/contracts/refund-payment.js';
 import { activityUrl, refundCapture, refundOfWebhookResource, verifyWebhookSignature } from './client.js';
 
 /**
@@ -15,53 +19,13 @@ import { activityUrl, refundCapture, refundOfWebhookResource, verifyWebhookSigna
  * (`PAYMENT.CAPTURE.REFUNDED`) into the signal `payment.refunded.v1`.
  */
 
-interface RefundPaymentInput {
-  pspPaymentId: string;
-  refundAmountCents: number;
-  currency: string;
-  orderNumber?: string | null;
-}
-
-/**
- * Money moves here, so outside a flow only staff and Services may call; a flow step acts for the
- * flow's caller, whom the flow's earlier steps (createReturn) have checked against the order.
- */
-function authorize(ctx: ActionContext): void {
-  if (ctx.flowId) requirePrincipal(ctx.principal);
-  else requireStaff(ctx.principal);
-}
-
-function validate(input: RefundPaymentInput): void {
-  if (!input.pspPaymentId.trim()) throw new DomainError(ErrorCode.BAD_USER_INPUT, 'pspPaymentId is empty');
-  // 0: nothing is left to refund, answered only for a payment PayPal already fully refunded.
-  if (input.refundAmountCents < 0)
-    throw new DomainError(
-      ErrorCode.BAD_USER_INPUT,
-      `refundAmountCents must not be negative, not ${input.refundAmountCents}`,
-    );
-  try {
-    new Intl.NumberFormat('en-US', { style: 'currency', currency: input.currency });
-  } catch {
-    throw new DomainError(
-      ErrorCode.BAD_USER_INPUT,
-      `currency must be an ISO 4217 code, not '${input.currency}'`,
-    );
-  }
-}
-
 async function refundPayPalPayment(_: unknown, { input }: { input: RefundPaymentInput }, ctx: ActionContext) {
-  authorize(ctx);
-  validate(input);
-  if (!ctx.idempotencyKey)
-    throw new DomainError(
-      ErrorCode.BAD_USER_INPUT,
-      'refundPayPalPayment needs an idempotency key (it runs as a step of a Purchase Flow), so that a retry never refunds twice',
-    );
+  const idempotencyKey = checkRefundRequest('refundPayPalPayment', input, ctx);
   const refund = await refundCapture({
     captureId: input.pspPaymentId,
     amountCents: input.refundAmountCents,
     currency: input.currency,
-    idempotencyKey: ctx.idempotencyKey,
+    idempotencyKey,
   });
   return {
     pspRefundId: refund.pspRefundId,
@@ -72,7 +36,7 @@ async function refundPayPalPayment(_: unknown, { input }: { input: RefundPayment
 }
 
 function payPalReceiptUrl(_: unknown, { pspPaymentId }: { pspPaymentId: string }, ctx: ActionContext) {
-  authorize(ctx);
+  authorizePaymentAction(ctx);
   if (!pspPaymentId.trim()) throw new DomainError(ErrorCode.BAD_USER_INPUT, 'pspPaymentId is empty');
   return { url: activityUrl(pspPaymentId) };
 }

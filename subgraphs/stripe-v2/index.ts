@@ -1,6 +1,7 @@
 import { DomainError, ErrorCode } from '../../gateway/errors.js';
 import { definePlugin, type ActionContext } from '../../gateway/sdk/plugin.js';
 import { requirePrincipal } from '../../gateway/sdk/principal.js';
+import type { RefundPaymentInput } from '../../schema/contracts/refund-payment.js';
 import { refundPaymentIntent } from '../stripe/client.js';
 
 /**
@@ -20,13 +21,6 @@ import { refundPaymentIntent } from '../stripe/client.js';
  * first refund only if the parameters are the same (otherwise it answers `idempotency_error`). So v2
  * sends exactly what v1 sends for a flow step: no extra metadata, no other API version.
  */
-
-interface RefundPaymentInput {
-  pspPaymentId: string;
-  refundAmountCents: number;
-  currency: string;
-  orderNumber?: string | null;
-}
 
 async function refundStripePayment(_: unknown, { input }: { input: RefundPaymentInput }, ctx: ActionContext) {
   requirePrincipal(ctx.principal);

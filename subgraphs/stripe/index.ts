@@ -1,4 +1,3 @@
-import { DomainError, ErrorCode } from '../../gateway/errors.js';
 import {
   definePlugin,
   type ActionContext,
@@ -6,7 +5,11 @@ import {
   type RouteRequest,
   type RouteResponse,
 } from '../../gateway/sdk/plugin.js';
-import { requirePrincipal, requireStaff } from '../../gateway/sdk/principal.js';
+import {
+  authorizePaymentAction,
+  checkRefundRequest,
+  type RefundPaymentInput,
+} from '../../schema/contracts/refund-payment.js';
 import {
   isSignatureError,
   receiptUrl,
@@ -22,53 +25,13 @@ import {
  * into the signal `payment.refunded.v1`.
  */
 
-interface RefundPaymentInput {
-  pspPaymentId: string;
-  refundAmountCents: number;
-  currency: string;
-  orderNumber?: string | null;
-}
-
-/**
- * Money moves here, so outside a flow only staff and Services may call; a flow step acts for the
- * flow's caller, whom the flow's earlier steps (createReturn) have checked against the order.
- */
-function authorize(ctx: ActionContext): void {
-  if (ctx.flowId) requirePrincipal(ctx.principal);
-  else requireStaff(ctx.principal);
-}
-
-function validate(input: RefundPaymentInput): void {
-  if (!input.pspPaymentId.trim()) throw new DomainError(ErrorCode.BAD_USER_INPUT, 'pspPaymentId is empty');
-  // 0: nothing is left to refund, answered only for a payment Stripe already fully refunded.
-  if (input.refundAmountCents < 0)
-    throw new DomainError(
-      ErrorCode.BAD_USER_INPUT,
-      `refundAmountCents must not be negative, not ${input.refundAmountCents}`,
-    );
-  try {
-    new Intl.NumberFormat('en-US', { style: 'currency', currency: input.currency });
-  } catch {
-    throw new DomainError(
-      ErrorCode.BAD_USER_INPUT,
-      `currency must be an ISO 4217 code, not '${input.currency}'`,
-    );
-  }
-}
-
 async function refundStripePayment(_: unknown, { input }: { input: RefundPaymentInput }, ctx: ActionContext) {
-  authorize(ctx);
-  validate(input);
-  if (!ctx.idempotencyKey)
-    throw new DomainError(
-      ErrorCode.BAD_USER_INPUT,
-      'refundStripePayment needs an idempotency key (it runs as a step of a Purchase Flow), so that a retry never refunds twice',
-    );
+  const idempotencyKey = checkRefundRequest('refundStripePayment', input, ctx);
   const refund = await refundPaymentIntent({
     paymentIntentId: input.pspPaymentId,
     amountCents: input.refundAmountCents,
     orderNumber: input.orderNumber ?? undefined,
-    idempotencyKey: ctx.idempotencyKey,
+    idempotencyKey,
   });
   return {
     pspRefundId: refund.pspRefundId,
@@ -79,7 +42,7 @@ async function refundStripePayment(_: unknown, { input }: { input: RefundPayment
 }
 
 async function stripeReceiptUrl(_: unknown, { pspPaymentId }: { pspPaymentId: string }, ctx: ActionContext) {
-  authorize(ctx);
+  authorizePaymentAction(ctx);
   const url = await receiptUrl(pspPaymentId);
   return url ? { url } : null;
 }

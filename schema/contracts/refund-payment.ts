@@ -1,0 +1,60 @@
+import { DomainError, ErrorCode } from '../../gateway/errors.js';
+import type { ActionContext } from '../../gateway/sdk/plugin.js';
+import { requirePrincipal, requireStaff } from '../../gateway/sdk/principal.js';
+
+/**
+ * The "refund a payment" Action contract, shared by its Implementations (stripe, paypal, stripe-v2):
+ * the input they take (`RefundPaymentInput` in their SDL), what they return (`PaymentRefund`), and the
+ * checks every Implementation makes before money moves.
+ */
+export interface RefundPaymentInput {
+  pspPaymentId: string;
+  /** 0: nothing left to refund, answered with the existing refund of a fully refunded payment. */
+  refundAmountCents: number;
+  currency: string;
+  orderNumber?: string | null;
+}
+
+export interface PaymentRefund {
+  pspRefundId: string;
+  refundedAmountCents: number;
+  refundStatus: string;
+  refundCreatedAt: string;
+}
+
+/**
+ * Who may call a PSP's payment Actions: outside a flow only staff and Services; a flow step acts for
+ * the flow's caller, whom the flow's earlier steps (createReturn, orderByNumber) checked against the order.
+ */
+export function authorizePaymentAction(ctx: ActionContext): void {
+  if (ctx.flowId) requirePrincipal(ctx.principal);
+  else requireStaff(ctx.principal);
+}
+
+/**
+ * Checks a refund request and returns the idempotency key to send to the PSP. Without an idempotency
+ * key (a step's) a retry could refund twice, so there is no refund.
+ */
+export function checkRefundRequest(action: string, input: RefundPaymentInput, ctx: ActionContext): string {
+  authorizePaymentAction(ctx);
+  if (!input.pspPaymentId.trim()) throw new DomainError(ErrorCode.BAD_USER_INPUT, 'pspPaymentId is empty');
+  if (input.refundAmountCents < 0)
+    throw new DomainError(
+      ErrorCode.BAD_USER_INPUT,
+      `refundAmountCents must not be negative, not ${input.refundAmountCents}`,
+    );
+  try {
+    new Intl.NumberFormat('en-US', { style: 'currency', currency: input.currency });
+  } catch {
+    throw new DomainError(
+      ErrorCode.BAD_USER_INPUT,
+      `currency must be an ISO 4217 code, not '${input.currency}'`,
+    );
+  }
+  if (!ctx.idempotencyKey)
+    throw new DomainError(
+      ErrorCode.BAD_USER_INPUT,
+      `${action} needs an idempotency key (it runs as a step of a Purchase Flow), so that a retry never refunds twice`,
+    );
+  return ctx.idempotencyKey;
+}
