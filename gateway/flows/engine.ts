@@ -209,7 +209,8 @@ export class FlowEngine {
           : ErrorCode.STEP_FAILED;
       throw new DomainError(code as ErrorCode, flow.errorMessage ?? 'The flow failed', {
         flowId: flow.id,
-        flowStatus: flow.status,
+        // As the FlowRun type spells it.
+        flowStatus: flow.status.toUpperCase(),
         ...(failure?.details ?? {}),
       });
     }

@@ -45,7 +45,15 @@ export function pluginRoutes(
           const principal = await deps.authenticate(req.headers.authorization);
           const url = new URL(req.url ?? path, 'http://localhost');
           response = await route.handle(
-            { method: req.method!, path, headers: req.headers, query: url.searchParams, rawBody, principal },
+            {
+              method: req.method!,
+              path,
+              headers: req.headers,
+              query: url.searchParams,
+              rawQuery: url.search.slice(1),
+              rawBody,
+              principal,
+            },
             runtime,
           );
         } catch (error) {

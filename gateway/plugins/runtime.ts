@@ -57,7 +57,11 @@ export function createPluginRuntime(
     async runFilter(name, input, options = {}): Promise<FilterResult> {
       try {
         const flow = await deps.engine.runFilter(name, input, options);
-        return { flowId: flow.id, status: flow.status, output: flow.output as FilterResult['output'] };
+        return {
+          flowId: flow.id,
+          status: flow.status.toUpperCase(),
+          output: flow.output as FilterResult['output'],
+        };
       } catch (error) {
         const code = domainCodeOf(error);
         if (!code) throw error;

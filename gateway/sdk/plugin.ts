@@ -66,6 +66,7 @@ export interface PluginRuntime {
 
 export interface FilterResult {
   flowId: string;
+  /** As the FlowRun type spells it: COMPLETED, HALTED, FAILED, COMPENSATED (REJECTED: refused before it ran). */
   status: string;
   output: Record<string, unknown> | null;
   error?: { code: string; message: string };
@@ -84,6 +85,8 @@ export interface RouteRequest {
   /** Lower-case names, as Node gives them. */
   headers: IncomingHttpHeaders;
   query: URLSearchParams;
+  /** The query string exactly as sent, without the `?`: to pass it on unchanged. */
+  rawQuery: string;
   /** The body exactly as received: signatures are computed over these bytes. */
   rawBody: Buffer;
   /** The caller, when the request carried a valid bearer JWT. */

@@ -117,9 +117,15 @@ export default definePlugin({
         const config = frontendAppsConfig();
         const coordinator = await ctx.variation(Flags.checkout, false);
         const base = new URL(coordinator ? config.COMMERCE_FRONTEND_URL : config.LEGACY_BASKET_URL);
-        // Every parameter the LMS sent (skus, utm_*, dwft_*, …) reaches the checkout unchanged.
-        for (const [key, value] of new URLSearchParams(input.query)) base.searchParams.append(key, value);
-        return { url: base.toString(), frontend: coordinator ? 'commerce-frontend' : 'legacy-ecommerce' };
+        // Every parameter the LMS sent (skus, utm_*, dwft_*, …) reaches the checkout byte for byte.
+        const query = input.query.replace(/^\?/, '');
+        if (/[\s#]/.test(query))
+          throw new DomainError(
+            ErrorCode.BAD_USER_INPUT,
+            'query must be a URL query string (no spaces or #)',
+          );
+        const url = query ? `${base.toString()}${base.search ? '&' : '?'}${query}` : base.toString();
+        return { url, frontend: coordinator ? 'commerce-frontend' : 'legacy-ecommerce' };
       },
     },
   },
@@ -150,7 +156,7 @@ export default definePlugin({
       async handle(request, runtime) {
         if (!request.principal)
           return { status: 401, body: { code: 'UNAUTHENTICATED', message: 'Sign in to check out' } };
-        const query = request.query.toString();
+        const query = request.rawQuery;
         const result = await runtime.runFilter(
           'checkout.payment-page.requested.v1',
           { query },

@@ -114,7 +114,7 @@ describe.each([{ bus: 'redis' }, { bus: 'memory' }])(
       t.ledger.fault({ kind: 'refund', orderId, status: 409, times: 1 });
       const { data, errors } = await refund({ orderId, amount: 7 });
       expect(data).toBeNull();
-      expect(errors?.[0]?.extensions).toMatchObject({ code: 'CONFLICT', flowStatus: 'compensated' });
+      expect(errors?.[0]?.extensions).toMatchObject({ code: 'CONFLICT', flowStatus: 'COMPENSATED' });
       const flowId = errors![0]!.extensions!.flowId as string;
       const recorded = (await t.graphql<{ flow: Flow }>(FLOW, { id: flowId })).data!.flow;
       expect(recorded.status).toBe('COMPENSATED');

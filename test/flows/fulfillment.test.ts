@@ -206,7 +206,7 @@ describe('fulfillment: an order placed in the order management Service', () => {
 
     const answer = await fulfill(order.id);
 
-    expect(answer).toMatchObject({ status: 200, body: { status: 'completed' } });
+    expect(answer).toMatchObject({ status: 200, body: { status: 'COMPLETED' } });
     expect(lineStates(order.id)).toEqual({ [courseLineId]: 'SUCCESS', [bundleLineId]: 'SUCCESS' });
     // Two updates in all: every line to PROCESSING in one, every line to its outcome in the other.
     expect(orderUpdates(order.id)).toBe(2);
@@ -281,7 +281,7 @@ describe('fulfillment: LMS failures', () => {
 
     const answer = await fulfill(order.id);
 
-    expect(answer).toMatchObject({ status: 200, body: { status: 'completed' } });
+    expect(answer).toMatchObject({ status: 200, body: { status: 'COMPLETED' } });
     expect(Object.values(lineStates(order.id))).toEqual(['SUCCESS', 'SUCCESS']);
     const steps = stepsByAction(await flow(answer.body.flowId!));
     expect(steps.fulfillOrder).toMatchObject({ status: 'completed', attempt: 3, error: null });
@@ -299,7 +299,7 @@ describe('fulfillment: LMS failures', () => {
 
     const answer = await fulfill(order.id);
 
-    expect(answer).toMatchObject({ status: 200, body: { status: 'completed' } });
+    expect(answer).toMatchObject({ status: 200, body: { status: 'COMPLETED' } });
     expect(lineStates(order.id)).toEqual({ [courseLineId]: 'FAILURE', [bundleLineId]: 'SUCCESS' });
     expect(enrollmentsOf(order.id)).toEqual([]);
     expect(entitlementsOf(order.customer.username)).toHaveLength(1);
@@ -328,7 +328,7 @@ describe('fulfillment: LMS failures', () => {
     const answer = await fulfill(order.id);
 
     expect(answer.status).toBe(200);
-    expect(answer.body).toMatchObject({ status: 'compensated', error: { code: 'STEP_FAILED' } });
+    expect(answer.body).toMatchObject({ status: 'COMPENSATED', error: { code: 'STEP_FAILED' } });
     expect(lmsWrites().enroll - before.enroll).toBe(attempts);
     expect(lineStates(order.id)).toEqual({
       [courseLineId]: 'FAILURE',
@@ -361,13 +361,13 @@ describe('fulfillment: a SUCCESS line never moves again', () => {
   it('fulfilling a fulfilled order again (a new message) changes nothing and enrolls nothing twice', async () => {
     const order = seedOrder([courseLine(), bundleLine()]);
     const first = await fulfill(order.id);
-    expect(first.body.status).toBe('completed');
+    expect(first.body.status).toBe('COMPLETED');
     const version = storedOrder(order.id).version;
     const before = lmsWrites();
 
     const again = await fulfill(order.id);
 
-    expect(again).toMatchObject({ status: 200, body: { status: 'completed' } });
+    expect(again).toMatchObject({ status: 200, body: { status: 'COMPLETED' } });
     expect(again.body.flowId).not.toBe(first.body.flowId);
     expect(Object.values(lineStates(order.id))).toEqual(['SUCCESS', 'SUCCESS']);
     expect(storedOrder(order.id).version).toBe(version);
@@ -388,7 +388,7 @@ describe('fulfillment: a SUCCESS line never moves again', () => {
 
     const again = await fulfill(order.id);
 
-    expect(again.body.status).toBe('completed');
+    expect(again.body.status).toBe('COMPLETED');
     expect(lineStates(order.id)).toEqual({ [courseLineId]: 'SUCCESS', [bundleLineId]: 'SUCCESS' });
     expect(lmsWrites()).toEqual({ enroll: before.enroll + 1, entitle: before.entitle });
     expect(enrollmentsOf(order.id)).toHaveLength(1);
@@ -408,7 +408,7 @@ describe('fulfillment: a SUCCESS line never moves again', () => {
     const three = await fulfill(order.id, messageId);
 
     for (const answer of [one, two, three])
-      expect(answer).toMatchObject({ status: 200, body: { flowId: one.body.flowId, status: 'completed' } });
+      expect(answer).toMatchObject({ status: 200, body: { flowId: one.body.flowId, status: 'COMPLETED' } });
     expect(await flowsOf(order.id)).toHaveLength(1);
     expect(lmsWrites()).toEqual({ enroll: before.enroll + 1, entitle: before.entitle + 1 });
     expect(orderUpdates(order.id)).toBe(2);
@@ -432,7 +432,7 @@ describe('fulfillment: concurrent completions of one order', () => {
 
     expect(c.services.orderManagement.responses(409) - conflicts).toBeGreaterThanOrEqual(3);
     for (const answer of answers)
-      expect(answer).toMatchObject({ status: 200, body: { status: 'completed' } });
+      expect(answer).toMatchObject({ status: 200, body: { status: 'COMPLETED' } });
     expect(Object.values(lineStates(order.id))).toEqual(['SUCCESS', 'SUCCESS', 'SUCCESS']);
     const records = await flowsOf(order.id);
     expect(records).toHaveLength(2);
@@ -461,7 +461,7 @@ describe('fulfillment: concurrent completions of one order', () => {
 
     expect(c.services.orderManagement.responses(409) - conflicts).toBeGreaterThanOrEqual(orders.length);
     for (const answer of answers)
-      expect(answer).toMatchObject({ status: 200, body: { status: 'completed' } });
+      expect(answer).toMatchObject({ status: 200, body: { status: 'COMPLETED' } });
     for (const order of orders)
       expect(Object.values(lineStates(order.id)).every((s) => s === 'SUCCESS')).toBe(true);
     expect(entitlementsOf(learner.username)).toHaveLength(2);

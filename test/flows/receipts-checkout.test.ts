@@ -273,8 +273,10 @@ describe('payment page (GET /lms/payment_page_redirect/)', () => {
     expect(res.status).toBe(303);
     const location = new URL(res.headers.get('location')!);
     expect(`${location.origin}${location.pathname}`).toBe(base);
-    // Every parameter, in order, repeated keys included, with the same decoded value.
+    // Every parameter, in order, repeated keys included, with the same decoded value...
     expect(pairs(location.search)).toEqual(pairs(QUERY));
+    // ...and the very bytes the LMS sent (encoding included: %20 stays %20, ~ stays ~).
+    expect(res.headers.get('location')!.split('?')[1]).toBe(QUERY);
     return location;
   }
 

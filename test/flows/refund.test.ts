@@ -507,7 +507,7 @@ describe('a PSP rejection', () => {
       const { flow, error } = await requestRefund(order, [order.lineItemIds[0]!]);
 
       expect(flow).toBeUndefined();
-      expect(error?.extensions).toMatchObject({ code: 'CONFLICT', pspCode, flowStatus: 'compensated' });
+      expect(error?.extensions).toMatchObject({ code: 'CONFLICT', pspCode, flowStatus: 'COMPENSATED' });
       const [record, ...others] = await flowsOf(order);
       expect(others).toEqual([]);
       expect(record).toMatchObject({
@@ -560,7 +560,7 @@ describe('a failure after the money moved', () => {
 
     const { error } = await requestRefund(order, [order.lineItemIds[0]!]);
 
-    expect(error?.extensions).toMatchObject({ code: 'CONFLICT', flowStatus: 'failed' });
+    expect(error?.extensions).toMatchObject({ code: 'CONFLICT', flowStatus: 'FAILED' });
     const [record] = await refundFlows(order);
     expect(record!.status).toBe('FAILED');
     expect(record!.steps.map((s) => [s.action, s.status])).toEqual([

@@ -986,7 +986,7 @@ describe('order-management plugin: routes', () => {
     },
     async runFilter(name, input, options): Promise<FilterResult> {
       filters.push({ name, input, options });
-      return { flowId: `flow-${filters.length}`, status: 'completed', output: {} };
+      return { flowId: `flow-${filters.length}`, status: 'COMPLETED', output: {} };
     },
     variation: async (_flag, _principal, defaultValue) => defaultValue,
   };
@@ -996,6 +996,7 @@ describe('order-management plugin: routes', () => {
     path,
     headers: { 'content-type': 'application/json' },
     query: new URLSearchParams(),
+    rawQuery: '',
     rawBody: Buffer.from(typeof body === 'string' ? body : JSON.stringify(body)),
     ...(principal ? { principal } : {}),
   });
@@ -1005,7 +1006,7 @@ describe('order-management plugin: routes', () => {
     expect(fulfill.method).toBe('POST');
     const envelope = { id: 'evt-1', 'detail-type': 'LineItemStateTransition', detail: { id: 'order-1' } };
     const response = await fulfill.handle(request(fulfill.path, envelope, service), runtime);
-    expect(response).toEqual({ status: 200, body: { flowId: 'flow-1', status: 'completed' } });
+    expect(response).toEqual({ status: 200, body: { flowId: 'flow-1', status: 'COMPLETED' } });
     expect(filters.at(-1)).toEqual({
       name: 'order.fulfillment.requested.v1',
       input: { orderId: 'order-1' },

@@ -61,6 +61,7 @@ async function serveRoute(route: Route, runtime: PluginRuntime): Promise<{ url: 
           path: url.pathname,
           headers: req.headers,
           query: url.searchParams,
+          rawQuery: url.search.slice(1),
           rawBody: Buffer.concat(chunks),
         },
         runtime,
@@ -85,6 +86,7 @@ const webhookRequest = (route: Route, headers: Record<string, string>, body: str
   path: route.path,
   headers,
   query: new URLSearchParams(),
+  rawQuery: '',
   rawBody: Buffer.from(body),
 });
 
