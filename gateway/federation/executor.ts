@@ -7,11 +7,19 @@ import type {
   GatewayInterface,
   GatewaySchemaLoadOrUpdateCallback,
 } from '@apollo/server-gateway-interface';
-import { GraphQLError, type GraphQLSchema } from 'graphql';
+import {
+  GraphQLError,
+  TypeInfo,
+  isAbstractType,
+  visit,
+  visitWithTypeInfo,
+  type DocumentNode,
+  type GraphQLSchema,
+} from 'graphql';
 import { getVariableValues } from 'graphql/execution/values.js';
 import { ErrorCode } from '../errors.js';
 import type { GatewayContext } from './context.js';
-import { overrideLabels } from './override-labels.js';
+import { overrideLabels, type OverrideLabel } from './override-labels.js';
 import { rootFetchServices } from './plan.js';
 
 export interface FlagEvaluator {
@@ -42,7 +50,9 @@ export class FederatedExecutor implements GatewayInterface {
   private readonly supergraphSchema: GraphQLSchema;
   private readonly apiSchema: Schema;
   private readonly planner: QueryPlanner;
-  private readonly labels: readonly string[];
+  private readonly labels: readonly OverrideLabel[];
+  /** The labels that can change each operation's plan: those on fields it selects. */
+  private readonly relevantLabels = new Map<string, readonly string[]>();
   private readonly plans = new Map<string, QueryPlan>();
   private readonly planCacheSize: number;
 
@@ -53,7 +63,7 @@ export class FederatedExecutor implements GatewayInterface {
     this.schema = this.apiSchema.toGraphQLJSSchema();
     this.supergraphSchema = supergraph.schema.toGraphQLJSSchema();
     this.planner = new QueryPlanner(supergraph);
-    this.labels = [...new Set(overrideLabels(options.supergraphSdl).map((l) => l.label))].sort();
+    this.labels = overrideLabels(options.supergraphSdl);
     this.planCacheSize = options.planCacheSize ?? 1000;
     for (const { name } of supergraph.subgraphsMetadata()) {
       if (!options.dataSources[name]) throw new Error(`No data source for subgraph '${name}'`);
@@ -93,14 +103,23 @@ export class FederatedExecutor implements GatewayInterface {
       };
     }
 
-    const conditions = new Map<string, boolean>();
-    for (const label of this.labels) {
+    // Only the flags of labels on fields this operation selects are evaluated (and recorded): the
+    // others cannot change its plan, and planning with them off is the same plan.
+    const operationKey = `${requestContext.queryHash}:${request.operationName ?? ''}`;
+    let relevant = this.relevantLabels.get(operationKey);
+    if (!relevant) {
+      relevant = this.labelsSelectedBy(document);
+      if (this.relevantLabels.size >= this.planCacheSize) this.relevantLabels.clear();
+      this.relevantLabels.set(operationKey, relevant);
+    }
+    const conditions = new Map<string, boolean>(this.labels.map((l) => [l.label, false]));
+    for (const label of relevant) {
       const decision = await this.options.flags.evaluate(label, context.flagContext, false);
       conditions.set(label, decision.value);
       context.decisions?.push(decision);
     }
 
-    const key = `${requestContext.queryHash}:${request.operationName ?? ''}:${[...conditions.values()].map(Number).join('')}`;
+    const key = `${operationKey}:${relevant.map((l) => Number(conditions.get(l))).join('')}`;
     let plan = this.plans.get(key);
     if (!plan) {
       const operation = operationFromDocument(this.apiSchema, document, {
@@ -120,5 +139,27 @@ export class FederatedExecutor implements GatewayInterface {
       this.supergraphSchema,
       this.apiSchema,
     );
+  }
+
+  /** The override labels on the fields `document` selects, an abstract type's implementations included. */
+  private labelsSelectedBy(document: DocumentNode): string[] {
+    if (!this.labels.length) return [];
+    const selected = new Set<string>();
+    const schema = this.schema;
+    const typeInfo = new TypeInfo(schema);
+    visit(
+      document,
+      visitWithTypeInfo(typeInfo, {
+        Field(node) {
+          const parent = typeInfo.getParentType();
+          if (!parent) return;
+          const types = isAbstractType(parent) ? schema.getPossibleTypes(parent) : [parent];
+          for (const type of types) selected.add(`${type.name}.${node.name.value}`);
+        },
+      }),
+    );
+    return [
+      ...new Set(this.labels.filter((l) => selected.has(`${l.typeName}.${l.fieldName}`)).map((l) => l.label)),
+    ].sort();
   }
 }

@@ -93,11 +93,11 @@ describe('the caller', () => {
         },
       ],
     });
-    // A flag the Action evaluated is recorded on its step, like the gateway's own decisions.
-    expect(data!.echoCaller.steps[0]!.flagDecisions).toContainEqual({
-      flag: 'transition.echo.audit',
-      value: true,
-    });
+    // A flag the Action evaluated is recorded on its step, like the gateway's own decisions; the
+    // override label of another Action (transition.refunds.payments-v2) is neither evaluated nor recorded.
+    expect(data!.echoCaller.steps[0]!.flagDecisions).toEqual([
+      { flag: 'transition.echo.audit', value: true },
+    ]);
   });
 
   it('keeps flow records from anonymous callers and learners, and shows them to staff', async () => {
