@@ -1,3 +1,4 @@
+import { accessToken, type IssuedToken } from '../../gateway/sdk/access-token.js';
 import { z } from 'zod';
 import type { LegacyEcommerceConfig } from './config.js';
 
@@ -65,8 +66,6 @@ const pageSchema = z.object({
 });
 export type LegacyOrderPage = z.infer<typeof pageSchema>;
 
-const TOKEN_MARGIN_MS = 60_000;
-
 async function readJson(res: Response): Promise<unknown> {
   const text = await res.text();
   if (!text) return undefined;
@@ -83,8 +82,7 @@ const messageOf = (status: number, body: unknown) =>
     : `legacy ecommerce answered ${status}`;
 
 export class LegacyEcommerceClient {
-  private token: { value: string; renewAt: number } | undefined;
-  private tokenRequest: Promise<string> | undefined;
+  private readonly token = accessToken(() => this.issueToken());
 
   constructor(private readonly config: LegacyEcommerceConfig) {}
 
@@ -103,38 +101,26 @@ export class LegacyEcommerceClient {
     }
   }
 
-  private async accessToken(): Promise<string> {
-    if (this.token && Date.now() < this.token.renewAt) return this.token.value;
-    this.tokenRequest ??= (async () => {
-      try {
-        const res = await this.fetchOnce(`${this.config.LEGACY_ECOMMERCE_OAUTH_URL}/oauth2/access_token`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-          body: new URLSearchParams({
-            grant_type: 'client_credentials',
-            client_id: this.config.LEGACY_ECOMMERCE_CLIENT_ID,
-            client_secret: this.config.LEGACY_ECOMMERCE_CLIENT_SECRET,
-            token_type: 'jwt',
-          }),
-        });
-        const body = await readJson(res);
-        if (!res.ok)
-          throw new LegacyEcommerceUnavailableError(
-            `the OAuth provider refused a token for LEGACY_ECOMMERCE_CLIENT_ID (${res.status})`,
-          );
-        const token = tokenSchema.safeParse(body);
-        if (!token.success)
-          throw new LegacyEcommerceUnavailableError('unexpected token answer from the OAuth provider');
-        this.token = {
-          value: token.data.access_token,
-          renewAt: Date.now() + Math.max(0, token.data.expires_in * 1000 - TOKEN_MARGIN_MS),
-        };
-        return token.data.access_token;
-      } finally {
-        this.tokenRequest = undefined;
-      }
-    })();
-    return this.tokenRequest;
+  private async issueToken(): Promise<IssuedToken> {
+    const res = await this.fetchOnce(`${this.config.LEGACY_ECOMMERCE_OAUTH_URL}/oauth2/access_token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+      body: new URLSearchParams({
+        grant_type: 'client_credentials',
+        client_id: this.config.LEGACY_ECOMMERCE_CLIENT_ID,
+        client_secret: this.config.LEGACY_ECOMMERCE_CLIENT_SECRET,
+        token_type: 'jwt',
+      }),
+    });
+    const body = await readJson(res);
+    if (!res.ok)
+      throw new LegacyEcommerceUnavailableError(
+        `the OAuth provider refused a token for LEGACY_ECOMMERCE_CLIENT_ID (${res.status})`,
+      );
+    const token = tokenSchema.safeParse(body);
+    if (!token.success)
+      throw new LegacyEcommerceUnavailableError('unexpected token answer from the OAuth provider');
+    return { value: token.data.access_token, expiresInSeconds: token.data.expires_in };
   }
 
   /** One page of a learner's orders, newest first; pages start at 1. */
@@ -143,11 +129,11 @@ export class LegacyEcommerceClient {
     const url = `${this.config.LEGACY_ECOMMERCE_URL}/api/v2/orders/?${query}`;
     for (let attempt = 1; ; attempt++) {
       const res = await this.fetchOnce(url, {
-        headers: { authorization: `JWT ${await this.accessToken()}`, accept: 'application/json' },
+        headers: { authorization: `JWT ${await this.token.get()}`, accept: 'application/json' },
       });
       const body = await readJson(res);
       if (res.status === 401 && attempt === 1) {
-        this.token = undefined;
+        this.token.invalidate();
         continue;
       }
       if (res.status >= 500 || [401, 403, 408, 429].includes(res.status))

@@ -1,3 +1,4 @@
+import { accessToken, type IssuedToken } from '../../gateway/sdk/access-token.js';
 import { z } from 'zod';
 import type { LmsConfig } from './config.js';
 
@@ -98,7 +99,6 @@ export type OrderEnrollment = z.infer<
 /** Order ids per order-enrollments call (the LMS side caps it). */
 const ORDER_BATCH = 100;
 /** A token is renewed this long before it expires. */
-const TOKEN_MARGIN_MS = 60_000;
 
 interface Answer {
   status: number;
@@ -129,8 +129,7 @@ function parse<T extends z.ZodType>(schema: T, body: unknown, what: string): z.i
 }
 
 export class LmsClient {
-  private token: { value: string; renewAt: number } | undefined;
-  private tokenRequest: Promise<string> | undefined;
+  private readonly token = accessToken(() => this.issueToken());
 
   constructor(private readonly config: LmsConfig) {}
 
@@ -149,43 +148,31 @@ export class LmsClient {
     }
   }
 
-  private async accessToken(): Promise<string> {
-    if (this.token && Date.now() < this.token.renewAt) return this.token.value;
-    this.tokenRequest ??= (async () => {
-      try {
-        const res = await this.fetchOnce('/oauth2/access_token', {
-          method: 'POST',
-          headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-          body: new URLSearchParams({
-            grant_type: 'client_credentials',
-            client_id: this.config.LMS_CLIENT_ID,
-            client_secret: this.config.LMS_CLIENT_SECRET,
-            token_type: 'jwt',
-          }),
-        });
-        const body = await readJson(res);
-        if (!res.ok)
-          throw new LmsUnavailableError(
-            `the LMS refused an access token for LMS_CLIENT_ID (${res.status} ${errorMessage(res.status, body)})`,
-            res.status,
-          );
-        const token = parse(tokenSchema, body, 'token answer');
-        this.token = {
-          value: token.access_token,
-          renewAt: Date.now() + Math.max(0, token.expires_in * 1000 - TOKEN_MARGIN_MS),
-        };
-        return token.access_token;
-      } finally {
-        this.tokenRequest = undefined;
-      }
-    })();
-    return this.tokenRequest;
+  private async issueToken(): Promise<IssuedToken> {
+    const res = await this.fetchOnce('/oauth2/access_token', {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+      body: new URLSearchParams({
+        grant_type: 'client_credentials',
+        client_id: this.config.LMS_CLIENT_ID,
+        client_secret: this.config.LMS_CLIENT_SECRET,
+        token_type: 'jwt',
+      }),
+    });
+    const body = await readJson(res);
+    if (!res.ok)
+      throw new LmsUnavailableError(
+        `the LMS refused an access token for LMS_CLIENT_ID (${res.status} ${errorMessage(res.status, body)})`,
+        res.status,
+      );
+    const token = parse(tokenSchema, body, 'token answer');
+    return { value: token.access_token, expiresInSeconds: token.expires_in };
   }
 
   /** One API call; a 401 renews the token once (it may have been revoked or expired early). */
   private async call(method: string, path: string, body?: unknown): Promise<Answer> {
     for (let attempt = 1; ; attempt++) {
-      const token = await this.accessToken();
+      const token = await this.token.get();
       const res = await this.fetchOnce(path, {
         method,
         headers: {
@@ -197,7 +184,7 @@ export class LmsClient {
       });
       const answer = { status: res.status, body: await readJson(res) };
       if (res.status === 401 && attempt === 1) {
-        this.token = undefined;
+        this.token.invalidate();
         continue;
       }
       if (res.status >= 500 || [401, 403, 408, 429].includes(res.status))

@@ -1,3 +1,4 @@
+import { accessToken } from '../../gateway/sdk/access-token.js';
 import { readOrderManagementConfig, type OrderManagementConfig } from './config.js';
 
 /**
@@ -131,10 +132,7 @@ export type OrderManagementClient = ReturnType<typeof createOrderManagementClien
 export function createOrderManagementClient(config: OrderManagementConfig, options: ClientOptions = {}) {
   const maxUpdateAttempts = options.maxUpdateAttempts ?? 6;
   const timeoutMs = options.timeoutMs ?? 10_000;
-  let token: { value: string; expiresAt: number } | undefined;
-  let pendingToken: Promise<string> | undefined;
-
-  async function fetchToken(): Promise<string> {
+  const token = accessToken(async () => {
     const res = await fetch(`${config.authUrl}/oauth/token`, {
       method: 'POST',
       headers: {
@@ -147,17 +145,8 @@ export function createOrderManagementClient(config: OrderManagementConfig, optio
     const body = (await res.json().catch(() => undefined)) as
       { access_token?: string; expires_in?: number; message?: string } | undefined;
     if (!res.ok || !body?.access_token) throw new OrderManagementError(res.status, body, 'POST /oauth/token');
-    // Renew a minute early so a token never expires between our check and the Service's.
-    token = { value: body.access_token, expiresAt: Date.now() + ((body.expires_in ?? 3600) - 60) * 1000 };
-    return token.value;
-  }
-
-  async function accessToken(): Promise<string> {
-    if (token && token.expiresAt > Date.now()) return token.value;
-    // Concurrent callers share one token request.
-    pendingToken ??= fetchToken().finally(() => (pendingToken = undefined));
-    return pendingToken;
-  }
+    return { value: body.access_token, expiresInSeconds: body.expires_in ?? 3600 };
+  });
 
   async function request<T>(
     method: 'GET' | 'POST',
@@ -170,7 +159,7 @@ export function createOrderManagementClient(config: OrderManagementConfig, optio
       const res = await fetch(url, {
         method,
         headers: {
-          authorization: `Bearer ${await accessToken()}`,
+          authorization: `Bearer ${await token.get()}`,
           accept: 'application/json',
           ...(init.body !== undefined ? { 'content-type': 'application/json' } : {}),
           // commercetools has no idempotency keys; the flow step's key travels as the correlation id
@@ -184,7 +173,7 @@ export function createOrderManagementClient(config: OrderManagementConfig, optio
       if (res.ok) return body as T;
       // An expired or revoked token: get a new one and try once more.
       if (res.status === 401 && attempt === 1) {
-        token = undefined;
+        token.invalidate();
         continue;
       }
       throw new OrderManagementError(res.status, body as OrderManagementError['body'], what);
