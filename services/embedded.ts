@@ -93,6 +93,9 @@ async function closeAll(started: ReadonlyArray<{ close(): Promise<void> }>) {
   await Promise.allSettled([...started].reverse().map((s) => s.close()));
 }
 
+/** The PayPal order of ada's PayPal payment. */
+const DEMO_PAYPAL_ORDER = 'DEMOPAYPALORDER02';
+
 function seedDemo(s: {
   orderManagement: OrderManagement;
   stripe: StripeStandIn;
@@ -135,7 +138,14 @@ function seedDemo(s: {
     ],
   });
   const [adaPayPal] = s.paypal.seed({
-    captures: [{ id: 'DEMOCAPTURE0002', amountCents: 14_900, invoiceId: orders.adaPayPal.orderNumber }],
+    captures: [
+      {
+        id: 'DEMOCAPTURE0002',
+        orderId: DEMO_PAYPAL_ORDER,
+        amountCents: 14_900,
+        invoiceId: orders.adaPayPal.orderNumber,
+      },
+    ],
   });
   const ada = { lmsUserId: learners.ada.lmsUserId, username: 'ada', email: learners.ada.email };
   const bob = { lmsUserId: learners.bob.lmsUserId, username: 'bob', email: learners.bob.email };
@@ -176,7 +186,8 @@ function seedDemo(s: {
             state: 'SUCCESS',
           },
         ],
-        payment: { psp: 'PAYPAL', pspPaymentId: String(adaPayPal!.id) },
+        // The PayPal order too, as checkout records it (the payment's interfaceId).
+        payment: { psp: 'PAYPAL', pspPaymentId: String(adaPayPal!.id), pspOrderId: DEMO_PAYPAL_ORDER },
       },
       {
         ...orders.bobPlaced,

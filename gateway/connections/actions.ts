@@ -96,40 +96,53 @@ export function isCompatible(required: GraphQLType, provided: GraphQLType): bool
 
 const MAX_SELECTION_DEPTH = 6;
 
+/** Whether a field belongs in an Action's result selection (by default, every field). */
+export type FieldFilter = (type: string, field: string) => boolean;
+
 /**
- * The selection set that fetches a whole result: every field without required arguments, nested to a
- * bounded depth, so the flow records and merges everything the Action returns.
+ * The selection set that fetches a whole result: every field without required arguments (and, with
+ * `include`, only the fields it accepts), nested to a bounded depth, so the flow records and merges
+ * everything the Action returns.
  */
-export function selectAll(type: GraphQLOutputType, schema: GraphQLSchema, depth = 0): string {
+export function selectAll(
+  type: GraphQLOutputType,
+  schema: GraphQLSchema,
+  include: FieldFilter = () => true,
+  depth = 0,
+): string {
   const named = getNamedType(type);
   if (isLeafType(named)) return '';
   if (depth >= MAX_SELECTION_DEPTH) return '{ __typename }';
   if (isAbstractType(named)) {
     const fragments = schema
       .getPossibleTypes(named)
-      .map((t) => `... on ${t.name} ${selectAll(t, schema, depth + 1)}`)
+      .map((t) => `... on ${t.name} ${selectAll(t, schema, include, depth + 1)}`)
       .join(' ');
     return `{ __typename ${fragments} }`;
   }
   if (!isObjectType(named)) return '';
   const fields = Object.values(named.getFields())
-    .filter((f) => !f.args.some(isRequiredArgument))
-    .map((f) => `${f.name}${selectAll(f.type, schema, depth + 1)}`);
+    .filter((f) => !f.args.some(isRequiredArgument) && include(named.name, f.name))
+    .map((f) => `${f.name}${selectAll(f.type, schema, include, depth + 1)}`);
   return `{ ${fields.join(' ')} }`;
 }
 
 /** The GraphQL operation that calls an Action with its inputs as variables. */
-export function actionDocument(action: ActionField, schema: GraphQLSchema): string {
+export function actionDocument(
+  action: ActionField,
+  schema: GraphQLSchema,
+  include: FieldFilter = () => true,
+): string {
   const opName = `Coordinator_${action.name}`;
   if (action.wrapsInput) {
     const arg = action.field.args[0]!;
-    return `${action.operation} ${opName}($input: ${String(arg.type)}) { ${action.name}(input: $input) ${selectAll(action.field.type, schema)} }`;
+    return `${action.operation} ${opName}($input: ${String(arg.type)}) { ${action.name}(input: $input) ${selectAll(action.field.type, schema, include)} }`;
   }
   const vars = action.field.args.map((a) => `$${a.name}: ${String(a.type)}`).join(', ');
   const args = action.field.args.map((a) => `${a.name}: $${a.name}`).join(', ');
   const signature = vars ? `(${vars})` : '';
   const call = args ? `(${args})` : '';
-  return `${action.operation} ${opName}${signature} { ${action.name}${call} ${selectAll(action.field.type, schema)} }`;
+  return `${action.operation} ${opName}${signature} { ${action.name}${call} ${selectAll(action.field.type, schema, include)} }`;
 }
 
 /**

@@ -13,6 +13,7 @@ import {
 import { isMap, isScalar, isSeq, LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
+import { ownFieldsOf, type FieldOwnership } from '../federation/field-ownership.js';
 import { compileRetryPolicy, type CompiledRetryPolicy, type RetryPolicy } from '../retry-policy.js';
 import { actionDocument, findAction, isCompatible, type ActionField } from './actions.js';
 import {
@@ -178,6 +179,8 @@ export function compileConnections(
   connections: Connections,
   schema: GraphQLSchema,
   file: string,
+  /** Which subgraphs define which fields: a step then selects only its Action's own fields. */
+  ownership?: FieldOwnership,
 ): CompiledConnections {
   const problems: string[] = [];
   const filters = new Map<string, CompiledFilter>();
@@ -230,7 +233,8 @@ export function compileConnections(
         );
       }
     }
-    return { action, document: actionDocument(action, schema), mapping, ...(as ? { as } : {}) };
+    const include = ownership ? ownFieldsOf(ownership, name) : undefined;
+    return { action, document: actionDocument(action, schema, include), mapping, ...(as ? { as } : {}) };
   };
 
   const compileEmits = (filterName: string, filter: FilterDefinition, provided: Provided): CompiledEmit[] =>

@@ -1,6 +1,7 @@
 import { Supergraph } from '@apollo/federation-internals';
 import { buildSchema, type GraphQLSchema } from 'graphql';
 import { compileConnections, loadConnections, type CompiledConnections } from '../connections/compile.js';
+import { fieldOwnership } from './field-ownership.js';
 import type { Connections } from '../connections/schema.js';
 import { ConfigError } from '../errors.js';
 import { COORDINATOR_SUBGRAPH, coordinatorTypeDefs } from '../flows/api.js';
@@ -41,7 +42,7 @@ export function buildSupergraph(files: { roverConfig: string; connections: strin
   const pluginsSchema = plugins.length
     ? apiSchemaOf(composeSupergraph(toCompose(plugins), { configFile: rover.file }).supergraphSdl)
     : buildSchema('type Query { _noPlugins: Boolean }');
-  const compiled = compileConnections(connections, pluginsSchema, files.connections);
+  const compiled = compileConnections(connections, pluginsSchema, files.connections, fieldOwnership(plugins));
   const coordinatorSdl = coordinatorTypeDefs(connections, pluginsSchema);
   const { supergraphSdl } = composeSupergraph(
     [

@@ -38,8 +38,11 @@ export interface OrderManagement {
   clientSecret: string;
   store: OrderManagementStore;
   seed(data: SeedData): ReturnType<OrderManagementStore['seed']>;
-  /** How many requests `method path` received, e.g. `calls('GET', '/edx-commerce/orders')`. */
-  calls(method: string, path: string): number;
+  /**
+   * How many requests `method path` received, e.g. `calls('GET', '/edx-commerce/orders')`; without
+   * arguments, how many requests of any kind.
+   */
+  calls(method?: string, path?: string): number;
   /** How many answers had this status (e.g. 409 conflicts). */
   responses(status: number): number;
   /**
@@ -208,7 +211,10 @@ export async function startOrderManagement(options: OrderManagementOptions = {})
     clientSecret,
     store,
     seed: (data) => store.seed(data),
-    calls: (method, path) => calls.get(`${method.toUpperCase()} ${path}`) ?? 0,
+    calls: (method, path) =>
+      method === undefined
+        ? [...calls.values()].reduce((sum, n) => sum + n, 0)
+        : (calls.get(`${method.toUpperCase()} ${path}`) ?? 0),
     responses: (status) => statuses.get(status) ?? 0,
     failNext: (times, status, pathPrefix, method) =>
       faults.push({

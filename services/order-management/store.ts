@@ -187,6 +187,8 @@ export interface SeedPayment {
   psp: 'STRIPE' | 'PAYPAL';
   /** Stripe PaymentIntent id, or PayPal capture id (the Charge transaction's interactionId). */
   pspPaymentId: string;
+  /** PayPal: the PayPal order of the capture (the payment's interfaceId). @default PAYPAL-ORDER-<capture> */
+  pspOrderId?: string;
   /** @default the order total */
   amountCents?: number;
   /** @default 'succeeded' */
@@ -583,7 +585,8 @@ export class OrderManagementStore {
           // The reference keys payments by the PSP id with anything outside [A-Za-z0-9_-] replaced.
           key: p.pspPaymentId.replace(/[^A-Za-z0-9_-]/g, '_'),
           // Stripe: the PaymentIntent; PayPal: the PayPal order (the capture is the Charge below).
-          interfaceId: p.psp === 'STRIPE' ? p.pspPaymentId : `PAYPAL-ORDER-${p.pspPaymentId}`,
+          interfaceId:
+            p.psp === 'STRIPE' ? p.pspPaymentId : (p.pspOrderId ?? `PAYPAL-ORDER-${p.pspPaymentId}`),
           amountPlanned: amount,
           paymentMethodInfo: { paymentInterface: p.psp === 'STRIPE' ? 'stripe_edx' : 'paypal_edx' },
           paymentStatus: { interfaceCode: p.interfaceCode ?? 'succeeded' },

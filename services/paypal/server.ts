@@ -35,6 +35,8 @@ export interface PayPalWebhookEndpoint {
 /** A payment to create as if a buyer had paid: a COMPLETED order with one COMPLETED capture. */
 export interface CaptureSeed {
   id?: string;
+  /** The PayPal order of the capture (the order management Service keeps it). @default a new id */
+  orderId?: string;
   /** In the currency's minor unit. */
   amountCents: number;
   /** @default 'USD' */
@@ -92,6 +94,8 @@ export interface PayPalStandIn {
   failNext(fault: PayPalFault): void;
   seed(data: { captures?: CaptureSeed[] }): PayPalObject[];
   createCapture(seed: CaptureSeed): PayPalObject;
+  /** A capture as GET /v2/payments/captures/{id} answers it now. */
+  capture(captureId: string): PayPalObject | undefined;
   /** The refunds of a capture (or all), newest first. */
   refunds(captureId?: string): PayPalObject[];
   /** Makes every issued access token expire now. */
@@ -317,7 +321,7 @@ export async function startPayPal(options: PayPalStandInOptions = {}): Promise<P
     const time = iso();
     const capture: Capture = {
       id,
-      orderId: paypalId(),
+      orderId: seed.orderId ?? paypalId(),
       amountCents: seed.amountCents,
       currency: (seed.currency ?? 'USD').toUpperCase(),
       invoiceId: seed.invoiceId,
@@ -712,6 +716,10 @@ export async function startPayPal(options: PayPalStandInOptions = {}): Promise<P
     failNext: (fault) => void faults.push({ ...fault }),
     seed: (data) => (data.captures ?? []).map(createCapture),
     createCapture,
+    capture: (captureId) => {
+      const capture = captures.get(captureId);
+      return capture && captureJson(capture);
+    },
     refunds: (captureId) =>
       [...refunds.values()]
         .filter((r) => captureId === undefined || r.captureId === captureId)

@@ -9,8 +9,9 @@ import type { AddressInfo } from 'node:net';
  * replays (`Idempotent-Replayed: true`) and conflicts (`idempotency_error`), Stripe's error bodies, and
  * webhooks signed with the real `Stripe-Signature` scheme.
  *
- * Implemented: PaymentIntents (retrieve), Charges (retrieve, list), Refunds (create, retrieve, list),
- * the public receipt page. Everything else answers 404 as Stripe does for an unknown URL.
+ * Implemented: PaymentIntents (retrieve), Charges (retrieve, list; their refunds when expanded), Refunds
+ * (create, retrieve, list), the public receipt page. Everything else answers 404 as Stripe does for an
+ * unknown URL.
  */
 
 export interface StripeStandInOptions {
@@ -364,14 +365,36 @@ export async function startStripe(options: StripeStandInOptions = {}): Promise<S
     return { object: 'list', data: page, has_more: start + limit < data.length, url: path };
   }
 
+  /**
+   * A charge's refunds as Stripe lists them on an expanded charge (`expand[]=refunds`, or
+   * `latest_charge.refunds`): since API version 2022-11-15 a Charge carries them only when expanded,
+   * then as a list of its first 10, newest first.
+   */
+  const chargeRefunds = (chargeId: string) => {
+    const all = refundsNewestFirst((r) => r.charge === chargeId);
+    return {
+      object: 'list',
+      data: all.slice(0, 10).map((r) => structuredClone(r)),
+      has_more: all.length > 10,
+      url: `/v1/charges/${chargeId}/refunds`,
+    };
+  };
+
+  /** Expands `expand[]` paths as Stripe does, nested ones (`latest_charge.refunds`) included. */
   function expanded(object: StripeObject, expand: string[]): StripeObject {
     const copy = structuredClone(object);
-    for (const field of expand) {
-      const id = copy[field];
-      if (typeof id !== 'string') continue;
-      const target = charges.get(id) ?? paymentIntents.get(id) ?? refunds.get(id);
-      if (target) copy[field] = structuredClone(target);
-    }
+    const expandPath = (node: Record<string, unknown>, [field, ...rest]: string[]) => {
+      let value = node[field!];
+      if (typeof value === 'string') {
+        const target = charges.get(value) ?? paymentIntents.get(value) ?? refunds.get(value);
+        if (target) value = node[field!] = structuredClone(target);
+      } else if (field === 'refunds' && node.object === 'charge' && typeof node.id === 'string') {
+        value = node.refunds = chargeRefunds(node.id);
+      }
+      if (rest.length && typeof value === 'object' && value !== null)
+        expandPath(value as Record<string, unknown>, rest);
+    };
+    for (const path of expand) expandPath(copy, path.split('.'));
     return copy;
   }
 

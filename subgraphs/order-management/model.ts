@@ -191,10 +191,11 @@ export type OrderView = ReturnType<typeof orderView>;
 export function orderView(order: CtOrder) {
   const payment = successfulPayment(order);
   const psp = payment && pspOf(payment);
+  const lmsUserId = lmsUserIdOf(order);
   return {
     id: order.id,
     orderNumber: order.orderNumber ?? order.id,
-    lmsUserId: lmsUserIdOf(order),
+    lmsUserId,
     username: String(order.custom?.fields.lmsUsername ?? ''),
     email: order.customerEmail ?? '',
     createdAt: order.createdAt,
@@ -207,6 +208,9 @@ export function orderView(order: CtOrder) {
             amountCents: payment.amountPlanned.centAmount,
             currency: payment.amountPlanned.currencyCode,
             refundedAmountCents: refundedCents(payment),
+            // For the PSP Plugins' @requires: whose payment it is, and PayPal's order of the capture.
+            lmsUserId,
+            pspOrderId: psp.psp === 'PAYPAL' ? (payment.interfaceId ?? null) : null,
           }
         : null,
     returns: (order.returnInfo ?? []).map((info) => ({

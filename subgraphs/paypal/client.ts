@@ -272,6 +272,87 @@ async function refundOfFullyRefunded(captureId: string): Promise<PayPalRefundRes
   );
 }
 
+/** A capture with its refunds (newest first). */
+export interface PayPalCaptureDetails {
+  /** COMPLETED, PARTIALLY_REFUNDED, REFUNDED, PENDING, DECLINED or FAILED. */
+  status: string;
+  amountCents: number;
+  /** Upper-case ISO code. */
+  currency: string;
+  /** ISO 8601, when PayPal gives it. */
+  createdAt: string | null;
+  refunds: PayPalRefundResult[];
+}
+
+type PayPalOrder = Awaited<ReturnType<OrdersController['getOrder']>>['result'];
+type PayPalCapture = Awaited<ReturnType<PaymentsController['getCapturedPayment']>>['result'];
+
+function captureDetailsOf(
+  capture: PayPalCapture,
+  captureId: string,
+  order?: PayPalOrder,
+): PayPalCaptureDetails {
+  const currency = (capture.amount?.currencyCode ?? 'USD').toUpperCase();
+  const amountCents = capture.amount ? fromPayPalValue(capture.amount.value, currency) : undefined;
+  if (amountCents === undefined)
+    throw new Error(`PayPal answered capture ${captureId} without an amount in ${currency} minor units`);
+  const refunds = (order?.purchaseUnits ?? [])
+    .flatMap((unit) => unit.payments?.refunds ?? [])
+    .filter((refund) => captureOf(refund.links) === captureId)
+    .map((refund) => toResult(refund, captureId))
+    // The order lists them oldest first; PayPal's times are to the second, so ties keep that order, reversed.
+    .reverse()
+    .sort((a, b) => b.refundCreatedAt.localeCompare(a.refundCreatedAt));
+  return {
+    status: capture.status ?? 'PENDING',
+    amountCents,
+    currency,
+    createdAt: capture.createTime ? new Date(capture.createTime).toISOString() : null,
+    refunds,
+  };
+}
+
+const isNotFound = (error: unknown) => error instanceof ApiError && error.statusCode === 404;
+
+/**
+ * A capture with its refunds. PayPal lists a capture's refunds only on its order (GET
+ * /v2/checkout/orders/{id}), which holds the capture too, as GET /v2/payments/captures/{id} gives it: so,
+ * with the order's id (the order management Service keeps it), one call. Without it, or when that
+ * order does not hold the capture, the capture is read first for its order (its `up` link): two calls.
+ * PayPal has no read of several captures or orders by id, so a page of payments is one call each. The
+ * refunds' statuses are as the order lists them (the refund Action reads a refund itself for its
+ * current one).
+ */
+export async function captureDetails(
+  captureId: string,
+  orderId?: string | null,
+): Promise<PayPalCaptureDetails> {
+  const { payments, orders } = paypal();
+  try {
+    if (orderId) {
+      const order = await orders.getOrder({ id: orderId }).then(
+        ({ result }) => result,
+        (error: unknown) => {
+          if (isNotFound(error)) return undefined;
+          throw error;
+        },
+      );
+      const capture = order?.purchaseUnits
+        ?.flatMap((unit) => unit.payments?.captures ?? [])
+        .find((c) => c.id === captureId);
+      if (capture) return captureDetailsOf(capture, captureId, order);
+    }
+    const { result: capture } = await payments.getCapturedPayment({ captureId });
+    const upOrder = lastSegment(
+      capture.links?.find((l) => l.rel === 'up' && l.href.includes('/orders/'))?.href,
+    );
+    const order = upOrder ? (await orders.getOrder({ id: upOrder })).result : undefined;
+    return captureDetailsOf(capture, captureId, order);
+  } catch (error) {
+    throw asDomainError(error);
+  }
+}
+
 /** The buyer's activity page of a payment on paypal.com (no API call: PayPal has no receipt resource). */
 export function activityUrl(captureId: string): string {
   const base = payPalActivityUrlBase();

@@ -11,12 +11,26 @@ import {
   checkRefundRequest,
   type RefundPaymentInput,
 } from '../../schema/contracts/refund-payment.js';
-import { activityUrl, refundCapture, refundOfWebhookResource, verifyWebhookSignature } from './client.js';
+import {
+  authorizePaymentDetails,
+  isStripeId,
+  readEach,
+  type OrderPaymentReference,
+} from '../../schema/contracts/order-payment.js';
+import {
+  activityUrl,
+  captureDetails,
+  refundCapture,
+  refundOfWebhookResource,
+  verifyWebhookSignature,
+  type PayPalCaptureDetails,
+} from './client.js';
 
 /**
  * The paypal Plugin: PayPal as a Service. Actions `refundPayPalPayment` (a step of the refund flow) and
- * `payPalReceiptUrl`; the webhook `POST /paypal/webhook/` turns refunds made on paypal.com
- * (`PAYMENT.CAPTURE.REFUNDED`) into the signal `payment.refunded.v1`.
+ * `payPalReceiptUrl`; `OrderPayment.paypal`, the capture of an order's payment; the webhook
+ * `POST /paypal/webhook/` turns refunds made on paypal.com (`PAYMENT.CAPTURE.REFUNDED`) into the signal
+ * `payment.refunded.v1`.
  */
 
 async function refundPayPalPayment(_: unknown, { input }: { input: RefundPaymentInput }, ctx: ActionContext) {
@@ -33,6 +47,32 @@ async function refundPayPalPayment(_: unknown, { input }: { input: RefundPayment
     refundStatus: refund.refundStatus,
     refundCreatedAt: refund.refundCreatedAt,
   };
+}
+
+/**
+ * The request's captures with their refunds: one PayPal call per distinct capture. The key is the
+ * capture id with its PayPal order id (JSON), the order being where PayPal lists both.
+ */
+const captures = (ctx: ActionContext) =>
+  ctx.loader<string, PayPalCaptureDetails>('paypal:captures', (keys) =>
+    readEach(keys, (key) => {
+      const [captureId, orderId] = JSON.parse(key) as [string, string | null];
+      return captureDetails(captureId, orderId);
+    }),
+  );
+
+/**
+ * `OrderPayment.paypal`: the payment at PayPal, for staff, Services and the learner whose order it paid
+ * (`authorizePaymentDetails`). A flow step that reads an order does not select it: a step selects only
+ * its own Action's fields.
+ */
+async function orderPaymentAtPayPal(payment: OrderPaymentReference, _: unknown, ctx: ActionContext) {
+  authorizePaymentDetails(ctx, payment);
+  if (isStripeId(payment.pspPaymentId)) return null;
+  const details = await captures(ctx).load(
+    JSON.stringify([payment.pspPaymentId, payment.pspOrderId ?? null]),
+  );
+  return { ...details, activityUrl: activityUrl(payment.pspPaymentId) };
 }
 
 function payPalReceiptUrl(_: unknown, { pspPaymentId }: { pspPaymentId: string }, ctx: ActionContext) {
@@ -119,6 +159,7 @@ export default definePlugin({
   name: 'paypal',
   schemaFile: new URL('./schema.graphql', import.meta.url),
   resolvers: {
+    OrderPayment: { paypal: orderPaymentAtPayPal },
     Query: { payPalReceiptUrl },
     Mutation: { refundPayPalPayment },
   },

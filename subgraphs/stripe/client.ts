@@ -153,6 +153,62 @@ export async function receiptUrl(paymentIntentId: string): Promise<string | null
   }
 }
 
+/** A PaymentIntent with its latest charge and that charge's refunds (newest first). */
+export interface StripePaymentDetails {
+  status: string;
+  amountCents: number;
+  /** The latest charge's amount_refunded; 0 without a charge. */
+  amountRefundedCents: number;
+  /** Upper-case ISO code. */
+  currency: string;
+  /** ISO 8601. */
+  createdAt: string;
+  receiptUrl: string | null;
+  refunds: StripeRefundResult[];
+}
+
+/**
+ * A PaymentIntent with its latest charge and that charge's refunds, in one call: since API version
+ * 2022-11-15 a Charge lists its refunds only when expanded, hence `expand[]=latest_charge.refunds`.
+ * Stripe has no read of several PaymentIntents by id (list filters by customer or date, search is
+ * eventually consistent), so a page of payments is one such call each. An expanded list holds its first
+ * page (10 refunds): a charge with more is paged through, one call per 100 more.
+ */
+export async function paymentIntentDetails(paymentIntentId: string): Promise<StripePaymentDetails> {
+  try {
+    const intent = await stripe().paymentIntents.retrieve(paymentIntentId, {
+      expand: ['latest_charge.refunds'],
+    });
+    const charge = typeof intent.latest_charge === 'object' ? intent.latest_charge : null;
+    const refunds = [...(charge?.refunds?.data ?? [])];
+    if (charge?.refunds?.has_more) {
+      let page: Stripe.ApiList<Stripe.Refund>;
+      do {
+        page = await stripe().refunds.list({
+          charge: charge.id,
+          limit: 100,
+          starting_after: refunds.at(-1)!.id,
+        });
+        refunds.push(...page.data);
+      } while (page.has_more && page.data.length);
+    }
+    return {
+      status: intent.status,
+      amountCents: intent.amount,
+      amountRefundedCents: charge?.amount_refunded ?? 0,
+      currency: intent.currency.toUpperCase(),
+      createdAt: new Date(intent.created * 1000).toISOString(),
+      receiptUrl: charge?.receipt_url ?? null,
+      refunds: refunds.map((refund) => {
+        const result = toResult(refund);
+        return result.pspPaymentId ? result : { ...result, pspPaymentId: intent.id };
+      }),
+    };
+  } catch (error) {
+    throw asDomainError(error);
+  }
+}
+
 export type WebhookEvent = Stripe.Event;
 
 /**

@@ -11,18 +11,26 @@ import {
   type RefundPaymentInput,
 } from '../../schema/contracts/refund-payment.js';
 import {
+  authorizePaymentDetails,
+  isStripePaymentIntentId,
+  readEach,
+  type OrderPaymentReference,
+} from '../../schema/contracts/order-payment.js';
+import {
   isSignatureError,
+  paymentIntentDetails,
   receiptUrl,
   refundOfRefundedCharge,
   refundPaymentIntent,
   verifyWebhook,
+  type StripePaymentDetails,
   type WebhookEvent,
 } from './client.js';
 
 /**
  * The stripe Plugin: Stripe as a Service. Actions `refundStripePayment` (a step of the refund flow) and
- * `stripeReceiptUrl`; the webhook `POST /stripe/webhook/` turns dashboard refunds (`charge.refunded`)
- * into the signal `payment.refunded.v1`.
+ * `stripeReceiptUrl`; `OrderPayment.stripe`, the PaymentIntent of an order's payment; the webhook
+ * `POST /stripe/webhook/` turns dashboard refunds (`charge.refunded`) into the signal `payment.refunded.v1`.
  */
 
 async function refundStripePayment(_: unknown, { input }: { input: RefundPaymentInput }, ctx: ActionContext) {
@@ -39,6 +47,23 @@ async function refundStripePayment(_: unknown, { input }: { input: RefundPayment
     refundStatus: refund.refundStatus,
     refundCreatedAt: refund.refundCreatedAt,
   };
+}
+
+/** The request's PaymentIntents with their latest charge and refunds: one Stripe call per distinct id. */
+const paymentIntents = (ctx: ActionContext) =>
+  ctx.loader<string, StripePaymentDetails>('stripe:payment-intents', (ids) =>
+    readEach(ids, paymentIntentDetails),
+  );
+
+/**
+ * `OrderPayment.stripe`: the payment at Stripe, for staff, Services and the learner whose order it paid
+ * (`authorizePaymentDetails`). A flow step that reads an order does not select it: a step selects only
+ * its own Action's fields.
+ */
+async function orderPaymentAtStripe(payment: OrderPaymentReference, _: unknown, ctx: ActionContext) {
+  authorizePaymentDetails(ctx, payment);
+  if (!isStripePaymentIntentId(payment.pspPaymentId)) return null;
+  return paymentIntents(ctx).load(payment.pspPaymentId);
 }
 
 async function stripeReceiptUrl(_: unknown, { pspPaymentId }: { pspPaymentId: string }, ctx: ActionContext) {
@@ -104,6 +129,7 @@ export default definePlugin({
   name: 'stripe',
   schemaFile: new URL('./schema.graphql', import.meta.url),
   resolvers: {
+    OrderPayment: { stripe: orderPaymentAtStripe },
     Query: { stripeReceiptUrl },
     Mutation: { refundStripePayment },
   },

@@ -5,7 +5,7 @@ import { startCommerceCoordinator, type CommerceCoordinator } from '../support/c
 
 // The federated Order entity: owned by the order-management Plugin, extended by the LMS Plugin
 // (enrollments) and by the Coordinator (the Purchase Flows about the order). One query for a page of
-// 50 orders costs one call per Service, not one per order.
+// 50 orders costs one call per Service, not one per order. Its payment at the PSPs: order-payments.test.ts.
 
 let c: CommerceCoordinator;
 
@@ -49,7 +49,7 @@ async function seedFulfilledOrders() {
           headers: { 'content-type': 'application/json' },
           body: JSON.stringify({ id: randomUUID(), detail: { id: order.id } }),
         });
-        expect(await res.json()).toMatchObject({ status: 'completed' });
+        expect(await res.json()).toMatchObject({ status: 'COMPLETED' });
       }),
     );
   }

@@ -953,6 +953,39 @@ describe('order-management plugin: queries and the Order entity', () => {
     expect(codeOf(result)).toBe('FORBIDDEN');
   });
 
+  it('resolves OrderPayment entities by their PSP id, in two Service calls, for whoever may read the order', async () => {
+    const lmsUserId = ++learnerIds;
+    const customer = { lmsUserId, username: `learner${lmsUserId}`, email: `l${lmsUserId}@example.com` };
+    const stripeId = `pi_entity_${lmsUserId}`;
+    const payPalId = `CAPTUREENTITY${lmsUserId}`;
+    const stripePaid = seedOrder({ customer, payment: { psp: 'STRIPE', pspPaymentId: stripeId } });
+    seedOrder({ customer, payment: { psp: 'PAYPAL', pspPaymentId: payPalId, pspOrderId: 'PAYPALORDER1' } });
+    const PAYMENTS =
+      'query ($r: [_Any!]!) { _entities(representations: $r) { ... on OrderPayment { psp pspPaymentId amountCents } } }';
+    const refs = [stripeId, payPalId, 'pi_unknown'].map((pspPaymentId) => ({
+      __typename: 'OrderPayment',
+      pspPaymentId,
+    }));
+    await run(ORDER, { id: stripePaid.id }, { principal: staff }); // a token, so only reads are counted below
+    const reads = () =>
+      om.calls('GET', `/${om.projectKey}/payments`) + om.calls('GET', `/${om.projectKey}/orders`);
+    const before = reads();
+    const result = await run<{ _entities: Array<Record<string, unknown> | null> }>(
+      PAYMENTS,
+      { r: refs },
+      { principal: learner(lmsUserId) },
+    );
+    expect(result.errors).toBeUndefined();
+    expect(result.data!._entities).toEqual([
+      { psp: 'STRIPE', pspPaymentId: stripeId, amountCents: 4900 },
+      { psp: 'PAYPAL', pspPaymentId: payPalId, amountCents: 4900 },
+      null,
+    ]);
+    expect(reads() - before).toBe(2);
+    const other = await run(PAYMENTS, { r: refs.slice(0, 1) }, { principal: learner(1) });
+    expect(codeOf(other)).toBe('FORBIDDEN');
+  });
+
   it('gets a new token when the Service no longer accepts the cached one', async () => {
     const order = seedOrder();
     om.expireTokens();

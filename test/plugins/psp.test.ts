@@ -482,15 +482,203 @@ describe('paypal plugin specifics', () => {
   });
 });
 
+interface PaymentReference {
+  pspPaymentId: string;
+  lmsUserId?: number;
+  pspOrderId?: string | null;
+}
+
+/** `OrderPayment` references resolved as the gateway resolves them (`_entities`), outside a flow by default. */
+const readPayments = (
+  plugin: Plugin,
+  field: 'stripe' | 'paypal',
+  selection: string,
+  references: PaymentReference[],
+  options: CallOptions = {},
+) =>
+  run<{ _entities: Array<Record<string, Record<string, unknown> | null> | null> }>(
+    plugin,
+    `query ($r: [_Any!]!) { _entities(representations: $r) { ... on OrderPayment { ${field} ${selection} } } }`,
+    { r: references.map((r) => ({ __typename: 'OrderPayment', ...r })) },
+    { flowId: '', key: null, ...options },
+  );
+
+const stripeRefund = (pspPaymentId: string, refundAmountCents: number) =>
+  run(
+    stripePlugin,
+    'mutation ($input: RefundPaymentInput!) { refundStripePayment(input: $input) { pspRefundId } }',
+    { input: { pspPaymentId, refundAmountCents, currency: 'USD' } },
+  );
+const payPalRefund = (pspPaymentId: string, refundAmountCents: number) =>
+  run(
+    paypalPlugin,
+    'mutation ($input: RefundPaymentInput!) { refundPayPalPayment(input: $input) { pspRefundId } }',
+    { input: { pspPaymentId, refundAmountCents, currency: 'USD' } },
+  );
+
+describe('an order payment at its PSP (OrderPayment.stripe, OrderPayment.paypal)', () => {
+  it('stripe: the PaymentIntent with its charge and every refund, newest first; one read per distinct payment', async () => {
+    const intent = stripeStandIn.createPaymentIntent({ amount: 10_000 });
+    // More refunds than an expanded list holds (10): the others are paged through.
+    for (let i = 1; i <= 12; i++) expect((await stripeRefund(intent.id, 100 * i)).errors).toBeUndefined();
+    const other = stripeStandIn.createPaymentIntent({ amount: 500 });
+    const before = stripeStandIn.calls().length;
+    const owner = learner.kind === 'learner' ? learner.lmsUserId : 0;
+    const result = await readPayments(
+      stripePlugin,
+      'stripe',
+      '{ status amountCents amountRefundedCents currency receiptUrl refunds { pspRefundId refundedAmountCents refundStatus } }',
+      [
+        { pspPaymentId: intent.id, lmsUserId: owner },
+        { pspPaymentId: other.id, lmsUserId: owner },
+        { pspPaymentId: intent.id, lmsUserId: owner },
+        { pspPaymentId: 'PAYPALCAPTURE0001', lmsUserId: owner },
+      ],
+      { principal: staff },
+    );
+    expect(result.errors).toBeUndefined();
+    const [first, second, again, notStripe] = result.data!._entities.map((e) => e!.stripe);
+    expect(first).toEqual({
+      status: 'succeeded',
+      amountCents: 10_000,
+      amountRefundedCents: 7_800,
+      currency: 'USD',
+      receiptUrl: stripeStandIn.charge(String(intent.latest_charge))!.receipt_url,
+      refunds: stripeStandIn.refunds(intent.id).map((r) => ({
+        pspRefundId: r.id,
+        refundedAmountCents: r.amount,
+        refundStatus: 'succeeded',
+      })),
+    });
+    expect((first!.refunds as unknown[]).length).toBe(12);
+    expect(again).toEqual(first);
+    expect(second).toMatchObject({ amountCents: 500, amountRefundedCents: 0, refunds: [] });
+    expect(notStripe).toBeNull();
+    // Each PaymentIntent read once (with its charge and first 10 refunds), then the first one's other refunds.
+    expect(
+      stripeStandIn
+        .calls()
+        .slice(before)
+        .map((c) => c.path)
+        .sort(),
+    ).toEqual([`/v1/payment_intents/${intent.id}`, `/v1/payment_intents/${other.id}`, '/v1/refunds'].sort());
+  });
+
+  it('paypal: the capture and its refunds from its PayPal order in one call; two without the order', async () => {
+    const orderId = 'PSPTESTPAYPALORD1';
+    const capture = paypalStandIn.createCapture({ amountCents: 6_000, orderId });
+    expect((await payPalRefund(capture.id, 1_000)).errors).toBeUndefined();
+    expect((await payPalRefund(capture.id, 500)).errors).toBeUndefined();
+    const selection =
+      '{ status amountCents currency activityUrl refunds { pspRefundId refundedAmountCents refundStatus } }';
+    const expected = {
+      status: 'PARTIALLY_REFUNDED',
+      amountCents: 6_000,
+      currency: 'USD',
+      activityUrl: `https://www.paypal.com/activity/payment/${capture.id}`,
+      refunds: paypalStandIn.refunds(capture.id).map((r) => ({
+        pspRefundId: r.id,
+        refundedAmountCents: Math.round(Number((r.amount as { value: string }).value) * 100),
+        refundStatus: 'succeeded',
+      })),
+    };
+    const paths = (from: number) =>
+      paypalStandIn
+        .calls()
+        .slice(from)
+        .map((c) => c.path);
+
+    let before = paypalStandIn.calls().length;
+    const withOrder = await readPayments(
+      paypalPlugin,
+      'paypal',
+      selection,
+      [
+        { pspPaymentId: capture.id, lmsUserId: 7, pspOrderId: orderId },
+        { pspPaymentId: 'pi_not_paypal', lmsUserId: 7, pspOrderId: null },
+      ],
+      { principal: staff },
+    );
+    expect(withOrder.errors).toBeUndefined();
+    expect(withOrder.data!._entities.map((e) => e!.paypal)).toEqual([expected, null]);
+    expect(paths(before)).toEqual([`/v2/checkout/orders/${orderId}`]);
+
+    // Without the order's id (or with another order's), the capture names its order.
+    for (const pspOrderId of [null, 'PSPTESTOTHERORDER']) {
+      before = paypalStandIn.calls().length;
+      const without = await readPayments(
+        paypalPlugin,
+        'paypal',
+        selection,
+        [{ pspPaymentId: capture.id, lmsUserId: 7, pspOrderId }],
+        { principal: staff },
+      );
+      expect(without.errors).toBeUndefined();
+      expect(without.data!._entities[0]!.paypal).toEqual(expected);
+      expect(paths(before).slice(-2)).toEqual([
+        `/v2/payments/captures/${capture.id}`,
+        `/v2/checkout/orders/${orderId}`,
+      ]);
+    }
+
+    const unknown = await readPayments(paypalPlugin, 'paypal', '{ status }', [
+      { pspPaymentId: 'UNKNOWNCAPTURE99', lmsUserId: 7 },
+    ]);
+    expect(codeOf(unknown)).toBe(ErrorCode.NOT_FOUND);
+    expect(unknown.data!._entities[0]!.paypal).toBeNull();
+  });
+
+  it.each([
+    {
+      field: 'stripe' as const,
+      plugin: stripePlugin,
+      pay: () => stripeStandIn.createPaymentIntent({ amount: 700 }).id,
+    },
+    {
+      field: 'paypal' as const,
+      plugin: paypalPlugin,
+      pay: () => paypalStandIn.createCapture({ amountCents: 700 }).id,
+    },
+  ])('$field: for staff, Services and the learner whose order it paid', async ({ field, plugin, pay }) => {
+    const pspPaymentId = pay();
+    const owned = { pspPaymentId, lmsUserId: 7 };
+    const read = (principal: Principal | null, reference: PaymentReference = owned, flowId = '') =>
+      readPayments(plugin, field, '{ status }', [reference], { principal, flowId });
+    for (const principal of [staff, service, learner]) {
+      const result = await read(principal);
+      expect(result.errors).toBeUndefined();
+      expect(result.data!._entities[0]![field]).toEqual({ status: expect.any(String) });
+    }
+    const otherLearner: Principal = {
+      kind: 'learner',
+      subject: 'learner-8',
+      lmsUserId: 8,
+      username: 'bob',
+    };
+    expect(codeOf(await read(otherLearner))).toBe(ErrorCode.FORBIDDEN);
+    // A reference without its owner is not the gateway's: no learner reads it.
+    expect(codeOf(await read(learner, { pspPaymentId }))).toBe(ErrorCode.FORBIDDEN);
+    expect(codeOf(await read(null))).toBe(ErrorCode.UNAUTHENTICATED);
+  });
+});
+
 describe('the two PSP subgraphs', () => {
-  it('compose: the refund Actions share RefundPaymentInput and PaymentRefund', () => {
+  it('compose: the refund Actions share RefundPaymentInput and PaymentRefund; both extend OrderPayment', () => {
     const sdl = (name: string) =>
       readFileSync(new URL(`../../subgraphs/${name}/schema.graphql`, import.meta.url), 'utf8');
     const { supergraphSdl } = composeSupergraph([
+      // The owner of OrderPayment, whose learner and PayPal order the PSP subgraphs require.
+      { name: 'order-management', url: 'http://om.test/graphql', typeDefs: sdl('order-management') },
       { name: 'stripe', url: 'http://stripe.test/graphql', typeDefs: sdl('stripe') },
       { name: 'paypal', url: 'http://paypal.test/graphql', typeDefs: sdl('paypal') },
     ]);
     expect(supergraphSdl).toContain('refundStripePayment(input: RefundPaymentInput!): PaymentRefund!');
     expect(supergraphSdl).toContain('refundPayPalPayment(input: RefundPaymentInput!): PaymentRefund!');
+    expect(supergraphSdl).toContain(
+      'stripe: StripePayment @join__field(graph: STRIPE, requires: "lmsUserId")',
+    );
+    expect(supergraphSdl).toContain(
+      'paypal: PayPalCapture @join__field(graph: PAYPAL, requires: "lmsUserId pspOrderId")',
+    );
   });
 });

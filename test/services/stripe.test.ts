@@ -127,6 +127,29 @@ describe('Stripe stand-in', () => {
     });
   });
 
+  it("lists a charge's refunds only when expanded (latest_charge.refunds): its first 10, newest first", async () => {
+    const { id } = standIn.createPaymentIntent({ amount: 5000 });
+    const plain = await stripe.paymentIntents.retrieve(id, { expand: ['latest_charge'] });
+    expect((plain.latest_charge as Stripe.Charge).refunds).toBeUndefined();
+    for (let i = 1; i <= 11; i++) await stripe.refunds.create({ payment_intent: id, amount: i * 10 });
+    const intent = await stripe.paymentIntents.retrieve(id, { expand: ['latest_charge.refunds'] });
+    const charge = intent.latest_charge as Stripe.Charge;
+    expect(charge).toMatchObject({ object: 'charge', amount_refunded: 660 });
+    expect(charge.refunds).toMatchObject({
+      object: 'list',
+      has_more: true,
+      url: `/v1/charges/${charge.id}/refunds`,
+    });
+    expect(charge.refunds!.data.map((r) => r.id)).toEqual(
+      standIn
+        .refunds(id)
+        .slice(0, 10)
+        .map((r) => r.id),
+    );
+    const retrieved = await stripe.charges.retrieve(charge.id, { expand: ['refunds'] });
+    expect(retrieved.refunds!.data).toHaveLength(10);
+  });
+
   it('refuses a refund larger than what is left, and an unknown PaymentIntent', async () => {
     const { id } = standIn.createPaymentIntent({ amount: 1000 });
     await stripe.refunds.create({ payment_intent: id, amount: 600 });
