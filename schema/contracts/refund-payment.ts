@@ -1,5 +1,5 @@
 import { DomainError, ErrorCode } from '../../gateway/errors.js';
-import type { ActionContext } from '../../gateway/sdk/plugin.js';
+import type { ActionContext, PluginRuntime } from '../../gateway/sdk/plugin.js';
 import { requirePrincipal, requireStaff } from '../../gateway/sdk/principal.js';
 
 /**
@@ -57,4 +57,35 @@ export function checkRefundRequest(action: string, input: RefundPaymentInput, ct
       `${action} needs an idempotency key (it runs as a step of a Purchase Flow), so that a retry never refunds twice`,
     );
   return ctx.idempotencyKey;
+}
+
+/** A refund a PSP announced (its webhook), as the `payment.refunded.v1` signal carries it. */
+export interface AnnouncedRefund extends PaymentRefund {
+  pspPaymentId: string;
+  currency: string;
+}
+
+/**
+ * Commits `payment.refunded.v1` for a refund a PSP's webhook announced, once per PSP event id (a
+ * redelivered event is a duplicate); its receiver records the refund transaction once per refund id.
+ */
+export async function publishPaymentRefunded(
+  runtime: PluginRuntime,
+  psp: 'STRIPE' | 'PAYPAL',
+  refund: AnnouncedRefund,
+  eventId: string,
+): Promise<{ duplicate: boolean }> {
+  return runtime.publish(
+    'payment.refunded.v1',
+    {
+      psp,
+      pspPaymentId: refund.pspPaymentId,
+      pspRefundId: refund.pspRefundId,
+      refundedAmountCents: refund.refundedAmountCents,
+      currency: refund.currency,
+      refundStatus: refund.refundStatus,
+      refundCreatedAt: refund.refundCreatedAt,
+    },
+    { id: eventId },
+  );
 }

@@ -9,6 +9,7 @@ import {
 import {
   authorizePaymentAction,
   checkRefundRequest,
+  publishPaymentRefunded,
   type RefundPaymentInput,
 } from '../../schema/contracts/refund-payment.js';
 import {
@@ -139,19 +140,7 @@ async function handleWebhook(request: RouteRequest, runtime: PluginRuntime): Pro
       status: 400,
       body: { code: 'invalid_payload', message: 'The event has no refund with a capture link' },
     };
-  const { duplicate } = await runtime.publish(
-    'payment.refunded.v1',
-    {
-      psp: 'PAYPAL',
-      pspPaymentId: refund.pspPaymentId,
-      pspRefundId: refund.pspRefundId,
-      refundedAmountCents: refund.refundedAmountCents,
-      currency: refund.currency,
-      refundStatus: refund.refundStatus,
-      refundCreatedAt: refund.refundCreatedAt,
-    },
-    { id: event.id },
-  );
+  const { duplicate } = await publishPaymentRefunded(runtime, 'PAYPAL', refund, event.id);
   return { status: 200, body: { received: true, duplicate } };
 }
 

@@ -8,6 +8,7 @@ import {
 import {
   authorizePaymentAction,
   checkRefundRequest,
+  publishPaymentRefunded,
   type RefundPaymentInput,
 } from '../../schema/contracts/refund-payment.js';
 import {
@@ -109,19 +110,7 @@ async function handleWebhook(request: RouteRequest, runtime: PluginRuntime): Pro
     );
     return { status: 200, body: { received: true, ignored: event.type } };
   }
-  const { duplicate } = await runtime.publish(
-    'payment.refunded.v1',
-    {
-      psp: 'STRIPE',
-      pspPaymentId: refund.pspPaymentId,
-      pspRefundId: refund.pspRefundId,
-      refundedAmountCents: refund.refundedAmountCents,
-      currency: refund.currency,
-      refundStatus: refund.refundStatus,
-      refundCreatedAt: refund.refundCreatedAt,
-    },
-    { id: event.id },
-  );
+  const { duplicate } = await publishPaymentRefunded(runtime, 'STRIPE', refund, event.id);
   return { status: 200, body: { received: true, duplicate } };
 }
 
