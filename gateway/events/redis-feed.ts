@@ -144,7 +144,7 @@ export function createRedisEventFeed(options: RedisEventFeedOptions): EventFeed 
     // Not fail-fast: a SUBSCRIBE sent while connecting waits for the connection instead of failing.
     const connectionToSubscribe = openRedis(
       connection,
-      { name: `${keyPrefix}:feed:sub`, failFast: false },
+      { name: `${keyPrefix}:feed:sub`, failFast: false, subscriber: true },
       logger,
     );
     let wasReady = false;

@@ -74,7 +74,7 @@ const PAGE = 100;
  */
 export function openRedis(
   connection: RedisConnection,
-  role: { name: string; failFast: boolean; commandTimeoutMs?: number },
+  role: { name: string; failFast: boolean; commandTimeoutMs?: number; subscriber?: boolean },
   logger: Logger,
 ): Redis {
   const options: RedisOptions = {
@@ -82,6 +82,9 @@ export function openRedis(
     connectionName: role.name,
     ...(role.failFast ? { enableOfflineQueue: false, maxRetriesPerRequest: 0 } : {}),
     ...(role.commandTimeoutMs ? { commandTimeout: role.commandTimeoutMs } : {}),
+    // A pub/sub connection answers nothing but (un)subscribe once it has subscribed: ioredis's readiness
+    // check (INFO) would fail when a SUBSCRIBE gets there first, failing the subscriptions with it.
+    ...(role.subscriber ? { enableReadyCheck: false } : {}),
   };
   const redis = connection.url ? new Redis(connection.url, options) : new Redis(options);
   // ioredis reports every failed reconnection attempt; one warning per outage is enough.

@@ -54,6 +54,35 @@ describe('Redis event feed', () => {
     expect(resumed.data.n).toBeGreaterThan(2);
   });
 
+  it('serves many subscriptions opened at once on a fresh feed (its pub/sub connection still connecting)', async () => {
+    // The first subscription opens the pub/sub connection and the others subscribe while it connects.
+    // (Under load the benchmark saw such bursts fail: a SUBSCRIBE ahead of ioredis's readiness check.)
+    for (let round = 0; round < 5; round++) {
+      const namespace = testNamespace(`feed burst ${round}`);
+      const feed = createRedisEventFeed({ url, keyPrefix: namespace, logger: testLogger });
+      const controller = new AbortController();
+      try {
+        const iterators = Array.from({ length: 20 }, () =>
+          feed.subscribe(['t'], { signal: controller.signal })[Symbol.asyncIterator](),
+        );
+        const firsts = iterators.map((i) => i.next());
+        // Until they are live an event may pass them by: publish until every one has one.
+        const all = Promise.all(firsts);
+        let delivered: Array<IteratorResult<FeedEvent>> | undefined;
+        void all.then((results) => (delivered = results));
+        await waitFor(async () => {
+          await feed.publish('t', 'PING', { round });
+          return delivered !== undefined;
+        });
+        expect(delivered!.every((r) => !r.done && r.value.type === 'PING')).toBe(true);
+      } finally {
+        controller.abort();
+        await feed.close();
+        await deleteNamespace(url, namespace);
+      }
+    }
+  });
+
   it('after a Redis restart, subscribers receive events again without subscribing anew', async () => {
     const redis = await startPrivateRedis();
     onTestFinished(() => redis.dispose());
