@@ -1,0 +1,88 @@
+/**
+ * One gateway of the federation benchmark, in a process of its own (so its RSS and CPU are its own):
+ * `node --import tsx bench/federation/gateway-process.ts <coordinator|apollo|hive|coordinator-apollo-fetcher> <subgraphs base>`.
+ * Prints one JSON line `{"url": ..., "pid": ...}` once it listens on a free port.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ApolloGateway, RemoteGraphQLDataSource } from '@apollo/gateway';
+import { ApolloServer } from '@apollo/server';
+import { startStandaloneServer } from '@apollo/server/standalone';
+import { createGatewayContext, type GatewayContext } from '../../gateway/federation/context.js';
+import { RemoteDataSource } from '../../gateway/federation/data-sources.js';
+import { FederatedExecutor } from '../../gateway/federation/executor.js';
+import { createHttpServer } from '../../gateway/http/server.js';
+import { silentLogger } from '../../gateway/log.js';
+import { principalFlagContext } from '../../gateway/plugins/runtime.js';
+import { scenario } from './scenario.js';
+
+process.env.APOLLO_TELEMETRY_DISABLED ??= '1';
+const [kind, base] = process.argv.slice(2);
+if (!base) throw new Error('usage: gateway-process.ts <coordinator|apollo|hive> <subgraphs base url>');
+const supergraphSdl = scenario.supergraph(base);
+
+function listening(server: Server): Promise<string> {
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () =>
+      resolve(`http://127.0.0.1:${(server.address() as AddressInfo).port}`),
+    ),
+  );
+}
+
+/**
+ * This Coordinator's gateway as gateway/coordinator.ts builds it, every subgraph remote. With
+ * `apolloFetcher`, its subgraph fetches go through @apollo/gateway's default fetcher (make-fetch-happen),
+ * as before the keep-alive fetch lever: to measure the lever in the same run.
+ */
+async function coordinator(apolloFetcher = false): Promise<string> {
+  const dataSources = Object.fromEntries(
+    ['accounts', 'inventory', 'products', 'reviews'].map((name) => {
+      const url = `${base}/${name}`;
+      const source = new RemoteDataSource({ url });
+      if (apolloFetcher) source.fetcher = new RemoteGraphQLDataSource({ url }).fetcher;
+      return [name, source];
+    }),
+  );
+  const executor = new FederatedExecutor({
+    supergraphSdl,
+    dataSources,
+    // The scenario has no progressive overrides: no flag is ever evaluated.
+    flags: { evaluate: async (flag, _context, fallback) => ({ flag, value: fallback, reason: 'bench' }) },
+  });
+  const apollo = new ApolloServer<GatewayContext>({ gateway: executor, stopOnTerminationSignals: false });
+  await apollo.start();
+  const server = createHttpServer({
+    apollo,
+    context: async () => createGatewayContext({ flagContext: principalFlagContext(undefined) }),
+    routes: new Map(),
+    draining: () => false,
+    logger: silentLogger,
+  });
+  return `${await listening(server)}/graphql`;
+}
+
+/** A plain @apollo/gateway in Apollo Server 5, default settings. */
+async function apollo(): Promise<string> {
+  const server = new ApolloServer({ gateway: new ApolloGateway({ supergraphSdl }) });
+  const { url } = await startStandaloneServer(server, { listen: { port: 0, host: '127.0.0.1' } });
+  return url.replace('localhost', '127.0.0.1');
+}
+
+/** Hive Gateway's runtime with its defaults, on node:http. */
+async function hive(): Promise<string> {
+  const { createGatewayRuntime } = await import('@graphql-hive/gateway');
+  const gateway = createGatewayRuntime({ supergraph: supergraphSdl });
+  const server = createServer(gateway);
+  return `${await listening(server)}/graphql`;
+}
+
+const start = {
+  coordinator: () => coordinator(),
+  'coordinator-apollo-fetcher': () => coordinator(true),
+  apollo,
+  hive,
+}[kind as 'coordinator' | 'coordinator-apollo-fetcher' | 'apollo' | 'hive'];
+if (!start) throw new Error(`unknown gateway '${kind}'`);
+const url = await start();
+process.stdout.write(`${JSON.stringify({ url, pid: process.pid })}\n`);
+process.on('SIGTERM', () => process.exit(0));

@@ -1,0 +1,62 @@
+/**
+ * `npm run bench [-- federation flows signals] [--quick] [...]`: the benchmarks of issue 4, side by side
+ * on this machine; tables on stdout, JSON and SVG under bench/results/. Without names, all three run;
+ * `soak` (10 minutes of federation load, RSS per minute) runs only when named.
+ */
+import { parseArgs } from 'node:util';
+import { runFederation, GATEWAYS, type GatewayName } from './federation/run.js';
+import { runFlows } from './flows/run.js';
+import { runSignals } from './signals/run.js';
+import { runSoak } from './federation/soak.js';
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    quick: { type: 'boolean', default: false },
+    rounds: { type: 'string' },
+    seconds: { type: 'string' },
+    gateways: { type: 'string' },
+    concurrency: { type: 'string' },
+    latency: { type: 'string' },
+    subscribers: { type: 'string' },
+    rate: { type: 'string' },
+    /** The results' file name under bench/results/ (federation only). */
+    out: { type: 'string' },
+    minutes: { type: 'string' },
+  },
+});
+const which = positionals.length ? positionals : ['federation', 'flows', 'signals'];
+const num = (value: string | undefined, full: number, quick: number) =>
+  value !== undefined ? Number(value) : values.quick ? quick : full;
+
+if (which.includes('federation')) {
+  console.log('== Federation benchmark ==');
+  await runFederation({
+    rounds: num(values.rounds, 3, 1),
+    secondsPerRound: num(values.seconds, 10, 3),
+    gateways: (values.gateways?.split(',') as GatewayName[] | undefined) ?? GATEWAYS,
+    ...(values.out ? { write: values.out } : {}),
+  });
+}
+if (which.includes('flows')) {
+  console.log('\n== Purchase Flow overhead benchmark ==');
+  await runFlows({
+    rounds: num(values.rounds, 2, 1),
+    secondsPerRound: num(values.seconds, 5, 2),
+    concurrency: values.concurrency?.split(',').map(Number) ?? [1, 10, 100],
+    serviceLatencyMs: num(values.latency, 5, 5),
+  });
+}
+if (which.includes('signals')) {
+  console.log('\n== Signals and subscriptions benchmark ==');
+  await runSignals({
+    subscribers: num(values.subscribers, 100, 20),
+    rate: num(values.rate, 100, 50),
+    seconds: num(values.seconds, 5, 2),
+  });
+}
+if (which.includes('soak')) {
+  // Not in the default set: 10 minutes of federation load on the Coordinator, for the memory target.
+  console.log('\n== Federation soak (RSS over time) ==');
+  await runSoak({ minutes: num(values.minutes, 10, 1) });
+}

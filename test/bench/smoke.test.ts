@@ -1,0 +1,62 @@
+import { describe, expect, it } from 'vitest';
+import { referenceResponse } from '../../bench/federation/reference.js';
+import { runFederation } from '../../bench/federation/run.js';
+import { runFlows } from '../../bench/flows/run.js';
+import { runSignals } from '../../bench/signals/run.js';
+
+// The benchmarks stay out of `npm test`; this proves each still runs, for a couple of seconds each,
+// and that every response it checked was correct.
+const log = () => {};
+
+describe('the benchmarks (smoke)', () => {
+  it('federation: the three gateways answer the scenario query exactly as the reference', async () => {
+    expect(JSON.stringify(referenceResponse()).length).toBeGreaterThan(80_000);
+    const result = await runFederation({
+      connections: 10,
+      warmupRequests: 10,
+      rounds: 1,
+      secondsPerRound: 1,
+      headroomSeconds: 0.5,
+      write: false,
+      log,
+    });
+    expect(result.unavailable).toEqual([]);
+    expect(result.gateways.map((g) => g.gateway)).toEqual(['coordinator', 'apollo', 'hive']);
+    for (const gateway of result.gateways) {
+      expect(gateway.requests).toBeGreaterThan(0);
+      expect(gateway.correct).toBe(gateway.requests);
+      expect(gateway.incorrect).toBe(0);
+      expect(gateway.errors).toBe(0);
+      expect(gateway.peakRssMiB).toBeGreaterThan(0);
+    }
+    expect(result.headroom!.incorrect).toBe(0);
+  }, 60_000);
+
+  it('flow overhead: every flow completed and recorded, direct calls correct', async () => {
+    const result = await runFlows({
+      concurrency: [1, 4],
+      rounds: 1,
+      secondsPerRound: 0.5,
+      warmupSeconds: 0.2,
+      commitSeconds: 0.3,
+      write: false,
+      log,
+    });
+    for (const r of result.results) {
+      expect(r.flows).toBeGreaterThan(0);
+      expect(r.incorrect).toBe(0);
+    }
+    expect(result.postgres.commitsPerSecond1Connection).toBeGreaterThan(0);
+    expect(result.durability.recordedCompletedFlows).toBe(result.durability.completedFlows);
+    expect(result.durability.recordedCompletedSteps).toBe(4 * result.durability.completedFlows);
+  }, 60_000);
+
+  it('signals: every committed signal reaches the receiver and every subscriber', async () => {
+    const result = await runSignals({ subscribers: 5, rate: 20, seconds: 1, write: false, log });
+    expect(result.committed).toBe(20);
+    expect(result.failedCommits).toBe(0);
+    expect(result.receiverStart.missing).toBe(0);
+    expect(result.subscriberDelivery.missing).toBe(0);
+    expect(result.subscriberDelivery.errors).toBe(0);
+  }, 60_000);
+});
