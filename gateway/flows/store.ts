@@ -140,20 +140,21 @@ export class FlowStore {
       signals?: SignalDraft[];
     },
   ): Promise<void> {
-    await this.prisma.$transaction([
-      this.prisma.flowStep.update({
-        where: { flowId_index: { flowId, index } },
-        data: {
-          status: end.status,
-          output: json(end.output),
-          implementation: end.implementation ?? null,
-          flagDecisions: end.decisions?.length ? json(end.decisions) : Prisma.JsonNull,
-          finishedAt: new Date(),
-          ...failureColumns(end.failure),
-        },
-      }),
-      ...this.outbox(flowId, end.signals),
-    ]);
+    const update = this.prisma.flowStep.update({
+      where: { flowId_index: { flowId, index } },
+      data: {
+        status: end.status,
+        output: json(end.output),
+        implementation: end.implementation ?? null,
+        flagDecisions: end.decisions?.length ? json(end.decisions) : Prisma.JsonNull,
+        finishedAt: new Date(),
+        ...failureColumns(end.failure),
+      },
+    });
+    const outbox = this.outbox(flowId, end.signals);
+    // One statement is atomic by itself: BEGIN and COMMIT only when signals are written with it.
+    if (outbox.length) await this.prisma.$transaction([update, ...outbox]);
+    else await update;
   }
 
   async setStepStatus(flowId: string, index: number, status: StepStatus) {
@@ -171,20 +172,20 @@ export class FlowStore {
       signals?: SignalDraft[];
     },
   ): Promise<FlowRun> {
-    const [flow] = await this.prisma.$transaction([
-      this.prisma.flowRun.update({
-        where: { id: flowId },
-        data: {
-          status: end.status,
-          output: json(end.output),
-          haltedAt: end.haltedAt ?? null,
-          finishedAt: new Date(),
-          owner: null,
-          ...failureColumns(end.failure),
-        },
-      }),
-      ...this.outbox(flowId, end.signals),
-    ]);
+    const update = this.prisma.flowRun.update({
+      where: { id: flowId },
+      data: {
+        status: end.status,
+        output: json(end.output),
+        haltedAt: end.haltedAt ?? null,
+        finishedAt: new Date(),
+        owner: null,
+        ...failureColumns(end.failure),
+      },
+    });
+    const outbox = this.outbox(flowId, end.signals);
+    if (!outbox.length) return update;
+    const [flow] = await this.prisma.$transaction([update, ...outbox]);
     return flow;
   }
 
