@@ -1,9 +1,17 @@
-import { accessToken } from '../../gateway/sdk/access-token.js';
+import {
+  createApiBuilderFromCtpClient,
+  type CustomerUpdateAction,
+  type OrderUpdateAction,
+  type PaymentUpdateAction,
+  type QueryParam,
+} from '@commercetools/platform-sdk';
+import { ClientBuilder } from '@commercetools/ts-client';
 import { readOrderManagementConfig, type OrderManagementConfig } from './config.js';
 
 /**
- * The order-management Plugin's one Service client: commercetools' HTTP API with a client-credentials
- * token (cached, refreshed on expiry or a 401), and updates with optimistic concurrency — a 409
+ * The order-management Plugin's one Service client: commercetools' official TypeScript SDK
+ * (`@commercetools/platform-sdk` over `@commercetools/ts-client`), whose client-credentials middleware
+ * keeps the token (refreshed on expiry or a 401), and updates with optimistic concurrency — a 409
  * `ConcurrentModification` re-reads the resource and re-plans the update, a few times.
  */
 
@@ -129,68 +137,77 @@ export interface ClientOptions {
 
 export type OrderManagementClient = ReturnType<typeof createOrderManagementClient>;
 
+/** What the SDK rejects with: an HttpError-like object, or `{ body: null, error }` on a network failure. */
+interface SdkError {
+  statusCode?: number;
+  message?: string;
+  body?: unknown;
+  error?: unknown;
+}
+
+/** The SDK's rejection as an OrderManagementError (the Service answered) or a plain Error (it did not). */
+function serviceError(failure: unknown, what: string): Error {
+  let error = failure as SdkError | undefined;
+  // A network failure is wrapped: `{ body: null, error: NetworkError }`.
+  if (error && error.statusCode === undefined && error.error && typeof error.error === 'object')
+    error = error.error as SdkError;
+  const status = error?.statusCode;
+  if (typeof status === 'number' && status > 0) {
+    const body =
+      error?.body && typeof error.body === 'object'
+        ? (error.body as OrderManagementError['body'])
+        : // the auth middleware's errors carry the body's parts, not the body
+          {
+            message: error?.message,
+            ...(Array.isArray(error?.error) ? { errors: error.error as Array<{ code?: string }> } : {}),
+          };
+    return new OrderManagementError(status, body, what);
+  }
+  // No answer: a timeout or a network failure; transient.
+  const cause = error?.body instanceof Error ? error.body : failure;
+  return new Error(`order management did not answer ${what}: ${error?.message ?? String(failure)}`, {
+    cause,
+  });
+}
+
 export function createOrderManagementClient(config: OrderManagementConfig, options: ClientOptions = {}) {
   const maxUpdateAttempts = options.maxUpdateAttempts ?? 6;
   const timeoutMs = options.timeoutMs ?? 10_000;
-  const token = accessToken(async () => {
-    const res = await fetch(`${config.authUrl}/oauth/token`, {
-      method: 'POST',
-      headers: {
-        authorization: `Basic ${Buffer.from(`${config.clientId}:${config.clientSecret}`).toString('base64')}`,
-        'content-type': 'application/x-www-form-urlencoded',
-      },
-      body: new URLSearchParams({ grant_type: 'client_credentials', scope: config.scope }).toString(),
-      signal: AbortSignal.timeout(timeoutMs),
-    });
-    const body = (await res.json().catch(() => undefined)) as
-      { access_token?: string; expires_in?: number; message?: string } | undefined;
-    if (!res.ok || !body?.access_token) throw new OrderManagementError(res.status, body, 'POST /oauth/token');
-    return { value: body.access_token, expiresInSeconds: body.expires_in ?? 3600 };
-  });
+  // The SDK times out API calls itself (`timeout`); its token request gets the same limit from its fetch.
+  const timedFetch = (input: string | URL | Request, init: RequestInit = {}) =>
+    fetch(input, { ...init, signal: init.signal ?? AbortSignal.timeout(timeoutMs) });
+  // The SDK keeps the client-credentials token (and gets a new one on a 401, then retries once).
+  const ctpClient = new ClientBuilder()
+    .withClientCredentialsFlow({
+      host: config.authUrl,
+      projectKey: config.projectKey,
+      credentials: { clientId: config.clientId, clientSecret: config.clientSecret },
+      scopes: config.scope.split(/\s+/).filter(Boolean),
+      httpClient: timedFetch,
+    })
+    .withHttpMiddleware({ host: config.apiUrl, httpClient: fetch, timeout: timeoutMs })
+    .build();
+  const api = createApiBuilderFromCtpClient(ctpClient).withProjectKey({ projectKey: config.projectKey });
+  const resources = (kind: Kind) =>
+    kind === 'orders' ? api.orders() : kind === 'payments' ? api.payments() : api.customers();
 
-  async function request<T>(
-    method: 'GET' | 'POST',
-    path: string,
-    init: { query?: URLSearchParams; body?: unknown; correlationId?: string } = {},
-  ): Promise<T> {
-    const url = `${config.apiUrl}/${encodeURIComponent(config.projectKey)}${path}${init.query?.size ? `?${init.query}` : ''}`;
-    const what = `${method} ${path}`;
-    for (let attempt = 1; ; attempt++) {
-      const res = await fetch(url, {
-        method,
-        headers: {
-          authorization: `Bearer ${await token.get()}`,
-          accept: 'application/json',
-          ...(init.body !== undefined ? { 'content-type': 'application/json' } : {}),
-          // commercetools has no idempotency keys; the flow step's key travels as the correlation id
-          // so the Service's logs tie each write to its step.
-          ...(init.correlationId ? { 'x-correlation-id': init.correlationId } : {}),
-        },
-        ...(init.body !== undefined ? { body: JSON.stringify(init.body) } : {}),
-        signal: AbortSignal.timeout(timeoutMs),
-      });
-      const body = (await res.json().catch(() => undefined)) as unknown;
-      if (res.ok) return body as T;
-      // An expired or revoked token: get a new one and try once more.
-      if (res.status === 401 && attempt === 1) {
-        token.invalidate();
-        continue;
-      }
-      throw new OrderManagementError(res.status, body as OrderManagementError['body'], what);
+  async function execute<T>(what: string, request: { execute(): Promise<{ body: unknown }> }): Promise<T> {
+    try {
+      return (await request.execute()).body as T;
+    } catch (error) {
+      throw serviceError(error, what);
     }
   }
-
-  const withExpand = (kind: Kind, query = new URLSearchParams()) => {
-    for (const path of EXPAND[kind]) query.append('expand', path);
-    return query;
-  };
 
   /** A resource by id, or undefined when the Service does not know it. */
   async function get<K extends Kind>(kind: K, id: string): Promise<ResourceOf<K> | undefined> {
     try {
-      return await request<ResourceOf<K>>('GET', `/${kind}/${encodeURIComponent(id)}`, {
-        query: withExpand(kind),
-      });
+      return await execute<ResourceOf<K>>(
+        `GET /${kind}/${encodeURIComponent(id)}`,
+        resources(kind)
+          .withId({ ID: id })
+          .get({ queryArgs: { expand: EXPAND[kind] } }),
+      );
     } catch (error) {
       if (error instanceof OrderManagementError && error.status === 404) return undefined;
       throw error;
@@ -207,12 +224,18 @@ export function createOrderManagementClient(config: OrderManagementConfig, optio
     variables: Record<string, string | number | ReadonlyArray<string | number>> = {},
     options: { sort?: string; limit?: number } = {},
   ): Promise<Array<ResourceOf<K>>> {
-    const params = withExpand(kind, new URLSearchParams({ where, limit: String(options.limit ?? 500) }));
-    if (options.sort) params.append('sort', options.sort);
-    for (const [name, value] of Object.entries(variables)) {
-      for (const v of Array.isArray(value) ? value : [value]) params.append(`var.${name}`, String(v));
-    }
-    const page = await request<{ results: Array<ResourceOf<K>> }>('GET', `/${kind}`, { query: params });
+    const queryArgs: Record<string, QueryParam> = {
+      where,
+      limit: options.limit ?? 500,
+      expand: EXPAND[kind],
+      ...(options.sort ? { sort: options.sort } : {}),
+    };
+    for (const [name, value] of Object.entries(variables))
+      queryArgs[`var.${name}`] = Array.isArray(value) ? value.map(String) : String(value);
+    const page = await execute<{ results: Array<ResourceOf<K>> }>(
+      `GET /${kind}`,
+      resources(kind).get({ queryArgs }),
+    );
     return page.results;
   }
 
@@ -224,11 +247,51 @@ export function createOrderManagementClient(config: OrderManagementConfig, optio
     actions: readonly UpdateAction[],
     correlationId?: string,
   ): Promise<ResourceOf<K>> {
-    return request<ResourceOf<K>>('POST', `/${kind}/${encodeURIComponent(id)}`, {
-      query: withExpand(kind),
-      body: { version, actions },
-      correlationId,
-    });
+    // commercetools has no idempotency keys; the flow step's key travels as the correlation id so the
+    // Service's logs tie each write to its step.
+    const headers = correlationId ? { 'X-Correlation-ID': correlationId } : undefined;
+    const what = `POST /${kind}/${encodeURIComponent(id)}`;
+    const queryArgs = { expand: EXPAND[kind] };
+    const byId = { ID: id };
+    // The Plugin plans its actions as plain objects; the SDK's action unions describe the same JSON.
+    switch (kind) {
+      case 'orders':
+        return execute(
+          what,
+          api
+            .orders()
+            .withId(byId)
+            .post({
+              queryArgs,
+              headers,
+              body: { version, actions: actions as unknown as OrderUpdateAction[] },
+            }),
+        );
+      case 'payments':
+        return execute(
+          what,
+          api
+            .payments()
+            .withId(byId)
+            .post({
+              queryArgs,
+              headers,
+              body: { version, actions: actions as unknown as PaymentUpdateAction[] },
+            }),
+        );
+      default:
+        return execute(
+          what,
+          api
+            .customers()
+            .withId(byId)
+            .post({
+              queryArgs,
+              headers,
+              body: { version, actions: actions as unknown as CustomerUpdateAction[] },
+            }),
+        );
+    }
   }
 
   /**
