@@ -275,19 +275,16 @@ export class Coordinator {
       ],
     ]);
     const authenticator = options.auth ? createAuthenticator(options.auth) : openAuthenticator;
-    const runtime = (plugin: Plugin) =>
-      createPluginRuntime(plugin, {
-        engine,
-        store,
-        flags,
-        signals: new Set(built.compiled.signals.keys()),
-        wake: () => dispatcher.wake(),
-        logger,
-      });
+    const signals = new Set(built.compiled.signals.keys());
+    const runtimes = new Map(
+      plugins.map((plugin) => [
+        plugin,
+        createPluginRuntime(plugin, { engine, store, flags, signals, wake: () => dispatcher.wake(), logger }),
+      ]),
+    );
     for (const [path, route] of pluginRoutes(plugins, {
-      runtime,
+      runtime: (plugin) => runtimes.get(plugin)!,
       authenticate: (header) => authenticator.authenticate(header),
-      logger,
       file: built.rover.file,
     }))
       routes.set(path, route);
@@ -339,7 +336,7 @@ export class Coordinator {
     // Background work starts last: it may run flows at once, which need everything above.
     const pluginWork: Array<() => Promise<void>> = [];
     for (const plugin of plugins) {
-      const stop = await plugin.start?.(runtime(plugin));
+      const stop = await plugin.start?.(runtimes.get(plugin)!);
       if (stop) {
         pluginWork.push(stop);
         opened.push(stop);

@@ -72,7 +72,8 @@ export function createAuthenticator(options: AuthOptions): Authenticator {
     throw new ConfigError('environment', [
       'set exactly one of JWT_JWKS_URL, JWT_PUBLIC_KEYS or JWT_SECRET to verify callers',
     ]);
-  let key: JWTVerifyGetKey | Uint8Array;
+  // Every source as a key resolver, so one verify call serves them all.
+  let key: JWTVerifyGetKey;
   if (options.jwksUrl) key = createRemoteJWKSet(new URL(options.jwksUrl));
   else if (options.publicKeys) {
     try {
@@ -82,7 +83,10 @@ export function createAuthenticator(options: AuthOptions): Authenticator {
         `JWT_PUBLIC_KEYS: not a JWKS document (${(error as Error).message})`,
       ]);
     }
-  } else key = new TextEncoder().encode(options.secret);
+  } else {
+    const secret = new TextEncoder().encode(options.secret);
+    key = () => secret;
+  }
   const verifyOptions = {
     ...(options.issuer ? { issuer: options.issuer } : {}),
     ...(options.audience ? { audience: options.audience } : {}),
@@ -94,10 +98,7 @@ export function createAuthenticator(options: AuthOptions): Authenticator {
       const match = /^(?:Bearer|JWT)\s+(\S+)$/i.exec(authorization);
       if (!match) throw unauthenticated('Authorization must be "Bearer <JWT>"');
       try {
-        const { payload } =
-          key instanceof Uint8Array
-            ? await jwtVerify(match[1]!, key, verifyOptions)
-            : await jwtVerify(match[1]!, key, verifyOptions);
+        const { payload } = await jwtVerify(match[1]!, key, verifyOptions);
         return principalFromClaims(payload);
       } catch (error) {
         if (error instanceof DomainError) throw error;

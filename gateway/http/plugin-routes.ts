@@ -1,5 +1,4 @@
 import { ConfigError, domainCodeOf, ErrorCode } from '../errors.js';
-import type { Logger } from '../log.js';
 import type { Plugin, PluginRuntime, RouteResponse } from '../sdk/plugin.js';
 import type { Principal } from '../sdk/principal.js';
 import { sendJson, type Route } from './server.js';
@@ -13,7 +12,6 @@ export function pluginRoutes(
   deps: {
     runtime(plugin: Plugin): PluginRuntime;
     authenticate(authorization: string | undefined): Promise<Principal | undefined>;
-    logger: Logger;
     file: string;
   },
 ): Map<string, Route> {

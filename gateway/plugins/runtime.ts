@@ -39,6 +39,7 @@ export function createPluginRuntime(
   },
 ): PluginRuntime {
   const source = `plugin:${plugin.name}`;
+  const evaluate = evaluatorFrom(deps.flags);
   return {
     logger: deps.logger.child({ plugin: plugin.name }),
     async publish(signal, payload, { id }) {
@@ -74,7 +75,6 @@ export function createPluginRuntime(
         };
       }
     },
-    variation: async (flag, principal, fallback) =>
-      (await evaluatorFrom(deps.flags)(flag, principal, fallback)).value,
+    variation: async (flag, principal, fallback) => (await evaluate(flag, principal, fallback)).value,
   };
 }

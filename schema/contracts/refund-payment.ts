@@ -18,7 +18,8 @@ export interface RefundPaymentInput {
 export interface PaymentRefund {
   pspRefundId: string;
   refundedAmountCents: number;
-  refundStatus: string;
+  refundStatus: 'succeeded' | 'pending' | 'failed';
+  /** ISO 8601. */
   refundCreatedAt: string;
 }
 
@@ -59,9 +60,10 @@ export function checkRefundRequest(action: string, input: RefundPaymentInput, ct
   return ctx.idempotencyKey;
 }
 
-/** A refund a PSP announced (its webhook), as the `payment.refunded.v1` signal carries it. */
-export interface AnnouncedRefund extends PaymentRefund {
+/** A refund as a PSP reports it (its API or its webhook); the `payment.refunded.v1` signal carries it. */
+export interface PspRefund extends PaymentRefund {
   pspPaymentId: string;
+  /** Upper-case ISO code. */
   currency: string;
 }
 
@@ -72,7 +74,7 @@ export interface AnnouncedRefund extends PaymentRefund {
 export async function publishPaymentRefunded(
   runtime: PluginRuntime,
   psp: 'STRIPE' | 'PAYPAL',
-  refund: AnnouncedRefund,
+  refund: PspRefund,
   eventId: string,
 ): Promise<{ duplicate: boolean }> {
   return runtime.publish(

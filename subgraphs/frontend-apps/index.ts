@@ -1,6 +1,6 @@
 import { DomainError, ErrorCode } from '../../gateway/errors.js';
 import { definePlugin, type FilterResult, type RouteResponse } from '../../gateway/sdk/plugin.js';
-import { requirePrincipal, type Principal } from '../../gateway/sdk/principal.js';
+import { requirePrincipal } from '../../gateway/sdk/principal.js';
 import { frontendAppsConfig } from './config.js';
 import { HISTORY_CUTOFF_DAYS, mergeHistory } from './history.js';
 
@@ -14,26 +14,6 @@ const LEGACY_ORDER_NUMBER = /EDX-[0-9]{1,6}/;
 const DAY_MS = 86_400_000;
 
 type Input<T> = { input: T };
-
-/** The service name of the Coordinator's own principal (COORDINATOR_PRINCIPAL in gateway/flows/engine.ts). */
-const COORDINATOR_SERVICE = 'commerce-coordinator';
-
-/**
- * The caller of a learner-facing Action. A flow started without a caller (an anonymous request) runs its
- * steps as the Coordinator itself (service `commerce-coordinator`, the principal of signal receivers):
- * for these Actions that is nobody signed in, not a Service, so UNAUTHENTICATED. Without this an
- * anonymous caller got FORBIDDEN from order history, and a receipt URL of any order (a Service may read
- * every order).
- */
-function requireCaller(principal: Principal | undefined): Principal {
-  const caller = requirePrincipal(principal);
-  if (caller.kind === 'service' && caller.service === COORDINATOR_SERVICE)
-    throw new DomainError(
-      ErrorCode.UNAUTHENTICATED,
-      'Sign in first: this is for signed-in learners and staff',
-    );
-  return caller;
-}
 
 /** A flow's answer as an HTTP redirect: 303 to the URL it found, or the status of why it did not. */
 function redirectFrom(result: FilterResult, cacheSeconds?: number): RouteResponse {
@@ -67,7 +47,7 @@ export default definePlugin({
   resolvers: {
     Query: {
       orderHistoryRequest: async (_: unknown, { input }: Input<{ username?: string | null }>, ctx) => {
-        const caller = requireCaller(ctx.principal);
+        const caller = requirePrincipal(ctx.principal);
         if (caller.kind === 'service')
           throw new DomainError(ErrorCode.FORBIDDEN, 'Order history is for learners and staff');
         const asked = input.username ?? undefined;
@@ -98,7 +78,7 @@ export default definePlugin({
       },
       // The order number says which system holds the order, as in the reference; no flag is needed.
       receiptRequest: (_: unknown, { input }: Input<{ orderNumber: string }>, ctx) => {
-        requireCaller(ctx.principal);
+        requirePrincipal(ctx.principal);
         const orderNumber = input.orderNumber.trim();
         if (!orderNumber) throw new DomainError(ErrorCode.BAD_USER_INPUT, 'orderNumber must not be empty');
         return { orderNumber, legacyOrder: LEGACY_ORDER_NUMBER.test(orderNumber) };
@@ -112,7 +92,7 @@ export default definePlugin({
         return { url: input.url };
       },
       paymentPage: async (_: unknown, { input }: Input<{ query: string }>, ctx) => {
-        const caller = requireCaller(ctx.principal);
+        const caller = requirePrincipal(ctx.principal);
         if (caller.kind === 'service') throw new DomainError(ErrorCode.FORBIDDEN, 'Checkout is for learners');
         const config = frontendAppsConfig();
         const coordinator = await ctx.variation(Flags.checkout, false);

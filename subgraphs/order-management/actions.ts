@@ -73,25 +73,9 @@ async function service<T>(work: () => Promise<T>): Promise<T> {
 
 // ---- Refunds ------------------------------------------------------------------------------------
 
-/** The service name of the principal the gateway runs caller-less flow steps as (COORDINATOR_PRINCIPAL). */
-const COORDINATOR_SERVICE = 'commerce-coordinator';
-
-/**
- * A refund is always asked for by someone: a learner, staff, or a Service such as the LMS. The gateway
- * runs the steps of a flow started without a caller as the Coordinator itself, as webhooks and signals
- * need; for the refund flow that would let an anonymous requestRefund move money, so its first step
- * refuses a caller-less flow.
- */
-function requireRefundRequester(ctx: ActionContext): void {
-  const caller = ctx.principal;
-  const coordinatorItself =
-    ctx.flowId !== undefined && caller?.kind === 'service' && caller.service === COORDINATOR_SERVICE;
-  if (!caller || coordinatorItself)
-    throw new DomainError(ErrorCode.UNAUTHENTICATED, 'A refund must be asked for by a signed-in caller');
-}
-
 export async function createReturn(input: { orderId: string; lineItemIds: string[] }, ctx: ActionContext) {
-  requireRefundRequester(ctx);
+  // A refund is always asked for by someone: a learner (their own order), staff, or a Service (the LMS).
+  requirePrincipal(ctx.principal);
   const { orderId, lineItemIds } = input;
   if (!lineItemIds.length) throw badInput('lineItemIds is empty: name the lines to return');
   const duplicates = lineItemIds.filter((id, i) => lineItemIds.indexOf(id) !== i);

@@ -19,6 +19,7 @@ import {
   payPalWebhookId,
   type PayPalApiConfig,
 } from './config.js';
+import type { PspRefund } from '../../schema/contracts/refund-payment.js';
 
 /**
  * The paypal Plugin's one client of PayPal, through the official SDK (`@paypal/paypal-server-sdk`). What
@@ -26,18 +27,6 @@ import {
  * a rejection as a DomainError, anything transient (network, 5xx, 409, 429, auth) as the SDK's own
  * error so the flow engine retries the step with the same PayPal-Request-Id.
  */
-
-export interface PayPalRefundResult {
-  /** The capture refunded. */
-  pspPaymentId: string;
-  pspRefundId: string;
-  refundedAmountCents: number;
-  /** Upper-case ISO code. */
-  currency: string;
-  refundStatus: 'succeeded' | 'pending' | 'failed';
-  /** ISO 8601 (UTC). */
-  refundCreatedAt: string;
-}
 
 /**
  * The SDK knows only PayPal's two hosts (its `Environment`). Any other base URL — the stand-in, a
@@ -113,7 +102,7 @@ export function fromPayPalValue(value: string, currency: string): number | undef
   return Number(match[1]) * 10 ** exponent + Number((match[2] ?? '').padEnd(exponent, '0') || 0);
 }
 
-const statusOf = (status: string | undefined): PayPalRefundResult['refundStatus'] =>
+const statusOf = (status: string | undefined): PspRefund['refundStatus'] =>
   status === 'COMPLETED' ? 'succeeded' : status === 'FAILED' || status === 'CANCELLED' ? 'failed' : 'pending';
 
 const lastSegment = (href: string | undefined) => href?.split('?')[0]!.split('/').filter(Boolean).pop();
@@ -122,7 +111,7 @@ const lastSegment = (href: string | undefined) => href?.split('?')[0]!.split('/'
 const captureOf = (links: readonly { rel: string; href: string }[] | undefined) =>
   lastSegment(links?.find((l) => l.rel === 'up' && l.href.includes('/captures/'))?.href);
 
-function toResult(refund: Refund, captureId: string, fallbackCents?: number): PayPalRefundResult {
+function toResult(refund: Refund, captureId: string, fallbackCents?: number): PspRefund {
   const currency = (refund.amount?.currencyCode ?? 'USD').toUpperCase();
   const cents = refund.amount ? fromPayPalValue(refund.amount.value, currency) : undefined;
   return {
@@ -229,7 +218,7 @@ export async function refundCapture(request: {
   amountCents: number;
   currency: string;
   idempotencyKey: string;
-}): Promise<PayPalRefundResult> {
+}): Promise<PspRefund> {
   const currency = request.currency.toUpperCase();
   if (request.amountCents === 0) return refundOfFullyRefunded(request.captureId);
   try {
@@ -256,7 +245,7 @@ export async function refundCapture(request: {
  * paypal.com): a capture PayPal fully refunded answers its latest refund, as a refund request would
  * (`CAPTURE_FULLY_REFUNDED`); any other is refused, since PayPal refunds no amount of 0.
  */
-async function refundOfFullyRefunded(captureId: string): Promise<PayPalRefundResult> {
+async function refundOfFullyRefunded(captureId: string): Promise<PspRefund> {
   let latest: Refund | undefined;
   try {
     const { result: capture } = await paypal().payments.getCapturedPayment({ captureId });
@@ -281,7 +270,7 @@ export interface PayPalCaptureDetails {
   currency: string;
   /** ISO 8601, when PayPal gives it. */
   createdAt: string | null;
-  refunds: PayPalRefundResult[];
+  refunds: PspRefund[];
 }
 
 type PayPalOrder = Awaited<ReturnType<OrdersController['getOrder']>>['result'];
@@ -399,7 +388,7 @@ export async function verifyWebhookSignature(transmission: Transmission, rawEven
 }
 
 /** The refund a `PAYMENT.CAPTURE.REFUNDED` event carries (its `resource`, in PayPal's wire format). */
-export function refundOfWebhookResource(resource: unknown): PayPalRefundResult | undefined {
+export function refundOfWebhookResource(resource: unknown): PspRefund | undefined {
   if (typeof resource !== 'object' || resource === null) return undefined;
   const r = resource as {
     id?: unknown;

@@ -36,18 +36,13 @@ import {
 
 async function refundPayPalPayment(_: unknown, { input }: { input: RefundPaymentInput }, ctx: ActionContext) {
   const idempotencyKey = checkRefundRequest('refundPayPalPayment', input, ctx);
-  const refund = await refundCapture({
+  // A PspRefund: GraphQL answers its PaymentRefund fields.
+  return refundCapture({
     captureId: input.pspPaymentId,
     amountCents: input.refundAmountCents,
     currency: input.currency,
     idempotencyKey,
   });
-  return {
-    pspRefundId: refund.pspRefundId,
-    refundedAmountCents: refund.refundedAmountCents,
-    refundStatus: refund.refundStatus,
-    refundCreatedAt: refund.refundCreatedAt,
-  };
 }
 
 /**

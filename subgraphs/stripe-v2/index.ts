@@ -36,18 +36,13 @@ async function refundStripePayment(_: unknown, { input }: { input: RefundPayment
       'refundStripePayment (stripe-v2) needs the order number: every refund it makes names its order in Stripe',
     );
   // The amount and the PaymentIntent are checked by the shared client and by Stripe (refusals are domain errors).
-  const refund = await refundPaymentIntent({
+  // A PspRefund: GraphQL answers its PaymentRefund fields.
+  return refundPaymentIntent({
     paymentIntentId: input.pspPaymentId,
     amountCents: input.refundAmountCents,
     orderNumber,
     idempotencyKey: ctx.idempotencyKey,
   });
-  return {
-    pspRefundId: refund.pspRefundId,
-    refundedAmountCents: refund.refundedAmountCents,
-    refundStatus: refund.refundStatus,
-    refundCreatedAt: refund.refundCreatedAt,
-  };
 }
 
 export default definePlugin({

@@ -1,6 +1,7 @@
 import Stripe from 'stripe';
 import { DomainError, ErrorCode } from '../../gateway/errors.js';
 import { stripeApiConfig, stripeWebhookSecret } from './config.js';
+import type { PspRefund } from '../../schema/contracts/refund-payment.js';
 
 /**
  * The stripe Plugin's one client of Stripe, through the official SDK. What Stripe answers is mapped
@@ -8,17 +9,6 @@ import { stripeApiConfig, stripeWebhookSecret } from './config.js';
  * DomainError, anything transient (network, 5xx, 409, 429, auth) as the SDK's own error so the flow
  * engine retries the step with the same idempotency key.
  */
-
-export interface StripeRefundResult {
-  pspPaymentId: string;
-  pspRefundId: string;
-  refundedAmountCents: number;
-  /** Upper-case ISO code. */
-  currency: string;
-  refundStatus: 'succeeded' | 'pending' | 'failed';
-  /** ISO 8601. */
-  refundCreatedAt: string;
-}
 
 /** One SDK instance per configuration: built at first use, rebuilt if the environment changed. */
 const instances = new Map<string, Stripe>();
@@ -44,14 +34,14 @@ function stripe(): Stripe {
   return instance;
 }
 
-const statusOf = (status: string | null | undefined): StripeRefundResult['refundStatus'] =>
+const statusOf = (status: string | null | undefined): PspRefund['refundStatus'] =>
   status === 'succeeded'
     ? 'succeeded'
     : status === 'pending' || status === 'requires_action'
       ? 'pending'
       : 'failed';
 
-function toResult(refund: Stripe.Refund): StripeRefundResult {
+function toResult(refund: Stripe.Refund): PspRefund {
   const paymentIntent = refund.payment_intent;
   return {
     pspPaymentId: typeof paymentIntent === 'string' ? paymentIntent : (paymentIntent?.id ?? ''),
@@ -97,7 +87,7 @@ export async function refundPaymentIntent(request: {
   amountCents: number;
   orderNumber?: string;
   idempotencyKey: string;
-}): Promise<StripeRefundResult> {
+}): Promise<PspRefund> {
   if (request.amountCents === 0) return refundOfFullyRefunded(request.paymentIntentId);
   try {
     const refund = await stripe().refunds.create(
@@ -125,7 +115,7 @@ export async function refundPaymentIntent(request: {
  * the dashboard): a PaymentIntent Stripe fully refunded answers its latest refund, as a refund request
  * would (`charge_already_refunded`); any other is refused, since Stripe refunds no amount of 0.
  */
-async function refundOfFullyRefunded(paymentIntentId: string): Promise<StripeRefundResult> {
+async function refundOfFullyRefunded(paymentIntentId: string): Promise<PspRefund> {
   let latest: Stripe.Refund | undefined;
   try {
     const intent = await stripe().paymentIntents.retrieve(paymentIntentId, { expand: ['latest_charge'] });
@@ -164,7 +154,7 @@ export interface StripePaymentDetails {
   /** ISO 8601. */
   createdAt: string;
   receiptUrl: string | null;
-  refunds: StripeRefundResult[];
+  refunds: PspRefund[];
 }
 
 /**
@@ -227,7 +217,7 @@ export const isSignatureError = (error: unknown): boolean =>
  * The refund a `charge.refunded` event is about: the charge's most recent. Since API version
  * 2022-11-15 a Charge no longer embeds its refunds, so they are listed when the event lacks them.
  */
-export async function refundOfRefundedCharge(charge: Stripe.Charge): Promise<StripeRefundResult | undefined> {
+export async function refundOfRefundedCharge(charge: Stripe.Charge): Promise<PspRefund | undefined> {
   const embedded = (charge as { refunds?: { data?: Stripe.Refund[] } | null }).refunds?.data;
   const refunds = embedded?.length
     ? embedded

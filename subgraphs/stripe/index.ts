@@ -36,18 +36,13 @@ import {
 
 async function refundStripePayment(_: unknown, { input }: { input: RefundPaymentInput }, ctx: ActionContext) {
   const idempotencyKey = checkRefundRequest('refundStripePayment', input, ctx);
-  const refund = await refundPaymentIntent({
+  // A PspRefund: GraphQL answers its PaymentRefund fields.
+  return refundPaymentIntent({
     paymentIntentId: input.pspPaymentId,
     amountCents: input.refundAmountCents,
     orderNumber: input.orderNumber ?? undefined,
     idempotencyKey,
   });
-  return {
-    pspRefundId: refund.pspRefundId,
-    refundedAmountCents: refund.refundedAmountCents,
-    refundStatus: refund.refundStatus,
-    refundCreatedAt: refund.refundCreatedAt,
-  };
 }
 
 /** The request's PaymentIntents with their latest charge and refunds: one Stripe call per distinct id. */
