@@ -23,6 +23,8 @@ const { values, positionals } = parseArgs({
     /** The results' file name under bench/results/ (federation only). */
     out: { type: 'string' },
     minutes: { type: 'string' },
+    /** Flows only: a CPU profile of the Coordinator's measured load, written to <file>-<concurrency>-<round>. */
+    'cpu-prof': { type: 'string' },
   },
 });
 const which = positionals.length ? positionals : ['federation', 'flows', 'signals'];
@@ -45,6 +47,7 @@ if (which.includes('flows')) {
     secondsPerRound: num(values.seconds, 5, 2),
     concurrency: values.concurrency?.split(',').map(Number) ?? [1, 10, 100],
     serviceLatencyMs: num(values.latency, 5, 5),
+    ...(values['cpu-prof'] ? { cpuProfile: values['cpu-prof'] } : {}),
   });
 }
 if (which.includes('signals')) {

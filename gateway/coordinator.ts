@@ -172,7 +172,8 @@ export class Coordinator {
       ? createRedisEventFeed({ url: options.redis.url, keyPrefix: options.redis.keyPrefix, logger })
       : createMemoryEventFeed({ logger });
     opened.push(() => feed.close());
-    const store = new FlowStore(database.prisma);
+    // A flow's signals go out as soon as they are committed, not at the dispatcher's next poll.
+    const store = new FlowStore(database.prisma, { signalsCommitted: () => dispatcher.wake() });
 
     // Actions run through the gateway's Apollo Server, created below: the engine and the gateway refer
     // to each other (the Coordinator subgraph's mutations run flows whose steps run through the gateway).
@@ -185,21 +186,11 @@ export class Coordinator {
         throw new Error('Incremental delivery is not supported for Actions');
       return response.body.singleResult as Awaited<ReturnType<ActionCaller>>;
     };
-    const wakeDispatcher: FlowPlugin = {
-      name: 'outbox-wake',
-      stepWillRun: () => () => dispatcher.wake(),
-      flowWillStart: () => () => dispatcher.wake(),
-    };
     const engine = new FlowEngine({
       store,
       connections: built.compiled,
       callAction,
-      plugins: [
-        useFlowEvents(feed, logger),
-        useFlowLogging(logger),
-        wakeDispatcher,
-        ...(options.flowPlugins ?? []),
-      ],
+      plugins: [useFlowEvents(feed, logger), useFlowLogging(logger), ...(options.flowPlugins ?? [])],
       logger,
       owner: this.owner,
       flagContext: ({ orderId, principal }) => principalFlagContext(principal, orderId),
@@ -279,7 +270,7 @@ export class Coordinator {
     const runtimes = new Map(
       plugins.map((plugin) => [
         plugin,
-        createPluginRuntime(plugin, { engine, store, flags, signals, wake: () => dispatcher.wake(), logger }),
+        createPluginRuntime(plugin, { engine, store, flags, signals, logger }),
       ]),
     );
     for (const [path, route] of pluginRoutes(plugins, {

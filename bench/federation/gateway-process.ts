@@ -1,6 +1,6 @@
 /**
  * One gateway of the federation benchmark, in a process of its own (so its RSS and CPU are its own):
- * `node --import tsx bench/federation/gateway-process.ts <coordinator|apollo|hive|coordinator-apollo-fetcher> <subgraphs base>`.
+ * `node --import tsx bench/federation/gateway-process.ts <coordinator|apollo|hive|coordinator-apollo-fetcher|coordinator-node-fetch> <subgraphs base>`.
  * Prints one JSON line `{"url": ..., "pid": ...}` once it listens on a free port.
  */
 import { createServer, type Server } from 'node:http';
@@ -29,17 +29,22 @@ function listening(server: Server): Promise<string> {
   );
 }
 
+/** Node's global fetch: the Coordinator's subgraph fetcher before the undici `request` lever. */
+const nodeFetch: RemoteGraphQLDataSource['fetcher'] = (url, init) =>
+  fetch(url, init as RequestInit) as unknown as ReturnType<RemoteGraphQLDataSource['fetcher']>;
+
 /**
  * This Coordinator's gateway as gateway/coordinator.ts builds it, every subgraph remote. With
- * `apolloFetcher`, its subgraph fetches go through @apollo/gateway's default fetcher (make-fetch-happen),
- * as before the keep-alive fetch lever: to measure the lever in the same run.
+ * `fetcher`, its subgraph fetches go through @apollo/gateway's default fetcher (make-fetch-happen) or
+ * Node's fetch, as before the fetch levers: to measure a lever in the same run.
  */
-async function coordinator(apolloFetcher = false): Promise<string> {
+async function coordinator(fetcher?: 'apollo' | 'node'): Promise<string> {
   const dataSources = Object.fromEntries(
     ['accounts', 'inventory', 'products', 'reviews'].map((name) => {
       const url = `${base}/${name}`;
       const source = new RemoteDataSource({ url });
-      if (apolloFetcher) source.fetcher = new RemoteGraphQLDataSource({ url }).fetcher;
+      if (fetcher === 'apollo') source.fetcher = new RemoteGraphQLDataSource({ url }).fetcher;
+      if (fetcher === 'node') source.fetcher = nodeFetch;
       return [name, source];
     }),
   );
@@ -78,10 +83,11 @@ async function hive(): Promise<string> {
 
 const start = {
   coordinator: () => coordinator(),
-  'coordinator-apollo-fetcher': () => coordinator(true),
+  'coordinator-apollo-fetcher': () => coordinator('apollo'),
+  'coordinator-node-fetch': () => coordinator('node'),
   apollo,
   hive,
-}[kind as 'coordinator' | 'coordinator-apollo-fetcher' | 'apollo' | 'hive'];
+}[kind as 'coordinator' | 'coordinator-apollo-fetcher' | 'coordinator-node-fetch' | 'apollo' | 'hive'];
 if (!start) throw new Error(`unknown gateway '${kind}'`);
 const url = await start();
 process.stdout.write(`${JSON.stringify({ url, pid: process.pid })}\n`);

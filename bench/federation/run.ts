@@ -1,14 +1,15 @@
 import autocannon from 'autocannon';
-import { cpuSeconds, memory, spawnNode, type NodeChild } from '../lib/processes.js';
+import { cpuSeconds, gatewayNodeFlags, memory, spawnNode, type NodeChild } from '../lib/processes.js';
 import { barChart, percentile, table, writeResults } from '../lib/report.js';
 import { referenceResponse } from './reference.js';
 import { scenario } from './scenario.js';
 
 export const GATEWAYS = ['coordinator', 'apollo', 'hive'] as const;
-/** `coordinator-apollo-fetcher`: the Coordinator before the keep-alive fetch lever, to measure it. */
-export type GatewayName = (typeof GATEWAYS)[number] | 'coordinator-apollo-fetcher';
+/** The Coordinator before a fetch lever (make-fetch-happen, then Node's fetch), to measure it. */
+export type GatewayName = (typeof GATEWAYS)[number] | 'coordinator-apollo-fetcher' | 'coordinator-node-fetch';
 const LABELS: Record<GatewayName, string> = {
   'coordinator-apollo-fetcher': 'Coordinator, make-fetch-happen',
+  'coordinator-node-fetch': 'Coordinator, Node fetch',
   coordinator: 'Coordinator (FederatedExecutor)',
   apollo: '@apollo/gateway (Apollo Server 5)',
   hive: 'Hive Gateway (JS)',
@@ -174,7 +175,14 @@ export async function runFederation(options: FederationOptions = {}): Promise<Fe
         const gateway = await spawnNode<{ url: string }>(
           'bench/federation/gateway-process.ts',
           [name, subgraphs.ready.base],
-          { nodeArgs: options.nodeArgs?.[name], env: options.env?.[name] },
+          {
+            // Ours as `npm start` runs it; the others with their defaults.
+            nodeArgs: [
+              ...(name.startsWith('coordinator') ? gatewayNodeFlags() : []),
+              ...(options.nodeArgs?.[name] ?? []),
+            ],
+            env: options.env?.[name],
+          },
         );
         started.push(gateway);
         const warm = await drive(gateway.ready.url, {

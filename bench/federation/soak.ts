@@ -1,4 +1,4 @@
-import { memory, spawnNode } from '../lib/processes.js';
+import { gatewayNodeFlags, memory, spawnNode } from '../lib/processes.js';
 import { table, writeResults } from '../lib/report.js';
 import { drive } from './run.js';
 
@@ -29,10 +29,11 @@ export async function runSoak(
   const minutes = options.minutes ?? 10;
   const connections = options.connections ?? 50;
   const subgraphs = await spawnNode<{ base: string }>('bench/federation/subgraphs-process.ts');
-  const gateway = await spawnNode<{ url: string }>('bench/federation/gateway-process.ts', [
-    'coordinator',
-    subgraphs.ready.base,
-  ]);
+  const gateway = await spawnNode<{ url: string }>(
+    'bench/federation/gateway-process.ts',
+    ['coordinator', subgraphs.ready.base],
+    { nodeArgs: gatewayNodeFlags() },
+  );
   try {
     const rssMiB: number[] = [];
     let requests = 0;

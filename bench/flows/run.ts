@@ -7,6 +7,7 @@ import { silentLogger } from '../../gateway/log.js';
 import { createTestDatabase, machinePostgresUrl } from '../../test/support/database.js';
 import { deleteNamespace, machineRedisUrl, requireRedis, testNamespace } from '../../test/support/redis.js';
 import { spawnNode } from '../lib/processes.js';
+import { profiled } from '../lib/profile.js';
 import { barChart, percentile, table, writeResults } from '../lib/report.js';
 
 process.env.APOLLO_TELEMETRY_DISABLED ??= '1';
@@ -25,6 +26,8 @@ export interface FlowBenchOptions {
   warmupSeconds?: number;
   /** PostgreSQL single-row insert commit rate, measured for this long. @default 3 s */
   commitSeconds?: number;
+  /** Write a CPU profile of the Coordinator's measured load (this process) to this file. */
+  cpuProfile?: string;
   /** @default 'flows'; false writes nothing */
   write?: string | false;
   log?: (line: string) => void;
@@ -39,10 +42,12 @@ export interface ModeResult {
   p99Ms: number;
   flows: number;
   incorrect: number;
+  /** This process's CPU use while measured, in cores: the Coordinator (or the direct script) and the load. */
+  cpuCores: number;
 }
 
 export interface FlowBenchResult {
-  settings: Required<Omit<FlowBenchOptions, 'write' | 'log'>>;
+  settings: Required<Omit<FlowBenchOptions, 'write' | 'log' | 'cpuProfile'>>;
   results: ModeResult[];
   ratios: Array<{ concurrency: number; latencyP50: number; latencyP99: number; throughput: number }>;
   postgres: { commitsPerSecond1Connection: number; commitsPerSecond10Connections: number };
@@ -67,8 +72,9 @@ async function load(
   concurrency: number,
   seconds: number,
   flow: () => Promise<boolean>,
-): Promise<{ latencies: number[]; incorrect: number; seconds: number }> {
+): Promise<{ latencies: number[]; incorrect: number; seconds: number; cpuSeconds: number }> {
   const latencies: number[] = [];
+  const cpu0 = process.cpuUsage();
   let incorrect = 0;
   const started = performance.now();
   const until = started + seconds * 1000;
@@ -82,7 +88,13 @@ async function load(
       }
     }),
   );
-  return { latencies, incorrect, seconds: (performance.now() - started) / 1000 };
+  const cpu = process.cpuUsage(cpu0);
+  return {
+    latencies,
+    incorrect,
+    seconds: (performance.now() - started) / 1000,
+    cpuSeconds: (cpu.user + cpu.system) / 1e6,
+  };
 }
 
 /** Single-row insert transactions per second on `url` from `connections` clients. */
@@ -182,6 +194,8 @@ export async function runFlows(options: FlowBenchOptions = {}): Promise<FlowBenc
       return typeof id === 'string';
     };
     const modes = { coordinator: viaCoordinator, direct } as const;
+    const profileFile = (concurrency: number, round: number) =>
+      options.cpuProfile?.replace(/(\.cpuprofile)?$/, `-${concurrency}-${round}.cpuprofile`);
 
     const commitsPerSecond1Connection = await commitRate(database.url, 1, settings.commitSeconds);
     const commitsPerSecond10Connections = await commitRate(database.url, 10, settings.commitSeconds);
@@ -195,16 +209,21 @@ export async function runFlows(options: FlowBenchOptions = {}): Promise<FlowBenc
       const samples = { coordinator: [] as number[], direct: [] as number[] };
       const incorrect = { coordinator: 0, direct: 0 };
       const seconds = { coordinator: 0, direct: 0 };
+      const cpu = { coordinator: 0, direct: 0 };
       for (const mode of ['coordinator', 'direct'] as const)
         await load(concurrency, settings.warmupSeconds, modes[mode]);
       for (let round = 0; round < settings.rounds; round++) {
         const order =
           round % 2 === 0 ? (['coordinator', 'direct'] as const) : (['direct', 'coordinator'] as const);
         for (const mode of order) {
-          const r = await load(concurrency, settings.secondsPerRound, modes[mode]);
+          const measure = () => load(concurrency, settings.secondsPerRound, modes[mode]);
+          const r = await (mode === 'coordinator'
+            ? profiled(profileFile(concurrency, round), measure)
+            : measure());
           samples[mode].push(...r.latencies);
           incorrect[mode] += r.incorrect;
           seconds[mode] += r.seconds;
+          cpu[mode] += r.cpuSeconds;
         }
       }
       for (const mode of ['coordinator', 'direct'] as const) {
@@ -217,6 +236,7 @@ export async function runFlows(options: FlowBenchOptions = {}): Promise<FlowBenc
           p99Ms: percentile(samples[mode], 99),
           flows: samples[mode].length,
           incorrect: incorrect[mode],
+          cpuCores: cpu[mode] / seconds[mode],
         });
       }
       log(`${concurrency} concurrent flows measured`);
@@ -256,7 +276,7 @@ export async function runFlows(options: FlowBenchOptions = {}): Promise<FlowBenc
     log('');
     log(
       table(
-        ['mode', 'concurrent', 'flows/s', 'p50 ms', 'p95 ms', 'p99 ms', 'flows', 'incorrect'],
+        ['mode', 'concurrent', 'flows/s', 'p50 ms', 'p95 ms', 'p99 ms', 'flows', 'incorrect', 'CPU cores'],
         results.map((r) => [
           r.mode,
           r.concurrency,
@@ -266,6 +286,7 @@ export async function runFlows(options: FlowBenchOptions = {}): Promise<FlowBenc
           r.p99Ms,
           r.flows,
           r.incorrect,
+          r.cpuCores,
         ]),
       ),
     );

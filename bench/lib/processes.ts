@@ -12,6 +12,17 @@ export interface NodeChild<T> {
   stop(): Promise<void>;
 }
 
+/**
+ * The Node flags `npm start` runs the gateway with (package.json's start script): the benchmarks run
+ * the Coordinator's gateway as it ships.
+ */
+export function gatewayNodeFlags(): string[] {
+  const { scripts } = JSON.parse(readFileSync(`${repoRoot}package.json`, 'utf8')) as {
+    scripts: { start: string };
+  };
+  return scripts.start.split(/\s+/).filter((token) => token.startsWith('--'));
+}
+
 const children = new Set<ChildProcess>();
 process.once('exit', () => {
   for (const child of children) child.kill('SIGKILL');

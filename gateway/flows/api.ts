@@ -283,7 +283,7 @@ export function coordinatorPlugin(
         idempotencyKey: args.idempotencyKey ?? undefined,
         principal: ctx.principal,
       });
-      return flowToGraphQL((await store.flow(flow.id))!);
+      return flowToGraphQL(flow);
     };
   }
   const orderEntity = connections.orderEntity && {

@@ -17,7 +17,8 @@ import { compileRetryPolicy, retryDelayMs, shouldRetry } from '../retry-policy.j
 import type { Delivery } from '../signals/types.js';
 import { invokeStartHooks, type FlowPlugin } from './hooks.js';
 import { FlowKind, FlowStatus, StepStatus } from './status.js';
-import type { FlowRun, FlowStore, SignalDraft } from './store.js';
+import { FlowRecorder } from './recorder.js';
+import type { FlowRun, FlowRunWithSteps, FlowStore, SignalDraft } from './store.js';
 
 /** Runs one Action call through the gateway (never by calling resolvers directly). */
 export type ActionCaller = (
@@ -100,12 +101,13 @@ export class FlowEngine {
     name: string,
     input: Data,
     options: { idempotencyKey?: string; principal?: Principal } = {},
-  ): Promise<FlowRun> {
+  ): Promise<FlowRunWithSteps> {
     const filter = this.filter(name);
+    const { store } = this.options;
     const orderKey = filter.definition.orderKey;
     const orderId = orderKey && input[orderKey] != null ? String(input[orderKey]) : undefined;
     const inputHash = hashInput(input);
-    const { created, flow } = await this.options.store.createFlow({
+    const { created, flow } = await store.createFlow({
       kind: FlowKind.FILTER,
       name,
       idempotencyKey: options.idempotencyKey,
@@ -125,7 +127,9 @@ export class FlowEngine {
       }
       return this.resultOf(await this.awaitFinished(flow));
     }
-    return this.resultOf(await this.track(flow.id, this.execute(filter, flow, input, 0)));
+    return this.resultOf(
+      await this.track(flow.id, this.execute(filter, new FlowRecorder(store, flow), input, 0)),
+    );
   }
 
   /** Finishes (or fails, per the filter's policy) a flow a crashed process left running. */
@@ -143,7 +147,7 @@ export class FlowEngine {
       return;
     }
     const { data, from } = await this.replayRecord(flow.id, filter);
-    await this.track(flow.id, this.execute(filter, flow, data, from));
+    await this.track(flow.id, this.execute(filter, new FlowRecorder(this.options.store, flow), data, from));
   }
 
   /** Runs one delivery of a signal to a receiver; throws to have the bus retry it. */
@@ -167,7 +171,8 @@ export class FlowEngine {
       if (this.running.has(flow.id)) throw new Error(`Receiver run ${flow.id} is still in progress`);
       await this.options.store.reopen(flow.id, this.options.owner);
     }
-    const run = this.track(flow.id, this.executeReceiver(receiver, flow, input, delivery.attempt));
+    const recorder = new FlowRecorder(this.options.store, flow);
+    const run = this.track(flow.id, this.executeReceiver(receiver, recorder, input, delivery.attempt));
     const outcome = await run;
     if (outcome.status === FlowStatus.FAILED) throw new ReceiverFailure(outcome.failure);
   }
@@ -177,10 +182,10 @@ export class FlowEngine {
     return work.finally(() => this.running.delete(flowId));
   }
 
-  private async awaitFinished(flow: FlowRun): Promise<FlowRun> {
+  private async awaitFinished(flow: FlowRun): Promise<FlowRunWithSteps> {
     const deadline = Date.now() + this.idempotencyWaitMs;
     let wait = 20;
-    let current: FlowRun | null = flow;
+    let current = await this.options.store.flow(flow.id);
     while (current && current.status === FlowStatus.RUNNING) {
       if (Date.now() > deadline) {
         throw new DomainError(
@@ -200,7 +205,7 @@ export class FlowEngine {
   }
 
   /** A failed flow reaches its caller as the error that failed it, the same on every replay of its key. */
-  private resultOf(flow: FlowRun): FlowRun {
+  private resultOf(flow: FlowRunWithSteps): FlowRunWithSteps {
     if (flow.status === FlowStatus.FAILED || flow.status === FlowStatus.COMPENSATED) {
       const failure = flow.failure as unknown as Failure | null;
       const code =
@@ -234,11 +239,12 @@ export class FlowEngine {
 
   private async execute(
     filter: CompiledFilter,
-    flow: FlowRun,
+    recorder: FlowRecorder,
     initial: Data,
     from: number,
-  ): Promise<FlowRun> {
-    const { store, plugins, logger } = this.options;
+  ): Promise<FlowRunWithSteps> {
+    const { plugins, logger } = this.options;
+    const { flow } = recorder;
     const flowDidEnd = invokeStartHooks(
       plugins,
       (p) => p.flowWillStart,
@@ -253,14 +259,14 @@ export class FlowEngine {
     );
     let outcome: Outcome;
     try {
-      outcome = await this.runSteps(filter, flow, initial, from);
+      outcome = await this.runSteps(filter, recorder, initial, from);
     } catch (error) {
       // Only a broken database gets here: the flow stays "running" and recovery finishes it.
       logger.error({ err: error, flowId: flow.id }, 'flow interrupted');
       throw error;
     }
     const signals = outcome.status === FlowStatus.COMPLETED ? emitsOf(filter, outcome.data) : [];
-    const recorded = await store.finishFlow(flow.id, {
+    const recorded = await recorder.finish({
       status: outcome.status,
       output: outcome.data,
       ...('failure' in outcome ? { failure: outcome.failure } : {}),
@@ -282,10 +288,11 @@ export class FlowEngine {
 
   private async runSteps(
     filter: CompiledFilter,
-    flow: FlowRun,
+    recorder: FlowRecorder,
     initial: Data,
     from: number,
   ): Promise<Outcome> {
+    const { flow } = recorder;
     let data = initial;
     const principal = principalOf(flow);
     const flagContext = this.options.flagContext({
@@ -296,20 +303,20 @@ export class FlowEngine {
     });
     for (const step of filter.steps.slice(from)) {
       if (step.when && !matches(step.when, data)) {
-        await this.options.store.skipStep(flow.id, step.index, step.action.name);
+        recorder.stepSkipped(step.index, step.action.name);
         continue;
       }
-      const result = await this.runStep(flow, filter.name, step, data, flagContext, step.retry);
+      const result = await this.runStep(recorder, filter.name, step, data, flagContext, step.retry);
       if (result.kind === 'completed') {
         data = merge(data, result.output);
         continue;
       }
       if (result.kind === 'halted') return { status: FlowStatus.HALTED, data, haltedAt: step.index };
       if (filter.definition.onError === 'continue' && !result.failure.nonRetryable) {
-        await this.options.store.setStepStatus(flow.id, step.index, StepStatus.SKIPPED);
+        await recorder.setStepStatus(step.index, StepStatus.SKIPPED);
         continue;
       }
-      const compensated = await this.compensate(flow, filter, step.index, data, flagContext);
+      const compensated = await this.compensate(recorder, filter, step.index, data, flagContext);
       return {
         status: compensated ? FlowStatus.COMPENSATED : FlowStatus.FAILED,
         data,
@@ -325,7 +332,7 @@ export class FlowEngine {
    * there was something to undo and all of it was undone; each compensation is recorded as a step.
    */
   private async compensate(
-    flow: FlowRun,
+    recorder: FlowRecorder,
     filter: CompiledFilter,
     failedIndex: number,
     data: Data,
@@ -336,7 +343,8 @@ export class FlowEngine {
       .filter((s) => s.compensate)
       .reverse();
     if (!done.length) return false;
-    const record = await this.options.store.flow(flow.id);
+    await recorder.flush();
+    const record = await this.options.store.flow(recorder.flow.id);
     const completed = new Set(
       record?.steps.filter((s) => s.status === StepStatus.COMPLETED).map((s) => s.index),
     );
@@ -345,7 +353,7 @@ export class FlowEngine {
     for (const step of done) {
       if (!completed.has(step.index)) continue;
       const result = await this.runStep(
-        flow,
+        recorder,
         filter.name,
         { ...step.compensate!, index: index++ },
         data,
@@ -353,18 +361,19 @@ export class FlowEngine {
         step.retry,
       );
       if (result.kind === 'failed') all = false;
-      else await this.options.store.setStepStatus(flow.id, step.index, StepStatus.COMPENSATED);
+      else await recorder.setStepStatus(step.index, StepStatus.COMPENSATED);
     }
     return all;
   }
 
   private async executeReceiver(
     receiver: CompiledReceiver,
-    flow: FlowRun,
+    recorder: FlowRecorder,
     input: Data,
     attempt: number,
   ): Promise<Outcome> {
-    const { store, plugins, logger } = this.options;
+    const { plugins, logger } = this.options;
+    const { flow } = recorder;
     const flowDidEnd = invokeStartHooks(
       plugins,
       (p) => p.flowWillStart,
@@ -382,7 +391,7 @@ export class FlowEngine {
     // The bus owns retries of receivers (with backoff across processes): one attempt per delivery.
     const once = compileRetryPolicy({ maximumAttempts: 1 });
     const result = await this.runStep(
-      flow,
+      recorder,
       receiver.signal,
       { ...receiver, index: 0 },
       input,
@@ -396,7 +405,7 @@ export class FlowEngine {
         : result.kind === 'halted'
           ? { status: FlowStatus.HALTED, data: input, haltedAt: 0 }
           : { status: FlowStatus.FAILED, data: input, failure: result.failure, stepIndex: 0 };
-    await store.finishFlow(flow.id, {
+    await recorder.finish({
       status: outcome.status,
       output: outcome.data,
       ...('failure' in outcome ? { failure: outcome.failure } : {}),
@@ -418,7 +427,7 @@ export class FlowEngine {
 
   /** One step: its Action call with retries, each attempt recorded before and after it runs. */
   private async runStep(
-    flow: FlowRun,
+    recorder: FlowRecorder,
     flowName: string,
     step: CompiledAction & { index: number },
     data: Data,
@@ -428,13 +437,13 @@ export class FlowEngine {
   ): Promise<
     { kind: 'completed'; output: Data } | { kind: 'halted' } | { kind: 'failed'; failure: Failure }
   > {
-    const { store, plugins, logger } = this.options;
+    const { plugins, logger } = this.options;
+    const { flow } = recorder;
     const variables = actionVariables(step.action, data, step.mapping);
     const input = (step.action.wrapsInput ? variables.input : variables) as Data;
     const idempotencyKey = `${flow.id}:${step.index}`;
     for (let attempt = firstAttempt; ; attempt++) {
-      await store.startStep({
-        flowId: flow.id,
+      await recorder.stepStarting({
         index: step.index,
         action: step.action.name,
         input,
@@ -483,26 +492,15 @@ export class FlowEngine {
         status === StepStatus.COMPLETED
           ? context.emitted.map((s) => ({ name: s.signal, payload: s.payload }))
           : [];
-      await store.finishStep(flow.id, step.index, {
-        status,
-        output,
-        implementation,
-        decisions,
-        failure,
-        signals,
-      });
-      stepDidEnd({
-        ...payload,
-        status,
-        output,
-        failure,
-        implementation,
-        decisions,
-        durationMs: performance.now() - started,
-      });
+      const durationMs = performance.now() - started;
+      recorder.stepEnded(step.index, { status, output, implementation, decisions, failure, signals }, () =>
+        stepDidEnd({ ...payload, status, output, failure, implementation, decisions, durationMs }),
+      );
       if (!failure)
         return value === null ? { kind: 'halted' } : { kind: 'completed', output: output as Data };
       if (!shouldRetry(retry, attempt, failure)) return { kind: 'failed', failure };
+      // The failed attempt is visible while the retry waits.
+      await recorder.flush();
       await sleep(retryDelayMs(retry, attempt));
     }
   }

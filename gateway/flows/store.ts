@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { Prisma, type FlowRun, type FlowStep, type PrismaClient } from '../db/generated/client.js';
 import type { Failure } from '../errors.js';
-import type { FlagDecision } from '../federation/context.js';
-import { FlowKind, FlowStatus, StepStatus } from './status.js';
+import type { StepStatus } from './status.js';
+import { FlowKind, FlowStatus } from './status.js';
 
 export type { FlowRun, FlowStep };
 export type FlowRunWithSteps = FlowRun & { steps: FlowStep[] };
@@ -12,24 +12,41 @@ export interface SignalDraft {
   payload: Record<string, unknown>;
 }
 
-const json = (value: unknown) =>
-  value === undefined || value === null ? Prisma.JsonNull : (value as Prisma.InputJsonValue);
+/** The end of a flow run, as `FlowStore.record` writes it. */
+export interface FlowEnd {
+  status: FlowStatus;
+  output?: unknown;
+  failure?: Failure;
+  haltedAt?: number;
+}
 
-const failureColumns = (failure: Failure | undefined) =>
-  failure
-    ? {
-        errorCode: failure.type,
-        errorMessage: failure.message,
-        failure: failure as unknown as Prisma.InputJsonValue,
-      }
-    : {};
+/** One write of the record: step rows (whole), the flow's end, signals — all or nothing. */
+export interface RecordWrite {
+  steps?: readonly FlowStep[];
+  end?: FlowEnd;
+  /** Committed to the outbox with this write, as emitted by the flow. */
+  signals?: readonly SignalDraft[];
+}
+
+// Every column of a step row, in the order of the statement below.
+const STEP_COLUMNS = `"id" uuid, "flowId" uuid, "index" int, "action" text, "status" text, "input" jsonb, "output" jsonb,
+  "implementation" text, "flagDecisions" jsonb, "idempotencyKey" text, "attempt" int, "errorCode" text,
+  "errorMessage" text, "failure" jsonb, "startedAt" timestamp(3), "finishedAt" timestamp(3)`;
 
 /**
- * The durable record of flows, steps and the signal outbox. Every write that emits signals writes them
- * in the same transaction: a signal exists if and only if the record that emitted it does.
+ * The durable record of flows, steps and the signal outbox. Every write is one SQL statement, so it is
+ * atomic by itself: a signal exists if and only if the record that emitted it does, and a step's end,
+ * the next step's start and the flow's end can be committed together (see FlowRecorder) in one round
+ * trip instead of a transaction each.
  */
 export class FlowStore {
-  constructor(private readonly prisma: PrismaClient) {}
+  constructor(
+    private readonly prisma: PrismaClient,
+    private readonly options: {
+      /** Called after a write that committed signals: the outbox dispatcher publishes them at once. */
+      signalsCommitted?: () => void;
+    } = {},
+  ) {}
 
   /**
    * Creates a flow run, or returns the existing one when the unique key (idempotency key per filter,
@@ -47,17 +64,16 @@ export class FlowStore {
     principal?: unknown;
     owner: string;
   }): Promise<{ created: boolean; flow: FlowRun }> {
-    const id = randomUUID();
-    const inserted = await this.prisma.$executeRaw`
+    const [inserted] = await this.prisma.$queryRaw<FlowRun[]>`
       INSERT INTO "FlowRun" ("id", "kind", "name", "receiver", "status", "idempotencyKey", "inputHash", "signalId",
                              "orderId", "input", "principal", "owner", "heartbeatAt", "startedAt")
-      VALUES (${id}::uuid, ${init.kind}, ${init.name}, ${init.receiver ?? null}, ${FlowStatus.RUNNING},
+      VALUES (${randomUUID()}::uuid, ${init.kind}, ${init.name}, ${init.receiver ?? null}, ${FlowStatus.RUNNING},
               ${init.idempotencyKey ?? null}, ${init.inputHash}, ${init.signalId ?? null}::uuid, ${init.orderId ?? null},
               ${JSON.stringify(init.input)}::jsonb, ${init.principal ? JSON.stringify(init.principal) : null}::jsonb,
-              ${init.owner}, now(), now())
-      ON CONFLICT DO NOTHING`;
-    if (inserted === 1)
-      return { created: true, flow: await this.prisma.flowRun.findUniqueOrThrow({ where: { id } }) };
+              ${init.owner}, ${new Date()}, ${new Date()})
+      ON CONFLICT DO NOTHING
+      RETURNING *`;
+    if (inserted) return { created: true, flow: inserted };
     const existing = init.idempotencyKey
       ? await this.prisma.flowRun.findUnique({
           where: { name_idempotencyKey: { name: init.name, idempotencyKey: init.idempotencyKey } },
@@ -76,125 +92,74 @@ export class FlowStore {
     });
   }
 
-  async startStep(step: {
-    flowId: string;
-    index: number;
-    action: string;
-    input: Record<string, unknown>;
-    idempotencyKey: string;
-    attempt: number;
-  }): Promise<void> {
-    const data = {
-      action: step.action,
-      status: StepStatus.RUNNING,
-      input: json(step.input),
-      attempt: step.attempt,
-      startedAt: new Date(),
-      finishedAt: null,
-      output: Prisma.JsonNull,
-      errorCode: null,
-      errorMessage: null,
-      failure: Prisma.JsonNull,
+  /**
+   * Writes step rows (inserted, or replacing the row of the same index), the flow's end and its signals
+   * in one statement. Returns the flow when `end` was written.
+   */
+  async record(flowId: string, write: RecordWrite): Promise<FlowRun | undefined> {
+    const steps = write.steps ?? [];
+    const signals = (write.signals ?? []).map((s) => ({
+      id: randomUUID(),
+      name: s.name,
+      payload: s.payload,
+      source: `flow:${flowId}`,
+      createdAt: new Date(),
+    }));
+    const end = write.end && {
+      status: write.end.status,
+      output: write.end.output ?? null,
+      haltedAt: write.end.haltedAt ?? null,
+      errorCode: write.end.failure?.type ?? null,
+      errorMessage: write.end.failure?.message ?? null,
+      failure: write.end.failure ?? null,
+      finishedAt: new Date(),
     };
-    await this.prisma.flowStep.upsert({
-      where: { flowId_index: { flowId: step.flowId, index: step.index } },
-      create: {
-        id: randomUUID(),
-        flowId: step.flowId,
-        index: step.index,
-        idempotencyKey: step.idempotencyKey,
-        ...data,
-      },
-      update: data,
-    });
-  }
-
-  /** Records a step its `when` condition skipped, so the record shows every step of the filter. */
-  async skipStep(flowId: string, index: number, action: string): Promise<void> {
-    const now = new Date();
-    const data = {
-      action,
-      status: StepStatus.SKIPPED,
-      input: {},
-      attempt: 0,
-      startedAt: now,
-      finishedAt: now,
-    };
-    await this.prisma.flowStep.upsert({
-      where: { flowId_index: { flowId, index } },
-      create: { id: randomUUID(), flowId, index, idempotencyKey: `${flowId}:${index}`, ...data },
-      update: data,
-    });
-  }
-
-  /** Records a step's end, with the signals it emitted, in one transaction. */
-  async finishStep(
-    flowId: string,
-    index: number,
-    end: {
-      status: StepStatus;
-      output?: unknown;
-      implementation?: string;
-      decisions?: FlagDecision[];
-      failure?: Failure;
-      signals?: SignalDraft[];
-    },
-  ): Promise<void> {
-    const update = this.prisma.flowStep.update({
-      where: { flowId_index: { flowId, index } },
-      data: {
-        status: end.status,
-        output: json(end.output),
-        implementation: end.implementation ?? null,
-        flagDecisions: end.decisions?.length ? json(end.decisions) : Prisma.JsonNull,
-        finishedAt: new Date(),
-        ...failureColumns(end.failure),
-      },
-    });
-    const outbox = this.outbox(flowId, end.signals);
-    // One statement is atomic by itself: BEGIN and COMMIT only when signals are written with it.
-    if (outbox.length) await this.prisma.$transaction([update, ...outbox]);
-    else await update;
-  }
-
-  async setStepStatus(flowId: string, index: number, status: StepStatus) {
-    await this.prisma.flowStep.update({ where: { flowId_index: { flowId, index } }, data: { status } });
-  }
-
-  /** Records the flow's end, with the signals it emits, in one transaction. */
-  async finishFlow(
-    flowId: string,
-    end: {
-      status: FlowStatus;
-      output?: unknown;
-      failure?: Failure;
-      haltedAt?: number;
-      signals?: SignalDraft[];
-    },
-  ): Promise<FlowRun> {
-    const update = this.prisma.flowRun.update({
-      where: { id: flowId },
-      data: {
-        status: end.status,
-        output: json(end.output),
-        haltedAt: end.haltedAt ?? null,
-        finishedAt: new Date(),
-        owner: null,
-        ...failureColumns(end.failure),
-      },
-    });
-    const outbox = this.outbox(flowId, end.signals);
-    if (!outbox.length) return update;
-    const [flow] = await this.prisma.$transaction([update, ...outbox]);
+    const [flow] = await this.prisma.$queryRaw<FlowRun[]>`
+      WITH step_rows AS (
+        SELECT * FROM jsonb_to_recordset(${JSON.stringify(steps)}::jsonb) AS s(${Prisma.raw(STEP_COLUMNS)})
+      ), written_steps AS (
+        INSERT INTO "FlowStep" ("id", "flowId", "index", "action", "status", "input", "output", "implementation",
+                                "flagDecisions", "idempotencyKey", "attempt", "errorCode", "errorMessage", "failure",
+                                "startedAt", "finishedAt")
+        SELECT "id", "flowId", "index", "action", "status", "input", "output", "implementation", "flagDecisions",
+               "idempotencyKey", "attempt", "errorCode", "errorMessage", "failure", "startedAt", "finishedAt"
+        FROM step_rows
+        ON CONFLICT ("flowId", "index") DO UPDATE SET
+          "action" = excluded."action", "status" = excluded."status", "input" = excluded."input",
+          "output" = excluded."output", "implementation" = excluded."implementation",
+          "flagDecisions" = excluded."flagDecisions", "attempt" = excluded."attempt",
+          "errorCode" = excluded."errorCode", "errorMessage" = excluded."errorMessage",
+          "failure" = excluded."failure", "startedAt" = excluded."startedAt", "finishedAt" = excluded."finishedAt"
+        RETURNING 1
+      ), written_signals AS (
+        INSERT INTO "OutboxSignal" ("id", "name", "payload", "source", "flowId", "createdAt")
+        SELECT "id", "name", "payload", "source", ${flowId}::uuid, "createdAt"
+        FROM jsonb_to_recordset(${JSON.stringify(signals)}::jsonb)
+          AS o("id" uuid, "name" text, "payload" jsonb, "source" text, "createdAt" timestamp(3))
+        RETURNING 1
+      )
+      UPDATE "FlowRun" SET "status" = e."status", "output" = e."output", "haltedAt" = e."haltedAt",
+        "errorCode" = e."errorCode", "errorMessage" = e."errorMessage", "failure" = e."failure",
+        "finishedAt" = e."finishedAt", "owner" = NULL
+      FROM jsonb_to_recordset(${end ? JSON.stringify([end]) : '[]'}::jsonb)
+        AS e("status" text, "output" jsonb, "haltedAt" int, "errorCode" text, "errorMessage" text, "failure" jsonb,
+             "finishedAt" timestamp(3))
+      WHERE "FlowRun"."id" = ${flowId}::uuid
+      RETURNING "FlowRun".*`;
+    if (signals.length) this.options.signalsCommitted?.();
     return flow;
   }
 
-  private outbox(flowId: string, signals: SignalDraft[] = []) {
-    return signals.map((s) =>
-      this.prisma.outboxSignal.create({
-        data: { id: randomUUID(), name: s.name, payload: json(s.payload), source: `flow:${flowId}`, flowId },
-      }),
-    );
+  /** Records the flow's end, with the signals it emits, in one statement. */
+  async finishFlow(flowId: string, end: FlowEnd & { signals?: SignalDraft[] }): Promise<FlowRun> {
+    const flow = await this.record(flowId, { end, signals: end.signals });
+    if (!flow) throw new Error(`Flow ${flowId} not found`);
+    return flow;
+  }
+
+  async setStepStatus(flowId: string, index: number, status: StepStatus) {
+    await this.prisma.$executeRaw`
+      UPDATE "FlowStep" SET "status" = ${status} WHERE "flowId" = ${flowId}::uuid AND "index" = ${index}`;
   }
 
   /**
@@ -212,6 +177,7 @@ export class FlowStore {
       VALUES (${randomUUID()}::uuid, ${signal.name}, ${JSON.stringify(signal.payload)}::jsonb, ${signal.source},
               ${signal.dedupeKey}, now())
       ON CONFLICT ("dedupeKey") DO NOTHING`;
+    if (inserted) this.options.signalsCommitted?.();
     return { duplicate: inserted === 0 };
   }
 

@@ -33,8 +33,6 @@ export function createPluginRuntime(
     store: FlowStore;
     flags: Flags;
     signals: ReadonlySet<string>;
-    /** Wakes the outbox dispatcher after a commit, so a webhook's signal goes out at once. */
-    wake(): void;
     logger: Logger;
   },
 ): PluginRuntime {
@@ -46,14 +44,12 @@ export function createPluginRuntime(
       // A signal with no entry in the connections config would reach no receiver: a bug, not an event.
       if (!deps.signals.has(signal))
         throw new Error(`${source} published '${signal}', which the connections config does not declare`);
-      const result = await deps.store.publishSignal({
+      return deps.store.publishSignal({
         name: signal,
         payload,
         source,
         dedupeKey: `${signal}:${id}`,
       });
-      if (!result.duplicate) deps.wake();
-      return result;
     },
     async runFilter(name, input, options = {}): Promise<FilterResult> {
       try {

@@ -49,33 +49,43 @@ export function startOutboxDispatcher(options: {
       const rows = await tx.$queryRaw<Row[]>`
         SELECT "id"::text, "name", "payload", "source", "createdAt" FROM "OutboxSignal"
         WHERE "publishedAt" IS NULL ORDER BY "createdAt" LIMIT ${batchSize} FOR UPDATE SKIP LOCKED`;
-      let published = 0;
-      for (const row of rows) {
-        const envelope: SignalEnvelope = {
-          id: row.id,
-          name: row.name,
-          payload: row.payload,
-          time: row.createdAt.toISOString(),
-          source: row.source,
-        };
-        try {
-          await bus.publish(envelope);
-        } catch (error) {
-          await tx.$executeRaw`UPDATE "OutboxSignal" SET "publishAttempts" = "publishAttempts" + 1,
-            "lastError" = ${(error as Error).message} WHERE "id" = ${row.id}::uuid`;
-          logger.warn(
-            { err: error, signalId: row.id },
-            'signal bus unavailable; the signal waits in the outbox',
-          );
-          return { published, more: false, refused: true };
-        }
-        await tx.$executeRaw`UPDATE "OutboxSignal" SET "publishedAt" = now() WHERE "id" = ${row.id}::uuid`;
-        published++;
+      const envelopes = rows.map((row): SignalEnvelope => ({
+        id: row.id,
+        name: row.name,
+        payload: row.payload,
+        time: row.createdAt.toISOString(),
+        source: row.source,
+      }));
+      // All at once: the bus client pipelines them (one round trip for the batch, in order), then one
+      // UPDATE marks every accepted row. A crash in between publishes them again, as for a single row.
+      const results = await Promise.allSettled(envelopes.map((envelope) => bus.publish(envelope)));
+      const accepted = envelopes.filter((_, i) => results[i]!.status === 'fulfilled');
+      const refusals = results.flatMap((r, i) =>
+        r.status === 'rejected' ? [{ row: rows[i]!, error: r.reason }] : [],
+      );
+      if (accepted.length) {
+        await tx.$executeRaw`UPDATE "OutboxSignal" SET "publishedAt" = now()
+          WHERE "id" = ANY(${accepted.map((e) => e.id)}::uuid[])`;
+      }
+      for (const envelope of accepted) {
         void feed
-          .publish(`signal:${row.name}`, 'SIGNAL', envelope)
+          .publish(`signal:${envelope.name}`, 'SIGNAL', envelope)
           .catch((err) => logger.warn({ err }, 'signal event not published to subscribers'));
       }
-      return { published, more: rows.length === batchSize, refused: false };
+      if (refusals.length) {
+        const { message } = refusals[0]!.error as Error;
+        await tx.$executeRaw`UPDATE "OutboxSignal" SET "publishAttempts" = "publishAttempts" + 1,
+          "lastError" = ${message} WHERE "id" = ANY(${refusals.map((r) => r.row.id)}::uuid[])`;
+        logger.warn(
+          { err: refusals[0]!.error, signalIds: refusals.map((r) => r.row.id) },
+          'signal bus unavailable; the signals wait in the outbox',
+        );
+      }
+      return {
+        published: accepted.length,
+        more: rows.length === batchSize && !refusals.length,
+        refused: refusals.length > 0,
+      };
     });
 
   const run = (): Promise<void> => {
