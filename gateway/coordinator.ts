@@ -173,7 +173,9 @@ export class Coordinator {
       : createMemoryEventFeed({ logger });
     opened.push(() => feed.close());
     // A flow's signals go out as soon as they are committed, not at the dispatcher's next poll.
-    const store = new FlowStore(database.prisma, { signalsCommitted: () => dispatcher.wake() });
+    const store = new FlowStore(database.prisma, database.pool, {
+      signalsCommitted: () => dispatcher.wake(),
+    });
 
     // Actions run through the gateway's Apollo Server, created below: the engine and the gateway refer
     // to each other (the Coordinator subgraph's mutations run flows whose steps run through the gateway).
@@ -233,7 +235,7 @@ export class Coordinator {
     opened.push(() => apollo.stop());
 
     const dispatcher = startOutboxDispatcher({
-      prisma: database.prisma,
+      pool: database.pool,
       bus,
       feed,
       logger,

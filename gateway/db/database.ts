@@ -2,12 +2,15 @@
 // embedded default), migrated before anything uses it.
 import { resolve } from 'node:path';
 import { PrismaPg } from '@prisma/adapter-pg';
+import pg from 'pg';
 import { applyMigrations, redactUrl } from '../../prisma/migrate.js';
 import type { Logger } from '../log.js';
 import { PrismaClient } from './generated/client.js';
 
 export interface Database {
   prisma: PrismaClient;
+  /** The connection pool under Prisma's adapter, for the few statements that run prepared. */
+  pool: pg.Pool;
   /** The connection URL in use; for the embedded server it includes the generated password. */
   url: string;
   /** True when this process started the PostgreSQL server (and `close()` stops it). */
@@ -85,10 +88,12 @@ async function openEmbedded(options: OpenDatabaseOptions): Promise<Database> {
 }
 
 function connect(url: string, embedded: boolean, stopServer: () => Promise<void>): Database {
-  const prisma = new PrismaClient({ adapter: new PrismaPg({ connectionString: url }) });
+  const pool = new pg.Pool({ connectionString: url });
+  const prisma = new PrismaClient({ adapter: new PrismaPg(pool, { disposeExternalPool: true }) });
   let closing: Promise<void> | undefined;
   return {
     prisma,
+    pool,
     url,
     embedded,
     ready: () => answersWithin(prisma, readyTimeoutMs),

@@ -1,6 +1,9 @@
 import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
 import { Prisma, type FlowRun, type FlowStep, type PrismaClient } from '../db/generated/client.js';
 import type { Failure } from '../errors.js';
+import { run } from '../db/prepared.js';
+import { createFlowStatement, publishSignalStatement, recordStatement } from './statements.js';
 import type { StepStatus } from './status.js';
 import { FlowKind, FlowStatus } from './status.js';
 
@@ -28,11 +31,6 @@ export interface RecordWrite {
   signals?: readonly SignalDraft[];
 }
 
-// Every column of a step row, in the order of the statement below.
-const STEP_COLUMNS = `"id" uuid, "flowId" uuid, "index" int, "action" text, "status" text, "input" jsonb, "output" jsonb,
-  "implementation" text, "flagDecisions" jsonb, "idempotencyKey" text, "attempt" int, "errorCode" text,
-  "errorMessage" text, "failure" jsonb, "startedAt" timestamp(3), "finishedAt" timestamp(3)`;
-
 /**
  * The durable record of flows, steps and the signal outbox. Every write is one SQL statement, so it is
  * atomic by itself: a signal exists if and only if the record that emitted it does, and a step's end,
@@ -42,6 +40,8 @@ const STEP_COLUMNS = `"id" uuid, "flowId" uuid, "index" int, "action" text, "sta
 export class FlowStore {
   constructor(
     private readonly prisma: PrismaClient,
+    /** The pool under Prisma's adapter: the hot writes run on it as prepared statements. */
+    private readonly pool: pg.Pool,
     private readonly options: {
       /** Called after a write that committed signals: the outbox dispatcher publishes them at once. */
       signalsCommitted?: () => void;
@@ -64,15 +64,24 @@ export class FlowStore {
     principal?: unknown;
     owner: string;
   }): Promise<{ created: boolean; flow: FlowRun }> {
-    const [inserted] = await this.prisma.$queryRaw<FlowRun[]>`
-      INSERT INTO "FlowRun" ("id", "kind", "name", "receiver", "status", "idempotencyKey", "inputHash", "signalId",
-                             "orderId", "input", "principal", "owner", "heartbeatAt", "startedAt")
-      VALUES (${randomUUID()}::uuid, ${init.kind}, ${init.name}, ${init.receiver ?? null}, ${FlowStatus.RUNNING},
-              ${init.idempotencyKey ?? null}, ${init.inputHash}, ${init.signalId ?? null}::uuid, ${init.orderId ?? null},
-              ${JSON.stringify(init.input)}::jsonb, ${init.principal ? JSON.stringify(init.principal) : null}::jsonb,
-              ${init.owner}, ${new Date()}, ${new Date()})
-      ON CONFLICT DO NOTHING
-      RETURNING *`;
+    const now = new Date();
+    const {
+      rows: [inserted],
+    } = await run<FlowRun>(this.pool, createFlowStatement, [
+      randomUUID(),
+      init.kind,
+      init.name,
+      init.receiver ?? null,
+      FlowStatus.RUNNING,
+      init.idempotencyKey ?? null,
+      init.inputHash,
+      init.signalId ?? null,
+      init.orderId ?? null,
+      JSON.stringify(init.input),
+      init.principal ? JSON.stringify(init.principal) : null,
+      init.owner,
+      now,
+    ]);
     if (inserted) return { created: true, flow: inserted };
     const existing = init.idempotencyKey
       ? await this.prisma.flowRun.findUnique({
@@ -114,38 +123,14 @@ export class FlowStore {
       failure: write.end.failure ?? null,
       finishedAt: new Date(),
     };
-    const [flow] = await this.prisma.$queryRaw<FlowRun[]>`
-      WITH step_rows AS (
-        SELECT * FROM jsonb_to_recordset(${JSON.stringify(steps)}::jsonb) AS s(${Prisma.raw(STEP_COLUMNS)})
-      ), written_steps AS (
-        INSERT INTO "FlowStep" ("id", "flowId", "index", "action", "status", "input", "output", "implementation",
-                                "flagDecisions", "idempotencyKey", "attempt", "errorCode", "errorMessage", "failure",
-                                "startedAt", "finishedAt")
-        SELECT "id", "flowId", "index", "action", "status", "input", "output", "implementation", "flagDecisions",
-               "idempotencyKey", "attempt", "errorCode", "errorMessage", "failure", "startedAt", "finishedAt"
-        FROM step_rows
-        ON CONFLICT ("flowId", "index") DO UPDATE SET
-          "action" = excluded."action", "status" = excluded."status", "input" = excluded."input",
-          "output" = excluded."output", "implementation" = excluded."implementation",
-          "flagDecisions" = excluded."flagDecisions", "attempt" = excluded."attempt",
-          "errorCode" = excluded."errorCode", "errorMessage" = excluded."errorMessage",
-          "failure" = excluded."failure", "startedAt" = excluded."startedAt", "finishedAt" = excluded."finishedAt"
-        RETURNING 1
-      ), written_signals AS (
-        INSERT INTO "OutboxSignal" ("id", "name", "payload", "source", "flowId", "createdAt")
-        SELECT "id", "name", "payload", "source", ${flowId}::uuid, "createdAt"
-        FROM jsonb_to_recordset(${JSON.stringify(signals)}::jsonb)
-          AS o("id" uuid, "name" text, "payload" jsonb, "source" text, "createdAt" timestamp(3))
-        RETURNING 1
-      )
-      UPDATE "FlowRun" SET "status" = e."status", "output" = e."output", "haltedAt" = e."haltedAt",
-        "errorCode" = e."errorCode", "errorMessage" = e."errorMessage", "failure" = e."failure",
-        "finishedAt" = e."finishedAt", "owner" = NULL
-      FROM jsonb_to_recordset(${end ? JSON.stringify([end]) : '[]'}::jsonb)
-        AS e("status" text, "output" jsonb, "haltedAt" int, "errorCode" text, "errorMessage" text, "failure" jsonb,
-             "finishedAt" timestamp(3))
-      WHERE "FlowRun"."id" = ${flowId}::uuid
-      RETURNING "FlowRun".*`;
+    const {
+      rows: [flow],
+    } = await run<FlowRun>(this.pool, recordStatement, [
+      JSON.stringify(steps),
+      flowId,
+      JSON.stringify(signals),
+      JSON.stringify(end ? [end] : []),
+    ]);
     if (signals.length) this.options.signalsCommitted?.();
     return flow;
   }
@@ -172,11 +157,14 @@ export class FlowStore {
     source: string;
     dedupeKey: string;
   }): Promise<{ duplicate: boolean }> {
-    const inserted = await this.prisma.$executeRaw`
-      INSERT INTO "OutboxSignal" ("id", "name", "payload", "source", "dedupeKey", "createdAt")
-      VALUES (${randomUUID()}::uuid, ${signal.name}, ${JSON.stringify(signal.payload)}::jsonb, ${signal.source},
-              ${signal.dedupeKey}, now())
-      ON CONFLICT ("dedupeKey") DO NOTHING`;
+    const { rowCount: inserted } = await run(this.pool, publishSignalStatement, [
+      randomUUID(),
+      signal.name,
+      JSON.stringify(signal.payload),
+      signal.source,
+      signal.dedupeKey,
+      new Date(),
+    ]);
     if (inserted) this.options.signalsCommitted?.();
     return { duplicate: inserted === 0 };
   }

@@ -1,4 +1,5 @@
-import type { PrismaClient } from '../db/generated/client.js';
+import type pg from 'pg';
+import { run as runStatement, type PreparedStatement } from '../db/prepared.js';
 import type { EventFeed } from '../events/types.js';
 import type { Logger } from '../log.js';
 import type { SignalBus, SignalEnvelope } from './types.js';
@@ -10,6 +11,21 @@ export interface OutboxDispatcher {
   flush(): Promise<void>;
   stop(): Promise<void>;
 }
+
+const claimStatement: PreparedStatement = {
+  name: 'coordinator.outbox.claim.v1',
+  text: `SELECT "id"::text, "name", "payload", "source", "createdAt" FROM "OutboxSignal"
+         WHERE "publishedAt" IS NULL ORDER BY "createdAt" LIMIT $1 FOR UPDATE SKIP LOCKED`,
+};
+const markPublishedStatement: PreparedStatement = {
+  name: 'coordinator.outbox.published.v1',
+  text: `UPDATE "OutboxSignal" SET "publishedAt" = now() WHERE "id" = ANY($1::uuid[])`,
+};
+const markRefusedStatement: PreparedStatement = {
+  name: 'coordinator.outbox.refused.v1',
+  text: `UPDATE "OutboxSignal" SET "publishAttempts" = "publishAttempts" + 1, "lastError" = $2
+         WHERE "id" = ANY($1::uuid[])`,
+};
 
 interface Row {
   id: string;
@@ -25,7 +41,8 @@ interface Row {
  * Rows are locked with SKIP LOCKED, so several gateway processes share the work without waiting.
  */
 export function startOutboxDispatcher(options: {
-  prisma: PrismaClient;
+  /** The pool under Prisma's adapter (Database.pool). */
+  pool: pg.Pool;
   bus: SignalBus;
   feed: EventFeed;
   logger: Logger;
@@ -34,7 +51,7 @@ export function startOutboxDispatcher(options: {
   /** @default 100 */
   batchSize?: number;
 }): OutboxDispatcher {
-  const { prisma, bus, feed, logger } = options;
+  const { pool, bus, feed, logger } = options;
   const pollIntervalMs = options.pollIntervalMs ?? 500;
   const batchSize = options.batchSize ?? 100;
   let stopped = false;
@@ -44,49 +61,60 @@ export function startOutboxDispatcher(options: {
   let failures = 0;
 
   /** One batch: how many were published, whether more may wait, whether the bus refused. */
-  const dispatchBatch = (): Promise<{ published: number; more: boolean; refused: boolean }> =>
-    prisma.$transaction(async (tx) => {
-      const rows = await tx.$queryRaw<Row[]>`
-        SELECT "id"::text, "name", "payload", "source", "createdAt" FROM "OutboxSignal"
-        WHERE "publishedAt" IS NULL ORDER BY "createdAt" LIMIT ${batchSize} FOR UPDATE SKIP LOCKED`;
-      const envelopes = rows.map((row): SignalEnvelope => ({
-        id: row.id,
-        name: row.name,
-        payload: row.payload,
-        time: row.createdAt.toISOString(),
-        source: row.source,
-      }));
-      // All at once: the bus client pipelines them (one round trip for the batch, in order), then one
-      // UPDATE marks every accepted row. A crash in between publishes them again, as for a single row.
-      const results = await Promise.allSettled(envelopes.map((envelope) => bus.publish(envelope)));
-      const accepted = envelopes.filter((_, i) => results[i]!.status === 'fulfilled');
-      const refusals = results.flatMap((r, i) =>
-        r.status === 'rejected' ? [{ row: rows[i]!, error: r.reason }] : [],
+  const dispatchBatch = async (): Promise<{ published: number; more: boolean; refused: boolean }> => {
+    const tx = await pool.connect();
+    try {
+      await tx.query('BEGIN');
+      const batch = await publishClaimed(tx);
+      await tx.query('COMMIT');
+      return batch;
+    } catch (error) {
+      await tx.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      tx.release();
+    }
+  };
+
+  /** Claims a batch (locked until the commit), publishes it, and records what the bus took or refused. */
+  const publishClaimed = async (tx: pg.PoolClient) => {
+    const { rows } = await runStatement<Row>(tx, claimStatement, [batchSize]);
+    const envelopes = rows.map((row): SignalEnvelope => ({
+      id: row.id,
+      name: row.name,
+      payload: row.payload,
+      time: row.createdAt.toISOString(),
+      source: row.source,
+    }));
+    // All at once: the bus client pipelines them (one round trip for the batch, in order), then one
+    // UPDATE marks every accepted row. A crash in between publishes them again, as for a single row.
+    const results = await Promise.allSettled(envelopes.map((envelope) => bus.publish(envelope)));
+    const accepted = envelopes.filter((_, i) => results[i]!.status === 'fulfilled');
+    const refusals = results.flatMap((r, i) =>
+      r.status === 'rejected' ? [{ row: rows[i]!, error: r.reason }] : [],
+    );
+    if (accepted.length) {
+      await runStatement(tx, markPublishedStatement, [accepted.map((e) => e.id)]);
+    }
+    for (const envelope of accepted) {
+      void feed
+        .publish(`signal:${envelope.name}`, 'SIGNAL', envelope)
+        .catch((err) => logger.warn({ err }, 'signal event not published to subscribers'));
+    }
+    if (refusals.length) {
+      const { message } = refusals[0]!.error as Error;
+      await runStatement(tx, markRefusedStatement, [refusals.map((r) => r.row.id), message]);
+      logger.warn(
+        { err: refusals[0]!.error, signalIds: refusals.map((r) => r.row.id) },
+        'signal bus unavailable; the signals wait in the outbox',
       );
-      if (accepted.length) {
-        await tx.$executeRaw`UPDATE "OutboxSignal" SET "publishedAt" = now()
-          WHERE "id" = ANY(${accepted.map((e) => e.id)}::uuid[])`;
-      }
-      for (const envelope of accepted) {
-        void feed
-          .publish(`signal:${envelope.name}`, 'SIGNAL', envelope)
-          .catch((err) => logger.warn({ err }, 'signal event not published to subscribers'));
-      }
-      if (refusals.length) {
-        const { message } = refusals[0]!.error as Error;
-        await tx.$executeRaw`UPDATE "OutboxSignal" SET "publishAttempts" = "publishAttempts" + 1,
-          "lastError" = ${message} WHERE "id" = ANY(${refusals.map((r) => r.row.id)}::uuid[])`;
-        logger.warn(
-          { err: refusals[0]!.error, signalIds: refusals.map((r) => r.row.id) },
-          'signal bus unavailable; the signals wait in the outbox',
-        );
-      }
-      return {
-        published: accepted.length,
-        more: rows.length === batchSize && !refusals.length,
-        refused: refusals.length > 0,
-      };
-    });
+    }
+    return {
+      published: accepted.length,
+      more: rows.length === batchSize && !refusals.length,
+      refused: refusals.length > 0,
+    };
+  };
 
   const run = (): Promise<void> => {
     if (running) {

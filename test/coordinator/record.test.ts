@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { PrismaPg } from '@prisma/adapter-pg';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PrismaClient } from '../../gateway/db/generated/client.js';
 import { createMemoryEventFeed } from '../../gateway/events/memory-feed.js';
@@ -16,14 +17,16 @@ import { waitFor } from '../support/wait.js';
 
 let database: TestDatabase;
 let prisma: PrismaClient;
+let pool: pg.Pool;
 let store: FlowStore;
 let committed = 0;
 const retry = compileRetryPolicy({ maximumAttempts: 3 });
 
 beforeAll(async () => {
   database = await createTestDatabase('record');
-  prisma = new PrismaClient({ adapter: new PrismaPg({ connectionString: database.url }) });
-  store = new FlowStore(prisma, { signalsCommitted: () => committed++ });
+  pool = new pg.Pool({ connectionString: database.url });
+  prisma = new PrismaClient({ adapter: new PrismaPg(pool, { disposeExternalPool: true }) });
+  store = new FlowStore(prisma, pool, { signalsCommitted: () => committed++ });
 });
 afterAll(async () => {
   await prisma?.$disconnect();
@@ -175,7 +178,7 @@ describe('the outbox dispatcher', () => {
     const source = `test:${randomUUID()}`;
     for (let n = 0; n < 250; n++)
       await store.publishSignal({ name: 'batch.v1', payload: { n }, source, dedupeKey: `${source}:${n}` });
-    const dispatcher = startOutboxDispatcher({ prisma, bus, feed, logger: silentLogger, batchSize: 100 });
+    const dispatcher = startOutboxDispatcher({ pool, bus, feed, logger: silentLogger, batchSize: 100 });
     try {
       dispatcher.wake();
       await waitFor(() => received.length === 250, { timeoutMs: 10_000 });
@@ -207,7 +210,7 @@ describe('the outbox dispatcher', () => {
     const source = `test:${randomUUID()}`;
     for (let n = 0; n < 6; n++)
       await store.publishSignal({ name: 'partial.v1', payload: { n }, source, dedupeKey: `${source}:${n}` });
-    const dispatcher = startOutboxDispatcher({ prisma, bus, feed, logger: silentLogger, pollIntervalMs: 50 });
+    const dispatcher = startOutboxDispatcher({ pool, bus, feed, logger: silentLogger, pollIntervalMs: 50 });
     try {
       // Delivery may precede the dispatcher's commit: wait for the outbox to show the refusals.
       const waiting = await waitFor(
