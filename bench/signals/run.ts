@@ -37,6 +37,8 @@ export interface SignalBenchResult {
   committed: number;
   achievedRate: number;
   failedCommits: number;
+  /** Why the source's webhook requests failed, with how many of each. */
+  failureReasons: Record<string, number>;
   receiverStart: Latencies;
   subscriberDelivery: Latencies & { errors: number };
 }
@@ -86,6 +88,11 @@ export async function runSignals(options: SignalBenchOptions = {}): Promise<Sign
     // Open loop: every 10 ms, the signals due by then, whatever the previous ones are doing.
     let sent = 0;
     let failedCommits = 0;
+    const failureReasons = new Map<string, number>();
+    const fail = (reason: string) => {
+      failedCommits++;
+      failureReasons.set(reason, (failureReasons.get(reason) ?? 0) + 1);
+    };
     const inflight = new Set<Promise<void>>();
     const started = performance.now();
     const total = settings.rate * settings.seconds;
@@ -100,9 +107,9 @@ export async function runSignals(options: SignalBenchOptions = {}): Promise<Sign
         })
           .then(async (res) => {
             await res.arrayBuffer();
-            if (!res.ok) failedCommits++;
+            if (!res.ok) fail(`HTTP ${res.status}`);
           })
-          .catch(() => void failedCommits++)
+          .catch((error: Error) => fail((error.cause as Error | undefined)?.message ?? error.message))
           .finally(() => inflight.delete(p));
         inflight.add(p);
       }
@@ -142,6 +149,7 @@ export async function runSignals(options: SignalBenchOptions = {}): Promise<Sign
       committed: commitTimes.size,
       achievedRate,
       failedCommits,
+      failureReasons: Object.fromEntries(failureReasons),
       receiverStart,
       subscriberDelivery,
     };
@@ -172,7 +180,10 @@ export async function runSignals(options: SignalBenchOptions = {}): Promise<Sign
       ),
     );
     log(
-      `${result.committed} signals committed at ${achievedRate.toFixed(0)}/s (target ${settings.rate}/s), ${failedCommits} failed`,
+      `${result.committed} signals committed at ${achievedRate.toFixed(0)}/s (target ${settings.rate}/s), ${failedCommits} failed` +
+        (failedCommits
+          ? ` (${[...failureReasons].map(([reason, n]) => `${n} × ${reason}`).join(', ')})`
+          : ''),
     );
     if (options.write !== false) {
       const svg = barChart(

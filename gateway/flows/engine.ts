@@ -128,7 +128,10 @@ export class FlowEngine {
       return this.resultOf(await this.awaitFinished(flow));
     }
     return this.resultOf(
-      await this.track(flow.id, this.execute(filter, new FlowRecorder(store, flow), input, 0)),
+      await this.track(
+        flow.id,
+        this.execute(filter, new FlowRecorder(store, flow, { created: true }), input, 0),
+      ),
     );
   }
 
@@ -171,7 +174,7 @@ export class FlowEngine {
       if (this.running.has(flow.id)) throw new Error(`Receiver run ${flow.id} is still in progress`);
       await this.options.store.reopen(flow.id, this.options.owner);
     }
-    const recorder = new FlowRecorder(this.options.store, flow);
+    const recorder = new FlowRecorder(this.options.store, flow, { created });
     const run = this.track(flow.id, this.executeReceiver(receiver, recorder, input, delivery.attempt));
     const outcome = await run;
     if (outcome.status === FlowStatus.FAILED) throw new ReceiverFailure(outcome.failure);

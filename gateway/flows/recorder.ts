@@ -37,13 +37,20 @@ export class FlowRecorder {
   private readonly pending = new Set<number>();
   private signals: SignalDraft[] = [];
   private recorded: Array<() => void> = [];
+  private written = false;
 
   constructor(
     private readonly store: FlowStore,
     readonly flow: FlowRun,
+    /** `created`: the run was created just now, so nothing of it is recorded beyond its own row. */
+    private readonly options: { created?: boolean } = {},
   ) {}
 
-  /** Records the attempt's start, with whatever is pending; resolves once durable. */
+  /**
+   * Records the attempt's start, with whatever is pending; resolves once durable. The first step of a
+   * run just created is the exception: the run's own row already makes it recoverable (recovery finds
+   * no step and runs it with the same input and idempotency key), so its start is written with its end.
+   */
   async stepStarting(start: StepStart): Promise<void> {
     const previous = this.rows.get(start.index);
     this.put({
@@ -64,6 +71,7 @@ export class FlowRecorder {
       startedAt: new Date(),
       finishedAt: null,
     });
+    if (this.options.created && !this.written && this.pending.size === 1 && !this.signals.length) return;
     await this.flush();
   }
 
@@ -150,6 +158,7 @@ export class FlowRecorder {
     this.signals = [];
     this.recorded = [];
     const flow = await this.store.record(this.flow.id, { steps, end, signals });
+    this.written = true;
     for (const callback of recorded) callback();
     return flow;
   }

@@ -93,6 +93,33 @@ describe('the flow record', () => {
     expect(committed).toBe(before + 1);
   });
 
+  it("writes a new run's first step start with its end: the run's own row makes that step recoverable", async () => {
+    const flow = await newFlow();
+    const recorder = new FlowRecorder(store, flow, { created: true });
+    await recorder.stepStarting(start(0));
+    // A crash here leaves the run with no step: recovery runs step 0 with the same key, as it would
+    // a step recorded as running.
+    expect(await stepsOf(flow.id)).toEqual([]);
+    recorder.stepEnded(0, { status: StepStatus.COMPLETED, output: { a: 1 } });
+    await recorder.stepStarting(start(1));
+    expect((await stepsOf(flow.id)).map((s) => [s.index, s.status])).toEqual([
+      [0, 'completed'],
+      [1, 'running'],
+    ]);
+
+    // A retry of the first step is visible while it waits: the failed attempt is written, then the next start.
+    const retried = await newFlow();
+    const again = new FlowRecorder(store, retried, { created: true });
+    await again.stepStarting(start(0));
+    again.stepEnded(0, {
+      status: StepStatus.FAILED,
+      failure: { type: 'Down', message: 'down', nonRetryable: false },
+    });
+    await again.flush();
+    await again.stepStarting({ ...start(0), attempt: 2 });
+    expect((await stepsOf(retried.id)).map((s) => [s.status, s.attempt])).toEqual([['running', 2]]);
+  });
+
   it("writes the flow's end with what is pending and returns exactly what was recorded", async () => {
     const flow = await newFlow();
     const recorder = new FlowRecorder(store, flow);
