@@ -4,7 +4,7 @@
  * `soak` (10 minutes of federation load, RSS per minute) runs only when named.
  */
 import { parseArgs } from 'node:util';
-import { runFederation, GATEWAYS, type GatewayName } from './federation/run.js';
+import { runFederation, GATEWAYS, type GatewayEntry } from './federation/run.js';
 import { runFlows } from './flows/run.js';
 import { runSignals } from './signals/run.js';
 import { runSoak } from './federation/soak.js';
@@ -36,7 +36,7 @@ if (which.includes('federation')) {
   await runFederation({
     rounds: num(values.rounds, 3, 1),
     secondsPerRound: num(values.seconds, 10, 3),
-    gateways: (values.gateways?.split(',') as GatewayName[] | undefined) ?? GATEWAYS,
+    gateways: (values.gateways?.split(',') as GatewayEntry[] | undefined) ?? GATEWAYS,
     ...(values.out ? { write: values.out } : {}),
   });
 }

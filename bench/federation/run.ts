@@ -7,6 +7,12 @@ import { scenario } from './scenario.js';
 export const GATEWAYS = ['coordinator', 'apollo', 'hive'] as const;
 /** The Coordinator before a fetch lever (make-fetch-happen, then Node's fetch), to measure it. */
 export type GatewayName = (typeof GATEWAYS)[number] | 'coordinator-apollo-fetcher' | 'coordinator-node-fetch';
+/**
+ * A gateway to measure: a name, or `<name>@<node flags>` to run it with those Node flags instead of its
+ * usual ones (`npm start`'s for the Coordinator), e.g. `coordinator@--max-semi-space-size=32`;
+ * `coordinator@` runs it with Node's defaults.
+ */
+export type GatewayEntry = GatewayName | `${GatewayName}@${string}`;
 const LABELS: Record<GatewayName, string> = {
   'coordinator-apollo-fetcher': 'Coordinator, make-fetch-happen',
   'coordinator-node-fetch': 'Coordinator, Node fetch',
@@ -15,8 +21,24 @@ const LABELS: Record<GatewayName, string> = {
   hive: 'Hive Gateway (JS)',
 };
 
+function parseEntry(entry: GatewayEntry): { name: GatewayName; flags?: string[] } {
+  const at = entry.indexOf('@');
+  const name = (at < 0 ? entry : entry.slice(0, at)) as GatewayName;
+  if (!(name in LABELS))
+    throw new Error(`unknown gateway '${name}' (known: ${Object.keys(LABELS).join(', ')})`);
+  return at < 0
+    ? { name }
+    : {
+        name,
+        flags: entry
+          .slice(at + 1)
+          .split(/\s+/)
+          .filter(Boolean),
+      };
+}
+
 export interface FederationOptions {
-  gateways?: readonly GatewayName[];
+  gateways?: readonly GatewayEntry[];
   /** @default 50 */
   connections?: number;
   /** Warm-up per gateway before measuring. @default 100 requests, as the published benchmark */
@@ -141,7 +163,11 @@ export async function runFederation(options: FederationOptions = {}): Promise<Fe
     secondsPerRound: options.secondsPerRound ?? 10,
   };
   const names = options.gateways ?? GATEWAYS;
-  const label = (g: GatewayName) => options.labels?.[g] ?? LABELS[g];
+  const label = (entry: GatewayEntry) => {
+    const { name, flags } = parseEntry(entry);
+    if (options.labels?.[name]) return options.labels[name];
+    return flags ? `${LABELS[name]}, ${flags.length ? flags.join(' ') : 'Node defaults'}` : LABELS[name];
+  };
   const started: Array<NodeChild<unknown>> = [];
   const unavailable: FederationResult['unavailable'] = [];
   try {
@@ -169,19 +195,20 @@ export async function runFederation(options: FederationOptions = {}): Promise<Fe
       );
     }
 
-    const gateways: Array<{ name: GatewayName; process: NodeChild<{ url: string }> }> = [];
+    const gateways: Array<{ name: GatewayEntry; process: NodeChild<{ url: string }> }> = [];
     for (const name of names) {
       try {
+        const { name: kind, flags } = parseEntry(name);
         const gateway = await spawnNode<{ url: string }>(
           'bench/federation/gateway-process.ts',
-          [name, subgraphs.ready.base],
+          [kind, subgraphs.ready.base],
           {
             // Ours as `npm start` runs it; the others with their defaults.
             nodeArgs: [
-              ...(name.startsWith('coordinator') ? gatewayNodeFlags() : []),
-              ...(options.nodeArgs?.[name] ?? []),
+              ...(flags ?? (kind.startsWith('coordinator') ? gatewayNodeFlags() : [])),
+              ...(options.nodeArgs?.[kind] ?? []),
             ],
-            env: options.env?.[name],
+            env: options.env?.[kind],
           },
         );
         started.push(gateway);
