@@ -99,7 +99,12 @@ export function createRedisEventFeed(options: RedisEventFeedOptions): EventFeed 
 
   const cmd = openRedis(
     connection,
-    { name: `${keyPrefix}:feed`, failFast: true, commandTimeoutMs: options.commandTimeoutMs ?? 5_000 },
+    {
+      name: `${keyPrefix}:feed`,
+      failFast: true,
+      commandTimeoutMs: options.commandTimeoutMs ?? 5_000,
+      autoPipelining: true,
+    },
     logger,
   );
   let everReady = false;

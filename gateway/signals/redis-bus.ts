@@ -74,7 +74,14 @@ const PAGE = 100;
  */
 export function openRedis(
   connection: RedisConnection,
-  role: { name: string; failFast: boolean; commandTimeoutMs?: number; subscriber?: boolean },
+  role: {
+    name: string;
+    failFast: boolean;
+    commandTimeoutMs?: number;
+    subscriber?: boolean;
+    /** Commands issued in one tick go out in one write (flow events, publishes, acknowledgements). */
+    autoPipelining?: boolean;
+  },
   logger: Logger,
 ): Redis {
   const options: RedisOptions = {
@@ -85,6 +92,7 @@ export function openRedis(
     // A pub/sub connection answers nothing but (un)subscribe once it has subscribed: ioredis's readiness
     // check (INFO) would fail when a SUBSCRIBE gets there first, failing the subscriptions with it.
     ...(role.subscriber ? { enableReadyCheck: false } : {}),
+    ...(role.autoPipelining ? { enableAutoPipelining: true } : {}),
   };
   const redis = connection.url ? new Redis(connection.url, options) : new Redis(options);
   // ioredis reports every failed reconnection attempt; one warning per outage is enough.
@@ -336,6 +344,7 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
       name: `${keyPrefix}:${consumerName}:cmd`,
       failFast: true,
       commandTimeoutMs: options.commandTimeoutMs ?? 5_000,
+      autoPipelining: true,
     },
     logger,
   );
