@@ -367,7 +367,7 @@ export function coordinatorPlugin(
         ) =>
           mapEvents(feed.subscribe(['flows'], { after: args.after, signal: ctx?.signal }), (e) =>
             (!args.flowId || e.data.flowId === args.flowId) && (!args.name || e.data.name === args.name)
-              ? { flowEvents: { ...e.data, cursor: e.cursor, type: e.type, time: e.time, data: e.data } }
+              ? flowEventPayload(e)
               : undefined,
           ),
       },
@@ -375,9 +375,7 @@ export function coordinatorPlugin(
         subscribe: (_: unknown, args: { name: string; after?: string }, ctx: { signal?: AbortSignal }) =>
           mapEvents(
             feed.subscribe([`signal:${args.name}`], { after: args.after, signal: ctx?.signal }),
-            (e) => ({
-              signals: { ...e.data, cursor: e.cursor, time: e.time },
-            }),
+            signalPayload,
           ),
       },
     },
@@ -387,6 +385,23 @@ export function coordinatorPlugin(
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * One payload per feed event, whichever subscription reads it: subscribers then share its execution
+ * (subscriptions/shared-execution.ts).
+ */
+function payloadPerEvent<T extends object>(make: (e: FeedEvent) => T): (e: FeedEvent) => T {
+  const payloads = new WeakMap<FeedEvent, T>();
+  return (e) => {
+    let payload = payloads.get(e);
+    if (!payload) payloads.set(e, (payload = make(e)));
+    return payload;
+  };
+}
+const flowEventPayload = payloadPerEvent((e) => ({
+  flowEvents: { ...e.data, cursor: e.cursor, type: e.type, time: e.time, data: e.data },
+}));
+const signalPayload = payloadPerEvent((e) => ({ signals: { ...e.data, cursor: e.cursor, time: e.time } }));
 
 async function* mapEvents<T>(
   events: AsyncIterable<FeedEvent>,

@@ -5,6 +5,7 @@ import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
 import type { GatewayContext } from '../federation/context.js';
 import type { Logger } from '../log.js';
+import { createSharedSubscribe } from './shared-execution.js';
 
 /**
  * graphql-ws on the gateway's port and path. @apollo/gateway cannot execute subscriptions, so the
@@ -44,6 +45,7 @@ export function attachSubscriptions(options: {
         }
         return undefined;
       },
+      subscribe: createSharedSubscribe(),
       execute: async (args: ExecutionArgs) => {
         const result = await options.apollo.executeOperation(
           {

@@ -1,0 +1,55 @@
+import { createSourceEventStream, execute, print, type ExecutionArgs, type ExecutionResult } from 'graphql';
+
+type Result = ExecutionResult | Promise<ExecutionResult>;
+
+/**
+ * graphql-js executes a subscription's selection once per subscriber and event: with a hundred
+ * subscribers of one signal, a hundred identical executions per signal. The feed hands every subscriber
+ * of a process the same event object, and a payload does not depend on who reads it (access is decided
+ * when subscribing), so the result for one (payload, operation, variables) is computed once and shared
+ * by every subscriber that asked for exactly that.
+ */
+export function createSharedSubscribe(): (
+  args: ExecutionArgs,
+) => Promise<AsyncIterableIterator<ExecutionResult> | ExecutionResult> {
+  const results = new WeakMap<object, Map<string, Result>>();
+  return async (args) => {
+    const source = await createSourceEventStream(args);
+    if (!(Symbol.asyncIterator in source)) return source;
+    const operation = `${args.operationName ?? ''}\n${JSON.stringify(args.variableValues ?? {})}\n${print(args.document)}`;
+    const resultOf = (payload: unknown): Result => {
+      if (payload === null || typeof payload !== 'object') return execute({ ...args, rootValue: payload });
+      let byOperation = results.get(payload);
+      if (!byOperation) results.set(payload, (byOperation = new Map()));
+      let result = byOperation.get(operation);
+      if (!result) byOperation.set(operation, (result = execute({ ...args, rootValue: payload })));
+      return result;
+    };
+    return mapResults(source, resultOf);
+  };
+}
+
+/** Like graphql-js's own mapping: `return()` reaches the source at once, even while it waits for an event. */
+function mapResults(
+  source: AsyncIterable<unknown>,
+  resultOf: (payload: unknown) => Result,
+): AsyncIterableIterator<ExecutionResult> {
+  const events = source[Symbol.asyncIterator]();
+  return {
+    async next() {
+      const event = await events.next();
+      return event.done ? event : { done: false, value: await resultOf(event.value) };
+    },
+    async return(): Promise<IteratorResult<ExecutionResult>> {
+      await events.return?.();
+      return { done: true, value: undefined };
+    },
+    async throw(error: unknown): Promise<IteratorResult<ExecutionResult>> {
+      await events.return?.();
+      throw error;
+    },
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+  };
+}
