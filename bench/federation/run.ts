@@ -66,6 +66,8 @@ export interface LoadSample {
   latenciesMs: number[];
   correct: number;
   incorrect: number;
+  /** The first incorrect response, status and the start of its body: what went wrong. */
+  firstIncorrect?: string;
   errors: number;
   /** CPU seconds the load generator (this process) used. */
   loadGeneratorCpu: number;
@@ -81,6 +83,7 @@ export interface GatewayResult {
   requests: number;
   correct: number;
   incorrect: number;
+  firstIncorrect?: string;
   errors: number;
   peakRssMiB: number;
   /** The gateway process's CPU use while measured, in cores (1 = one core busy). */
@@ -113,6 +116,7 @@ export async function drive(
   const latenciesMs: number[] = [];
   let correct = 0;
   let incorrect = 0;
+  let firstIncorrect: string | undefined;
   const cpu0 = process.cpuUsage();
   const started = performance.now();
   let instance!: autocannon.Instance;
@@ -131,7 +135,10 @@ export async function drive(
             onResponse: (status, body) => {
               // Apollo Server ends its JSON with a newline; the bytes are otherwise compared exactly.
               if (status === 200 && body.trimEnd() === expectedBody) correct++;
-              else incorrect++;
+              else {
+                incorrect++;
+                firstIncorrect ??= `${status} ${body.slice(0, 300)}`;
+              }
             },
           },
         ],
@@ -149,6 +156,7 @@ export async function drive(
     latenciesMs,
     correct,
     incorrect,
+    ...(firstIncorrect ? { firstIncorrect } : {}),
     errors: result.errors + result.timeouts,
     loadGeneratorCpu: (cpu.user + cpu.system) / 1e6,
   };
@@ -249,7 +257,8 @@ export async function runFederation(options: FederationOptions = {}): Promise<Fe
         total.samples.push(sample);
         log(
           `round ${round + 1}/${settings.rounds} ${label(g.name)}: ${(sample.requests / sample.seconds).toFixed(0)} req/s, ` +
-            `${sample.incorrect} incorrect, ${sample.errors} errors`,
+            `${sample.incorrect} incorrect, ${sample.errors} errors` +
+            (sample.firstIncorrect ? ` (first incorrect: ${sample.firstIncorrect})` : ''),
         );
       }
     }
@@ -258,6 +267,7 @@ export async function runFederation(options: FederationOptions = {}): Promise<Fe
       const total = totals.get(g.name)!;
       const latencies = total.samples.flatMap((s) => s.latenciesMs);
       const sum = (f: (s: LoadSample) => number) => total.samples.reduce((a, s) => a + f(s), 0);
+      const firstIncorrect = total.samples.find((s) => s.firstIncorrect)?.firstIncorrect;
       return {
         gateway: g.name,
         label: label(g.name),
@@ -268,6 +278,7 @@ export async function runFederation(options: FederationOptions = {}): Promise<Fe
         requests: sum((s) => s.requests),
         correct: sum((s) => s.correct),
         incorrect: sum((s) => s.incorrect),
+        ...(firstIncorrect ? { firstIncorrect } : {}),
         errors: sum((s) => s.errors),
         peakRssMiB: memory(g.process.ready.pid).peakRssMiB,
         cpuCores: total.cpu / total.seconds,

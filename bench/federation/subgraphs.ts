@@ -151,6 +151,10 @@ export async function startSubgraphs(
       res.writeHead(200, { 'content-type': 'application/json' }).end(answer);
     });
   });
+  // Node closes a keep-alive connection after 5 s idle by default: a gateway idle that long between
+  // its rounds (while another is measured) could send its next fetch on a socket being closed and get
+  // "socket hang up" (@apollo/gateway did, in the smoke test). Servers behind gateways keep them longer.
+  server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {

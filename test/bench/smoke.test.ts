@@ -23,10 +23,11 @@ describe('the benchmarks (smoke)', () => {
     expect(result.unavailable).toEqual([]);
     expect(result.gateways.map((g) => g.gateway)).toEqual(['coordinator', 'apollo', 'hive']);
     for (const gateway of result.gateways) {
-      expect(gateway.requests).toBeGreaterThan(0);
-      expect(gateway.correct).toBe(gateway.requests);
-      expect(gateway.incorrect).toBe(0);
-      expect(gateway.errors).toBe(0);
+      const why = `${gateway.gateway}: ${gateway.firstIncorrect ?? ''}`;
+      expect(gateway.requests, why).toBeGreaterThan(0);
+      expect(gateway.correct, why).toBe(gateway.requests);
+      expect(gateway.incorrect, why).toBe(0);
+      expect(gateway.errors, why).toBe(0);
       expect(gateway.peakRssMiB).toBeGreaterThan(0);
     }
     expect(result.headroom!.incorrect).toBe(0);
