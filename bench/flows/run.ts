@@ -1,17 +1,12 @@
-import { fileURLToPath } from 'node:url';
-import { integrations } from '@launchdarkly/node-server-sdk';
 import pg from 'pg';
-import { Coordinator } from '../../gateway/coordinator.js';
 import type { FlowPlugin } from '../../gateway/flows/hooks.js';
-import { silentLogger } from '../../gateway/log.js';
-import { createTestDatabase, machinePostgresUrl } from '../../test/support/database.js';
-import { deleteNamespace, machineRedisUrl, requireRedis, testNamespace } from '../../test/support/redis.js';
+import { machinePostgresUrl } from '../../test/support/database.js';
+import { startFixtureCoordinator, type FixtureCoordinator } from '../lib/fixture-coordinator.js';
 import { spawnNode } from '../lib/processes.js';
 import { profiled } from '../lib/profile.js';
 import { barChart, percentile, table, writeResults } from '../lib/report.js';
 
 process.env.APOLLO_TELEMETRY_DISABLED ??= '1';
-const fixture = (path: string) => fileURLToPath(new URL(`./fixture/${path}`, import.meta.url));
 
 export interface FlowBenchOptions {
   /** @default [1, 10, 100] */
@@ -136,9 +131,6 @@ export async function runFlows(options: FlowBenchOptions = {}): Promise<FlowBenc
     warmupSeconds: options.warmupSeconds ?? 1,
     commitSeconds: options.commitSeconds ?? 3,
   };
-  const redisUrl = await requireRedis(machineRedisUrl());
-  const namespace = testNamespace('bench-flows');
-  const database = await createTestDatabase('bench');
   const service = await spawnNode<{ url: string }>('bench/flows/service-process.ts', [
     String(settings.serviceLatencyMs),
   ]);
@@ -151,19 +143,11 @@ export async function runFlows(options: FlowBenchOptions = {}): Promise<FlowBenc
       if (p.kind === 'filter' && end.status === 'completed') completedFlows++;
     },
   };
-  const coordinator = new Coordinator({
-    roverConfig: fixture('rover.yaml'),
-    connectionsFile: fixture('connections.yaml'),
-    subgraphsDir: fixture('subgraphs'),
-    database: { url: database.url },
-    redis: { url: redisUrl, keyPrefix: `${namespace}:` },
-    flags: { testData: new integrations.TestData() },
-    port: 0,
-    logger: silentLogger,
-    flowPlugins: [counter],
-  });
+  let bench: FixtureCoordinator | undefined;
   try {
-    const url = `${await coordinator.start()}/graphql`;
+    bench = await startFixtureCoordinator('bench-flows', { flowPlugins: [counter] });
+    const { coordinator, database, redisUrl } = bench;
+    const url = `${bench.url}/graphql`;
     log(
       `Coordinator at ${url} (PostgreSQL database ${database.name}, Redis ${redisUrl}); Service stand-in ` +
         `at ${service.ready.url} answering after ${settings.serviceLatencyMs} ms`,
@@ -317,9 +301,7 @@ export async function runFlows(options: FlowBenchOptions = {}): Promise<FlowBenc
     }
     return result;
   } finally {
-    await coordinator.stop().catch(() => {});
+    await bench?.stop();
     await service.stop();
-    await database.drop();
-    await deleteNamespace(redisUrl, `${namespace}:`);
   }
 }

@@ -1,14 +1,8 @@
-import { fileURLToPath } from 'node:url';
-import { integrations } from '@launchdarkly/node-server-sdk';
-import { Coordinator } from '../../gateway/coordinator.js';
-import { silentLogger } from '../../gateway/log.js';
-import { createTestDatabase } from '../../test/support/database.js';
-import { deleteNamespace, machineRedisUrl, requireRedis, testNamespace } from '../../test/support/redis.js';
+import { startFixtureCoordinator } from '../lib/fixture-coordinator.js';
 import { spawnNode } from '../lib/processes.js';
 import { barChart, percentile, table, writeResults } from '../lib/report.js';
 
 process.env.APOLLO_TELEMETRY_DISABLED ??= '1';
-const fixture = (path: string) => fileURLToPath(new URL(`../flows/fixture/${path}`, import.meta.url));
 const SIGNAL = 'bench.purchased.v1';
 
 export interface SignalBenchOptions {
@@ -55,27 +49,14 @@ export async function runSignals(options: SignalBenchOptions = {}): Promise<Sign
     rate: options.rate ?? 100,
     seconds: options.seconds ?? 5,
   };
-  const redisUrl = await requireRedis(machineRedisUrl());
-  const namespace = testNamespace('bench-signals');
-  const database = await createTestDatabase('bench');
   process.env.BENCH_SERVICE_URL ??= 'http://127.0.0.1:9';
   const { commitTimes, receiverStarts } = await import('../flows/fixture/subgraphs/shop/index.js');
   commitTimes.clear();
   receiverStarts.clear();
-  const coordinator = new Coordinator({
-    roverConfig: fixture('rover.yaml'),
-    connectionsFile: fixture('connections.yaml'),
-    subgraphsDir: fixture('subgraphs'),
-    database: { url: database.url },
-    redis: { url: redisUrl, keyPrefix: `${namespace}:` },
-    flags: { testData: new integrations.TestData() },
-    port: 0,
-    logger: silentLogger,
-    outboxPollMs: 50,
-  });
+  const bench = await startFixtureCoordinator('bench-signals', { outboxPollMs: 50 });
   let subscribers: Awaited<ReturnType<typeof spawnNode<unknown>>> | undefined;
   try {
-    const url = await coordinator.start();
+    const { url } = bench;
     subscribers = await spawnNode<unknown>(
       'bench/signals/subscribers-process.ts',
       [url, SIGNAL, String(settings.subscribers)],
@@ -212,8 +193,6 @@ export async function runSignals(options: SignalBenchOptions = {}): Promise<Sign
     return result;
   } finally {
     await subscribers?.stop();
-    await coordinator.stop().catch(() => {});
-    await database.drop();
-    await deleteNamespace(redisUrl, `${namespace}:`);
+    await bench.stop();
   }
 }

@@ -1,4 +1,5 @@
-import { Kind, parse } from 'graphql';
+import { parse } from 'graphql';
+import { fieldedTypes } from './sdl.js';
 
 /** Which subgraphs define which object fields (`Type.field`), from their SDL. */
 export type FieldOwnership = ReadonlyMap<string, ReadonlySet<string>>;
@@ -6,14 +7,7 @@ export type FieldOwnership = ReadonlyMap<string, ReadonlySet<string>>;
 export function fieldOwnership(subgraphs: ReadonlyArray<{ name: string; typeDefs: string }>): FieldOwnership {
   const owners = new Map<string, Set<string>>();
   for (const { name, typeDefs } of subgraphs) {
-    for (const definition of parse(typeDefs, { noLocation: true }).definitions) {
-      if (
-        definition.kind !== Kind.OBJECT_TYPE_DEFINITION &&
-        definition.kind !== Kind.OBJECT_TYPE_EXTENSION &&
-        definition.kind !== Kind.INTERFACE_TYPE_DEFINITION &&
-        definition.kind !== Kind.INTERFACE_TYPE_EXTENSION
-      )
-        continue;
+    for (const definition of fieldedTypes(parse(typeDefs, { noLocation: true }))) {
       for (const field of definition.fields ?? []) {
         const coordinate = `${definition.name.value}.${field.name.value}`;
         owners.set(coordinate, (owners.get(coordinate) ?? new Set()).add(name));

@@ -1,4 +1,5 @@
 import { Kind, parse, type ConstDirectiveNode, type ConstValueNode, type DocumentNode } from 'graphql';
+import { fieldedTypes } from './sdl.js';
 
 /** A field being moved between subgraphs by a progressive `@override(from:, label:)`. */
 export interface OverrideLabel {
@@ -33,15 +34,7 @@ export function overrideLabels(supergraphSdl: string | DocumentNode): OverrideLa
       }
     }
   }
-  for (const definition of document.definitions) {
-    if (
-      definition.kind !== Kind.OBJECT_TYPE_DEFINITION &&
-      definition.kind !== Kind.OBJECT_TYPE_EXTENSION &&
-      definition.kind !== Kind.INTERFACE_TYPE_DEFINITION &&
-      definition.kind !== Kind.INTERFACE_TYPE_EXTENSION
-    ) {
-      continue;
-    }
+  for (const definition of fieldedTypes(document)) {
     for (const field of definition.fields ?? []) {
       for (const directive of field.directives ?? []) {
         if (directive.name.value !== `${prefix}__field`) continue;

@@ -1,3 +1,5 @@
+import { z } from 'zod';
+
 /** An access token as a Service's OAuth endpoint answers it. */
 export interface IssuedToken {
   value: string;
@@ -40,4 +42,34 @@ export function accessToken(
       current = undefined;
     },
   };
+}
+
+/**
+ * The token request of an OAuth2 client-credentials grant as edX's OAuth provider (the LMS,
+ * django-oauth-toolkit) takes it, asking for a JWT: what the Services behind the LMS accept.
+ */
+export function clientCredentialsRequest(credentials: {
+  clientId: string;
+  clientSecret: string;
+}): RequestInit {
+  return {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+    body: new URLSearchParams({
+      grant_type: 'client_credentials',
+      client_id: credentials.clientId,
+      client_secret: credentials.clientSecret,
+      token_type: 'jwt',
+    }),
+  };
+}
+
+const tokenAnswerSchema = z.object({ access_token: z.string().min(1), expires_in: z.number().positive() });
+
+/** The token of an OAuth2 token answer (RFC 6749 §5.1), or undefined when the body is not one. */
+export function issuedTokenOf(body: unknown): IssuedToken | undefined {
+  const answer = tokenAnswerSchema.safeParse(body);
+  return answer.success
+    ? { value: answer.data.access_token, expiresInSeconds: answer.data.expires_in }
+    : undefined;
 }

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ConfigError } from '../../gateway/errors.js';
+import { readPluginEnv, type Env } from '../../gateway/sdk/config.js';
 
 const schema = z.object({
   /** The new commerce checkout (the commercetools frontend's role). */
@@ -12,13 +12,7 @@ export type FrontendAppsConfig = z.infer<typeof schema>;
 let config: FrontendAppsConfig | undefined;
 
 /** Read at first use, so the gateway starts (and the other plugins work) without it. */
-export function frontendAppsConfig(env: NodeJS.ProcessEnv = process.env): FrontendAppsConfig {
+export function frontendAppsConfig(env: Env = process.env): FrontendAppsConfig {
   if (config) return config;
-  const parsed = schema.safeParse(env);
-  if (!parsed.success)
-    throw new ConfigError(
-      'environment (frontend-apps plugin)',
-      parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`),
-    );
-  return (config = parsed.data);
+  return (config = readPluginEnv('frontend-apps', schema, env));
 }

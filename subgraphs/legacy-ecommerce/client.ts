@@ -1,4 +1,9 @@
-import { accessToken, type IssuedToken } from '../../gateway/sdk/access-token.js';
+import {
+  accessToken,
+  clientCredentialsRequest,
+  issuedTokenOf,
+  type IssuedToken,
+} from '../../gateway/sdk/access-token.js';
 import { z } from 'zod';
 import type { LegacyEcommerceConfig } from './config.js';
 
@@ -24,8 +29,6 @@ export class LegacyEcommerceRejectedError extends Error {
     super(message);
   }
 }
-
-const tokenSchema = z.object({ access_token: z.string().min(1), expires_in: z.number().positive() });
 
 const lineSchema = z.object({
   title: z.string(),
@@ -102,25 +105,21 @@ export class LegacyEcommerceClient {
   }
 
   private async issueToken(): Promise<IssuedToken> {
-    const res = await this.fetchOnce(`${this.config.LEGACY_ECOMMERCE_OAUTH_URL}/oauth2/access_token`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-      body: new URLSearchParams({
-        grant_type: 'client_credentials',
-        client_id: this.config.LEGACY_ECOMMERCE_CLIENT_ID,
-        client_secret: this.config.LEGACY_ECOMMERCE_CLIENT_SECRET,
-        token_type: 'jwt',
+    const res = await this.fetchOnce(
+      `${this.config.LEGACY_ECOMMERCE_OAUTH_URL}/oauth2/access_token`,
+      clientCredentialsRequest({
+        clientId: this.config.LEGACY_ECOMMERCE_CLIENT_ID,
+        clientSecret: this.config.LEGACY_ECOMMERCE_CLIENT_SECRET,
       }),
-    });
+    );
     const body = await readJson(res);
     if (!res.ok)
       throw new LegacyEcommerceUnavailableError(
         `the OAuth provider refused a token for LEGACY_ECOMMERCE_CLIENT_ID (${res.status})`,
       );
-    const token = tokenSchema.safeParse(body);
-    if (!token.success)
-      throw new LegacyEcommerceUnavailableError('unexpected token answer from the OAuth provider');
-    return { value: token.data.access_token, expiresInSeconds: token.data.expires_in };
+    const token = issuedTokenOf(body);
+    if (!token) throw new LegacyEcommerceUnavailableError('unexpected token answer from the OAuth provider');
+    return token;
   }
 
   /** One page of a learner's orders, newest first; pages start at 1. */

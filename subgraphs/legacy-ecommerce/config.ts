@@ -1,7 +1,7 @@
 import { z } from 'zod';
-import { ConfigError } from '../../gateway/errors.js';
+import { readPluginEnv, type Env } from '../../gateway/sdk/config.js';
 
-export type Env = Readonly<Record<string, string | undefined>>;
+export type { Env };
 
 const text = z.string().trim().min(1);
 const url = z.url().transform((value) => value.replace(/\/+$/, ''));
@@ -28,7 +28,7 @@ const schema = z.object({
 
 export type LegacyEcommerceConfig = z.infer<typeof schema> & { LEGACY_ECOMMERCE_RECEIPT_URL_BASE: string };
 
-const describe: Record<string, string> = {
+const HINTS: Record<string, string> = {
   LEGACY_ECOMMERCE_URL: 'the legacy ecommerce service root URL, e.g. https://ecommerce.example.com',
   LEGACY_ECOMMERCE_OAUTH_URL: 'the root URL of the LMS that issues the JWTs ecommerce accepts',
   LEGACY_ECOMMERCE_CLIENT_ID: "the OAuth2 client id of the Coordinator's service user on the LMS",
@@ -37,22 +37,11 @@ const describe: Record<string, string> = {
 
 /** The plugin's settings; throws a ConfigError naming each missing or invalid variable. */
 export function legacyEcommerceConfig(env: Env): LegacyEcommerceConfig {
-  const result = schema.safeParse(env);
-  if (!result.success)
-    throw new ConfigError(
-      'environment (legacy-ecommerce plugin)',
-      result.error.issues.map((issue) => {
-        const name = String(issue.path[0]);
-        const value = env[name];
-        return value === undefined || value === ''
-          ? `${name} is not set: ${describe[name] ?? issue.message}`
-          : `${name}=${JSON.stringify(value)} is invalid: ${issue.message}`;
-      }),
-    );
+  const values = readPluginEnv('legacy-ecommerce', schema, env, HINTS);
   return {
-    ...result.data,
+    ...values,
     LEGACY_ECOMMERCE_RECEIPT_URL_BASE:
-      result.data.LEGACY_ECOMMERCE_RECEIPT_URL_BASE ??
-      `${result.data.LEGACY_ECOMMERCE_URL}/checkout/receipt/?order_number=`,
+      values.LEGACY_ECOMMERCE_RECEIPT_URL_BASE ??
+      `${values.LEGACY_ECOMMERCE_URL}/checkout/receipt/?order_number=`,
   };
 }

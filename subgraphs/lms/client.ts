@@ -1,4 +1,9 @@
-import { accessToken, type IssuedToken } from '../../gateway/sdk/access-token.js';
+import {
+  accessToken,
+  clientCredentialsRequest,
+  issuedTokenOf,
+  type IssuedToken,
+} from '../../gateway/sdk/access-token.js';
 import { z } from 'zod';
 import type { LmsConfig } from './config.js';
 
@@ -39,8 +44,6 @@ export interface EnrollmentAttribute {
   name: string;
   value: string;
 }
-
-const tokenSchema = z.object({ access_token: z.string().min(1), expires_in: z.number().positive() });
 
 const enrollmentSchema = z.object({
   created: z.string().nullable(),
@@ -149,24 +152,22 @@ export class LmsClient {
   }
 
   private async issueToken(): Promise<IssuedToken> {
-    const res = await this.fetchOnce('/oauth2/access_token', {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-      body: new URLSearchParams({
-        grant_type: 'client_credentials',
-        client_id: this.config.LMS_CLIENT_ID,
-        client_secret: this.config.LMS_CLIENT_SECRET,
-        token_type: 'jwt',
+    const res = await this.fetchOnce(
+      '/oauth2/access_token',
+      clientCredentialsRequest({
+        clientId: this.config.LMS_CLIENT_ID,
+        clientSecret: this.config.LMS_CLIENT_SECRET,
       }),
-    });
+    );
     const body = await readJson(res);
     if (!res.ok)
       throw new LmsUnavailableError(
         `the LMS refused an access token for LMS_CLIENT_ID (${res.status} ${errorMessage(res.status, body)})`,
         res.status,
       );
-    const token = parse(tokenSchema, body, 'token answer');
-    return { value: token.access_token, expiresInSeconds: token.expires_in };
+    const token = issuedTokenOf(body);
+    if (!token) throw new LmsUnavailableError('unexpected token answer from the LMS');
+    return token;
   }
 
   /** One API call; a 401 renews the token once (it may have been revoked or expired early). */

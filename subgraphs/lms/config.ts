@@ -1,8 +1,8 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
-import { ConfigError } from '../../gateway/errors.js';
+import { readPluginEnv, type Env } from '../../gateway/sdk/config.js';
 
-export type Env = Readonly<Record<string, string | undefined>>;
+export type { Env };
 
 const text = z.string().trim().min(1);
 const positiveInt = z.coerce.number().int().positive();
@@ -40,29 +40,15 @@ const eventBusSchema = z.object({
 export type LmsConfig = z.infer<typeof lmsSchema>;
 export type LmsEventBusConfig = z.infer<typeof eventBusSchema>;
 
-const describe: Record<string, string> = {
+const HINTS: Record<string, string> = {
   LMS_URL: 'the LMS root URL, e.g. https://courses.example.com',
   LMS_CLIENT_ID: "the OAuth2 client id of the Coordinator's service user on the LMS",
   LMS_CLIENT_SECRET: 'the OAuth2 client secret that goes with LMS_CLIENT_ID',
 };
 
-function parse<T extends z.ZodType>(schema: T, env: Env): z.infer<T> {
-  const result = schema.safeParse(env);
-  if (result.success) return result.data;
-  throw new ConfigError(
-    'environment (lms plugin)',
-    result.error.issues.map((issue) => {
-      const name = String(issue.path[0]);
-      const value = env[name];
-      return value === undefined || value === ''
-        ? `${name} is not set: ${describe[name] ?? issue.message}`
-        : `${name}=${JSON.stringify(value)} is invalid: ${issue.message}`;
-    }),
-  );
-}
-
 /** The LMS API settings; throws a ConfigError naming each missing or invalid variable. */
-export const lmsConfig = (env: Env): LmsConfig => parse(lmsSchema, env);
+export const lmsConfig = (env: Env): LmsConfig => readPluginEnv('lms', lmsSchema, env, HINTS);
 
 /** The event-bus consumer settings. */
-export const lmsEventBusConfig = (env: Env): LmsEventBusConfig => parse(eventBusSchema, env);
+export const lmsEventBusConfig = (env: Env): LmsEventBusConfig =>
+  readPluginEnv('lms', eventBusSchema, env, HINTS);

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ConfigError } from '../../gateway/errors.js';
+import { readPluginEnv, type Env } from '../../gateway/sdk/config.js';
 
 /**
  * The order-management Plugin's configuration, from environment variables. Read at first use (not at
@@ -27,17 +27,8 @@ export interface OrderManagementConfig {
   scope: string;
 }
 
-const problems = (error: z.ZodError, env: NodeJS.ProcessEnv) =>
-  error.issues.map((issue) =>
-    env[String(issue.path[0])] === undefined
-      ? `${issue.path.join('.')} is not set (the order-management Plugin needs it)`
-      : `${issue.path.join('.')}: ${issue.message}`,
-  );
-
-export function readOrderManagementConfig(env: NodeJS.ProcessEnv = process.env): OrderManagementConfig {
-  const parsed = serviceSchema.safeParse(env);
-  if (!parsed.success) throw new ConfigError('environment', problems(parsed.error, env));
-  const e = parsed.data;
+export function readOrderManagementConfig(env: Env = process.env): OrderManagementConfig {
+  const e = readPluginEnv('order-management', serviceSchema, env);
   return {
     apiUrl: e.ORDER_MANAGEMENT_URL.replace(/\/+$/, ''),
     authUrl: (e.ORDER_MANAGEMENT_AUTH_URL ?? e.ORDER_MANAGEMENT_URL).replace(/\/+$/, ''),
@@ -49,8 +40,7 @@ export function readOrderManagementConfig(env: NodeJS.ProcessEnv = process.env):
 }
 
 /** The salt of retired learners' hashes; only anonymizeCustomer needs it. */
-export function readRetirementSalt(env: NodeJS.ProcessEnv = process.env): string {
-  const parsed = z.object({ RETIREMENT_SALT: z.string().min(8) }).safeParse(env);
-  if (!parsed.success) throw new ConfigError('environment', problems(parsed.error, env));
-  return parsed.data.RETIREMENT_SALT;
+export function readRetirementSalt(env: Env = process.env): string {
+  return readPluginEnv('order-management', z.object({ RETIREMENT_SALT: z.string().min(8) }), env)
+    .RETIREMENT_SALT;
 }

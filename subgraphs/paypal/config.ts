@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ConfigError } from '../../gateway/errors.js';
+import { readPluginEnv, type Env } from '../../gateway/sdk/config.js';
 
 /**
  * The paypal Plugin's configuration, read from the environment when first needed, not at import: the
@@ -39,19 +39,7 @@ const HINTS: Record<string, string> = {
     'the URL the capture id is appended to, e.g. https://www.paypal.com/activity/payment/',
 };
 
-function read<T extends z.ZodType>(schema: T, env: NodeJS.ProcessEnv): z.infer<T> {
-  const parsed = schema.safeParse(env);
-  if (parsed.success) return parsed.data;
-  throw new ConfigError(
-    'environment (paypal plugin)',
-    parsed.error.issues.map((issue) => {
-      const name = String(issue.path[0]);
-      return env[name] === undefined || env[name] === ''
-        ? `${name} is not set: set it to ${HINTS[name]}`
-        : `${name} is invalid (${issue.message}): set it to ${HINTS[name]}`;
-    }),
-  );
-}
+const read = <T extends z.ZodType>(schema: T, env: Env) => readPluginEnv('paypal', schema, env, HINTS);
 
 export interface PayPalApiConfig {
   apiBase: URL;
@@ -59,7 +47,7 @@ export interface PayPalApiConfig {
   clientSecret: string;
 }
 
-export function payPalApiConfig(env: NodeJS.ProcessEnv = process.env): PayPalApiConfig {
+export function payPalApiConfig(env: Env = process.env): PayPalApiConfig {
   const values = read(api, env);
   return {
     apiBase: new URL(values.PAYPAL_API_BASE),
@@ -68,10 +56,10 @@ export function payPalApiConfig(env: NodeJS.ProcessEnv = process.env): PayPalApi
   };
 }
 
-export function payPalWebhookId(env: NodeJS.ProcessEnv = process.env): string {
+export function payPalWebhookId(env: Env = process.env): string {
   return read(webhook, env).PAYPAL_WEBHOOK_ID;
 }
 
-export function payPalActivityUrlBase(env: NodeJS.ProcessEnv = process.env): string {
+export function payPalActivityUrlBase(env: Env = process.env): string {
   return read(receipt, env).PAYPAL_ACTIVITY_URL_BASE;
 }

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ConfigError } from '../../gateway/errors.js';
+import { readPluginEnv, type Env } from '../../gateway/sdk/config.js';
 
 /**
  * The stripe Plugin's configuration, read from the environment when first needed, not at import: the
@@ -25,30 +25,18 @@ const HINTS: Record<string, string> = {
     'the signing secret (whsec_…) of the /stripe/webhook/ endpoint, from the Stripe dashboard',
 };
 
-function read<T extends z.ZodType>(schema: T, env: NodeJS.ProcessEnv): z.infer<T> {
-  const parsed = schema.safeParse(env);
-  if (parsed.success) return parsed.data;
-  throw new ConfigError(
-    'environment (stripe plugin)',
-    parsed.error.issues.map((issue) => {
-      const name = String(issue.path[0]);
-      return env[name] === undefined || env[name] === ''
-        ? `${name} is not set: set it to ${HINTS[name]}`
-        : `${name} is invalid (${issue.message}): set it to ${HINTS[name]}`;
-    }),
-  );
-}
+const read = <T extends z.ZodType>(schema: T, env: Env) => readPluginEnv('stripe', schema, env, HINTS);
 
 export interface StripeApiConfig {
   apiBase: URL;
   secretKey: string;
 }
 
-export function stripeApiConfig(env: NodeJS.ProcessEnv = process.env): StripeApiConfig {
+export function stripeApiConfig(env: Env = process.env): StripeApiConfig {
   const values = read(api, env);
   return { apiBase: new URL(values.STRIPE_API_BASE), secretKey: values.STRIPE_SECRET_KEY };
 }
 
-export function stripeWebhookSecret(env: NodeJS.ProcessEnv = process.env): string {
+export function stripeWebhookSecret(env: Env = process.env): string {
   return read(webhook, env).STRIPE_WEBHOOK_SECRET;
 }
