@@ -5,9 +5,20 @@ import { GraphQLError } from 'graphql';
  * `code` in REST bodies); the classes below are internal and may change.
  */
 export const ErrorCode = {
+  /** The HTTP request is not a GraphQL request or REST call we can read (body, operation, method). */
+  BAD_REQUEST: 'BAD_REQUEST',
   BAD_USER_INPUT: 'BAD_USER_INPUT',
+  GRAPHQL_PARSE_FAILED: 'GRAPHQL_PARSE_FAILED',
   GRAPHQL_VALIDATION_FAILED: 'GRAPHQL_VALIDATION_FAILED',
+  /** The operation exceeds a configured limit (depth, aliases, tokens, cost, flows). */
+  OPERATION_LIMIT_EXCEEDED: 'OPERATION_LIMIT_EXCEEDED',
+  /** The request body is larger than the gateway accepts. */
+  PAYLOAD_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
+  /** The path exists but not for this HTTP method. */
+  METHOD_NOT_ALLOWED: 'METHOD_NOT_ALLOWED',
   UNAUTHENTICATED: 'UNAUTHENTICATED',
+  /** A webhook whose signature is missing, does not match, or is outside its time window. */
+  INVALID_SIGNATURE: 'INVALID_SIGNATURE',
   FORBIDDEN: 'FORBIDDEN',
   NOT_FOUND: 'NOT_FOUND',
   CONFLICT: 'CONFLICT',
@@ -15,16 +26,59 @@ export const ErrorCode = {
   IDEMPOTENCY_KEY_REUSED: 'IDEMPOTENCY_KEY_REUSED',
   /** A flow with this idempotency key is still running elsewhere; retry later with the same key. */
   FLOW_IN_PROGRESS: 'FLOW_IN_PROGRESS',
+  /** Another flow is changing the same order and did not finish within the wait; retry later. */
+  ORDER_BUSY: 'ORDER_BUSY',
   /** A step failed and the filter's policy is to fail the flow. */
   STEP_FAILED: 'STEP_FAILED',
+  /** Too many requests of this kind at once; retry after the time the response says. */
+  TOO_MANY_REQUESTS: 'TOO_MANY_REQUESTS',
+  /** A dependency (the database, a Service) cannot be reached now; retry later. */
   SERVICE_UNAVAILABLE: 'SERVICE_UNAVAILABLE',
   SHUTTING_DOWN: 'SHUTTING_DOWN',
   INTERNAL_SERVER_ERROR: 'INTERNAL_SERVER_ERROR',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
-const isErrorCode = (value: unknown): value is ErrorCode =>
+export const isErrorCode = (value: unknown): value is ErrorCode =>
   typeof value === 'string' && Object.values<string>(ErrorCode).includes(value);
+
+/** The HTTP status of a REST answer (or a GraphQL request refused as a whole) with this code. */
+export function httpStatusOf(code: ErrorCode): number {
+  switch (code) {
+    case ErrorCode.BAD_REQUEST:
+    case ErrorCode.BAD_USER_INPUT:
+    case ErrorCode.GRAPHQL_PARSE_FAILED:
+    case ErrorCode.GRAPHQL_VALIDATION_FAILED:
+    case ErrorCode.OPERATION_LIMIT_EXCEEDED:
+    case ErrorCode.IDEMPOTENCY_KEY_REUSED:
+    case ErrorCode.STEP_FAILED:
+      return 400;
+    case ErrorCode.UNAUTHENTICATED:
+      return 401;
+    case ErrorCode.INVALID_SIGNATURE:
+    case ErrorCode.FORBIDDEN:
+      return 403;
+    case ErrorCode.NOT_FOUND:
+      return 404;
+    case ErrorCode.METHOD_NOT_ALLOWED:
+      return 405;
+    case ErrorCode.CONFLICT:
+    case ErrorCode.FLOW_IN_PROGRESS:
+    case ErrorCode.ORDER_BUSY:
+      return 409;
+    case ErrorCode.PAYLOAD_TOO_LARGE:
+      return 413;
+    case ErrorCode.TOO_MANY_REQUESTS:
+      return 429;
+    case ErrorCode.SERVICE_UNAVAILABLE:
+    case ErrorCode.SHUTTING_DOWN:
+      return 503;
+    case ErrorCode.INTERNAL_SERVER_ERROR:
+      return 500;
+    default:
+      throw new UnreachableCaseError(code);
+  }
+}
 
 /**
  * A configuration or start-up problem: the process must not start. `file` and `entry` say where, the

@@ -1,7 +1,7 @@
 import { ConfigError, domainCodeOf, ErrorCode } from '../errors.js';
 import type { Plugin, PluginRuntime, RouteResponse } from '../sdk/plugin.js';
 import type { Principal } from '../sdk/principal.js';
-import { sendJson, type Route } from './server.js';
+import { sendError, type Route } from './server.js';
 
 /**
  * The REST routes Plugins declare (webhooks), as HTTP routes: method checked, the caller's JWT verified
@@ -33,10 +33,7 @@ export function pluginRoutes(
         const route = candidates.find((r) => r.method === req.method);
         if (!route) {
           res.setHeader('allow', candidates.map((r) => r.method).join(', '));
-          return sendJson(res, 405, {
-            code: 'METHOD_NOT_ALLOWED',
-            message: `${req.method} ${path} is not served`,
-          });
+          return sendError(res, ErrorCode.METHOD_NOT_ALLOWED, `${req.method} ${path} is not served`);
         }
         let response: RouteResponse;
         try {
@@ -57,15 +54,7 @@ export function pluginRoutes(
         } catch (error) {
           const code = domainCodeOf(error);
           if (!code) throw error;
-          const status =
-            code === ErrorCode.UNAUTHENTICATED
-              ? 401
-              : code === ErrorCode.FORBIDDEN
-                ? 403
-                : code === ErrorCode.NOT_FOUND
-                  ? 404
-                  : 400;
-          return sendJson(res, status, { code, message: (error as Error).message });
+          return sendError(res, code, (error as Error).message);
         }
         res.writeHead(response.status, {
           ...(response.body === undefined || typeof response.body === 'string'

@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { HeaderMap, type ApolloServer } from '@apollo/server';
-import { ErrorCode } from '../errors.js';
+import { ErrorCode, httpStatusOf } from '../errors.js';
 import type { GatewayContext } from '../federation/context.js';
 import type { Logger } from '../log.js';
 
@@ -25,6 +25,24 @@ export function sendJson(res: ServerResponse, status: number, body: unknown) {
 }
 
 /**
+ * A REST error, in the one shape every REST route answers with: `{ code, message, ...details }`, the
+ * HTTP status from the code. (GraphQL requests answer `{ errors: [{ message, extensions: { code } }] }`.)
+ */
+export function sendError(
+  res: ServerResponse,
+  code: ErrorCode,
+  message: string,
+  details: Record<string, unknown> = {},
+) {
+  sendJson(res, httpStatusOf(code), { code, message, ...details });
+}
+
+/** A GraphQL-shaped error answer for a request refused before it reached the GraphQL pipeline. */
+export function sendGraphQLError(res: ServerResponse, code: ErrorCode, message: string) {
+  sendJson(res, httpStatusOf(code), { errors: [{ message, extensions: { code } }] });
+}
+
+/**
  * The Coordinator's HTTP server: GraphQL at /graphql through Apollo Server (Sandbox on GET in
  * development), and plain routes. Transport only — what runs is decided elsewhere.
  */
@@ -35,35 +53,21 @@ export function createHttpServer(options: HttpServerOptions): Server {
       const url = new URL(req.url ?? '/', 'http://localhost');
       if (options.draining() && url.pathname !== '/healthz' && url.pathname !== '/readyz') {
         res.setHeader('connection', 'close');
-        return sendJson(res, 503, {
-          errors: [
-            { message: 'The gateway is shutting down', extensions: { code: ErrorCode.SHUTTING_DOWN } },
-          ],
-        });
+        return sendGraphQLError(res, ErrorCode.SHUTTING_DOWN, 'The gateway is shutting down');
       }
       const body = await readBody(req, maxBodyBytes);
       if (body === undefined) {
-        return sendJson(res, 413, {
-          errors: [
-            { message: `Request body over ${maxBodyBytes} bytes`, extensions: { code: 'BAD_REQUEST' } },
-          ],
-        });
+        return sendGraphQLError(res, ErrorCode.PAYLOAD_TOO_LARGE, `Request body over ${maxBodyBytes} bytes`);
       }
       const route = options.routes.get(url.pathname);
       if (route) return await route(req, res, body);
       if (url.pathname === '/graphql' || url.pathname === '/')
         return await graphql(options, req, res, url, body);
-      sendJson(res, 404, {
-        error: { code: ErrorCode.NOT_FOUND, message: `No route ${req.method} ${url.pathname}` },
-      });
+      sendError(res, ErrorCode.NOT_FOUND, `No route ${req.method} ${url.pathname}`);
     } catch (error) {
       options.logger.error({ err: error, url: req.url }, 'request failed');
       if (!res.headersSent) {
-        sendJson(res, 500, {
-          errors: [
-            { message: 'Internal server error', extensions: { code: ErrorCode.INTERNAL_SERVER_ERROR } },
-          ],
-        });
+        sendGraphQLError(res, ErrorCode.INTERNAL_SERVER_ERROR, 'Internal server error');
       } else res.end();
     }
   });
@@ -85,9 +89,7 @@ async function graphql(
     try {
       body = JSON.parse(raw.toString('utf8'));
     } catch {
-      return sendJson(res, 400, {
-        errors: [{ message: 'The request body is not valid JSON', extensions: { code: 'BAD_REQUEST' } }],
-      });
+      return sendGraphQLError(res, ErrorCode.BAD_REQUEST, 'The request body is not valid JSON');
     }
   }
   const response = await options.apollo.executeHTTPGraphQLRequest({

@@ -89,7 +89,8 @@ describe('operations endpoints and HTTP errors (development mode)', () => {
     expect(res.status).toBe(404);
     expect(res.headers.get('content-type')).toMatch(/^application\/json/);
     expect(await res.json()).toEqual({
-      error: { code: 'NOT_FOUND', message: 'No route GET /no/such/route' },
+      code: 'NOT_FOUND',
+      message: 'No route GET /no/such/route',
     });
   });
 
