@@ -65,6 +65,8 @@ export interface CoordinatorOptions {
   production?: boolean;
   /** @default 15 s */
   leaseMs?: number;
+  /** How long a flow waits for another flow of its order to end before ORDER_BUSY. @default 10 s */
+  orderWaitMs?: number;
   /** Upper bound of a graceful stop. @default 10 s */
   shutdownTimeoutMs?: number;
   /** Observers of flows, after the built-in ones. */
@@ -196,6 +198,9 @@ export class Coordinator {
       logger,
       owner: this.owner,
       flagContext: ({ orderId, principal }) => principalFlagContext(principal, orderId),
+      authorizeCallers: options.auth !== undefined,
+      orderWaitMs: options.orderWaitMs,
+      leaseMs: options.leaseMs,
     });
 
     const coordinator = coordinatorPlugin(built.coordinatorSdl, built.connections, {

@@ -64,6 +64,10 @@ const emitSchema = z
   })
   .strict();
 
+/** Who calls: the kinds of verified principal (gateway/sdk/principal.ts). */
+export const callerKind = z.enum(['learner', 'staff', 'service']);
+export type CallerKind = z.infer<typeof callerKind>;
+
 const filterSchema = z
   .object({
     description: z.string().optional(),
@@ -75,6 +79,19 @@ const filterSchema = z
     input: graphqlName,
     /** Which input field identifies the order the flow is about (recorded, queryable). */
     orderKey: graphqlName.optional(),
+    /**
+     * Who may run the filter, decided before anything runs or is recorded (a flow's steps then act for
+     * its caller; an Action's own checks only narrow to the caller's own orders). Learners must be
+     * named: most flows are for Services and staff.
+     * @default [staff, service]
+     */
+    callers: z.array(callerKind).min(1, 'name at least one kind of caller').default(['staff', 'service']),
+    /**
+     * One running flow per order (by `orderKey`), across every gateway process: a flow of an order
+     * another flow is changing waits for it (bounded), so two flows never interleave their changes.
+     * @default true for a mutation with an orderKey, false for a query
+     */
+    exclusive: z.boolean().optional(),
     /**
      * What a failing step does when its error is not a domain error (domain errors always reach the
      * caller): `fail` stops the flow, `continue` records the failure and goes on without its output.
@@ -91,6 +108,10 @@ const filterSchema = z
   .strict()
   .refine((f) => (f.mutation === undefined) !== (f.query === undefined), {
     message: 'a filter is exposed as exactly one of `mutation` or `query`',
+  })
+  .refine((f) => !f.exclusive || f.orderKey !== undefined, {
+    message: '`exclusive` needs an `orderKey`: the order the flows exclude each other on',
+    path: ['exclusive'],
   });
 
 const receiverSchema = z
@@ -128,6 +149,11 @@ export const connectionsSchema = z
 
 export type Connections = z.infer<typeof connectionsSchema>;
 export type FilterDefinition = z.infer<typeof filterSchema>;
+
+/** Whether a filter's flows hold their order while they run (see `exclusive`). */
+export function isExclusive(filter: FilterDefinition): boolean {
+  return filter.orderKey !== undefined && (filter.exclusive ?? filter.mutation !== undefined);
+}
 
 /** The root field a filter is run by. */
 export function filterField(filter: FilterDefinition): { operation: 'Mutation' | 'Query'; name: string } {

@@ -18,7 +18,7 @@ const TIMESTAMP_WITHOUT_TIME_ZONE = 1114;
  * Prisma stores DateTime as UTC in `timestamp(3)` columns; pg would read them in the process's time
  * zone. Rows read here are read as Prisma reads them.
  */
-const utcTypes = {
+export const utcTypes = {
   getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
     oid === TIMESTAMP_WITHOUT_TIME_ZONE
       ? (value: string) => new Date(`${value.replace(' ', 'T')}Z`)

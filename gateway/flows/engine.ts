@@ -9,16 +9,25 @@ import type {
   CompiledStep,
 } from '../connections/compile.js';
 import { actionVariables, valueAt } from '../connections/actions.js';
-import { DomainError, ErrorCode, domainCodeOf, type Failure } from '../errors.js';
+import { DomainError, ErrorCode, UnreachableCaseError, domainCodeOf, type Failure } from '../errors.js';
 import { createGatewayContext, type GatewayContext } from '../federation/context.js';
 import type { Logger } from '../log.js';
 import { principalSchema, type Principal } from '../sdk/principal.js';
 import { compileRetryPolicy, retryDelayMs, shouldRetry } from '../retry-policy.js';
 import type { Delivery } from '../signals/types.js';
+import { isExclusive } from '../connections/schema.js';
 import { invokeStartHooks, type FlowPlugin } from './hooks.js';
+import { checkFlowRequest } from './input.js';
 import { FlowKind, FlowStatus, StepStatus } from './status.js';
 import { FlowRecorder } from './recorder.js';
-import type { FlowRun, FlowRunWithSteps, FlowStore, SignalDraft } from './store.js';
+import {
+  FlowTakenOver,
+  idempotencyScopeOf,
+  type FlowRun,
+  type FlowRunWithSteps,
+  type FlowStore,
+  type SignalDraft,
+} from './store.js';
 
 /** Runs one Action call through the gateway (never by calling resolvers directly). */
 export type ActionCaller = (
@@ -44,6 +53,18 @@ export interface FlowEngineOptions {
   }): GatewayContext['flagContext'];
   /** How long a duplicate request waits for the original run of its idempotency key. @default 30 s */
   idempotencyWaitMs?: number;
+  /**
+   * Whether callers are verified: then a flow needs one, of a kind its filter admits (`callers`),
+   * decided before anything runs. False only on a Coordinator without authentication (the core's tests).
+   */
+  authorizeCallers: boolean;
+  /**
+   * How long a flow waits for another flow of the same order to finish (exclusive filters) before it
+   * is refused with ORDER_BUSY. @default 10 s
+   */
+  orderWaitMs?: number;
+  /** A receiver run whose owner has not renewed its lease this long may be taken over. @default 15 s */
+  leaseMs?: number;
 }
 
 type Data = Record<string, unknown>;
@@ -67,9 +88,13 @@ type Outcome =
 export class FlowEngine {
   private readonly running = new Map<string, Promise<unknown>>();
   private readonly idempotencyWaitMs: number;
+  private readonly orderWaitMs: number;
+  private readonly leaseMs: number;
 
   constructor(private readonly options: FlowEngineOptions) {
     this.idempotencyWaitMs = options.idempotencyWaitMs ?? 30_000;
+    this.orderWaitMs = options.orderWaitMs ?? 10_000;
+    this.leaseMs = options.leaseMs ?? 15_000;
   }
 
   /** Ids of the flows this process is running now. */
@@ -95,7 +120,12 @@ export class FlowEngine {
 
   /**
    * Runs a filter. With an idempotency key, a second call with the same key (concurrent or later)
-   * returns the first run's recorded result instead of running again.
+   * from the same caller returns the first run's recorded result instead of running again.
+   *
+   * Nothing runs or is recorded for a caller the filter does not admit, nor for input the record
+   * cannot hold. A filter that changes an order (`exclusive`) runs one flow per order at a time, across
+   * processes: a flow of an order another flow holds waits for it, then runs, or is refused with
+   * ORDER_BUSY after `orderWaitMs`.
    */
   async runFilter(
     name: string,
@@ -104,38 +134,88 @@ export class FlowEngine {
   ): Promise<FlowRunWithSteps> {
     const filter = this.filter(name);
     const { store } = this.options;
+    const { principal, idempotencyKey } = options;
+    this.authorize(filter, principal);
     const orderKey = filter.definition.orderKey;
     const orderId = orderKey && input[orderKey] != null ? String(input[orderKey]) : undefined;
+    checkFlowRequest({ input, orderId, idempotencyKey });
     const inputHash = hashInput(input);
-    const { created, flow } = await store.createFlow({
-      kind: FlowKind.FILTER,
-      name,
-      idempotencyKey: options.idempotencyKey,
-      inputHash,
-      orderId,
-      input,
-      principal: options.principal,
-      owner: this.options.owner,
-    });
-    if (!created) {
-      if (flow.inputHash !== inputHash) {
-        throw new DomainError(
-          ErrorCode.IDEMPOTENCY_KEY_REUSED,
-          `Idempotency key '${options.idempotencyKey}' was already used for '${name}' with a different input`,
-          { flowId: flow.id },
-        );
+    const deadline = Date.now() + this.orderWaitMs;
+    for (let wait = 20; ; wait = Math.min(wait * 2, 250)) {
+      const created = await store.createFlow({
+        kind: FlowKind.FILTER,
+        name,
+        idempotencyKey,
+        idempotencyScope: idempotencyScopeOf(principal),
+        inputHash,
+        orderId,
+        claimOrder: isExclusive(filter.definition),
+        input,
+        principal,
+        owner: this.options.owner,
+      });
+      switch (created.outcome) {
+        case 'created':
+          return this.resultOf(
+            await this.runToEnd(created.flow, () =>
+              this.execute(filter, new FlowRecorder(store, created.flow, { created: true }), input, 0),
+            ),
+          );
+        case 'existing':
+          if (created.flow.inputHash !== inputHash) {
+            throw new DomainError(
+              ErrorCode.IDEMPOTENCY_KEY_REUSED,
+              `Idempotency key '${idempotencyKey}' was already used for '${name}' with a different input`,
+              { flowId: created.flow.id },
+            );
+          }
+          return this.resultOf(await this.awaitFinished(created.flow));
+        case 'order claimed':
+          if (Date.now() + wait > deadline) {
+            throw new DomainError(
+              ErrorCode.ORDER_BUSY,
+              `Another flow is changing order ${orderId}; retry later`,
+              { orderId, ...(created.holder ? { busyWith: created.holder } : {}) },
+            );
+          }
+          await sleep(wait);
+          continue;
+        default:
+          throw new UnreachableCaseError(created);
       }
-      return this.resultOf(await this.awaitFinished(flow));
     }
-    return this.resultOf(
-      await this.track(
-        flow.id,
-        this.execute(filter, new FlowRecorder(store, flow, { created: true }), input, 0),
-      ),
-    );
   }
 
-  /** Finishes (or fails, per the filter's policy) a flow a crashed process left running. */
+  /** A filter's callers are decided before it runs: never midway, after a step changed a Service. */
+  private authorize(filter: CompiledFilter, principal: Principal | undefined): void {
+    if (!this.options.authorizeCallers) return;
+    if (!principal)
+      throw new DomainError(ErrorCode.UNAUTHENTICATED, `'${filter.name}' needs a signed-in caller`);
+    const callers = filter.definition.callers;
+    if (!callers.includes(principal.kind)) {
+      throw new DomainError(
+        ErrorCode.FORBIDDEN,
+        `'${filter.name}' is run by ${callers.map((c) => `${c}s`).join(' and ')} only, not by ${principal.kind}s`,
+      );
+    }
+  }
+
+  /**
+   * Runs a flow this process created or took over to its end. When another process takes it over
+   * meanwhile (this one's lease lapsed), this one stops at its next write and answers with the run the
+   * other process finishes.
+   */
+  private async runToEnd(flow: FlowRun, work: () => Promise<FlowRunWithSteps>): Promise<FlowRunWithSteps> {
+    try {
+      return await this.track(flow.id, work());
+    } catch (error) {
+      if (!(error instanceof FlowTakenOver)) throw error;
+      this.options.logger.warn({ flowId: flow.id }, 'flow taken over by another process; awaiting its end');
+      return this.awaitFinished(flow);
+    }
+  }
+
+  /** Finishes (or fails, per the filter's policy) a flow a crashed process left running: `flow` is the run it claimed. */
   async recover(flow: FlowRun): Promise<void> {
     const filter = this.options.connections.filters.get(flow.name);
     if (!filter || filter.definition.recovery === 'fail') {
@@ -146,18 +226,24 @@ export class FlowEngine {
           : `The filter '${flow.name}' is no longer configured`,
         nonRetryable: true,
       };
-      await this.options.store.finishFlow(flow.id, { status: FlowStatus.FAILED, failure });
+      await this.options.store.finishFlow(flow.id, flow.attempt, { status: FlowStatus.FAILED, failure });
       return;
     }
     const { data, from } = await this.replayRecord(flow.id, filter);
-    await this.track(flow.id, this.execute(filter, new FlowRecorder(this.options.store, flow), data, from));
+    await this.track(
+      flow.id,
+      this.execute(filter, new FlowRecorder(this.options.store, flow), data, from),
+    ).catch((error: unknown) => {
+      // Taken over again (this process stalled past its lease): the new owner finishes it.
+      if (!(error instanceof FlowTakenOver)) throw error;
+    });
   }
 
   /** Runs one delivery of a signal to a receiver; throws to have the bus retry it. */
   async runReceiver(receiver: CompiledReceiver, delivery: Delivery): Promise<void> {
     const { envelope } = delivery;
     const input = envelope.payload;
-    const { created, flow } = await this.options.store.createFlow({
+    const created = await this.options.store.createFlow({
       kind: FlowKind.RECEIVER,
       name: envelope.name,
       receiver: receiver.name,
@@ -168,15 +254,26 @@ export class FlowEngine {
       input,
       owner: this.options.owner,
     });
-    if (!created) {
+    if (created.outcome === 'order claimed') throw new Error('A receiver run never claims an order');
+    let { flow } = created;
+    if (created.outcome === 'existing') {
       // A receiver runs once per signal: a redelivery after success is acknowledged without effect.
       if (flow.status === FlowStatus.COMPLETED || flow.status === FlowStatus.HALTED) return;
       if (this.running.has(flow.id)) throw new Error(`Receiver run ${flow.id} is still in progress`);
-      await this.options.store.reopen(flow.id, this.options.owner);
+      const reopened = await this.options.store.reopen(
+        flow.id,
+        this.options.owner,
+        new Date(Date.now() - this.leaseMs),
+      );
+      // Another process runs it and keeps its lease: retried later, by the bus.
+      if (!reopened) throw new Error(`Receiver run ${flow.id} is running in another process`);
+      flow = reopened;
     }
-    const recorder = new FlowRecorder(this.options.store, flow, { created });
-    const run = this.track(flow.id, this.executeReceiver(receiver, recorder, input, delivery.attempt));
-    const outcome = await run;
+    const recorder = new FlowRecorder(this.options.store, flow, { created: created.outcome === 'created' });
+    const outcome = await this.track(
+      flow.id,
+      this.executeReceiver(receiver, recorder, input, delivery.attempt),
+    );
     if (outcome.status === FlowStatus.FAILED) throw new ReceiverFailure(outcome.failure);
   }
 

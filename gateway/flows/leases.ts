@@ -5,7 +5,8 @@ import type { FlowStore } from './store.js';
 /**
  * Keeps the leases of the flows this process runs, and takes over flows whose owner stopped renewing
  * theirs (a crashed or killed gateway): each is resumed or failed, per its filter, so none stays
- * "running" forever. Several gateways may sweep at once; a claim is atomic.
+ * "running" forever. Several gateways may sweep at once; a claim is atomic, and it fences the previous
+ * owner: a process that was only slow finds its next write refused and stops (FlowStore.record).
  */
 export function startLeaseKeeper(options: {
   store: FlowStore;
@@ -28,15 +29,18 @@ export function startLeaseKeeper(options: {
   const sweep = () =>
     (sweeping ??= (async () => {
       const cutoff = new Date(Date.now() - leaseMs);
-      for (const flow of await store.staleFlows(cutoff)) {
-        if (!(await store.claim(flow.id, owner, cutoff))) continue;
+      // A flow this process runs is never taken over by it, however late its heartbeat: that would
+      // run it twice at once. Only another process's (or a run of this one that died) is.
+      for (const flow of await store.staleFlows(cutoff, engine.activeFlows())) {
+        const claimed = await store.claim(flow.id, owner, cutoff);
+        if (!claimed) continue;
         logger.warn(
-          { flowId: flow.id, flow: flow.name, previousOwner: flow.owner },
+          { flowId: flow.id, flow: flow.name, previousOwner: flow.owner, attempt: claimed.attempt },
           'recovering an interrupted flow',
         );
         // Recovery runs in the background: one slow flow must not hold up the others.
         engine
-          .recover({ ...flow, attempt: flow.attempt + 1 })
+          .recover(claimed)
           .catch((err) => logger.error({ err, flowId: flow.id }, 'flow recovery failed'));
       }
     })()

@@ -30,6 +30,9 @@ export interface StepEnd {
  * follows it anyway — the next step's start or the flow's end — and committed with it in one
  * statement. A crash in between loses nothing a replay cannot redo: the step is still recorded as
  * running, and recovery runs it again with the same idempotency key.
+ *
+ * Every write is fenced by the run's attempt: once another process took the flow over, a write of
+ * this one throws FlowTakenOver and commits nothing (see FlowStore.record).
  */
 export class FlowRecorder {
   /** Every step row this run wrote or will write, by index: each write sends whole rows. */
@@ -123,7 +126,7 @@ export class FlowRecorder {
     if (row) return void this.put({ ...row, status });
     // A step of an earlier run of this flow (before a recovery): not in memory, updated in place.
     await this.flush();
-    await this.store.setStepStatus(this.flow.id, index, status);
+    await this.store.setStepStatus(this.flow.id, this.flow.attempt, index, status);
   }
 
   /** Writes whatever is pending now (before waiting, or before reading the record). */
@@ -157,7 +160,7 @@ export class FlowRecorder {
     this.pending.clear();
     this.signals = [];
     this.recorded = [];
-    const flow = await this.store.record(this.flow.id, { steps, end, signals });
+    const flow = await this.store.record(this.flow.id, this.flow.attempt, { steps, end, signals });
     this.written = true;
     for (const callback of recorded) callback();
     return flow;

@@ -5,12 +5,18 @@ import type { PreparedStatement } from '../db/prepared.js';
 const STEP_COLUMNS = `"id", "flowId", "index", "action", "status", "input", "output", "implementation", "flagDecisions",
   "idempotencyKey", "attempt", "errorCode", "errorMessage", "failure", "startedAt", "finishedAt"`;
 
-/** $1..$11: id, kind, name, receiver, status, idempotencyKey, inputHash, signalId, orderId, input, principal; $12 owner; $13 now. */
+/**
+ * $1..$11: id, kind, name, receiver, status, idempotencyKey, inputHash, signalId, orderId, input,
+ * principal; $12 owner; $13 now; $14 idempotencyScope; $15 orderClaim. Inserts nothing when a unique key
+ * is taken: the caller's idempotency key for the filter, the signal for the receiver, or the order
+ * another running flow holds.
+ */
 export const createFlowStatement: PreparedStatement = {
-  name: 'coordinator.flow.create.v1',
+  name: 'coordinator.flow.create.v2',
   text: `INSERT INTO "FlowRun" ("id", "kind", "name", "receiver", "status", "idempotencyKey", "inputHash", "signalId",
-                              "orderId", "input", "principal", "owner", "heartbeatAt", "startedAt")
-         VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8::uuid, $9, $10::jsonb, $11::jsonb, $12, $13, $13)
+                              "orderId", "input", "principal", "owner", "heartbeatAt", "startedAt",
+                              "idempotencyScope", "orderClaim")
+         VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8::uuid, $9, $10::jsonb, $11::jsonb, $12, $13, $13, $14, $15)
          ON CONFLICT DO NOTHING
          RETURNING *`,
 };
@@ -18,16 +24,26 @@ export const createFlowStatement: PreparedStatement = {
 /**
  * One write of the record, atomic as one statement: $1 step rows (JSON array of whole rows, inserted or
  * replacing the row of the same index), $2 the flow id, $3 signals for the outbox (JSON array), $4 the
- * flow's end (JSON array of zero or one). Returns the flow row when an end was written.
+ * flow's end (JSON array of zero or one), $5 the run's attempt.
+ *
+ * The attempt fences the write: recovery takes a flow over by incrementing it, so a process that lost
+ * its flow (its lease lapsed while it still ran) writes nothing — no step, no signal, no end — and
+ * learns it from `owned` = 0. The row lock makes a write and a takeover take turns. An end releases the
+ * order the flow held. Always returns one row: `owned`, and the flow's columns when an end was written.
  */
 export const recordStatement: PreparedStatement = {
-  name: 'coordinator.flow.record.v1',
-  text: `WITH written_steps AS (
+  name: 'coordinator.flow.record.v2',
+  text: `WITH fence AS (
+      SELECT "id" FROM "FlowRun"
+      WHERE "id" = $2::uuid AND "attempt" = $5 AND "status" = 'running'
+      FOR UPDATE
+    ), written_steps AS (
       INSERT INTO "FlowStep" (${STEP_COLUMNS})
       SELECT ${STEP_COLUMNS}
       FROM jsonb_to_recordset($1::jsonb) AS s("id" uuid, "flowId" uuid, "index" int, "action" text, "status" text,
         "input" jsonb, "output" jsonb, "implementation" text, "flagDecisions" jsonb, "idempotencyKey" text, "attempt" int,
         "errorCode" text, "errorMessage" text, "failure" jsonb, "startedAt" timestamp(3), "finishedAt" timestamp(3))
+      WHERE EXISTS (SELECT 1 FROM fence)
       ON CONFLICT ("flowId", "index") DO UPDATE SET
         "action" = excluded."action", "status" = excluded."status", "input" = excluded."input",
         "output" = excluded."output", "implementation" = excluded."implementation",
@@ -40,16 +56,20 @@ export const recordStatement: PreparedStatement = {
       SELECT "id", "name", "payload", "source", $2::uuid, "createdAt"
       FROM jsonb_to_recordset($3::jsonb)
         AS o("id" uuid, "name" text, "payload" jsonb, "source" text, "createdAt" timestamp(3))
+      WHERE EXISTS (SELECT 1 FROM fence)
       RETURNING 1
+    ), ended AS (
+      UPDATE "FlowRun" SET "status" = e."status", "output" = e."output", "haltedAt" = e."haltedAt",
+        "errorCode" = e."errorCode", "errorMessage" = e."errorMessage", "failure" = e."failure",
+        "finishedAt" = e."finishedAt", "owner" = NULL, "orderClaim" = NULL
+      FROM jsonb_to_recordset($4::jsonb)
+        AS e("status" text, "output" jsonb, "haltedAt" int, "errorCode" text, "errorMessage" text, "failure" jsonb,
+             "finishedAt" timestamp(3))
+      WHERE "FlowRun"."id" = (SELECT "id" FROM fence)
+      RETURNING "FlowRun".*
     )
-    UPDATE "FlowRun" SET "status" = e."status", "output" = e."output", "haltedAt" = e."haltedAt",
-      "errorCode" = e."errorCode", "errorMessage" = e."errorMessage", "failure" = e."failure",
-      "finishedAt" = e."finishedAt", "owner" = NULL
-    FROM jsonb_to_recordset($4::jsonb)
-      AS e("status" text, "output" jsonb, "haltedAt" int, "errorCode" text, "errorMessage" text, "failure" jsonb,
-           "finishedAt" timestamp(3))
-    WHERE "FlowRun"."id" = $2::uuid
-    RETURNING "FlowRun".*`,
+    SELECT (SELECT count(*) FROM fence)::int AS "owned", ended.*
+    FROM (SELECT 1) AS one LEFT JOIN ended ON true`,
 };
 
 /** $1 id, $2 name, $3 payload, $4 source, $5 dedupeKey, $6 createdAt: once per dedupeKey. */

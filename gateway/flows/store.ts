@@ -1,8 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
-import { Prisma, type FlowRun, type FlowStep, type PrismaClient } from '../db/generated/client.js';
+import type { FlowRun, FlowStep, PrismaClient } from '../db/generated/client.js';
 import type { Failure } from '../errors.js';
-import { run } from '../db/prepared.js';
+import { whileAvailable } from '../db/availability.js';
+import { run, utcTypes } from '../db/prepared.js';
+import { replaceUnstorable } from './input.js';
 import { createFlowStatement, publishSignalStatement, recordStatement } from './statements.js';
 import type { StepStatus } from './status.js';
 import { FlowKind, FlowStatus } from './status.js';
@@ -21,6 +23,24 @@ export interface FlowEnd {
   output?: unknown;
   failure?: Failure;
   haltedAt?: number;
+}
+
+/** How `createFlow` ended: a new run, the run that already holds the key, or the order is taken. */
+export type CreateFlowOutcome =
+  | { readonly outcome: 'created'; readonly flow: FlowRun }
+  | { readonly outcome: 'existing'; readonly flow: FlowRun }
+  /** Another running flow holds the order (`holder`, its id; gone already if it just ended). */
+  | { readonly outcome: 'order claimed'; readonly holder?: string };
+
+/**
+ * A write of a run that this process no longer runs: another took it over (its lease lapsed while it
+ * still ran) and owns its record now. Nothing of the write was committed.
+ */
+export class FlowTakenOver extends Error {
+  override readonly name = 'FlowTakenOver';
+  constructor(readonly flowId: string) {
+    super(`Flow ${flowId} was taken over by another gateway process; this process stopped running it`);
+  }
 }
 
 /** One write of the record: step rows (whole), the flow's end, signals — all or nothing. */
@@ -49,63 +69,88 @@ export class FlowStore {
   ) {}
 
   /**
-   * Creates a flow run, or returns the existing one when the unique key (idempotency key per filter,
-   * or signal per receiver) is taken — atomically, so concurrent duplicates create exactly one.
+   * Creates a flow run, atomically against concurrent duplicates and across processes: a run whose
+   * unique key is taken (the caller's idempotency key for the filter, or the signal for the receiver)
+   * is answered with the run that holds it; a run that would claim an order another running flow holds
+   * is not created.
    */
   async createFlow(init: {
     kind: FlowKind;
     name: string;
     receiver?: string;
     idempotencyKey?: string;
+    /** Whose key it is: see `idempotencyScopeOf`. */
+    idempotencyScope?: string;
     signalId?: string;
     inputHash: string;
     orderId?: string;
+    /** Claim the order for as long as the run runs. */
+    claimOrder?: boolean;
     input: Record<string, unknown>;
     principal?: unknown;
     owner: string;
-  }): Promise<{ created: boolean; flow: FlowRun }> {
-    const now = new Date();
-    const {
-      rows: [inserted],
-    } = await run<FlowRun>(this.pool, createFlowStatement, [
-      randomUUID(),
-      init.kind,
-      init.name,
-      init.receiver ?? null,
-      FlowStatus.RUNNING,
-      init.idempotencyKey ?? null,
-      init.inputHash,
-      init.signalId ?? null,
-      init.orderId ?? null,
-      JSON.stringify(init.input),
-      init.principal ? JSON.stringify(init.principal) : null,
-      init.owner,
-      now,
-    ]);
-    if (inserted) return { created: true, flow: inserted };
-    const existing = init.idempotencyKey
-      ? await this.prisma.flowRun.findUnique({
-          where: { name_idempotencyKey: { name: init.name, idempotencyKey: init.idempotencyKey } },
-        })
-      : await this.prisma.flowRun.findUnique({
-          where: { signalId_receiver: { signalId: init.signalId!, receiver: init.receiver! } },
-        });
-    if (!existing) throw new Error('Flow insert conflicted but no existing flow was found');
-    return { created: false, flow: existing };
+  }): Promise<CreateFlowOutcome> {
+    return whileAvailable(async () => {
+      const now = new Date();
+      const scope = init.idempotencyScope ?? 'anonymous';
+      const orderClaim = init.claimOrder && init.orderId !== undefined ? init.orderId : null;
+      const {
+        rows: [inserted],
+      } = await run<FlowRun>(this.pool, createFlowStatement, [
+        randomUUID(),
+        init.kind,
+        init.name,
+        init.receiver ?? null,
+        FlowStatus.RUNNING,
+        init.idempotencyKey ?? null,
+        init.inputHash,
+        init.signalId ?? null,
+        init.orderId ?? null,
+        JSON.stringify(init.input),
+        init.principal ? JSON.stringify(init.principal) : null,
+        init.owner,
+        now,
+        scope,
+        orderClaim,
+      ]);
+      if (inserted) return { outcome: 'created', flow: inserted };
+      const existing = init.idempotencyKey
+        ? await this.prisma.flowRun.findUnique({
+            where: {
+              name_idempotencyScope_idempotencyKey: {
+                name: init.name,
+                idempotencyScope: scope,
+                idempotencyKey: init.idempotencyKey,
+              },
+            },
+          })
+        : init.signalId
+          ? await this.prisma.flowRun.findUnique({
+              where: { signalId_receiver: { signalId: init.signalId, receiver: init.receiver! } },
+            })
+          : null;
+      if (existing) return { outcome: 'existing', flow: existing };
+      if (orderClaim === null) throw new Error('Flow insert conflicted but no existing flow was found');
+      const holder = await this.prisma.flowRun.findUnique({ where: { orderClaim }, select: { id: true } });
+      return { outcome: 'order claimed', holder: holder?.id };
+    });
   }
 
   flow(id: string): Promise<FlowRunWithSteps | null> {
-    return this.prisma.flowRun.findUnique({
-      where: { id },
-      include: { steps: { orderBy: { index: 'asc' } } },
-    });
+    return whileAvailable(() =>
+      this.prisma.flowRun.findUnique({
+        where: { id },
+        include: { steps: { orderBy: { index: 'asc' } } },
+      }),
+    );
   }
 
   /**
    * Writes step rows (inserted, or replacing the row of the same index), the flow's end and its signals
-   * in one statement. Returns the flow when `end` was written.
+   * in one statement, if run `attempt` of the flow is still the one running (see recordStatement);
+   * otherwise writes nothing and throws FlowTakenOver. Returns the flow when `end` was written.
    */
-  async record(flowId: string, write: RecordWrite): Promise<FlowRun | undefined> {
+  async record(flowId: string, attempt: number, write: RecordWrite): Promise<FlowRun | undefined> {
     const steps = write.steps ?? [];
     const signals = (write.signals ?? []).map((s) => ({
       id: randomUUID(),
@@ -124,27 +169,49 @@ export class FlowStore {
       finishedAt: new Date(),
     };
     const {
-      rows: [flow],
-    } = await run<FlowRun>(this.pool, recordStatement, [
-      JSON.stringify(steps),
-      flowId,
-      JSON.stringify(signals),
-      JSON.stringify(end ? [end] : []),
-    ]);
+      rows: [row],
+    } = await whileAvailable(() =>
+      run<FlowRun & { owned: number }>(this.pool, recordStatement, [
+        storableJson(steps),
+        flowId,
+        storableJson(signals),
+        storableJson(end ? [end] : []),
+        attempt,
+      ]),
+    );
+    if (!row?.owned) throw new FlowTakenOver(flowId);
     if (signals.length) this.options.signalsCommitted?.();
-    return flow;
+    if (!end) return undefined;
+    const { owned: _owned, ...flow } = row;
+    return flow as FlowRun;
   }
 
   /** Records the flow's end, with the signals it emits, in one statement. */
-  async finishFlow(flowId: string, end: FlowEnd & { signals?: SignalDraft[] }): Promise<FlowRun> {
-    const flow = await this.record(flowId, { end, signals: end.signals });
+  async finishFlow(
+    flowId: string,
+    attempt: number,
+    end: FlowEnd & { signals?: SignalDraft[] },
+  ): Promise<FlowRun> {
+    const flow = await this.record(flowId, attempt, { end, signals: end.signals });
     if (!flow) throw new Error(`Flow ${flowId} not found`);
     return flow;
   }
 
-  async setStepStatus(flowId: string, index: number, status: StepStatus) {
-    await this.prisma.$executeRaw`
-      UPDATE "FlowStep" SET "status" = ${status} WHERE "flowId" = ${flowId}::uuid AND "index" = ${index}`;
+  /** Changes a step's status in place, under the same fence as `record`. */
+  async setStepStatus(flowId: string, attempt: number, index: number, status: StepStatus) {
+    const updated = await whileAvailable(
+      () => this.prisma.$executeRaw`
+      UPDATE "FlowStep" SET "status" = ${status}
+      WHERE "flowId" = ${flowId}::uuid AND "index" = ${index}
+        AND EXISTS (SELECT 1 FROM "FlowRun" WHERE "id" = ${flowId}::uuid AND "attempt" = ${attempt}
+                    AND "status" = 'running')`,
+    );
+    if (updated === 0) {
+      const owned = await this.prisma.flowRun.count({
+        where: { id: flowId, attempt, status: FlowStatus.RUNNING },
+      });
+      if (!owned) throw new FlowTakenOver(flowId);
+    }
   }
 
   /**
@@ -157,14 +224,16 @@ export class FlowStore {
     source: string;
     dedupeKey: string;
   }): Promise<{ duplicate: boolean }> {
-    const { rowCount: inserted } = await run(this.pool, publishSignalStatement, [
-      randomUUID(),
-      signal.name,
-      JSON.stringify(signal.payload),
-      signal.source,
-      signal.dedupeKey,
-      new Date(),
-    ]);
+    const { rowCount: inserted } = await whileAvailable(() =>
+      run(this.pool, publishSignalStatement, [
+        randomUUID(),
+        signal.name,
+        storableJson(signal.payload),
+        signal.source,
+        signal.dedupeKey,
+        new Date(),
+      ]),
+    );
     if (inserted) this.options.signalsCommitted?.();
     return { duplicate: inserted === 0 };
   }
@@ -178,47 +247,56 @@ export class FlowStore {
     });
   }
 
-  /** Running filter flows whose owner stopped renewing the lease: candidates for recovery. */
-  async staleFlows(cutoff: Date, limit = 50): Promise<FlowRun[]> {
+  /**
+   * Running filter flows whose owner stopped renewing the lease: candidates for recovery. `running`:
+   * the flows this process runs itself, never candidates, however late their heartbeat.
+   */
+  async staleFlows(cutoff: Date, running: readonly string[] = [], limit = 50): Promise<FlowRun[]> {
     return this.prisma.flowRun.findMany({
       where: {
         kind: FlowKind.FILTER,
         status: FlowStatus.RUNNING,
         OR: [{ heartbeatAt: { lt: cutoff } }, { heartbeatAt: null }],
+        ...(running.length ? { id: { notIn: [...running] } } : {}),
       },
       orderBy: { startedAt: 'asc' },
       take: limit,
     });
   }
 
-  /** Takes over a flow's lease if it is still stale (or already ours); false when another process won. */
-  async claim(flowId: string, owner: string, cutoff: Date): Promise<boolean> {
-    const taken = await this.prisma.flowRun.updateMany({
-      where: {
-        id: flowId,
-        status: FlowStatus.RUNNING,
-        OR: [{ heartbeatAt: { lt: cutoff } }, { heartbeatAt: null }, { owner }],
-      },
-      data: { owner, heartbeatAt: new Date(), attempt: { increment: 1 } },
+  /**
+   * Takes over a flow whose lease is still stale: the next attempt, owned by `owner`. Returns that
+   * attempt's run, or undefined when another process won (or the owner renewed its lease meanwhile).
+   * The new attempt fences the previous one's writes (see `record`).
+   */
+  async claim(flowId: string, owner: string, cutoff: Date): Promise<FlowRun | undefined> {
+    const { rows } = await this.pool.query<FlowRun>({
+      text: `UPDATE "FlowRun" SET "owner" = $2, "heartbeatAt" = now(), "attempt" = "attempt" + 1
+             WHERE "id" = $1::uuid AND "status" = 'running' AND ("heartbeatAt" IS NULL OR "heartbeatAt" < $3)
+             RETURNING *`,
+      values: [flowId, owner, cutoff],
+      types: utcTypes,
     });
-    return taken.count === 1;
+    return rows[0];
   }
 
-  /** Reopens a failed receiver run for its next delivery. */
-  async reopen(flowId: string, owner: string): Promise<void> {
-    await this.prisma.flowRun.update({
-      where: { id: flowId },
-      data: {
-        status: FlowStatus.RUNNING,
-        owner,
-        heartbeatAt: new Date(),
-        attempt: { increment: 1 },
-        finishedAt: null,
-        errorCode: null,
-        errorMessage: null,
-        failure: Prisma.JsonNull,
-      },
-    });
+  /**
+   * Reopens a receiver run for a new delivery: one that failed, or one still "running" whose owner
+   * stopped renewing its lease. Undefined when another process runs it now (a live lease).
+   */
+  async reopen(flowId: string, owner: string, cutoff: Date): Promise<FlowRun | undefined> {
+    const { rows } = await whileAvailable(() =>
+      this.pool.query<FlowRun>({
+        text: `UPDATE "FlowRun" SET "status" = 'running', "owner" = $2, "heartbeatAt" = now(),
+                 "attempt" = "attempt" + 1, "finishedAt" = NULL, "errorCode" = NULL, "errorMessage" = NULL,
+                 "failure" = NULL
+               WHERE "id" = $1::uuid AND ("status" <> 'running' OR "heartbeatAt" IS NULL OR "heartbeatAt" < $3)
+               RETURNING *`,
+        values: [flowId, owner, cutoff],
+        types: utcTypes,
+      }),
+    );
+    return rows[0];
   }
 
   /** The flows of several orders in one query, newest first: for a page of federated orders. */
@@ -246,4 +324,29 @@ export class FlowStore {
       include: { steps: { orderBy: { index: 'asc' } } },
     });
   }
+}
+
+/** Whose idempotency keys a caller's are: each caller has keys of its own, as in Stripe's API. */
+export function idempotencyScopeOf(principal: { kind: string; subject: string } | undefined): string {
+  return principal ? `${principal.kind}:${principal.subject}` : 'anonymous';
+}
+
+/**
+ * JSON that PostgreSQL's jsonb accepts. It refuses the NUL character and lone surrogates, which a
+ * Service's answer may hold; the record keeps U+FFFD in their place rather than failing the write (and
+ * the flow with it). Client input with them is refused before a flow starts (see flows/input.ts).
+ */
+export function storableJson(value: unknown): string {
+  const text = JSON.stringify(value);
+  // The common case costs one scan; only text that may hold such a character is rebuilt.
+  if (!/\\u0000|\\ud[89a-f]/i.test(text)) return text;
+  return JSON.stringify(storable(value));
+}
+
+function storable(value: unknown): unknown {
+  if (typeof value === 'string') return replaceUnstorable(value);
+  if (Array.isArray(value)) return value.map(storable);
+  if (value && typeof value === 'object' && !(value instanceof Date))
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [storable(k), storable(v)]));
+  return value;
 }

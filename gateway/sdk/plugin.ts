@@ -2,7 +2,15 @@ import { readFileSync } from 'node:fs';
 import { buildSubgraphSchema } from '@apollo/subgraph';
 import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/resolverMap.js';
 import DataLoader from 'dataloader';
-import { parse, type DocumentNode, type GraphQLSchema } from 'graphql';
+import {
+  defaultFieldResolver,
+  isObjectType,
+  parse,
+  type DocumentNode,
+  type GraphQLFieldResolver,
+  type GraphQLSchema,
+} from 'graphql';
+import { DomainError, ErrorCode } from '../errors.js';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Logger } from '../log.js';
 import { decodePrincipal, PRINCIPAL_HEADER, type Principal } from './principal.js';
@@ -100,12 +108,31 @@ export interface RouteResponse {
   headers?: Record<string, string>;
 }
 
+/** Who calls an Action from outside a flow. */
+export type Caller = 'anonymous' | 'learner' | 'staff' | 'service';
+
+/**
+ * Who may call each of a Plugin's Actions (its Query and Mutation fields) directly, from outside a
+ * flow: checked before the resolver runs, on the verified principal. A flow's steps are not checked
+ * here: who may run a flow is its filter's `callers` in the connections config, decided before the
+ * flow starts, so a step never fails FORBIDDEN after an earlier one changed a Service. Resolvers still
+ * check what is the caller's own (a learner's orders). An Action only flows should run is listed with
+ * the callers that operate the platform (`['staff', 'service']`), never learners; `[]` makes it
+ * flow-only. Every Action must be listed: a forgotten one fails at start-up, not open.
+ */
+export type ActionAccess = Readonly<{
+  Query?: Readonly<Record<string, readonly Caller[]>>;
+  Mutation?: Readonly<Record<string, readonly Caller[]>>;
+}>;
+
 export interface PluginDefinition {
   /** The subgraph name: the same as its key in rover.yaml. */
   name: string;
   /** The subgraph SDL (the file rover.yaml names). */
   typeDefs: DocumentNode;
   resolvers: GraphQLResolverMap<ActionContext>;
+  /** Who may call each Action directly; see ActionAccess. */
+  access: ActionAccess;
   routes?: readonly Route[];
   /**
    * Background work while the Coordinator runs (e.g. consuming a Service's event bus); the function it
@@ -127,8 +154,68 @@ export function definePlugin(
     typeDefs,
     resolvers: definition.resolvers as GraphQLResolverMap<unknown>,
   });
+  guardActions(definition.name, schema, definition.access);
   const { schemaFile: _file, ...rest } = definition;
   return { ...rest, typeDefs, schema };
+}
+
+/** Federation's own root fields: entity resolution carries its own checks, per entity. */
+const FEDERATION_FIELDS = new Set(['_entities', '_service']);
+
+/**
+ * Puts the access check in front of every Action's resolver. Throws, naming them, when an Action has
+ * no entry or an entry names no Action: an Action nobody decided about must not be callable.
+ */
+function guardActions(plugin: string, schema: GraphQLSchema, access: ActionAccess): void {
+  const problems: string[] = [];
+  for (const operation of ['Query', 'Mutation'] as const) {
+    const type = schema.getType(operation);
+    const fields = isObjectType(type) ? type.getFields() : {};
+    const declared = access[operation] ?? {};
+    for (const name of Object.keys(declared))
+      if (!fields[name])
+        problems.push(`access.${operation}.${name} names no ${operation} field of the schema`);
+    for (const field of Object.values(fields)) {
+      if (FEDERATION_FIELDS.has(field.name)) continue;
+      const callers = declared[field.name];
+      if (!callers) {
+        problems.push(`${operation}.${field.name} is not in access.${operation}: say who may call it`);
+        continue;
+      }
+      const resolve: GraphQLFieldResolver<unknown, ActionContext> = field.resolve ?? defaultFieldResolver;
+      field.resolve = (source, args, ctx: ActionContext, info) => {
+        authorizeCall(field.name, callers, ctx);
+        return resolve(source, args, ctx, info);
+      };
+    }
+  }
+  if (problems.length)
+    throw new Error(
+      `Plugin '${plugin}' does not declare who may call its Actions:\n  - ${problems.join('\n  - ')}`,
+    );
+}
+
+const CALLERS: Record<Caller, string> = {
+  anonymous: 'anyone',
+  learner: 'learners',
+  staff: 'staff',
+  service: 'Services',
+};
+const named = (callers: readonly Caller[]) => callers.map((c) => CALLERS[c]).join(', ');
+
+function authorizeCall(action: string, callers: readonly Caller[], ctx: ActionContext): void {
+  // A flow's step: authorised as a whole when the flow started (its filter's callers).
+  if (ctx.flowId) return;
+  const caller: Caller = ctx.principal?.kind ?? 'anonymous';
+  if (callers.includes(caller) || callers.includes('anonymous')) return;
+  if (caller === 'anonymous')
+    throw new DomainError(ErrorCode.UNAUTHENTICATED, `${action} needs a signed-in caller`);
+  throw new DomainError(
+    ErrorCode.FORBIDDEN,
+    callers.length
+      ? `${action} is for ${named(callers)} and the flows that run it, not for ${CALLERS[caller]} directly`
+      : `${action} runs only as a step of a flow`,
+  );
 }
 
 /** The headers that carry a step's identity from the gateway to a subgraph. */

@@ -17,8 +17,8 @@ export interface OrderPaymentReference {
 }
 
 /**
- * Who may read a payment's details: staff and Services (as for the payment Actions,
- * `authorizePaymentAction`), and the learner whose order the payment paid. The PSP Plugins cannot
+ * Who may read a payment's details: staff and Services (who may call the payment Actions
+ * directly), and the learner whose order the payment paid. The PSP Plugins cannot
  * tell whose a payment is, so the order management Plugin says it: the reference carries the order's
  * `lmsUserId` (@requires), which only the gateway's query plan builds (`_entities` is not in the
  * supergraph API), from the order management Plugin's answer. A learner thus reads the payment details

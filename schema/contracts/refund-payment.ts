@@ -1,6 +1,5 @@
 import { DomainError, ErrorCode } from '../../gateway/errors.js';
 import type { ActionContext, PluginRuntime } from '../../gateway/sdk/plugin.js';
-import { requirePrincipal, requireStaff } from '../../gateway/sdk/principal.js';
 
 /**
  * The "refund a payment" Action contract, shared by its Implementations (stripe, paypal, stripe-v2):
@@ -24,20 +23,10 @@ export interface PaymentRefund {
 }
 
 /**
- * Who may call a PSP's payment Actions: outside a flow only staff and Services; a flow step acts for
- * the flow's caller, whom the flow's earlier steps (createReturn, orderByNumber) checked against the order.
- */
-export function authorizePaymentAction(ctx: ActionContext): void {
-  if (ctx.flowId) requirePrincipal(ctx.principal);
-  else requireStaff(ctx.principal);
-}
-
-/**
  * Checks a refund request and returns the idempotency key to send to the PSP. Without an idempotency
  * key (a step's) a retry could refund twice, so there is no refund.
  */
 export function checkRefundRequest(action: string, input: RefundPaymentInput, ctx: ActionContext): string {
-  authorizePaymentAction(ctx);
   if (!input.pspPaymentId.trim()) throw new DomainError(ErrorCode.BAD_USER_INPUT, 'pspPaymentId is empty');
   if (input.refundAmountCents < 0)
     throw new DomainError(

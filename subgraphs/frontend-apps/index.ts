@@ -44,6 +44,16 @@ function redirectFrom(result: FilterResult, cacheSeconds?: number): RouteRespons
 export default definePlugin({
   name: 'frontend-apps',
   schemaFile: new URL('./schema.graphql', import.meta.url),
+  // Steps of the history, receipt and checkout flows: learners run those flows, not these Actions.
+  access: {
+    Query: {
+      orderHistoryRequest: ['staff', 'service'],
+      mergeOrderHistory: ['staff', 'service'],
+      receiptRequest: ['staff', 'service'],
+      receiptFound: ['staff', 'service'],
+      paymentPage: ['staff', 'service'],
+    },
+  },
   resolvers: {
     Query: {
       orderHistoryRequest: async (_: unknown, { input }: Input<{ username?: string | null }>, ctx) => {

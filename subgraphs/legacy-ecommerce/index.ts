@@ -106,6 +106,10 @@ export function createLegacyEcommercePlugin(options: LegacyEcommercePluginOption
   return definePlugin({
     name: 'legacy-ecommerce',
     schemaFile: new URL('./schema.graphql', import.meta.url),
+    // A learner reads their own legacy orders (checked); the receipt URL is the receipt flow's step.
+    access: {
+      Query: { legacyOrders: ['learner', 'staff', 'service'], legacyReceiptUrl: ['staff', 'service'] },
+    },
     resolvers: {
       Query: {
         legacyOrders: async (

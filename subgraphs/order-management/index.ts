@@ -78,6 +78,23 @@ type Input<T> = { input: T };
 export default definePlugin({
   name: 'order-management',
   schemaFile: new URL('./schema.graphql', import.meta.url),
+  access: {
+    // A learner reads their own orders (checked per order); the mutations are steps of flows.
+    Query: {
+      order: ['learner', 'staff', 'service'],
+      orderByNumber: ['learner', 'staff', 'service'],
+      ordersForLearner: ['learner', 'staff', 'service'],
+    },
+    Mutation: {
+      createReturn: ['staff', 'service'],
+      markReturnNotRefunded: ['staff', 'service'],
+      recordRefundTransaction: ['staff', 'service'],
+      startFulfillment: ['staff', 'service'],
+      failFulfillment: ['staff', 'service'],
+      completeFulfillment: ['staff', 'service'],
+      anonymizeCustomer: ['staff', 'service'],
+    },
+  },
   resolvers: {
     Query: {
       order: async (_: unknown, { id }: { id: string }, ctx) => {

@@ -7,7 +7,6 @@ import {
   type RouteResponse,
 } from '../../gateway/sdk/plugin.js';
 import {
-  authorizePaymentAction,
   checkRefundRequest,
   publishPaymentRefunded,
   type RefundPaymentInput,
@@ -71,8 +70,7 @@ async function orderPaymentAtPayPal(payment: OrderPaymentReference, _: unknown, 
   return { ...details, activityUrl: activityUrl(payment.pspPaymentId) };
 }
 
-function payPalReceiptUrl(_: unknown, { pspPaymentId }: { pspPaymentId: string }, ctx: ActionContext) {
-  authorizePaymentAction(ctx);
+function payPalReceiptUrl(_: unknown, { pspPaymentId }: { pspPaymentId: string }) {
   if (!pspPaymentId.trim()) throw new DomainError(ErrorCode.BAD_USER_INPUT, 'pspPaymentId is empty');
   return { url: activityUrl(pspPaymentId) };
 }
@@ -142,6 +140,11 @@ async function handleWebhook(request: RouteRequest, runtime: PluginRuntime): Pro
 export default definePlugin({
   name: 'paypal',
   schemaFile: new URL('./schema.graphql', import.meta.url),
+  // Steps of the refund and receipt flows.
+  access: {
+    Query: { payPalReceiptUrl: ['staff', 'service'] },
+    Mutation: { refundPayPalPayment: ['staff', 'service'] },
+  },
   resolvers: {
     OrderPayment: { paypal: orderPaymentAtPayPal },
     Query: { payPalReceiptUrl },

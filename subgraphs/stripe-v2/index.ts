@@ -1,6 +1,5 @@
 import { DomainError, ErrorCode } from '../../gateway/errors.js';
 import { definePlugin, type ActionContext } from '../../gateway/sdk/plugin.js';
-import { requirePrincipal } from '../../gateway/sdk/principal.js';
 import type { RefundPaymentInput } from '../../schema/contracts/refund-payment.js';
 import { refundPaymentIntent } from '../stripe/client.js';
 
@@ -23,7 +22,6 @@ import { refundPaymentIntent } from '../stripe/client.js';
  */
 
 async function refundStripePayment(_: unknown, { input }: { input: RefundPaymentInput }, ctx: ActionContext) {
-  requirePrincipal(ctx.principal);
   if (ctx.flowId === undefined || !ctx.idempotencyKey)
     throw new DomainError(
       ErrorCode.BAD_USER_INPUT,
@@ -48,6 +46,7 @@ async function refundStripePayment(_: unknown, { input }: { input: RefundPayment
 export default definePlugin({
   name: 'stripe-v2',
   schemaFile: new URL('./schema.graphql', import.meta.url),
+  access: { Mutation: { refundStripePayment: ['staff', 'service'] } },
   resolvers: {
     Mutation: { refundStripePayment },
   },

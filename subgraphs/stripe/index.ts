@@ -6,7 +6,6 @@ import {
   type RouteResponse,
 } from '../../gateway/sdk/plugin.js';
 import {
-  authorizePaymentAction,
   checkRefundRequest,
   publishPaymentRefunded,
   type RefundPaymentInput,
@@ -62,8 +61,7 @@ async function orderPaymentAtStripe(payment: OrderPaymentReference, _: unknown, 
   return paymentIntents(ctx).load(payment.pspPaymentId);
 }
 
-async function stripeReceiptUrl(_: unknown, { pspPaymentId }: { pspPaymentId: string }, ctx: ActionContext) {
-  authorizePaymentAction(ctx);
+async function stripeReceiptUrl(_: unknown, { pspPaymentId }: { pspPaymentId: string }) {
   const url = await receiptUrl(pspPaymentId);
   return url ? { url } : null;
 }
@@ -112,6 +110,11 @@ async function handleWebhook(request: RouteRequest, runtime: PluginRuntime): Pro
 export default definePlugin({
   name: 'stripe',
   schemaFile: new URL('./schema.graphql', import.meta.url),
+  // Steps of the refund and receipt flows.
+  access: {
+    Query: { stripeReceiptUrl: ['staff', 'service'] },
+    Mutation: { refundStripePayment: ['staff', 'service'] },
+  },
   resolvers: {
     OrderPayment: { stripe: orderPaymentAtStripe },
     Query: { stripeReceiptUrl },

@@ -34,7 +34,7 @@ afterAll(async () => {
 });
 
 async function newFlow() {
-  const { flow } = await store.createFlow({
+  const created = await store.createFlow({
     kind: FlowKind.FILTER,
     name: 'test.flow.v1',
     idempotencyKey: randomUUID(),
@@ -42,7 +42,8 @@ async function newFlow() {
     input: { orderId: 'o-1' },
     owner: 'test',
   });
-  return flow;
+  if (created.outcome !== 'created') throw new Error(`not created: ${created.outcome}`);
+  return created.flow;
 }
 
 const stepsOf = async (flowId: string) =>
@@ -254,7 +255,13 @@ describe('the outbox dispatcher', () => {
       dispatcher.wake();
       await waitFor(() => received.length === 6, { timeoutMs: 10_000 });
       expect([...received].sort()).toEqual([0, 1, 2, 3, 4, 5]);
-      expect(await prisma.outboxSignal.count({ where: { source, publishedAt: null } })).toBe(0);
+      // Delivery may precede the dispatcher's commit here too.
+      await waitFor(
+        async () => (await prisma.outboxSignal.count({ where: { source, publishedAt: null } })) === 0,
+        {
+          timeoutMs: 10_000,
+        },
+      );
     } finally {
       await dispatcher.stop();
       await inner.close();

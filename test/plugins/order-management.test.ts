@@ -399,13 +399,22 @@ describe('order-management plugin: createReturn', () => {
     expect(again.errors![0]!.extensions).toMatchObject({ lineItemIds: lineIds(order) });
   });
 
-  it('lets a learner return their own order only', async () => {
+  it('is a step of the refund flow: never called by a learner directly, not even on their own order', async () => {
     const order = seedOrder();
     const input = { orderId: order.id, lineItemIds: lineIds(order) };
+    const own = learner(learnerIds);
+    expect(codeOf(await run(CREATE_RETURN, { input }, { principal: own }))).toBe('FORBIDDEN');
     expect(codeOf(await run(CREATE_RETURN, { input }, { principal: learner(1) }))).toBe('FORBIDDEN');
     expect(codeOf(await run(CREATE_RETURN, { input }, { principal: null }))).toBe('UNAUTHENTICATED');
-    const own = await run(CREATE_RETURN, { input }, { principal: learner(learnerIds) });
-    expect(own.errors).toBeUndefined();
+    // Nothing was returned by the refused calls.
+    expect(stored(order.id).returnInfo ?? []).toEqual([]);
+    // In a flow that admitted a learner, the order must still be theirs.
+    const step = { flowId: 'flow-om-test' };
+    expect(codeOf(await run(CREATE_RETURN, { input }, { principal: learner(1), ...step }))).toBe('FORBIDDEN');
+    expect((await run(CREATE_RETURN, { input }, { principal: own, ...step })).errors).toBeUndefined();
+    const another = seedOrder();
+    const byStaff = { orderId: another.id, lineItemIds: lineIds(another) };
+    expect((await run(CREATE_RETURN, { input: byStaff }, { principal: staff })).errors).toBeUndefined();
   });
 });
 
