@@ -42,6 +42,20 @@ export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 export const isErrorCode = (value: unknown): value is ErrorCode =>
   typeof value === 'string' && Object.values<string>(ErrorCode).includes(value);
 
+/**
+ * Codes that say "not now" rather than "no": the same request may succeed later (a Service retries a
+ * webhook or an event answered with one of these; nothing was done).
+ */
+export function isTransient(code: ErrorCode | undefined): boolean {
+  return (
+    code === ErrorCode.ORDER_BUSY ||
+    code === ErrorCode.FLOW_IN_PROGRESS ||
+    code === ErrorCode.TOO_MANY_REQUESTS ||
+    code === ErrorCode.SERVICE_UNAVAILABLE ||
+    code === ErrorCode.SHUTTING_DOWN
+  );
+}
+
 /** The HTTP status of a REST answer (or a GraphQL request refused as a whole) with this code. */
 export function httpStatusOf(code: ErrorCode): number {
   switch (code) {

@@ -301,28 +301,32 @@ export class FlowStore {
 
   /** The flows of several orders in one query, newest first: for a page of federated orders. */
   async byOrders(orderIds: readonly string[]): Promise<Map<string, FlowRunWithSteps[]>> {
-    const flows = await this.prisma.flowRun.findMany({
-      where: { orderId: { in: [...orderIds] } },
-      orderBy: { startedAt: 'desc' },
-      include: { steps: { orderBy: { index: 'asc' } } },
-    });
+    const flows = await whileAvailable(() =>
+      this.prisma.flowRun.findMany({
+        where: { orderId: { in: [...orderIds] } },
+        orderBy: { startedAt: 'desc' },
+        include: { steps: { orderBy: { index: 'asc' } } },
+      }),
+    );
     const byOrder = new Map<string, FlowRunWithSteps[]>(orderIds.map((id) => [id, []]));
     for (const flow of flows) byOrder.get(flow.orderId!)?.push(flow);
     return byOrder;
   }
 
   list(filter: { orderId?: string; status?: string; name?: string; limit: number; before?: Date }) {
-    return this.prisma.flowRun.findMany({
-      where: {
-        ...(filter.orderId ? { orderId: filter.orderId } : {}),
-        ...(filter.status ? { status: filter.status } : {}),
-        ...(filter.name ? { name: filter.name } : {}),
-        ...(filter.before ? { startedAt: { lt: filter.before } } : {}),
-      },
-      orderBy: { startedAt: 'desc' },
-      take: filter.limit,
-      include: { steps: { orderBy: { index: 'asc' } } },
-    });
+    return whileAvailable(() =>
+      this.prisma.flowRun.findMany({
+        where: {
+          ...(filter.orderId ? { orderId: filter.orderId } : {}),
+          ...(filter.status ? { status: filter.status } : {}),
+          ...(filter.name ? { name: filter.name } : {}),
+          ...(filter.before ? { startedAt: { lt: filter.before } } : {}),
+        },
+        orderBy: { startedAt: 'desc' },
+        take: filter.limit,
+        include: { steps: { orderBy: { index: 'asc' } } },
+      }),
+    );
   }
 }
 

@@ -1,4 +1,5 @@
-import { domainCodeOf, ErrorCode } from '../errors.js';
+import { DomainError, domainCodeOf, ErrorCode, isTransient } from '../errors.js';
+import { unstorablePath } from '../flows/input.js';
 import { flagContext, type Flags } from '../flags/flags.js';
 import type { FlowEngine } from '../flows/engine.js';
 import type { FlowStore } from '../flows/store.js';
@@ -44,6 +45,13 @@ export function createPluginRuntime(
       // A signal with no entry in the connections config would reach no receiver: a bug, not an event.
       if (!deps.signals.has(signal))
         throw new Error(`${source} published '${signal}', which the connections config does not declare`);
+      // What the outbox cannot store is the sender's bad input, answered as such (a 400 to a webhook).
+      const path = unstorablePath({ payload, id });
+      if (path)
+        throw new DomainError(
+          ErrorCode.BAD_USER_INPUT,
+          `The event holds a NUL character or an unpaired surrogate at ${path}`,
+        );
       return deps.store.publishSignal({
         name: signal,
         payload,
@@ -61,7 +69,8 @@ export function createPluginRuntime(
         };
       } catch (error) {
         const code = domainCodeOf(error);
-        if (!code) throw error;
+        // "Not now" is not an outcome: the caller (a webhook, an event consumer) must try again later.
+        if (!code || isTransient(code)) throw error;
         const extensions = (error as { extensions?: { flowId?: string; flowStatus?: string } }).extensions;
         return {
           flowId: extensions?.flowId ?? '',

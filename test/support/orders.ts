@@ -1,0 +1,119 @@
+import { DEMO } from '../../services/demo.js';
+import type { CommerceCoordinator } from './commerce.js';
+
+/**
+ * Orders of a test's own, consistent across the Service stand-ins of a commerce Coordinator: the
+ * payment at its PSP, the order (with its Charge) in order management, an active enrollment per line
+ * in the LMS; and readers of what the stand-ins hold about them.
+ */
+
+export type Psp = 'STRIPE' | 'PAYPAL';
+export type DemoLearner = keyof typeof DEMO.learners;
+
+export interface PaidOrder {
+  orderId: string;
+  orderNumber: string;
+  psp: Psp;
+  pspPaymentId: string;
+  learner: (typeof DEMO.learners)[DemoLearner];
+  lineItemIds: string[];
+  courseRunKeys: string[];
+  paidCents: number;
+}
+
+let seq = 0;
+
+/** An order paid at `psp`, every line fulfilled; course runs of its own, so no test sees another's. */
+export function seedPaidOrder(
+  cc: CommerceCoordinator,
+  psp: Psp,
+  options: { learner?: DemoLearner; prices?: number[]; paidCents?: number } = {},
+): PaidOrder {
+  const n = ++seq;
+  const learner = DEMO.learners[options.learner ?? 'ada'];
+  const prices = options.prices ?? [14_900, 9_900];
+  const paidCents = options.paidCents ?? prices.reduce((sum, p) => sum + p, 0);
+  const orderNumber = `2U-2026${String(700_000 + n)}`;
+  const courseRunKeys = prices.map((_, i) => `course-v1:TrustX+T${process.pid}N${n}L${i}+2026`);
+  const { services } = cc;
+  services.lms.seed({
+    courses: courseRunKeys.map((courseId) => ({ courseId, name: `Course ${courseId}` })),
+    enrollments: courseRunKeys.map((courseId) => ({
+      username: learner.username,
+      courseId,
+      mode: 'verified',
+      isActive: true,
+    })),
+  });
+  const pspPaymentId =
+    psp === 'STRIPE'
+      ? services.stripe.createPaymentIntent({ amount: paidCents, metadata: { order_number: orderNumber } }).id
+      : services.paypal.createCapture({ amountCents: paidCents, invoiceId: orderNumber }).id;
+  const [order] = services.orderManagement.seed({
+    orders: [
+      {
+        orderNumber,
+        customer: { lmsUserId: learner.lmsUserId, username: learner.username, email: learner.email },
+        lineItems: prices.map((priceCents, i) => ({
+          title: `Course ${i}`,
+          priceCents,
+          courseRunKey: courseRunKeys[i],
+          state: 'SUCCESS' as const,
+        })),
+        payment: { psp, pspPaymentId, amountCents: paidCents },
+      },
+    ],
+  }).orders;
+  return {
+    orderId: order!.id,
+    orderNumber,
+    psp,
+    pspPaymentId,
+    learner,
+    lineItemIds: order!.lineItems.map((l) => l.id),
+    courseRunKeys,
+    paidCents,
+  };
+}
+
+/** What the stand-ins hold about `order`. */
+export function standInState(cc: CommerceCoordinator, order: PaidOrder) {
+  const stored = cc.services.orderManagement.store.orders.get(order.orderId)!;
+  const payment = cc.services.orderManagement.store.payments.get(stored.paymentInfo!.payments[0]!.id)!;
+  return {
+    returns: stored.returnInfo,
+    returnItems: stored.returnInfo.flatMap((r) => r.items),
+    refundTransactions: payment.transactions.filter((t) => t.type === 'Refund'),
+    /** The PSP's refunds of the payment, as cents. */
+    pspRefunds:
+      order.psp === 'STRIPE'
+        ? cc.services.stripe.refunds(order.pspPaymentId).map((r) => r.amount as number)
+        : cc.services.paypal
+            .refunds(order.pspPaymentId)
+            .map((r) => Math.round(Number((r.amount as { value: string }).value) * 100)),
+    /** Whether the learner's enrollment in each line's course run is active. */
+    enrolled: order.courseRunKeys.map(
+      (courseId) =>
+        cc.services.lms
+          .state()
+          .enrollments.find((e) => e.username === order.learner.username && e.courseId === courseId)
+          ?.isActive ?? false,
+    ),
+  };
+}
+
+/** The flow records of an order, as staff reads them. */
+export async function flowsOfOrder(
+  cc: CommerceCoordinator,
+  orderId: string,
+): Promise<Array<{ id: string; name: string; status: string; startedBy: { kind: string } | null }>> {
+  const result = await cc.graphql<{
+    flows: Array<{ id: string; name: string; status: string; startedBy: { kind: string } | null }>;
+  }>(
+    'query ($orderId: String) { flows(orderId: $orderId, limit: 50) { id name status startedBy } }',
+    { orderId },
+    cc.tokens.staff,
+  );
+  if (result.errors) throw new Error(`flows of ${orderId}: ${JSON.stringify(result.errors)}`);
+  return result.data!.flows;
+}

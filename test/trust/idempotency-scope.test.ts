@@ -1,0 +1,82 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEMO } from '../../services/demo.js';
+import { startCommerceCoordinator, type CommerceCoordinator } from '../support/commerce.js';
+import { seedPaidOrder, standInState } from '../support/orders.js';
+import { waitFor } from '../support/wait.js';
+
+/**
+ * Idempotency keys belong to the caller who sent them (and to the filter), as Stripe's belong to an
+ * account: the same key from another caller starts that caller's own flow; it can neither read the
+ * first caller's record nor block a key the first caller will use.
+ */
+
+let cc: CommerceCoordinator;
+
+beforeAll(async () => {
+  cc = await startCommerceCoordinator('trust-idempotency-scope');
+});
+afterAll(async () => {
+  await cc?.stop();
+});
+
+const HISTORY = /* GraphQL */ `
+  query ($key: String) {
+    orderHistory(input: {}, idempotencyKey: $key) {
+      id
+      status
+      startedBy
+      output
+    }
+  }
+`;
+interface History {
+  orderHistory: { id: string; status: string; startedBy: { username: string }; output: { username: string } };
+}
+
+describe('an idempotency key', () => {
+  it("sent by another learner gives that learner their own history, never the first learner's", async () => {
+    const key = `history-${randomUUID()}`;
+    const ada = await cc.graphql<History>(HISTORY, { key }, cc.tokens.ada);
+    expect(ada.errors).toBeUndefined();
+    const bob = await cc.graphql<History>(HISTORY, { key }, cc.tokens.bob);
+    expect(bob.errors).toBeUndefined();
+
+    expect(bob.data!.orderHistory.id).not.toBe(ada.data!.orderHistory.id);
+    expect(bob.data!.orderHistory.startedBy.username).toBe('bob');
+    expect(bob.data!.orderHistory.output.username).toBe('bob');
+    expect(JSON.stringify(bob.data)).not.toContain(DEMO.orders.adaStripe.orderNumber);
+    // The same caller with the same key still gets its first run back.
+    const again = await cc.graphql<History>(HISTORY, { key }, cc.tokens.ada);
+    expect(again.data!.orderHistory.id).toBe(ada.data!.orderHistory.id);
+  });
+
+  it('used first by someone else does not block the LMS: its refund with that key runs', async () => {
+    const order = seedPaidOrder(cc, 'STRIPE');
+    const eventId = randomUUID();
+    // The key the LMS's refund event will use (subgraphs/lms/event-consumer.ts), taken first by staff
+    // for a refund of another line.
+    const squatted = await cc.graphql(
+      `mutation ($input: RefundRequestInput!, $key: String) { requestRefund(input: $input, idempotencyKey: $key) { status } }`,
+      {
+        input: { orderId: order.orderId, lineItemIds: [order.lineItemIds[1]!] },
+        key: `lms-refund:${eventId}`,
+      },
+      cc.tokens.staff,
+    );
+    expect(squatted.errors).toBeUndefined();
+
+    await cc.services.lms.emitRefundRequested({
+      orderId: order.orderId,
+      lineItemIds: [order.lineItemIds[0]!],
+      username: order.learner.username,
+      eventId,
+    });
+    // Both lines end refunded: the LMS's request ran as its own flow.
+    await waitFor(() => standInState(cc, order).pspRefunds.length === 2, {
+      timeoutMs: 15_000,
+      what: "the LMS's refund to run",
+    });
+    expect(standInState(cc, order).pspRefunds.sort((x, y) => x - y)).toEqual([9_900, 14_900]);
+  });
+});
