@@ -31,6 +31,7 @@ import { pluginRoutes } from './http/plugin-routes.js';
 import { createHttpServer, sendJson, trackRequests, type Route } from './http/server.js';
 import type { Logger } from './log.js';
 import { createPluginRuntime, evaluatorFrom, principalFlagContext } from './plugins/runtime.js';
+import { createCallSigner, signingSecretProblem, type CallSigner } from './sdk/call-assertion.js';
 import type { Plugin } from './sdk/plugin.js';
 import { createMemorySignalBus } from './signals/memory-bus.js';
 import { startOutboxDispatcher, type OutboxDispatcher } from './signals/outbox.js';
@@ -52,6 +53,11 @@ export interface CoordinatorOptions {
   subgraphsDir: string;
   /** Subgraphs called over HTTP at their routing_url; `['*']` for all. @default [] */
   remoteSubgraphs?: readonly string[];
+  /**
+   * Signs every call to a remote subgraph (who calls, which flow step, to whom, which body); the
+   * subgraphs' serveSubgraph verifies it. At least 32 bytes; required when a subgraph is remote.
+   */
+  subgraphSigningSecret?: string;
   database: { url: string } | { url?: undefined; dataDir: string; port?: number };
   /** Without it, signals and subscription events stay in this process. */
   redis?: { url: string; keyPrefix: string };
@@ -150,6 +156,7 @@ export class Coordinator {
     const { options } = this;
     const logger = options.logger;
     const built = buildSupergraph({ roverConfig: options.roverConfig, connections: options.connectionsFile });
+    const signer = this.remoteSigner(built);
 
     const flags = await createFlags({ ...options.flags, logger } as FlagsOptions);
     opened.push(() => flags.close());
@@ -211,7 +218,7 @@ export class Coordinator {
       guarded: options.auth !== undefined,
     });
     const plugins = await this.loadPlugins(built);
-    const dataSources = this.dataSources(built, coordinator, plugins, evaluatorFrom(flags));
+    const dataSources = this.dataSources(built, coordinator, plugins, evaluatorFrom(flags), signer);
     const executor = new FederatedExecutor({ supergraphSdl: built.supergraphSdl, dataSources, flags });
     const production = options.production ?? false;
     const apollo = new ApolloServer<GatewayContext>({
@@ -366,6 +373,21 @@ export class Coordinator {
     return remote.includes('*') || remote.includes(name);
   }
 
+  /** The signer of remote subgraphs' calls; refuses to start without a usable secret when there are any. */
+  private remoteSigner(built: BuiltSupergraph): CallSigner | undefined {
+    const remote = built.rover.subgraphs
+      .map((s) => s.name)
+      .filter((name) => name !== COORDINATOR_SUBGRAPH && this.isRemote(name));
+    if (!remote.length) return undefined;
+    const secret = this.options.subgraphSigningSecret;
+    const problem = signingSecretProblem(secret);
+    if (problem)
+      throw new ConfigError('environment', [
+        `SUBGRAPH_SIGNING_SECRET: ${problem}: REMOTE_SUBGRAPHS names ${remote.join(', ')}, called over HTTP, and each verifies the gateway's calls with this secret`,
+      ]);
+    return createCallSigner(secret!);
+  }
+
   /** The Plugins that run in this process (the Coordinator subgraph aside). */
   private async loadPlugins(built: BuiltSupergraph): Promise<Plugin[]> {
     const plugins: Plugin[] = [];
@@ -381,14 +403,20 @@ export class Coordinator {
     coordinator: Plugin,
     plugins: readonly Plugin[],
     evaluate: FlagEvaluator,
+    signer: CallSigner | undefined,
   ): Record<string, GraphQLDataSource<GatewayContext>> {
     const sources: Record<string, GraphQLDataSource<GatewayContext>> = {
       [coordinator.name]: new InProcessDataSource(coordinator),
     };
     for (const plugin of plugins) sources[plugin.name] = new InProcessDataSource(plugin, evaluate);
+    // A subgraph not loaded in process is remote, so remoteSigner returned a signer.
     for (const subgraph of built.rover.subgraphs)
       if (!sources[subgraph.name])
-        sources[subgraph.name] = new RemoteDataSource({ url: subgraph.routingUrl });
+        sources[subgraph.name] = new RemoteDataSource({
+          url: subgraph.routingUrl,
+          name: subgraph.name,
+          signer: signer!,
+        });
     return sources;
   }
 

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { AuthOptions } from './auth/authenticator.js';
 import { ConfigError } from './errors.js';
+import { signingSecretProblem } from './sdk/call-assertion.js';
 
 const commaList = z.string().transform((s) =>
   s
@@ -30,6 +31,17 @@ export const envSchema = z.object({
   SUBGRAPHS_DIR: z.string().default('subgraphs'),
   /** Subgraphs called over HTTP at their rover.yaml routing_url instead of in process: names, or `*`. */
   REMOTE_SUBGRAPHS: commaList.default([]),
+  /**
+   * The secret the gateway signs its calls to remote subgraphs with (HS256), shared with their
+   * serveSubgraph; required when REMOTE_SUBGRAPHS names one.
+   */
+  SUBGRAPH_SIGNING_SECRET: z
+    .string()
+    .superRefine((secret, ctx) => {
+      const problem = signingSecretProblem(secret);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    })
+    .optional(),
   /** A running flow whose gateway has not renewed its lease for this long is recovered by another. */
   FLOW_LEASE_MS: z.coerce.number().int().min(100).default(15_000),
   SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(10_000),

@@ -20,6 +20,7 @@ async function main() {
     connectionsFile: resolve(env.CONNECTIONS_FILE),
     subgraphsDir: resolve(env.SUBGRAPHS_DIR),
     remoteSubgraphs: env.REMOTE_SUBGRAPHS,
+    subgraphSigningSecret: env.SUBGRAPH_SIGNING_SECRET,
     auth: authOptions(env),
     database: env.DATABASE_URL
       ? { url: env.DATABASE_URL }

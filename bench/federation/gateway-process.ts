@@ -12,6 +12,7 @@ import { createGatewayContext, type GatewayContext } from '../../gateway/federat
 import { RemoteDataSource } from '../../gateway/federation/data-sources.js';
 import { FederatedExecutor } from '../../gateway/federation/executor.js';
 import { createHttpServer } from '../../gateway/http/server.js';
+import { createCallSigner } from '../../gateway/sdk/call-assertion.js';
 import { silentLogger } from '../../gateway/log.js';
 import { principalFlagContext } from '../../gateway/plugins/runtime.js';
 import { scenario } from './scenario.js';
@@ -39,13 +40,19 @@ const nodeFetch: RemoteGraphQLDataSource['fetcher'] = (url, init) =>
  * Node's fetch, as before the fetch levers: to measure a lever in the same run.
  */
 async function coordinator(fetcher?: 'apollo' | 'node'): Promise<string> {
+  // Every call is signed, as the Coordinator signs its remote subgraphs' calls; the bench's subgraphs
+  // do not check the assertion.
+  const signer = createCallSigner('federation-bench-subgraph-signing-secret');
   const dataSources = Object.fromEntries(
     ['accounts', 'inventory', 'products', 'reviews'].map((name) => {
       const url = `${base}/${name}`;
-      const source = new RemoteDataSource({ url });
-      if (fetcher === 'apollo') source.fetcher = new RemoteGraphQLDataSource({ url }).fetcher;
-      if (fetcher === 'node') source.fetcher = nodeFetch;
-      return [name, source];
+      const transport =
+        fetcher === 'apollo'
+          ? new RemoteGraphQLDataSource({ url }).fetcher
+          : fetcher === 'node'
+            ? nodeFetch
+            : undefined;
+      return [name, new RemoteDataSource({ url, name, signer, fetcher: transport })];
     }),
   );
   const executor = new FederatedExecutor({

@@ -4,16 +4,11 @@ import {
   type GraphQLDataSourceProcessOptions,
 } from '@apollo/gateway';
 import type { GatewayGraphQLResponse } from '@apollo/server-gateway-interface';
-import { execute, parse, validate, type DocumentNode } from 'graphql';
-import {
-  createActionContext,
-  SIGNALS_EXTENSION,
-  StepHeader,
-  type EmittedSignal,
-  type Plugin,
-} from '../sdk/plugin.js';
+import { execute, GraphQLError, parse, validate, type DocumentNode } from 'graphql';
+import { ErrorCode } from '../errors.js';
+import { CALL_ASSERTION_HEADER, type ActionCall, type CallSigner } from '../sdk/call-assertion.js';
+import { createActionContext, SIGNALS_EXTENSION, type EmittedSignal, type Plugin } from '../sdk/plugin.js';
 import type { Principal } from '../sdk/principal.js';
-import { encodePrincipal } from '../sdk/principal.js';
 import type { FlagDecision, GatewayContext } from './context.js';
 import { createSubgraphFetcher } from './subgraph-fetcher.js';
 
@@ -24,21 +19,11 @@ export type FlagEvaluator = (
   fallback: boolean,
 ) => Promise<FlagDecision>;
 
-/** The headers that tell a subgraph who calls and which flow step it serves. */
-export function stepHeaders(context: GatewayContext | undefined): Record<string, string> {
-  const principal: Record<string, string> = context?.principal
-    ? { [StepHeader.principal]: encodePrincipal(context.principal) }
-    : {};
-  const step = context?.step;
-  if (!step) return principal;
-  return {
-    ...principal,
-    [StepHeader.idempotencyKey]: step.idempotencyKey,
-    [StepHeader.flowId]: step.flowId,
-    [StepHeader.stepIndex]: String(step.stepIndex),
-    [StepHeader.attempt]: String(step.attempt),
-  };
-}
+/** Who calls and for which step: the gateway's context only, which no client header reaches. */
+const callOf = (context: GatewayContext | undefined): ActionCall => ({
+  principal: context?.principal,
+  step: context?.step,
+});
 
 /**
  * Runs a Plugin in the gateway's process: no HTTP hop, but the same ActionContext and the same signal
@@ -57,9 +42,9 @@ export class InProcessDataSource implements GraphQLDataSource<GatewayContext> {
     const { request } = options;
     const document = this.document(request.query!);
     if ('errors' in document) return { errors: document.errors };
-    const headers = stepHeaders(options.context as GatewayContext | undefined);
     const emitted: EmittedSignal[] = [];
     const context = options.context as GatewayContext | undefined;
+    const { principal, step } = callOf(context);
     const evaluate = this.evaluate;
     // Transition-to-Coordinator flags an Action evaluates are recorded like the gateway's own decisions.
     const variation = evaluate
@@ -74,7 +59,7 @@ export class InProcessDataSource implements GraphQLDataSource<GatewayContext> {
       document,
       variableValues: request.variables,
       operationName: request.operationName,
-      contextValue: createActionContext((name) => headers[name], emitted, variation),
+      contextValue: createActionContext({ principal, ...step }, emitted, variation),
     });
     options.context?.emitted?.push(...emitted);
     return result as GatewayGraphQLResponse;
@@ -100,15 +85,69 @@ export class InProcessDataSource implements GraphQLDataSource<GatewayContext> {
  */
 const subgraphFetcher = createSubgraphFetcher();
 
-/** Calls a Plugin served as a remote subgraph, forwarding the step identity and collecting its signals. */
+type Fetcher = RemoteGraphQLDataSource['fetcher'];
+
+/**
+ * Carries a call's identity from `willSendRequest` to the signing fetcher, which replaces it with the
+ * signed assertion: only the fetcher sees the exact body bytes the assertion is bound to. It never
+ * leaves the process.
+ */
+const UNSIGNED_CALL_HEADER = 'x-coordinator-unsigned-call';
+
+export interface RemoteDataSourceOptions {
+  /** The subgraph's routing_url. */
+  url: string;
+  /** The subgraph's name in rover.yaml: the audience of its calls' assertions. */
+  name: string;
+  /** Signs every call with the secret the subgraph verifies (SUBGRAPH_SIGNING_SECRET). */
+  signer: CallSigner;
+  /** Sends the signed request. @default the process's keep-alive pool */
+  fetcher?: Fetcher;
+}
+
+/**
+ * Calls a Plugin served as a remote subgraph: each call carries the gateway's signed assertion of its
+ * caller, flow step, subgraph and body (and no bare step headers); the signals it emitted come back.
+ */
 export class RemoteDataSource extends RemoteGraphQLDataSource<GatewayContext> {
-  constructor(config?: Partial<RemoteGraphQLDataSource<GatewayContext>>) {
-    super({ fetcher: subgraphFetcher, ...config });
+  private readonly subgraph: string;
+
+  constructor({ url, name, signer, fetcher = subgraphFetcher }: RemoteDataSourceOptions) {
+    super({
+      url,
+      fetcher: async (target, init = {}) => {
+        const headers = { ...(init.headers as Record<string, string> | undefined) };
+        const unsigned = headers[UNSIGNED_CALL_HEADER];
+        delete headers[UNSIGNED_CALL_HEADER];
+        const call = unsigned
+          ? (JSON.parse(Buffer.from(unsigned, 'base64url').toString('utf8')) as ActionCall)
+          : {};
+        headers[CALL_ASSERTION_HEADER] = signer.sign(call, name, init.body ?? '');
+        return fetcher(target, { ...init, headers });
+      },
+    });
+    this.subgraph = name;
   }
 
   override willSendRequest({ request, context }: GraphQLDataSourceProcessOptions<GatewayContext>) {
-    for (const [name, value] of Object.entries(stepHeaders(context as GatewayContext)))
-      request.http?.headers.set(name, value);
+    const call = callOf(context as GatewayContext | undefined);
+    request.http?.headers.set(UNSIGNED_CALL_HEADER, Buffer.from(JSON.stringify(call)).toString('base64url'));
+  }
+
+  /**
+   * A subgraph answers 401 only when it refuses the gateway's own assertion (another secret, a clock
+   * off by more than the leeway): the gateway's fault, not the caller's, who must not read it as
+   * UNAUTHENTICATED. It becomes an internal error (retried in a flow, masked in production).
+   */
+  override async errorFromResponse(response: Awaited<ReturnType<Fetcher>>) {
+    const error = await super.errorFromResponse(response);
+    if (response.status !== 401) return error;
+    const refusal = (error.extensions.response as { body?: { errors?: Array<{ message?: string }> } }).body
+      ?.errors?.[0]?.message;
+    return new GraphQLError(
+      `Subgraph ${this.subgraph} refused the gateway's signed call${refusal ? ` (${refusal})` : ''}: check that both use the same SUBGRAPH_SIGNING_SECRET and that their clocks agree`,
+      { extensions: { ...error.extensions, code: ErrorCode.INTERNAL_SERVER_ERROR } },
+    );
   }
 
   override didReceiveResponse({

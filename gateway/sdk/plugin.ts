@@ -13,7 +13,7 @@ import {
 import { DomainError, ErrorCode } from '../errors.js';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Logger } from '../log.js';
-import { decodePrincipal, PRINCIPAL_HEADER, type Principal } from './principal.js';
+import type { Principal } from './principal.js';
 
 export type { Principal } from './principal.js';
 
@@ -218,15 +218,6 @@ function authorizeCall(action: string, callers: readonly Caller[], ctx: ActionCo
   );
 }
 
-/** The headers that carry a step's identity from the gateway to a subgraph. */
-export const StepHeader = {
-  idempotencyKey: 'idempotency-key',
-  flowId: 'x-coordinator-flow-id',
-  stepIndex: 'x-coordinator-step',
-  attempt: 'x-coordinator-attempt',
-  principal: PRINCIPAL_HEADER,
-} as const;
-
 /** Evaluates a flag for the principal of a request; absent where no flags are configured. */
 export type Variation = (
   flag: string,
@@ -242,26 +233,32 @@ export interface EmittedSignal {
 /** The response extension in which a subgraph returns the signals its resolvers emitted. */
 export const SIGNALS_EXTENSION = 'coordinatorSignals';
 
+/** Who calls an Action and, for a flow step, which step: what an ActionContext is built from. */
+export type ActionIdentity = Pick<ActionContext, 'principal' | 'flowId' | 'stepIndex' | 'idempotencyKey'> & {
+  /** @default 1 */
+  attempt?: number;
+};
+
 /**
- * Builds the ActionContext of one subgraph request from its headers. `emitted` collects the signals,
- * returned to the gateway in the response's extensions.
+ * Builds the ActionContext of one subgraph request. `identity` comes from the gateway's own context
+ * in process, or from the verified assertion of a remote call (serveSubgraph), never from headers a
+ * client could send. `emitted` collects the signals, returned to the gateway with the response.
  */
 export function createActionContext(
-  header: (name: string) => string | undefined | null,
+  identity: ActionIdentity,
   emitted: EmittedSignal[],
   variation?: Variation,
 ): ActionContext {
   const loaders = new Map<string, DataLoader<unknown, unknown>>();
-  const stepIndex = header(StepHeader.stepIndex);
-  const principal = decodePrincipal(header(StepHeader.principal));
+  const { principal } = identity;
   return {
     principal,
     variation: async (flag, defaultValue) =>
       variation ? variation(flag, principal, defaultValue) : defaultValue,
-    idempotencyKey: header(StepHeader.idempotencyKey) ?? undefined,
-    flowId: header(StepHeader.flowId) ?? undefined,
-    stepIndex: stepIndex ? Number(stepIndex) : undefined,
-    attempt: Number(header(StepHeader.attempt) ?? 1),
+    idempotencyKey: identity.idempotencyKey,
+    flowId: identity.flowId,
+    stepIndex: identity.stepIndex,
+    attempt: identity.attempt ?? 1,
     emit(signal, payload) {
       emitted.push({ signal, payload });
     },

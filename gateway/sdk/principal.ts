@@ -24,22 +24,6 @@ export const principalSchema = z.discriminatedUnion('kind', [
 ]);
 export type Principal = z.infer<typeof principalSchema>;
 
-/** The header that carries the verified principal from the gateway to a subgraph. */
-export const PRINCIPAL_HEADER = 'x-coordinator-principal';
-
-export const encodePrincipal = (principal: Principal): string =>
-  Buffer.from(JSON.stringify(principal)).toString('base64url');
-
-export function decodePrincipal(header: string | null | undefined): Principal | undefined {
-  if (!header) return undefined;
-  try {
-    const parsed = principalSchema.safeParse(JSON.parse(Buffer.from(header, 'base64url').toString('utf8')));
-    return parsed.success ? parsed.data : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /** The caller, or UNAUTHENTICATED. */
 export function requirePrincipal(principal: Principal | undefined): Principal {
   if (!principal) throw new DomainError(ErrorCode.UNAUTHENTICATED, 'This Action needs a signed-in caller');

@@ -27,7 +27,7 @@ describe.each([{ mode: 'in-process' }, { mode: 'remote' }])(
       remote = mode === 'remote' ? await serveFixturePlugins() : undefined;
       t = await startTestCoordinator(`batching-${mode}`, {
         redis: false,
-        overrides: remote ? { roverConfig: remote.roverConfig, remoteSubgraphs: ['*'] } : {},
+        overrides: remote ? remote.coordinatorOptions : {},
       });
     });
     afterAll(async () => {

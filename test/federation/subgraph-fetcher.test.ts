@@ -3,6 +3,9 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RemoteDataSource } from '../../gateway/federation/data-sources.js';
 import { createGatewayContext } from '../../gateway/federation/context.js';
+import { createCallSigner } from '../../gateway/sdk/call-assertion.js';
+
+const signer = createCallSigner('subgraph-fetcher-test-signing-secret-32+');
 
 let server: Server;
 let base: string;
@@ -39,7 +42,7 @@ beforeAll(async () => {
 afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
 async function call(path: string) {
-  const source = new RemoteDataSource({ url: `${base}${path}` });
+  const source = new RemoteDataSource({ url: `${base}${path}`, name: 'test', signer });
   const context = createGatewayContext({
     flagContext: { kind: 'user', key: 'anonymous', anonymous: true },
     principal: { kind: 'service', subject: 'test', service: 'test' },
@@ -56,12 +59,13 @@ async function call(path: string) {
 }
 
 describe('subgraph fetches (undici request on a keep-alive pool)', () => {
-  it('sends the operation as JSON with the step headers, and returns the parsed response', async () => {
+  it('sends the operation as JSON with its signed assertion, and returns the parsed response', async () => {
     const response = await call('/ok');
     expect(response.data).toEqual({ hello: 'world' });
     const sent = seen.at(-1)!;
     expect(sent.body).toEqual({ query: '{ hello }', variables: { a: 1 } });
-    expect(sent.headers['x-coordinator-principal']).toEqual(expect.any(String));
+    expect(sent.headers['x-coordinator-assertion']).toEqual(expect.any(String));
+    expect(sent.headers['x-coordinator-unsigned-call']).toBeUndefined();
     expect(response.http?.headers.get('Cache-Control')).toBe('max-age=5');
   });
 
@@ -71,10 +75,11 @@ describe('subgraph fetches (undici request on a keep-alive pool)', () => {
   });
 
   it('turns an HTTP error into an error that carries the status and the body, JSON or text', async () => {
+    // A subgraph's 401 refuses the gateway's own signed call: the gateway's fault, not the caller's.
     await expect(call('/unauthorized')).rejects.toMatchObject({
-      message: '401: Unauthorized',
+      message: expect.stringMatching(/^Subgraph test refused the gateway's signed call: check/),
       extensions: {
-        code: 'UNAUTHENTICATED',
+        code: 'INTERNAL_SERVER_ERROR',
         response: { status: 401, statusText: 'Unauthorized', body: { message: 'who are you' } },
       },
     });
@@ -85,7 +90,7 @@ describe('subgraph fetches (undici request on a keep-alive pool)', () => {
   });
 
   it('rejects when the subgraph cannot be reached', async () => {
-    const source = new RemoteDataSource({ url: 'http://127.0.0.1:9/graphql' });
+    const source = new RemoteDataSource({ url: 'http://127.0.0.1:9/graphql', name: 'test', signer });
     await expect(
       source.process({
         kind: 0 as never,

@@ -8,7 +8,7 @@ import {
   type PluginRuntime,
   type RouteRequest,
 } from '../../gateway/sdk/plugin.js';
-import { encodePrincipal, type Principal } from '../../gateway/sdk/principal.js';
+import type { Principal } from '../../gateway/sdk/principal.js';
 import {
   startOrderManagement,
   type OrderManagement,
@@ -58,16 +58,16 @@ async function run<T = Record<string, unknown>>(
   options: CallOptions = {},
 ): Promise<ExecutionResult<T>> {
   const principal = options.principal === undefined ? service : options.principal;
-  const headers: Record<string, string | undefined> = {
-    'x-coordinator-principal': principal ? encodePrincipal(principal) : undefined,
-    'idempotency-key': options.key ?? `test-key-${++keys}`,
-    'x-coordinator-flow-id': options.flowId,
+  const identity = {
+    principal: principal ?? undefined,
+    idempotencyKey: options.key ?? `test-key-${++keys}`,
+    flowId: options.flowId,
   };
   return (await execute({
     schema: plugin.schema,
     document: parse(document),
     variableValues: variables,
-    contextValue: createActionContext((name) => headers[name], []),
+    contextValue: createActionContext(identity, []),
   })) as ExecutionResult<T>;
 }
 

@@ -14,7 +14,7 @@ import {
   type Route,
   type RouteRequest,
 } from '../../gateway/sdk/plugin.js';
-import { encodePrincipal, type Principal } from '../../gateway/sdk/principal.js';
+import type { Principal } from '../../gateway/sdk/principal.js';
 import { startPayPal, type PayPalStandIn } from '../../services/paypal/server.js';
 import { startStripe, type StripeStandIn } from '../../services/stripe/server.js';
 import paypalPlugin from '../../subgraphs/paypal/index.js';
@@ -109,16 +109,16 @@ async function run<T = Record<string, unknown>>(
   options: CallOptions = {},
 ): Promise<ExecutionResult<T>> {
   const principal = options.principal === undefined ? service : options.principal;
-  const headers: Record<string, string | undefined> = {
-    'x-coordinator-principal': principal ? encodePrincipal(principal) : undefined,
-    'idempotency-key': options.key === null ? undefined : (options.key ?? `psp-test-key-${++keys}`),
-    'x-coordinator-flow-id': options.flowId ?? 'flow-psp-test',
+  const identity = {
+    principal: principal ?? undefined,
+    idempotencyKey: options.key === null ? undefined : (options.key ?? `psp-test-key-${++keys}`),
+    flowId: options.flowId ?? 'flow-psp-test',
   };
   return (await execute({
     schema: plugin.schema,
     document: parse(document),
     variableValues: variables,
-    contextValue: createActionContext((name) => headers[name], []),
+    contextValue: createActionContext(identity, []),
   })) as ExecutionResult<T>;
 }
 

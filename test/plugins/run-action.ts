@@ -1,11 +1,6 @@
 import { execute, parse, type ExecutionResult } from 'graphql';
-import {
-  createActionContext,
-  StepHeader,
-  type EmittedSignal,
-  type Plugin,
-} from '../../gateway/sdk/plugin.js';
-import { encodePrincipal, type Principal } from '../../gateway/sdk/principal.js';
+import { createActionContext, type EmittedSignal, type Plugin } from '../../gateway/sdk/plugin.js';
+import type { Principal } from '../../gateway/sdk/principal.js';
 
 export const staff: Principal = { kind: 'staff', subject: 'staff-1', username: 'support', lmsUserId: 1 };
 export const service: Principal = {
@@ -21,8 +16,8 @@ export const learner = (lmsUserId: number, username: string): Principal => ({
 });
 
 /**
- * Executes an operation against a plugin's subgraph schema as the gateway would call it: the step's
- * identity and the caller arrive as headers and become the ActionContext.
+ * Executes an operation against a plugin's subgraph schema as the gateway would call it: the caller
+ * and the step's idempotency key become the ActionContext.
  */
 export async function runAction<T = Record<string, unknown>>(
   plugin: Plugin,
@@ -30,15 +25,15 @@ export async function runAction<T = Record<string, unknown>>(
   variables: Record<string, unknown> = {},
   options: { principal?: Principal; idempotencyKey?: string } = {},
 ): Promise<ExecutionResult<T> & { signals: EmittedSignal[] }> {
-  const headers: Record<string, string> = {};
-  if (options.principal) headers[StepHeader.principal] = encodePrincipal(options.principal);
-  if (options.idempotencyKey) headers[StepHeader.idempotencyKey] = options.idempotencyKey;
   const signals: EmittedSignal[] = [];
   const result = (await execute({
     schema: plugin.schema,
     document: parse(query),
     variableValues: variables,
-    contextValue: createActionContext((name) => headers[name], signals),
+    contextValue: createActionContext(
+      { principal: options.principal, idempotencyKey: options.idempotencyKey },
+      signals,
+    ),
   })) as ExecutionResult<T>;
   return { ...result, signals };
 }
