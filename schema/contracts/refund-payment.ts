@@ -12,6 +12,8 @@ export interface RefundPaymentInput {
   refundAmountCents: number;
   currency: string;
   orderNumber?: string | null;
+  /** The return the refund is for (createReturn's): the refund names it at the PSP. */
+  returnId?: string | null;
 }
 
 export interface PaymentRefund {
@@ -47,6 +49,51 @@ export function checkRefundRequest(action: string, input: RefundPaymentInput, ct
       `${action} needs an idempotency key (it runs as a step of a Purchase Flow), so that a retry never refunds twice`,
     );
   return ctx.idempotencyKey;
+}
+
+/**
+ * Which refund answers a return's refund request to a payment the PSP says is fully refunded, among
+ * the payment's refunds (newest first), each naming the return it was made for or none: the one made
+ * for this return (an earlier attempt whose idempotency key the PSP no longer keeps), else the latest
+ * made outside any return (in the PSP's dashboard), which took the money back. Never one made for
+ * another return: recording it here would give one refund to two returns while nothing moved for this
+ * one. Undefined when no refund qualifies (see `refundedForOtherReturns`).
+ */
+export function refundAnsweringReturn<T>(
+  refunds: readonly T[],
+  returnId: string | null | undefined,
+  returnOf: (refund: T) => string | undefined,
+): T | undefined {
+  const own = returnId ? refunds.find((refund) => returnOf(refund) === returnId) : undefined;
+  return own ?? refunds.find((refund) => !returnOf(refund));
+}
+
+/**
+ * The CONFLICT of a return's refund request to a payment other returns' refunds fully refunded: nothing
+ * was refunded for this return, and no refund is its own; staff decide (the lines may be returned again,
+ * the compensation having marked this return NotRefunded).
+ */
+export function refundedForOtherReturns(failure: {
+  psp: 'stripe' | 'paypal';
+  /** The PSP's code for a fully refunded payment. */
+  pspCode: string;
+  /** What the payment is at the PSP and its id, e.g. "PaymentIntent pi_…". */
+  payment: string;
+  returnId: string | null | undefined;
+  refunds: ReadonlyArray<{ pspRefundId: string; returnId: string | undefined }>;
+}): DomainError {
+  const listed = failure.refunds.map((r) => `${r.pspRefundId} for return ${r.returnId ?? '?'}`).join(', ');
+  return new DomainError(
+    ErrorCode.CONFLICT,
+    `${failure.payment} is fully refunded, by refunds of other returns (${listed}): none is for ${
+      failure.returnId ? `return ${failure.returnId}` : 'this refund'
+    }, so nothing was refunded for it`,
+    {
+      psp: failure.psp,
+      pspCode: failure.pspCode,
+      pspRefundIds: failure.refunds.map((r) => r.pspRefundId),
+    },
+  );
 }
 
 /** A refund as a PSP reports it (its API or its webhook); the `payment.refunded.v1` signal carries it. */

@@ -45,6 +45,13 @@ export interface CaptureSeed {
   invoiceId?: string;
 }
 
+/**
+ * An answer to inject instead of (or after) the real one, for the next `times` matching calls. Two
+ * transient failures of a real PayPal: a 5xx (`status: 503`), the call not performed and its
+ * PayPal-Request-Id not kept, so a retry with it is performed (the SDK does not retry: the caller's own
+ * retry, a flow step's, does); and a timeout (`dropResponse`), the call performed and the connection
+ * dropped unanswered, so a retry with the same PayPal-Request-Id gets what that call did.
+ */
 export interface PayPalFault {
   method?: string;
   /** Matches calls whose path starts with this. */
@@ -130,6 +137,8 @@ interface Refund {
   amountCents: number;
   currency: string;
   invoiceId?: string;
+  /** The caller's own reference (`custom_id`), e.g. what the refund is for. */
+  customId?: string;
   noteToPayer?: string;
   createTime: string;
 }
@@ -241,6 +250,7 @@ export async function startPayPal(options: PayPalStandInOptions = {}): Promise<P
         },
       },
       ...(refund.invoiceId ? { invoice_id: refund.invoiceId } : {}),
+      ...(refund.customId ? { custom_id: refund.customId } : {}),
       ...(refund.noteToPayer ? { note_to_payer: refund.noteToPayer } : {}),
       status: 'COMPLETED',
       create_time: refund.createTime,
@@ -389,12 +399,18 @@ export async function startPayPal(options: PayPalStandInOptions = {}): Promise<P
         );
       amountCents = parsed;
     }
+    if (typeof body.custom_id === 'string' && body.custom_id.length > 127)
+      throw apiError(400, 'INVALID_STRING_MAX_LENGTH', 'The value of a field is too long.', {
+        field: '/custom_id',
+        location: 'body',
+      });
     const refund: Refund = {
       id: paypalId(),
       captureId,
       amountCents,
       currency: capture.currency,
       invoiceId: typeof body.invoice_id === 'string' ? body.invoice_id : capture.invoiceId,
+      customId: typeof body.custom_id === 'string' ? body.custom_id : undefined,
       noteToPayer: typeof body.note_to_payer === 'string' ? body.note_to_payer : undefined,
       createTime: iso(),
     };

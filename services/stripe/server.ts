@@ -38,7 +38,16 @@ export interface PaymentIntentSeed {
   metadata?: Record<string, string>;
 }
 
-/** An answer to inject instead of (or after) the real one, for the next `times` matching calls. */
+/**
+ * An answer to inject instead of (or after) the real one, for the next `times` matching calls. Two
+ * transient failures of a real Stripe, as its SDK and our Plugins meet them:
+ * - a 5xx from in front of the API (`status: 503`; a load balancer, a lock timeout): the call is not
+ *   performed and nothing is saved under its Idempotency-Key, so a retry with the key is performed.
+ *   The SDK retries a 5xx itself unless the answer says `Stripe-Should-Retry: false` (`shouldRetry`),
+ *   in which case the caller's own retry (a flow step's) does;
+ * - a timeout (`dropResponse`): the call is performed, then the connection dropped unanswered; a retry
+ *   with the same Idempotency-Key gets the saved answer, and refunds nothing more.
+ */
 export interface StripeFault {
   method?: string;
   /** Matches calls whose path starts with this. */
@@ -49,6 +58,8 @@ export interface StripeFault {
   error?: { type?: string; code?: string; decline_code?: string; message?: string; param?: string };
   /** @default 1 */
   times?: number;
+  /** Sent as `Stripe-Should-Retry`, Stripe's advice to its SDKs; absent: no such header. */
+  shouldRetry?: boolean;
   /** Holds the call this long first. */
   delayMs?: number;
   /**
@@ -549,7 +560,12 @@ export async function startStripe(options: StripeStandInOptions = {}): Promise<S
 
     const fault = takeFault(method, path);
     if (fault?.delayMs) await new Promise((r) => setTimeout(r, fault.delayMs));
-    if (fault && !fault.dropResponse) return send(fault.status ?? 500, { error: faultError(fault) });
+    if (fault && !fault.dropResponse)
+      return send(
+        fault.status ?? 500,
+        { error: faultError(fault) },
+        fault.shouldRetry === undefined ? {} : { 'stripe-should-retry': String(fault.shouldRetry) },
+      );
 
     const contentType = String(req.headers['content-type'] ?? '');
     if (method === 'POST' && rawBody && !contentType.startsWith('application/x-www-form-urlencoded'))

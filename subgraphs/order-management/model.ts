@@ -1,8 +1,9 @@
-import type { CtLineItem, CtOrder, CtPayment, CtReturnInfo, UpdateAction } from './client.js';
+import type { CtLineItem, CtOrder, CtPayment, CtReturnInfo, CtReturnItem, UpdateAction } from './client.js';
 
 /**
  * How the Plugin reads commercetools orders: the States and custom fields provisioned in the project
- * (reference §6.2), the GraphQL view of an order, and the refund amount of a return.
+ * (reference §6.2), the GraphQL view of an order, each line's share of the payment and the refund
+ * amount of a return.
  */
 
 export type LineItemState = 'INITIAL' | 'PENDING' | 'PROCESSING' | 'SUCCESS' | 'FAILURE';
@@ -138,31 +139,71 @@ export function refundedCents(payment: CtPayment): number {
 export const returnIdOf = (info: CtReturnInfo) => info.returnTrackingId ?? info.items[0]?.id ?? '';
 
 /**
- * The refund of a return, in minor units. The returned lines' share of what was paid, pro rata to the
- * line totals (discounts spread evenly), rounded half up; the return that completes the order gets
- * exactly what is left, so partial returns always add up to the payment, never more.
+ * Each line's share of what was paid, in minor units, by line id: pro rata to the line totals (a
+ * discount spread evenly), the cents left over by rounding down going to the largest remainders (the
+ * first line of equal ones), so the shares add up to the payment exactly. It depends on the order's
+ * lines and payment only, never on its returns: a line's share is the same whichever return comes first.
+ */
+export function lineShares(lines: readonly CtLineItem[], paidCents: number): Map<string, number> {
+  const paid = BigInt(Math.max(0, paidCents));
+  const prices = lines.map((line) => BigInt(Math.max(0, line.totalPrice.centAmount)));
+  const priced = prices.some((price) => price > 0n);
+  // No line has a price (yet something was paid): the payment is shared equally.
+  const weights = priced ? prices : prices.map(() => 1n);
+  const total = weights.reduce((sum, weight) => sum + weight, 0n);
+  if (total === 0n) return new Map(lines.map((line) => [line.id, 0]));
+  // Exact integers: paid × price overflows a double's 2^53 long before it overflows a bigint.
+  const parts = weights.map((weight, index) => ({
+    index,
+    share: (paid * weight) / total,
+    remainder: (paid * weight) % total,
+  }));
+  let left = paid - parts.reduce((sum, part) => sum + part.share, 0n);
+  const byRemainder = [...parts].sort((a, b) =>
+    a.remainder === b.remainder ? a.index - b.index : a.remainder > b.remainder ? -1 : 1,
+  );
+  for (const part of byRemainder) {
+    if (left === 0n) break;
+    part.share += 1n;
+    left -= 1n;
+  }
+  return new Map(lines.map((line, i) => [line.id, Number(parts[i]!.share)]));
+}
+
+/** Return item payment states whose lines' money is being or was refunded. */
+const CLAIMING: ReadonlySet<CtReturnItem['paymentState']> = new Set(['Initial', 'Refunded']);
+
+/**
+ * The refund of a return, in minor units: the sum of its lines' shares (`lineShares`), capped by what
+ * is left to refund — the payment less what the other returns claim (their lines' shares) or what was
+ * already refunded (theirs, and refunds made outside any return, in the PSP's dashboard), whichever is
+ * more. Other returns refund at most their shares, so without dashboard refunds the cap never takes
+ * anything from this return, however many are open; a dashboard refund is taken off once the returns
+ * in flight are recorded (until then their shares count instead, and the PSP refuses what is not there).
  */
 export function refundAmountCents(order: CtOrder, payment: CtPayment, returnId: string): number {
   const paid = payment.amountPlanned.centAmount;
-  const remaining = Math.max(0, paid - refundedCents(payment));
-  const thisReturn = order.returnInfo?.find((r) => returnIdOf(r) === returnId);
-  const returned = new Set(thisReturn?.items.map((i) => i.lineItemId) ?? []);
-  const returnedBefore = new Set(
-    (order.returnInfo ?? [])
+  const shares = lineShares(order.lineItems, paid);
+  const shareOf = (lineItemIds: Iterable<string>) =>
+    [...new Set(lineItemIds)].reduce((sum, id) => sum + (shares.get(id) ?? 0), 0);
+  const returns = order.returnInfo ?? [];
+  const thisReturn = returns.find((r) => returnIdOf(r) === returnId);
+  const own = shareOf(thisReturn?.items.flatMap((i) => (i.lineItemId ? [i.lineItemId] : [])) ?? []);
+  const claimedByOthers = shareOf(
+    returns
       .filter((r) => r !== thisReturn)
       .flatMap((r) => r.items)
-      .filter((i) => i.paymentState !== 'NotRefunded')
-      .map((i) => i.lineItemId),
+      .filter((i) => CLAIMING.has(i.paymentState) && i.lineItemId)
+      .map((i) => i.lineItemId!),
   );
-  const all = order.lineItems.every((l) => returned.has(l.id) || returnedBefore.has(l.id));
-  if (all) return remaining;
-  const total = order.lineItems.reduce((sum, l) => sum + l.totalPrice.centAmount, 0);
-  const share = order.lineItems
-    .filter((l) => returned.has(l.id))
-    .reduce((sum, l) => sum + l.totalPrice.centAmount, 0);
-  if (total <= 0) return 0;
-  // Integer round-half-up of paid × share / total.
-  return Math.min(remaining, Math.floor((2 * paid * share + total) / (2 * total)));
+  // This return's own refund, once recorded, is not what others took.
+  const ownTransactions = new Set(thisReturn?.items.map((i) => i.custom?.fields.transactionId) ?? []);
+  const refundedBefore = payment.transactions
+    .filter((t) => t.type === 'Refund' && (t.state === 'Success' || t.state === 'Pending'))
+    .filter((t) => !ownTransactions.has(t.id))
+    .reduce((sum, t) => sum + t.amount.centAmount, 0);
+  const left = paid - Math.max(claimedByOthers, refundedBefore);
+  return Math.max(0, Math.min(own, left));
 }
 
 const ORDER_STATES = {

@@ -19,7 +19,11 @@ import {
   payPalWebhookId,
   type PayPalApiConfig,
 } from './config.js';
-import type { PspRefund } from '../../schema/contracts/refund-payment.js';
+import {
+  refundAnsweringReturn,
+  refundedForOtherReturns,
+  type PspRefund,
+} from '../../schema/contracts/refund-payment.js';
 
 /**
  * The paypal Plugin's one client of PayPal, through the official SDK (`@paypal/paypal-server-sdk`). What
@@ -187,73 +191,100 @@ function asDomainError(error: unknown): unknown {
   );
 }
 
-/** The most recent refund of a capture: PayPal lists a capture's refunds on its order (the capture's `up` link). */
-async function latestRefundOfCapture(captureId: string): Promise<Refund | undefined> {
+/** A capture's refunds, newest first: PayPal lists them on its order (the capture's `up` link). */
+async function refundsOfCapture(captureId: string): Promise<Refund[]> {
   const { payments, orders } = paypal();
   const { result: capture } = await payments.getCapturedPayment({ captureId });
   const orderId = lastSegment(
     capture.links?.find((l) => l.rel === 'up' && l.href.includes('/orders/'))?.href,
   );
-  if (!orderId) return undefined;
+  if (!orderId) return [];
   const { result: order } = await orders.getOrder({ id: orderId });
-  const latest = (order.purchaseUnits ?? [])
-    .flatMap((unit) => unit.payments?.refunds ?? [])
-    .filter((refund) => captureOf(refund.links) === captureId)
-    .reduce<Refund | undefined>(
-      (best, refund) => (!best || (refund.createTime ?? '') > (best.createTime ?? '') ? refund : best),
-      undefined,
-    );
-  if (!latest?.id) return undefined;
-  // The order lists refunds as they were; the refund resource has its current status.
-  return (await payments.getRefund({ refundId: latest.id })).result;
+  return (
+    (order.purchaseUnits ?? [])
+      .flatMap((unit) => unit.payments?.refunds ?? [])
+      .filter((refund) => captureOf(refund.links) === captureId)
+      // The order lists them oldest first; PayPal's times are to the second, so ties keep that order, reversed.
+      .reverse()
+      .sort((a, b) => (b.createTime ?? '').localeCompare(a.createTime ?? ''))
+  );
 }
+
+/** The return a refund was made for, as its `custom_id` names it; none for one made on paypal.com. */
+const returnOfRefund = (refund: Refund): string | undefined => refund.customId || undefined;
 
 /**
  * Refunds `amountCents` of a capture, once: `idempotencyKey` is sent as PayPal-Request-Id, so a retry
- * gets the same refund back; a capture PayPal says is already fully refunded (`CAPTURE_FULLY_REFUNDED`)
- * answers its latest refund instead of an error.
+ * gets the same refund back, and the refund names its return (`custom_id`). A capture PayPal says is
+ * already fully refunded (`CAPTURE_FULLY_REFUNDED`) answers the refund that took this return's money
+ * back (`refundAnsweringReturn`), never another return's: when every refund is another return's, a
+ * CONFLICT.
  */
 export async function refundCapture(request: {
   captureId: string;
   amountCents: number;
   currency: string;
+  returnId?: string;
   idempotencyKey: string;
 }): Promise<PspRefund> {
   const currency = request.currency.toUpperCase();
-  if (request.amountCents === 0) return refundOfFullyRefunded(request.captureId);
+  if (request.amountCents === 0) return refundOfFullyRefunded(request.captureId, request.returnId);
   try {
     const { result } = await paypal().payments.refundCapturedPayment({
       captureId: request.captureId,
       paypalRequestId: request.idempotencyKey,
       prefer: 'return=representation',
-      body: { amount: { currencyCode: currency, value: toPayPalValue(request.amountCents, currency) } },
+      body: {
+        amount: { currencyCode: currency, value: toPayPalValue(request.amountCents, currency) },
+        ...(request.returnId ? { customId: request.returnId } : {}),
+      },
     });
     return toResult(result, request.captureId, request.amountCents);
   } catch (error) {
-    if (issueOf(error) === 'CAPTURE_FULLY_REFUNDED') {
-      const existing = await latestRefundOfCapture(request.captureId).catch((e: unknown) => {
-        throw asDomainError(e);
-      });
-      if (existing) return toResult(existing, request.captureId);
-    }
+    if (issueOf(error) === 'CAPTURE_FULLY_REFUNDED')
+      return refundOfReturn(request.captureId, request.returnId);
     throw asDomainError(error);
   }
 }
 
-/**
- * Nothing is left to refund (the refunds recorded on the order add up to the payment, e.g. one made on
- * paypal.com): a capture PayPal fully refunded answers its latest refund, as a refund request would
- * (`CAPTURE_FULLY_REFUNDED`); any other is refused, since PayPal refunds no amount of 0.
- */
-async function refundOfFullyRefunded(captureId: string): Promise<PspRefund> {
-  let latest: Refund | undefined;
+/** The refund of a fully refunded capture that answers the return's request (see refundCapture). */
+async function refundOfReturn(captureId: string, returnId: string | undefined): Promise<PspRefund> {
+  let refunds: Refund[];
   try {
-    const { result: capture } = await paypal().payments.getCapturedPayment({ captureId });
-    if (capture.status === 'REFUNDED') latest = await latestRefundOfCapture(captureId);
+    // The order lists refunds as they were, perhaps not all their fields: each refund resource has its
+    // current status and its custom_id. A payment has a refund per return at most, and a few from paypal.com.
+    const listed = await refundsOfCapture(captureId);
+    refunds = await Promise.all(
+      listed.map(async (r) => (r.id ? (await paypal().payments.getRefund({ refundId: r.id })).result : r)),
+    );
   } catch (error) {
     throw asDomainError(error);
   }
-  if (latest) return toResult(latest, captureId);
+  const refund = refundAnsweringReturn(refunds, returnId, returnOfRefund);
+  if (refund?.id) return toResult(refund, captureId);
+  throw refundedForOtherReturns({
+    psp: 'paypal',
+    pspCode: 'CAPTURE_FULLY_REFUNDED',
+    payment: `Capture ${captureId}`,
+    returnId,
+    refunds: refunds.map((r) => ({ pspRefundId: r.id ?? '', returnId: returnOfRefund(r) })),
+  });
+}
+
+/**
+ * Nothing is left to refund (the refunds recorded on the order add up to the payment, e.g. one made on
+ * paypal.com): a capture PayPal fully refunded answers as a refund request would
+ * (`CAPTURE_FULLY_REFUNDED`); any other is refused, since PayPal refunds no amount of 0.
+ */
+async function refundOfFullyRefunded(captureId: string, returnId: string | undefined): Promise<PspRefund> {
+  let refunded: boolean;
+  try {
+    const { result: capture } = await paypal().payments.getCapturedPayment({ captureId });
+    refunded = capture.status === 'REFUNDED';
+  } catch (error) {
+    throw asDomainError(error);
+  }
+  if (refunded) return refundOfReturn(captureId, returnId);
   throw new DomainError(
     ErrorCode.BAD_USER_INPUT,
     `refundAmountCents is 0 but PayPal has not fully refunded capture ${captureId}: there is nothing to refund`,

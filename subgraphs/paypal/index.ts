@@ -40,6 +40,7 @@ async function refundPayPalPayment(_: unknown, { input }: { input: RefundPayment
     captureId: input.pspPaymentId,
     amountCents: input.refundAmountCents,
     currency: input.currency,
+    returnId: input.returnId ?? undefined,
     idempotencyKey,
   });
 }

@@ -39,6 +39,7 @@ async function refundStripePayment(_: unknown, { input }: { input: RefundPayment
     paymentIntentId: input.pspPaymentId,
     amountCents: input.refundAmountCents,
     orderNumber,
+    returnId: input.returnId ?? undefined,
     idempotencyKey: ctx.idempotencyKey,
   });
 }

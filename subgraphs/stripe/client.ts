@@ -1,7 +1,11 @@
 import Stripe from 'stripe';
 import { DomainError, ErrorCode } from '../../gateway/errors.js';
 import { stripeApiConfig, stripeWebhookSecret } from './config.js';
-import type { PspRefund } from '../../schema/contracts/refund-payment.js';
+import {
+  refundAnsweringReturn,
+  refundedForOtherReturns,
+  type PspRefund,
+} from '../../schema/contracts/refund-payment.js';
 
 /**
  * The stripe Plugin's one client of Stripe, through the official SDK. What Stripe answers is mapped
@@ -71,60 +75,85 @@ function asDomainError(error: unknown): unknown {
   return error;
 }
 
-/** The PaymentIntent's most recent refund. */
-async function latestRefund(paymentIntentId: string): Promise<Stripe.Refund | undefined> {
-  const { data } = await stripe().refunds.list({ payment_intent: paymentIntentId, limit: 1 });
-  return data[0];
-}
+/** The return a refund was made for, as its metadata names it; none for one made in the dashboard. */
+const returnOfRefund = (refund: Stripe.Refund): string | undefined => refund.metadata?.return_id || undefined;
 
 /**
  * Refunds `amountCents` of a PaymentIntent, once: `idempotencyKey` makes a retry get the same refund
- * back, and a PaymentIntent Stripe says is already fully refunded answers its latest refund instead of
- * an error (what the reference system did, `charge_already_refunded` → `Refund.list(limit=1)`).
+ * back, and the refund names its order and its return in its metadata (`order_number`, `return_id`).
+ * A PaymentIntent Stripe says is already fully refunded (`charge_already_refunded`) answers the refund
+ * that took this return's money back (`refundAnsweringReturn`), never another return's: when every
+ * refund is another return's, a CONFLICT.
  */
 export async function refundPaymentIntent(request: {
   paymentIntentId: string;
   amountCents: number;
   orderNumber?: string;
+  returnId?: string;
   idempotencyKey: string;
 }): Promise<PspRefund> {
-  if (request.amountCents === 0) return refundOfFullyRefunded(request.paymentIntentId);
+  if (request.amountCents === 0) return refundOfFullyRefunded(request.paymentIntentId, request.returnId);
+  const metadata = {
+    ...(request.orderNumber ? { order_number: request.orderNumber } : {}),
+    ...(request.returnId ? { return_id: request.returnId } : {}),
+  };
   try {
     const refund = await stripe().refunds.create(
       {
         payment_intent: request.paymentIntentId,
         amount: request.amountCents,
-        ...(request.orderNumber ? { metadata: { order_number: request.orderNumber } } : {}),
+        ...(Object.keys(metadata).length ? { metadata } : {}),
       },
       { idempotencyKey: request.idempotencyKey },
     );
     return toResult(refund);
   } catch (error) {
-    if (error instanceof Stripe.errors.StripeError && error.code === 'charge_already_refunded') {
-      const existing = await latestRefund(request.paymentIntentId).catch((e: unknown) => {
-        throw asDomainError(e);
-      });
-      if (existing) return toResult(existing);
-    }
+    if (error instanceof Stripe.errors.StripeError && error.code === 'charge_already_refunded')
+      return refundOfReturn(request.paymentIntentId, request.returnId);
     throw asDomainError(error);
   }
 }
 
-/**
- * Nothing is left to refund (the refunds recorded on the order add up to the payment, e.g. one made in
- * the dashboard): a PaymentIntent Stripe fully refunded answers its latest refund, as a refund request
- * would (`charge_already_refunded`); any other is refused, since Stripe refunds no amount of 0.
- */
-async function refundOfFullyRefunded(paymentIntentId: string): Promise<PspRefund> {
-  let latest: Stripe.Refund | undefined;
+/** The refund of a fully refunded PaymentIntent that answers the return's request (see refundPaymentIntent). */
+async function refundOfReturn(paymentIntentId: string, returnId: string | undefined): Promise<PspRefund> {
+  let refunds: Stripe.Refund[];
   try {
-    const intent = await stripe().paymentIntents.retrieve(paymentIntentId, { expand: ['latest_charge'] });
-    const charge = intent.latest_charge;
-    if (typeof charge === 'object' && charge?.refunded) latest = await latestRefund(paymentIntentId);
+    // Newest first, every page: a payment has a refund per return at most, and a few from the dashboard.
+    refunds = await stripe()
+      .refunds.list({ payment_intent: paymentIntentId, limit: 100 })
+      .autoPagingToArray({ limit: 10_000 });
   } catch (error) {
     throw asDomainError(error);
   }
-  if (latest) return toResult(latest);
+  const refund = refundAnsweringReturn(refunds, returnId, returnOfRefund);
+  if (refund) return toResult(refund);
+  throw refundedForOtherReturns({
+    psp: 'stripe',
+    pspCode: 'charge_already_refunded',
+    payment: `PaymentIntent ${paymentIntentId}`,
+    returnId,
+    refunds: refunds.map((r) => ({ pspRefundId: r.id, returnId: returnOfRefund(r) })),
+  });
+}
+
+/**
+ * Nothing is left to refund (the refunds recorded on the order add up to the payment, e.g. one made in
+ * the dashboard): a PaymentIntent Stripe fully refunded answers as a refund request would
+ * (`charge_already_refunded`); any other is refused, since Stripe refunds no amount of 0.
+ */
+async function refundOfFullyRefunded(
+  paymentIntentId: string,
+  returnId: string | undefined,
+): Promise<PspRefund> {
+  let refunded: boolean;
+  try {
+    const intent = await stripe().paymentIntents.retrieve(paymentIntentId, { expand: ['latest_charge'] });
+    const charge = intent.latest_charge;
+    refunded = typeof charge === 'object' && charge?.refunded === true;
+  } catch (error) {
+    throw asDomainError(error);
+  }
+  if (refunded) return refundOfReturn(paymentIntentId, returnId);
   throw new DomainError(
     ErrorCode.BAD_USER_INPUT,
     `refundAmountCents is 0 but Stripe has not fully refunded PaymentIntent ${paymentIntentId}: there is nothing to refund`,

@@ -40,6 +40,7 @@ async function refundStripePayment(_: unknown, { input }: { input: RefundPayment
     paymentIntentId: input.pspPaymentId,
     amountCents: input.refundAmountCents,
     orderNumber: input.orderNumber ?? undefined,
+    returnId: input.returnId ?? undefined,
     idempotencyKey,
   });
 }

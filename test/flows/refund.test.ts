@@ -116,6 +116,17 @@ function pspRefunds(o: SeededOrder): Array<{ id: string; cents: number }> {
   }));
 }
 
+/** The return each of the order's PSP refunds names (Stripe's metadata, PayPal's custom_id), by refund id. */
+function returnsNamedAtPsp(o: SeededOrder): Record<string, string | undefined> {
+  const refunds =
+    o.psp === 'STRIPE'
+      ? cc.services.stripe
+          .refunds(o.pspPaymentId)
+          .map((r) => [r.id, (r.metadata as Record<string, string>).return_id] as const)
+      : cc.services.paypal.refunds(o.pspPaymentId).map((r) => [r.id, r.custom_id as string] as const);
+  return Object.fromEntries(refunds);
+}
+
 /**
  * Refund requests the order's PSP received (replays included): PayPal's for the order's capture;
  * Stripe's all (its refund URL does not name the payment), so compare before and after a request.
@@ -403,14 +414,20 @@ describe('an already refunded payment is never refunded twice', () => {
   });
 });
 
-/** Refunds the whole payment in the PSP's dashboard; with `notify: false` its webhook is not delivered. */
-async function refundInDashboard(o: SeededOrder, options: { notify?: boolean } = {}): Promise<string> {
+/**
+ * Refunds the payment in the PSP's dashboard (all that is left, or `cents`); with `notify: false` its
+ * webhook is not delivered.
+ */
+async function refundInDashboard(
+  o: SeededOrder,
+  options: { notify?: boolean; cents?: number } = {},
+): Promise<string> {
   const { stripe, paypal } = cc.services;
   if (options.notify === false) (o.psp === 'STRIPE' ? stripe : paypal).setWebhook(undefined);
   try {
     return o.psp === 'STRIPE'
-      ? (await stripe.refundFromDashboard(o.pspPaymentId)).refund.id
-      : (await paypal.refundFromDashboard(o.pspPaymentId)).refund.id;
+      ? (await stripe.refundFromDashboard(o.pspPaymentId, options.cents)).refund.id
+      : (await paypal.refundFromDashboard(o.pspPaymentId, options.cents)).refund.id;
   } finally {
     cc.services.connectWebhooks(cc.url);
   }
@@ -474,6 +491,143 @@ describe('a payment already fully refunded at the PSP', () => {
       expect(returnItems(order).map((i) => i.paymentState)).toEqual(['Refunded']);
     },
   );
+});
+
+describe('a payment fully refunded at the PSP by another return and the dashboard', () => {
+  it.each(['STRIPE', 'PAYPAL'] as const)(
+    '%s: the flow gets the dashboard’s refund, never the other return’s',
+    async (psp) => {
+      const order = seedOrder(psp);
+      // Half the payment refunded in the dashboard, its webhook not processed yet; then the first
+      // line's return refunds the other half, its own.
+      const dashboardRefundId = await refundInDashboard(order, { notify: false, cents: 14_900 });
+      const first = await requestRefund(order, [order.lineItemIds[0]!]);
+      expect(first.flow?.status).toBe('COMPLETED');
+      const firstRefundId = first.flow!.output!.pspRefundId;
+      expect(firstRefundId).not.toBe(dashboardRefundId);
+
+      const { flow, error } = await requestRefund(order, [order.lineItemIds[1]!]);
+
+      expect(error).toBeUndefined();
+      expect(flow?.status).toBe('COMPLETED');
+      expect(flow?.output).toMatchObject({ pspRefundId: dashboardRefundId, recorded: true });
+      expect(pspRefunds(order)).toHaveLength(2);
+      const transactionOf = (refundId: unknown) =>
+        refundTransactions(order).find((t) => t.interactionId === refundId)!.id;
+      expect(storedOrder(order).returnInfo.map((r) => r.items[0]!.custom?.fields.transactionId)).toEqual([
+        transactionOf(firstRefundId),
+        transactionOf(dashboardRefundId),
+      ]);
+    },
+  );
+
+  it.each(['STRIPE', 'PAYPAL'] as const)(
+    '%s, every refund another return’s: CONFLICT for staff, nothing attached to this return',
+    async (psp) => {
+      // A free line besides the paid one: once the paid line is refunded, its return has nothing to get.
+      const order = seedOrder(psp, { prices: [14_900, 0] });
+      const paid = await requestRefund(order, [order.lineItemIds[0]!]);
+      expect(paid.flow?.status).toBe('COMPLETED');
+      const paidRefundId = paid.flow!.output!.pspRefundId;
+
+      const { flow, error } = await requestRefund(order, [order.lineItemIds[1]!]);
+
+      expect(flow).toBeUndefined();
+      expect(error?.extensions).toMatchObject({
+        code: 'CONFLICT',
+        flowStatus: 'COMPENSATED',
+        pspCode: psp === 'STRIPE' ? 'charge_already_refunded' : 'CAPTURE_FULLY_REFUNDED',
+      });
+      expect(error?.message).toContain(String(paidRefundId));
+      expect(refundTransactions(order).map((t) => t.interactionId)).toEqual([paidRefundId]);
+      expect(returnItems(order).map((i) => [i.paymentState, i.custom?.fields.transactionId])).toEqual([
+        ['Refunded', refundTransactions(order)[0]!.id],
+        ['NotRefunded', undefined],
+      ]);
+    },
+  );
+});
+
+describe('two lines of one order refunded at once', () => {
+  /**
+   * Both flows completed, each with its own return and its own PSP refund of its line's share; the
+   * refunds add up to the payment, each names its return at the PSP, each return points at its own.
+   */
+  function expectOwnShares(o: SeededOrder, flows: FlowRun[], shares: number[]) {
+    expect(flows.map((f) => f.status)).toEqual(['COMPLETED', 'COMPLETED']);
+    const refunds = pspRefunds(o);
+    const named = returnsNamedAtPsp(o);
+    for (const [line, flow] of flows.entries()) {
+      expect(flow.input.lineItemIds).toEqual([o.lineItemIds[line]]);
+      expectRefundSteps(flow, o, shares[line]!);
+      const { pspRefundId, returnId, transactionId } = flow.output as Record<string, string>;
+      expect(refunds).toContainEqual({ id: pspRefundId, cents: shares[line] });
+      expect(named[pspRefundId!]).toBe(returnId);
+      const ownReturn = storedOrder(o).returnInfo.find((r) => r.returnTrackingId === returnId)!;
+      expect(ownReturn.items).toEqual([
+        expect.objectContaining({
+          lineItemId: o.lineItemIds[line],
+          paymentState: 'Refunded',
+          custom: expect.objectContaining({ fields: { transactionId } }),
+        }),
+      ]);
+    }
+    expect(refunds).toHaveLength(2);
+    expect(new Set(flows.map((f) => f.output!.pspRefundId)).size).toBe(2);
+    expect(refunds.reduce((sum, r) => sum + r.cents, 0)).toBe(o.paidCents);
+    expect(refundTransactions(o).reduce((sum, t) => sum + t.amount.centAmount, 0)).toBe(o.paidCents);
+  }
+
+  const refundEachLineAtOnce = async (o: SeededOrder) => {
+    const results = await Promise.all(o.lineItemIds.map((line) => requestRefund(o, [line])));
+    expect(results.map((r) => r.error)).toEqual([undefined, undefined]);
+    return results.map((r) => r.flow!);
+  };
+
+  it('the demo order, by two concurrent requests: both COMPLETED, each refunding its line’s share', async () => {
+    const { adaStripe } = DEMO.orders;
+    const demo: SeededOrder = {
+      orderId: adaStripe.id,
+      orderNumber: adaStripe.orderNumber,
+      psp: 'STRIPE',
+      pspPaymentId: 'pi_demo_ada_0001',
+      learner: DEMO.learners.ada,
+      lineItemIds: ['li-ada-1-demo', 'li-ada-1-cs50'],
+      courseRunKeys: [DEMO.courses.demo.courseId, DEMO.courses.cs50.courseId],
+      paidCents: 29_800,
+    };
+
+    const flows = await refundEachLineAtOnce(demo);
+
+    expectOwnShares(demo, flows, [14_900, 14_900]);
+    await waitFor(() => {
+      expect(enrollment(demo, 0)?.isActive).toBe(false);
+      expect(enrollment(demo, 1)?.isActive).toBe(false);
+    });
+  });
+
+  it.each([
+    [
+      'STRIPE',
+      // A 503 in front of Stripe's API, which tells the SDK not to retry: the step's own retry does.
+      () =>
+        cc.services.stripe.failNext({ method: 'POST', path: '/v1/refunds', status: 503, shouldRetry: false }),
+    ],
+    [
+      'PAYPAL',
+      () => cc.services.paypal.failNext({ method: 'POST', path: '/v2/payments/captures/', status: 503 }),
+    ],
+  ] as const)('%s, the first refund call failing transiently: the same outcome', async (psp, fail) => {
+    // 248.00 paid for a 99.00 and a 149.00 course.
+    const order = seedOrder(psp, { prices: [9_900, 14_900] });
+    fail();
+
+    const flows = await refundEachLineAtOnce(order);
+
+    expectOwnShares(order, flows, [9_900, 14_900]);
+    const refundStep = psp === 'STRIPE' ? 'refundStripePayment' : 'refundPayPalPayment';
+    expect(flows.map((f) => step(f, refundStep).attempt).sort()).toEqual([1, 2]);
+  });
 });
 
 // ---- Failures -------------------------------------------------------------------------------------

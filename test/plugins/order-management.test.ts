@@ -306,32 +306,90 @@ describe('order-management plugin: createReturn', () => {
     expect(stored(order.id).returnInfo).toHaveLength(1);
   });
 
-  it('refunds partial returns pro rata, rounding half up, and the last return gets exactly what is left', async () => {
-    // Three lines of $10 paid $10 in all (a discount): shares of 333.33… cents.
+  /** An order of lines at these prices paid `paidCents` (less than their total: a discount), at Stripe. */
+  let shareOrders = 0;
+  const orderPaid = (prices: number[], paidCents: number) => {
+    const pspPaymentId = `pi_shares_${++shareOrders}`;
     const order = seedOrder({
-      lineItems: [
-        { title: 'A', priceCents: 1000, courseRunKey: 'course-v1:edX+A+1' },
-        { title: 'B', priceCents: 1000, courseRunKey: 'course-v1:edX+B+1' },
-        { title: 'C', priceCents: 1000, bundleKey: 'bundle-c', entitlementUuid: 'ent-c' },
-      ],
-      payment: { psp: 'STRIPE', pspPaymentId: 'pi_partial', amountCents: 1000 },
+      lineItems: prices.map((priceCents, i) => ({
+        title: `Line ${i}`,
+        priceCents,
+        courseRunKey: `course-v1:edX+S${shareOrders}L${i}+2026`,
+      })),
+      payment: { psp: 'STRIPE', pspPaymentId, amountCents: paidCents },
     });
-    const [a, b, c] = lineIds(order) as [string, string, string];
+    return { order, pspPaymentId, lines: lineIds(order) };
+  };
+  const returnLines = async (orderId: string, lineItemIds: string[]) => {
+    const result = await run<CreateReturn>(CREATE_RETURN, { input: { orderId, lineItemIds } });
+    expect(result.errors).toBeUndefined();
+    return result.data!.createReturn;
+  };
+  /** Each line's refund when each is returned on its own, in `order` (indexes), none refunded yet. */
+  const refundsByLine = async (orderId: string, lines: string[], order = lines.map((_, i) => i)) => {
     const amounts: number[] = [];
-    for (const [i, line] of [a, b, c].entries()) {
-      const result = await run<CreateReturn>(CREATE_RETURN, {
-        input: { orderId: order.id, lineItemIds: [line] },
-      });
-      expect(result.errors).toBeUndefined();
-      const { returnId, refundAmountCents } = result.data!.createReturn;
+    for (const i of order) amounts[i] = (await returnLines(orderId, [lines[i]!])).refundAmountCents;
+    return amounts;
+  };
+
+  it('gives two returns open at once their own lines’ shares, whichever was created first', async () => {
+    // 248.00 of courses paid 198.40 (20% off): shares of 79.20 and 119.20.
+    for (const order of [
+      [0, 1],
+      [1, 0],
+    ]) {
+      const { order: o, lines } = orderPaid([9_900, 14_900], 19_840);
+      expect(await refundsByLine(o.id, lines, order)).toEqual([7_920, 11_920]);
+      expect(stored(o.id).returnInfo.map((r) => r.items.map((i) => i.paymentState))).toEqual([
+        ['Initial'],
+        ['Initial'],
+      ]);
+    }
+    // Created at the same moment (the second one re-planned after the Service's version conflict).
+    const { order: o, lines } = orderPaid([9_900, 14_900], 19_840);
+    const [first, second] = await Promise.all(lines.map((line) => returnLines(o.id, [line])));
+    expect([first!.refundAmountCents, second!.refundAmountCents]).toEqual([7_920, 11_920]);
+  });
+
+  it('allocates the payment by largest remainder: the shares add up to it exactly, in any order', async () => {
+    // 100.00 of courses paid 70.01: 2_333.63…, 2_333.63… and 2_334.13… cents; the cent left over goes
+    // to the largest remainder, the first of the two equal ones.
+    const prices = [3_333, 3_333, 3_334];
+    const shares = [2_334, 2_333, 2_334];
+    const atOnce = orderPaid(prices, 7_001);
+    const amounts = await Promise.all(
+      atOnce.lines.map(async (line) => (await returnLines(atOnce.order.id, [line])).refundAmountCents),
+    );
+    expect(amounts).toEqual(shares);
+    expect(amounts.reduce((x, y) => x + y)).toBe(7_001);
+    const reversed = orderPaid(prices, 7_001);
+    expect(await refundsByLine(reversed.order.id, reversed.lines, [2, 1, 0])).toEqual(shares);
+    const whole = orderPaid(prices, 7_001);
+    expect((await returnLines(whole.order.id, whole.lines)).refundAmountCents).toBe(7_001);
+    // Two lines in one return: the sum of their shares.
+    const pair = orderPaid(prices, 7_001);
+    expect((await returnLines(pair.order.id, pair.lines.slice(1))).refundAmountCents).toBe(4_667);
+  });
+
+  it('gives a zero-price line no share: the other lines share the whole payment', async () => {
+    // 100.00 of courses, one free, paid 89.99: 4_409.51… → 4_410 (the cent left over), 0, 4_589.49… → 4_589.
+    const { order, lines } = orderPaid([4_900, 0, 5_100], 8_999);
+    expect(await refundsByLine(order.id, lines, [1, 0, 2])).toEqual([4_410, 0, 4_589]);
+  });
+
+  it('refunds returns one after another by the same shares, adding up to the payment', async () => {
+    // Three lines of $10 paid $10 in all (a discount): shares of 333.33… cents, the cent left to the first.
+    const { order, pspPaymentId, lines } = orderPaid([1000, 1000, 1000], 1000);
+    const amounts: number[] = [];
+    for (const [i, line] of lines.entries()) {
+      const { returnId, refundAmountCents } = await returnLines(order.id, [line]);
       amounts.push(refundAmountCents);
       const recorded = await run<RecordRefund>(RECORD_REFUND, {
-        input: refundInput('pi_partial', `re_partial_${i}`, refundAmountCents, { returnId }),
+        input: refundInput(pspPaymentId, `re_partial_${i}`, refundAmountCents, { returnId }),
       });
       expect(recorded.errors).toBeUndefined();
     }
-    expect(amounts).toEqual([333, 333, 334]);
-    expect(amounts.reduce((x, y) => x + y)).toBe(1000);
+    expect(amounts).toEqual([334, 333, 333]);
 
     const view = await run<OrderResult>(ORDER, { id: order.id });
     expect(view.data!.order.payment).toMatchObject({ amountCents: 1000, refundedAmountCents: 1000 });
@@ -340,6 +398,27 @@ describe('order-management plugin: createReturn', () => {
       'REFUNDED',
       'REFUNDED',
     ]);
+  });
+
+  it('takes refunds made outside a return (the PSP’s dashboard) off what is left to refund', async () => {
+    const { order, pspPaymentId, lines } = orderPaid([5_000, 5_000], 10_000);
+    // 30.00 refunded in the dashboard, recorded from the PSP's webhook: no return of its own.
+    await run(RECORD_REFUND, { input: refundInput(pspPaymentId, 're_dashboard_part', 3_000) });
+    const first = await returnLines(order.id, [lines[0]!]);
+    expect(first.refundAmountCents).toBe(5_000);
+    await run(RECORD_REFUND, {
+      input: refundInput(pspPaymentId, 're_first_line', 5_000, { returnId: first.returnId }),
+    });
+    // 100.00 paid, 80.00 refunded: 20.00 is left of the second line's 50.00.
+    expect((await returnLines(order.id, [lines[1]!])).refundAmountCents).toBe(2_000);
+
+    const refundedInFull = orderPaid([5_000, 5_000], 10_000);
+    await run(RECORD_REFUND, {
+      input: refundInput(refundedInFull.pspPaymentId, 're_dashboard_full', 10_000),
+    });
+    expect((await returnLines(refundedInFull.order.id, [refundedInFull.lines[0]!])).refundAmountCents).toBe(
+      0,
+    );
   });
 
   it('refunds the returned lines’ prices when the payment equals the order total', async () => {

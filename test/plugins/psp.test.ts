@@ -174,6 +174,8 @@ interface Psp {
   /** A paid payment of `cents`; its PSP id. */
   pay(cents: number): string;
   refundsAtPsp(pspPaymentId: string): { id: string }[];
+  /** The return each refund of the payment names at the PSP, by refund id. */
+  returnsAtPsp(pspPaymentId: string): Record<string, unknown>;
   dashboardRefund(
     pspPaymentId: string,
     cents?: number,
@@ -194,6 +196,10 @@ const psps: Psp[] = [
     published: stripeRuntime.published,
     pay: (cents) => stripeStandIn.createPaymentIntent({ amount: cents }).id,
     refundsAtPsp: (id) => stripeStandIn.refunds(id),
+    returnsAtPsp: (id) =>
+      Object.fromEntries(
+        stripeStandIn.refunds(id).map((r) => [r.id, (r.metadata as Record<string, unknown>).return_id]),
+      ),
     async dashboardRefund(id, cents) {
       const { refund, event, delivery } = await stripeStandIn.refundFromDashboard(id, cents);
       return { refundId: refund.id, eventId: event.id, status: delivery!.status };
@@ -211,6 +217,7 @@ const psps: Psp[] = [
     published: paypalRuntime.published,
     pay: (cents) => paypalStandIn.createCapture({ amountCents: cents }).id,
     refundsAtPsp: (id) => paypalStandIn.refunds(id),
+    returnsAtPsp: (id) => Object.fromEntries(paypalStandIn.refunds(id).map((r) => [r.id, r.custom_id])),
     async dashboardRefund(id, cents) {
       const { refund, event, delivery } = await paypalStandIn.refundFromDashboard(id, cents);
       return { refundId: refund.id, eventId: event.id, status: delivery!.status };
@@ -269,6 +276,49 @@ describe.each(psps)('$name plugin', (psp) => {
       refundStatus: 'succeeded',
     });
     expect(psp.refundsAtPsp(id)).toHaveLength(1);
+  });
+
+  it('names the return at the PSP; a fully refunded payment answers the return’s own refund, never another’s', async () => {
+    const id = psp.pay(3000);
+    const forReturn = (returnId: string, refundAmountCents: number, options: CallOptions = {}) =>
+      run<Record<string, PaymentRefund>>(
+        psp.plugin,
+        `mutation ($input: RefundPaymentInput!) {
+          ${psp.refund}(input: $input) { pspRefundId refundedAmountCents }
+        }`,
+        {
+          input: {
+            pspPaymentId: id,
+            refundAmountCents,
+            currency: 'USD',
+            orderNumber: '2U-2026000124',
+            returnId,
+          },
+        },
+        options,
+      );
+    const own = (await forReturn('ret-own', 1000)).data![psp.refund]!.pspRefundId;
+    // Another return refunds the rest: the payment is fully refunded, by that return's refund last.
+    const other = (await forReturn('ret-other', 2000)).data![psp.refund]!.pspRefundId;
+    expect(psp.returnsAtPsp(id)).toEqual({ [own]: 'ret-own', [other]: 'ret-other' });
+
+    // The first return's step again, under a key the PSP no longer keeps: its own refund answers.
+    const again = await forReturn('ret-own', 1000, { key: `forgotten-key-${psp.name}` });
+    expect(again.errors).toBeUndefined();
+    expect(again.data![psp.refund]).toEqual({ pspRefundId: own, refundedAmountCents: 1000 });
+
+    // A third return, with something or nothing left to get: every refund is another return's.
+    for (const cents of [500, 0]) {
+      const third = await forReturn('ret-third', cents);
+      expect(codeOf(third)).toBe(ErrorCode.CONFLICT);
+      expect(errorOf(third)!.extensions).toMatchObject({
+        psp: psp.name.toLowerCase(),
+        pspCode: psp.name === 'STRIPE' ? 'charge_already_refunded' : 'CAPTURE_FULLY_REFUNDED',
+        pspRefundIds: expect.arrayContaining([own, other]),
+      });
+      expect(errorOf(third)!.message).toContain('none is for return ret-third');
+    }
+    expect(psp.refundsAtPsp(id)).toHaveLength(2);
   });
 
   it('answers IDEMPOTENCY_KEY_REUSED when a key comes back with another amount', async () => {

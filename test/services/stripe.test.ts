@@ -227,6 +227,25 @@ describe('Stripe stand-in', () => {
     expect(standIn.refunds(id)).toHaveLength(1);
   });
 
+  it('injects a 5xx from in front of the API that says Stripe-Should-Retry: false; the same key then refunds', async () => {
+    const { id } = standIn.createPaymentIntent({ amount: 2000 });
+    standIn.failNext({ method: 'POST', path: '/v1/refunds', status: 503, shouldRetry: false });
+    const retrying = sdk(standIn.secretKey, 2);
+    const refund = () =>
+      retrying.refunds.create({ payment_intent: id, amount: 100 }, { idempotencyKey: 'unavailable-1' });
+
+    const error = await rejection(refund());
+
+    expect(error).toBeInstanceOf(Stripe.errors.StripeAPIError);
+    expect(error).toMatchObject({ statusCode: 503, type: 'StripeAPIError' });
+    expect(error.headers?.['stripe-should-retry']).toBe('false');
+    // The SDK gave up at once, and nothing was saved under the key: the caller's retry refunds.
+    expect(standIn.calls('/v1/refunds').filter((c) => c.idempotencyKey === 'unavailable-1')).toHaveLength(1);
+    expect(standIn.refunds(id)).toEqual([]);
+    expect((await refund()).amount).toBe(100);
+    expect(standIn.refunds(id)).toHaveLength(1);
+  });
+
   it('answers 401 with Stripe bodies for a missing or wrong secret key', async () => {
     const wrong = await rejection(sdk('sk_test_wrong_key_123456').refunds.list());
     expect(wrong).toBeInstanceOf(Stripe.errors.StripeAuthenticationError);
