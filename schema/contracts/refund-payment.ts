@@ -1,5 +1,6 @@
-import { DomainError, ErrorCode } from '../../gateway/errors.js';
-import type { ActionContext, PluginRuntime } from '../../gateway/sdk/plugin.js';
+import type { z } from 'zod';
+import { DomainError, ErrorCode, httpStatusOf } from '../../gateway/errors.js';
+import type { ActionContext, PluginRuntime, RouteResponse } from '../../gateway/sdk/plugin.js';
 
 /**
  * The "refund a payment" Action contract, shared by its Implementations (stripe, paypal, stripe-v2):
@@ -103,27 +104,71 @@ export interface PspRefund extends PaymentRefund {
   currency: string;
 }
 
+export type Psp = 'STRIPE' | 'PAYPAL';
+
+/** What a PSP webhook answers when it took the event: each refund it announced, and whether it was new. */
+export interface PaymentRefundsPublished {
+  received: true;
+  /** Every refund was already published, with this status: nothing new was committed. */
+  duplicate: boolean;
+  refunds: Array<{ pspRefundId: string; refundStatus: PspRefund['refundStatus']; duplicate: boolean }>;
+}
+
 /**
- * Commits `payment.refunded.v1` for a refund a PSP's webhook announced, once per PSP event id (a
- * redelivered event is a duplicate); its receiver records the refund transaction once per refund id.
+ * The signal id of a refund in one status. A PSP announces a refund in several events (Stripe's
+ * `charge.refunded` lists every refund of the charge, and a refund has events of its own) and
+ * redelivers each until answered: keyed by the refund, each is committed once; keyed by its status
+ * too, a pending refund that settles is committed again, for its receiver to record the new state.
  */
-export async function publishPaymentRefunded(
+export const paymentRefundedId = (psp: Psp, refund: Pick<PspRefund, 'pspRefundId' | 'refundStatus'>) =>
+  `${psp}:${refund.pspRefundId}:${refund.refundStatus}`;
+
+/**
+ * Commits `payment.refunded.v1` for each refund a PSP's webhook announced, in the order given, once per
+ * refund and status (`paymentRefundedId`); its receiver records the refund transaction once per refund
+ * id and moves a pending one to its settled state.
+ */
+export async function publishPaymentRefunds(
   runtime: PluginRuntime,
-  psp: 'STRIPE' | 'PAYPAL',
-  refund: PspRefund,
-  eventId: string,
-): Promise<{ duplicate: boolean }> {
-  return runtime.publish(
-    'payment.refunded.v1',
-    {
-      psp,
-      pspPaymentId: refund.pspPaymentId,
-      pspRefundId: refund.pspRefundId,
-      refundedAmountCents: refund.refundedAmountCents,
-      currency: refund.currency,
-      refundStatus: refund.refundStatus,
-      refundCreatedAt: refund.refundCreatedAt,
-    },
-    { id: eventId },
-  );
+  psp: Psp,
+  refunds: readonly PspRefund[],
+): Promise<PaymentRefundsPublished> {
+  const published: PaymentRefundsPublished['refunds'] = [];
+  for (const refund of refunds) {
+    const { duplicate } = await runtime.publish(
+      'payment.refunded.v1',
+      {
+        psp,
+        pspPaymentId: refund.pspPaymentId,
+        pspRefundId: refund.pspRefundId,
+        refundedAmountCents: refund.refundedAmountCents,
+        currency: refund.currency,
+        refundStatus: refund.refundStatus,
+        refundCreatedAt: refund.refundCreatedAt,
+      },
+      { id: paymentRefundedId(psp, refund) },
+    );
+    published.push({ pspRefundId: refund.pspRefundId, refundStatus: refund.refundStatus, duplicate });
+  }
+  return { received: true, duplicate: published.every((r) => r.duplicate), refunds: published };
+}
+
+/**
+ * A webhook call refused, in the REST error shape (`{ code, message }`) with the code's HTTP status.
+ * The PSPs retry every non-2xx answer, so only what a retry cannot fix should be refused.
+ */
+export function refuseWebhook(
+  code: ErrorCode,
+  message: string,
+  headers?: Record<string, string>,
+): RouteResponse {
+  return { status: httpStatusOf(code), body: { code, message }, ...(headers ? { headers } : {}) };
+}
+
+/** Up to three of a payload's issues, each with its path under `at`: what is needed to find the problem. */
+export function describeIssues(error: z.ZodError, at: readonly string[] = []): string {
+  return error.issues
+    .slice(0, 3)
+    .map((issue) => `${[...at, ...issue.path.map(String)].join('.') || '(the body)'}: ${issue.message}`)
+    .join('; ');
 }

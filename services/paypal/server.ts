@@ -73,6 +73,16 @@ export interface PayPalCall {
   requestId?: string;
   status: number;
   replayed: boolean;
+  /** Calls to the same path in flight when this one arrived, itself included. */
+  inFlight: number;
+}
+
+/** Calls held back by `hold` until released. */
+export interface PayPalHold {
+  /** How many calls are waiting now. */
+  held(): number;
+  /** Lets the waiting calls and every later one through. */
+  release(): void;
 }
 
 export type PayPalObject = Record<string, unknown> & { id: string };
@@ -80,13 +90,20 @@ export type PayPalObject = Record<string, unknown> & { id: string };
 export interface WebhookDelivery {
   status: number;
   body: string;
+  /** What was sent: the transmission headers and the body, to send the same transmission again. */
+  request: { headers: Record<string, string>; body: string };
 }
 
 export interface PayPalDashboardRefund {
   refund: PayPalObject;
   event: PayPalObject;
-  /** The webhook endpoint's answer, when one is configured. */
+  /** The webhook endpoint's answer, when one is configured and the event was delivered. */
   delivery?: WebhookDelivery;
+}
+
+export interface PayPalDashboardRefundOptions {
+  /** false: the event is created but not sent (the endpoint was down); `redeliver` sends it later. @default true */
+  deliver?: boolean;
 }
 
 export interface PayPalStandIn {
@@ -99,6 +116,8 @@ export interface PayPalStandIn {
   /** Calls received, oldest first; only those whose path starts with `path` when given. */
   calls(path?: string): PayPalCall[];
   failNext(fault: PayPalFault): void;
+  /** Holds every call whose path starts with `path` (before it is answered) until released. */
+  hold(path: string): PayPalHold;
   seed(data: { captures?: CaptureSeed[] }): PayPalObject[];
   createCapture(seed: CaptureSeed): PayPalObject;
   /** A capture as GET /v2/payments/captures/{id} answers it now. */
@@ -108,14 +127,21 @@ export interface PayPalStandIn {
   /** Makes every issued access token expire now. */
   expireTokens(): void;
   /** A refund made by a person on paypal.com, followed by its signed `PAYMENT.CAPTURE.REFUNDED` event. */
-  refundFromDashboard(captureId: string, amountCents?: number): Promise<PayPalDashboardRefund>;
+  refundFromDashboard(
+    captureId: string,
+    amountCents?: number,
+    options?: PayPalDashboardRefundOptions,
+  ): Promise<PayPalDashboardRefund>;
   /** Signs and delivers any event (`id`, `create_time`… filled in), e.g. a type the endpoint does not handle. */
   sendEvent(event: {
     event_type: string;
     resource: Record<string, unknown>;
     resource_type?: string;
   }): Promise<{ event: PayPalObject; delivery: WebhookDelivery }>;
-  /** Sends an earlier event again with fresh transmission headers, as PayPal does when retrying. */
+  /**
+   * Sends an earlier event (again, or for the first time when it was held back) with fresh transmission
+   * headers, as PayPal does when retrying.
+   */
   redeliver(eventId: string): Promise<WebhookDelivery>;
   setWebhook(webhook: PayPalWebhookEndpoint | undefined): void;
 }
@@ -229,7 +255,9 @@ export async function startPayPal(options: PayPalStandInOptions = {}): Promise<P
   const events = new Map<string, string>();
   const requestIds = new Map<string, Saved>();
   const faults: PayPalFault[] = [];
+  const holds: Array<{ path: string; waiting: Array<() => void>; released: boolean }> = [];
   const recorded: PayPalCall[] = [];
+  const inFlight = new Map<string, number>();
   let url = '';
   const certUrl = () => `${url}/v1/notifications/certs/${certName}`;
 
@@ -619,8 +647,13 @@ export async function startPayPal(options: PayPalStandInOptions = {}): Promise<P
     const rawBody = Buffer.concat(chunks).toString('utf8');
     const requestId =
       typeof req.headers['paypal-request-id'] === 'string' ? req.headers['paypal-request-id'] : undefined;
-    const call: PayPalCall = { method, path, requestId, status: 0, replayed: false };
+    const running = (inFlight.get(path) ?? 0) + 1;
+    inFlight.set(path, running);
+    res.on('close', () => inFlight.set(path, (inFlight.get(path) ?? 1) - 1));
+    const call: PayPalCall = { method, path, requestId, status: 0, replayed: false, inFlight: running };
     recorded.push(call);
+    const hold = holds.find((h) => !h.released && path.startsWith(h.path));
+    if (hold) await new Promise<void>((resolve) => hold.waiting.push(resolve));
     const send = (status: number, body: unknown, contentType = 'application/json') => {
       call.status = status;
       res
@@ -697,21 +730,18 @@ export async function startPayPal(options: PayPalStandInOptions = {}): Promise<P
     const transmissionTime = iso();
     const signer = createSign('RSA-SHA256');
     signer.update(signatureBase(transmissionId, transmissionTime, webhook.webhookId, payload));
-    const response = await fetch(webhook.url, {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/json',
-        'paypal-auth-algo': 'SHA256withRSA',
-        'paypal-auth-version': 'v2',
-        'paypal-cert-url': certUrl(),
-        'paypal-transmission-id': transmissionId,
-        'paypal-transmission-sig': signer.sign(privateKey, 'base64'),
-        'paypal-transmission-time': transmissionTime,
-        'user-agent': 'PayPal/AUHD-214.0-58843958',
-      },
-      body: payload,
-    });
-    return { status: response.status, body: await response.text() };
+    const headers = {
+      'content-type': 'application/json',
+      'paypal-auth-algo': 'SHA256withRSA',
+      'paypal-auth-version': 'v2',
+      'paypal-cert-url': certUrl(),
+      'paypal-transmission-id': transmissionId,
+      'paypal-transmission-sig': signer.sign(privateKey, 'base64'),
+      'paypal-transmission-time': transmissionTime,
+      'user-agent': 'PayPal/AUHD-214.0-58843958',
+    };
+    const response = await fetch(webhook.url, { method: 'POST', headers, body: payload });
+    return { status: response.status, body: await response.text(), request: { headers, body: payload } };
   }
 
   await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
@@ -730,6 +760,17 @@ export async function startPayPal(options: PayPalStandInOptions = {}): Promise<P
     calls: (path) =>
       recorded.filter((c) => path === undefined || c.path.startsWith(path)).map((c) => ({ ...c })),
     failNext: (fault) => void faults.push({ ...fault }),
+    hold(path) {
+      const hold = { path, waiting: [] as Array<() => void>, released: false };
+      holds.push(hold);
+      return {
+        held: () => hold.waiting.length,
+        release() {
+          hold.released = true;
+          hold.waiting.splice(0).forEach((resume) => resume());
+        },
+      };
+    },
     seed: (data) => (data.captures ?? []).map(createCapture),
     createCapture,
     capture: (captureId) => {
@@ -744,7 +785,7 @@ export async function startPayPal(options: PayPalStandInOptions = {}): Promise<P
     expireTokens() {
       for (const token of tokens.keys()) tokens.set(token, 0);
     },
-    async refundFromDashboard(captureId, amountCents) {
+    async refundFromDashboard(captureId, amountCents, options = {}) {
       const capture = captures.get(captureId);
       if (!capture) throw new Error(`No such capture: '${captureId}'`);
       let refund: Refund;
@@ -771,7 +812,11 @@ export async function startPayPal(options: PayPalStandInOptions = {}): Promise<P
         summary: `A ${amount.value} ${amount.currency_code} capture payment was refunded`,
         resource,
       });
-      return { refund: resource, event, ...(webhook ? { delivery: await deliver(payload) } : {}) };
+      return {
+        refund: resource,
+        event,
+        ...(webhook && options.deliver !== false ? { delivery: await deliver(payload) } : {}),
+      };
     },
     async sendEvent(partial) {
       const { event, payload } = newEvent({

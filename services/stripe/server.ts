@@ -12,6 +12,11 @@ import type { AddressInfo } from 'node:net';
  * Implemented: PaymentIntents (retrieve), Charges (retrieve, list; their refunds when expanded), Refunds
  * (create, retrieve, list), the public receipt page. Everything else answers 404 as Stripe does for an
  * unknown URL.
+ *
+ * Webhooks: the endpoint receives what the stripe Plugin subscribes to — `charge.refunded` when a
+ * refund is made (its Charge, which since API version 2022-11-15 no longer embeds its refunds) and
+ * `charge.refund.updated` when a pending refund settles (the Refund). A delivery can be held back and
+ * sent later, as Stripe does when an endpoint was unreachable.
  */
 
 export interface StripeStandInOptions {
@@ -83,8 +88,18 @@ export type StripeObject = Record<string, unknown> & { id: string; object: strin
 export interface DashboardRefund {
   refund: StripeObject;
   event: StripeObject;
-  /** The webhook endpoint's answer, when one is configured. */
+  /** The webhook endpoint's answer, when one is configured and the event was delivered. */
   delivery?: WebhookDelivery;
+}
+
+export interface DashboardRefundOptions {
+  /**
+   * `pending`: the refund waits for the card network (as some payment methods' refunds do) until
+   * `settleRefund`. @default 'succeeded'
+   */
+  status?: 'succeeded' | 'pending';
+  /** false: the event is created but not sent (the endpoint was down); `redeliver` sends it later. @default true */
+  deliver?: boolean;
 }
 
 export interface WebhookDelivery {
@@ -106,13 +121,29 @@ export interface StripeStandIn {
   refunds(paymentIntentId?: string): StripeObject[];
   charge(chargeId: string): StripeObject | undefined;
   /** A refund made by a person in the Stripe dashboard, followed by its signed `charge.refunded` event. */
-  refundFromDashboard(paymentIntentId: string, amount?: number): Promise<DashboardRefund>;
+  refundFromDashboard(
+    paymentIntentId: string,
+    amount?: number,
+    options?: DashboardRefundOptions,
+  ): Promise<DashboardRefund>;
+  /**
+   * A pending refund settles: it succeeds, or fails and its amount goes back onto the charge; then its
+   * signed `charge.refund.updated` event.
+   */
+  settleRefund(
+    refundId: string,
+    status: 'succeeded' | 'failed',
+    options?: Pick<DashboardRefundOptions, 'deliver'>,
+  ): Promise<DashboardRefund>;
   /** Signs and delivers any event (`id`, `created`… filled in), e.g. a type the endpoint does not handle. */
   sendEvent(event: {
     type: string;
     data: { object: Record<string, unknown> };
   }): Promise<{ event: StripeObject; delivery: WebhookDelivery }>;
-  /** Sends an earlier event again, freshly signed, as Stripe does when retrying a delivery. */
+  /**
+   * Sends an earlier event (again, or for the first time when it was held back), freshly signed, as
+   * Stripe does when retrying a delivery.
+   */
   redeliver(eventId: string): Promise<WebhookDelivery>;
   setWebhook(webhook: StripeWebhookEndpoint | undefined): void;
 }
@@ -282,7 +313,7 @@ export async function startStripe(options: StripeStandInOptions = {}): Promise<S
     [...refunds.values()].filter(filter).reverse();
 
   /** Creates a refund as Stripe does, or throws Stripe's error. */
-  function createRefund(params: Params): StripeObject {
+  function createRefund(params: Params, status: 'succeeded' | 'pending' = 'succeeded'): StripeObject {
     let charge: StripeObject | undefined;
     if (typeof params.payment_intent === 'string') {
       const intent = paymentIntents.get(params.payment_intent);
@@ -349,10 +380,11 @@ export async function startStripe(options: StripeStandInOptions = {}): Promise<S
       reason: params.reason ?? null,
       receipt_number: null,
       source_transfer_reversal: null,
-      status: 'succeeded',
+      status,
       transfer_reversal: null,
     };
     refunds.set(refund.id, refund);
+    // A pending refund counts as refunded on its charge until it fails.
     charge.amount_refunded = alreadyRefunded + amount;
     charge.refunded = alreadyRefunded + amount >= chargeAmount;
     return structuredClone(refund);
@@ -651,6 +683,30 @@ export async function startStripe(options: StripeStandInOptions = {}): Promise<S
     return { status: response.status, body: await response.text() };
   }
 
+  /** An event about `object` as Stripe creates it when something happens in the dashboard. */
+  function newEvent(type: string, object: StripeObject, data: Record<string, unknown>): StripeObject {
+    const event: StripeObject = {
+      id: stripeId('evt'),
+      object: 'event',
+      api_version: API_VERSION,
+      created: now(),
+      data: { object: structuredClone(object), ...data },
+      livemode: false,
+      pending_webhooks: webhook ? 1 : 0,
+      request: { id: stripeId('req'), idempotency_key: randomUUID() },
+      type,
+    };
+    events.set(event.id, event);
+    return event;
+  }
+
+  async function deliverUnlessHeld(
+    options: { deliver?: boolean },
+    event: StripeObject,
+  ): Promise<{ delivery?: WebhookDelivery }> {
+    return webhook && options.deliver !== false ? { delivery: await deliver(event) } : {};
+  }
+
   await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
   url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
@@ -675,41 +731,46 @@ export async function startStripe(options: StripeStandInOptions = {}): Promise<S
       const charge = charges.get(chargeId);
       return charge && structuredClone(charge);
     },
-    async refundFromDashboard(paymentIntentId, amount) {
+    async refundFromDashboard(paymentIntentId, amount, options = {}) {
       const intent = paymentIntents.get(paymentIntentId);
       if (!intent) throw new Error(`No such payment_intent: '${paymentIntentId}'`);
       const charge = charges.get(intent.latest_charge as string)!;
       const before = { amount_refunded: charge.amount_refunded, refunded: charge.refunded };
       let refund: StripeObject;
       try {
-        refund = createRefund({
-          payment_intent: paymentIntentId,
-          ...(amount === undefined ? {} : { amount: String(amount) }),
-        });
+        refund = createRefund(
+          { payment_intent: paymentIntentId, ...(amount === undefined ? {} : { amount: String(amount) }) },
+          options.status,
+        );
       } catch (error) {
         throw error instanceof StripeApiError ? new Error(error.message) : error;
       }
-      const event: StripeObject = {
-        id: stripeId('evt'),
-        object: 'event',
-        api_version: API_VERSION,
-        created: now(),
-        // Since API version 2022-11-15 a Charge no longer embeds its refunds: list them to find this one.
-        data: {
-          object: structuredClone(charge),
-          previous_attributes:
-            before.refunded === charge.refunded ? { amount_refunded: before.amount_refunded } : before,
-        },
-        livemode: false,
-        pending_webhooks: webhook ? 1 : 0,
-        request: { id: stripeId('req'), idempotency_key: randomUUID() },
-        type: 'charge.refunded',
-      };
-      events.set(event.id, event);
+      // Since API version 2022-11-15 a Charge no longer embeds its refunds: list them to find this one.
+      const event = newEvent('charge.refunded', charge, {
+        previous_attributes:
+          before.refunded === charge.refunded ? { amount_refunded: before.amount_refunded } : before,
+      });
+      return { refund, event: structuredClone(event), ...(await deliverUnlessHeld(options, event)) };
+    },
+    async settleRefund(refundId, status, options = {}) {
+      const refund = refunds.get(refundId);
+      if (!refund) throw new Error(`No such refund: '${refundId}'`);
+      if (refund.status !== 'pending')
+        throw new Error(`Refund ${refundId} is ${String(refund.status)}, not pending`);
+      refund.status = status;
+      if (status === 'failed') {
+        // The money goes back onto the charge: it can be refunded again.
+        const charge = charges.get(refund.charge as string)!;
+        charge.amount_refunded = (charge.amount_refunded as number) - (refund.amount as number);
+        charge.refunded = false;
+        refund.failure_reason = 'expired_or_canceled_card';
+        refund.failure_balance_transaction = stripeId('txn');
+      }
+      const event = newEvent('charge.refund.updated', refund, { previous_attributes: { status: 'pending' } });
       return {
-        refund,
+        refund: structuredClone(refund),
         event: structuredClone(event),
-        ...(webhook ? { delivery: await deliver(event) } : {}),
+        ...(await deliverUnlessHeld(options, event)),
       };
     },
     async sendEvent(partial) {

@@ -106,24 +106,25 @@ export function fromPayPalValue(value: string, currency: string): number | undef
   return Number(match[1]) * 10 ** exponent + Number((match[2] ?? '').padEnd(exponent, '0') || 0);
 }
 
-const statusOf = (status: string | undefined): PspRefund['refundStatus'] =>
+/** A PayPal refund's status as the contract says it. */
+export const refundStatusOf = (status: string | undefined): PspRefund['refundStatus'] =>
   status === 'COMPLETED' ? 'succeeded' : status === 'FAILED' || status === 'CANCELLED' ? 'failed' : 'pending';
 
 const lastSegment = (href: string | undefined) => href?.split('?')[0]!.split('/').filter(Boolean).pop();
 
 /** The capture a refund belongs to: the last segment of its `up` link (as the reference system read it). */
-const captureOf = (links: readonly { rel: string; href: string }[] | undefined) =>
+export const captureOfLinks = (links: readonly { rel: string; href: string }[] | undefined) =>
   lastSegment(links?.find((l) => l.rel === 'up' && l.href.includes('/captures/'))?.href);
 
 function toResult(refund: Refund, captureId: string, fallbackCents?: number): PspRefund {
   const currency = (refund.amount?.currencyCode ?? 'USD').toUpperCase();
   const cents = refund.amount ? fromPayPalValue(refund.amount.value, currency) : undefined;
   return {
-    pspPaymentId: captureOf(refund.links) ?? captureId,
+    pspPaymentId: captureOfLinks(refund.links) ?? captureId,
     pspRefundId: refund.id ?? '',
     refundedAmountCents: cents ?? fallbackCents ?? 0,
     currency,
-    refundStatus: statusOf(refund.status),
+    refundStatus: refundStatusOf(refund.status),
     refundCreatedAt: refund.createTime ? new Date(refund.createTime).toISOString() : new Date().toISOString(),
   };
 }
@@ -203,7 +204,7 @@ async function refundsOfCapture(captureId: string): Promise<Refund[]> {
   return (
     (order.purchaseUnits ?? [])
       .flatMap((unit) => unit.payments?.refunds ?? [])
-      .filter((refund) => captureOf(refund.links) === captureId)
+      .filter((refund) => captureOfLinks(refund.links) === captureId)
       // The order lists them oldest first; PayPal's times are to the second, so ties keep that order, reversed.
       .reverse()
       .sort((a, b) => (b.createTime ?? '').localeCompare(a.createTime ?? ''))
@@ -318,7 +319,7 @@ function captureDetailsOf(
     throw new Error(`PayPal answered capture ${captureId} without an amount in ${currency} minor units`);
   const refunds = (order?.purchaseUnits ?? [])
     .flatMap((unit) => unit.payments?.refunds ?? [])
-    .filter((refund) => captureOf(refund.links) === captureId)
+    .filter((refund) => captureOfLinks(refund.links) === captureId)
     .map((refund) => toResult(refund, captureId))
     // The order lists them oldest first; PayPal's times are to the second, so ties keep that order, reversed.
     .reverse()
@@ -416,39 +417,4 @@ export async function verifyWebhookSignature(transmission: Transmission, rawEven
   const { result } = await request.callAsText();
   const answer = JSON.parse(result) as { verification_status?: string };
   return answer.verification_status === 'SUCCESS';
-}
-
-/** The refund a `PAYMENT.CAPTURE.REFUNDED` event carries (its `resource`, in PayPal's wire format). */
-export function refundOfWebhookResource(resource: unknown): PspRefund | undefined {
-  if (typeof resource !== 'object' || resource === null) return undefined;
-  const r = resource as {
-    id?: unknown;
-    status?: unknown;
-    create_time?: unknown;
-    amount?: { value?: unknown; currency_code?: unknown };
-    links?: { rel: string; href: string }[];
-  };
-  const captureId = captureOf(Array.isArray(r.links) ? r.links : undefined);
-  const currency =
-    typeof r.amount?.currency_code === 'string' ? r.amount.currency_code.toUpperCase() : undefined;
-  const cents =
-    currency && typeof r.amount?.value === 'string' ? fromPayPalValue(r.amount.value, currency) : undefined;
-  const created = typeof r.create_time === 'string' ? new Date(r.create_time) : undefined;
-  if (
-    typeof r.id !== 'string' ||
-    !captureId ||
-    !currency ||
-    cents === undefined ||
-    !created ||
-    isNaN(+created)
-  )
-    return undefined;
-  return {
-    pspPaymentId: captureId,
-    pspRefundId: r.id,
-    refundedAmountCents: cents,
-    currency,
-    refundStatus: statusOf(typeof r.status === 'string' ? r.status : undefined),
-    refundCreatedAt: created.toISOString(),
-  };
 }

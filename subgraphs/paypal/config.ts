@@ -10,9 +10,12 @@ import { readPluginEnv, type Env } from '../../gateway/sdk/config.js';
 export const PAYPAL_LIVE = 'https://api-m.paypal.com';
 export const PAYPAL_SANDBOX = 'https://api-m.sandbox.paypal.com';
 
-const api = z.object({
+const apiBase = z.object({
   /** Where the PayPal REST API is. Defaults to the sandbox, as the SDK does. */
   PAYPAL_API_BASE: z.url({ protocol: /^https?$/ }).default(PAYPAL_SANDBOX),
+});
+
+const api = apiBase.extend({
   PAYPAL_CLIENT_ID: z.string().min(1),
   PAYPAL_CLIENT_SECRET: z.string().min(1),
 });
@@ -20,6 +23,14 @@ const api = z.object({
 const webhook = z.object({
   /** The id PayPal gave the webhook that calls `/paypal/webhook/`: signatures are computed with it. */
   PAYPAL_WEBHOOK_ID: z.string().min(1),
+});
+
+const webhookLimits = z.object({
+  /**
+   * Calls to PayPal's verify-webhook-signature in flight at once: every webhook call that passes the
+   * local checks costs one, so a flood of forged ones is bounded here; beyond it the call is 429.
+   */
+  PAYPAL_WEBHOOK_MAX_VERIFICATIONS: z.coerce.number().int().min(1).max(100).default(4),
 });
 
 const receipt = z.object({
@@ -35,6 +46,8 @@ const HINTS: Record<string, string> = {
   PAYPAL_CLIENT_SECRET: "the PayPal REST app's client secret",
   PAYPAL_WEBHOOK_ID:
     'the id of the PayPal webhook that calls /paypal/webhook/ (developer dashboard → app → webhooks)',
+  PAYPAL_WEBHOOK_MAX_VERIFICATIONS:
+    'how many verify-webhook-signature calls may be in flight at once, an integer from 1 to 100 (default 4)',
   PAYPAL_ACTIVITY_URL_BASE:
     'the URL the capture id is appended to, e.g. https://www.paypal.com/activity/payment/',
 };
@@ -54,6 +67,15 @@ export function payPalApiConfig(env: Env = process.env): PayPalApiConfig {
     clientId: values.PAYPAL_CLIENT_ID,
     clientSecret: values.PAYPAL_CLIENT_SECRET,
   };
+}
+
+/** The API base alone: where the stand-in serves its webhook certificate too. */
+export function payPalApiBase(env: Env = process.env): URL {
+  return new URL(read(apiBase, env).PAYPAL_API_BASE);
+}
+
+export function payPalWebhookLimits(env: Env = process.env): { maxVerifications: number } {
+  return { maxVerifications: read(webhookLimits, env).PAYPAL_WEBHOOK_MAX_VERIFICATIONS };
 }
 
 export function payPalWebhookId(env: Env = process.env): string {

@@ -1,6 +1,6 @@
 import Stripe from 'stripe';
 import { DomainError, ErrorCode } from '../../gateway/errors.js';
-import { stripeApiConfig, stripeWebhookSecret } from './config.js';
+import { stripeApiConfig } from './config.js';
 import {
   refundAnsweringReturn,
   refundedForOtherReturns,
@@ -45,7 +45,18 @@ const statusOf = (status: string | null | undefined): PspRefund['refundStatus'] 
       ? 'pending'
       : 'failed';
 
-function toResult(refund: Stripe.Refund): PspRefund {
+/** The fields of a Refund the Plugin reads: an SDK Refund, or one a webhook event carries. */
+export interface StripeRefundFields {
+  id: string;
+  amount: number;
+  currency: string;
+  status?: string | null;
+  /** Unix seconds. */
+  created: number;
+  payment_intent?: string | { id: string } | null;
+}
+
+function toResult(refund: StripeRefundFields): PspRefund {
   const paymentIntent = refund.payment_intent;
   return {
     pspPaymentId: typeof paymentIntent === 'string' ? paymentIntent : (paymentIntent?.id ?? ''),
@@ -228,36 +239,24 @@ export async function paymentIntentDetails(paymentIntentId: string): Promise<Str
   }
 }
 
-export type WebhookEvent = Stripe.Event;
-
 /**
- * The event of a webhook call, verified against its `Stripe-Signature` with the endpoint's secret.
- * Throws `Stripe.errors.StripeSignatureVerificationError` for a bad signature and `SyntaxError` for a
- * signed body that is not JSON.
+ * A refund in the contract's shape, as the API lists it or an event carries it. A refund without its
+ * PaymentIntent (of a charge made without one, or not expanded) gets `paymentIntentId`.
  */
-export function verifyWebhook(rawBody: Buffer, signature: string): Stripe.Event {
-  return Stripe.webhooks.constructEvent(rawBody, signature, stripeWebhookSecret());
+export function pspRefundOf(refund: StripeRefundFields, paymentIntentId?: string): PspRefund {
+  const result = toResult(refund);
+  return result.pspPaymentId || !paymentIntentId ? result : { ...result, pspPaymentId: paymentIntentId };
 }
 
-export const isSignatureError = (error: unknown): boolean =>
-  error instanceof Stripe.errors.StripeSignatureVerificationError;
-
-/**
- * The refund a `charge.refunded` event is about: the charge's most recent. Since API version
- * 2022-11-15 a Charge no longer embeds its refunds, so they are listed when the event lacks them.
- */
-export async function refundOfRefundedCharge(charge: Stripe.Charge): Promise<PspRefund | undefined> {
-  const embedded = (charge as { refunds?: { data?: Stripe.Refund[] } | null }).refunds?.data;
-  const refunds = embedded?.length
-    ? embedded
-    : (await stripe().refunds.list({ charge: charge.id, limit: 100 })).data;
-  const latest = refunds.reduce<Stripe.Refund | undefined>(
-    (best, refund) => (!best || refund.created > best.created ? refund : best),
-    undefined,
-  );
-  if (!latest) return undefined;
-  const result = toResult(latest);
-  if (!result.pspPaymentId && typeof charge.payment_intent === 'string')
-    result.pspPaymentId = charge.payment_intent;
-  return result;
+/** Every refund of a charge, oldest first, as Stripe has them now (current statuses): one call per 100. */
+export async function refundsOfCharge(chargeId: string, paymentIntentId?: string): Promise<PspRefund[]> {
+  const refunds: PspRefund[] = [];
+  try {
+    for await (const refund of stripe().refunds.list({ charge: chargeId, limit: 100 }))
+      refunds.push(pspRefundOf(refund, paymentIntentId));
+  } catch (error) {
+    throw asDomainError(error);
+  }
+  // Stripe lists newest first.
+  return refunds.reverse();
 }

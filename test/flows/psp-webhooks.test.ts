@@ -1,6 +1,9 @@
-import { createHmac, randomUUID } from 'node:crypto';
+import { createHmac, randomBytes, randomUUID } from 'node:crypto';
+import Stripe from 'stripe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ErrorCode, httpStatusOf } from '../../gateway/errors.js';
 import { DEMO } from '../../services/demo.js';
+import { STRIPE_WEBHOOK_SECRET } from '../../services/embedded.js';
 import { startCommerceCoordinator, type CommerceCoordinator } from '../support/commerce.js';
 import { waitFor } from '../support/wait.js';
 
@@ -147,23 +150,18 @@ async function recordedRun(pspRefundId: string): Promise<ReceiverRun> {
   return run!;
 }
 
-/** Refunds in the PSP's dashboard; with `deliver: false` the PSP does not call the webhook. */
+/** Refunds in the PSP's dashboard; with `deliver: false` the PSP does not call the webhook (yet). */
 async function refundInDashboard(
   o: SeededOrder,
   cents: number | undefined,
-  options: { deliver?: boolean } = {},
+  options: { deliver?: boolean; status?: 'pending' } = {},
 ) {
   const { stripe, paypal } = cc.services;
-  if (options.deliver === false) (o.psp === 'STRIPE' ? stripe : paypal).setWebhook(undefined);
-  try {
-    const made =
-      o.psp === 'STRIPE'
-        ? await stripe.refundFromDashboard(o.pspPaymentId, cents)
-        : await paypal.refundFromDashboard(o.pspPaymentId, cents);
-    return { refundId: made.refund.id, eventId: made.event.id, event: made.event, delivery: made.delivery };
-  } finally {
-    cc.services.connectWebhooks(cc.url);
-  }
+  const made =
+    o.psp === 'STRIPE'
+      ? await stripe.refundFromDashboard(o.pspPaymentId, cents, options)
+      : await paypal.refundFromDashboard(o.pspPaymentId, cents, options);
+  return { refundId: made.refund.id, eventId: made.event.id, event: made.event, delivery: made.delivery };
 }
 
 const redeliver = (o: SeededOrder, eventId: string) =>
@@ -176,7 +174,11 @@ describe.each(['STRIPE', 'PAYPAL'] as const)('a refund made in the %s dashboard'
     const { refundId, eventId, delivery } = await refundInDashboard(order, 5_000);
 
     expect(delivery).toMatchObject({ status: 200 });
-    expect(JSON.parse(delivery!.body)).toEqual({ received: true, duplicate: false });
+    expect(JSON.parse(delivery!.body)).toEqual({
+      received: true,
+      duplicate: false,
+      refunds: [{ pspRefundId: refundId, refundStatus: 'succeeded', duplicate: false }],
+    });
     const run = await recordedRun(refundId);
     expect(run).toMatchObject({
       receiver: 'record-psp-refund',
@@ -200,7 +202,7 @@ describe.each(['STRIPE', 'PAYPAL'] as const)('a refund made in the %s dashboard'
     const again = await redeliver(order, eventId);
 
     expect(again.status).toBe(200);
-    expect(JSON.parse(again.body)).toEqual({ received: true, duplicate: true });
+    expect(JSON.parse(again.body)).toMatchObject({ received: true, duplicate: true });
     expect(await receiverRuns(refundId)).toHaveLength(1);
     expect(refundTransactions(order)).toHaveLength(1);
     expect(pspRefundIds(order)).toEqual([refundId]);
@@ -283,7 +285,7 @@ describe('a webhook call the PSP did not sign', () => {
     });
 
     expect(response.status).toBe(403);
-    expect(await response.json()).toMatchObject({ code: 'invalid_signature' });
+    expect(await response.json()).toMatchObject({ code: ErrorCode.INVALID_SIGNATURE });
     const unsigned = await cc.request('/stripe/webhook/', {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -299,7 +301,7 @@ describe('a webhook call the PSP did not sign', () => {
     expect(refundTransactions(order).map((t) => t.interactionId)).toEqual([refundId]);
   });
 
-  it('PayPal: 400, nothing recorded; the genuine delivery of the same event is recorded once', async () => {
+  it('PayPal: 403, nothing recorded; the genuine delivery of the same event is recorded once', async () => {
     const order = seedOrder('PAYPAL');
     const { refundId, eventId, event } = await refundInDashboard(order, 2_500, { deliver: false });
     const transmission = {
@@ -307,7 +309,7 @@ describe('a webhook call the PSP did not sign', () => {
       'paypal-cert-url': cc.services.paypal.certUrl,
       'paypal-transmission-id': randomUUID(),
       'paypal-transmission-time': new Date().toISOString(),
-      'paypal-transmission-sig': Buffer.from('not a signature of this body').toString('base64'),
+      'paypal-transmission-sig': randomBytes(256).toString('base64'),
     };
 
     const response = await cc.request('/paypal/webhook/', {
@@ -316,20 +318,256 @@ describe('a webhook call the PSP did not sign', () => {
       body: JSON.stringify(event),
     });
 
-    expect(response.status).toBe(400);
-    expect(await response.json()).toMatchObject({ code: 'invalid_signature' });
+    expect(response.status).toBe(403);
+    expect(await response.json()).toMatchObject({ code: ErrorCode.INVALID_SIGNATURE });
     const { 'paypal-transmission-sig': _, ...unsigned } = transmission;
     const withoutSignature = await cc.request('/paypal/webhook/', {
       method: 'POST',
       headers: { 'content-type': 'application/json', ...unsigned },
       body: JSON.stringify(event),
     });
-    expect(withoutSignature.status).toBe(400);
+    expect(withoutSignature.status).toBe(403);
     expect(await receiverRuns(refundId)).toEqual([]);
     expect(refundTransactions(order)).toEqual([]);
 
     expect((await cc.services.paypal.redeliver(eventId)).status).toBe(200);
     await recordedRun(refundId);
     expect(refundTransactions(order).map((t) => t.interactionId)).toEqual([refundId]);
+  });
+});
+
+describe('a Stripe charge.refunded delivered late, after several refunds of its charge', () => {
+  it('records every refund of the charge once; the other events and redeliveries record nothing more', async () => {
+    const order = seedOrder('STRIPE', [2_500, 2_500]);
+    const first = await refundInDashboard(order, 2_000, { deliver: false });
+    const second = await refundInDashboard(order, 3_000, { deliver: false });
+
+    // Stripe was unable to reach the endpoint; the first event arrives when both refunds exist.
+    const late = await redeliver(order, first.eventId);
+
+    expect(late.status).toBe(200);
+    expect(JSON.parse(late.body)).toMatchObject({ received: true, duplicate: false });
+    await recordedRun(first.refundId);
+    await recordedRun(second.refundId);
+    const recorded = () =>
+      refundTransactions(order)
+        .map((t) => [t.interactionId, t.amount.centAmount, t.state])
+        .sort((a, b) => Number(a[1]) - Number(b[1]));
+    expect(recorded()).toEqual([
+      [first.refundId, 2_000, 'Success'],
+      [second.refundId, 3_000, 'Success'],
+    ]);
+
+    for (const eventId of [second.eventId, first.eventId]) {
+      const again = await redeliver(order, eventId);
+      expect(again.status).toBe(200);
+      expect(JSON.parse(again.body)).toMatchObject({ received: true, duplicate: true });
+    }
+    expect(await receiverRuns(first.refundId)).toHaveLength(1);
+    expect(await receiverRuns(second.refundId)).toHaveLength(1);
+    expect(recorded()).toHaveLength(2);
+  });
+});
+
+describe('a pending Stripe refund that settles later', () => {
+  it.each([
+    ['succeeded', 'Success'],
+    ['failed', 'Failure'],
+  ] as const)('%s: recorded Pending, then %s, once each', async (settlement, state) => {
+    const order = seedOrder('STRIPE');
+    const { refundId, eventId, delivery } = await refundInDashboard(order, 1_500, { status: 'pending' });
+    expect(delivery).toMatchObject({ status: 200 });
+    await waitFor(
+      () =>
+        expect(refundTransactions(order)).toEqual([
+          expect.objectContaining({ interactionId: refundId, state: 'Pending' }),
+        ]),
+      { what: 'the pending refund recorded' },
+    );
+
+    const settled = await cc.services.stripe.settleRefund(refundId, settlement);
+
+    expect(settled.delivery).toMatchObject({ status: 200 });
+    expect(JSON.parse(settled.delivery!.body)).toMatchObject({ received: true, duplicate: false });
+    await waitFor(
+      () =>
+        expect(refundTransactions(order)).toEqual([
+          expect.objectContaining({
+            interactionId: refundId,
+            state,
+            amount: expect.objectContaining({ centAmount: 1_500 }),
+          }),
+        ]),
+      { what: `the refund recorded ${state}` },
+    );
+    // The charge.refunded event again, now listing the settled refund: already committed.
+    const again = await redeliver(order, eventId);
+    expect(JSON.parse(again.body)).toMatchObject({ received: true, duplicate: true });
+    await waitFor(async () =>
+      expect((await receiverRuns(refundId)).map((r) => r.status)).toEqual(['COMPLETED', 'COMPLETED']),
+    );
+    expect(refundTransactions(order)).toHaveLength(1);
+  });
+});
+
+describe('a signed Stripe event the Plugin cannot read', () => {
+  it('is 400 BAD_REQUEST, never a 500', async () => {
+    const { delivery } = await cc.services.stripe.sendEvent({
+      type: 'charge.refunded',
+      data: {} as { object: Record<string, unknown> },
+    });
+    expect(delivery.status).toBe(400);
+    expect(JSON.parse(delivery.body)).toMatchObject({ code: ErrorCode.BAD_REQUEST });
+  });
+});
+
+describe('a Stripe-Signature outside the 300 s tolerance', () => {
+  it.each([
+    ['in the future', 600],
+    ['in the past', -600],
+  ])('%s: 403 INVALID_SIGNATURE, nothing recorded', async (_, offset) => {
+    const order = seedOrder('STRIPE');
+    const { refundId, event } = await refundInDashboard(order, 1_000, { deliver: false });
+    const body = JSON.stringify(event, null, 2);
+    const signature = Stripe.webhooks.generateTestHeaderString({
+      payload: body,
+      secret: STRIPE_WEBHOOK_SECRET,
+      timestamp: Math.floor(Date.now() / 1000) + offset,
+    });
+
+    const response = await cc.request('/stripe/webhook/', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'stripe-signature': signature },
+      body,
+    });
+
+    expect(response.status).toBe(403);
+    expect(await response.json()).toMatchObject({ code: ErrorCode.INVALID_SIGNATURE });
+    expect(await receiverRuns(refundId)).toEqual([]);
+    expect(refundTransactions(order)).toEqual([]);
+  });
+});
+
+describe('a PayPal webhook call that can be refused without asking PayPal', () => {
+  it('costs no verify-webhook-signature call, whatever is wrong with it', async () => {
+    const order = seedOrder('PAYPAL');
+    const { refundId, event } = await refundInDashboard(order, 1_000, { deliver: false });
+    const body = JSON.stringify(event);
+    const minutes = (n: number) => new Date(Date.now() + n * 60_000).toISOString();
+    const certPath = new URL(cc.services.paypal.certUrl).pathname;
+    const plausible: Record<string, string> = {
+      'paypal-auth-algo': 'SHA256withRSA',
+      'paypal-cert-url': cc.services.paypal.certUrl,
+      'paypal-transmission-id': randomUUID(),
+      'paypal-transmission-time': minutes(0),
+      'paypal-transmission-sig': randomBytes(256).toString('base64'),
+    };
+    const without = (name: string) =>
+      Object.fromEntries(Object.entries(plausible).filter(([h]) => h !== name));
+    const cases: Array<[string, Record<string, string>, string, ErrorCode]> = [
+      ...Object.keys(plausible).map((h): [string, Record<string, string>, string, ErrorCode] => [
+        `without ${h}`,
+        without(h),
+        body,
+        ErrorCode.INVALID_SIGNATURE,
+      ]),
+      [
+        'a transmission id that is no id',
+        { ...plausible, 'paypal-transmission-id': 'x; drop' },
+        body,
+        ErrorCode.INVALID_SIGNATURE,
+      ],
+      [
+        'a transmission time that is no time',
+        { ...plausible, 'paypal-transmission-time': 'yesterday' },
+        body,
+        ErrorCode.INVALID_SIGNATURE,
+      ],
+      [
+        'sent 10 minutes ago',
+        { ...plausible, 'paypal-transmission-time': minutes(-10) },
+        body,
+        ErrorCode.INVALID_SIGNATURE,
+      ],
+      [
+        'sent 10 minutes ahead',
+        { ...plausible, 'paypal-transmission-time': minutes(10) },
+        body,
+        ErrorCode.INVALID_SIGNATURE,
+      ],
+      [
+        'a signature too short to be RSA',
+        { ...plausible, 'paypal-transmission-sig': Buffer.from('not a signature').toString('base64') },
+        body,
+        ErrorCode.INVALID_SIGNATURE,
+      ],
+      [
+        'a signature that is not base64',
+        { ...plausible, 'paypal-transmission-sig': '%%% not base64 %%%' },
+        body,
+        ErrorCode.INVALID_SIGNATURE,
+      ],
+      [
+        'an unknown signing algorithm',
+        { ...plausible, 'paypal-auth-algo': 'none' },
+        body,
+        ErrorCode.INVALID_SIGNATURE,
+      ],
+      [
+        'a certificate off PayPal',
+        { ...plausible, 'paypal-cert-url': `https://paypal.example.com${certPath}` },
+        body,
+        ErrorCode.INVALID_SIGNATURE,
+      ],
+      [
+        'a certificate on a look-alike host',
+        { ...plausible, 'paypal-cert-url': `https://api.paypal.com.example.net${certPath}` },
+        body,
+        ErrorCode.INVALID_SIGNATURE,
+      ],
+      [
+        'a certificate on PayPal over http',
+        { ...plausible, 'paypal-cert-url': `http://api.paypal.com${certPath}` },
+        body,
+        ErrorCode.INVALID_SIGNATURE,
+      ],
+      [
+        'a certificate URL that is no URL',
+        { ...plausible, 'paypal-cert-url': 'api.paypal.com' },
+        body,
+        ErrorCode.INVALID_SIGNATURE,
+      ],
+      ['a body that is not JSON', plausible, 'not json', ErrorCode.BAD_REQUEST],
+      ['a body that is not a PayPal event', plausible, '{"hello":"world"}', ErrorCode.BAD_REQUEST],
+      [
+        'a refund event without its refund',
+        plausible,
+        JSON.stringify({ ...event, resource: {} }),
+        ErrorCode.BAD_REQUEST,
+      ],
+    ];
+    const verifications = () => cc.services.paypal.calls('/v1/notifications/verify-webhook-signature').length;
+    const before = verifications();
+
+    const answers = [];
+    for (const [what, headers, payload] of cases) {
+      const calls = verifications();
+      const response = await cc.request('/paypal/webhook/', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...headers },
+        body: payload,
+      });
+      const { code } = (await response.json()) as { code: string };
+      answers.push({ what, status: response.status, code, verifications: verifications() - calls });
+    }
+
+    expect(answers).toEqual(
+      cases.map(([what, , , code]) => ({ what, status: httpStatusOf(code), code, verifications: 0 })),
+    );
+    expect(await receiverRuns(refundId)).toEqual([]);
+    // The genuine delivery, later, is verified by PayPal and recorded.
+    expect((await redeliver(order, event.id)).status).toBe(200);
+    expect(verifications()).toBe(before + 1);
+    await recordedRun(refundId);
   });
 });

@@ -1,10 +1,11 @@
+import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { execute, parse, type ExecutionResult } from 'graphql';
 import Stripe from 'stripe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { domainCodeOf, ErrorCode } from '../../gateway/errors.js';
+import { domainCodeOf, ErrorCode, httpStatusOf } from '../../gateway/errors.js';
 import { composeSupergraph } from '../../gateway/federation/compose.js';
 import { silentLogger } from '../../gateway/log.js';
 import {
@@ -18,7 +19,9 @@ import type { Principal } from '../../gateway/sdk/principal.js';
 import { startPayPal, type PayPalStandIn } from '../../services/paypal/server.js';
 import { startStripe, type StripeStandIn } from '../../services/stripe/server.js';
 import paypalPlugin from '../../subgraphs/paypal/index.js';
+import { VerificationGate } from '../../subgraphs/paypal/verification.js';
 import stripePlugin from '../../subgraphs/stripe/index.js';
+import { waitFor } from '../support/wait.js';
 
 // Each plugin's schema executed as the gateway executes it, and each webhook route's handle() called
 // with a runtime that records what it publishes, against the Service stand-ins over real HTTP.
@@ -180,7 +183,7 @@ interface Psp {
     pspPaymentId: string,
     cents?: number,
   ): Promise<{ refundId: string; eventId: string; status: number }>;
-  redeliver(eventId: string): Promise<{ status: number }>;
+  redeliver(eventId: string): Promise<{ status: number; body: string }>;
   failNext(status: number, times: number): void;
   /** How many times the SDK sends a call that fails with a 5xx (it retries some). */
   attemptsOn5xx: number;
@@ -366,15 +369,15 @@ describe.each(psps)('$name plugin', (psp) => {
     expect(psp.refundsAtPsp(id)).toHaveLength(2);
   });
 
-  it('publishes payment.refunded.v1 for a dashboard refund, with the event id as signal id', async () => {
+  it('publishes payment.refunded.v1 for a dashboard refund, identified by the refund and its status', async () => {
     const id = psp.pay(4000);
     const before = psp.published.length;
-    const { refundId, eventId, status } = await psp.dashboardRefund(id, 1250);
+    const { refundId, status } = await psp.dashboardRefund(id, 1250);
     expect(status).toBe(200);
     expect(psp.published.slice(before)).toEqual([
       {
         signal: 'payment.refunded.v1',
-        id: eventId,
+        id: `${psp.name}:${refundId}:succeeded`,
         payload: {
           psp: psp.name,
           pspPaymentId: id,
@@ -391,10 +394,19 @@ describe.each(psps)('$name plugin', (psp) => {
   it('publishes a redelivered webhook again with the same id, for the runtime to drop', async () => {
     const id = psp.pay(4000);
     const before = psp.published.length;
-    const { eventId } = await psp.dashboardRefund(id, 500);
-    expect((await psp.redeliver(eventId)).status).toBe(200);
+    const { refundId, eventId } = await psp.dashboardRefund(id, 500);
+    const again = await psp.redeliver(eventId);
+    expect(again.status).toBe(200);
+    expect(JSON.parse(again.body)).toEqual({
+      received: true,
+      duplicate: true,
+      refunds: [{ pspRefundId: refundId, refundStatus: 'succeeded', duplicate: true }],
+    });
     const published = psp.published.slice(before);
-    expect(published.map((p) => p.id)).toEqual([eventId, eventId]);
+    expect(published.map((p) => p.id)).toEqual([
+      `${psp.name}:${refundId}:succeeded`,
+      `${psp.name}:${refundId}:succeeded`,
+    ]);
     expect(published[1]!.payload).toEqual(published[0]!.payload);
   });
 });
@@ -423,7 +435,7 @@ describe('stripe plugin specifics', () => {
     );
   });
 
-  it('refuses a bad signature with 403 invalid_signature, a signed non-JSON body with 400', async () => {
+  it('refuses a bad signature with 403 INVALID_SIGNATURE, a signed non-JSON body with 400 BAD_REQUEST', async () => {
     const { runtime, published } = recordingRuntime();
     const body = JSON.stringify({
       id: 'evt_forged',
@@ -435,12 +447,146 @@ describe('stripe plugin specifics', () => {
       webhookRequest(route, signed(body, 'whsec_someone_else'), body),
       runtime,
     );
-    expect(forged).toMatchObject({ status: 403, body: { code: 'invalid_signature' } });
+    expect(forged).toMatchObject({ status: 403, body: { code: ErrorCode.INVALID_SIGNATURE } });
     const unsigned = await route.handle(webhookRequest(route, {}, body), runtime);
-    expect(unsigned).toMatchObject({ status: 403, body: { code: 'invalid_signature' } });
+    expect(unsigned).toMatchObject({ status: 403, body: { code: ErrorCode.INVALID_SIGNATURE } });
     const garbage = await route.handle(webhookRequest(route, signed('not json'), 'not json'), runtime);
-    expect(garbage).toMatchObject({ status: 400, body: { code: 'invalid_payload' } });
+    expect(garbage).toMatchObject({ status: 400, body: { code: ErrorCode.BAD_REQUEST } });
     expect(published).toEqual([]);
+  });
+
+  it('refuses a Stripe-Signature whose timestamp is more than 300 s away, ahead as well as behind', async () => {
+    const { runtime, published } = recordingRuntime();
+    const body = JSON.stringify({ id: 'evt_t', object: 'event', type: 'ping', data: { object: {} } });
+    const at = (offset: number) => ({
+      'stripe-signature': Stripe.webhooks.generateTestHeaderString({
+        payload: body,
+        secret: STRIPE_WEBHOOK_SECRET,
+        timestamp: Math.floor(Date.now() / 1000) + offset,
+      }),
+    });
+    const answers = [];
+    for (const offset of [-3600, -310, 310, 3600, 86_400 * 365])
+      answers.push((await route.handle(webhookRequest(route, at(offset), body), runtime)).status);
+    expect(answers).toEqual([403, 403, 403, 403, 403]);
+    // Within the tolerance either way: accepted (and ignored, as a type not handled).
+    for (const offset of [-200, 200])
+      expect(await route.handle(webhookRequest(route, at(offset), body), runtime)).toMatchObject({
+        status: 200,
+      });
+    // Two timestamps: which one was signed is ambiguous.
+    const twice = `${at(0)['stripe-signature']},t=${Math.floor(Date.now() / 1000) + 3600}`;
+    expect(
+      await route.handle(webhookRequest(route, { 'stripe-signature': twice }, body), runtime),
+    ).toMatchObject({ status: 403, body: { code: ErrorCode.INVALID_SIGNATURE } });
+    expect(published).toEqual([]);
+  });
+
+  it('answers 400 BAD_REQUEST to every signed event it cannot read, never a 500', async () => {
+    const { runtime, published } = recordingRuntime();
+    const event = (type: string, object: unknown) => ({
+      id: 'evt_bad',
+      object: 'event',
+      type,
+      data: { object },
+    });
+    const refund = {
+      id: 're_1',
+      object: 'refund',
+      amount: 100,
+      currency: 'usd',
+      status: 'succeeded',
+      created: 1_700_000_000,
+      payment_intent: 'pi_1',
+      charge: 'ch_1',
+    };
+    const shapes: Array<[string, unknown]> = [
+      ['null', null],
+      ['a list', []],
+      ['a string', 'charge.refunded'],
+      ['no id or type', {}],
+      ['a type that is no string', { id: 'evt_1', type: 7, data: { object: {} } }],
+      ['no data', { id: 'evt_1', object: 'event', type: 'charge.refunded' }],
+      ['no data.object', { id: 'evt_1', object: 'event', type: 'charge.refunded', data: {} }],
+      ['a null data.object', event('charge.refunded', null)],
+      ['a charge without id', event('charge.refunded', { object: 'charge', amount_refunded: 100 })],
+      ['a charge whose id is a number', event('charge.refunded', { id: 42, object: 'charge' })],
+      ['a refund event about a charge', event('charge.refund.updated', { id: 'ch_1', object: 'charge' })],
+      ['a refund without amount', event('charge.refund.updated', { ...refund, amount: undefined })],
+      ['a refund of "100" cents', event('refund.updated', { ...refund, amount: '100' })],
+      ['a refund of -5 cents', event('refund.updated', { ...refund, amount: -5 })],
+      ['a refund of 1.5 cents', event('refund.updated', { ...refund, amount: 1.5 })],
+      ['a refund without currency', event('refund.failed', { ...refund, currency: undefined })],
+      ['a refund created "yesterday"', event('charge.refund.updated', { ...refund, created: 'yesterday' })],
+      ['a thin event', { id: 'evt_1', object: 'v2.core.event', type: 'v1.charge.refunded' }],
+    ];
+    const answers = [];
+    for (const [what, shape] of shapes) {
+      const body = JSON.stringify(shape);
+      const response = await route
+        .handle(webhookRequest(route, signed(body), body), runtime)
+        .catch((error: unknown) => ({ status: 500, body: { code: String(error) } }));
+      answers.push({ what, status: response.status, code: (response.body as { code?: string })?.code });
+    }
+    expect(answers).toEqual(shapes.map(([what]) => ({ what, status: 400, code: ErrorCode.BAD_REQUEST })));
+    expect(published).toEqual([]);
+  });
+
+  it('publishes every refund of a charge.refunded delivered late, oldest first, each once', async () => {
+    const { id } = stripeStandIn.createPaymentIntent({ amount: 5000 });
+    const first = await stripeStandIn.refundFromDashboard(id, 2000, { deliver: false });
+    const second = await stripeStandIn.refundFromDashboard(id, 3000, { deliver: false });
+    const before = stripeRuntime.published.length;
+
+    const late = await stripeStandIn.redeliver(first.event.id);
+
+    expect(late.status).toBe(200);
+    expect(JSON.parse(late.body)).toEqual({
+      received: true,
+      duplicate: false,
+      refunds: [
+        { pspRefundId: first.refund.id, refundStatus: 'succeeded', duplicate: false },
+        { pspRefundId: second.refund.id, refundStatus: 'succeeded', duplicate: false },
+      ],
+    });
+    expect(stripeRuntime.published.slice(before).map((p) => [p.id, p.payload.refundedAmountCents])).toEqual([
+      [`STRIPE:${first.refund.id}:succeeded`, 2000],
+      [`STRIPE:${second.refund.id}:succeeded`, 3000],
+    ]);
+    const own = await stripeStandIn.redeliver(second.event.id);
+    expect(JSON.parse(own.body)).toMatchObject({ received: true, duplicate: true });
+  });
+
+  it('publishes a pending refund again when it settles, under its new status', async () => {
+    const { id } = stripeStandIn.createPaymentIntent({ amount: 5000 });
+    const pending = await stripeStandIn.refundFromDashboard(id, 1000, { status: 'pending' });
+    const before = stripeRuntime.published.length;
+    const settled = await stripeStandIn.settleRefund(pending.refund.id, 'failed');
+    expect(settled.delivery).toMatchObject({ status: 200 });
+    // The same refund announced by the newer refund events: already published.
+    const { delivery } = await stripeStandIn.sendEvent({
+      type: 'refund.failed',
+      data: { object: settled.refund },
+    });
+    expect(JSON.parse(delivery.body)).toMatchObject({ received: true, duplicate: true });
+    expect(stripeRuntime.published.slice(before).map((p) => [p.id, p.payload.refundStatus])).toEqual([
+      [`STRIPE:${pending.refund.id}:failed`, 'failed'],
+      [`STRIPE:${pending.refund.id}:failed`, 'failed'],
+    ]);
+  });
+
+  it('answers 503 SERVICE_UNAVAILABLE when Stripe cannot list the refunds, for Stripe to retry', async () => {
+    const { id } = stripeStandIn.createPaymentIntent({ amount: 3000 });
+    const { refund, event } = await stripeStandIn.refundFromDashboard(id, 1000, { deliver: false });
+    // The SDK's own retries (maxNetworkRetries: 2) all fail.
+    stripeStandIn.failNext({ method: 'GET', path: '/v1/refunds', status: 500, times: 3 });
+    const before = stripeRuntime.published.length;
+    const outage = await stripeStandIn.redeliver(event.id);
+    expect(outage.status).toBe(503);
+    expect(JSON.parse(outage.body)).toMatchObject({ code: ErrorCode.SERVICE_UNAVAILABLE });
+    expect(stripeRuntime.published.length).toBe(before);
+    expect((await stripeStandIn.redeliver(event.id)).status).toBe(200);
+    expect(stripeRuntime.published.slice(before).map((p) => p.id)).toEqual([`STRIPE:${refund.id}:succeeded`]);
   });
 
   it('answers 200 and ignores event types it does not handle (the reference answered 422)', async () => {
@@ -467,6 +613,24 @@ describe('stripe plugin specifics', () => {
   });
 });
 
+/** Transmission headers PayPal could have sent (a fresh id, the stand-in's certificate), but did not sign. */
+const plausibleTransmission = (): Record<string, string> => ({
+  'paypal-auth-algo': 'SHA256withRSA',
+  'paypal-cert-url': paypalStandIn.certUrl,
+  'paypal-transmission-id': randomUUID(),
+  'paypal-transmission-sig': randomBytes(256).toString('base64'),
+  'paypal-transmission-time': new Date().toISOString(),
+});
+
+/** A refund resource as PAYMENT.CAPTURE.REFUNDED carries it, of a capture of the stand-in's. */
+const forgedRefund = () => ({
+  id: 'FORGEDREFUND',
+  amount: { currency_code: 'USD', value: '10.00' },
+  status: 'COMPLETED',
+  create_time: new Date().toISOString(),
+  links: [{ rel: 'up', href: `${paypalStandIn.url}/v2/payments/captures/FORGEDCAPTURE`, method: 'GET' }],
+});
+
 describe('paypal plugin specifics', () => {
   const route = routeOf(paypalPlugin);
 
@@ -487,7 +651,7 @@ describe('paypal plugin specifics', () => {
     }
   });
 
-  it('refuses a call PayPal does not verify, or without transmission headers, with 400', async () => {
+  it('refuses a call PayPal does not verify, or without transmission headers, with 403; a body that is not JSON with 400', async () => {
     const { runtime, published } = recordingRuntime();
     const capture = paypalStandIn.createCapture({ amountCents: 1000 });
     const body = JSON.stringify({
@@ -503,20 +667,151 @@ describe('paypal plugin specifics', () => {
         ],
       },
     });
-    const headers = {
-      'paypal-auth-algo': 'SHA256withRSA',
-      'paypal-cert-url': paypalStandIn.certUrl,
-      'paypal-transmission-id': 'b2384410-0000-11ef-0000-000000000000',
-      'paypal-transmission-sig': Buffer.from('forged').toString('base64'),
-      'paypal-transmission-time': new Date().toISOString(),
-    };
+    const headers = plausibleTransmission();
     const forged = await route.handle(webhookRequest(route, headers, body), runtime);
-    expect(forged).toMatchObject({ status: 400, body: { code: 'invalid_signature' } });
+    expect(forged).toMatchObject({ status: 403, body: { code: ErrorCode.INVALID_SIGNATURE } });
     const bare = await route.handle(webhookRequest(route, {}, body), runtime);
-    expect(bare).toMatchObject({ status: 400, body: { code: 'invalid_signature' } });
+    expect(bare).toMatchObject({ status: 403, body: { code: ErrorCode.INVALID_SIGNATURE } });
     const garbage = await route.handle(webhookRequest(route, headers, 'not json'), runtime);
-    expect(garbage).toMatchObject({ status: 400, body: { code: 'invalid_payload' } });
+    expect(garbage).toMatchObject({ status: 400, body: { code: ErrorCode.BAD_REQUEST } });
     expect(published).toEqual([]);
+  });
+
+  it('answers 400 BAD_REQUEST to a signed refund event it cannot read, without asking PayPal', async () => {
+    const capture = paypalStandIn.createCapture({ amountCents: 1000 });
+    const refund = {
+      id: 'REFUND0000000001',
+      amount: { currency_code: 'USD', value: '10.00' },
+      status: 'COMPLETED',
+      create_time: new Date().toISOString(),
+      links: [{ rel: 'up', href: `${paypalStandIn.url}/v2/payments/captures/${capture.id}`, method: 'GET' }],
+    };
+    const resources: Array<[string, Record<string, unknown>]> = [
+      ['nothing', {}],
+      ['an id that is a number', { ...refund, id: 7 }],
+      ['no amount', { ...refund, amount: undefined }],
+      ['an amount of "ten"', { ...refund, amount: { currency_code: 'USD', value: 'ten' } }],
+      ['an amount finer than cents', { ...refund, amount: { currency_code: 'USD', value: '1.001' } }],
+      ['a currency that is none', { ...refund, amount: { currency_code: 'dollars', value: '1.00' } }],
+      ['no links', { ...refund, links: undefined }],
+      [
+        'no link up to a capture',
+        { ...refund, links: [{ rel: 'self', href: `${paypalStandIn.url}/v2/payments/refunds/R` }] },
+      ],
+      ['links that are no list', { ...refund, links: 'up' }],
+      ['a create_time of "yesterday"', { ...refund, create_time: 'yesterday' }],
+    ];
+    const verifications = () => paypalStandIn.calls('/v1/notifications/verify-webhook-signature').length;
+    const before = paypalRuntime.published.length;
+    const calls = verifications();
+    const answers = [];
+    for (const [what, resource] of resources) {
+      const { delivery } = await paypalStandIn.sendEvent({
+        event_type: 'PAYMENT.CAPTURE.REFUNDED',
+        resource_type: 'refund',
+        resource,
+      });
+      answers.push({
+        what,
+        status: delivery.status,
+        code: (JSON.parse(delivery.body) as { code?: string }).code,
+      });
+    }
+    expect(answers).toEqual(resources.map(([what]) => ({ what, status: 400, code: ErrorCode.BAD_REQUEST })));
+    expect(verifications()).toBe(calls);
+    expect(paypalRuntime.published.length).toBe(before);
+  });
+
+  it('has at most PAYPAL_WEBHOOK_MAX_VERIFICATIONS verify calls in flight; beyond, 429 with Retry-After', async () => {
+    const { runtime, published } = recordingRuntime();
+    process.env.PAYPAL_WEBHOOK_MAX_VERIFICATIONS = '3';
+    const path = '/v1/notifications/verify-webhook-signature';
+    const hold = paypalStandIn.hold(path);
+    const before = paypalStandIn.calls(path).length;
+    try {
+      const body = JSON.stringify({
+        id: 'WH-BURST',
+        event_type: 'PAYMENT.CAPTURE.REFUNDED',
+        resource: forgedRefund(),
+      });
+      const burst = Array.from({ length: 8 }, () =>
+        route.handle(webhookRequest(route, plausibleTransmission(), body), runtime),
+      );
+      const settled: Array<{ status: number; headers?: Record<string, string>; body?: unknown }> = [];
+      for (const answer of burst) void answer.then((r) => settled.push(r));
+      await waitFor(() => hold.held() === 3 && settled.length === 5, {
+        what: '3 verifications held, 5 refused',
+      });
+      expect(settled).toEqual(
+        Array.from({ length: 5 }, () => ({
+          status: httpStatusOf(ErrorCode.TOO_MANY_REQUESTS),
+          headers: { 'retry-after': expect.stringMatching(/^\d+$/) },
+          body: { code: ErrorCode.TOO_MANY_REQUESTS, message: expect.any(String) },
+        })),
+      );
+      hold.release();
+      const answers = await Promise.all(burst);
+      expect(answers.map((a) => a.status).sort()).toEqual([403, 403, 403, 429, 429, 429, 429, 429]);
+      const calls = paypalStandIn.calls(path).slice(before);
+      expect(calls).toHaveLength(3);
+      expect(Math.max(...calls.map((c) => c.inFlight))).toBeLessThanOrEqual(3);
+      expect(published).toEqual([]);
+    } finally {
+      hold.release();
+      delete process.env.PAYPAL_WEBHOOK_MAX_VERIFICATIONS;
+    }
+  });
+
+  it('answers 503 SERVICE_UNAVAILABLE when PayPal cannot verify now, and asks again on the retry', async () => {
+    const capture = paypalStandIn.createCapture({ amountCents: 1000 });
+    const { refund, event } = await paypalStandIn.refundFromDashboard(capture.id, 400, { deliver: false });
+    paypalStandIn.failNext({ path: '/v1/notifications/verify-webhook-signature', status: 503 });
+    const before = paypalRuntime.published.length;
+    const outage = await paypalStandIn.redeliver(event.id);
+    expect(outage.status).toBe(503);
+    expect(JSON.parse(outage.body)).toMatchObject({ code: ErrorCode.SERVICE_UNAVAILABLE });
+    // The same transmission again: the failed call was not remembered.
+    const again = await route.handle(
+      webhookRequest(route, outage.request.headers, outage.request.body),
+      paypalRuntime.runtime,
+    );
+    expect(again).toMatchObject({ status: 200, body: { received: true, duplicate: false } });
+    expect(paypalRuntime.published.slice(before).map((p) => p.id)).toEqual([`PAYPAL:${refund.id}:succeeded`]);
+  });
+
+  it('answers a transmission it already verified without asking PayPal again', async () => {
+    const path = '/v1/notifications/verify-webhook-signature';
+    const capture = paypalStandIn.createCapture({ amountCents: 2000 });
+    const { refund, delivery } = await paypalStandIn.refundFromDashboard(capture.id, 700);
+    expect(delivery).toMatchObject({ status: 200 });
+    const calls = paypalStandIn.calls(path).length;
+    const before = paypalRuntime.published.length;
+
+    // The very same transmission again (a replay, or a proxy retrying): PayPal's answer is remembered.
+    const again = await route.handle(
+      webhookRequest(route, delivery!.request.headers, delivery!.request.body),
+      paypalRuntime.runtime,
+    );
+    expect(again).toMatchObject({ status: 200, body: { received: true, duplicate: true } });
+    expect(paypalStandIn.calls(path)).toHaveLength(calls);
+    expect(paypalRuntime.published.slice(before).map((p) => p.id)).toEqual([`PAYPAL:${refund.id}:succeeded`]);
+
+    // So is a refusal; another body under the same headers is another transmission.
+    const { runtime } = recordingRuntime();
+    const forged = plausibleTransmission();
+    const body = JSON.stringify({
+      id: 'WH-REPLAY',
+      event_type: 'PAYMENT.CAPTURE.REFUNDED',
+      resource: forgedRefund(),
+    });
+    for (let i = 0; i < 3; i++)
+      expect(await route.handle(webhookRequest(route, forged, body), runtime)).toMatchObject({ status: 403 });
+    expect(paypalStandIn.calls(path)).toHaveLength(calls + 1);
+    const tampered = delivery!.request.body.replace('"7.00"', '"17.00"');
+    expect(
+      await route.handle(webhookRequest(route, delivery!.request.headers, tampered), runtime),
+    ).toMatchObject({ status: 403, body: { code: ErrorCode.INVALID_SIGNATURE } });
+    expect(paypalStandIn.calls(path)).toHaveLength(calls + 2);
   });
 
   it('answers 200 and ignores event types it does not handle', async () => {
@@ -529,6 +824,77 @@ describe('paypal plugin specifics', () => {
     expect(delivery.status).toBe(200);
     expect(JSON.parse(delivery.body)).toEqual({ received: true, ignored: 'PAYMENT.CAPTURE.COMPLETED' });
     expect(paypalRuntime.published.length).toBe(before);
+  });
+});
+
+describe('the PayPal verification gate', () => {
+  /** A verify call the test settles itself, counting how often the gate made it. */
+  function verifier() {
+    const pending: Array<(verified: boolean) => void> = [];
+    let calls = 0;
+    return {
+      verify: () => {
+        calls++;
+        return new Promise<boolean>((resolve) => pending.push(resolve));
+      },
+      settle: (verified: boolean) => pending.splice(0).forEach((resolve) => resolve(verified)),
+      get calls() {
+        return calls;
+      },
+    };
+  }
+  const later = Date.now() + 3_600_000;
+
+  it('remembers at most cacheSize verdicts, the least recently used going first', async () => {
+    const gate = new VerificationGate({ maxInFlight: 10, cacheSize: 2 });
+    const v = verifier();
+    const asked = ['a', 'b', 'a', 'c'].map((key) => gate.verdict(key, later, v.verify));
+    v.settle(true);
+    expect(await Promise.all(asked)).toEqual([true, true, true, true]);
+    // 'a' was asked once (then answered from memory); 'c' pushed out 'b', the least recently used.
+    expect(v.calls).toBe(3);
+    expect(gate.size).toBe(2);
+    expect(await gate.verdict('a', later, v.verify)).toBe(true);
+    expect(v.calls).toBe(3);
+    const b = gate.verdict('b', later, v.verify);
+    v.settle(false);
+    expect(await b).toBe(false);
+    expect(v.calls).toBe(4);
+  });
+
+  it('forgets a verdict once its transmission is out of its window, and never keeps a failed call', async () => {
+    const gate = new VerificationGate({ maxInFlight: 10 });
+    const v = verifier();
+    const first = gate.verdict('t', Date.now() + 1_000, v.verify);
+    v.settle(true);
+    await first;
+    const expired = gate.verdict('t', later, v.verify, Date.now() + 2_000);
+    v.settle(false);
+    expect(await expired).toBe(false);
+    expect(v.calls).toBe(2);
+
+    const failing = gate.verdict('u', later, () => Promise.reject(new Error('PayPal is down')));
+    await expect(failing).rejects.toThrow('PayPal is down');
+    const retried = gate.verdict('u', later, v.verify);
+    v.settle(true);
+    expect(await retried).toBe(true);
+    expect(v.calls).toBe(3);
+  });
+
+  it('is busy while maxInFlight calls are under way; a transmission already in flight waits for its call', async () => {
+    const gate = new VerificationGate({ maxInFlight: 2 });
+    const v = verifier();
+    const x = gate.verdict('x', later, v.verify);
+    const y = gate.verdict('y', later, v.verify);
+    expect(gate.verdict('z', later, v.verify)).toBe('busy');
+    const xAgain = gate.verdict('x', later, v.verify);
+    expect(xAgain).not.toBe('busy');
+    v.settle(true);
+    expect(await Promise.all([x, y, xAgain])).toEqual([true, true, true]);
+    expect(v.calls).toBe(2);
+    const z = gate.verdict('z', later, v.verify);
+    v.settle(false);
+    expect(await z).toBe(false);
   });
 });
 

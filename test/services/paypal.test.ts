@@ -6,6 +6,7 @@ import { ApiError, CustomError, type Refund } from '@paypal/paypal-server-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPayPal, type PayPalStandIn } from '../../services/paypal/server.js';
 import { connectPayPal, type PayPal } from '../../subgraphs/paypal/client.js';
+import { waitFor } from '../support/wait.js';
 
 // The stand-in is driven through the official SDK, pointed at it the way the paypal Plugin points it
 // at a base URL.
@@ -278,7 +279,7 @@ describe('PayPal stand-in', () => {
     const capture = standIn.createCapture({ amountCents: 3000, invoiceId: '2U-2026000011' });
     const before = receiver.received.length;
     const { refund, event, delivery } = await standIn.refundFromDashboard(capture.id, 1250);
-    expect(delivery).toEqual({ status: 200, body: '{"received":true}' });
+    expect(delivery).toMatchObject({ status: 200, body: '{"received":true}' });
     const received = receiver.received[before]!;
     expect(JSON.parse(received.body)).toEqual(event);
     expect(event).toMatchObject({
@@ -312,5 +313,35 @@ describe('PayPal stand-in', () => {
       received.headers['paypal-transmission-id'],
     );
     expect(await verify(redelivered)).toBe('SUCCESS');
+  });
+
+  it('holds a dashboard refund’s event back when asked; a delivery says what it sent', async () => {
+    const capture = standIn.createCapture({ amountCents: 3000 });
+    const before = receiver.received.length;
+    const { event, delivery } = await standIn.refundFromDashboard(capture.id, 1000, { deliver: false });
+    expect(delivery).toBeUndefined();
+    expect(receiver.received.length).toBe(before);
+    const late = await standIn.redeliver(event.id);
+    const received = receiver.received[before]!;
+    expect(late.request.body).toBe(received.body);
+    for (const [name, value] of Object.entries(late.request.headers))
+      expect(received.headers[name]).toBe(value);
+    expect(await verify(received)).toBe('SUCCESS');
+  });
+
+  it('holds calls until released, and counts the calls in flight', async () => {
+    const path = '/v1/notifications/verify-webhook-signature';
+    const hold = standIn.hold(path);
+    const before = standIn.calls(path).length;
+    const received = receiver.received.at(-1)!;
+    const answers = Promise.all([verify(received), verify(received), verify(received)]);
+    await waitFor(() => hold.held() === 3, { what: 'three verifications held' });
+    hold.release();
+    expect(await answers).toEqual(['SUCCESS', 'SUCCESS', 'SUCCESS']);
+    const calls = standIn.calls(path).slice(before);
+    expect(calls.map((c) => c.inFlight).sort()).toEqual([1, 2, 3]);
+    // Released for good: later calls pass.
+    expect(await verify(received)).toBe('SUCCESS');
+    expect(standIn.calls(path).at(-1)!.inFlight).toBe(1);
   });
 });

@@ -294,4 +294,61 @@ describe('Stripe stand-in', () => {
       ).id,
     ).toBe(event.id);
   });
+
+  it('holds a dashboard refund’s event back when asked, and sends it later', async () => {
+    const { id } = standIn.createPaymentIntent({ amount: 5000 });
+    const before = receiver.received.length;
+    const first = await standIn.refundFromDashboard(id, 2000, { deliver: false });
+    const second = await standIn.refundFromDashboard(id, 3000, { deliver: false });
+    expect(first.delivery).toBeUndefined();
+    expect(receiver.received.length).toBe(before);
+
+    // Delivered late, the first event's Charge is as it was then; Stripe now lists both refunds.
+    expect((await standIn.redeliver(first.event.id)).status).toBe(200);
+    const late = Stripe.webhooks.constructEvent(
+      receiver.received[before]!.body,
+      receiver.received[before]!.headers['stripe-signature'] as string,
+      WEBHOOK_SECRET,
+    );
+    expect(late.id).toBe(first.event.id);
+    expect(late.data.object).toMatchObject({ amount_refunded: 2000, refunded: false });
+    const charge = (late.data.object as Stripe.Charge).id;
+    expect((await stripe.refunds.list({ charge })).data.map((r) => r.id)).toEqual([
+      second.refund.id,
+      first.refund.id,
+    ]);
+  });
+
+  it('settles a pending dashboard refund with a charge.refund.updated event; a failed one is refundable again', async () => {
+    const { id } = standIn.createPaymentIntent({ amount: 4000 });
+    const pending = await standIn.refundFromDashboard(id, 1500, { status: 'pending' });
+    expect(pending.refund).toMatchObject({ status: 'pending', amount: 1500 });
+    expect(standIn.charge(pending.refund.charge as string)).toMatchObject({ amount_refunded: 1500 });
+
+    const before = receiver.received.length;
+    const settled = await standIn.settleRefund(pending.refund.id, 'succeeded');
+    expect(settled.delivery).toMatchObject({ status: 200 });
+    const { headers, body } = receiver.received[before]!;
+    const event = Stripe.webhooks.constructEvent(body, headers['stripe-signature'] as string, WEBHOOK_SECRET);
+    expect(event).toMatchObject({
+      id: settled.event.id,
+      type: 'charge.refund.updated',
+      data: {
+        object: { id: pending.refund.id, object: 'refund', status: 'succeeded', payment_intent: id },
+        previous_attributes: { status: 'pending' },
+      },
+    });
+    expect((await stripe.refunds.retrieve(pending.refund.id)).status).toBe('succeeded');
+    await expect(standIn.settleRefund(pending.refund.id, 'failed')).rejects.toThrow(/not pending/);
+
+    const failing = await standIn.refundFromDashboard(id, 2500, { status: 'pending' });
+    const failed = await standIn.settleRefund(failing.refund.id, 'failed', { deliver: false });
+    expect(failed.delivery).toBeUndefined();
+    expect(failed.refund).toMatchObject({ status: 'failed', failure_reason: expect.any(String) });
+    expect(standIn.charge(failing.refund.charge as string)).toMatchObject({
+      amount_refunded: 1500,
+      refunded: false,
+    });
+    expect((await stripe.refunds.create({ payment_intent: id, amount: 2500 })).amount).toBe(2500);
+  });
 });

@@ -1,0 +1,78 @@
+import { z } from 'zod';
+import { describeIssues, type PspRefund } from '../../schema/contracts/refund-payment.js';
+import { captureOfLinks, fromPayPalValue, refundStatusOf } from './client.js';
+
+/**
+ * The PayPal events the paypal Plugin reads, parsed at the boundary, before PayPal is asked whether it
+ * sent them: a body that is not one costs no verify call. Only the fields the Plugin uses are checked.
+ */
+
+const envelope = z.object({
+  id: z.string().min(1).max(255),
+  event_type: z.string().min(1).max(255),
+  resource: z.unknown(),
+});
+
+/**
+ * `PAYMENT.CAPTURE.REFUNDED`: its resource is one refund (Payments v2), the capture it refunds named by
+ * its `up` link. PayPal announces each refund in an event of its own.
+ */
+const refund = z
+  .object({
+    id: z.string().min(1).max(255),
+    status: z.string().optional(),
+    amount: z.object({
+      currency_code: z.string().regex(/^[A-Z]{3}$/, 'expected an ISO 4217 code'),
+      value: z.string(),
+    }),
+    create_time: z.iso.datetime({ offset: true }),
+    links: z.array(z.object({ rel: z.string(), href: z.string() })),
+  })
+  .transform((resource, ctx): PspRefund => {
+    const captureId = captureOfLinks(resource.links);
+    if (!captureId)
+      ctx.addIssue({ code: 'custom', path: ['links'], message: 'no link up to the refunded capture' });
+    const cents = fromPayPalValue(resource.amount.value, resource.amount.currency_code);
+    if (cents === undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['amount', 'value'],
+        message: `'${resource.amount.value}' is not an amount in ${resource.amount.currency_code}`,
+      });
+    return {
+      pspPaymentId: captureId ?? '',
+      pspRefundId: resource.id,
+      refundedAmountCents: cents ?? 0,
+      currency: resource.amount.currency_code,
+      refundStatus: refundStatusOf(resource.status),
+      refundCreatedAt: new Date(resource.create_time).toISOString(),
+    };
+  });
+
+export type PayPalEvent =
+  | { kind: 'refunded'; id: string; type: string; refund: PspRefund }
+  /** A type the Plugin does not handle. */
+  | { kind: 'other'; id: string; type: string }
+  | { kind: 'malformed'; message: string };
+
+/** The event a webhook body holds, or why it is not one the Plugin can read. */
+export function readPayPalEvent(rawBody: Buffer): PayPalEvent {
+  let json: unknown;
+  try {
+    json = JSON.parse(rawBody.toString('utf8'));
+  } catch {
+    return { kind: 'malformed', message: 'The body is not JSON' };
+  }
+  const event = envelope.safeParse(json);
+  if (!event.success)
+    return { kind: 'malformed', message: `The body is not a PayPal event: ${describeIssues(event.error)}` };
+  const { id, event_type: type, resource } = event.data;
+  if (type !== 'PAYMENT.CAPTURE.REFUNDED') return { kind: 'other', id, type };
+  const parsed = refund.safeParse(resource);
+  if (!parsed.success)
+    return {
+      kind: 'malformed',
+      message: `The ${type} event ${id} is malformed: ${describeIssues(parsed.error, ['resource'])}`,
+    };
+  return { kind: 'refunded', id, type, refund: parsed.data };
+}

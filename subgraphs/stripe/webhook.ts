@@ -1,0 +1,87 @@
+import { ConfigError, domainCodeOf, ErrorCode } from '../../gateway/errors.js';
+import type { PluginRuntime, RouteRequest, RouteResponse } from '../../gateway/sdk/plugin.js';
+import {
+  publishPaymentRefunds,
+  refuseWebhook,
+  type PspRefund,
+} from '../../schema/contracts/refund-payment.js';
+import { pspRefundOf, refundsOfCharge } from './client.js';
+import { stripeWebhookSecret } from './config.js';
+import { readStripeEvent, type StripeChargeEvent, type StripeRefundEvent } from './events.js';
+import { stripeSignatureProblem } from './signature.js';
+
+/**
+ * `POST /stripe/webhook/`: refunds made at Stripe (its dashboard, its API) become `payment.refunded.v1`,
+ * one signal per refund and status.
+ *
+ * - A signature that does not vouch for the body, or is more than 300 s away from now either way, is
+ *   403 INVALID_SIGNATURE.
+ * - A signed body that is not an event the Plugin can read is 400 BAD_REQUEST.
+ * - Event types not handled are answered 200 and ignored, where the reference answered 422: Stripe
+ *   retries every non-2xx delivery for three days and then disables the endpoint, and an event we do
+ *   not handle will not become handleable by being retried.
+ * - Stripe unreachable while listing a charge's refunds is 503 SERVICE_UNAVAILABLE: Stripe retries.
+ */
+export async function handleStripeWebhook(
+  request: RouteRequest,
+  runtime: PluginRuntime,
+): Promise<RouteResponse> {
+  const header = request.headers['stripe-signature'];
+  const problem = stripeSignatureProblem(
+    request.rawBody,
+    typeof header === 'string' ? header : undefined,
+    stripeWebhookSecret(),
+  );
+  if (problem) return refuseWebhook(ErrorCode.INVALID_SIGNATURE, problem);
+
+  const event = readStripeEvent(request.rawBody);
+  if (event.kind === 'malformed') {
+    runtime.logger.warn({ problem: event.message }, 'stripe webhook: signed body refused');
+    return refuseWebhook(ErrorCode.BAD_REQUEST, event.message);
+  }
+  if (event.kind === 'other') {
+    runtime.logger.info(
+      { eventId: event.id, type: event.type },
+      'stripe webhook: event type not handled, ignored',
+    );
+    return { status: 200, body: { received: true, ignored: event.type } };
+  }
+
+  let refunds: PspRefund[];
+  try {
+    refunds =
+      event.kind === 'charge.refunded'
+        ? await refundsOfRefundedCharge(event.charge)
+        : refundOfEvent(event.refund);
+  } catch (error) {
+    if (domainCodeOf(error) || error instanceof ConfigError) throw error;
+    runtime.logger.warn({ err: error, eventId: event.id }, 'stripe webhook: Stripe unavailable');
+    return refuseWebhook(ErrorCode.SERVICE_UNAVAILABLE, 'Stripe could not be reached; retry later');
+  }
+  const announced = refunds.filter((refund) => refund.pspPaymentId);
+  if (announced.length < refunds.length)
+    runtime.logger.warn(
+      { eventId: event.id, refunds: refunds.filter((r) => !r.pspPaymentId).map((r) => r.pspRefundId) },
+      'stripe webhook: refund without a PaymentIntent, ignored',
+    );
+  if (!announced.length) return { status: 200, body: { received: true, ignored: event.type } };
+  return { status: 200, body: await publishPaymentRefunds(runtime, 'STRIPE', announced) };
+}
+
+const idOf = (reference: string | { id: string } | null | undefined) =>
+  typeof reference === 'string' ? reference : reference?.id;
+
+/**
+ * Every refund of the charge, as Stripe lists them now. The event does not say which of them it is
+ * about (its Charge no longer embeds its refunds), and it may arrive late, after refunds its own event
+ * announces too, or after a pending one settled: each is published under its own id and status, so
+ * what is already committed is dropped and nothing is missed.
+ */
+function refundsOfRefundedCharge(charge: StripeChargeEvent): Promise<PspRefund[]> {
+  return refundsOfCharge(charge.id, idOf(charge.payment_intent));
+}
+
+/** The refund a refund event carries, as it was when the event happened (a later status has its own). */
+function refundOfEvent(refund: StripeRefundEvent): PspRefund[] {
+  return [pspRefundOf(refund)];
+}
