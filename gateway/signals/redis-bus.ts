@@ -358,6 +358,7 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
   /** Ends a bounded close: pending settlements stop waiting for Redis. */
   const hardStop = new AbortController();
   let closePromise: Promise<void> | undefined;
+  let readyProbe: Promise<boolean> | undefined;
 
   /**
    * Runs an acknowledgement or a hand-over until Redis takes it: a lost ack would run a successful
@@ -819,10 +820,16 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
 
     async ready() {
       if (closePromise || cmd.status !== 'ready') return false;
-      return cmd.ping().then(
-        () => true,
-        () => false,
-      );
+      // A hung Redis answers no PING before the command timeout: probes meanwhile share the one in
+      // flight instead of piling up behind it.
+      readyProbe ??= cmd
+        .ping()
+        .then(
+          () => true,
+          () => false,
+        )
+        .finally(() => (readyProbe = undefined));
+      return readyProbe;
     },
 
     close(signal = AbortSignal.timeout(shutdownTimeoutMs)) {
