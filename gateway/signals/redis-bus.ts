@@ -294,7 +294,7 @@ redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
 return 1`;
 
 /** Waits `ms`; resolves `false` at once if `signal` aborts first. */
-function pause(ms: number, signal: AbortSignal): Promise<boolean> {
+export function pause(ms: number, signal: AbortSignal): Promise<boolean> {
   if (signal.aborted) return Promise.resolve(false);
   return new Promise((resolve) => {
     const onAbort = () => {
