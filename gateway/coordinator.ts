@@ -28,6 +28,7 @@ import type { FlowPlugin } from './flows/hooks.js';
 import { startLeaseKeeper } from './flows/leases.js';
 import { FlowStore } from './flows/store.js';
 import { pluginRoutes } from './http/plugin-routes.js';
+import { runReadinessChecks } from './http/readiness.js';
 import { createHttpServer, sendJson, trackRequests, type Route } from './http/server.js';
 import type { Logger } from './log.js';
 import { createPluginRuntime, evaluatorFrom, principalFlagContext } from './plugins/runtime.js';
@@ -79,6 +80,12 @@ export interface CoordinatorOptions {
   flowPlugins?: readonly FlowPlugin[];
   /** Outbox poll interval. @default 500 ms */
   outboxPollMs?: number;
+  /**
+   * Bound of each /readyz check (database, bus), run concurrently: one that has not answered by then
+   * counts as not ready, so the probe answers 503 in about this time even when a server hangs.
+   * @default 1000 ms
+   */
+  readinessTimeoutMs?: number;
 }
 
 /** The lifecycle of a Coordinator, as a union on `phase`. */
@@ -269,12 +276,15 @@ export class Coordinator {
       [
         '/readyz',
         async (_req, res) => {
-          const [db, signals] = await Promise.all([database.ready(), bus.ready().catch(() => false)]);
+          const checks = await runReadinessChecks(
+            { database: () => database.ready(), bus: () => bus.ready() },
+            options.readinessTimeoutMs ?? 1_000,
+          );
           const supergraph = this.state.phase === 'started';
-          const ready = db && signals && supergraph;
+          const ready = checks.database && checks.bus && supergraph;
           sendJson(res, ready ? 200 : 503, {
             status: ready ? 'ready' : 'not ready',
-            checks: { database: db, bus: signals, supergraph },
+            checks: { ...checks, supergraph },
           });
         },
       ],

@@ -35,6 +35,7 @@ async function main() {
     production: env.NODE_ENV === 'production',
     leaseMs: env.FLOW_LEASE_MS,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
+    readinessTimeoutMs: env.READINESS_TIMEOUT_MS,
   });
   let stopping = false;
   const stop = (signal: string) => {

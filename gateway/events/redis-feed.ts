@@ -11,6 +11,7 @@ import {
   type RedisConnection,
 } from '../signals/redis-bus.js';
 import { createFeedQueue, type FeedQueue } from './memory-feed.js';
+import { createFeedPublisher } from './redis-publisher.js';
 import type { EventFeed, FeedEvent } from './types.js';
 
 export type RedisEventFeedOptions = RedisConnection & {
@@ -23,17 +24,14 @@ export type RedisEventFeedOptions = RedisConnection & {
   connectTimeoutMs?: number;
   /** @default 5000 */
   commandTimeoutMs?: number;
+  /**
+   * Events held in this process while Redis is unreachable, published in order once it is back; past
+   * this the oldest are dropped, counted and logged. @default 10000
+   */
+  maxQueued?: number;
+  /** How long `close()` keeps publishing queued events when Redis is up. @default 2000 */
+  shutdownFlushMs?: number;
 };
-
-/**
- * Appends the event and announces it with its stream id in one step: pub/sub messages then arrive in
- * the order of their ids even with many publishers, which the "newer than the last delivered" rule of
- * subscribers relies on. KEYS: stream. ARGV: retain, topic, type, data, time, channel, message body.
- */
-const PUBLISH_SCRIPT = `
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'topic', ARGV[2], 'type', ARGV[3], 'data', ARGV[4], 'time', ARGV[5])
-redis.call('PUBLISH', ARGV[6], id .. ' ' .. ARGV[7])
-return id`;
 
 const BACKLOG_PAGE = 500;
 /** Live events held while a subscription catches up; past this, it ends instead of growing without bound. */
@@ -85,7 +83,8 @@ interface Subscription {
  * The EventFeed on Redis: a capped stream whose entry ids are the cursors, and pub/sub for live
  * fan-out to every gateway process. A subscription joins pub/sub first and buffers, then reads the
  * backlog after its cursor, then continues with what it buffered and live events newer than the last
- * one it saw; after a lost connection it catches up the same way from where it was.
+ * one it saw; after a lost connection it catches up the same way from where it was. Events published
+ * while Redis is unreachable wait in the publisher (`redis-publisher.ts`) and are appended after it.
  */
 export function createRedisEventFeed(options: RedisEventFeedOptions): EventFeed {
   const { keyPrefix, logger } = options;
@@ -112,6 +111,17 @@ export function createRedisEventFeed(options: RedisEventFeedOptions): EventFeed 
   const connected = async () => {
     if (!everReady && cmd.status !== 'ready') await whenReady(cmd, connectTimeoutMs);
   };
+
+  const publisher = createFeedPublisher({
+    cmd,
+    keyPrefix,
+    streamKey,
+    channelOf,
+    retain,
+    connected,
+    maxQueued: Math.max(1, options.maxQueued ?? 10_000),
+    logger,
+  });
 
   const subscriptions = new Set<Subscription>();
   const channelUsers = new Map<string, number>();
@@ -248,29 +258,7 @@ export function createRedisEventFeed(options: RedisEventFeedOptions): EventFeed 
 
     async publish(topic, type, data) {
       if (closed) throw new Error('The event feed is closed');
-      await connected();
-      const time = new Date().toISOString();
-      const json = JSON.stringify(data);
-      try {
-        await cmd.eval(
-          PUBLISH_SCRIPT,
-          1,
-          streamKey,
-          retain,
-          topic,
-          type,
-          json,
-          time,
-          channelOf(topic),
-          JSON.stringify({ topic, type, data, time }),
-        );
-      } catch (error) {
-        if (!isConnectionError(error)) throw error;
-        throw new BusUnavailableError(
-          `Could not publish the event: Redis is unreachable (${(error as Error).message})`,
-          { cause: error },
-        );
-      }
+      await publisher.publish(topic, type, data);
     },
 
     subscribe(topics, { after, signal } = {}) {
@@ -309,6 +297,7 @@ export function createRedisEventFeed(options: RedisEventFeedOptions): EventFeed 
     async close() {
       closed = true;
       for (const subscription of [...subscriptions]) subscription.queue.end();
+      await publisher.close(options.shutdownFlushMs ?? 2_000);
       await Promise.all(
         [cmd, subscriber].map(
           (redis) =>

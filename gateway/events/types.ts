@@ -17,7 +17,11 @@ export interface FeedEvent {
 
 export interface EventFeed {
   readonly kind: 'redis' | 'memory';
-  /** Best-effort: resolves even if nobody listens; rejects only when the feed is unreachable. */
+  /**
+   * Best-effort: resolves even if nobody listens. The Redis feed keeps what it cannot publish while
+   * Redis is unreachable and publishes it in order once Redis is back (bounded, in this process's
+   * memory); it rejects only when Redis refuses the event, or the feed is closed.
+   */
   publish(topic: string, type: string, data: Record<string, unknown>): Promise<void>;
   /**
    * Events on any of `topics`, in cursor order: first those after `after` still retained, then live

@@ -5,7 +5,8 @@ import type { FlowPlugin } from './hooks.js';
 /** Publishes flow and step events to the event feed, for GraphQL subscribers and the flow inspector. */
 export function useFlowEvents(feed: EventFeed, logger: Logger): FlowPlugin {
   const publish = (type: string, data: Record<string, unknown>) =>
-    // Best-effort by design: the durable record is the database, not the feed.
+    // Best-effort by design: the durable record is the database, not the feed. (The feed keeps events
+    // through a Redis outage; what it rejects, Redis refused.)
     feed.publish('flows', type, data).catch((err) => logger.warn({ err, type }, 'flow event not published'));
   return {
     name: 'flow-events',

@@ -64,6 +64,8 @@ export function createMemorySignalBus(options: MemorySignalBusOptions): SignalBu
   const logs = new Map<string, SignalLog>();
   const receivers = new Map<string, ReceiverState>();
   const deadLetters = new Map<string, DeadLetter[]>();
+  /** Ids of the retained signals: publishing one again appends nothing, as on Redis. */
+  const retainedIds = new Set<string>();
   let deadLetterSeq = 0;
   let closing = false;
   let closePromise: Promise<void> | undefined;
@@ -193,12 +195,14 @@ export function createMemorySignalBus(options: MemorySignalBusOptions): SignalBu
       if (closing) throw closedError();
       // The JSON round trip gives receivers what Redis would: plain data, not the emitter's objects.
       const parsed = signalEnvelopeSchema.parse(JSON.parse(JSON.stringify(envelope)));
+      if (retainedIds.has(parsed.id)) return;
       const log = logOf(parsed.name);
       log.entries.push(parsed);
+      retainedIds.add(parsed.id);
       // Trims in batches, like `MAXLEN ~`, rather than shifting the array on every publish.
       if (log.entries.length > retain + Math.ceil(retain / 10)) {
         const drop = log.entries.length - retain;
-        log.entries.splice(0, drop);
+        for (const trimmed of log.entries.splice(0, drop)) retainedIds.delete(trimmed.id);
         log.first += drop;
       }
       for (const state of receivers.values()) {

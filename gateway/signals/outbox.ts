@@ -37,7 +37,8 @@ interface Row {
 
 /**
  * Moves committed signals from the outbox to the bus. A signal is marked published only after the bus
- * accepted it, so a crash in between publishes it again: receivers are idempotent on the signal id.
+ * accepted it, so a crash in between, or a publish that timed out but reached the bus, publishes it
+ * again: the bus appends an envelope id once (`SignalBus.publish`), and receivers are idempotent on it.
  * Rows are locked with SKIP LOCKED, so several gateway processes share the work without waiting.
  */
 export function startOutboxDispatcher(options: {

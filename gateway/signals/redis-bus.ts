@@ -17,7 +17,10 @@ export type RedisConnection =
   { url: string; redisOptions?: RedisOptions } | { url?: undefined; redisOptions: RedisOptions };
 
 export type RedisSignalBusOptions = RedisConnection & {
-  /** Every key is `<keyPrefix>:signal:<name>`, `<keyPrefix>:dead:<receiver>` or `<keyPrefix>:replay:<receiver>`. */
+  /**
+   * Every key is `<keyPrefix>:signal:<name>`, `<keyPrefix>:dead:<receiver>`, `<keyPrefix>:replay:<receiver>`
+   * or `<keyPrefix>:published:<signal id>`.
+   */
   keyPrefix: string;
   /**
    * This process's consumer name in every receiver's group. It must be unique among running processes
@@ -45,6 +48,14 @@ export type RedisSignalBusOptions = RedisConnection & {
    * loses the oldest entries: size it for the longest plausible outage. @default 100000
    */
   maxLen?: number;
+  /**
+   * How long a published signal's id is remembered (`<keyPrefix>:published:<id>`, about 130 bytes
+   * each): a second publish of it within this time appends nothing. It must outlast every way the
+   * outbox can publish a signal again after Redis appended it — an XADD that timed out on the client
+   * but ran once Redis answered again, or a published mark that PostgreSQL (down) or a crashed gateway
+   * did not commit. @default 86400000 (24 h)
+   */
+  publishDedupeTtlMs?: number;
   /** How long `publish` waits for the first connection after start-up; later it never waits. @default 2000 */
   connectTimeoutMs?: number;
   /** Rejects a command Redis has not answered in this time, so a hung server cannot hang `publish`. @default 5000 */
@@ -231,6 +242,18 @@ function entryJitter(id: string, attempt: number): () => number {
 }
 
 /**
+ * Appends a signal to its stream once per signal id, atomically: the marker says it was appended (its
+ * value is the entry's id), so a publish retried after a lost reply appends nothing, whether the first
+ * ran before it or not. KEYS: marker, stream. ARGV: marker TTL (ms), MAXLEN, envelope fields…
+ * Returns the new entry's id, or false for a signal already appended.
+ */
+const PUBLISH_SCRIPT = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
+redis.call('SET', KEYS[1], id, 'PX', ARGV[1])
+return id`;
+
+/**
  * Moves pending entries from one consumer to another, resetting their idle time, but only those `from`
  * still owns: a consumer that lost an entry to a takeover must not take it back. Used to renew running
  * deliveries (from = to = me) and to park failed ones (to = PARKED).
@@ -271,7 +294,7 @@ redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
 return 1`;
 
 /** Waits `ms`; resolves `false` at once if `signal` aborts first. */
-function pause(ms: number, signal: AbortSignal): Promise<boolean> {
+export function pause(ms: number, signal: AbortSignal): Promise<boolean> {
   if (signal.aborted) return Promise.resolve(false);
   return new Promise((resolve) => {
     const onAbort = () => {
@@ -328,6 +351,7 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
   const concurrency = Math.max(1, options.concurrency ?? 8);
   const leaseMs = options.leaseMs ?? 30_000;
   const maxLen = options.maxLen ?? 100_000;
+  const publishDedupeTtlMs = Math.max(1, options.publishDedupeTtlMs ?? 86_400_000);
   const connectTimeoutMs = options.connectTimeoutMs ?? 2_000;
   const shutdownTimeoutMs = options.shutdownTimeoutMs ?? 10_000;
   const connection: RedisConnection = options.url
@@ -337,6 +361,7 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
   const signalKey = (name: string) => `${keyPrefix}:signal:${name}`;
   const deadKey = (receiver: string) => `${keyPrefix}:dead:${receiver}`;
   const replayKey = (receiver: string) => `${keyPrefix}:replay:${receiver}`;
+  const publishedKey = (signalId: string) => `${keyPrefix}:published:${signalId}`;
 
   const cmd = openRedis(
     connection,
@@ -358,6 +383,7 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
   /** Ends a bounded close: pending settlements stop waiting for Redis. */
   const hardStop = new AbortController();
   let closePromise: Promise<void> | undefined;
+  let readyProbe: Promise<boolean> | undefined;
 
   /**
    * Runs an acknowledgement or a hand-over until Redis takes it: a lost ack would run a successful
@@ -781,9 +807,23 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
 
     async publish(envelope) {
       const parsed = signalEnvelopeSchema.parse(envelope);
-      await command('publish the signal', () =>
-        cmd.call('XADD', signalKey(parsed.name), 'MAXLEN', '~', maxLen, '*', ...envelopeFields(parsed)),
+      const entry = await command('publish the signal', () =>
+        cmd.eval(
+          PUBLISH_SCRIPT,
+          2,
+          publishedKey(parsed.id),
+          signalKey(parsed.name),
+          publishDedupeTtlMs,
+          maxLen,
+          ...envelopeFields(parsed),
+        ),
       );
+      if (entry === null) {
+        logger.info(
+          { signal: parsed.name, signalId: parsed.id },
+          'Signal already on its stream (an earlier publish ran after all); not appended again',
+        );
+      }
     },
 
     consume(registration, handler) {
@@ -819,10 +859,16 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
 
     async ready() {
       if (closePromise || cmd.status !== 'ready') return false;
-      return cmd.ping().then(
-        () => true,
-        () => false,
-      );
+      // A hung Redis answers no PING before the command timeout: probes meanwhile share the one in
+      // flight instead of piling up behind it.
+      readyProbe ??= cmd
+        .ping()
+        .then(
+          () => true,
+          () => false,
+        )
+        .finally(() => (readyProbe = undefined));
+      return readyProbe;
     },
 
     close(signal = AbortSignal.timeout(shutdownTimeoutMs)) {

@@ -61,7 +61,12 @@ export interface DeadLetter {
  */
 export interface SignalBus {
   readonly kind: 'redis' | 'memory';
-  /** Appends the signal to its stream. Rejects when the bus is unreachable (the outbox keeps it). */
+  /**
+   * Appends the signal to its stream, once per envelope id: publishing an id again (the outbox retrying
+   * after a lost reply, or a second gateway after a crash) appends nothing and resolves — within the
+   * bus's memory of ids (the Redis bus: `publishDedupeTtlMs`; in process: the retained signals).
+   * Rejects when the bus is unreachable (the outbox keeps it).
+   */
   publish(envelope: SignalEnvelope): Promise<void>;
   /** Starts delivering `registration.signal` to `handler`, including entries published before this call. */
   consume(registration: ReceiverRegistration, handler: ReceiverHandler): void;

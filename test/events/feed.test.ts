@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { createMemoryEventFeed } from '../../gateway/events/memory-feed.js';
-import { createRedisEventFeed } from '../../gateway/events/redis-feed.js';
+import { pino } from 'pino';
+import { createRedisEventFeed, type RedisEventFeedOptions } from '../../gateway/events/redis-feed.js';
 import type { FeedEvent } from '../../gateway/events/types.js';
 import { createLogger, silentLogger } from '../../gateway/log.js';
 import {
@@ -83,7 +84,7 @@ describe('Redis event feed', () => {
     }
   });
 
-  it('after a Redis restart, subscribers receive events again without subscribing anew', async () => {
+  it('after a Redis restart, subscribers receive events again without subscribing anew, those published during the outage first', async () => {
     const redis = await startPrivateRedis();
     onTestFinished(() => redis.dispose());
     const options = {
@@ -101,10 +102,120 @@ describe('Redis event feed', () => {
     expect((await iterator.next()).value?.type).toBe('MARKER');
 
     await redis.stop({ save: true });
-    await expect(publisher.publish('t', 'LOST', {})).rejects.toThrow('Redis is unreachable');
+    // Accepted while Redis is down: it waits in the publisher, and later events wait behind it.
+    await publisher.publish('t', 'DURING', { n: 1 });
     await redis.restart();
-    await waitFor(() => publisher.publish('t', 'AFTER', { n: 1 }).then(() => true), { intervalMs: 20 });
-    const event = (await iterator.next()).value as FeedEvent;
-    expect([event.type, event.data]).toEqual(['AFTER', { n: 1 }]);
+    await publisher.publish('t', 'AFTER', { n: 2 });
+    const events = [(await iterator.next()).value, (await iterator.next()).value] as FeedEvent[];
+    expect(events.map((e) => [e.type, e.data])).toEqual([
+      ['DURING', { n: 1 }],
+      ['AFTER', { n: 2 }],
+    ]);
+  });
+});
+
+describe('Redis event feed through an outage', () => {
+  /** A pino logger whose lines the test reads. */
+  function capturingLogger() {
+    const lines: Array<Record<string, unknown>> = [];
+    const logger = pino(
+      { level: 'info' },
+      { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) },
+    );
+    return { logger, lines };
+  }
+
+  async function privateFeeds(more: Partial<RedisEventFeedOptions> = {}) {
+    const redis = await startPrivateRedis();
+    onTestFinished(() => redis.dispose());
+    const options: RedisEventFeedOptions = {
+      url: redis.url,
+      redisOptions: { retryStrategy: () => 20 },
+      keyPrefix: 'outage',
+      logger: testLogger,
+      ...more,
+    };
+    const [publisher, listener] = [createRedisEventFeed(options), createRedisEventFeed(options)];
+    const controller = new AbortController();
+    onTestFinished(async () => {
+      redis.resume();
+      controller.abort();
+      await Promise.all([publisher.close(), listener.close()]);
+    });
+    const subscribe = (after?: string, feed = listener) =>
+      feed.subscribe(['t'], { after, signal: controller.signal })[Symbol.asyncIterator]();
+    // Live once its own marker came back.
+    const live = subscribe();
+    await listener.publish('t', 'MARKER', {});
+    const marker = (await live.next()).value as FeedEvent;
+    expect(marker.type).toBe('MARKER');
+    return { redis, publisher, subscribe, live, marker };
+  }
+
+  const next = async (iterator: AsyncIterator<FeedEvent>) => {
+    const result = await iterator.next();
+    if (result.done) throw new Error('the subscription ended');
+    return [result.value.type, result.value.data.n] as const;
+  };
+
+  it('appends events whose sends timed out on a hung Redis, then ran once it resumed, once each and in order', async () => {
+    // Short, so that the sends to the paused server time out on the client quickly.
+    const { redis, publisher, subscribe, live, marker } = await privateFeeds({ commandTimeoutMs: 200 });
+    redis.pause();
+    // Each resolves once its send timed out and the event was queued; the sends stay in Redis's socket.
+    await Promise.all([1, 2, 3].map((n) => publisher.publish('t', 'DURING', { n })));
+    redis.resume();
+    await publisher.publish('t', 'AFTER', { n: 4 });
+    await publisher.publish('t', 'LAST', { n: 5 });
+
+    const expected = [
+      ['DURING', 1],
+      ['DURING', 2],
+      ['DURING', 3],
+      ['AFTER', 4],
+      ['LAST', 5],
+    ];
+    // Live, and resuming from the cursor before them: neither repeats nor reorders.
+    const seenLive = [];
+    for (let i = 0; i < expected.length; i++) seenLive.push(await next(live));
+    expect(seenLive).toEqual(expected);
+    const resumed = subscribe(marker.cursor);
+    const seenResumed = [];
+    for (let i = 0; i < expected.length; i++) seenResumed.push(await next(resumed));
+    expect(seenResumed).toEqual(expected);
+    // Nothing else was appended behind them.
+    await publisher.publish('t', 'END', { n: 6 });
+    expect(await next(live)).toEqual(['END', 6]);
+    expect(await next(resumed)).toEqual(['END', 6]);
+  });
+
+  it('holds at most maxQueued events while Redis is down, drops the oldest, and logs how many', async () => {
+    const { logger, lines } = capturingLogger();
+    const { redis, publisher, subscribe, marker } = await privateFeeds({ maxQueued: 3, logger });
+    await redis.stop();
+    for (let n = 1; n <= 5; n++) await publisher.publish('t', 'DURING', { n });
+    await redis.restart();
+
+    await waitFor(() =>
+      expect(lines).toContainEqual(
+        expect.objectContaining({
+          msg: 'Feed events queued while Redis was unreachable are published',
+          queued: 5,
+          dropped: 2,
+          refused: 0,
+        }),
+      ),
+    );
+    // On the publisher, whose connection is back: a new subscription needs Redis to answer.
+    const resumed = subscribe(marker.cursor, publisher);
+    const seen = [await next(resumed), await next(resumed), await next(resumed)];
+    expect(seen).toEqual([
+      ['DURING', 3],
+      ['DURING', 4],
+      ['DURING', 5],
+    ]);
+    expect(lines).toContainEqual(
+      expect.objectContaining({ level: 40, msg: 'Feed events are being dropped' }),
+    );
   });
 });

@@ -1,6 +1,7 @@
 import { connect, type Socket } from 'node:net';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { runReadinessChecks } from '../../gateway/http/readiness.js';
 import { REQUEST_REFUND, startTestCoordinator, type TestCoordinator } from '../support/coordinator.js';
 import { startPrivateRedis, type PrivateRedis } from '../support/redis.js';
 import { tryConnect } from '../support/resources.js';
@@ -62,6 +63,34 @@ describe('operations endpoints and HTTP errors (development mode)', () => {
         return res.json();
       },
       { timeoutMs: 15_000, what: '/readyz to recover with Redis' },
+    );
+    expect(up).toEqual({ status: 'ready', checks: { database: true, bus: true, supergraph: true } });
+  });
+
+  it('answers /readyz with 503 within its bound while Redis hangs (connections open, no answers), and 200 once it answers again', async () => {
+    redis.pause();
+    try {
+      // The checks are bounded by about a second: a probe must not hang with the hung Redis (its
+      // command timeout is 5 s). The generous abort only keeps a hanging probe from hanging the test.
+      const res = await fetch(`${t.url}/readyz`, { signal: AbortSignal.timeout(3_000) });
+      expect(res.status).toBe(503);
+      expect(await res.json()).toEqual({
+        status: 'not ready',
+        checks: { database: true, bus: false, supergraph: true },
+      });
+      // Liveness depends on neither Redis nor PostgreSQL.
+      const health = await fetch(`${t.url}/healthz`, { signal: AbortSignal.timeout(1_000) });
+      expect(health.status).toBe(200);
+    } finally {
+      redis.resume();
+    }
+    const up = await waitFor(
+      async () => {
+        const res = await get(`${t.url}/readyz`);
+        expect(res.status).toBe(200);
+        return res.json();
+      },
+      { timeoutMs: 10_000, what: '/readyz to recover once Redis answers' },
     );
     expect(up).toEqual({ status: 'ready', checks: { database: true, bus: true, supergraph: true } });
   });
@@ -281,5 +310,27 @@ describe('graceful shutdown', () => {
       data: { requestRefund: expect.objectContaining({ id: a.data!.requestRefund.id, status: 'COMPLETED' }) },
     });
     expect(t.ledger.operations().filter((o) => o.orderId === orderId && o.kind === 'refund')).toHaveLength(1);
+  });
+});
+
+describe('readiness checks', () => {
+  it('run concurrently, each bounded: one that hangs or throws counts as not ready, and the others still answer', async () => {
+    const databaseAsked = createDeferred();
+    const checks = await runReadinessChecks(
+      {
+        // Answers only once the bus check has started: checks run one after another would never get here.
+        database: async () => {
+          await databaseAsked.promise;
+          return true;
+        },
+        bus: () => {
+          databaseAsked.resolve();
+          return new Promise<boolean>(() => {});
+        },
+        flags: () => Promise.reject(new Error('unreachable')),
+      },
+      200,
+    );
+    expect(checks).toEqual({ database: true, bus: false, flags: false });
   });
 });

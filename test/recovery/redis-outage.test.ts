@@ -1,7 +1,9 @@
+import type { Client } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REQUEST_REFUND, startTestCoordinator, type TestCoordinator } from '../support/coordinator.js';
 import { deleteNamespace, startPrivateRedis, testNamespace, type PrivateRedis } from '../support/redis.js';
-import { waitFor } from '../support/wait.js';
+import { collect, compareCursors, subscriptionClient, type Collected } from '../support/subscriptions.js';
+import { createDeferred, waitFor } from '../support/wait.js';
 
 let redis: PrivateRedis;
 let t: TestCoordinator;
@@ -13,7 +15,9 @@ beforeAll(async () => {
   t = await startTestCoordinator('redis-outage', { overrides: { redis: { url: redis.url, keyPrefix } } });
 });
 
+const clients: Client[] = [];
 afterAll(async () => {
+  await Promise.all(clients.map((c) => c.dispose()));
   try {
     await t?.stop();
   } finally {
@@ -112,5 +116,118 @@ describe('a Redis outage', () => {
     await expectDeliveredOnce(first.id, before);
     expect(await prisma().outboxSignal.count({ where: { publishedAt: null } })).toBe(0);
     expect(await prisma().flowRun.count({ where: { kind: 'receiver' } })).toBe(8);
+  });
+});
+
+const FLOW_EVENTS = /* GraphQL */ `
+  subscription Events($after: String) {
+    flowEvents(after: $after) {
+      cursor
+      type
+      flowId
+      stepIndex
+      status
+    }
+  }
+`;
+interface FlowEvent {
+  cursor: string;
+  type: string;
+  flowId: string;
+  stepIndex: number | null;
+  status: string | null;
+}
+/** What one refund flow of the fixture connections publishes, in order. */
+const REFUND_EVENTS = [
+  ['FLOW_STARTED', null],
+  ...[0, 1, 2, 3].flatMap((index) => [
+    ['STEP_STARTED', index],
+    ['STEP_FINISHED', index],
+  ]),
+  ['FLOW_FINISHED', null],
+];
+
+function subscribe(after?: string) {
+  const client = subscriptionClient(t.url);
+  clients.push(client);
+  const events = collect<FlowEvent>(
+    client,
+    { query: FLOW_EVENTS, variables: after ? { after } : {} },
+    (data) => data.flowEvents as FlowEvent,
+  );
+  return { client, events };
+}
+
+/** graphql-ws does not acknowledge a subscription: it is live once a flow run after it shows up. */
+async function untilLive(subscriber: Collected<FlowEvent>) {
+  await waitFor(
+    async () => {
+      const probe = await refund(`probe-${run}-${++seq}`);
+      await waitFor(
+        () => subscriber.events.some((e) => e.flowId === probe.id && e.type === 'FLOW_FINISHED'),
+        {
+          timeoutMs: 2_000,
+        },
+      );
+    },
+    { timeoutMs: 15_000, what: 'the subscriber to receive a probe flow' },
+  );
+}
+
+function expectOnceInOrder(events: FlowEvent[], flowIds: readonly string[]) {
+  for (let i = 1; i < events.length; i++)
+    expect(compareCursors(events[i - 1]!.cursor, events[i]!.cursor)).toBe(-1);
+  for (const flowId of flowIds)
+    expect(events.filter((e) => e.flowId === flowId).map((e) => [e.type, e.stepIndex])).toEqual(
+      REFUND_EVENTS,
+    );
+}
+
+describe('flow events through a Redis outage', () => {
+  it('reach a subscriber that resumes with its cursor, and one that stayed connected, each once and in order', async () => {
+    const stayed = subscribe();
+    const leaving = subscribe();
+    await untilLive(stayed.events);
+    await untilLive(leaving.events);
+    // The leaving subscriber goes away; it will come back with its last cursor.
+    const closed = createDeferred();
+    leaving.client.on('closed', () => closed.resolve());
+    await leaving.client.dispose();
+    await closed.promise;
+    const cursor = leaving.events.events.at(-1)!.cursor;
+
+    await redis.stop();
+    const orders = Array.from({ length: 8 }, () => `events-${run}-${++seq}`);
+    const flows = [];
+    for (const orderId of orders) flows.push(await refund(orderId));
+    expect(flows.map((f) => f.status)).toEqual(Array(8).fill('COMPLETED'));
+    const ids = flows.map((f) => f.id);
+    await redis.restart();
+
+    const back = subscribe(cursor);
+    const finishedOnce = (events: FlowEvent[]) => {
+      for (const id of ids)
+        expect(events.filter((e) => e.flowId === id && e.type === 'FLOW_FINISHED')).toHaveLength(1);
+    };
+    await waitFor(() => finishedOnce(back.events.events), {
+      timeoutMs: 20_000,
+      what: 'the resumed subscriber to receive the flows run during the outage',
+    });
+    await waitFor(() => finishedOnce(stayed.events.events), {
+      timeoutMs: 20_000,
+      what: 'the connected subscriber to receive the flows run during the outage',
+    });
+    // A flow after them: once it arrives, any repeat of theirs would have arrived before it.
+    const after = await refund(`events-after-${run}`);
+    for (const subscriber of [back, stayed])
+      await waitFor(() =>
+        expect(
+          subscriber.events.events.some((e) => e.flowId === after.id && e.type === 'FLOW_FINISHED'),
+        ).toBe(true),
+      );
+    expectOnceInOrder(back.events.events, [...ids, after.id]);
+    expectOnceInOrder(stayed.events.events, [...ids, after.id]);
+    expect(compareCursors(back.events.events[0]!.cursor, cursor)).toBe(1);
+    expect([back.events.resultErrors, stayed.events.resultErrors]).toEqual([[], []]);
   });
 });

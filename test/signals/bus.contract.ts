@@ -402,8 +402,40 @@ export function signalBusContract(name: string, fixture: SignalBusFixture) {
       await waitFor(async () => expect(await bus.ready()).toBe(true));
     });
 
+    it('publishes each signal id once: publishing an envelope again (a retry after a lost reply) appends nothing', async () => {
+      const { start } = setup();
+      // One at a time, in publish order: a second copy of `one` would be delivered before `two`.
+      const bus = start({ concurrency: 1 });
+      const once = recorder();
+      bus.consume(registration('once'), once.handler);
+      const [one, two] = [makeSignal(PAID, { n: 1 }), makeSignal(PAID, { n: 2 })];
+      await bus.publish(one);
+      await bus.publish(one);
+      await bus.publish(two);
+      await bus.publish(one);
+
+      await waitFor(() => expect(once.deliveries.map((d) => d.envelope)).toEqual([one, two]));
+      // A signal after them: had a copy of either been appended, it would come before this one.
+      const three = makeSignal(PAID, { n: 3 });
+      await bus.publish(three);
+      await waitFor(() => expect(once.deliveries.map((d) => d.envelope)).toEqual([one, two, three]));
+    });
+
     const processes = fixture.processes;
     if (!processes) return;
+
+    it('publishes a signal id once across processes', async () => {
+      const { start } = setup();
+      const [first, second] = [start({ consumerName: 'first' }), start({ consumerName: 'second' })];
+      const got = recorder();
+      first.consume(registration('fulfil', PAID), got.handler);
+      const [one, two] = [makeSignal(PAID, { n: 1 }), makeSignal(PAID, { n: 2 })];
+      await first.publish(one);
+      await second.publish(one);
+      await second.publish(two);
+      await waitFor(() => expect(got.deliveries.map((d) => d.envelope).sort(byPayload)).toEqual([one, two]));
+      expect(got.deliveries).toHaveLength(2);
+    });
 
     it('dead-letters a stream entry that is not a valid envelope, and keeps delivering', async () => {
       const { start, namespace } = setup();

@@ -78,6 +78,13 @@ export interface PrivateRedis {
   stop(options?: { save?: boolean }): Promise<void>;
   /** Starts the server again on the same port. */
   restart(): Promise<void>;
+  /**
+   * Freezes the server (SIGSTOP): its connections stay open and it answers nothing, as a hung Redis
+   * does. Commands sent meanwhile wait in its sockets and run on `resume`.
+   */
+  pause(): void;
+  /** Lets a paused server run again (SIGCONT). */
+  resume(): void;
   /** Stops the server if it runs and removes its directory. */
   dispose(): Promise<void>;
 }
@@ -138,9 +145,18 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
       });
     });
 
+  let paused = false;
+  const signal = (name: 'SIGSTOP' | 'SIGCONT') => {
+    if (!child) throw new Error(`redis-server on port ${port} is not running`);
+    child.kill(name);
+    paused = name === 'SIGSTOP';
+  };
+
   const stop = async (options: { save?: boolean } = {}) => {
     const proc = child;
     if (!proc) return;
+    // A stopped process would not act on SIGTERM or SHUTDOWN.
+    if (paused) signal('SIGCONT');
     const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
     if (options.save) {
       const client = new Redis(url, { maxRetriesPerRequest: 0, retryStrategy: () => null });
@@ -163,6 +179,8 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
       await stop();
       await start();
     },
+    pause: () => signal('SIGSTOP'),
+    resume: () => signal('SIGCONT'),
     dispose: async () => {
       await stop();
       process.off('exit', killOnExit);
