@@ -45,6 +45,8 @@ export const envSchema = z.object({
   /** A running flow whose gateway has not renewed its lease for this long is recovered by another. */
   FLOW_LEASE_MS: z.coerce.number().int().min(100).default(15_000),
   SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(10_000),
+  /** How long a flow waits for another flow of its order to end before it is refused with ORDER_BUSY. */
+  ORDER_WAIT_MS: z.coerce.number().int().min(0).default(10_000),
   /** Bound of each /readyz check (database, bus): one that has not answered by then counts as not ready. */
   READINESS_TIMEOUT_MS: z.coerce.number().int().min(1).default(1_000),
   /** Callers' JWTs: one key source. Without any, development uses DEVELOPMENT_JWT_SECRET. */

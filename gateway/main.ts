@@ -34,6 +34,7 @@ async function main() {
     logger,
     production: env.NODE_ENV === 'production',
     leaseMs: env.FLOW_LEASE_MS,
+    orderWaitMs: env.ORDER_WAIT_MS,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
     readinessTimeoutMs: env.READINESS_TIMEOUT_MS,
   });

@@ -1,4 +1,4 @@
-import { DomainError, ErrorCode } from '../../gateway/errors.js';
+import { DomainError, ErrorCode, httpStatusOf, isErrorCode } from '../../gateway/errors.js';
 import { definePlugin, type FilterResult, type RouteResponse } from '../../gateway/sdk/plugin.js';
 import { requirePrincipal } from '../../gateway/sdk/principal.js';
 import { frontendAppsConfig } from './config.js';
@@ -19,7 +19,8 @@ type Input<T> = { input: T };
 function redirectFrom(result: FilterResult, cacheSeconds?: number): RouteResponse {
   const url = result.output?.url;
   if (result.error) {
-    const status = result.error.code === 'NOT_FOUND' ? 404 : result.error.code === 'FORBIDDEN' ? 403 : 400;
+    const { code } = result.error;
+    const status = isErrorCode(code) ? httpStatusOf(code) : 400;
     return {
       status,
       body: { code: result.error.code, message: result.error.message, flowId: result.flowId },

@@ -210,10 +210,9 @@ export function createLmsPlugin(options: LmsPluginOptions = {}): Plugin {
                 }
                 const bundleKey = line.bundleKey;
                 // The entitlements API creates a new entitlement on every POST: look for ours first.
-                // Two fulfillments of one order may run at once (two messages for it): the look-up and
-                // the grant are one critical section per learner and course, with a fresh list, or
-                // both would find nothing and grant two entitlements. (Within this process only: two
-                // gateways fulfilling one order at the same moment are not serialized here.)
+                // Flows of one order never run at once (the Coordinator holds the order for a flow,
+                // across processes); two orders of one learner for one course may, in this process:
+                // the look-up and the grant are one critical section per learner and course.
                 const entitlement = await oneAtATime(`${input.username}\u0000${bundleKey}`, async () => {
                   const sameCourse = (await lms().listEntitlements(input.username)).filter(
                     (e) => e.expired_at === null && e.course_uuid === bundleKey,
