@@ -28,6 +28,7 @@ import type { FlowPlugin } from './flows/hooks.js';
 import { startLeaseKeeper } from './flows/leases.js';
 import { FlowStore } from './flows/store.js';
 import { pluginRoutes } from './http/plugin-routes.js';
+import { resolveHttpLimits, type HttpLimits } from './http/connection-limits.js';
 import { createHttpServer, sendJson, trackRequests, type Route } from './http/server.js';
 import type { Logger } from './log.js';
 import { createPluginRuntime, evaluatorFrom, principalFlagContext } from './plugins/runtime.js';
@@ -36,6 +37,7 @@ import { createMemorySignalBus } from './signals/memory-bus.js';
 import { startOutboxDispatcher, type OutboxDispatcher } from './signals/outbox.js';
 import { createRedisSignalBus } from './signals/redis-bus.js';
 import type { SignalBus } from './signals/types.js';
+import { resolveSubscriptionLimits, type SubscriptionLimits } from './subscriptions/limits.js';
 import { attachSubscriptions } from './subscriptions/server.js';
 
 export interface CoordinatorOptions {
@@ -71,6 +73,10 @@ export interface CoordinatorOptions {
   flowPlugins?: readonly FlowPlugin[];
   /** Outbox poll interval. @default 500 ms */
   outboxPollMs?: number;
+  /** Caps and timeouts of the HTTP server's connections (websockets included); see `HttpLimits`. */
+  httpLimits?: Partial<HttpLimits>;
+  /** Caps and timeouts of graphql-ws connections; see `SubscriptionLimits`. */
+  subscriptionLimits?: Partial<SubscriptionLimits>;
 }
 
 /** The lifecycle of a Coordinator, as a union on `phase`. */
@@ -291,12 +297,14 @@ export class Coordinator {
       }
       return createGatewayContext({ flagContext: principalFlagContext(principal), principal });
     };
+    const httpLimits = resolveHttpLimits(options.httpLimits);
     const server = createHttpServer({
       apollo,
       context,
       routes,
       draining: () => this.state.phase === 'draining' || this.state.phase === 'stopping',
       logger,
+      limits: httpLimits,
     });
     const requests = trackRequests(server);
     const subscriptions = attachSubscriptions({
@@ -314,6 +322,7 @@ export class Coordinator {
           }
         : undefined,
       logger,
+      limits: resolveSubscriptionLimits(options.subscriptionLimits ?? {}, httpLimits),
     });
     opened.push(() => subscriptions.close());
     await new Promise<void>((resolveListen, reject) => {

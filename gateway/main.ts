@@ -1,7 +1,7 @@
 // The Coordinator's entry point: configuration from the environment, then start, then stop on a signal.
 import { resolve } from 'node:path';
 import { Coordinator } from './coordinator.js';
-import { authOptions, readEnv } from './env.js';
+import { authOptions, connectionLimits, readEnv } from './env.js';
 import { ConfigError } from './errors.js';
 import { createLogger } from './log.js';
 
@@ -34,6 +34,7 @@ async function main() {
     production: env.NODE_ENV === 'production',
     leaseMs: env.FLOW_LEASE_MS,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
+    ...connectionLimits(env),
   });
   let stopping = false;
   const stop = (signal: string) => {
