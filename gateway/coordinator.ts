@@ -29,6 +29,7 @@ import { startLeaseKeeper } from './flows/leases.js';
 import { FlowStore } from './flows/store.js';
 import { pluginRoutes } from './http/plugin-routes.js';
 import { runReadinessChecks } from './http/readiness.js';
+import { resolveHttpLimits, type HttpLimits } from './http/connection-limits.js';
 import { createHttpServer, sendJson, trackRequests, type Route } from './http/server.js';
 import type { Logger } from './log.js';
 import { createPluginRuntime, evaluatorFrom, principalFlagContext } from './plugins/runtime.js';
@@ -38,6 +39,7 @@ import { createMemorySignalBus } from './signals/memory-bus.js';
 import { startOutboxDispatcher, type OutboxDispatcher } from './signals/outbox.js';
 import { createRedisSignalBus } from './signals/redis-bus.js';
 import type { SignalBus } from './signals/types.js';
+import { resolveSubscriptionLimits, type SubscriptionLimits } from './subscriptions/limits.js';
 import { attachSubscriptions } from './subscriptions/server.js';
 
 export interface CoordinatorOptions {
@@ -86,6 +88,10 @@ export interface CoordinatorOptions {
    * @default 1000 ms
    */
   readinessTimeoutMs?: number;
+  /** Caps and timeouts of the HTTP server's connections (websockets included); see `HttpLimits`. */
+  httpLimits?: Partial<HttpLimits>;
+  /** Caps and timeouts of graphql-ws connections; see `SubscriptionLimits`. */
+  subscriptionLimits?: Partial<SubscriptionLimits>;
 }
 
 /** The lifecycle of a Coordinator, as a union on `phase`. */
@@ -313,12 +319,14 @@ export class Coordinator {
       }
       return createGatewayContext({ flagContext: principalFlagContext(principal), principal });
     };
+    const httpLimits = resolveHttpLimits(options.httpLimits);
     const server = createHttpServer({
       apollo,
       context,
       routes,
       draining: () => this.state.phase === 'draining' || this.state.phase === 'stopping',
       logger,
+      limits: httpLimits,
     });
     const requests = trackRequests(server);
     const subscriptions = attachSubscriptions({
@@ -336,6 +344,7 @@ export class Coordinator {
           }
         : undefined,
       logger,
+      limits: resolveSubscriptionLimits(options.subscriptionLimits ?? {}, httpLimits),
     });
     opened.push(() => subscriptions.close());
     await new Promise<void>((resolveListen, reject) => {

@@ -2,6 +2,11 @@ import { z } from 'zod';
 import type { AuthOptions } from './auth/authenticator.js';
 import { ConfigError } from './errors.js';
 import { signingSecretProblem } from './sdk/call-assertion.js';
+import { resolveHttpLimits, type HttpLimits } from './http/connection-limits.js';
+import { resolveSubscriptionLimits, type SubscriptionLimits } from './subscriptions/limits.js';
+
+/** A count or duration; unset leaves the default of the option it sets. */
+const optionalInt = (min: number) => z.coerce.number().int().min(min).optional();
 
 const commaList = z.string().transform((s) =>
   s
@@ -49,6 +54,17 @@ export const envSchema = z.object({
   ORDER_WAIT_MS: z.coerce.number().int().min(0).default(10_000),
   /** Bound of each /readyz check (database, bus): one that has not answered by then counts as not ready. */
   READINESS_TIMEOUT_MS: z.coerce.number().int().min(1).default(1_000),
+  /** Connection caps and socket timeouts: `HttpLimits` and `SubscriptionLimits` document the defaults. */
+  HTTP_MAX_CONNECTIONS: optionalInt(1),
+  HTTP_HEALTH_RESERVE: optionalInt(0),
+  HTTP_HEADERS_TIMEOUT_MS: optionalInt(1),
+  HTTP_REQUEST_TIMEOUT_MS: optionalInt(1),
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: optionalInt(1),
+  HTTP_SOCKET_TIMEOUT_MS: optionalInt(0),
+  WS_MAX_CONNECTIONS: optionalInt(1),
+  WS_MAX_SUBSCRIPTIONS: optionalInt(1),
+  WS_INIT_TIMEOUT_MS: optionalInt(1),
+  WS_IDLE_TIMEOUT_MS: optionalInt(0),
   /** Callers' JWTs: one key source. Without any, development uses DEVELOPMENT_JWT_SECRET. */
   JWT_JWKS_URL: z.string().url().optional(),
   JWT_PUBLIC_KEYS: z.string().min(1).optional(),
@@ -77,6 +93,58 @@ export function authOptions(env: Env): AuthOptions {
       'NODE_ENV=production needs JWT_JWKS_URL, JWT_PUBLIC_KEYS or JWT_SECRET to verify callers',
     ]);
   return { secret: DEVELOPMENT_JWT_SECRET, ...common };
+}
+
+/** The variable of each connection limit. */
+const HTTP_LIMIT_VARIABLES = {
+  maxConnections: 'HTTP_MAX_CONNECTIONS',
+  healthReserve: 'HTTP_HEALTH_RESERVE',
+  headersTimeoutMs: 'HTTP_HEADERS_TIMEOUT_MS',
+  requestTimeoutMs: 'HTTP_REQUEST_TIMEOUT_MS',
+  keepAliveTimeoutMs: 'HTTP_KEEP_ALIVE_TIMEOUT_MS',
+  socketTimeoutMs: 'HTTP_SOCKET_TIMEOUT_MS',
+} as const satisfies Record<keyof HttpLimits, keyof Env>;
+const SUBSCRIPTION_LIMIT_VARIABLES = {
+  maxConnections: 'WS_MAX_CONNECTIONS',
+  maxSubscriptionsPerConnection: 'WS_MAX_SUBSCRIPTIONS',
+  connectionInitWaitTimeoutMs: 'WS_INIT_TIMEOUT_MS',
+  idleTimeoutMs: 'WS_IDLE_TIMEOUT_MS',
+} as const satisfies Partial<Record<keyof SubscriptionLimits, keyof Env>>;
+
+/**
+ * The connection caps and timeouts the environment sets (unset ones keep their defaults), checked
+ * together now so that a bad combination names its variables.
+ */
+export function connectionLimits(env: Env): {
+  httpLimits: Partial<HttpLimits>;
+  subscriptionLimits: Partial<SubscriptionLimits>;
+} {
+  const from = <K extends string>(variables: Record<K, keyof Env>) =>
+    Object.fromEntries(
+      Object.entries(variables).map(([field, name]) => [field, env[name as keyof Env]]),
+    ) as Partial<Record<K, number>>;
+  const limits = {
+    httpLimits: from(HTTP_LIMIT_VARIABLES),
+    subscriptionLimits: from(SUBSCRIPTION_LIMIT_VARIABLES),
+  };
+  const http = named(HTTP_LIMIT_VARIABLES, () => resolveHttpLimits(limits.httpLimits));
+  named(SUBSCRIPTION_LIMIT_VARIABLES, () => resolveSubscriptionLimits(limits.subscriptionLimits, http));
+  return limits;
+}
+
+/** Runs `resolve`; a ConfigError it throws is restated with the variables' names for the fields'. */
+function named<T>(variables: Record<string, string>, resolve: () => T): T {
+  try {
+    return resolve();
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    throw new ConfigError(
+      'environment',
+      error.problems.map((problem) =>
+        problem.replace(/^(\w+):/, (_all, field: string) => `${variables[field] ?? field}:`),
+      ),
+    );
+  }
 }
 
 export function readEnv(env: NodeJS.ProcessEnv = process.env): Env {

@@ -1,7 +1,7 @@
 // The Coordinator's entry point: configuration from the environment, then start, then stop on a signal.
 import { resolve } from 'node:path';
 import { Coordinator } from './coordinator.js';
-import { authOptions, readEnv } from './env.js';
+import { authOptions, connectionLimits, readEnv } from './env.js';
 import { ConfigError } from './errors.js';
 import { createLogger } from './log.js';
 
@@ -37,6 +37,7 @@ async function main() {
     orderWaitMs: env.ORDER_WAIT_MS,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
     readinessTimeoutMs: env.READINESS_TIMEOUT_MS,
+    ...connectionLimits(env),
   });
   let stopping = false;
   const stop = (signal: string) => {

@@ -3,6 +3,14 @@ import { HeaderMap, type ApolloServer } from '@apollo/server';
 import { ErrorCode, httpStatusOf } from '../errors.js';
 import type { GatewayContext } from '../federation/context.js';
 import type { Logger } from '../log.js';
+import {
+  RETRY_AFTER_SECONDS,
+  TOO_MANY_CONNECTIONS,
+  connectionsCheckingInterval,
+  limitConnections,
+  resolveHttpLimits,
+  type HttpLimits,
+} from './connection-limits.js';
 
 /** A REST route beside /graphql (health checks, webhooks). */
 export type Route = (req: IncomingMessage, res: ServerResponse, body: Buffer) => Promise<void> | void;
@@ -18,7 +26,12 @@ export interface HttpServerOptions {
   logger: Logger;
   /** Largest request body accepted. @default 1 MiB */
   maxBodyBytes?: number;
+  /** Connection caps and socket timeouts; each defaults as `HttpLimits` documents. */
+  limits?: Partial<HttpLimits>;
 }
+
+/** Answered while the gateway drains, and on the connections kept for them when it is full. */
+const HEALTH_PATHS: ReadonlySet<string> = new Set(['/healthz', '/readyz']);
 
 export function sendJson(res: ServerResponse, status: number, body: unknown) {
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8' }).end(JSON.stringify(body));
@@ -44,33 +57,65 @@ export function sendGraphQLError(res: ServerResponse, code: ErrorCode, message: 
 
 /**
  * The Coordinator's HTTP server: GraphQL at /graphql through Apollo Server (Sandbox on GET in
- * development), and plain routes. Transport only — what runs is decided elsewhere.
+ * development), and plain routes. Transport only — what runs is decided elsewhere. Its connections
+ * are capped and timed (`HttpLimits`) so that idle or slow clients cannot exhaust its descriptors.
  */
 export function createHttpServer(options: HttpServerOptions): Server {
   const maxBodyBytes = options.maxBodyBytes ?? 1 << 20;
-  return createServer(async (req, res) => {
-    try {
-      const url = new URL(req.url ?? '/', 'http://localhost');
-      if (options.draining() && url.pathname !== '/healthz' && url.pathname !== '/readyz') {
-        res.setHeader('connection', 'close');
-        return sendGraphQLError(res, ErrorCode.SHUTTING_DOWN, 'The gateway is shutting down');
+  const limits = resolveHttpLimits(options.limits);
+  const server = createServer(
+    {
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+      connectionsCheckingInterval: connectionsCheckingInterval(limits),
+    },
+    async (req, res) => {
+      try {
+        const url = new URL(req.url ?? '/', 'http://localhost');
+        const health = HEALTH_PATHS.has(url.pathname);
+        if (budget.reserved(req.socket)) {
+          // One answer per reserve connection, so its place is free again for the next probe.
+          res.setHeader('connection', 'close');
+          if (!health) {
+            res.setHeader('retry-after', String(RETRY_AFTER_SECONDS));
+            return refuse(res, url, ErrorCode.SERVICE_UNAVAILABLE, TOO_MANY_CONNECTIONS);
+          }
+        }
+        if (options.draining() && !health) {
+          res.setHeader('connection', 'close');
+          return sendGraphQLError(res, ErrorCode.SHUTTING_DOWN, 'The gateway is shutting down');
+        }
+        const body = await readBody(req, maxBodyBytes);
+        if (body === undefined) {
+          return sendGraphQLError(
+            res,
+            ErrorCode.PAYLOAD_TOO_LARGE,
+            `Request body over ${maxBodyBytes} bytes`,
+          );
+        }
+        const route = options.routes.get(url.pathname);
+        if (route) return await route(req, res, body);
+        if (url.pathname === '/graphql' || url.pathname === '/')
+          return await graphql(options, req, res, url, body);
+        sendError(res, ErrorCode.NOT_FOUND, `No route ${req.method} ${url.pathname}`);
+      } catch (error) {
+        options.logger.error({ err: error, url: req.url }, 'request failed');
+        if (!res.headersSent) {
+          sendGraphQLError(res, ErrorCode.INTERNAL_SERVER_ERROR, 'Internal server error');
+        } else res.end();
       }
-      const body = await readBody(req, maxBodyBytes);
-      if (body === undefined) {
-        return sendGraphQLError(res, ErrorCode.PAYLOAD_TOO_LARGE, `Request body over ${maxBodyBytes} bytes`);
-      }
-      const route = options.routes.get(url.pathname);
-      if (route) return await route(req, res, body);
-      if (url.pathname === '/graphql' || url.pathname === '/')
-        return await graphql(options, req, res, url, body);
-      sendError(res, ErrorCode.NOT_FOUND, `No route ${req.method} ${url.pathname}`);
-    } catch (error) {
-      options.logger.error({ err: error, url: req.url }, 'request failed');
-      if (!res.headersSent) {
-        sendGraphQLError(res, ErrorCode.INTERNAL_SERVER_ERROR, 'Internal server error');
-      } else res.end();
-    }
-  });
+    },
+  );
+  server.timeout = limits.socketTimeoutMs;
+  const budget = limitConnections(server, limits);
+  return server;
+}
+
+/** A refusal in the shape of what was asked: a GraphQL error for /graphql, a REST error elsewhere. */
+function refuse(res: ServerResponse, url: URL, code: ErrorCode, message: string) {
+  if (url.pathname === '/graphql' || url.pathname === '/') sendGraphQLError(res, code, message);
+  else sendError(res, code, message);
 }
 
 async function graphql(

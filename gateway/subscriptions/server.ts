@@ -1,10 +1,10 @@
 import type { Server } from 'node:http';
 import type { ApolloServer } from '@apollo/server';
 import { GraphQLError, parse, print, type ExecutionArgs, type GraphQLSchema } from 'graphql';
-import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
 import type { GatewayContext } from '../federation/context.js';
 import type { Logger } from '../log.js';
+import { acceptWithinCap, useServerWithLimits, type SubscriptionLimits } from './limits.js';
 import { createSharedSubscribe } from './shared-execution.js';
 
 /**
@@ -25,14 +25,15 @@ export function attachSubscriptions(options: {
    */
   authorize?(connectionParams: Readonly<Record<string, unknown>> | undefined): Promise<boolean>;
   logger: Logger;
-  /** @default 3 s */
-  connectionInitWaitTimeout?: number;
+  /** Caps and timeouts of the connections (resolved by `resolveSubscriptionLimits`). */
+  limits: SubscriptionLimits;
 }): { close(): Promise<void> } {
-  const wss = new WebSocketServer({ server: options.server, path: options.path });
-  const disposable = useServer(
+  const { limits } = options;
+  const wss = new WebSocketServer({ noServer: true, path: options.path, maxPayload: limits.maxMessageBytes });
+  const detach = acceptWithinCap(options.server, wss, limits.maxConnections);
+  const disposable = useServerWithLimits(
     {
       schema: options.schema,
-      connectionInitWaitTimeout: options.connectionInitWaitTimeout ?? 3_000,
       onConnect: async (ctx) => (options.authorize ? options.authorize(ctx.connectionParams) : true),
       // graphql-ws answers an invalid query with an error message, but closes the whole socket (4500,
       // ending the client's other subscriptions) when the query does not parse: answer that alike.
@@ -62,9 +63,11 @@ export function attachSubscriptions(options: {
       },
     },
     wss,
+    limits,
   );
   return {
     close: async () => {
+      detach();
       await disposable.dispose();
       await new Promise<void>((resolve) => wss.close(() => resolve()));
     },
