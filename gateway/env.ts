@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { AuthOptions } from './auth/authenticator.js';
 import { ConfigError } from './errors.js';
+import { DEFAULT_OPERATION_LIMITS, type OperationLimits } from './federation/operation-limits.js';
 
 const commaList = z.string().transform((s) =>
   s
@@ -8,6 +9,11 @@ const commaList = z.string().transform((s) =>
     .map((x) => x.trim())
     .filter(Boolean),
 );
+
+/** A limit: a whole number, 0 or more. */
+function limit(fallback: number) {
+  return z.coerce.number().int('must be a whole number').min(0).default(fallback);
+}
 
 /** Every environment variable the Coordinator reads; README.md lists the same. */
 export const envSchema = z.object({
@@ -45,6 +51,13 @@ export const envSchema = z.object({
    * @default stand-ins, or configured when NODE_ENV=production
    */
   SERVICES: z.enum(['stand-ins', 'configured']).optional(),
+  /** What one client operation may ask for (DEFAULT_OPERATION_LIMITS in gateway/federation/operation-limits.ts). */
+  OPERATION_MAX_TOKENS: limit(DEFAULT_OPERATION_LIMITS.maxTokens),
+  OPERATION_MAX_DEPTH: limit(DEFAULT_OPERATION_LIMITS.maxDepth),
+  OPERATION_MAX_ALIASES: limit(DEFAULT_OPERATION_LIMITS.maxAliases),
+  OPERATION_MAX_FLOWS: limit(DEFAULT_OPERATION_LIMITS.maxFlows),
+  OPERATION_MAX_COST: limit(DEFAULT_OPERATION_LIMITS.maxCost),
+  OPERATION_DEFAULT_LIST_SIZE: limit(DEFAULT_OPERATION_LIMITS.defaultListSize),
 });
 export type Env = z.infer<typeof envSchema>;
 
@@ -61,6 +74,17 @@ export function authOptions(env: Env): AuthOptions {
       'NODE_ENV=production needs JWT_JWKS_URL, JWT_PUBLIC_KEYS or JWT_SECRET to verify callers',
     ]);
   return { secret: DEVELOPMENT_JWT_SECRET, ...common };
+}
+
+export function operationLimits(env: Env): OperationLimits {
+  return {
+    maxTokens: env.OPERATION_MAX_TOKENS,
+    maxDepth: env.OPERATION_MAX_DEPTH,
+    maxAliases: env.OPERATION_MAX_ALIASES,
+    maxFlows: env.OPERATION_MAX_FLOWS,
+    maxCost: env.OPERATION_MAX_COST,
+    defaultListSize: env.OPERATION_DEFAULT_LIST_SIZE,
+  };
 }
 
 export function readEnv(env: NodeJS.ProcessEnv = process.env): Env {
