@@ -11,7 +11,8 @@ import {
 } from '@apollo/server/plugin/landingPage/default';
 import type { GraphQLDataSource } from '@apollo/gateway';
 import { createAuthenticator, type AuthOptions, type Authenticator } from './auth/authenticator.js';
-import { ConfigError, DomainError, ErrorCode, UnreachableCaseError, domainCodeOf } from './errors.js';
+import { filterField, type Connections } from './connections/schema.js';
+import { ConfigError, DomainError, ErrorCode, UnreachableCaseError } from './errors.js';
 import { openDatabase, type Database } from './db/database.js';
 import { createMemoryEventFeed } from './events/memory-feed.js';
 import { createRedisEventFeed } from './events/redis-feed.js';
@@ -19,7 +20,9 @@ import type { EventFeed } from './events/types.js';
 import { createFlags, type Flags, type FlagsOptions } from './flags/flags.js';
 import { createGatewayContext, type GatewayContext } from './federation/context.js';
 import { InProcessDataSource, RemoteDataSource, type FlagEvaluator } from './federation/data-sources.js';
+import { ClientErrors } from './federation/client-errors.js';
 import { FederatedExecutor } from './federation/executor.js';
+import { OperationLimitsChecker, type OperationLimits } from './federation/operation-limits.js';
 import { buildSupergraph, type BuiltSupergraph } from './federation/supergraph.js';
 import { COORDINATOR_SUBGRAPH, coordinatorPlugin } from './flows/api.js';
 import { useFlowEvents, useFlowLogging } from './flows/builtin-plugins.js';
@@ -70,8 +73,13 @@ export interface CoordinatorOptions {
   /** @default '127.0.0.1' */
   host?: string;
   logger: Logger;
-  /** Masks internal errors and serves the production landing page instead of Sandbox. @default false */
+  /**
+   * Masks every error without a public code (logging it once), turns field suggestions off and serves
+   * the production landing page instead of Sandbox. @default false
+   */
   production?: boolean;
+  /** What one client operation may ask for; a limit not given is DEFAULT_OPERATION_LIMITS' value. */
+  operationLimits?: Partial<OperationLimits>;
   /** @default 15 s */
   leaseMs?: number;
   /** How long a flow waits for another flow of its order to end before ORDER_BUSY. @default 10 s */
@@ -202,9 +210,11 @@ export class Coordinator {
     // Actions run through the gateway's Apollo Server, created below: the engine and the gateway refer
     // to each other (the Coordinator subgraph's mutations run flows whose steps run through the gateway).
     const callAction: ActionCaller = async (call, variables, context) => {
+      // Marked internal: the rules for client operations (limits, masking) do not apply to it, and its
+      // errors reach the step's record as they are (the caller of the flow sees them masked).
       const response = await apollo.executeOperation(
         { query: call.document, variables },
-        { contextValue: context },
+        { contextValue: { ...context, internal: true } },
       );
       if (response.body.kind !== 'single')
         throw new Error('Incremental delivery is not supported for Actions');
@@ -234,26 +244,29 @@ export class Coordinator {
     const dataSources = this.dataSources(built, coordinator, plugins, evaluatorFrom(flags), signer);
     const executor = new FederatedExecutor({ supergraphSdl: built.supergraphSdl, dataSources, flags });
     const production = options.production ?? false;
+    const limits = new OperationLimitsChecker(options.operationLimits, filterFields(built.connections));
+    const clientErrors = new ClientErrors({ production, logger });
     const apollo = new ApolloServer<GatewayContext>({
       gateway: executor,
+      logger,
       // The Coordinator owns shutdown (drain, then stop): Apollo's own SIGTERM handler would stop the
       // server at once, failing the steps of the flows still draining.
       stopOnTerminationSignals: false,
       introspection: !production,
       includeStacktraceInErrorResponses: !production,
+      hideSchemaDetailsFromClientErrors: clientErrors.hideSchemaDetails,
       plugins: [
         production
           ? ApolloServerPluginLandingPageProductionDefault({ footer: false })
           : ApolloServerPluginLandingPageLocalDefault({ footer: false, embed: true }),
+        limits.plugin(),
+        clientErrors.plugin(),
       ],
-      formatError: (formatted, error) => {
-        // Domain errors keep their message; anything else is masked in production.
-        const code = domainCodeOf(formatted) ?? domainCodeOf(error);
-        const known = (formatted.extensions?.code as string | undefined) ?? ErrorCode.INTERNAL_SERVER_ERROR;
-        if (production && !code && known === ErrorCode.INTERNAL_SERVER_ERROR) {
-          return { message: 'Internal server error', extensions: { code: ErrorCode.INTERNAL_SERVER_ERROR } };
-        }
-        return { ...formatted, extensions: { ...formatted.extensions, code: known } };
+      // Masking is the client-errors plugin's (the engine's own Action calls keep their errors whole);
+      // here every error gets a code, Apollo's own ones as the public codes say them.
+      formatError: (formatted) => {
+        const code = (formatted.extensions?.code as string | undefined) ?? ErrorCode.INTERNAL_SERVER_ERROR;
+        return { ...formatted, extensions: { ...formatted.extensions, code: APOLLO_CODES[code] ?? code } };
       },
     });
     await apollo.start();
@@ -322,6 +335,7 @@ export class Coordinator {
     const httpLimits = resolveHttpLimits(options.httpLimits);
     const server = createHttpServer({
       apollo,
+      operationLimits: limits,
       context,
       routes,
       draining: () => this.state.phase === 'draining' || this.state.phase === 'stopping',
@@ -334,6 +348,8 @@ export class Coordinator {
       path: '/graphql',
       schema: coordinator.schema,
       apollo,
+      operationLimits: limits,
+      clientErrors,
       context: () => context(),
       // Flow events and signals carry learners' data: staff and Services only, once callers are verified.
       authorize: options.auth
@@ -494,6 +510,22 @@ export class Coordinator {
     this.running = undefined;
     this.options.logger.info('coordinator stopped');
   }
+}
+
+/** Apollo Server's codes that the public codes name otherwise. */
+const APOLLO_CODES: Readonly<Record<string, ErrorCode>> = {
+  // No operation to run in the document (an unknown operationName, several operations and none named).
+  OPERATION_RESOLUTION_FAILURE: ErrorCode.BAD_REQUEST,
+};
+
+/** The root fields that run a filter, as `<root type>.<field>`: each runs a recorded flow. */
+function filterFields(connections: Connections): Set<string> {
+  return new Set(
+    Object.values(connections.filters).map((filter) => {
+      const { operation, name } = filterField(filter);
+      return `${operation}.${name}`;
+    }),
+  );
 }
 
 /** Without verification keys: requests are anonymous, and a token cannot be checked so is refused. */

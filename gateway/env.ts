@@ -7,6 +7,7 @@ import { resolveSubscriptionLimits, type SubscriptionLimits } from './subscripti
 
 /** A count or duration; unset leaves the default of the option it sets. */
 const optionalInt = (min: number) => z.coerce.number().int().min(min).optional();
+import { DEFAULT_OPERATION_LIMITS, type OperationLimits } from './federation/operation-limits.js';
 
 const commaList = z.string().transform((s) =>
   s
@@ -14,6 +15,11 @@ const commaList = z.string().transform((s) =>
     .map((x) => x.trim())
     .filter(Boolean),
 );
+
+/** A limit: a whole number, 0 or more. */
+function limit(fallback: number) {
+  return z.coerce.number().int('must be a whole number').min(0).default(fallback);
+}
 
 /** Every environment variable the Coordinator reads; README.md lists the same. */
 export const envSchema = z.object({
@@ -77,6 +83,13 @@ export const envSchema = z.object({
    * @default stand-ins, or configured when NODE_ENV=production
    */
   SERVICES: z.enum(['stand-ins', 'configured']).optional(),
+  /** What one client operation may ask for (DEFAULT_OPERATION_LIMITS in gateway/federation/operation-limits.ts). */
+  OPERATION_MAX_TOKENS: limit(DEFAULT_OPERATION_LIMITS.maxTokens),
+  OPERATION_MAX_DEPTH: limit(DEFAULT_OPERATION_LIMITS.maxDepth),
+  OPERATION_MAX_ALIASES: limit(DEFAULT_OPERATION_LIMITS.maxAliases),
+  OPERATION_MAX_FLOWS: limit(DEFAULT_OPERATION_LIMITS.maxFlows),
+  OPERATION_MAX_COST: limit(DEFAULT_OPERATION_LIMITS.maxCost),
+  OPERATION_DEFAULT_LIST_SIZE: limit(DEFAULT_OPERATION_LIMITS.defaultListSize),
 });
 export type Env = z.infer<typeof envSchema>;
 
@@ -145,6 +158,17 @@ function named<T>(variables: Record<string, string>, resolve: () => T): T {
       ),
     );
   }
+}
+
+export function operationLimits(env: Env): OperationLimits {
+  return {
+    maxTokens: env.OPERATION_MAX_TOKENS,
+    maxDepth: env.OPERATION_MAX_DEPTH,
+    maxAliases: env.OPERATION_MAX_ALIASES,
+    maxFlows: env.OPERATION_MAX_FLOWS,
+    maxCost: env.OPERATION_MAX_COST,
+    defaultListSize: env.OPERATION_DEFAULT_LIST_SIZE,
+  };
 }
 
 export function readEnv(env: NodeJS.ProcessEnv = process.env): Env {

@@ -1,7 +1,7 @@
 // The Coordinator's entry point: configuration from the environment, then start, then stop on a signal.
 import { resolve } from 'node:path';
 import { Coordinator } from './coordinator.js';
-import { authOptions, connectionLimits, readEnv } from './env.js';
+import { authOptions, connectionLimits, operationLimits, readEnv } from './env.js';
 import { ConfigError } from './errors.js';
 import { createLogger } from './log.js';
 
@@ -33,6 +33,7 @@ async function main() {
     host: env.HOST,
     logger,
     production: env.NODE_ENV === 'production',
+    operationLimits: operationLimits(env),
     leaseMs: env.FLOW_LEASE_MS,
     orderWaitMs: env.ORDER_WAIT_MS,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,

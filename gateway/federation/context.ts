@@ -23,6 +23,11 @@ export interface StepIdentity {
  */
 export interface GatewayContext {
   step?: StepIdentity;
+  /**
+   * Set on the Action calls the flow engine makes itself (their documents come from the connections
+   * config): the rules for client operations (operation limits, error masking) skip them.
+   */
+  internal?: true;
   /** The verified caller; sent to every subgraph the request reaches. */
   principal?: Principal;
   /** Who and what the request is about, for Transition-to-Plugin flags. */

@@ -9,6 +9,8 @@ import type {
 } from '@apollo/server-gateway-interface';
 import {
   GraphQLError,
+  Kind,
+  OperationTypeNode,
   TypeInfo,
   isAbstractType,
   visit,
@@ -17,7 +19,7 @@ import {
   type GraphQLSchema,
 } from 'graphql';
 import { getVariableValues } from 'graphql/execution/values.js';
-import { ErrorCode } from '../errors.js';
+import { ErrorCode, httpStatusOf } from '../errors.js';
 import type { GatewayContext } from './context.js';
 import { overrideLabels, type OverrideLabel } from './override-labels.js';
 import { rootFetchServices } from './plan.js';
@@ -36,6 +38,34 @@ export interface FederatedExecutorOptions {
   flags: FlagEvaluator;
   /** Plans kept per (operation, override decisions). @default 1000 */
   planCacheSize?: number;
+}
+
+/** Why `document` has no operation to run for `operationName`. */
+export function noOperationMessage(document: DocumentNode, operationName: string | null | undefined): string {
+  if (operationName) return `The document has no operation named "${operationName}"`;
+  return document.definitions.filter((d) => d.kind === Kind.OPERATION_DEFINITION).length > 1
+    ? 'The document has several operations: name the one to run in operationName'
+    : 'The document has no operation to run';
+}
+
+/**
+ * Why the gateway cannot run the request's operation (a client's mistake, answered 400 BAD_REQUEST),
+ * or undefined. Without this, @apollo/gateway throws and the request fails with a 500.
+ */
+function unrunnable({
+  document,
+  operation,
+  request,
+}: GatewayGraphQLRequestContext): GraphQLError | undefined {
+  const badRequest = (message: string) =>
+    new GraphQLError(message, {
+      extensions: { code: ErrorCode.BAD_REQUEST, http: { status: httpStatusOf(ErrorCode.BAD_REQUEST) } },
+    });
+  if (!operation) return badRequest(noOperationMessage(document, request.operationName));
+  // @apollo/gateway cannot execute subscriptions: the Coordinator serves them itself over graphql-ws.
+  if (operation.operation === OperationTypeNode.SUBSCRIPTION)
+    return badRequest('Subscriptions are served over graphql-ws (a WebSocket) at /graphql, not over HTTP');
+  return undefined;
 }
 
 /**
@@ -84,6 +114,8 @@ export class FederatedExecutor implements GatewayInterface {
   async execute(requestContext: GatewayGraphQLRequestContext): Promise<GatewayExecutionResult> {
     const context = requestContext.context as GatewayContext;
     const { request, document } = requestContext;
+    const refusal = unrunnable(requestContext);
+    if (refusal) return { errors: [refusal] };
     const operationContext = buildOperationContext({
       schema: this.schema,
       operationDocument: document,

@@ -10,6 +10,7 @@ import {
   parse,
   printType,
   type GraphQLNamedType,
+  type GraphQLResolveInfo,
   type GraphQLSchema,
   type ValueNode,
 } from 'graphql';
@@ -20,7 +21,8 @@ import type { EventFeed, FeedEvent } from '../events/types.js';
 import type { ActionContext, Plugin } from '../sdk/plugin.js';
 import type { SignalBus } from '../signals/types.js';
 import type { FlowEngine } from './engine.js';
-import type { FlowRun, FlowStep, FlowStore } from './store.js';
+import { flowFieldsOf } from './selection.js';
+import type { FlowRead, FlowStore } from './store.js';
 
 /** The name of the Coordinator's own subgraph in rover.yaml. */
 export const COORDINATOR_SUBGRAPH = 'coordinator';
@@ -218,7 +220,7 @@ const JSONScalar = new GraphQLScalarType({
 });
 
 const iso = (d: Date | null | undefined) => (d ? d.toISOString() : null);
-const errorOf = (r: { errorCode: string | null; errorMessage: string | null; failure: unknown }) =>
+const errorOf = (r: { errorCode: string | null; errorMessage: string | null; failure?: unknown }) =>
   r.errorCode
     ? {
         code: r.errorCode,
@@ -227,7 +229,8 @@ const errorOf = (r: { errorCode: string | null; errorMessage: string | null; fai
       }
     : null;
 
-export const flowToGraphQL = (flow: FlowRun & { steps?: FlowStep[] }) => ({
+/** A flow record in the shape of the FlowRun type; the parts a read left out stay absent. */
+export const flowToGraphQL = (flow: FlowRead) => ({
   ...flow,
   startedBy: flow.principal ?? null,
   kind: flow.kind.toUpperCase(),
@@ -285,12 +288,14 @@ export function coordinatorPlugin(
   const orderEntity = connections.orderEntity && {
     [connections.orderEntity]: {
       __resolveReference: (ref: { id: string }) => ({ id: ref.id }),
-      // One query for all the orders of a request, however many a page lists.
-      flows: async ({ id }: { id: string }, _: unknown, ctx: ActionContext) => {
+      // One query for all the orders of a request, however many a page lists (one per distinct
+      // selection: each loads only what it shows).
+      flows: async ({ id }: { id: string }, _: unknown, ctx: ActionContext, info: GraphQLResolveInfo) => {
         staffOnly(ctx);
+        const fields = flowFieldsOf(info);
         const flows = await ctx
-          .loader('coordinator:flows-by-order', async (ids: readonly string[]) => {
-            const byOrder = await store.byOrders(ids);
+          .loader(`coordinator:flows-by-order:${JSON.stringify(fields)}`, async (ids: readonly string[]) => {
+            const byOrder = await store.byOrders(ids, fields);
             return ids.map((orderId) => byOrder.get(orderId) ?? []);
           })
           .load(id);
@@ -303,16 +308,17 @@ export function coordinatorPlugin(
     JSON: JSONScalar,
     Query: {
       ...filterResolvers.Query,
-      flow: async (_: unknown, { id }: { id: string }, ctx: ActionContext) => {
+      flow: async (_: unknown, { id }: { id: string }, ctx: ActionContext, info: GraphQLResolveInfo) => {
         staffOnly(ctx);
         if (!UUID.test(id)) throw new DomainError(ErrorCode.BAD_USER_INPUT, `'${id}' is not a flow id`);
-        const flow = await store.flow(id);
+        const flow = await store.flow(id, flowFieldsOf(info));
         return flow && flowToGraphQL(flow);
       },
       flows: async (
         _: unknown,
         args: { orderId?: string; name?: string; status?: string; limit?: number; before?: string },
         ctx: ActionContext,
+        info: GraphQLResolveInfo,
       ) => {
         staffOnly(ctx);
         const limit = args.limit ?? 20;
@@ -325,7 +331,10 @@ export function coordinatorPlugin(
             `before must be an ISO-8601 time, got '${args.before}'`,
           );
         }
-        const flows = await store.list({ ...args, status: args.status?.toLowerCase(), limit, before });
+        const flows = await store.list(
+          { ...args, status: args.status?.toLowerCase(), limit, before },
+          flowFieldsOf(info),
+        );
         return flows.map(flowToGraphQL);
       },
       deadLetters: async (_: unknown, { receiver }: { receiver: string }, ctx: ActionContext) => {

@@ -12,6 +12,69 @@ import { FlowKind, FlowStatus } from './status.js';
 export type { FlowRun, FlowStep };
 export type FlowRunWithSteps = FlowRun & { steps: FlowStep[] };
 
+/**
+ * Which parts of a flow record a read loads. Its JSON columns (a flow's input and output can be large)
+ * and its steps are most of a record's size: a reader that does not show them does not load them.
+ */
+export interface FlowFields {
+  input: boolean;
+  output: boolean;
+  failure: boolean;
+  principal: boolean;
+  /** The steps, with which of their JSON columns; false loads none. */
+  steps: false | StepFields;
+}
+export interface StepFields {
+  input: boolean;
+  output: boolean;
+  failure: boolean;
+  flagDecisions: boolean;
+}
+
+/** Every column and every step: what the engine and recovery read. */
+export const WHOLE_FLOW: Readonly<FlowFields> = Object.freeze({
+  input: true,
+  output: true,
+  failure: true,
+  principal: true,
+  steps: Object.freeze({ input: true, output: true, failure: true, flagDecisions: true }),
+});
+
+type FlowJson = 'input' | 'output' | 'failure' | 'principal';
+type StepJson = 'input' | 'output' | 'failure' | 'flagDecisions';
+/** A step as a read loads it: the JSON columns it left out are absent. */
+export type StepRead = Omit<FlowStep, StepJson> & Partial<Pick<FlowStep, StepJson>>;
+/** A flow record as a read loads it: the JSON columns it left out are absent, the steps if not asked for. */
+export type FlowRead = Omit<FlowRun, FlowJson> & Partial<Pick<FlowRun, FlowJson>> & { steps?: StepRead[] };
+
+/** Prisma's `omit` (so columns added later are read by default) and `include` for `fields`. */
+function readArgs(fields: FlowFields) {
+  const { steps } = fields;
+  return {
+    omit: {
+      input: !fields.input,
+      output: !fields.output,
+      failure: !fields.failure,
+      principal: !fields.principal,
+    },
+    ...(steps
+      ? {
+          include: {
+            steps: {
+              omit: {
+                input: !steps.input,
+                output: !steps.output,
+                failure: !steps.failure,
+                flagDecisions: !steps.flagDecisions,
+              },
+              orderBy: { index: 'asc' as const },
+            },
+          },
+        }
+      : {}),
+  };
+}
+
 export interface SignalDraft {
   name: string;
   payload: Record<string, unknown>;
@@ -136,12 +199,13 @@ export class FlowStore {
     });
   }
 
-  flow(id: string): Promise<FlowRunWithSteps | null> {
-    return whileAvailable(() =>
-      this.prisma.flowRun.findUnique({
-        where: { id },
-        include: { steps: { orderBy: { index: 'asc' } } },
-      }),
+  /** A flow with its steps; `fields` loads only those parts of it. */
+  flow(id: string): Promise<FlowRunWithSteps | null>;
+  flow(id: string, fields: FlowFields): Promise<FlowRead | null>;
+  flow(id: string, fields: FlowFields = WHOLE_FLOW): Promise<FlowRead | null> {
+    return whileAvailable(
+      () =>
+        this.prisma.flowRun.findUnique({ where: { id }, ...readArgs(fields) }) as Promise<FlowRead | null>,
     );
   }
 
@@ -300,32 +364,39 @@ export class FlowStore {
   }
 
   /** The flows of several orders in one query, newest first: for a page of federated orders. */
-  async byOrders(orderIds: readonly string[]): Promise<Map<string, FlowRunWithSteps[]>> {
-    const flows = await whileAvailable(() =>
+  async byOrders(
+    orderIds: readonly string[],
+    fields: FlowFields = WHOLE_FLOW,
+  ): Promise<Map<string, FlowRead[]>> {
+    const flows = (await whileAvailable(() =>
       this.prisma.flowRun.findMany({
         where: { orderId: { in: [...orderIds] } },
         orderBy: { startedAt: 'desc' },
-        include: { steps: { orderBy: { index: 'asc' } } },
+        ...readArgs(fields),
       }),
-    );
-    const byOrder = new Map<string, FlowRunWithSteps[]>(orderIds.map((id) => [id, []]));
+    )) as FlowRead[];
+    const byOrder = new Map<string, FlowRead[]>(orderIds.map((id) => [id, []]));
     for (const flow of flows) byOrder.get(flow.orderId!)?.push(flow);
     return byOrder;
   }
 
-  list(filter: { orderId?: string; status?: string; name?: string; limit: number; before?: Date }) {
-    return whileAvailable(() =>
-      this.prisma.flowRun.findMany({
-        where: {
-          ...(filter.orderId ? { orderId: filter.orderId } : {}),
-          ...(filter.status ? { status: filter.status } : {}),
-          ...(filter.name ? { name: filter.name } : {}),
-          ...(filter.before ? { startedAt: { lt: filter.before } } : {}),
-        },
-        orderBy: { startedAt: 'desc' },
-        take: filter.limit,
-        include: { steps: { orderBy: { index: 'asc' } } },
-      }),
+  list(
+    filter: { orderId?: string; status?: string; name?: string; limit: number; before?: Date },
+    fields: FlowFields = WHOLE_FLOW,
+  ): Promise<FlowRead[]> {
+    return whileAvailable(
+      () =>
+        this.prisma.flowRun.findMany({
+          where: {
+            ...(filter.orderId ? { orderId: filter.orderId } : {}),
+            ...(filter.status ? { status: filter.status } : {}),
+            ...(filter.name ? { name: filter.name } : {}),
+            ...(filter.before ? { startedAt: { lt: filter.before } } : {}),
+          },
+          orderBy: { startedAt: 'desc' },
+          take: filter.limit,
+          ...readArgs(fields),
+        }) as Promise<FlowRead[]>,
     );
   }
 }

@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { HeaderMap, type ApolloServer } from '@apollo/server';
 import { ErrorCode, httpStatusOf } from '../errors.js';
 import type { GatewayContext } from '../federation/context.js';
+import type { OperationLimitsChecker } from '../federation/operation-limits.js';
 import type { Logger } from '../log.js';
 import {
   RETRY_AFTER_SECONDS,
@@ -17,6 +18,8 @@ export type Route = (req: IncomingMessage, res: ServerResponse, body: Buffer) =>
 
 export interface HttpServerOptions {
   apollo: ApolloServer<GatewayContext>;
+  /** Refuses a GraphQL document with more tokens than the operation limits allow, before it is parsed. */
+  operationLimits?: Pick<OperationLimitsChecker, 'checkTokens'>;
   /** Builds the gateway context of a GraphQL request. */
   context(req: IncomingMessage): Promise<GatewayContext>;
   /** Exact paths (e.g. `/healthz`) to handlers. */
@@ -137,6 +140,13 @@ async function graphql(
       return sendGraphQLError(res, ErrorCode.BAD_REQUEST, 'The request body is not valid JSON');
     }
   }
+  const query =
+    req.method === 'GET'
+      ? (url.searchParams.get('query') ?? undefined)
+      : (body as { query?: unknown } | null | undefined)?.query;
+  const refusal = typeof query === 'string' ? options.operationLimits?.checkTokens(query) : undefined;
+  if (refusal)
+    return sendJson(res, httpStatusOf(ErrorCode.OPERATION_LIMIT_EXCEEDED), { errors: [refusal.toJSON()] });
   const response = await options.apollo.executeHTTPGraphQLRequest({
     httpGraphQLRequest: { method: req.method ?? 'GET', headers, search: url.search, body },
     context: () => options.context(req),

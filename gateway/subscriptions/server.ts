@@ -1,8 +1,21 @@
 import type { Server } from 'node:http';
 import type { ApolloServer } from '@apollo/server';
-import { GraphQLError, parse, print, type ExecutionArgs, type GraphQLSchema } from 'graphql';
+import {
+  GraphQLError,
+  getOperationAST,
+  parse,
+  print,
+  validate,
+  type DocumentNode,
+  type ExecutionArgs,
+  type GraphQLSchema,
+} from 'graphql';
 import { WebSocketServer } from 'ws';
+import type { ClientErrors } from '../federation/client-errors.js';
 import type { GatewayContext } from '../federation/context.js';
+import { noOperationMessage } from '../federation/executor.js';
+import type { OperationLimitsChecker } from '../federation/operation-limits.js';
+import { ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import { acceptWithinCap, useServerWithLimits, type SubscriptionLimits } from './limits.js';
 import { createSharedSubscribe } from './shared-execution.js';
@@ -19,6 +32,10 @@ export function attachSubscriptions(options: {
   schema: GraphQLSchema;
   apollo: ApolloServer<GatewayContext>;
   context(): Promise<GatewayContext>;
+  /** The operation limits, applied to every operation before it runs. */
+  operationLimits?: OperationLimitsChecker;
+  /** What clients see of errors (masked in production). */
+  clientErrors: ClientErrors;
   /**
    * Decides whether a connection may subscribe, from its `connection_init` payload (where clients put
    * `authorization`). Refused connections are closed with 4403.
@@ -31,20 +48,51 @@ export function attachSubscriptions(options: {
   const { limits } = options;
   const wss = new WebSocketServer({ noServer: true, path: options.path, maxPayload: limits.maxMessageBytes });
   const detach = acceptWithinCap(options.server, wss, limits.maxConnections);
+  // The name of each subscribe request's operation, for the log lines of its errors.
+  const operationNames = new WeakMap<object, string | undefined>();
   const disposable = useServerWithLimits(
     {
       schema: options.schema,
       onConnect: async (ctx) => (options.authorize ? options.authorize(ctx.connectionParams) : true),
-      // graphql-ws answers an invalid query with an error message, but closes the whole socket (4500,
-      // ending the client's other subscriptions) when the query does not parse: answer that alike.
+      // Parsed, validated and measured here, so a refused operation is an error message for it alone:
+      // graphql-ws itself closes the whole socket (4500, ending the client's other subscriptions) when
+      // a query does not parse.
       onSubscribe: (_ctx, _id, payload) => {
+        const tokens = options.operationLimits?.checkTokens(payload.query);
+        if (tokens) return [tokens];
+        let document: DocumentNode;
         try {
-          parse(payload.query);
+          document = parse(payload.query);
         } catch (error) {
-          if (error instanceof GraphQLError) return [error];
+          if (error instanceof GraphQLError) return [withCode(error, ErrorCode.GRAPHQL_PARSE_FAILED)];
           throw error;
         }
-        return undefined;
+        const invalid = validate(options.schema, document).map((e) =>
+          withCode(e, ErrorCode.GRAPHQL_VALIDATION_FAILED),
+        );
+        if (invalid.length) return options.clientErrors.validationErrors(invalid);
+        const operation = getOperationAST(document, payload.operationName);
+        if (!operation)
+          return [
+            new GraphQLError(noOperationMessage(document, payload.operationName), {
+              extensions: { code: ErrorCode.BAD_REQUEST },
+            }),
+          ];
+        operationNames.set(payload, operation.name?.value);
+        const variables = payload.variables ?? undefined;
+        const refusal = options.operationLimits?.checkOperation(
+          options.schema,
+          document,
+          operation,
+          variables,
+        );
+        if (refusal) return [refusal];
+        return {
+          schema: options.schema,
+          document,
+          operationName: payload.operationName,
+          variableValues: variables,
+        };
       },
       subscribe: createSharedSubscribe(),
       execute: async (args: ExecutionArgs) => {
@@ -58,8 +106,20 @@ export function attachSubscriptions(options: {
         );
         return result.body.kind === 'single' ? (result.body.singleResult as never) : { errors: [] };
       },
-      onError: (_ctx, _id, _payload, errors) => {
+      // Queries and mutations come back from Apollo Server already formatted (and masked); errors of
+      // subscriptions are graphql-js's own.
+      onNext: (_ctx, _id, payload, _args, result) =>
+        result.errors
+          ? {
+              ...result,
+              errors: result.errors.map((e) =>
+                options.clientErrors.forClient(e, operationNames.get(payload)),
+              ),
+            }
+          : undefined,
+      onError: (_ctx, _id, payload, errors) => {
         options.logger.debug({ errors }, 'subscription operation failed');
+        return errors.map((e) => options.clientErrors.forClient(e, operationNames.get(payload)));
       },
     },
     wss,
@@ -72,4 +132,15 @@ export function attachSubscriptions(options: {
       await new Promise<void>((resolve) => wss.close(() => resolve()));
     },
   };
+}
+
+/** The error with a public code, as Apollo Server gives its parse and validation errors over HTTP. */
+function withCode(error: GraphQLError, code: ErrorCode): GraphQLError {
+  return new GraphQLError(error.message, {
+    nodes: error.nodes,
+    source: error.source,
+    positions: error.positions,
+    originalError: error.originalError,
+    extensions: { ...error.extensions, code },
+  });
 }
