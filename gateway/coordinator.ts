@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { IncomingMessage, Server } from 'node:http';
+import type { GraphQLFormattedError } from 'graphql';
 import type { AddressInfo } from 'node:net';
 import { ApolloServer } from '@apollo/server';
 import {
@@ -12,7 +13,7 @@ import {
 import type { GraphQLDataSource } from '@apollo/gateway';
 import { createAuthenticator, type AuthOptions, type Authenticator } from './auth/authenticator.js';
 import { filterField, type Connections } from './connections/schema.js';
-import { ConfigError, DomainError, ErrorCode, UnreachableCaseError } from './errors.js';
+import { ConfigError, DomainError, ErrorCode, UnreachableCaseError, isErrorCode } from './errors.js';
 import { openDatabase, type Database } from './db/database.js';
 import { createMemoryEventFeed } from './events/memory-feed.js';
 import { createRedisEventFeed } from './events/redis-feed.js';
@@ -264,10 +265,10 @@ export class Coordinator {
       ],
       // Masking is the client-errors plugin's (the engine's own Action calls keep their errors whole);
       // here every error gets a code, Apollo's own ones as the public codes say them.
-      formatError: (formatted) => {
-        const code = (formatted.extensions?.code as string | undefined) ?? ErrorCode.INTERNAL_SERVER_ERROR;
-        return { ...formatted, extensions: { ...formatted.extensions, code: APOLLO_CODES[code] ?? code } };
-      },
+      formatError: (formatted, error) => ({
+        ...formatted,
+        extensions: { ...formatted.extensions, code: publicCodeOf(formatted, error) },
+      }),
     });
     await apollo.start();
     opened.push(() => apollo.stop());
@@ -517,6 +518,25 @@ const APOLLO_CODES: Readonly<Record<string, ErrorCode>> = {
   // No operation to run in the document (an unknown operationName, several operations and none named).
   OPERATION_RESOLUTION_FAILURE: ErrorCode.BAD_REQUEST,
 };
+
+/**
+ * Every error a client reads carries one of the public codes: a library's own code is mapped to one, an
+ * error Apollo Server refuses a request with but gives no code (a persisted query's hash that does not
+ * match its query) is BAD_REQUEST, and anything else — @apollo/gateway's DOWNSTREAM_SERVICE_ERROR for a
+ * Plugin's error without a code, or no code at all — is INTERNAL_SERVER_ERROR.
+ */
+function publicCodeOf(formatted: GraphQLFormattedError, error: unknown): ErrorCode {
+  const code = formatted.extensions?.code;
+  // Apollo Server fills in INTERNAL_SERVER_ERROR for an error without a code: the original says.
+  const original = (error as { extensions?: { code?: unknown; http?: { status?: number } } } | undefined)
+    ?.extensions;
+  const status = original?.http?.status;
+  if (original?.code === undefined && status !== undefined && status >= 400 && status < 500)
+    return ErrorCode.BAD_REQUEST;
+  if (isErrorCode(code)) return code;
+  if (typeof code === 'string' && APOLLO_CODES[code]) return APOLLO_CODES[code];
+  return ErrorCode.INTERNAL_SERVER_ERROR;
+}
 
 /** The root fields that run a filter, as `<root type>.<field>`: each runs a recorded flow. */
 function filterFields(connections: Connections): Set<string> {

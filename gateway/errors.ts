@@ -10,6 +10,11 @@ export const ErrorCode = {
   BAD_USER_INPUT: 'BAD_USER_INPUT',
   GRAPHQL_PARSE_FAILED: 'GRAPHQL_PARSE_FAILED',
   GRAPHQL_VALIDATION_FAILED: 'GRAPHQL_VALIDATION_FAILED',
+  /**
+   * An automatic persisted query's hash the gateway does not know: send the query with it (Apollo's APQ
+   * protocol, which clients match on this code).
+   */
+  PERSISTED_QUERY_NOT_FOUND: 'PERSISTED_QUERY_NOT_FOUND',
   /** The operation exceeds a configured limit (depth, aliases, tokens, cost, flows). */
   OPERATION_LIMIT_EXCEEDED: 'OPERATION_LIMIT_EXCEEDED',
   /** The request body is larger than the gateway accepts. */
@@ -73,6 +78,7 @@ export function httpStatusOf(code: ErrorCode): number {
     case ErrorCode.FORBIDDEN:
       return 403;
     case ErrorCode.NOT_FOUND:
+    case ErrorCode.PERSISTED_QUERY_NOT_FOUND:
       return 404;
     case ErrorCode.METHOD_NOT_ALLOWED:
       return 405;

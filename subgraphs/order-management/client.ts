@@ -201,6 +201,8 @@ export function createOrderManagementClient(config: OrderManagementConfig, optio
 
   /** A resource by id, or undefined when the Service does not know it. */
   async function get<K extends Kind>(kind: K, id: string): Promise<ResourceOf<K> | undefined> {
+    // `GET /orders/` with no id is the query endpoint, answering a page of orders: no resource has it.
+    if (!id) return undefined;
     try {
       return await execute<ResourceOf<K>>(
         `GET /${kind}/${encodeURIComponent(id)}`,
@@ -326,7 +328,7 @@ export function createOrderManagementClient(config: OrderManagementConfig, optio
 
   /** Orders by id, in as few calls as the Service's URL length allows (100 ids a call). */
   async function getOrders(ids: readonly string[]): Promise<CtOrder[]> {
-    const unique = [...new Set(ids)];
+    const unique = [...new Set(ids)].filter(Boolean);
     const chunks: string[][] = [];
     for (let i = 0; i < unique.length; i += 100) chunks.push(unique.slice(i, i + 100));
     const pages = await Promise.all(chunks.map((chunk) => query('orders', 'id in :ids', { ids: chunk })));

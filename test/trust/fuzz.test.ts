@@ -169,21 +169,27 @@ function randomJson(r: Random, depth = 0): unknown {
       return Array.from({ length: r.int(4) }, () => randomJson(r, depth + 1));
     default: {
       const object: Record<string, unknown> = {};
-      for (let n = r.int(5); n > 0; n--)
-        object[
-          r.pick([
-            'orderId',
-            'lineItemIds',
-            'username',
-            'query',
-            'orderNumber',
-            'lmsUserId',
-            'id',
-            'x',
-            '__proto__',
-            'constructor',
-          ])
-        ] = randomJson(r, depth + 1);
+      for (let n = r.int(5); n > 0; n--) {
+        const key = r.pick([
+          'orderId',
+          'lineItemIds',
+          'username',
+          'query',
+          'orderNumber',
+          'lmsUserId',
+          'id',
+          'x',
+          '__proto__',
+          'constructor',
+        ]);
+        // An own property even for `__proto__`, as JSON.parse makes one.
+        Object.defineProperty(object, key, {
+          value: randomJson(r, depth + 1),
+          enumerable: true,
+          configurable: true,
+          writable: true,
+        });
+      }
       return object;
     }
   }
@@ -217,7 +223,7 @@ function graphqlCase(r: Random, tokens: readonly (string | undefined)[]): Case {
   if (r.chance(0.03)) body.extensions = { persistedQuery: { version: 1, sha256Hash: 'abc' } };
   const transport = r.int(20);
   if (transport === 0) {
-    const params = new URLSearchParams({ query: String(query) });
+    const params = new URLSearchParams({ query: typeof query === 'string' ? query : JSON.stringify(query) });
     if (body.variables !== undefined) params.set('variables', JSON.stringify(body.variables));
     return {
       what: `GET ${params}`,
