@@ -34,6 +34,8 @@ export type RedisEventFeedOptions = RedisConnection & {
 };
 
 const BACKLOG_PAGE = 500;
+/** How long a new subscription waits for Redis to answer before it fails (bounded, as a reconnection). */
+const JOIN_WAIT_MS = 10_000;
 /** Live events held while a subscription catches up; past this, it ends instead of growing without bound. */
 const MAX_BUFFERED = 10_000;
 const cursorPattern = /^\d+-\d+$/;
@@ -77,6 +79,8 @@ interface Subscription {
   syncing: boolean;
   resyncRequested: boolean;
   synced: boolean;
+  /** Until when a subscription that cannot reach Redis yet keeps trying, before it fails. */
+  joinBy: number;
 }
 
 /**
@@ -216,7 +220,17 @@ export function createRedisEventFeed(options: RedisEventFeedOptions): EventFeed 
       for (const event of buffered) deliver(subscription, event);
       subscription.synced = true;
     } catch (error) {
-      if (!subscription.synced) {
+      if (!subscription.synced && isConnectionError(error) && Date.now() < subscription.joinBy) {
+        // Redis is coming back (or going away): a subscriber that joins now waits for it, bounded,
+        // rather than failing while the connection reconnects.
+        if (subscription.position === undefined) {
+          subscription.start = newestId();
+          subscription.start.catch(() => {});
+        }
+        setTimeout(() => {
+          if (!closed && !subscription.queue.ended) void sync(subscription);
+        }, 250).unref();
+      } else if (!subscription.synced) {
         subscription.queue.fail(
           isConnectionError(error)
             ? new BusUnavailableError(
@@ -272,6 +286,7 @@ export function createRedisEventFeed(options: RedisEventFeedOptions): EventFeed 
         syncing: false,
         resyncRequested: false,
         synced: false,
+        joinBy: Date.now() + JOIN_WAIT_MS,
       };
       let joined = false;
       subscription.queue = createFeedQueue(() => joined && release(subscription), signal);

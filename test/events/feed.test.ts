@@ -158,6 +158,23 @@ describe('Redis event feed through an outage', () => {
     return [result.value.type, result.value.data.n] as const;
   };
 
+  it('lets a subscriber join while Redis is down, and serves it once Redis is back (with and without a cursor)', async () => {
+    const { redis, publisher, subscribe, marker } = await privateFeeds();
+    await redis.stop({ save: true });
+    // The feed's command connection refuses at once while it reconnects: joining must wait for it.
+    const resumed = subscribe(marker.cursor);
+    const fresh = subscribe();
+    await publisher.publish('t', 'DURING', { n: 1 });
+    await redis.restart();
+    expect(await next(resumed)).toEqual(['DURING', 1]);
+    await publisher.publish('t', 'AFTER', { n: 2 });
+    expect(await next(resumed)).toEqual(['AFTER', 2]);
+    // Without a cursor it starts where the stream was when it could first read it: DURING or not.
+    let event = await next(fresh);
+    if (event[0] === 'DURING') event = await next(fresh);
+    expect(event).toEqual(['AFTER', 2]);
+  });
+
   it('appends events whose sends timed out on a hung Redis, then ran once it resumed, once each and in order', async () => {
     // Short, so that the sends to the paused server time out on the client quickly.
     const { redis, publisher, subscribe, live, marker } = await privateFeeds({ commandTimeoutMs: 200 });
