@@ -1,3 +1,4 @@
+import { DomainError, ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { EventFeed, FeedEvent } from './types.js';
 
@@ -148,7 +149,7 @@ export function createMemoryEventFeed(options: MemoryEventFeedOptions): EventFee
       const queue = createFeedQueue(() => subscriptions.delete(subscription), signal);
       subscription.queue = queue;
       if (after !== undefined && !cursorPattern.test(after)) {
-        queue.fail(new TypeError(`Invalid cursor '${after}'`));
+        queue.fail(new DomainError(ErrorCode.BAD_USER_INPUT, `Invalid cursor '${after}'`));
         return queue.iterable;
       }
       if (closed) {

@@ -1,3 +1,4 @@
+import { DomainError, ErrorCode } from '../errors.js';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { Logger } from '../log.js';
@@ -291,7 +292,7 @@ export function createRedisEventFeed(options: RedisEventFeedOptions): EventFeed 
       let joined = false;
       subscription.queue = createFeedQueue(() => joined && release(subscription), signal);
       if (after !== undefined && !cursorPattern.test(after)) {
-        subscription.queue.fail(new TypeError(`Invalid cursor '${after}'`));
+        subscription.queue.fail(new DomainError(ErrorCode.BAD_USER_INPUT, `Invalid cursor '${after}'`));
       } else if (closed || !subscription.channels.length) {
         subscription.queue.end();
       } else if (!subscription.queue.ended) {

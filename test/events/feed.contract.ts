@@ -177,7 +177,10 @@ export function eventFeedContract(name: string, fixture: EventFeedFixture) {
       const { start } = setup();
       const feed = start();
       const iterator = feed.subscribe(['t'], { after: 'not a cursor' })[Symbol.asyncIterator]();
-      await expect(iterator.next()).rejects.toThrow(new TypeError("Invalid cursor 'not a cursor'"));
+      await expect(iterator.next()).rejects.toMatchObject({
+        message: "Invalid cursor 'not a cursor'",
+        extensions: { code: 'BAD_USER_INPUT' },
+      });
     });
 
     if (!fixture.shared) return;

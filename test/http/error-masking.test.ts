@@ -2,7 +2,8 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '../../gateway/log.js';
-import { MASKED_MESSAGE, STEP_FAILED_MESSAGE } from '../../gateway/federation/client-errors.js';
+import { GraphQLError } from 'graphql';
+import { ClientErrors, MASKED_MESSAGE, STEP_FAILED_MESSAGE } from '../../gateway/federation/client-errors.js';
 import { startTestCoordinator, type TestCoordinator } from '../support/coordinator.js';
 import { collect, subscriptionClient } from '../support/subscriptions.js';
 import { LEAKS, UNAVAILABLE_MESSAGE } from './fixtures/subgraphs/leaky/index.js';
@@ -117,7 +118,7 @@ describe('errors in production', () => {
       data: {
         flow: {
           status: 'FAILED',
-          error: { code: 'DOWNSTREAM_SERVICE_ERROR', message: LEAKS.BTREE },
+          error: { code: 'INTERNAL_SERVER_ERROR', message: LEAKS.BTREE },
           steps: [{ error: { message: LEAKS.BTREE } }],
         },
       },
@@ -159,18 +160,28 @@ describe('errors in production', () => {
   it('masks the errors of subscriptions too, and gives no suggestions there', async () => {
     const client = subscriptionClient(t.url);
     const before = operationErrors(log.lines).length;
+    // A bad cursor is the subscriber's input: a domain error, shown as raised and not logged.
     const badCursor = collect(
       client,
       { query: 'subscription Events { flowEvents(after: "x") { cursor } }' },
       (d) => d,
     );
     expect(await badCursor.failed.promise).toEqual([
-      { message: MASKED_MESSAGE, extensions: { code: 'INTERNAL_SERVER_ERROR' } },
+      { message: "Invalid cursor 'x'", extensions: { code: 'BAD_USER_INPUT' } },
     ]);
+    expect(operationErrors(log.lines).slice(before)).toEqual([]);
+    // Anything else a subscription raises is masked and logged, as over HTTP.
+    const internal = new GraphQLError('connect ECONNREFUSED 127.0.0.1:5432', { path: ['flowEvents'] });
+    const clientErrors = new ClientErrors({ production: true, logger: log.logger });
+    expect(clientErrors.forClient(internal, 'Events')).toEqual({
+      message: MASKED_MESSAGE,
+      path: ['flowEvents'],
+      extensions: { code: 'INTERNAL_SERVER_ERROR' },
+    });
     expect(operationErrors(log.lines).slice(before)).toEqual([
       expect.objectContaining({
         operationName: 'Events',
-        err: expect.objectContaining({ message: "Invalid cursor 'x'" }),
+        err: expect.objectContaining({ message: 'connect ECONNREFUSED 127.0.0.1:5432' }),
       }),
     ]);
     const typo = collect(client, { query: 'subscription { flowEvent { cursor } }' }, (d) => d);
