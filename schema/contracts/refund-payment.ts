@@ -165,6 +165,27 @@ export function refuseWebhook(
   return { status: httpStatusOf(code), body: { code, message }, ...(headers ? { headers } : {}) };
 }
 
+/**
+ * A webhook's body read as the PSP's event envelope, or why it is not one (not JSON, or not an event):
+ * the message a `BAD_REQUEST` answer gives.
+ */
+export function readWebhookEnvelope<T>(
+  rawBody: Buffer,
+  envelope: z.ZodType<T>,
+  psp: string,
+): { event: T } | { malformed: string } {
+  let json: unknown;
+  try {
+    json = JSON.parse(rawBody.toString('utf8'));
+  } catch {
+    return { malformed: 'The body is not JSON' };
+  }
+  const event = envelope.safeParse(json);
+  return event.success
+    ? { event: event.data }
+    : { malformed: `The body is not a ${psp} event: ${describeIssues(event.error)}` };
+}
+
 /** Up to three of a payload's issues, each with its path under `at`: what is needed to find the problem. */
 export function describeIssues(error: z.ZodError, at: readonly string[] = []): string {
   return error.issues

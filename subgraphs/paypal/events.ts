@@ -1,5 +1,9 @@
 import { z } from 'zod';
-import { describeIssues, type PspRefund } from '../../schema/contracts/refund-payment.js';
+import {
+  describeIssues,
+  readWebhookEnvelope,
+  type PspRefund,
+} from '../../schema/contracts/refund-payment.js';
 import { captureOfLinks, fromPayPalValue, refundStatusOf } from './client.js';
 
 /**
@@ -57,16 +61,9 @@ export type PayPalEvent =
 
 /** The event a webhook body holds, or why it is not one the Plugin can read. */
 export function readPayPalEvent(rawBody: Buffer): PayPalEvent {
-  let json: unknown;
-  try {
-    json = JSON.parse(rawBody.toString('utf8'));
-  } catch {
-    return { kind: 'malformed', message: 'The body is not JSON' };
-  }
-  const event = envelope.safeParse(json);
-  if (!event.success)
-    return { kind: 'malformed', message: `The body is not a PayPal event: ${describeIssues(event.error)}` };
-  const { id, event_type: type, resource } = event.data;
+  const read = readWebhookEnvelope(rawBody, envelope, 'PayPal');
+  if ('malformed' in read) return { kind: 'malformed', message: read.malformed };
+  const { id, event_type: type, resource } = read.event;
   if (type !== 'PAYMENT.CAPTURE.REFUNDED') return { kind: 'other', id, type };
   const parsed = refund.safeParse(resource);
   if (!parsed.success)

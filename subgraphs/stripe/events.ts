@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { describeIssues } from '../../schema/contracts/refund-payment.js';
+import { describeIssues, readWebhookEnvelope } from '../../schema/contracts/refund-payment.js';
 
 /**
  * The Stripe events the stripe Plugin reads, parsed at the boundary: a signed body is still data from
@@ -61,16 +61,9 @@ export type StripeEvent =
 
 /** The event a verified webhook body holds, or why it is not one the Plugin can read. */
 export function readStripeEvent(rawBody: Buffer): StripeEvent {
-  let json: unknown;
-  try {
-    json = JSON.parse(rawBody.toString('utf8'));
-  } catch {
-    return { kind: 'malformed', message: 'The body is not JSON' };
-  }
-  const event = envelope.safeParse(json);
-  if (!event.success)
-    return { kind: 'malformed', message: `The body is not a Stripe event: ${describeIssues(event.error)}` };
-  const { id: eventId, type, data } = event.data;
+  const read = readWebhookEnvelope(rawBody, envelope, 'Stripe');
+  if ('malformed' in read) return { kind: 'malformed', message: read.malformed };
+  const { id: eventId, type, data } = read.event;
   const malformed = (error: z.ZodError): StripeEvent => ({
     kind: 'malformed',
     message: `The ${type} event ${eventId} is malformed: ${describeIssues(error, ['data', 'object'])}`,

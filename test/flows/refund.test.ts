@@ -3,6 +3,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO } from '../../services/demo.js';
 import { startCommerceCoordinator, type CommerceCoordinator } from '../support/commerce.js';
+import { seedPaidOrder, type DemoLearner, type PaidOrder, type Psp } from '../support/orders.js';
 import { waitFor } from '../support/wait.js';
 
 /**
@@ -24,78 +25,17 @@ afterAll(async () => {
 
 // ---- Orders of this file's own, consistent across the Services ------------------------------------
 
-type Psp = 'STRIPE' | 'PAYPAL';
-type Learner = keyof typeof DEMO.learners;
-
-interface SeededOrder {
-  orderId: string;
-  orderNumber: string;
-  psp: Psp;
-  pspPaymentId: string;
-  learner: (typeof DEMO.learners)[Learner];
-  lineItemIds: string[];
-  courseRunKeys: string[];
-  paidCents: number;
-}
-
-let seq = 0;
+type SeededOrder = PaidOrder;
 
 /**
  * An order paid at `psp`, every line fulfilled: the payment exists at the PSP, the order (with its
  * Charge transaction) in the order management Service, an active enrollment per line in the LMS.
  * Each order has course runs of its own, so revocations of one test never show in another.
  */
-function seedOrder(
+const seedOrder = (
   psp: Psp,
-  options: { learner?: Learner; prices?: number[]; paidCents?: number } = {},
-): SeededOrder {
-  const n = ++seq;
-  const learner = DEMO.learners[options.learner ?? 'ada'];
-  const prices = options.prices ?? [14_900, 14_900];
-  // Less than the lines' total when a discount was applied at checkout.
-  const paidCents = options.paidCents ?? prices.reduce((sum, p) => sum + p, 0);
-  const orderNumber = `2U-2026${String(800_000 + n)}`;
-  const courseRunKeys = prices.map((_, i) => `course-v1:RefundX+R${n}L${i}+2026`);
-  const { services } = cc;
-  services.lms.seed({
-    courses: courseRunKeys.map((courseId) => ({ courseId, name: `Refund course ${courseId}` })),
-    enrollments: courseRunKeys.map((courseId) => ({
-      username: learner.username,
-      courseId,
-      mode: 'verified',
-      isActive: true,
-    })),
-  });
-  const pspPaymentId =
-    psp === 'STRIPE'
-      ? services.stripe.createPaymentIntent({ amount: paidCents, metadata: { order_number: orderNumber } }).id
-      : services.paypal.createCapture({ amountCents: paidCents, invoiceId: orderNumber }).id;
-  const [order] = services.orderManagement.seed({
-    orders: [
-      {
-        orderNumber,
-        customer: { lmsUserId: learner.lmsUserId, username: learner.username, email: learner.email },
-        lineItems: prices.map((priceCents, i) => ({
-          title: `Refund course ${i}`,
-          priceCents,
-          courseRunKey: courseRunKeys[i],
-          state: 'SUCCESS' as const,
-        })),
-        payment: { psp, pspPaymentId, amountCents: paidCents },
-      },
-    ],
-  }).orders;
-  return {
-    orderId: order!.id,
-    orderNumber,
-    psp,
-    pspPaymentId,
-    learner,
-    lineItemIds: order!.lineItems.map((l) => l.id),
-    courseRunKeys,
-    paidCents,
-  };
-}
+  options: { learner?: DemoLearner; prices?: number[]; paidCents?: number } = {},
+): SeededOrder => seedPaidOrder(cc, psp, { prices: [14_900, 14_900], ...options });
 
 // ---- The stand-ins' own state ----------------------------------------------------------------------
 
