@@ -172,7 +172,14 @@ export function operationLimits(env: Env): OperationLimits {
 }
 
 export function readEnv(env: NodeJS.ProcessEnv = process.env): Env {
-  const parsed = envSchema.safeParse(env);
+  // `FOO=` is unset, as shells and compose files write it: not the number 0 or an empty secret.
+  const set = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== ''));
+  const parsed = envSchema
+    .refine((e) => !e.SUBGRAPH_SIGNING_SECRET || e.SUBGRAPH_SIGNING_SECRET !== e.JWT_SECRET, {
+      path: ['SUBGRAPH_SIGNING_SECRET'],
+      message: 'must differ from JWT_SECRET: a subgraph must not take a caller\'s token for the gateway\'s call',
+    })
+    .safeParse(set);
   if (!parsed.success) {
     throw new ConfigError(
       'environment',

@@ -56,11 +56,15 @@ export async function serveSubgraph(plugin: Plugin, options: ServeSubgraphOption
     const send = (status: number, body: unknown) => {
       res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
     };
-    if (req.method !== 'POST') return send(405, { errors: [{ message: 'POST a GraphQL request' }] });
+    const refuse = (status: number, code: ErrorCode, message: string) =>
+      send(status, { errors: [{ message, extensions: { code } }] });
+    if (req.method !== 'POST') return refuse(405, ErrorCode.METHOD_NOT_ALLOWED, 'POST a GraphQL request');
     let verified;
     try {
       verified = await verifiedCall(req, verifier);
-    } catch {
+    } catch (error) {
+      if (error instanceof BodyTooLarge)
+        return refuse(413, ErrorCode.PAYLOAD_TOO_LARGE, `Request body over ${MAX_BODY_BYTES} bytes`);
       // The body could not be read (the caller went away): there is no one to answer.
       return void res.destroy();
     }
@@ -77,27 +81,21 @@ export async function serveSubgraph(plugin: Plugin, options: ServeSubgraphOption
     try {
       body = requestSchema.parse(JSON.parse(verified.body.toString('utf8')));
     } catch {
-      return send(400, {
-        errors: [
-          {
-            message: 'Body must be JSON { query, variables?, operationName? }',
-            extensions: { code: 'BAD_REQUEST' },
-          },
-        ],
-      });
+      return refuse(400, ErrorCode.BAD_REQUEST, 'Body must be JSON { query, variables?, operationName? }');
     }
     let document;
     try {
       document = parse(body.query);
     } catch (error) {
-      return send(400, {
-        errors: [{ message: (error as GraphQLError).message, extensions: { code: 'GRAPHQL_PARSE_FAILED' } }],
-      });
+      return refuse(400, ErrorCode.GRAPHQL_PARSE_FAILED, (error as GraphQLError).message);
     }
     const errors = validate(plugin.schema, document);
     if (errors.length)
       return send(400, {
-        errors: errors.map((e) => ({ ...e.toJSON(), extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } })),
+        errors: errors.map((e) => ({
+          ...e.toJSON(),
+          extensions: { code: ErrorCode.GRAPHQL_VALIDATION_FAILED },
+        })),
       });
     const emitted: EmittedSignal[] = [];
     const { principal, step } = verified.call;
@@ -140,8 +138,19 @@ async function verifiedCall(
   return verified.ok ? { ...verified, body } : verified;
 }
 
+/** As the gateway's own limit: no operation the gateway sends is larger. */
+const MAX_BODY_BYTES = 1 << 20;
+
+class BodyTooLarge extends Error {}
+
+/** The whole body, refused past MAX_BODY_BYTES rather than held in memory whatever its size. */
 async function readBody(req: IncomingMessage): Promise<Buffer> {
   const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY_BYTES) throw new BodyTooLarge();
+    chunks.push(chunk as Buffer);
+  }
   return Buffer.concat(chunks);
 }

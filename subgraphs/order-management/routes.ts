@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { domainCodeOf, ErrorCode } from '../../gateway/errors.js';
+import { domainCodeOf, ErrorCode, httpStatusOf, isErrorCode } from '../../gateway/errors.js';
 import type { Route, RouteRequest, RouteResponse } from '../../gateway/sdk/plugin.js';
 import { orderManagementClient } from './client.js';
 import { orderView } from './model.js';
@@ -69,8 +69,11 @@ export const fulfillRoute: Route = {
         { orderId: accepted.orderId },
         { idempotencyKey: `fulfill:${accepted.envelope.id}`, principal: request.principal },
       );
+      // A flow that ran answers 200 however it ended (its record says); one refused before it ran
+      // (bad input, a caller it does not admit) answers the status of why.
+      const refused = result.status === 'REJECTED' && result.error && isErrorCode(result.error.code);
       return {
-        status: 200,
+        status: refused ? httpStatusOf(result.error!.code as ErrorCode) : 200,
         body: {
           flowId: result.flowId,
           status: result.status,

@@ -365,6 +365,33 @@ describe('start-up without the subgraph signing secret', () => {
     );
   });
 
+  it('the environment refuses a signing secret equal to JWT_SECRET', () => {
+    expect(() =>
+      readEnv({
+        SUBGRAPH_SIGNING_SECRET: TEST_SUBGRAPH_SIGNING_SECRET,
+        JWT_SECRET: TEST_SUBGRAPH_SIGNING_SECRET,
+      }),
+    ).toThrow(/SUBGRAPH_SIGNING_SECRET: must differ from JWT_SECRET/);
+  });
+
+  it('serveSubgraph answers a body over 1 MiB with 413, without holding it', async () => {
+    const served = await serveSubgraph(ordersPlugin, {
+      secret: TEST_SUBGRAPH_SIGNING_SECRET,
+      name: 'orders',
+    });
+    try {
+      const res = await fetch(served.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-coordinator-assertion': 'a.b.c' },
+        body: JSON.stringify({ query: `{ ${'x'.repeat(2 << 20)} }` }),
+      });
+      expect(res.status).toBe(413);
+      expect(await res.json()).toMatchObject({ errors: [{ extensions: { code: 'PAYLOAD_TOO_LARGE' } }] });
+    } finally {
+      await served.close();
+    }
+  });
+
   it('serveSubgraph refuses to start without a secret, or with a short one', async () => {
     for (const options of [undefined, {}, { secret: '' }, { secret: 'x'.repeat(31) }]) {
       const served = serveSubgraph(ordersPlugin, options as never);

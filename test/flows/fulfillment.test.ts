@@ -503,6 +503,18 @@ describe('fulfillment: bad deliveries', () => {
     expect(Object.values(lineStates(order.id))).toEqual(['INITIAL']);
   });
 
+  it('refuses an order id the flow record cannot hold with 400 BAD_USER_INPUT, recording nothing', async () => {
+    const flows = await fulfillmentFlowCount();
+    for (const orderId of ['o'.repeat(3_000), 'order-\u0000-1']) {
+      const answer = await post(envelope(orderId));
+      expect(answer).toMatchObject({
+        status: 400,
+        body: { status: 'REJECTED', error: { code: 'BAD_USER_INPUT' } },
+      });
+    }
+    expect(await fulfillmentFlowCount()).toBe(flows);
+  });
+
   it('refuses a delivery without a token (401) and a learner’s (403)', async () => {
     const order = seedOrder([courseLine()]);
     const flows = await fulfillmentFlowCount();

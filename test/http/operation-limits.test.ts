@@ -224,8 +224,11 @@ describe('operation limits configured', () => {
 });
 
 describe('operation limits from the environment', () => {
-  it('defaults every limit', () => {
+  it('defaults every limit, also for a variable set to nothing (`OPERATION_MAX_DEPTH=`)', () => {
     expect(operationLimits(readEnv({}))).toEqual(DEFAULT_OPERATION_LIMITS);
+    expect(operationLimits(readEnv({ OPERATION_MAX_DEPTH: '', OPERATION_MAX_COST: '' }))).toEqual(
+      DEFAULT_OPERATION_LIMITS,
+    );
   });
 
   it('reads each limit from its variable', () => {
