@@ -7,16 +7,17 @@ const STEP_COLUMNS = `"id", "flowId", "index", "action", "status", "input", "out
 
 /**
  * $1..$11: id, kind, name, receiver, status, idempotencyKey, inputHash, signalId, orderId, input,
- * principal; $12 owner; $13 now; $14 idempotencyScope; $15 orderClaim. Inserts nothing when a unique key
- * is taken: the caller's idempotency key for the filter, the signal for the receiver, or the order
- * another running flow holds.
+ * principal; $12 owner; $13 now; $14 idempotencyScope; $15 orderClaim; $16 traceContext. Inserts nothing
+ * when a unique key is taken: the caller's idempotency key for the filter, the signal for the receiver,
+ * or the order another running flow holds.
  */
 export const createFlowStatement: PreparedStatement = {
-  name: 'coordinator.flow.create.v2',
+  name: 'coordinator.flow.create.v3',
   text: `INSERT INTO "FlowRun" ("id", "kind", "name", "receiver", "status", "idempotencyKey", "inputHash", "signalId",
                               "orderId", "input", "principal", "owner", "heartbeatAt", "startedAt",
-                              "idempotencyScope", "orderClaim")
-         VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8::uuid, $9, $10::jsonb, $11::jsonb, $12, $13, $13, $14, $15)
+                              "idempotencyScope", "orderClaim", "traceContext")
+         VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8::uuid, $9, $10::jsonb, $11::jsonb, $12, $13, $13, $14, $15,
+                 $16::jsonb)
          ON CONFLICT DO NOTHING
          RETURNING *`,
 };
@@ -32,7 +33,7 @@ export const createFlowStatement: PreparedStatement = {
  * order the flow held. Always returns one row: `owned`, and the flow's columns when an end was written.
  */
 export const recordStatement: PreparedStatement = {
-  name: 'coordinator.flow.record.v2',
+  name: 'coordinator.flow.record.v3',
   text: `WITH fence AS (
       SELECT "id" FROM "FlowRun"
       WHERE "id" = $2::uuid AND "attempt" = $5 AND "status" = 'running'
@@ -52,10 +53,10 @@ export const recordStatement: PreparedStatement = {
         "failure" = excluded."failure", "startedAt" = excluded."startedAt", "finishedAt" = excluded."finishedAt"
       RETURNING 1
     ), written_signals AS (
-      INSERT INTO "OutboxSignal" ("id", "name", "payload", "source", "flowId", "createdAt")
-      SELECT "id", "name", "payload", "source", $2::uuid, "createdAt"
+      INSERT INTO "OutboxSignal" ("id", "name", "payload", "source", "flowId", "createdAt", "traceContext")
+      SELECT "id", "name", "payload", "source", $2::uuid, "createdAt", "traceContext"
       FROM jsonb_to_recordset($3::jsonb)
-        AS o("id" uuid, "name" text, "payload" jsonb, "source" text, "createdAt" timestamp(3))
+        AS o("id" uuid, "name" text, "payload" jsonb, "source" text, "createdAt" timestamp(3), "traceContext" jsonb)
       WHERE EXISTS (SELECT 1 FROM fence)
       RETURNING 1
     ), ended AS (
@@ -72,10 +73,10 @@ export const recordStatement: PreparedStatement = {
     FROM (SELECT 1) AS one LEFT JOIN ended ON true`,
 };
 
-/** $1 id, $2 name, $3 payload, $4 source, $5 dedupeKey, $6 createdAt: once per dedupeKey. */
+/** $1 id, $2 name, $3 payload, $4 source, $5 dedupeKey, $6 createdAt, $7 traceContext: once per dedupeKey. */
 export const publishSignalStatement: PreparedStatement = {
-  name: 'coordinator.signal.publish.v1',
-  text: `INSERT INTO "OutboxSignal" ("id", "name", "payload", "source", "dedupeKey", "createdAt")
-         VALUES ($1::uuid, $2, $3::jsonb, $4, $5, $6)
+  name: 'coordinator.signal.publish.v2',
+  text: `INSERT INTO "OutboxSignal" ("id", "name", "payload", "source", "dedupeKey", "createdAt", "traceContext")
+         VALUES ($1::uuid, $2, $3::jsonb, $4, $5, $6, $7::jsonb)
          ON CONFLICT ("dedupeKey") DO NOTHING`,
 };

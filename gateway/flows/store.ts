@@ -3,6 +3,7 @@ import type pg from 'pg';
 import type { FlowRun, FlowStep, PrismaClient } from '../db/generated/client.js';
 import type { Failure } from '../errors.js';
 import { whileAvailable } from '../db/availability.js';
+import type { TraceContext } from '../observability/trace-context.js';
 import { run, utcTypes } from '../db/prepared.js';
 import { replaceUnstorable } from './input.js';
 import { createFlowStatement, publishSignalStatement, recordStatement } from './statements.js';
@@ -128,6 +129,11 @@ export class FlowStore {
     private readonly options: {
       /** Called after a write that committed signals: the outbox dispatcher publishes them at once. */
       signalsCommitted?: () => void;
+      /**
+       * The trace of the work writing now (tracing on), recorded with what it writes: a flow run's (a
+       * recovered run continues it), each signal's (its receivers' runs link to it).
+       */
+      traceContext?: () => TraceContext | undefined;
     } = {},
   ) {}
 
@@ -152,7 +158,10 @@ export class FlowStore {
     input: Record<string, unknown>;
     principal?: unknown;
     owner: string;
+    /** The trace the run belongs to, when not the current one (a receiver run's: its signal's; null: none). */
+    traceContext?: TraceContext | null;
   }): Promise<CreateFlowOutcome> {
+    const traceContext = init.traceContext === undefined ? this.options.traceContext?.() : init.traceContext;
     return whileAvailable(async () => {
       const now = new Date();
       const scope = init.idempotencyScope ?? 'anonymous';
@@ -175,6 +184,7 @@ export class FlowStore {
         now,
         scope,
         orderClaim,
+        traceContext ? JSON.stringify(traceContext) : null,
       ]);
       if (inserted) return { outcome: 'created', flow: inserted };
       const existing = init.idempotencyKey
@@ -216,12 +226,14 @@ export class FlowStore {
    */
   async record(flowId: string, attempt: number, write: RecordWrite): Promise<FlowRun | undefined> {
     const steps = write.steps ?? [];
+    const traceContext = write.signals?.length ? (this.options.traceContext?.() ?? null) : null;
     const signals = (write.signals ?? []).map((s) => ({
       id: randomUUID(),
       name: s.name,
       payload: s.payload,
       source: `flow:${flowId}`,
       createdAt: new Date(),
+      traceContext,
     }));
     const end = write.end && {
       status: write.end.status,
@@ -288,6 +300,7 @@ export class FlowStore {
     source: string;
     dedupeKey: string;
   }): Promise<{ duplicate: boolean }> {
+    const traceContext = this.options.traceContext?.();
     const { rowCount: inserted } = await whileAvailable(() =>
       run(this.pool, publishSignalStatement, [
         randomUUID(),
@@ -296,6 +309,7 @@ export class FlowStore {
         signal.source,
         signal.dedupeKey,
         new Date(),
+        traceContext ? JSON.stringify(traceContext) : null,
       ]),
     );
     if (inserted) this.options.signalsCommitted?.();

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { run as runStatement, type PreparedStatement } from '../db/prepared.js';
 import type { EventFeed } from '../events/types.js';
 import type { Logger } from '../log.js';
+import type { TraceContext } from '../observability/trace-context.js';
 import type { SignalBus, SignalEnvelope } from './types.js';
 
 export interface OutboxDispatcher {
@@ -13,8 +14,8 @@ export interface OutboxDispatcher {
 }
 
 const claimStatement: PreparedStatement = {
-  name: 'coordinator.outbox.claim.v1',
-  text: `SELECT "id"::text, "name", "payload", "source", "createdAt" FROM "OutboxSignal"
+  name: 'coordinator.outbox.claim.v2',
+  text: `SELECT "id"::text, "name", "payload", "source", "createdAt", "traceContext" FROM "OutboxSignal"
          WHERE "publishedAt" IS NULL ORDER BY "createdAt" LIMIT $1 FOR UPDATE SKIP LOCKED`,
 };
 const markPublishedStatement: PreparedStatement = {
@@ -33,6 +34,8 @@ interface Row {
   payload: Record<string, unknown>;
   source: string;
   createdAt: Date;
+  /** Validated by the bus like the rest of the envelope (a context that does not read is dropped). */
+  traceContext: TraceContext | null;
 }
 
 /**
@@ -86,6 +89,7 @@ export function startOutboxDispatcher(options: {
       payload: row.payload,
       time: row.createdAt.toISOString(),
       source: row.source,
+      ...(row.traceContext ? { traceContext: row.traceContext } : {}),
     }));
     // All at once: the bus client pipelines them (one round trip for the batch, in order), then one
     // UPDATE marks every accepted row. A crash in between publishes them again, as for a single row.

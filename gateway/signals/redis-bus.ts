@@ -174,7 +174,10 @@ export function fieldsRecord(fields: unknown): Record<string, string> | undefine
   return record;
 }
 
-/** Same layout as event-bus-redis's headers, so an entry reads on its own with `XRANGE`. */
+/**
+ * Same layout as event-bus-redis's headers, so an entry reads on its own with `XRANGE`; the trace
+ * context in the W3C header names, as a traced message carries them.
+ */
 const envelopeFields = (envelope: SignalEnvelope) => [
   'id',
   envelope.id,
@@ -186,6 +189,8 @@ const envelopeFields = (envelope: SignalEnvelope) => [
   envelope.time,
   'payload',
   JSON.stringify(envelope.payload),
+  ...(envelope.traceContext ? ['traceparent', envelope.traceContext.traceparent] : []),
+  ...(envelope.traceContext?.tracestate ? ['tracestate', envelope.traceContext.tracestate] : []),
 ];
 
 type ParsedEntry = { ok: true; envelope: SignalEnvelope } | { ok: false; problem: string; fields: unknown };
@@ -199,7 +204,9 @@ function parseEntry(fields: unknown, signal: string): ParsedEntry {
   } catch {
     return { ok: false, problem: 'its payload is not JSON', fields: record };
   }
-  const result = signalEnvelopeSchema.safeParse({ ...record, payload });
+  const { traceparent, tracestate } = record;
+  const traceContext = traceparent === undefined ? undefined : { traceparent, tracestate };
+  const result = signalEnvelopeSchema.safeParse({ ...record, payload, traceContext });
   if (!result.success) return { ok: false, problem: z.prettifyError(result.error), fields: record };
   if (result.data.name !== signal) {
     return {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { Failure } from '../errors.js';
+import { optionalTraceContext } from '../observability/trace-context.js';
 import type { CompiledRetryPolicy } from '../retry-policy.js';
 
 /**
@@ -14,6 +15,8 @@ export const signalEnvelopeSchema = z.object({
   time: z.string(),
   /** Who emitted it: `flow:<id>` or `plugin:<name>`. */
   source: z.string(),
+  /** The trace of what emitted it (tracing on): its receivers' runs link to it. */
+  traceContext: optionalTraceContext,
 });
 export type SignalEnvelope = z.infer<typeof signalEnvelopeSchema>;
 
