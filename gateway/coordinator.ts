@@ -36,6 +36,7 @@ import { runReadinessChecks } from './http/readiness.js';
 import { resolveHttpLimits, type HttpLimits } from './http/connection-limits.js';
 import { createHttpServer, sendJson, trackRequests, type Route } from './http/server.js';
 import type { Logger } from './log.js';
+import type { Tracing, TracingOptions } from './observability/tracing.js';
 import { createPluginRuntime, evaluatorFrom, principalFlagContext } from './plugins/runtime.js';
 import { createCallSigner, signingSecretProblem, type CallSigner } from './sdk/call-assertion.js';
 import type { Plugin } from './sdk/plugin.js';
@@ -101,6 +102,12 @@ export interface CoordinatorOptions {
   httpLimits?: Partial<HttpLimits>;
   /** Caps and timeouts of graphql-ws connections; see `SubscriptionLimits`. */
   subscriptionLimits?: Partial<SubscriptionLimits>;
+  /**
+   * OpenTelemetry traces of requests, flows, steps, Action calls, subgraph fetches, Service calls and
+   * signals, on a provider of this Coordinator's own. Without it (the default) nothing is traced: no
+   * provider, no observed HTTP call, no trace context recorded.
+   */
+  tracing?: TracingOptions;
 }
 
 /** The lifecycle of a Coordinator, as a union on `phase`. */
@@ -129,6 +136,8 @@ interface Running {
   subscriptions: { close(): Promise<void> };
   /** Stops the Plugins' background work. */
   pluginWork: Array<() => Promise<void>>;
+  /** Present when tracing is on. */
+  tracing?: Tracing;
   url: string;
 }
 
@@ -179,6 +188,9 @@ export class Coordinator {
     const logger = options.logger;
     const built = buildSupergraph({ roverConfig: options.roverConfig, connections: options.connectionsFile });
     const signer = this.remoteSigner(built);
+    const tracing = await this.startTracing();
+    // Shut down last: spans of the work that drains before it are still exported.
+    if (tracing) opened.push(() => tracing.shutdown());
 
     const flags = await createFlags({ ...options.flags, logger } as FlagsOptions);
     opened.push(() => flags.close());
@@ -204,8 +216,11 @@ export class Coordinator {
       : createMemoryEventFeed({ logger });
     opened.push(() => feed.close());
     // A flow's signals go out as soon as they are committed, not at the dispatcher's next poll.
+    // The dispatch a flow's commit wakes outlives the flow: not part of its trace.
+    const wake = tracing ? () => tracing.untraced(() => dispatcher.wake()) : () => dispatcher.wake();
     const store = new FlowStore(database.prisma, database.pool, {
-      signalsCommitted: () => dispatcher.wake(),
+      signalsCommitted: wake,
+      traceContext: tracing?.currentTraceContext,
     });
 
     // Actions run through the gateway's Apollo Server, created below: the engine and the gateway refer
@@ -225,7 +240,12 @@ export class Coordinator {
       store,
       connections: built.compiled,
       callAction,
-      plugins: [useFlowEvents(feed, logger), useFlowLogging(logger), ...(options.flowPlugins ?? [])],
+      plugins: [
+        ...(tracing ? [tracing.flowPlugin] : []),
+        useFlowEvents(feed, logger),
+        useFlowLogging(logger),
+        ...(options.flowPlugins ?? []),
+      ],
       logger,
       owner: this.owner,
       flagContext: ({ orderId, principal }) => principalFlagContext(principal, orderId),
@@ -242,7 +262,7 @@ export class Coordinator {
       guarded: options.auth !== undefined,
     });
     const plugins = await this.loadPlugins(built);
-    const dataSources = this.dataSources(built, coordinator, plugins, evaluatorFrom(flags), signer);
+    const dataSources = this.dataSources(built, coordinator, plugins, evaluatorFrom(flags), signer, tracing);
     const executor = new FederatedExecutor({ supergraphSdl: built.supergraphSdl, dataSources, flags });
     const production = options.production ?? false;
     const limits = new OperationLimitsChecker(options.operationLimits, filterFields(built.connections));
@@ -257,6 +277,7 @@ export class Coordinator {
       includeStacktraceInErrorResponses: !production,
       hideSchemaDetailsFromClientErrors: clientErrors.hideSchemaDetails,
       plugins: [
+        ...(tracing ? [tracing.apolloPlugin] : []),
         production
           ? ApolloServerPluginLandingPageProductionDefault({ footer: false })
           : ApolloServerPluginLandingPageLocalDefault({ footer: false, embed: true }),
@@ -322,7 +343,7 @@ export class Coordinator {
       authenticate: (header) => authenticator.authenticate(header),
       file: built.rover.file,
     }))
-      routes.set(path, route);
+      routes.set(path, tracing ? tracing.route(path, route) : route);
     const context = async (req?: IncomingMessage) => {
       let principal;
       try {
@@ -400,8 +421,28 @@ export class Coordinator {
       requests,
       subscriptions,
       pluginWork,
+      tracing,
       url: `http://${host}:${port}`,
     };
+  }
+
+  /** Tracing, when configured: its modules (the OpenTelemetry SDK) are not even loaded otherwise. */
+  private async startTracing(): Promise<Tracing | undefined> {
+    const { tracing: options, logger } = this.options;
+    if (!options) return undefined;
+    const { startTracing } = await import('./observability/tracing.js');
+    const tracing = startTracing(options, { logger, instanceId: this.owner });
+    const { exporter } = options;
+    logger.info(
+      {
+        serviceName: options.serviceName,
+        exporter: exporter.kind,
+        ...(exporter.kind === 'otlp' ? { url: exporter.url } : {}),
+        sampler: options.sampler,
+      },
+      'tracing on',
+    );
+    return tracing;
   }
 
   private isRemote(name: string): boolean {
@@ -440,20 +481,30 @@ export class Coordinator {
     plugins: readonly Plugin[],
     evaluate: FlagEvaluator,
     signer: CallSigner | undefined,
+    tracing: Tracing | undefined,
   ): Record<string, GraphQLDataSource<GatewayContext>> {
     const sources: Record<string, GraphQLDataSource<GatewayContext>> = {
       [coordinator.name]: new InProcessDataSource(coordinator),
     };
     for (const plugin of plugins) sources[plugin.name] = new InProcessDataSource(plugin, evaluate);
     // A subgraph not loaded in process is remote, so remoteSigner returned a signer.
+    const remote = new Set<string>();
     for (const subgraph of built.rover.subgraphs)
-      if (!sources[subgraph.name])
+      if (!sources[subgraph.name]) {
+        remote.add(subgraph.name);
         sources[subgraph.name] = new RemoteDataSource({
           url: subgraph.routingUrl,
           name: subgraph.name,
           signer: signer!,
         });
-    return sources;
+      }
+    if (!tracing) return sources;
+    return Object.fromEntries(
+      Object.entries(sources).map(([name, source]) => [
+        name,
+        tracing.dataSource(name, source, remote.has(name)),
+      ]),
+    );
   }
 
   /**
@@ -507,6 +558,7 @@ export class Coordinator {
     await r.feed.close();
     await r.flags.close();
     await r.database.close();
+    await r.tracing?.shutdown(deadline);
     this.state = { phase: 'stopped' };
     this.running = undefined;
     this.options.logger.info('coordinator stopped');

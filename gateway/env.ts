@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { AuthOptions } from './auth/authenticator.js';
 import { ConfigError } from './errors.js';
+import type { SamplerName, TracingOptions } from './observability/tracing.js';
 import { signingSecretProblem } from './sdk/call-assertion.js';
 import { resolveHttpLimits, type HttpLimits } from './http/connection-limits.js';
 import { resolveSubscriptionLimits, type SubscriptionLimits } from './subscriptions/limits.js';
@@ -20,6 +21,49 @@ const commaList = z.string().transform((s) =>
 function limit(fallback: number) {
   return z.coerce.number().int('must be a whole number').min(0).default(fallback);
 }
+
+/** OpenTelemetry's booleans: `true` or `false`, in any case. */
+const otelBoolean = z
+  .string()
+  .toLowerCase()
+  .pipe(z.enum(['true', 'false'], { message: 'must be true or false' }))
+  .transform((value) => value === 'true');
+const httpUrl = z
+  .string()
+  .url()
+  .refine((url) => /^https?:\/\//i.test(url), 'must be an http:// or https:// URL');
+/** The one OTLP encoding the installed exporter sends; a collector's OTLP/HTTP receiver accepts it. */
+const otlpProtocol = z.literal('http/json', {
+  message:
+    'must be http/json: the Coordinator exports OTLP/HTTP with JSON (grpc and http/protobuf are not installed)',
+});
+const SAMPLERS = [
+  'always_on',
+  'always_off',
+  'traceidratio',
+  'parentbased_always_on',
+  'parentbased_always_off',
+  'parentbased_traceidratio',
+] as const satisfies readonly SamplerName[];
+/** `key=value,key=value`, values percent-encoded, as the OpenTelemetry resource SDK reads it. */
+const resourceAttributes = z.string().transform((text, ctx) => {
+  const attributes: Record<string, string> = {};
+  for (const entry of text.split(',').filter((e) => e.trim())) {
+    const at = entry.indexOf('=');
+    const key = entry.slice(0, at).trim();
+    if (at < 0 || !key) {
+      ctx.addIssue({ code: 'custom', message: `'${entry}' is not key=value` });
+      return z.NEVER;
+    }
+    try {
+      attributes[key] = decodeURIComponent(entry.slice(at + 1).trim());
+    } catch {
+      ctx.addIssue({ code: 'custom', message: `the value of '${key}' is not percent-encoded` });
+      return z.NEVER;
+    }
+  }
+  return attributes;
+});
 
 /** Every environment variable the Coordinator reads; README.md lists the same. */
 export const envSchema = z.object({
@@ -90,6 +134,21 @@ export const envSchema = z.object({
   OPERATION_MAX_FLOWS: limit(DEFAULT_OPERATION_LIMITS.maxFlows),
   OPERATION_MAX_COST: limit(DEFAULT_OPERATION_LIMITS.maxCost),
   OPERATION_DEFAULT_LIST_SIZE: limit(DEFAULT_OPERATION_LIMITS.defaultListSize),
+  /**
+   * OpenTelemetry traces, off unless an exporter is asked for (`tracingOptions`). The SDK reads the
+   * batch processor's OTEL_BSP_*, the span limits' OTEL_*_LIMIT and OTEL_EXPORTER_OTLP_HEADERS,
+   * _TIMEOUT and _COMPRESSION (and their _TRACES_ forms) itself.
+   */
+  OTEL_SDK_DISABLED: otelBoolean.default(false),
+  OTEL_TRACES_EXPORTER: z.enum(['otlp', 'console', 'none']).optional(),
+  OTEL_EXPORTER_OTLP_ENDPOINT: httpUrl.optional(),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: httpUrl.optional(),
+  OTEL_EXPORTER_OTLP_PROTOCOL: otlpProtocol.optional(),
+  OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: otlpProtocol.optional(),
+  OTEL_SERVICE_NAME: z.string().min(1).default('commerce-coordinator'),
+  OTEL_RESOURCE_ATTRIBUTES: resourceAttributes.default({}),
+  OTEL_TRACES_SAMPLER: z.enum(SAMPLERS).default('parentbased_always_on'),
+  OTEL_TRACES_SAMPLER_ARG: z.coerce.number().min(0).max(1, 'must be a ratio from 0 to 1').optional(),
 });
 export type Env = z.infer<typeof envSchema>;
 
@@ -171,13 +230,42 @@ export function operationLimits(env: Env): OperationLimits {
   };
 }
 
+/**
+ * The traces the environment asks for, or undefined (tracing off: no provider, nothing observed).
+ * On when OTEL_TRACES_EXPORTER names an exporter or an OTLP endpoint is set, unless OTEL_SDK_DISABLED
+ * is true or the exporter is `none`: OTEL_SERVICE_NAME or a sampler alone exports nothing.
+ */
+export function tracingOptions(env: Env): TracingOptions | undefined {
+  const asked =
+    env.OTEL_TRACES_EXPORTER ??
+    (env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ? 'otlp' : 'none');
+  if (env.OTEL_SDK_DISABLED || asked === 'none') return undefined;
+  const ratio = env.OTEL_TRACES_SAMPLER.endsWith('traceidratio')
+    ? (env.OTEL_TRACES_SAMPLER_ARG ?? 1)
+    : undefined;
+  return {
+    serviceName: env.OTEL_SERVICE_NAME,
+    resourceAttributes: env.OTEL_RESOURCE_ATTRIBUTES,
+    sampler: { name: env.OTEL_TRACES_SAMPLER, ...(ratio !== undefined ? { ratio } : {}) },
+    exporter: asked === 'console' ? { kind: 'console' } : { kind: 'otlp', url: otlpTracesUrl(env) },
+  };
+}
+
+/** The signal's own endpoint as it is; else the base endpoint's `/v1/traces` (OTLP/HTTP's rule). */
+function otlpTracesUrl(env: Env): string {
+  if (env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) return env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT;
+  const base = env.OTEL_EXPORTER_OTLP_ENDPOINT ?? 'http://localhost:4318';
+  return `${base.replace(/\/+$/, '')}/v1/traces`;
+}
+
 export function readEnv(env: NodeJS.ProcessEnv = process.env): Env {
   // `FOO=` is unset, as shells and compose files write it: not the number 0 or an empty secret.
   const set = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== ''));
   const parsed = envSchema
     .refine((e) => !e.SUBGRAPH_SIGNING_SECRET || e.SUBGRAPH_SIGNING_SECRET !== e.JWT_SECRET, {
       path: ['SUBGRAPH_SIGNING_SECRET'],
-      message: 'must differ from JWT_SECRET: a subgraph must not take a caller\'s token for the gateway\'s call',
+      message:
+        "must differ from JWT_SECRET: a subgraph must not take a caller's token for the gateway's call",
     })
     .safeParse(set);
   if (!parsed.success) {

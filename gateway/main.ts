@@ -1,7 +1,7 @@
 // The Coordinator's entry point: configuration from the environment, then start, then stop on a signal.
 import { resolve } from 'node:path';
 import { Coordinator } from './coordinator.js';
-import { authOptions, connectionLimits, operationLimits, readEnv } from './env.js';
+import { authOptions, connectionLimits, operationLimits, readEnv, tracingOptions } from './env.js';
 import { ConfigError } from './errors.js';
 import { createLogger } from './log.js';
 
@@ -38,6 +38,7 @@ async function main() {
     orderWaitMs: env.ORDER_WAIT_MS,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
     readinessTimeoutMs: env.READINESS_TIMEOUT_MS,
+    tracing: tracingOptions(env),
     ...connectionLimits(env),
   });
   let stopping = false;

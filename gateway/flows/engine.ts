@@ -14,9 +14,19 @@ import { createGatewayContext, type GatewayContext } from '../federation/context
 import type { Logger } from '../log.js';
 import { principalSchema, type Principal } from '../sdk/principal.js';
 import { compileRetryPolicy, retryDelayMs, shouldRetry } from '../retry-policy.js';
+import { traceContextSchema, type TraceContext } from '../observability/trace-context.js';
 import type { Delivery } from '../signals/types.js';
 import { isExclusive } from '../connections/schema.js';
-import { invokeStartHooks, type FlowPlugin } from './hooks.js';
+import {
+  chainInstruments,
+  invokeStartHooks,
+  type FlowDidEndPayload,
+  type FlowPlugin,
+  type FlowWillStartPayload,
+  type Instrumented,
+  type StepDidEndPayload,
+  type StepWillRunPayload,
+} from './hooks.js';
 import { checkFlowRequest } from './input.js';
 import { FlowKind, FlowStatus, StepStatus } from './status.js';
 import { FlowRecorder } from './recorder.js';
@@ -90,11 +100,15 @@ export class FlowEngine {
   private readonly idempotencyWaitMs: number;
   private readonly orderWaitMs: number;
   private readonly leaseMs: number;
+  private readonly instrumentFlow?: Instrumented<FlowWillStartPayload, FlowDidEndPayload>;
+  private readonly instrumentStep?: Instrumented<StepWillRunPayload, StepDidEndPayload>;
 
   constructor(private readonly options: FlowEngineOptions) {
     this.idempotencyWaitMs = options.idempotencyWaitMs ?? 30_000;
     this.orderWaitMs = options.orderWaitMs ?? 10_000;
     this.leaseMs = options.leaseMs ?? 15_000;
+    this.instrumentFlow = chainInstruments(options.plugins, (i) => i.flow, options.logger);
+    this.instrumentStep = chainInstruments(options.plugins, (i) => i.step, options.logger);
   }
 
   /** Ids of the flows this process is running now. */
@@ -253,6 +267,8 @@ export class FlowEngine {
       inputHash: hashInput(input),
       input,
       owner: this.options.owner,
+      // The trace of what emitted the signal, not of whatever delivers it.
+      traceContext: envelope.traceContext ?? null,
     });
     if (created.outcome === 'order claimed') throw new Error('A receiver run never claims an order');
     let { flow } = created;
@@ -272,7 +288,7 @@ export class FlowEngine {
     const recorder = new FlowRecorder(this.options.store, flow, { created: created.outcome === 'created' });
     const outcome = await this.track(
       flow.id,
-      this.executeReceiver(receiver, recorder, input, delivery.attempt),
+      this.executeReceiver(receiver, recorder, input, delivery.attempt, envelope.traceContext),
     );
     if (outcome.status === FlowStatus.FAILED) throw new ReceiverFailure(outcome.failure);
   }
@@ -345,45 +361,42 @@ export class FlowEngine {
   ): Promise<FlowRunWithSteps> {
     const { plugins, logger } = this.options;
     const { flow } = recorder;
-    const flowDidEnd = invokeStartHooks(
-      plugins,
-      (p) => p.flowWillStart,
-      {
-        flowId: flow.id,
-        kind: FlowKind.FILTER,
-        name: filter.name,
-        input: flow.input as Data,
-        attempt: flow.attempt,
-      },
-      logger,
-    );
-    let outcome: Outcome;
-    try {
-      outcome = await this.runSteps(filter, recorder, initial, from);
-    } catch (error) {
-      // Only a broken database gets here: the flow stays "running" and recovery finishes it.
-      logger.error({ err: error, flowId: flow.id }, 'flow interrupted');
-      throw error;
-    }
-    const signals = outcome.status === FlowStatus.COMPLETED ? emitsOf(filter, outcome.data) : [];
-    const recorded = await recorder.finish({
-      status: outcome.status,
-      output: outcome.data,
-      ...('failure' in outcome ? { failure: outcome.failure } : {}),
-      ...('haltedAt' in outcome ? { haltedAt: outcome.haltedAt } : {}),
-      signals,
-    });
-    flowDidEnd({
+    const start: FlowWillStartPayload = {
       flowId: flow.id,
       kind: FlowKind.FILTER,
       name: filter.name,
       input: flow.input as Data,
       attempt: flow.attempt,
-      status: outcome.status,
-      output: outcome.data,
-      ...('failure' in outcome ? { failure: outcome.failure } : {}),
+      ...recordedTrace(flow),
+    };
+    const flowDidEnd = invokeStartHooks(plugins, (p) => p.flowWillStart, start, logger);
+    let recorded: FlowRunWithSteps | undefined;
+    const end = await instrumented(this.instrumentFlow, start, async (): Promise<FlowDidEndPayload> => {
+      let outcome: Outcome;
+      try {
+        outcome = await this.runSteps(filter, recorder, initial, from);
+      } catch (error) {
+        // Only a broken database gets here: the flow stays "running" and recovery finishes it.
+        logger.error({ err: error, flowId: flow.id }, 'flow interrupted');
+        throw error;
+      }
+      const signals = outcome.status === FlowStatus.COMPLETED ? emitsOf(filter, outcome.data) : [];
+      recorded = await recorder.finish({
+        status: outcome.status,
+        output: outcome.data,
+        ...('failure' in outcome ? { failure: outcome.failure } : {}),
+        ...('haltedAt' in outcome ? { haltedAt: outcome.haltedAt } : {}),
+        signals,
+      });
+      return {
+        ...start,
+        status: outcome.status,
+        output: outcome.data,
+        ...('failure' in outcome ? { failure: outcome.failure } : {}),
+      };
     });
-    return recorded;
+    flowDidEnd(end);
+    return recorded!;
   }
 
   private async runSteps(
@@ -471,58 +484,56 @@ export class FlowEngine {
     recorder: FlowRecorder,
     input: Data,
     attempt: number,
+    traceContext: TraceContext | undefined,
   ): Promise<Outcome> {
     const { plugins, logger } = this.options;
     const { flow } = recorder;
-    const flowDidEnd = invokeStartHooks(
-      plugins,
-      (p) => p.flowWillStart,
-      {
-        flowId: flow.id,
-        kind: FlowKind.RECEIVER,
-        name: receiver.signal,
-        receiver: receiver.name,
-        input,
-        attempt,
-      },
-      logger,
-    );
-    const flagContext = this.options.flagContext({ name: receiver.name, input });
-    // The bus owns retries of receivers (with backoff across processes): one attempt per delivery.
-    const once = compileRetryPolicy({ maximumAttempts: 1 });
-    const result = await this.runStep(
-      recorder,
-      receiver.signal,
-      { ...receiver, index: 0 },
-      input,
-      flagContext,
-      once,
-      attempt,
-    );
-    const outcome: Outcome =
-      result.kind === 'completed'
-        ? { status: FlowStatus.COMPLETED, data: merge(input, result.output) }
-        : result.kind === 'halted'
-          ? { status: FlowStatus.HALTED, data: input, haltedAt: 0 }
-          : { status: FlowStatus.FAILED, data: input, failure: result.failure, stepIndex: 0 };
-    await recorder.finish({
-      status: outcome.status,
-      output: outcome.data,
-      ...('failure' in outcome ? { failure: outcome.failure } : {}),
-      ...('haltedAt' in outcome ? { haltedAt: outcome.haltedAt } : {}),
-    });
-    flowDidEnd({
+    const start: FlowWillStartPayload = {
       flowId: flow.id,
       kind: FlowKind.RECEIVER,
       name: receiver.signal,
       receiver: receiver.name,
       input,
       attempt,
-      status: outcome.status,
-      output: outcome.data,
-      ...('failure' in outcome ? { failure: outcome.failure } : {}),
+      ...(traceContext ? { traceContext } : {}),
+    };
+    const flowDidEnd = invokeStartHooks(plugins, (p) => p.flowWillStart, start, logger);
+    let outcome: Outcome | undefined;
+    const end = await instrumented(this.instrumentFlow, start, async (): Promise<FlowDidEndPayload> => {
+      const flagContext = this.options.flagContext({ name: receiver.name, input });
+      // The bus owns retries of receivers (with backoff across processes): one attempt per delivery.
+      const once = compileRetryPolicy({ maximumAttempts: 1 });
+      const result = await this.runStep(
+        recorder,
+        receiver.signal,
+        { ...receiver, index: 0 },
+        input,
+        flagContext,
+        once,
+        attempt,
+      );
+      const ended: Outcome =
+        result.kind === 'completed'
+          ? { status: FlowStatus.COMPLETED, data: merge(input, result.output) }
+          : result.kind === 'halted'
+            ? { status: FlowStatus.HALTED, data: input, haltedAt: 0 }
+            : { status: FlowStatus.FAILED, data: input, failure: result.failure, stepIndex: 0 };
+      await recorder.finish({
+        status: ended.status,
+        output: ended.data,
+        ...('failure' in ended ? { failure: ended.failure } : {}),
+        ...('haltedAt' in ended ? { haltedAt: ended.haltedAt } : {}),
+      });
+      outcome = ended;
+      return {
+        ...start,
+        status: ended.status,
+        output: ended.data,
+        ...('failure' in ended ? { failure: ended.failure } : {}),
+      };
     });
-    return outcome;
+    flowDidEnd(end);
+    return outcome!;
   }
 
   /** One step: its Action call with retries, each attempt recorded before and after it runs. */
@@ -550,16 +561,16 @@ export class FlowEngine {
         idempotencyKey,
         attempt,
       });
-      const payload = {
+      const payload: StepWillRunPayload = {
         flowId: flow.id,
         name: flowName,
         stepIndex: step.index,
         action: step.action.name,
         attempt,
+        idempotencyKey,
         input,
       };
       const stepDidEnd = invokeStartHooks(plugins, (p) => p.stepWillRun, payload, logger);
-      const started = performance.now();
       const context = createGatewayContext({
         flagContext,
         // A filter's steps act for its caller (none: an anonymous flow, which Actions may refuse);
@@ -567,37 +578,47 @@ export class FlowEngine {
         principal: flow.kind === FlowKind.RECEIVER ? COORDINATOR_PRINCIPAL : principalOf(flow),
         step: { flowId: flow.id, stepIndex: step.index, attempt, idempotencyKey },
       });
-      let failure: Failure | undefined;
-      let value: unknown;
-      try {
-        const result = await this.options.callAction(step, variables, context);
-        if (result.errors?.length) failure = failureFromGraphQL(result.errors);
-        else {
-          value = result.data?.[step.action.name] ?? null;
-          if (step.as && value !== null) value = { [step.as]: value };
+      const end = await instrumented(this.instrumentStep, payload, async (): Promise<StepDidEndPayload> => {
+        const started = performance.now();
+        let failure: Failure | undefined;
+        let value: unknown;
+        try {
+          const result = await this.options.callAction(step, variables, context);
+          if (result.errors?.length) failure = failureFromGraphQL(result.errors);
+          else {
+            value = result.data?.[step.action.name] ?? null;
+            if (step.as && value !== null) value = { [step.as]: value };
+          }
+        } catch (error) {
+          failure = {
+            type: (error as Error).name ?? 'Error',
+            message: (error as Error).message,
+            nonRetryable: false,
+          };
         }
-      } catch (error) {
-        failure = {
-          type: (error as Error).name ?? 'Error',
-          message: (error as Error).message,
-          nonRetryable: false,
+        return {
+          ...payload,
+          status: failure ? StepStatus.FAILED : value === null ? StepStatus.HALTED : StepStatus.COMPLETED,
+          output: failure ? undefined : stripTypename(value),
+          failure,
+          implementation: context.implementations[0],
+          decisions: context.decisions,
+          durationMs: performance.now() - started,
         };
-      }
-      const implementation = context.implementations[0];
-      const decisions = context.decisions;
-      const status = failure ? StepStatus.FAILED : value === null ? StepStatus.HALTED : StepStatus.COMPLETED;
-      const output = failure ? undefined : stripTypename(value);
+      });
+      const { status, output, failure, implementation, decisions } = end;
       // Signals of a failed attempt are dropped: the Action did not complete, so they did not happen.
       const signals =
         status === StepStatus.COMPLETED
           ? context.emitted.map((s) => ({ name: s.signal, payload: s.payload }))
           : [];
-      const durationMs = performance.now() - started;
       recorder.stepEnded(step.index, { status, output, implementation, decisions, failure, signals }, () =>
-        stepDidEnd({ ...payload, status, output, failure, implementation, decisions, durationMs }),
+        stepDidEnd(end),
       );
       if (!failure)
-        return value === null ? { kind: 'halted' } : { kind: 'completed', output: output as Data };
+        return status === StepStatus.HALTED
+          ? { kind: 'halted' }
+          : { kind: 'completed', output: output as Data };
       if (!shouldRetry(retry, attempt, failure)) return { kind: 'failed', failure };
       // The failed attempt is visible while the retry waits.
       await recorder.flush();
@@ -675,6 +696,22 @@ function emitsOf(filter: CompiledFilter, data: Data): SignalDraft[] {
     }
     return { name: emit.signal, payload };
   });
+}
+
+/** A phase through its plugins' wrappers, or as it is when none wraps it. */
+function instrumented<Start, End>(
+  wrap: Instrumented<Start, End> | undefined,
+  start: Start,
+  run: () => Promise<End>,
+): Promise<End> {
+  return wrap ? wrap(start, run) : run();
+}
+
+/** The trace context recorded with a run, if any (and readable). */
+function recordedTrace(flow: FlowRun): { traceContext?: TraceContext } {
+  if (flow.traceContext === null) return {};
+  const parsed = traceContextSchema.safeParse(flow.traceContext);
+  return parsed.success ? { traceContext: parsed.data } : {};
 }
 
 /** sha256 of the input with keys sorted, so the same input in another key order is the same input. */

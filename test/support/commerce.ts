@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { integrations } from '@launchdarkly/node-server-sdk';
 import { Redis } from 'ioredis';
-import { Coordinator } from '../../gateway/coordinator.js';
+import { Coordinator, type CoordinatorOptions } from '../../gateway/coordinator.js';
 import { silentLogger } from '../../gateway/log.js';
 import { DEMO } from '../../services/demo.js';
 import { startServiceStandIns, type ServiceStandIns } from '../../services/embedded.js';
@@ -47,7 +47,7 @@ export interface CommerceCoordinator {
  */
 export async function startCommerceCoordinator(
   label: string,
-  options: { flags?: 'test-data' | 'flags.json' } = {},
+  options: { flags?: 'test-data' | 'flags.json'; overrides?: Partial<CoordinatorOptions> } = {},
 ): Promise<CommerceCoordinator> {
   const redisUrl = await requireRedis(machineRedisUrl());
   const namespace = testNamespace(label);
@@ -68,6 +68,7 @@ export async function startCommerceCoordinator(
     port: 0,
     logger: silentLogger,
     outboxPollMs: 50,
+    ...options.overrides,
   });
   let url: string;
   try {
