@@ -5,7 +5,7 @@ import type { GatewayContext } from '../federation/context.js';
 import type { OperationLimitsChecker } from '../federation/operation-limits.js';
 import type { Logger } from '../log.js';
 import { REQUEST_ID_HEADER, requestIdOf, type RequestObserver } from '../observability/access-log.js';
-import { methodLabel, routeLabel } from '../observability/labels.js';
+import { routeLabel } from '../observability/labels.js';
 import {
   RETRY_AFTER_SECONDS,
   TOO_MANY_CONNECTIONS,
@@ -138,7 +138,7 @@ function observeEnd(
     const path = routedPath(req);
     const end = {
       requestId,
-      method: methodLabel(req.method),
+      method: req.method ?? 'GET',
       route: routeLabel(path, served),
       path: path.slice(0, 256),
       status: res.writableFinished ? res.statusCode : 499,
