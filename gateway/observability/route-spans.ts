@@ -1,9 +1,7 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
+import type { Route } from '../http/server.js';
 import { Attr, recordThrown } from './span-attributes.js';
 import type { TraceScope } from './trace-scope.js';
-
-type Route = (req: IncomingMessage, res: ServerResponse, body: Buffer) => Promise<void> | void;
 
 /**
  * A SERVER span per call of a Plugin's route (a Service's webhook), continuing the Service's trace when

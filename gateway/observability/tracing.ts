@@ -1,5 +1,4 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ApolloServerPlugin } from '@apollo/server';
 import type { GraphQLDataSource } from '@apollo/gateway';
 import type { Context } from '@opentelemetry/api';
@@ -23,6 +22,7 @@ import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
 import { UnreachableCaseError } from '../errors.js';
 import type { GatewayContext } from '../federation/context.js';
 import type { FlowPlugin } from '../flows/hooks.js';
+import type { Route } from '../http/server.js';
 import type { Logger } from '../log.js';
 import { useFlowTracing } from './flow-spans.js';
 import { observeHttpClients } from './http-client-spans.js';
@@ -30,9 +30,6 @@ import { RequestTracing } from './request-spans.js';
 import { tracedRoute } from './route-spans.js';
 import type { TraceContext } from './trace-context.js';
 import { TraceScope } from './trace-scope.js';
-
-/** An HTTP route beside /graphql (gateway/http/server.ts's Route). */
-type Route = (req: IncomingMessage, res: ServerResponse, body: Buffer) => Promise<void> | void;
 
 /** OTEL_TRACES_SAMPLER's values. */
 export type SamplerName =
