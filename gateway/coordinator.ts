@@ -30,6 +30,7 @@ import { useFlowEvents, useFlowLogging } from './flows/builtin-plugins.js';
 import { FlowEngine, type ActionCaller } from './flows/engine.js';
 import type { FlowPlugin } from './flows/hooks.js';
 import { startLeaseKeeper } from './flows/leases.js';
+import { OperatorLog } from './flows/operator-log.js';
 import { FlowStore } from './flows/store.js';
 import { pluginRoutes } from './http/plugin-routes.js';
 import { runReadinessChecks } from './http/readiness.js';
@@ -237,8 +238,10 @@ export class Coordinator {
     const coordinator = coordinatorPlugin(built.coordinatorSdl, built.connections, {
       engine,
       store,
+      log: new OperatorLog(database.prisma),
       bus,
       feed,
+      logger,
       guarded: options.auth !== undefined,
     });
     const plugins = await this.loadPlugins(built);
