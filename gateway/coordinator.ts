@@ -30,6 +30,7 @@ import { useFlowEvents, useFlowLogging, useMetrics } from './flows/builtin-plugi
 import { FlowEngine, type ActionCaller } from './flows/engine.js';
 import type { FlowPlugin } from './flows/hooks.js';
 import { startLeaseKeeper } from './flows/leases.js';
+import { OperatorLog } from './flows/operator-log.js';
 import { FlowStore } from './flows/store.js';
 import { pluginRoutes } from './http/plugin-routes.js';
 import { runReadinessChecks } from './http/readiness.js';
@@ -304,8 +305,10 @@ export class Coordinator {
     const coordinator = coordinatorPlugin(built.coordinatorSdl, built.connections, {
       engine,
       store,
+      log: new OperatorLog(database.prisma),
       bus,
       feed,
+      logger,
       guarded: options.auth !== undefined,
     });
     const plugins = await this.loadPlugins(built);
