@@ -32,7 +32,10 @@ export interface StepWillRunPayload {
   readonly stepIndex: number;
   readonly action: string;
   readonly attempt: number;
-  /** What the step's Service calls carry: `<flowId>:<stepIndex>`, the same on every attempt. */
+  /**
+   * What the step's Service calls carry, the same on every attempt: `<flowId>:<stepIndex>`, or a key of
+   * its own when an operator's retry runs a compensated step again.
+   */
   readonly idempotencyKey: string;
   readonly input: Readonly<Record<string, unknown>>;
 }

@@ -11,8 +11,9 @@ import type { TraceScope } from './trace-scope.js';
  *
  * A filter's flow is a child of the span that started it: the GraphQL request's, or — for a run
  * recovered from a crashed process — the one recorded with the run, so the recovered run continues that
- * trace. A receiver run starts a trace of its own (it runs later, maybe elsewhere, maybe many times),
- * linked to the flow that emitted its signal.
+ * trace; run again by an operator (retry, cancel), it is a child of the operator's request, linked to
+ * the trace it was first started in. A receiver run starts a trace of its own (it runs later, maybe
+ * elsewhere, maybe many times), linked to the flow that emitted its signal.
  */
 export function useFlowTracing(scope: TraceScope): FlowPlugin {
   const { tracer } = scope;
@@ -23,8 +24,11 @@ export function useFlowTracing(scope: TraceScope): FlowPlugin {
         const receiver = start.kind === FlowKind.RECEIVER;
         const recorded = scope.extract(start.traceContext);
         const parent = receiver ? ROOT_CONTEXT : scope.tracing() ? scope.active() : recorded;
-        const emitter = receiver ? trace.getSpanContext(recorded) : undefined;
-        const links: Link[] = emitter ? [{ context: emitter }] : [];
+        // A receiver run links to its signal's emitter; a filter run started in another trace than
+        // its record's (an operator's retry or cancel) links to the trace it was first started in.
+        const earlier = trace.getSpanContext(recorded);
+        const links: Link[] =
+          earlier && earlier.spanId !== trace.getSpanContext(parent)?.spanId ? [{ context: earlier }] : [];
         const span = tracer.startSpan(
           receiver ? `receiver ${start.receiver}` : `flow ${start.name}`,
           {

@@ -112,6 +112,35 @@ describe('traces of the in-process bus and of recovery', () => {
     }
   });
 
+  it("makes an operator's retry of a flow part of the retry's request, linked to the flow's first trace", async () => {
+    const orderId = `retried-${randomUUID()}`;
+    // The refund fails on every attempt: the flow is compensated.
+    t.ledger.fault({ kind: 'refund', orderId, status: 503, times: 3 });
+    const first = await t.graphql<{ requestRefund: null }>(REQUEST_REFUND, { input: { orderId, amount: 5 } });
+    const flowId = first.errors?.[0]?.extensions?.flowId as string;
+    expect(first.errors?.[0]?.extensions).toMatchObject({ flowStatus: 'COMPENSATED' });
+    const original = spanForest(exporter).one((n) => n.name === 'mutation Refund', 'of the first request');
+    const recorded = child(original, 'subgraph coordinator');
+    exporter.reset();
+
+    const { data } = await t.graphql<{ retryFlow: { status: string } }>(
+      `mutation Retry($id: ID!) { retryFlow(id: $id, reason: "the PSP is back") { status } }`,
+      { id: flowId },
+    );
+
+    expect(data?.retryFlow.status).toBe('COMPLETED');
+    const forest = spanForest(exporter);
+    const retry = forest.one((n) => n.name === 'mutation Retry', 'of the retry');
+    const flow = child(child(retry, 'subgraph coordinator'), 'flow order.refund.requested.v1');
+    expect(flow.span.attributes).toMatchObject({
+      'coordinator.flow.id': flowId,
+      'coordinator.flow.attempt': 2,
+    });
+    expect(flow.span.links.map((l) => [l.context.traceId, l.context.spanId])).toEqual([
+      [original.traceId, recorded.spanId],
+    ]);
+  });
+
   it('continues the recorded trace of a flow another process left running', async () => {
     const caller = callerTraceparent();
     const flowId = randomUUID();

@@ -116,6 +116,8 @@ describe('the trace of a refund', () => {
       'coordinator.flow.status': 'completed',
     });
     expect(failed(flowSpan)).toBe(false);
+    // Started in the request it belongs to: nothing earlier to link to.
+    expect(flowSpan.span.links).toEqual([]);
 
     // One span per step that ran (the PayPal refund was skipped by its `when`), in order.
     expect(flowSpan.children.map((s) => s.name)).toEqual([
