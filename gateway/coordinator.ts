@@ -12,6 +12,7 @@ import {
 } from '@apollo/server/plugin/landingPage/default';
 import type { GraphQLDataSource } from '@apollo/gateway';
 import { createAuthenticator, type AuthOptions, type Authenticator } from './auth/authenticator.js';
+import { requestAuthorization, subscriberAuthorization } from './auth/cookies.js';
 import { filterField, type Connections } from './connections/schema.js';
 import { ConfigError, DomainError, ErrorCode, UnreachableCaseError, isErrorCode } from './errors.js';
 import { openDatabase, type Database } from './db/database.js';
@@ -326,7 +327,8 @@ export class Coordinator {
     const context = async (req?: IncomingMessage) => {
       let principal;
       try {
-        principal = await authenticator.authenticate(req?.headers.authorization);
+        // The edX JWT cookies count when no Authorization header is sent (see requestAuthorization).
+        principal = await authenticator.authenticate(req && requestAuthorization(req.headers));
       } catch (error) {
         // Apollo answers an error thrown here with this HTTP status.
         throw new DomainError(ErrorCode.UNAUTHENTICATED, (error as Error).message, { http: { status: 401 } });
@@ -354,10 +356,15 @@ export class Coordinator {
       context: () => context(),
       // Flow events and signals carry learners' data: staff and Services only, once callers are verified.
       authorize: options.auth
-        ? async (params) => {
-            const header = typeof params?.authorization === 'string' ? params.authorization : undefined;
-            const principal = await authenticator.authenticate(header).catch(() => undefined);
-            return principal !== undefined && principal.kind !== 'learner';
+        ? async (params, request) => {
+            try {
+              const principal = await authenticator.authenticate(
+                subscriberAuthorization(params, request.headers),
+              );
+              return principal !== undefined && principal.kind !== 'learner';
+            } catch {
+              return false;
+            }
           }
         : undefined,
       logger,
