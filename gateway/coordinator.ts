@@ -31,6 +31,7 @@ import { useFlowEvents, useFlowLogging } from './flows/builtin-plugins.js';
 import { FlowEngine, type ActionCaller } from './flows/engine.js';
 import type { FlowPlugin } from './flows/hooks.js';
 import { startLeaseKeeper } from './flows/leases.js';
+import { inspectorRoutes } from './inspector/route.js';
 import { FlowStore } from './flows/store.js';
 import { pluginRoutes } from './http/plugin-routes.js';
 import { runReadinessChecks } from './http/readiness.js';
@@ -102,6 +103,11 @@ export interface CoordinatorOptions {
   httpLimits?: Partial<HttpLimits>;
   /** Caps and timeouts of graphql-ws connections; see `SubscriptionLimits`. */
   subscriptionLimits?: Partial<SubscriptionLimits>;
+  /**
+   * Serves the flow inspector at /inspector (a page for staff: the records it shows come from the
+   * staff-only GraphQL fields, so serving it to anyone reveals nothing). @default true
+   */
+  inspector?: boolean;
 }
 
 /** The lifecycle of a Coordinator, as a union on `phase`. */
@@ -310,6 +316,7 @@ export class Coordinator {
         },
       ],
     ]);
+    if (options.inspector ?? true) for (const [path, route] of inspectorRoutes()) routes.set(path, route);
     const authenticator = options.auth ? createAuthenticator(options.auth) : openAuthenticator;
     const signals = new Set(built.compiled.signals.keys());
     const runtimes = new Map(
