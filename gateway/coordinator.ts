@@ -27,7 +27,7 @@ import { FederatedExecutor } from './federation/executor.js';
 import { OperationLimitsChecker, type OperationLimits } from './federation/operation-limits.js';
 import { buildSupergraph, type BuiltSupergraph } from './federation/supergraph.js';
 import { COORDINATOR_SUBGRAPH, coordinatorPlugin } from './flows/api.js';
-import { useFlowEvents, useFlowLogging } from './flows/builtin-plugins.js';
+import { useFlowEvents, useFlowLogging, useMetrics } from './flows/builtin-plugins.js';
 import { FlowEngine, type ActionCaller } from './flows/engine.js';
 import type { FlowPlugin } from './flows/hooks.js';
 import { startLeaseKeeper } from './flows/leases.js';
@@ -38,11 +38,24 @@ import { runReadinessChecks } from './http/readiness.js';
 import { resolveHttpLimits, type HttpLimits } from './http/connection-limits.js';
 import { createHttpServer, sendJson, trackRequests, type Route } from './http/server.js';
 import type { Logger } from './log.js';
+import { accessLog } from './observability/access-log.js';
+import { countedFlags } from './observability/flag-metrics.js';
+import { graphqlMetricsPlugin } from './observability/graphql-metrics.js';
+import { httpMetrics } from './observability/http-metrics.js';
+import {
+  METRICS_PATH,
+  metricsRoute,
+  startMetricsServer,
+  type MetricsServer,
+} from './observability/metrics-endpoint.js';
+import { CoordinatorMetrics } from './observability/metrics.js';
+import { measuredReceiver } from './observability/signal-metrics.js';
+import { timedDataSource } from './observability/subgraph-metrics.js';
 import { createPluginRuntime, evaluatorFrom, principalFlagContext } from './plugins/runtime.js';
 import { createCallSigner, signingSecretProblem, type CallSigner } from './sdk/call-assertion.js';
 import type { Plugin } from './sdk/plugin.js';
 import { createMemorySignalBus } from './signals/memory-bus.js';
-import { startOutboxDispatcher, type OutboxDispatcher } from './signals/outbox.js';
+import { readOutboxBacklog, startOutboxDispatcher, type OutboxDispatcher } from './signals/outbox.js';
 import { createRedisSignalBus } from './signals/redis-bus.js';
 import type { SignalBus } from './signals/types.js';
 import { resolveSubscriptionLimits, type SubscriptionLimits } from './subscriptions/limits.js';
@@ -103,11 +116,27 @@ export interface CoordinatorOptions {
   httpLimits?: Partial<HttpLimits>;
   /** Caps and timeouts of graphql-ws connections; see `SubscriptionLimits`. */
   subscriptionLimits?: Partial<SubscriptionLimits>;
+  /** Prometheus metrics: where /metrics is served, and what they keep. */
+  metrics?: MetricsOptions;
   /**
    * Serves the flow inspector at /inspector (a page for staff: the records it shows come from the
    * staff-only GraphQL fields, so serving it to anyone reveals nothing). @default true
    */
   inspector?: boolean;
+}
+
+export interface MetricsOptions {
+  /**
+   * Serves /metrics unauthenticated on this port, alone (0 picks a free one), and not on the gateway's
+   * port. Without it, /metrics is on the gateway's port for staff and Services (a bearer token).
+   */
+  port?: number;
+  /** Interface of the metrics port. @default '127.0.0.1' */
+  host?: string;
+  /** Distinct GraphQL operation names kept as label values; later ones are `(other)`. @default 100 */
+  maxOperationNames?: number;
+  /** prom-client's process metrics (CPU, memory, event loop, GC). @default true */
+  processMetrics?: boolean;
 }
 
 /** The lifecycle of a Coordinator, as a union on `phase`. */
@@ -134,6 +163,10 @@ interface Running {
   server: Server;
   requests: ReturnType<typeof trackRequests>;
   subscriptions: { close(): Promise<void> };
+  metrics: CoordinatorMetrics;
+  /** Where Prometheus scrapes: the metrics port's /metrics, or the gateway's. */
+  metricsUrl: string;
+  metricsServer?: MetricsServer;
   /** Stops the Plugins' background work. */
   pluginWork: Array<() => Promise<void>>;
   url: string;
@@ -187,7 +220,13 @@ export class Coordinator {
     const built = buildSupergraph({ roverConfig: options.roverConfig, connections: options.connectionsFile });
     const signer = this.remoteSigner(built);
 
-    const flags = await createFlags({ ...options.flags, logger } as FlagsOptions);
+    const metrics = new CoordinatorMetrics({
+      // Scraped only once the gateway listens, when the database is open.
+      outboxBacklog: () => readOutboxBacklog(database.pool),
+      processMetrics: options.metrics?.processMetrics,
+      logger,
+    });
+    const flags = countedFlags(await createFlags({ ...options.flags, logger } as FlagsOptions), metrics);
     opened.push(() => flags.close());
     const database = await openDatabase(
       options.database.url !== undefined
@@ -203,8 +242,12 @@ export class Coordinator {
           // A receiver run is a flow too: a crashed gateway's deliveries are taken over on the same lease.
           leaseMs: options.leaseMs ?? 15_000,
           logger,
+          onDeadLetter: ({ receiver }) => metrics.deadLetters.inc({ receiver }),
         })
-      : createMemorySignalBus({ logger });
+      : createMemorySignalBus({
+          logger,
+          onDeadLetter: ({ receiver }) => metrics.deadLetters.inc({ receiver }),
+        });
     opened.push(() => bus.close());
     const feed: EventFeed = options.redis
       ? createRedisEventFeed({ url: options.redis.url, keyPrefix: options.redis.keyPrefix, logger })
@@ -232,7 +275,15 @@ export class Coordinator {
       store,
       connections: built.compiled,
       callAction,
-      plugins: [useFlowEvents(feed, logger), useFlowLogging(logger), ...(options.flowPlugins ?? [])],
+      plugins: [
+        useFlowEvents(feed, logger),
+        useFlowLogging(logger),
+        useMetrics(metrics, (filter, stepIndex) => {
+          const steps = built.compiled.filters.get(filter)?.steps.length;
+          return steps !== undefined && stepIndex >= steps;
+        }),
+        ...(options.flowPlugins ?? []),
+      ],
       logger,
       owner: this.owner,
       flagContext: ({ orderId, principal }) => principalFlagContext(principal, orderId),
@@ -249,7 +300,11 @@ export class Coordinator {
       guarded: options.auth !== undefined,
     });
     const plugins = await this.loadPlugins(built);
-    const dataSources = this.dataSources(built, coordinator, plugins, evaluatorFrom(flags), signer);
+    const dataSources = Object.fromEntries(
+      Object.entries(this.dataSources(built, coordinator, plugins, evaluatorFrom(flags), signer)).map(
+        ([name, source]) => [name, timedDataSource(name, source, metrics)],
+      ),
+    );
     const executor = new FederatedExecutor({ supergraphSdl: built.supergraphSdl, dataSources, flags });
     const production = options.production ?? false;
     const limits = new OperationLimitsChecker(options.operationLimits, filterFields(built.connections));
@@ -269,6 +324,7 @@ export class Coordinator {
           : ApolloServerPluginLandingPageLocalDefault({ footer: false, embed: true }),
         limits.plugin(),
         clientErrors.plugin(),
+        graphqlMetricsPlugin(metrics, { maxOperationNames: options.metrics?.maxOperationNames }),
       ],
       // Masking is the client-errors plugin's (the engine's own Action calls keep their errors whole);
       // here every error gets a code, Apollo's own ones as the public codes say them.
@@ -286,12 +342,18 @@ export class Coordinator {
       feed,
       logger,
       pollIntervalMs: options.outboxPollMs,
+      observer: {
+        published: (count) => metrics.signalsPublished.inc(count),
+        refused: (count) => metrics.signalsRefused.inc(count),
+      },
     });
     opened.push(() => dispatcher.stop());
     for (const signal of built.compiled.signals.values()) {
       for (const receiver of signal.receivers) {
-        bus.consume({ receiver: receiver.name, signal: signal.name, retry: receiver.retry }, (delivery) =>
-          engine.runReceiver(receiver, delivery),
+        const registration = { receiver: receiver.name, signal: signal.name, retry: receiver.retry };
+        bus.consume(
+          registration,
+          measuredReceiver(metrics, registration, (delivery) => engine.runReceiver(receiver, delivery)),
         );
       }
     }
@@ -318,6 +380,15 @@ export class Coordinator {
     ]);
     if (options.inspector ?? true) for (const [path, route] of inspectorRoutes()) routes.set(path, route);
     const authenticator = options.auth ? createAuthenticator(options.auth) : openAuthenticator;
+    const metricsPort = options.metrics?.port;
+    if (metricsPort === undefined)
+      routes.set(
+        METRICS_PATH,
+        metricsRoute(metrics, {
+          guarded: options.auth !== undefined,
+          authenticate: (header) => authenticator.authenticate(header),
+        }),
+      );
     const signals = new Set(built.compiled.signals.keys());
     const runtimes = new Map(
       plugins.map((plugin) => [
@@ -351,6 +422,7 @@ export class Coordinator {
       draining: () => this.state.phase === 'draining' || this.state.phase === 'stopping',
       logger,
       limits: httpLimits,
+      observers: [accessLog(logger), httpMetrics(metrics)],
     });
     const requests = trackRequests(server);
     const subscriptions = attachSubscriptions({
@@ -388,6 +460,16 @@ export class Coordinator {
       );
       server.listen(options.port ?? 4000, options.host ?? '127.0.0.1', resolveListen);
     });
+    let metricsServer: MetricsServer | undefined;
+    if (metricsPort !== undefined) {
+      metricsServer = await startMetricsServer({
+        metrics,
+        port: metricsPort,
+        host: options.metrics?.host ?? '127.0.0.1',
+        logger,
+      });
+      opened.push(() => metricsServer!.close());
+    }
     // Background work starts last: it may run flows at once, which need everything above.
     const pluginWork: Array<() => Promise<void>> = [];
     for (const plugin of plugins) {
@@ -399,6 +481,7 @@ export class Coordinator {
     }
     const { address, port } = server.address() as AddressInfo;
     const host = address.includes(':') ? `[${address}]` : address;
+    const url = `http://${host}:${port}`;
     return {
       built,
       flags,
@@ -413,8 +496,11 @@ export class Coordinator {
       server,
       requests,
       subscriptions,
+      metrics,
+      metricsUrl: metricsServer?.url ?? `${url}${METRICS_PATH}`,
+      metricsServer,
       pluginWork,
-      url: `http://${host}:${port}`,
+      url,
     };
   }
 
@@ -518,6 +604,8 @@ export class Coordinator {
     r.server.closeAllConnections();
     await closed;
     await r.apollo.stop();
+    // Last: Prometheus can scrape a draining gateway.
+    await r.metricsServer?.close();
     await r.feed.close();
     await r.flags.close();
     await r.database.close();

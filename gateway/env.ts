@@ -27,6 +27,16 @@ export const envSchema = z.object({
   HOST: z.string().default('127.0.0.1'),
   NODE_ENV: z.string().default('development'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** `auto`: pretty lines (pino-pretty) on a terminal outside production, JSON otherwise. */
+  LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
+  /**
+   * Serve /metrics unauthenticated on this port alone (and not on PORT); unset, /metrics is on PORT
+   * for staff and Services (a bearer token).
+   */
+  METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
+  METRICS_HOST: z.string().default('127.0.0.1'),
+  /** Distinct GraphQL operation names kept as metric labels; later ones are `(other)`. */
+  METRICS_MAX_OPERATION_NAMES: z.coerce.number().int().min(0).default(100),
   /** PostgreSQL; without it an embedded PostgreSQL is started under DATA_DIR. */
   DATABASE_URL: z.string().url().optional(),
   DATA_DIR: z.string().default('.data'),
@@ -177,7 +187,8 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): Env {
   const parsed = envSchema
     .refine((e) => !e.SUBGRAPH_SIGNING_SECRET || e.SUBGRAPH_SIGNING_SECRET !== e.JWT_SECRET, {
       path: ['SUBGRAPH_SIGNING_SECRET'],
-      message: 'must differ from JWT_SECRET: a subgraph must not take a caller\'s token for the gateway\'s call',
+      message:
+        "must differ from JWT_SECRET: a subgraph must not take a caller's token for the gateway's call",
     })
     .safeParse(set);
   if (!parsed.success) {

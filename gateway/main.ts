@@ -3,14 +3,17 @@ import { resolve } from 'node:path';
 import { Coordinator } from './coordinator.js';
 import { authOptions, connectionLimits, operationLimits, readEnv } from './env.js';
 import { ConfigError } from './errors.js';
-import { createLogger } from './log.js';
+import { createLogger, prettyLogs } from './log.js';
 
 // @apollo/gateway's libraries report usage hourly unless told not to; opt in explicitly if wanted.
 process.env.APOLLO_TELEMETRY_DISABLED ??= '1';
 
 async function main() {
   const env = readEnv();
-  const logger = createLogger({ level: env.LOG_LEVEL });
+  const logger = createLogger({
+    level: env.LOG_LEVEL,
+    pretty: prettyLogs(env.LOG_FORMAT, env.NODE_ENV === 'production', process.stdout.isTTY === true),
+  });
   const standIns =
     (env.SERVICES ?? (env.NODE_ENV === 'production' ? 'configured' : 'stand-ins')) === 'stand-ins'
       ? await startStandIns(env.REDIS_URL)
@@ -38,6 +41,11 @@ async function main() {
     orderWaitMs: env.ORDER_WAIT_MS,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
     readinessTimeoutMs: env.READINESS_TIMEOUT_MS,
+    metrics: {
+      port: env.METRICS_PORT,
+      host: env.METRICS_HOST,
+      maxOperationNames: env.METRICS_MAX_OPERATION_NAMES,
+    },
     ...connectionLimits(env),
   });
   let stopping = false;
@@ -65,7 +73,9 @@ async function main() {
       { services: Object.fromEntries(Object.entries(standIns.env).filter(([k]) => k.endsWith('_URL'))) },
       'Service stand-ins running with the demo data (SERVICES=configured to use real Services)',
     );
-  logger.info(`GraphQL and Sandbox at ${url}/graphql; health at ${url}/healthz and ${url}/readyz`);
+  logger.info(
+    `GraphQL and Sandbox at ${url}/graphql; health at ${url}/healthz and ${url}/readyz; metrics at ${coordinator.components.metricsUrl}`,
+  );
 }
 
 /**

@@ -25,7 +25,11 @@ export const utcTypes = {
       : pg.types.getTypeParser(oid, format)) as pg.CustomTypesConfig['getTypeParser'],
 };
 
-/** Runs a prepared statement: parsed and planned once per connection, then only bound and executed. */
+/**
+ * Runs a prepared statement: parsed and planned once per connection, then only bound and executed. A
+ * Date is sent as UTC, as `utcTypes` reads it back: pg would send it in the process's time zone, which
+ * a `timestamp(3)` column keeps as if it were UTC.
+ */
 export function run<Row extends pg.QueryResultRow>(
   pool: pg.Pool | pg.PoolClient,
   statement: PreparedStatement,
@@ -34,7 +38,7 @@ export function run<Row extends pg.QueryResultRow>(
   return pool.query<Row>({
     name: statement.name,
     text: statement.text,
-    values: [...values],
+    values: values.map((value) => (value instanceof Date ? value.toISOString() : value)),
     types: utcTypes,
   });
 }

@@ -1,6 +1,8 @@
 import type { EventFeed } from '../events/types.js';
-import type { Logger } from '../log.js';
+import { flowLogger, type Logger } from '../log.js';
+import { secondsSince, type CoordinatorMetrics } from '../observability/metrics.js';
 import type { FlowPlugin } from './hooks.js';
+import { FlowKind } from './status.js';
 
 /** Publishes flow and step events to the event feed, for GraphQL subscribers and the flow inspector. */
 export function useFlowEvents(feed: EventFeed, logger: Logger): FlowPlugin {
@@ -47,29 +49,27 @@ export function useFlowEvents(feed: EventFeed, logger: Logger): FlowPlugin {
   };
 }
 
-/** One structured log line per flow and per step end. */
+/**
+ * One structured log line per flow end and per step end, each from the flow's own logger
+ * (`flowLogger`): every line about a flow carries its id.
+ */
 export function useFlowLogging(logger: Logger): FlowPlugin {
+  // Per flow run in this process, from its start to its end.
+  const loggers = new Map<string, Logger>();
   return {
     name: 'flow-logging',
     flowWillStart(start) {
-      return (end) =>
-        logger.info(
-          {
-            flowId: end.flowId,
-            flow: end.name,
-            receiver: end.receiver,
-            status: end.status,
-            attempt: start.attempt,
-            failure: end.failure,
-          },
-          'flow finished',
-        );
+      const log = flowLogger(logger, start);
+      loggers.set(start.flowId, log);
+      return (end) => {
+        loggers.delete(end.flowId);
+        log.info({ status: end.status, attempt: start.attempt, failure: end.failure }, 'flow finished');
+      };
     },
-    stepWillRun() {
+    stepWillRun(step) {
       return (end) =>
-        logger.debug(
+        (loggers.get(end.flowId) ?? flowLogger(logger, end)).debug(
           {
-            flowId: end.flowId,
             step: end.stepIndex,
             action: end.action,
             status: end.status,
@@ -77,9 +77,55 @@ export function useFlowLogging(logger: Logger): FlowPlugin {
             decisions: end.decisions,
             durationMs: Math.round(end.durationMs),
             failure: end.failure,
+            ...(step.attempt > 1 ? { attempt: step.attempt } : {}),
           },
           'step finished',
         );
+    },
+  };
+}
+
+/**
+ * Flow and step metrics: runs started and finished by filter (or signal and receiver) and status, their
+ * durations, each step attempt's duration by Action and Implementation, retries, and compensations.
+ * `isCompensation` tells a filter's compensation steps (recorded after its own steps) from its steps.
+ */
+export function useMetrics(
+  metrics: CoordinatorMetrics,
+  isCompensation: (filter: string, stepIndex: number) => boolean,
+): FlowPlugin {
+  // The kind of each flow run in this process, from its start to its end.
+  const kinds = new Map<string, FlowKind>();
+  return {
+    name: 'metrics',
+    flowWillStart(start) {
+      const labels = { flow: start.name, receiver: start.receiver ?? '' };
+      const started = performance.now();
+      kinds.set(start.flowId, start.kind);
+      metrics.flowsStarted.inc(labels);
+      return (end) => {
+        kinds.delete(end.flowId);
+        metrics.flowsFinished.inc({ ...labels, status: end.status });
+        metrics.flowDuration.observe({ ...labels, status: end.status }, secondsSince(started));
+      };
+    },
+    stepWillRun(step) {
+      const compensation =
+        kinds.get(step.flowId) === FlowKind.FILTER && isCompensation(step.name, step.stepIndex);
+      if (step.attempt > 1) metrics.stepRetries.inc({ flow: step.name, action: step.action });
+      return (end) => {
+        metrics.stepDuration.observe(
+          {
+            flow: end.name,
+            action: end.action,
+            implementation: end.implementation ?? '',
+            status: end.status,
+          },
+          end.durationMs / 1000,
+        );
+        if (compensation)
+          metrics.compensations.inc({ flow: end.name, action: end.action, status: end.status });
+      };
     },
   };
 }

@@ -274,7 +274,7 @@ export class FlowEngine {
       flow.id,
       this.executeReceiver(receiver, recorder, input, delivery.attempt),
     );
-    if (outcome.status === FlowStatus.FAILED) throw new ReceiverFailure(outcome.failure);
+    if (outcome.status === FlowStatus.FAILED) throw new ReceiverFailure(outcome.failure, flow.id);
   }
 
   private track<T>(flowId: string, work: Promise<T>): Promise<T> {
@@ -626,11 +626,17 @@ function matches(when: Readonly<Record<string, unknown>>, data: Data): boolean {
   });
 }
 
-/** Thrown by `runReceiver` so the bus retries or dead-letters with the recorded failure. */
+/**
+ * Thrown by `runReceiver` so the bus retries or dead-letters with the recorded failure; the bus's log
+ * line of it names the receiver run (`flowId`).
+ */
 export class ReceiverFailure extends Error {
   override readonly name: string;
   readonly extensions?: Record<string, unknown>;
-  constructor(readonly failure: Failure) {
+  constructor(
+    readonly failure: Failure,
+    readonly flowId: string,
+  ) {
     super(failure.message);
     this.name = failure.type;
     if (failure.nonRetryable) this.extensions = { code: failure.type };

@@ -49,30 +49,36 @@ export interface FlowPlugin {
   stepWillRun?(payload: StepWillRunPayload): void | ((end: StepDidEndPayload) => void);
 }
 
-/** Calls every plugin's start hook and returns one function calling their end hooks in reverse. */
-export function invokeStartHooks<S, E>(
+/**
+ * Calls every plugin's start hook and returns one function calling their end hooks in reverse. A hook
+ * that throws is logged with the flow's id and the plugin's name.
+ */
+export function invokeStartHooks<S extends { readonly flowId: string }, E>(
   plugins: readonly FlowPlugin[],
   pick: (plugin: FlowPlugin) => ((payload: S) => void | ((end: E) => void)) | undefined,
   payload: S,
   logger: Logger,
 ): (end: E) => void {
-  const ends: Array<(end: E) => void> = [];
+  const ends: Array<{ plugin: string; hook: (end: E) => void }> = [];
   for (const plugin of plugins) {
     const hook = pick(plugin);
     if (!hook) continue;
     try {
       const end = hook.call(plugin, payload);
-      if (end) ends.push(end);
+      if (end) ends.push({ plugin: plugin.name, hook: end });
     } catch (error) {
-      logger.error({ err: error, plugin: plugin.name }, 'flow plugin start hook failed');
+      logger.error(
+        { err: error, flowId: payload.flowId, plugin: plugin.name },
+        'flow plugin start hook failed',
+      );
     }
   }
   return (end) => {
-    for (const hook of ends.reverse()) {
+    for (const { plugin, hook } of ends.reverse()) {
       try {
         hook(end);
       } catch (error) {
-        logger.error({ err: error }, 'flow plugin end hook failed');
+        logger.error({ err: error, flowId: payload.flowId, plugin }, 'flow plugin end hook failed');
       }
     }
   };

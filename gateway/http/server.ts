@@ -4,6 +4,8 @@ import { ErrorCode, httpStatusOf } from '../errors.js';
 import type { GatewayContext } from '../federation/context.js';
 import type { OperationLimitsChecker } from '../federation/operation-limits.js';
 import type { Logger } from '../log.js';
+import { REQUEST_ID_HEADER, requestIdOf, type RequestObserver } from '../observability/access-log.js';
+import { routeLabel } from '../observability/labels.js';
 import {
   RETRY_AFTER_SECONDS,
   TOO_MANY_CONNECTIONS,
@@ -31,6 +33,8 @@ export interface HttpServerOptions {
   maxBodyBytes?: number;
   /** Connection caps and socket timeouts; each defaults as `HttpLimits` documents. */
   limits?: Partial<HttpLimits>;
+  /** Told of every request when it ends (the access log, the HTTP metrics). */
+  observers?: readonly RequestObserver[];
 }
 
 /** Answered while the gateway drains, and on the connections kept for them when it is full. */
@@ -66,6 +70,8 @@ export function sendGraphQLError(res: ServerResponse, code: ErrorCode, message: 
 export function createHttpServer(options: HttpServerOptions): Server {
   const maxBodyBytes = options.maxBodyBytes ?? 1 << 20;
   const limits = resolveHttpLimits(options.limits);
+  const served = new Set([...options.routes.keys(), '/graphql', '/']);
+  const observers = options.observers ?? [];
   const server = createServer(
     {
       headersTimeout: limits.headersTimeoutMs,
@@ -74,6 +80,9 @@ export function createHttpServer(options: HttpServerOptions): Server {
       connectionsCheckingInterval: connectionsCheckingInterval(limits),
     },
     async (req, res) => {
+      const requestId = requestIdOf(req.headers[REQUEST_ID_HEADER]);
+      res.setHeader(REQUEST_ID_HEADER, requestId);
+      if (observers.length) observeEnd(req, res, requestId, served, observers, options.logger);
       try {
         const url = new URL(req.url ?? '/', 'http://localhost');
         const health = HEALTH_PATHS.has(url.pathname);
@@ -103,7 +112,7 @@ export function createHttpServer(options: HttpServerOptions): Server {
           return await graphql(options, req, res, url, body);
         sendError(res, ErrorCode.NOT_FOUND, `No route ${req.method} ${url.pathname}`);
       } catch (error) {
-        options.logger.error({ err: error, url: req.url }, 'request failed');
+        options.logger.error({ err: error, requestId, path: routedPath(req) }, 'request failed');
         if (!res.headersSent) {
           sendGraphQLError(res, ErrorCode.INTERNAL_SERVER_ERROR, 'Internal server error');
         } else res.end();
@@ -113,6 +122,45 @@ export function createHttpServer(options: HttpServerOptions): Server {
   server.timeout = limits.socketTimeoutMs;
   const budget = limitConnections(server, limits);
   return server;
+}
+
+/** Calls `observers` once the response is sent, or abandoned by the client (status 499). */
+function observeEnd(
+  req: IncomingMessage,
+  res: ServerResponse,
+  requestId: string,
+  served: ReadonlySet<string>,
+  observers: readonly RequestObserver[],
+  logger: Logger,
+) {
+  const started = performance.now();
+  res.once('close', () => {
+    const path = routedPath(req);
+    const end = {
+      requestId,
+      method: req.method ?? 'GET',
+      route: routeLabel(path, served),
+      path: path.slice(0, 256),
+      status: res.writableFinished ? res.statusCode : 499,
+      durationMs: performance.now() - started,
+    };
+    for (const observe of observers) {
+      try {
+        observe(end);
+      } catch (err) {
+        logger.error({ err, requestId }, 'request observer failed');
+      }
+    }
+  });
+}
+
+/** The path a request is routed by, without its query string. */
+function routedPath(req: IncomingMessage): string {
+  try {
+    return new URL(req.url ?? '/', 'http://localhost').pathname;
+  } catch {
+    return (req.url ?? '/').split('?')[0]!;
+  }
 }
 
 /** A refusal in the shape of what was asked: a GraphQL error for /graphql, a REST error elsewhere. */

@@ -4,6 +4,7 @@ import { retryDelayMs, shouldRetry } from '../retry-policy.js';
 import {
   signalEnvelopeSchema,
   type DeadLetter,
+  type DeadLetterObserver,
   type ReceiverHandler,
   type ReceiverRegistration,
   type SignalBus,
@@ -21,6 +22,8 @@ export interface MemorySignalBusOptions {
   retain?: number;
   /** How long `close()` without a signal waits for running handlers. @default 10000 */
   shutdownTimeoutMs?: number;
+  /** Told of each dead letter. */
+  onDeadLetter?: DeadLetterObserver;
 }
 
 interface Job {
@@ -111,7 +114,7 @@ export function createMemorySignalBus(options: MemorySignalBusOptions): SignalBu
     });
   };
 
-  const deadLetter = (state: ReceiverState, job: Job, failure: Failure) => {
+  const deadLetter = (state: ReceiverState, job: Job, failure: Failure, error: unknown) => {
     const { receiver } = state.registration;
     const letter: DeadLetter = {
       id: String(++deadLetterSeq),
@@ -125,9 +128,17 @@ export function createMemorySignalBus(options: MemorySignalBusOptions): SignalBu
     if (!letters) deadLetters.set(receiver, (letters = []));
     letters.push(letter);
     logger.error(
-      { receiver, signal: job.envelope.name, signalId: job.envelope.id, attempts: job.attempt, failure },
+      {
+        receiver,
+        signal: job.envelope.name,
+        signalId: job.envelope.id,
+        attempts: job.attempt,
+        failure,
+        err: error,
+      },
       'Signal dead-lettered',
     );
+    options.onDeadLetter?.({ receiver, signal: job.envelope.name, failure });
   };
 
   const run = (state: ReceiverState, job: Job) => {
@@ -143,7 +154,7 @@ export function createMemorySignalBus(options: MemorySignalBusOptions): SignalBu
       } catch (error) {
         const failure = toFailure(error);
         if (!shouldRetry(retry, job.attempt, failure)) {
-          deadLetter(state, job, failure);
+          deadLetter(state, job, failure, error);
           return;
         }
         if (closing) return;
@@ -156,6 +167,7 @@ export function createMemorySignalBus(options: MemorySignalBusOptions): SignalBu
             attempt: job.attempt,
             delayMs,
             failure,
+            err: error,
           },
           'Receiver failed; retrying',
         );

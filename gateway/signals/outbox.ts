@@ -27,6 +27,38 @@ const markRefusedStatement: PreparedStatement = {
          WHERE "id" = ANY($1::uuid[])`,
 };
 
+/** The outbox's waiting signals, counted up to $1 (the index on publishedAt, createdAt serves both). */
+const backlogStatement: PreparedStatement = {
+  name: 'coordinator.outbox.backlog.v1',
+  text: `SELECT count(*)::int AS "waiting", min("createdAt") AS "oldest"
+         FROM (SELECT "createdAt" FROM "OutboxSignal" WHERE "publishedAt" IS NULL
+               ORDER BY "createdAt" LIMIT $1) AS waiting`,
+};
+
+/** Most waiting signals the backlog read counts: a scrape stays cheap however large the backlog. */
+export const BACKLOG_COUNT_LIMIT = 100_000;
+
+/**
+ * How many signals wait in the outbox (up to `BACKLOG_COUNT_LIMIT`) and the age of the oldest, in
+ * seconds (0 when none waits), for the metrics scrape.
+ */
+export async function readOutboxBacklog(
+  pool: pg.Pool,
+  now: () => number = Date.now,
+): Promise<{ waiting: number; oldestAgeSeconds: number }> {
+  const { rows } = await runStatement<{ waiting: number; oldest: Date | null }>(pool, backlogStatement, [
+    BACKLOG_COUNT_LIMIT,
+  ]);
+  const { waiting, oldest } = rows[0]!;
+  return { waiting, oldestAgeSeconds: oldest ? Math.max(0, (now() - oldest.getTime()) / 1000) : 0 };
+}
+
+/** Told what each batch did, for the metrics; must not throw. */
+export interface OutboxObserver {
+  published?(count: number): void;
+  refused?(count: number): void;
+}
+
 interface Row {
   id: string;
   name: string;
@@ -51,6 +83,7 @@ export function startOutboxDispatcher(options: {
   pollIntervalMs?: number;
   /** @default 100 */
   batchSize?: number;
+  observer?: OutboxObserver;
 }): OutboxDispatcher {
   const { pool, bus, feed, logger } = options;
   const pollIntervalMs = options.pollIntervalMs ?? 500;
@@ -96,6 +129,7 @@ export function startOutboxDispatcher(options: {
     );
     if (accepted.length) {
       await runStatement(tx, markPublishedStatement, [accepted.map((e) => e.id)]);
+      options.observer?.published?.(accepted.length);
     }
     for (const envelope of accepted) {
       void feed
@@ -105,6 +139,7 @@ export function startOutboxDispatcher(options: {
     if (refusals.length) {
       const { message } = refusals[0]!.error as Error;
       await runStatement(tx, markRefusedStatement, [refusals.map((r) => r.row.id), message]);
+      options.observer?.refused?.(refusals.length);
       logger.warn(
         { err: refusals[0]!.error, signalIds: refusals.map((r) => r.row.id) },
         'signal bus unavailable; the signals wait in the outbox',

@@ -6,6 +6,7 @@ import { retryDelayMs, shouldRetry } from '../retry-policy.js';
 import {
   signalEnvelopeSchema,
   type DeadLetter,
+  type DeadLetterObserver,
   type ReceiverHandler,
   type ReceiverRegistration,
   type SignalBus,
@@ -64,6 +65,8 @@ export type RedisSignalBusOptions = RedisConnection & {
   commandTimeoutMs?: number;
   /** How long `close()` without a signal waits for running handlers. @default 10000 */
   shutdownTimeoutMs?: number;
+  /** Told of each dead letter once Redis has it. */
+  onDeadLetter?: DeadLetterObserver;
 };
 
 /** Publishing failed because Redis cannot be reached; the outbox keeps the signal and tries again. */
@@ -477,14 +480,19 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
       }
     };
 
-    const deadLetter = (
+    const deadLetter = async (
       stream: string,
       id: string,
       attempts: number,
       failure: Failure,
       envelope?: SignalEnvelope,
+      /** What the receiver threw on its last attempt: logged with its stack. */
+      error?: unknown,
     ) => {
-      log.error({ entry: id, signalId: envelope?.id, attempts, failure }, 'Signal dead-lettered');
+      log.error(
+        { entry: id, signalId: envelope?.id, attempts, failure, ...(error ? { err: error } : {}) },
+        'Signal dead-lettered',
+      );
       const fields = [
         'receiver',
         receiver,
@@ -501,9 +509,11 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
         ...(envelope ? ['envelope', JSON.stringify(envelope)] : []),
       ];
       const deleteSource = stream === streams[1] ? '1' : '0';
-      return settle('dead-letter the delivery', { receiver, entry: id }, () =>
+      const settled = await settle('dead-letter the delivery', { receiver, entry: id }, () =>
         cmd.eval(SETTLE_SCRIPT, 2, stream, deadKey(receiver), group, id, deleteSource, ...fields),
       );
+      if (settled) options.onDeadLetter?.({ receiver, signal, failure });
+      return settled;
     };
 
     const deliver = async (
@@ -550,12 +560,12 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
       } catch (error) {
         const failure = toFailure(error);
         if (!shouldRetry(policy, attempt, failure)) {
-          await deadLetter(stream, id, attempt, failure, envelope);
+          await deadLetter(stream, id, attempt, failure, envelope, error);
           return;
         }
         const delayMs = retryDelayMs(policy, attempt, entryJitter(id, attempt));
         log.warn(
-          { entry: id, signalId: envelope.id, attempt, delayMs, failure },
+          { entry: id, signalId: envelope.id, attempt, delayMs, failure, err: error },
           'Receiver failed; retrying',
         );
         const parked = await settle('park the failed delivery', { receiver, entry: id }, () =>

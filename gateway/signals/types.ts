@@ -55,6 +55,9 @@ export interface DeadLetter {
   deadAt: string;
 }
 
+/** Told of every signal a bus dead-letters (the metrics count them); must not throw. */
+export type DeadLetterObserver = (letter: { receiver: string; signal: string; failure: Failure }) => void;
+
 /**
  * At-least-once delivery of signals to receivers, each receiver independently. Implemented on Redis
  * Streams consumer groups and in process; both pass `test/signals/bus.contract.ts`.

@@ -70,10 +70,12 @@ export const fulfillRoute: Route = {
         { idempotencyKey: `fulfill:${accepted.envelope.id}`, principal: request.principal },
       );
       // A flow that ran answers 200 however it ended (its record says); one refused before it ran
-      // (bad input, a caller it does not admit) answers the status of why.
-      const refused = result.status === 'REJECTED' && result.error && isErrorCode(result.error.code);
+      // (bad input, a caller it does not admit) is an error answer, with the status of why.
+      const { error: refusal } = result;
+      if (result.status === 'REJECTED' && refusal && isErrorCode(refusal.code))
+        return error(httpStatusOf(refusal.code), refusal.code, refusal.message);
       return {
-        status: refused ? httpStatusOf(result.error!.code as ErrorCode) : 200,
+        status: 200,
         body: {
           flowId: result.flowId,
           status: result.status,
