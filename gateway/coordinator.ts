@@ -31,12 +31,13 @@ import { useFlowEvents, useFlowLogging, useMetrics } from './flows/builtin-plugi
 import { FlowEngine, type ActionCaller } from './flows/engine.js';
 import type { FlowPlugin } from './flows/hooks.js';
 import { startLeaseKeeper } from './flows/leases.js';
-import { inspectorRoutes } from './inspector/route.js';
+import { OperatorLog } from './flows/operator-log.js';
 import { FlowStore } from './flows/store.js';
 import { pluginRoutes } from './http/plugin-routes.js';
 import { runReadinessChecks } from './http/readiness.js';
 import { resolveHttpLimits, type HttpLimits } from './http/connection-limits.js';
 import { createHttpServer, sendJson, trackRequests, type Route } from './http/server.js';
+import { inspectorRoutes } from './inspector/route.js';
 import type { Logger } from './log.js';
 import { accessLog } from './observability/access-log.js';
 import { countedFlags } from './observability/flag-metrics.js';
@@ -295,8 +296,10 @@ export class Coordinator {
     const coordinator = coordinatorPlugin(built.coordinatorSdl, built.connections, {
       engine,
       store,
+      log: new OperatorLog(database.prisma),
       bus,
       feed,
+      logger,
       guarded: options.auth !== undefined,
     });
     const plugins = await this.loadPlugins(built);

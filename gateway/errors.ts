@@ -35,6 +35,8 @@ export const ErrorCode = {
   ORDER_BUSY: 'ORDER_BUSY',
   /** A step failed and the filter's policy is to fail the flow. */
   STEP_FAILED: 'STEP_FAILED',
+  /** An operator cancelled the flow while it ran (`cancelledBy`, `reason`); what it had done was undone. */
+  FLOW_CANCELLED: 'FLOW_CANCELLED',
   /** Too many requests of this kind at once; retry after the time the response says. */
   TOO_MANY_REQUESTS: 'TOO_MANY_REQUESTS',
   /** A dependency (the database, a Service) cannot be reached now; retry later. */
@@ -83,6 +85,7 @@ export function httpStatusOf(code: ErrorCode): number {
     case ErrorCode.METHOD_NOT_ALLOWED:
       return 405;
     case ErrorCode.CONFLICT:
+    case ErrorCode.FLOW_CANCELLED:
     case ErrorCode.FLOW_IN_PROGRESS:
     case ErrorCode.ORDER_BUSY:
       return 409;

@@ -19,10 +19,14 @@ import { DomainError, ErrorCode } from '../errors.js';
 import { requireStaff } from '../sdk/principal.js';
 import type { EventFeed, FeedEvent } from '../events/types.js';
 import type { ActionContext, Plugin } from '../sdk/plugin.js';
-import type { SignalBus } from '../signals/types.js';
+import type { Logger } from '../log.js';
+import { deadLetterId, findDeadLetters } from '../signals/dead-letters.js';
+import type { DeadLetter, SignalBus } from '../signals/types.js';
 import type { FlowEngine } from './engine.js';
+import type { OperatorAction, OperatorLog } from './operator-log.js';
+import { OperatorActions } from './operators.js';
 import { flowFieldsOf } from './selection.js';
-import type { FlowRead, FlowStore } from './store.js';
+import type { FlowRead, FlowStore, OutboxSignal } from './store.js';
 
 /** The name of the Coordinator's own subgraph in rover.yaml. */
 export const COORDINATOR_SUBGRAPH = 'coordinator';
@@ -68,6 +72,10 @@ const BASE_SDL = /* GraphQL */ `
     startedAt: String!
     finishedAt: String
     steps: [FlowStep!]!
+    "The signals the flow emitted (its outbox rows), oldest first."
+    signals: [Signal!]!
+    "What operators did to this flow, newest first."
+    operatorActions: [OperatorAction!]!
   }
 
   type FlowError {
@@ -93,6 +101,8 @@ const BASE_SDL = /* GraphQL */ `
     error: FlowError
     startedAt: String!
     finishedAt: String
+    "For a compensation step: the index of the step it undoes."
+    compensates: Int
   }
 
   type FlagDecision {
@@ -101,7 +111,9 @@ const BASE_SDL = /* GraphQL */ `
     reason: String!
   }
 
+  "A signal that a receiver failed for good: delivered again by replayDeadLetters."
   type DeadLetter {
+    "<receiver>/<entry id>: what replayDeadLetters takes."
     id: ID!
     receiver: String!
     signalId: ID!
@@ -110,6 +122,51 @@ const BASE_SDL = /* GraphQL */ `
     attempts: Int!
     error: FlowError!
     deadAt: String!
+    "False for a stream entry that was not a valid signal: there is nothing to deliver again."
+    replayable: Boolean!
+  }
+
+  "A signal, from the outbox."
+  type Signal {
+    id: ID!
+    name: String!
+    payload: JSON!
+    "flow:<id> or plugin:<name>"
+    source: String!
+    "The flow that emitted it, when one did."
+    flowId: ID
+    createdAt: String!
+    "When the outbox handed it to the bus; null while it waits (the bus unreachable)."
+    publishedAt: String
+    "Each receiver of the signal (as configured, or with a run of it), with its run and dead letter."
+    receivers: [SignalReceiver!]!
+  }
+
+  type SignalReceiver {
+    receiver: String!
+    "Its run for this signal, if it started."
+    run: FlowRun
+    "Its dead letter of this signal, if it failed for good (null too where the bus is not readable)."
+    deadLetter: DeadLetter
+  }
+
+  "What an operator did to a flow or a signal: who, when, why, and what came of it."
+  type OperatorAction {
+    id: ID!
+    "RETRY_FLOW, CANCEL_FLOW, REPLAY_DEAD_LETTERS or REDELIVER_SIGNAL"
+    action: String!
+    "What it acted on: the flow id, the signal id and receiver, the receiver, signal or dead-letter ids."
+    target: String!
+    "The verified principal who did it."
+    actor: JSON!
+    reason: String!
+    "When it was asked for (ISO 8601)."
+    at: String!
+    "RUNNING, DONE, REFUSED (nothing changed: outcome has the code and message) or FAILED"
+    status: String!
+    "What it did (the flow's end, the replayed count), or why it was refused."
+    outcome: JSON
+    finishedAt: String
   }
 
   type FlowEvent {
@@ -137,14 +194,34 @@ const BASE_SDL = /* GraphQL */ `
 
   type Query {
     flow(id: ID!): FlowRun
-    "Newest first. By order, by filter or signal name, by status (e.g. FAILED), or all recent."
-    flows(orderId: String, name: String, status: FlowStatus, limit: Int = 20, before: String): [FlowRun!]!
-    deadLetters(receiver: String!): [DeadLetter!]!
+    "Newest first. By order, learner (username or LMS user id: the flow's caller or its input's), filter or signal name, status, and a time window (ISO 8601: from inclusive, to exclusive)."
+    flows(
+      orderId: String
+      learner: String
+      name: String
+      status: FlowStatus
+      from: String
+      to: String
+      limit: Int = 20
+      before: String
+    ): [FlowRun!]!
+    "Dead letters of every receiver, or of one receiver or one signal; newest first."
+    deadLetters(receiver: String, signal: String, limit: Int = 100): [DeadLetter!]!
+    "A signal (from the outbox), with each of its receivers' runs and dead letters."
+    signal(id: ID!): Signal
+    "What operators did, newest first; of one flow, or all."
+    operatorActions(flowId: ID, limit: Int = 50): [OperatorAction!]!
   }
 
   type Mutation {
-    "Delivers dead-lettered signals to their receiver again; returns how many."
-    replayDeadLetters(receiver: String!, ids: [ID!]): Int!
+    "Delivers dead letters again, each to its receiver only: all of a receiver's, all of a signal's, or those named (what is given must all hold); returns how many."
+    replayDeadLetters(receiver: String, signal: String, ids: [ID!], reason: String!): Int!
+    "Runs a FAILED or COMPENSATED filter flow again from its first step not done (steps done keep their records and idempotency keys); answers the flow as it ended again."
+    retryFlow(id: ID!, reason: String!): FlowRun!
+    "Stops a RUNNING flow that is stuck: the process running it is fenced off, what ran is compensated, and the flow ends COMPENSATED (or FAILED when nothing or not everything could be undone), its error FLOW_CANCELLED with who and why."
+    cancelFlow(id: ID!, reason: String!): FlowRun!
+    "Delivers one signal to one receiver again (e.g. one whose run failed for good); a receiver whose run completed is refused (CONFLICT): it runs once per signal."
+    redeliverSignal(signalId: ID!, receiver: String!, reason: String!): Boolean!
   }
 
   type Subscription {
@@ -247,11 +324,56 @@ export const flowToGraphQL = (flow: FlowRead) => ({
   })),
 });
 
+/** An outbox row in the shape of the Signal type (its receivers are resolved on their own). */
+const signalToGraphQL = (signal: OutboxSignal) => ({
+  id: signal.id,
+  name: signal.name,
+  payload: signal.payload,
+  source: signal.source,
+  flowId: signal.flowId,
+  createdAt: iso(signal.createdAt),
+  publishedAt: iso(signal.publishedAt),
+});
+
+const deadLetterToGraphQL = (d: DeadLetter) => ({
+  id: deadLetterId(d),
+  receiver: d.receiver,
+  // An entry that was not a valid signal is dead-lettered with no envelope.
+  signalId: d.envelope?.id ?? d.id,
+  signal: d.envelope?.name ?? '(invalid entry)',
+  payload: d.envelope?.payload ?? {},
+  attempts: d.attempts,
+  error: { code: d.failure.type, message: d.failure.message, details: d.failure.details ?? null },
+  deadAt: d.deadAt,
+  replayable: d.envelope !== null,
+});
+
+const operatorActionToGraphQL = (a: OperatorAction) => ({
+  ...a,
+  status: a.status.toUpperCase(),
+  at: iso(a.at),
+  finishedAt: iso(a.finishedAt),
+});
+
+/** An optional ISO 8601 time argument; BAD_USER_INPUT when it is not one. */
+function isoArg(name: string, value: string | null | undefined): Date | undefined {
+  if (value == null) return undefined;
+  const time = new Date(value);
+  if (Number.isNaN(time.getTime()))
+    throw new DomainError(ErrorCode.BAD_USER_INPUT, `${name} must be an ISO-8601 time, got '${value}'`);
+  return time;
+}
+
 export interface CoordinatorApiDeps {
-  engine: FlowEngine;
   store: FlowStore;
-  bus: SignalBus;
-  feed: EventFeed;
+  log: OperatorLog;
+  /** Dead letters and replays; absent where the API only reads the database (the CLI without Redis). */
+  bus?: SignalBus;
+  /** Subscriptions' events; absent where nothing subscribes (the CLI). */
+  feed?: EventFeed;
+  /** Runs filters and operator actions; absent where the API only reads the database (the CLI). */
+  engine?: FlowEngine;
+  logger: Logger;
   /**
    * Flow records, dead letters and replays are for staff and Services only (they hold learners' data).
    * False only on a Coordinator without authentication (the core's tests).
@@ -265,10 +387,37 @@ export function coordinatorPlugin(
   connections: Connections,
   deps: CoordinatorApiDeps,
 ): Plugin {
-  const { engine, store, bus, feed } = deps;
+  const { store, log, bus, feed } = deps;
   const staffOnly = (ctx: ActionContext) => {
     if (deps.guarded) requireStaff(ctx.principal);
   };
+  const engine = () => {
+    if (!deps.engine) throw new Error('This Coordinator API only reads the record: it runs no flows');
+    return deps.engine;
+  };
+  const readBus = () => {
+    if (!bus)
+      throw new DomainError(
+        ErrorCode.SERVICE_UNAVAILABLE,
+        'Dead letters are on the signal bus, which this reader cannot reach (set REDIS_URL)',
+      );
+    return bus;
+  };
+  const feedOf = () => {
+    if (!feed) throw new Error('This Coordinator API serves no subscriptions');
+    return feed;
+  };
+  const operators =
+    deps.engine && bus
+      ? new OperatorActions({ engine: deps.engine, store, bus, log, connections, logger: deps.logger })
+      : undefined;
+  const operator = () => {
+    if (!operators)
+      throw new Error('This Coordinator API only reads the record: operators act on a running one');
+    return operators;
+  };
+  /** Receivers of each signal, as configured. */
+  const receiversOf = (signal: string) => connections.signals[signal]?.receivers.map((r) => r.name) ?? [];
   const filterResolvers = { Mutation: {} as Record<string, unknown>, Query: {} as Record<string, unknown> };
   for (const [name, filter] of Object.entries(connections.filters)) {
     const { operation, name: field } = filterField(filter);
@@ -278,7 +427,7 @@ export function coordinatorPlugin(
       ctx: ActionContext,
     ) => {
       // The engine decides who may run it (the filter's callers) before anything runs.
-      const flow = await engine.runFilter(name, args.input, {
+      const flow = await engine().runFilter(name, args.input, {
         idempotencyKey: args.idempotencyKey ?? undefined,
         principal: ctx.principal,
       });
@@ -303,9 +452,61 @@ export function coordinatorPlugin(
       },
     },
   };
+  /** A receiver's dead letters, read once per request however many signals a query shows. */
+  const deadLettersOf = (ctx: ActionContext, receiver: string) =>
+    ctx
+      .loader('coordinator:dead-letters-by-receiver', async (receivers: readonly string[]) => {
+        const all = await readBus().deadLetters();
+        return receivers.map((r) => all.filter((letter) => letter.receiver === r));
+      })
+      .load(receiver);
   const resolvers = {
     ...orderEntity,
     JSON: JSONScalar,
+    FlowRun: {
+      signals: async ({ id }: { id: string }, _: unknown, ctx: ActionContext) => {
+        const signals = await ctx
+          .loader('coordinator:signals-by-flow', async (ids: readonly string[]) => {
+            const byFlow = await store.signalsOf(ids);
+            return ids.map((flowId) => byFlow.get(flowId) ?? []);
+          })
+          .load(id);
+        return signals.map(signalToGraphQL);
+      },
+      operatorActions: async ({ id }: { id: string }, _: unknown, ctx: ActionContext) => {
+        const actions = await ctx
+          .loader('coordinator:operator-actions-by-flow', async (ids: readonly string[]) => {
+            const byFlow = await log.byFlows(ids);
+            return ids.map((flowId) => byFlow.get(flowId) ?? []);
+          })
+          .load(id);
+        return actions.map(operatorActionToGraphQL);
+      },
+    },
+    Signal: {
+      receivers: async (signal: { id: string; name: string }, _: unknown, ctx: ActionContext) => {
+        const runs = await ctx
+          .loader('coordinator:runs-by-signal', async (ids: readonly string[]) => {
+            const bySignal = await store.receiverRunsOf(ids);
+            return ids.map((signalId) => bySignal.get(signalId) ?? []);
+          })
+          .load(signal.id);
+        const names = [...new Set([...receiversOf(signal.name), ...runs.map((r) => r.receiver!)])];
+        return Promise.all(
+          names.map(async (receiver) => {
+            const run = runs.find((r) => r.receiver === receiver);
+            const letter = bus
+              ? (await deadLettersOf(ctx, receiver)).find((l) => l.envelope?.id === signal.id)
+              : undefined;
+            return {
+              receiver,
+              run: run ? flowToGraphQL(run) : null,
+              deadLetter: letter ? deadLetterToGraphQL(letter) : null,
+            };
+          }),
+        );
+      },
+    },
     Query: {
       ...filterResolvers.Query,
       flow: async (_: unknown, { id }: { id: string }, ctx: ActionContext, info: GraphQLResolveInfo) => {
@@ -316,7 +517,16 @@ export function coordinatorPlugin(
       },
       flows: async (
         _: unknown,
-        args: { orderId?: string; name?: string; status?: string; limit?: number; before?: string },
+        args: {
+          orderId?: string;
+          learner?: string;
+          name?: string;
+          status?: string;
+          from?: string;
+          to?: string;
+          limit?: number;
+          before?: string;
+        },
         ctx: ActionContext,
         info: GraphQLResolveInfo,
       ) => {
@@ -324,43 +534,93 @@ export function coordinatorPlugin(
         const limit = args.limit ?? 20;
         if (limit < 1 || limit > 200)
           throw new DomainError(ErrorCode.BAD_USER_INPUT, 'limit must be between 1 and 200');
-        const before = args.before ? new Date(args.before) : undefined;
-        if (before && Number.isNaN(before.getTime())) {
-          throw new DomainError(
-            ErrorCode.BAD_USER_INPUT,
-            `before must be an ISO-8601 time, got '${args.before}'`,
-          );
-        }
+        const learner = args.learner?.trim();
+        if (args.learner != null && !learner)
+          throw new DomainError(ErrorCode.BAD_USER_INPUT, 'learner must not be empty');
         const flows = await store.list(
-          { ...args, status: args.status?.toLowerCase(), limit, before },
+          {
+            orderId: args.orderId ?? undefined,
+            name: args.name ?? undefined,
+            status: args.status?.toLowerCase(),
+            learner,
+            from: isoArg('from', args.from),
+            to: isoArg('to', args.to),
+            before: isoArg('before', args.before),
+            limit,
+          },
           flowFieldsOf(info),
         );
         return flows.map(flowToGraphQL);
       },
-      deadLetters: async (_: unknown, { receiver }: { receiver: string }, ctx: ActionContext) => {
+      deadLetters: async (
+        _: unknown,
+        args: { receiver?: string | null; signal?: string | null; limit?: number },
+        ctx: ActionContext,
+      ) => {
         staffOnly(ctx);
-        return (await bus.deadLetters(receiver)).map((d) => ({
-          id: d.id,
-          receiver: d.receiver,
-          // An entry that was not a valid signal is dead-lettered with no envelope.
-          signalId: d.envelope?.id ?? d.id,
-          signal: d.envelope?.name ?? '(invalid entry)',
-          payload: d.envelope?.payload ?? {},
-          attempts: d.attempts,
-          error: { code: d.failure.type, message: d.failure.message, details: d.failure.details ?? null },
-          deadAt: d.deadAt,
-        }));
+        const limit = args.limit ?? 100;
+        if (limit < 1 || limit > 1000)
+          throw new DomainError(ErrorCode.BAD_USER_INPUT, 'limit must be between 1 and 1000');
+        const letters = await findDeadLetters(readBus(), {
+          receiver: args.receiver ?? undefined,
+          signal: args.signal ?? undefined,
+        });
+        return letters.slice(0, limit).map(deadLetterToGraphQL);
+      },
+      signal: async (_: unknown, { id }: { id: string }, ctx: ActionContext) => {
+        staffOnly(ctx);
+        if (!UUID.test(id)) throw new DomainError(ErrorCode.BAD_USER_INPUT, `'${id}' is not a signal id`);
+        const signal = await store.signal(id);
+        return signal && signalToGraphQL(signal);
+      },
+      operatorActions: async (
+        _: unknown,
+        args: { flowId?: string | null; limit?: number },
+        ctx: ActionContext,
+      ) => {
+        staffOnly(ctx);
+        const limit = args.limit ?? 50;
+        if (limit < 1 || limit > 500)
+          throw new DomainError(ErrorCode.BAD_USER_INPUT, 'limit must be between 1 and 500');
+        if (args.flowId != null && !UUID.test(args.flowId))
+          throw new DomainError(ErrorCode.BAD_USER_INPUT, `'${args.flowId}' is not a flow id`);
+        const actions = await log.list({ flowId: args.flowId ?? undefined, limit });
+        return actions.map(operatorActionToGraphQL);
       },
     },
     Mutation: {
       ...filterResolvers.Mutation,
       replayDeadLetters: (
         _: unknown,
-        { receiver, ids }: { receiver: string; ids?: string[] | null },
+        args: { receiver?: string | null; signal?: string | null; ids?: string[] | null; reason: string },
         ctx: ActionContext,
       ) => {
         staffOnly(ctx);
-        return bus.replay(receiver, ids ?? undefined);
+        return operator().replayDeadLetters(
+          ctx.principal,
+          {
+            receiver: args.receiver ?? undefined,
+            signal: args.signal ?? undefined,
+            ids: args.ids ?? undefined,
+          },
+          args.reason,
+        );
+      },
+      retryFlow: async (_: unknown, args: { id: string; reason: string }, ctx: ActionContext) => {
+        staffOnly(ctx);
+        return flowToGraphQL(await operator().retryFlow(ctx.principal, args.id, args.reason));
+      },
+      cancelFlow: async (_: unknown, args: { id: string; reason: string }, ctx: ActionContext) => {
+        staffOnly(ctx);
+        return flowToGraphQL(await operator().cancelFlow(ctx.principal, args.id, args.reason));
+      },
+      redeliverSignal: (
+        _: unknown,
+        args: { signalId: string; receiver: string; reason: string },
+        ctx: ActionContext,
+      ) => {
+        staffOnly(ctx);
+        return operator().redeliverSignal(ctx.principal, args.signalId, args.receiver, args.reason);
       },
     },
     Subscription: {
@@ -370,7 +630,7 @@ export function coordinatorPlugin(
           args: { flowId?: string; name?: string; after?: string },
           ctx: { signal?: AbortSignal },
         ) =>
-          mapEvents(feed.subscribe(['flows'], { after: args.after, signal: ctx?.signal }), (e) =>
+          mapEvents(feedOf().subscribe(['flows'], { after: args.after, signal: ctx?.signal }), (e) =>
             (!args.flowId || e.data.flowId === args.flowId) && (!args.name || e.data.name === args.name)
               ? flowEventPayload(e)
               : undefined,
@@ -379,7 +639,7 @@ export function coordinatorPlugin(
       signals: {
         subscribe: (_: unknown, args: { name: string; after?: string }, ctx: { signal?: AbortSignal }) =>
           mapEvents(
-            feed.subscribe([`signal:${args.name}`], { after: args.after, signal: ctx?.signal }),
+            feedOf().subscribe([`signal:${args.name}`], { after: args.after, signal: ctx?.signal }),
             signalPayload,
           ),
       },

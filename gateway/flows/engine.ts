@@ -25,6 +25,7 @@ import {
   idempotencyScopeOf,
   type FlowRun,
   type FlowRunWithSteps,
+  type FlowStep,
   type FlowStore,
   type SignalDraft,
 } from './store.js';
@@ -77,6 +78,7 @@ type Outcome =
       status: typeof FlowStatus.FAILED | typeof FlowStatus.COMPENSATED;
       data: Data;
       failure: Failure;
+      /** The step that failed; -1 when none did (a cancel). */
       stepIndex: number;
     };
 
@@ -86,7 +88,8 @@ type Outcome =
  * result fields are merged back (last writer wins), and a step returning null halts the pipeline.
  */
 export class FlowEngine {
-  private readonly running = new Map<string, Promise<unknown>>();
+  /** The work under way per flow: a stuck run and the cancel that took it over may both be here. */
+  private readonly running = new Map<string, Set<Promise<unknown>>>();
   private readonly idempotencyWaitMs: number;
   private readonly orderWaitMs: number;
   private readonly leaseMs: number;
@@ -104,7 +107,7 @@ export class FlowEngine {
 
   /** Waits for the flows this process runs (new ones are refused by the caller). */
   async drain(signal?: AbortSignal): Promise<void> {
-    const all = Promise.allSettled([...this.running.values()]);
+    const all = Promise.allSettled([...this.running.values()].flatMap((work) => [...work]));
     if (!signal) return void (await all);
     await Promise.race([
       all,
@@ -218,6 +221,11 @@ export class FlowEngine {
   /** Finishes (or fails, per the filter's policy) a flow a crashed process left running: `flow` is the run it claimed. */
   async recover(flow: FlowRun): Promise<void> {
     const filter = this.options.connections.filters.get(flow.name);
+    // A cancel the crash interrupted is finished, never undone by resuming the flow.
+    if (flow.errorCode === ErrorCode.FLOW_CANCELLED) {
+      await this.track(flow.id, this.finishCancel(flow, filter)).catch(ignoreTakenOver);
+      return;
+    }
     if (!filter || filter.definition.recovery === 'fail') {
       const failure: Failure = {
         type: 'FlowInterrupted',
@@ -229,13 +237,144 @@ export class FlowEngine {
       await this.options.store.finishFlow(flow.id, flow.attempt, { status: FlowStatus.FAILED, failure });
       return;
     }
-    const { data, from } = await this.replayRecord(flow.id, filter);
-    await this.track(
-      flow.id,
-      this.execute(filter, new FlowRecorder(this.options.store, flow), data, from),
-    ).catch((error: unknown) => {
-      // Taken over again (this process stalled past its lease): the new owner finishes it.
-      if (!(error instanceof FlowTakenOver)) throw error;
+    const record = await this.recordOf(flow.id);
+    const { data, from } = resumePoint(record, filter);
+    // Every step keeps the key it was recorded with: a step the crash cut short may have acted.
+    const recorder = new FlowRecorder(this.options.store, flow, { keys: stepKeys(record, false) });
+    await this.track(flow.id, this.execute(filter, recorder, data, from)).catch(ignoreTakenOver);
+  }
+
+  /**
+   * Runs a FAILED or COMPENSATED filter flow again, as its next attempt, from its first step that is
+   * not done: the step that failed, or for a COMPENSATED flow its first undone step. A step done
+   * (completed, not undone) keeps its record, result and key and is not called again, wherever it is;
+   * every other step runs, in order: the one that failed or was cut short under the key it had (its
+   * Service answers what it did, if it did anything), one whose effect is known to be gone — undone by
+   * its compensation, or refused by its Service with a domain error — under the next key (see
+   * `stepKeys`: its old key would replay an effect that no longer exists). The flow claims its order as
+   * a new run does (waiting for another flow of it up to `orderWaitMs`, then ORDER_BUSY), and its new
+   * attempt fences any process still running an older one. Answers the flow as it ended again,
+   * whatever its status.
+   */
+  async retry(flowId: string): Promise<{ flow: FlowRunWithSteps; from: number; previous: FlowRun }> {
+    const previous = await this.recordOf(flowId);
+    if (previous.kind !== FlowKind.FILTER)
+      throw new DomainError(
+        ErrorCode.BAD_USER_INPUT,
+        `Flow ${flowId} is a run of receiver '${previous.receiver}'; redeliver its signal to it instead (redeliverSignal)`,
+      );
+    const filter = this.options.connections.filters.get(previous.name);
+    if (!filter)
+      throw new DomainError(
+        ErrorCode.CONFLICT,
+        `Flow ${flowId} ran the filter '${previous.name}', which is no longer configured`,
+      );
+    const reopened = await this.reopen(previous, isExclusive(filter.definition));
+    const record = await this.recordOf(flowId);
+    const { data, from } = resumePoint(record, filter);
+    const recorder = new FlowRecorder(this.options.store, reopened, { keys: stepKeys(record, true) });
+    const flow = await this.runToEnd(reopened, () =>
+      this.execute(filter, recorder, data, from, doneSteps(record, filter, from)),
+    );
+    return { flow, from, previous };
+  }
+
+  /** Reopens an ended flow for a retry, waiting for its order as `runFilter` does. */
+  private async reopen(flow: FlowRun, claimOrder: boolean): Promise<FlowRun> {
+    const deadline = Date.now() + this.orderWaitMs;
+    for (let wait = 20; ; wait = Math.min(wait * 2, 250)) {
+      const reopened = await this.options.store.reopenFlow(flow.id, this.options.owner, claimOrder);
+      switch (reopened.outcome) {
+        case 'reopened':
+          return reopened.flow;
+        case 'not reopened': {
+          const now = await this.recordOf(flow.id);
+          throw new DomainError(
+            ErrorCode.CONFLICT,
+            `Flow ${flow.id} is ${now.status.toUpperCase()}: only a FAILED or COMPENSATED flow can be retried`,
+            { flowId: flow.id, flowStatus: now.status.toUpperCase() },
+          );
+        }
+        case 'order claimed':
+          if (Date.now() + wait > deadline)
+            throw new DomainError(
+              ErrorCode.ORDER_BUSY,
+              `Another flow is changing order ${flow.orderId}; retry later`,
+              { orderId: flow.orderId, ...(reopened.holder ? { busyWith: reopened.holder } : {}) },
+            );
+          await sleep(wait);
+          continue;
+        default:
+          throw new UnreachableCaseError(reopened);
+      }
+    }
+  }
+
+  /**
+   * Cancels a running filter flow, wherever it runs: takes it over — the process running it is fenced,
+   * its next write refused with nothing of it committed —, records the step it was running as failed
+   * (its Action's effect unknown), undoes what the flow did with its compensations, in this process,
+   * and ends it COMPENSATED, or FAILED when there was nothing to undo or an undo failed, with the
+   * failure FLOW_CANCELLED (`details`: who and why). Answers the flow as it ended.
+   */
+  async cancel(
+    flowId: string,
+    cancellation: { cancelledBy: unknown; reason: string },
+  ): Promise<FlowRunWithSteps> {
+    const record = await this.recordOf(flowId);
+    if (record.kind !== FlowKind.FILTER)
+      throw new DomainError(
+        ErrorCode.BAD_USER_INPUT,
+        `Flow ${flowId} is a run of receiver '${record.receiver}': the signal bus retries it, then dead-letters it`,
+      );
+    const notRunning = (status: string) =>
+      new DomainError(
+        ErrorCode.CONFLICT,
+        `Flow ${flowId} is ${status.toUpperCase()}: only a RUNNING flow can be cancelled`,
+        { flowId, flowStatus: status.toUpperCase() },
+      );
+    if (record.status !== FlowStatus.RUNNING) throw notRunning(record.status);
+    const failure: Failure = {
+      type: ErrorCode.FLOW_CANCELLED,
+      message: `Cancelled by an operator: ${cancellation.reason}`,
+      nonRetryable: true,
+      details: { cancelledBy: cancellation.cancelledBy, reason: cancellation.reason },
+    };
+    const flow = await this.options.store.takeOverToCancel(flowId, this.options.owner, failure);
+    if (!flow) throw notRunning((await this.recordOf(flowId)).status);
+    const filter = this.options.connections.filters.get(flow.name);
+    return this.runToEnd(flow, () => this.finishCancel(flow, filter));
+  }
+
+  /** The rest of a cancel, once this process holds the flow (`flow.failure` says who and why). */
+  private finishCancel(flow: FlowRun, filter: CompiledFilter | undefined): Promise<FlowRunWithSteps> {
+    const failure = flow.failure as unknown as Failure;
+    const recorder = new FlowRecorder(this.options.store, flow);
+    return this.executeWith(flow.name, recorder, async () => {
+      const record = await this.recordOf(flow.id);
+      const interrupted: Failure = {
+        type: ErrorCode.FLOW_CANCELLED,
+        message:
+          'The flow was cancelled while this step ran: whether its Action took effect is unknown (a retry runs it again with the same idempotency key)',
+        nonRetryable: false,
+        details: failure.details,
+      };
+      for (const step of record.steps)
+        if (step.status === StepStatus.RUNNING) recorder.stepInterrupted(step, interrupted);
+      // Compensations take their input from the data as the flow had accumulated it.
+      let data = { ...(record.input as Data) };
+      for (const step of record.steps)
+        if (filter && step.index < filter.steps.length && step.status === StepStatus.COMPLETED)
+          data = merge(data, step.output);
+      const compensated = filter
+        ? await this.compensate(recorder, filter, filter.steps.length, data, this.flagContextOf(flow))
+        : false;
+      return {
+        status: compensated ? FlowStatus.COMPENSATED : FlowStatus.FAILED,
+        data,
+        failure,
+        stepIndex: -1,
+      };
     });
   }
 
@@ -278,8 +417,13 @@ export class FlowEngine {
   }
 
   private track<T>(flowId: string, work: Promise<T>): Promise<T> {
-    this.running.set(flowId, work);
-    return work.finally(() => this.running.delete(flowId));
+    let works = this.running.get(flowId);
+    if (!works) this.running.set(flowId, (works = new Set()));
+    works.add(work);
+    return work.finally(() => {
+      works.delete(work);
+      if (!works.size && this.running.get(flowId) === works) this.running.delete(flowId);
+    });
   }
 
   private async awaitFinished(flow: FlowRun): Promise<FlowRunWithSteps> {
@@ -322,26 +466,43 @@ export class FlowEngine {
     return flow;
   }
 
-  /** Rebuilds the accumulated data from the recorded steps, to resume after the last completed one. */
-  private async replayRecord(flowId: string, filter: CompiledFilter): Promise<{ data: Data; from: number }> {
+  /** A flow's whole record; a flow that does not exist is NOT_FOUND. */
+  private async recordOf(flowId: string): Promise<FlowRunWithSteps> {
     const record = await this.options.store.flow(flowId);
-    if (!record) throw new Error(`Flow ${flowId} not found`);
-    let data = { ...(record.input as Data) };
-    let from = 0;
-    for (const step of record.steps) {
-      if (step.index >= filter.steps.length) break;
-      if (step.status === StepStatus.COMPLETED) data = merge(data, step.output);
-      else if (step.status !== StepStatus.SKIPPED) break;
-      from = step.index + 1;
-    }
-    return { data, from };
+    if (!record) throw new DomainError(ErrorCode.NOT_FOUND, `No flow ${flowId}`, { flowId });
+    return record;
   }
 
-  private async execute(
+  private flagContextOf(flow: FlowRun): GatewayContext['flagContext'] {
+    return this.options.flagContext({
+      name: flow.name,
+      input: flow.input as Data,
+      orderId: flow.orderId ?? undefined,
+      principal: principalOf(flow),
+    });
+  }
+
+  private execute(
     filter: CompiledFilter,
     recorder: FlowRecorder,
     initial: Data,
     from: number,
+    done?: ReadonlyMap<number, unknown>,
+  ): Promise<FlowRunWithSteps> {
+    return this.executeWith(
+      filter.name,
+      recorder,
+      () => this.runSteps(filter, recorder, initial, from, done),
+      (data) => emitsOf(filter, data),
+    );
+  }
+
+  /** Runs one attempt of a filter flow to its recorded end: `run` decides the outcome, between the hooks. */
+  private async executeWith(
+    name: string,
+    recorder: FlowRecorder,
+    run: () => Promise<Outcome>,
+    emits: (data: Data) => SignalDraft[] = () => [],
   ): Promise<FlowRunWithSteps> {
     const { plugins, logger } = this.options;
     const { flow } = recorder;
@@ -351,7 +512,7 @@ export class FlowEngine {
       {
         flowId: flow.id,
         kind: FlowKind.FILTER,
-        name: filter.name,
+        name,
         input: flow.input as Data,
         attempt: flow.attempt,
       },
@@ -359,13 +520,15 @@ export class FlowEngine {
     );
     let outcome: Outcome;
     try {
-      outcome = await this.runSteps(filter, recorder, initial, from);
+      outcome = await run();
     } catch (error) {
-      // Only a broken database gets here: the flow stays "running" and recovery finishes it.
-      logger.error({ err: error, flowId: flow.id }, 'flow interrupted');
+      // Only a broken database (or a takeover) gets here: the flow stays "running" and recovery
+      // (or the process that took it over) finishes it.
+      if (!(error instanceof FlowTakenOver))
+        logger.error({ err: error, flowId: flow.id }, 'flow interrupted');
       throw error;
     }
-    const signals = outcome.status === FlowStatus.COMPLETED ? emitsOf(filter, outcome.data) : [];
+    const signals = outcome.status === FlowStatus.COMPLETED ? emits(outcome.data) : [];
     const recorded = await recorder.finish({
       status: outcome.status,
       output: outcome.data,
@@ -376,7 +539,7 @@ export class FlowEngine {
     flowDidEnd({
       flowId: flow.id,
       kind: FlowKind.FILTER,
-      name: filter.name,
+      name,
       input: flow.input as Data,
       attempt: flow.attempt,
       status: outcome.status,
@@ -386,11 +549,13 @@ export class FlowEngine {
     return recorded;
   }
 
+  /** Runs the steps from `from` on; those in `done` (index → result) are kept as recorded, not run. */
   private async runSteps(
     filter: CompiledFilter,
     recorder: FlowRecorder,
     initial: Data,
     from: number,
+    done: ReadonlyMap<number, unknown> = new Map(),
   ): Promise<Outcome> {
     const { flow } = recorder;
     let data = initial;
@@ -402,11 +567,17 @@ export class FlowEngine {
       principal,
     });
     for (const step of filter.steps.slice(from)) {
+      if (done.has(step.index)) {
+        data = merge(data, done.get(step.index));
+        continue;
+      }
       if (step.when && !matches(step.when, data)) {
         recorder.stepSkipped(step.index, step.action.name);
         continue;
       }
-      const result = await this.runStep(recorder, filter.name, step, data, flagContext, step.retry);
+      const result = await this.runStep(recorder, filter.name, step, data, flagContext, {
+        retry: step.retry,
+      });
       if (result.kind === 'completed') {
         data = merge(data, result.output);
         continue;
@@ -444,26 +615,43 @@ export class FlowEngine {
       .reverse();
     if (!done.length) return false;
     await recorder.flush();
-    const record = await this.options.store.flow(recorder.flow.id);
+    const record = await this.recordOf(recorder.flow.id);
     const completed = new Set(
-      record?.steps.filter((s) => s.status === StepStatus.COMPLETED).map((s) => s.index),
+      record.steps.filter((s) => s.status === StepStatus.COMPLETED).map((s) => s.index),
     );
+    // Compensations are recorded after every step the record holds, earlier runs' compensations
+    // included (a retried flow's), so none is overwritten and each has a key of its own.
+    let next = Math.max(filter.steps.length, ...record.steps.map((s) => s.index + 1));
     let all = true;
-    let index = filter.steps.length;
+    let undone = 0;
     for (const step of done) {
       if (!completed.has(step.index)) continue;
+      // A compensation an earlier attempt left unfinished (cut short, or failed transiently) may
+      // have acted: it is run again under its own index and key, not as a new one.
+      const earlier = record.steps.filter((s) => s.compensates === step.index).at(-1);
+      const resumed =
+        earlier &&
+        (earlier.status === StepStatus.RUNNING ||
+          (earlier.status === StepStatus.FAILED && !isRefusal(earlier)))
+          ? earlier
+          : undefined;
+      const index = resumed ? resumed.index : next++;
       const result = await this.runStep(
         recorder,
         filter.name,
-        { ...step.compensate!, index: index++ },
+        { ...step.compensate!, index },
         data,
         flagContext,
-        step.retry,
+        { retry: step.retry, compensates: step.index, key: resumed?.idempotencyKey },
       );
       if (result.kind === 'failed') all = false;
-      else await recorder.setStepStatus(step.index, StepStatus.COMPENSATED);
+      else {
+        undone++;
+        await recorder.setStepStatus(step.index, StepStatus.COMPENSATED);
+      }
     }
-    return all;
+    // Steps that declare a compensation but never completed (skipped, cut short) undid nothing.
+    return all && undone > 0;
   }
 
   private async executeReceiver(
@@ -496,8 +684,7 @@ export class FlowEngine {
       { ...receiver, index: 0 },
       input,
       flagContext,
-      once,
-      attempt,
+      { retry: once, firstAttempt: attempt },
     );
     const outcome: Outcome =
       result.kind === 'completed'
@@ -532,8 +719,15 @@ export class FlowEngine {
     step: CompiledAction & { index: number },
     data: Data,
     flagContext: GatewayContext['flagContext'],
-    retry: CompiledStep['retry'],
-    firstAttempt = 1,
+    options: {
+      retry: CompiledStep['retry'];
+      /** @default 1 */
+      firstAttempt?: number;
+      /** @default the recorder's key of the step (see `stepKeys`) */
+      key?: string;
+      /** For a compensation: the index of the step it undoes. */
+      compensates?: number;
+    },
   ): Promise<
     { kind: 'completed'; output: Data } | { kind: 'halted' } | { kind: 'failed'; failure: Failure }
   > {
@@ -541,14 +735,16 @@ export class FlowEngine {
     const { flow } = recorder;
     const variables = actionVariables(step.action, data, step.mapping);
     const input = (step.action.wrapsInput ? variables.input : variables) as Data;
-    const idempotencyKey = `${flow.id}:${step.index}`;
-    for (let attempt = firstAttempt; ; attempt++) {
+    const { retry, compensates } = options;
+    const idempotencyKey = options.key ?? recorder.keyOf(step.index);
+    for (let attempt = options.firstAttempt ?? 1; ; attempt++) {
       await recorder.stepStarting({
         index: step.index,
         action: step.action.name,
         input,
         idempotencyKey,
         attempt,
+        compensates,
       });
       const payload = {
         flowId: flow.id,
@@ -604,6 +800,64 @@ export class FlowEngine {
       await sleep(retryDelayMs(retry, attempt));
     }
   }
+}
+
+/** A takeover while this process ran the flow: the new owner finishes it. */
+function ignoreTakenOver(error: unknown): void {
+  if (!(error instanceof FlowTakenOver)) throw error;
+}
+
+/**
+ * Where a flow resumes: after its last step done in order (completed, or skipped), with the data the
+ * steps before it accumulated.
+ */
+function resumePoint(record: FlowRunWithSteps, filter: CompiledFilter): { data: Data; from: number } {
+  let data = { ...(record.input as Data) };
+  let from = 0;
+  for (const step of record.steps) {
+    if (step.index >= filter.steps.length) break;
+    if (step.status === StepStatus.COMPLETED) data = merge(data, step.output);
+    else if (step.status !== StepStatus.SKIPPED) break;
+    from = step.index + 1;
+  }
+  return { data, from };
+}
+
+/** The results of the steps from `from` on that are done (completed, not undone): a retry keeps them. */
+function doneSteps(record: FlowRunWithSteps, filter: CompiledFilter, from: number): Map<number, unknown> {
+  return new Map(
+    record.steps
+      .filter((s) => s.index >= from && s.index < filter.steps.length && s.status === StepStatus.COMPLETED)
+      .map((s) => [s.index, s.output]),
+  );
+}
+
+/** A step its Service refused (a domain error): its Action did nothing. */
+const isRefusal = (step: FlowStep) => (step.failure as unknown as Failure | null)?.nonRetryable === true;
+
+/**
+ * The idempotency key of each recorded step for the next run of the flow: the key it was recorded
+ * with — so a step that acted, or may have (cut short, failed transiently), is answered by its Service
+ * with what it did, never done twice. With `renewUndone` (an operator's retry), a step whose effect is
+ * known to be gone — undone by its compensation, or refused by its Service — gets the next key
+ * (`<flowId>:<index>:2`, then `:3`…), deterministic and recorded with the step: run under its old key,
+ * the Service would answer the effect it no longer has (a cancelled return) instead of acting.
+ */
+function stepKeys(record: FlowRunWithSteps, renewUndone: boolean): Map<number, string> {
+  const keys = new Map<number, string>();
+  for (const step of record.steps) {
+    const gone =
+      step.status === StepStatus.COMPENSATED || (step.status === StepStatus.FAILED && isRefusal(step));
+    keys.set(step.index, renewUndone && gone ? nextKey(step.idempotencyKey) : step.idempotencyKey);
+  }
+  return keys;
+}
+
+/** `<flowId>:<index>` → `<flowId>:<index>:2`, `<flowId>:<index>:<n>` → `…:<n + 1>`. */
+export function nextKey(key: string): string {
+  const match = /^([^:]+:\d+)(?::(\d+))?$/.exec(key);
+  if (!match) return `${key}:2`;
+  return `${match[1]}:${Number(match[2] ?? 1) + 1}`;
 }
 
 /** Receivers act for the Coordinator itself (the caller of the flow that emitted a signal is gone). */

@@ -11,6 +11,8 @@ export interface StepStart {
   input: Record<string, unknown>;
   idempotencyKey: string;
   attempt: number;
+  /** For a compensation: the index of the step it undoes. */
+  compensates?: number;
 }
 
 /** How a step attempt ended. */
@@ -45,9 +47,18 @@ export class FlowRecorder {
   constructor(
     private readonly store: FlowStore,
     readonly flow: FlowRun,
-    /** `created`: the run was created just now, so nothing of it is recorded beyond its own row. */
-    private readonly options: { created?: boolean } = {},
+    private readonly options: {
+      /** The run was created just now, so nothing of it is recorded beyond its own row. */
+      created?: boolean;
+      /** Idempotency keys of steps whose key is not the first one (see `stepKeys` in engine.ts). */
+      keys?: ReadonlyMap<number, string>;
+    } = {},
   ) {}
+
+  /** The idempotency key of step `index` in this run: `<flowId>:<index>`, unless the record says otherwise. */
+  keyOf(index: number): string {
+    return this.options.keys?.get(index) ?? `${this.flow.id}:${index}`;
+  }
 
   /**
    * Records the attempt's start, with whatever is pending; resolves once durable. The first step of a
@@ -73,6 +84,7 @@ export class FlowRecorder {
       failure: null,
       startedAt: new Date(),
       finishedAt: null,
+      compensates: start.compensates ?? null,
     });
     if (this.options.created && !this.written && this.pending.size === 1 && !this.signals.length) return;
     await this.flush();
@@ -110,13 +122,29 @@ export class FlowRecorder {
       output: null,
       implementation: null,
       flagDecisions: null,
-      idempotencyKey: `${this.flow.id}:${index}`,
+      idempotencyKey: this.keyOf(index),
       attempt: 0,
       errorCode: null,
       errorMessage: null,
       failure: null,
       startedAt: now,
       finishedAt: now,
+      compensates: null,
+    });
+  }
+
+  /**
+   * Keeps, for the next write, the end of a step an earlier attempt of the run left running (it was
+   * cancelled while its Action ran): failed with `failure`, its other columns as recorded.
+   */
+  stepInterrupted(row: FlowStep, failure: Failure): void {
+    this.put({
+      ...row,
+      status: StepStatus.FAILED,
+      errorCode: failure.type,
+      errorMessage: failure.message,
+      failure: failure as unknown as FlowStep['failure'],
+      finishedAt: new Date(),
     });
   }
 
@@ -136,14 +164,15 @@ export class FlowRecorder {
 
   /**
    * Records the flow's end with whatever is pending, in one statement. Returns the run with its steps:
-   * those of this run from memory, when it ran every step; otherwise as read back.
+   * from memory when this run was created now and ran every step; otherwise as read back (a retried,
+   * recovered or cancelled run's record also holds rows earlier attempts wrote).
    */
   async finish(end: FlowEnd & { signals?: readonly SignalDraft[] }): Promise<FlowRunWithSteps> {
     this.signals.push(...(end.signals ?? []));
     const flow = await this.write(end);
     if (!flow) throw new Error(`Flow ${this.flow.id} not found`);
     const steps = [...this.rows.values()].sort((a, b) => a.index - b.index);
-    if (steps.every((s, i) => s.index === i)) return { ...flow, steps };
+    if (this.options.created && steps.every((s, i) => s.index === i)) return { ...flow, steps };
     const record = await this.store.flow(this.flow.id);
     return { ...flow, steps: record?.steps ?? steps };
   }

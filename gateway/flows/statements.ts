@@ -3,7 +3,7 @@ import type { PreparedStatement } from '../db/prepared.js';
 // The flow record's hot writes (a flow of n steps runs n + 2 of them), prepared: see db/prepared.ts.
 
 const STEP_COLUMNS = `"id", "flowId", "index", "action", "status", "input", "output", "implementation", "flagDecisions",
-  "idempotencyKey", "attempt", "errorCode", "errorMessage", "failure", "startedAt", "finishedAt"`;
+  "idempotencyKey", "attempt", "errorCode", "errorMessage", "failure", "startedAt", "finishedAt", "compensates"`;
 
 /**
  * $1..$11: id, kind, name, receiver, status, idempotencyKey, inputHash, signalId, orderId, input,
@@ -32,7 +32,7 @@ export const createFlowStatement: PreparedStatement = {
  * order the flow held. Always returns one row: `owned`, and the flow's columns when an end was written.
  */
 export const recordStatement: PreparedStatement = {
-  name: 'coordinator.flow.record.v2',
+  name: 'coordinator.flow.record.v3',
   text: `WITH fence AS (
       SELECT "id" FROM "FlowRun"
       WHERE "id" = $2::uuid AND "attempt" = $5 AND "status" = 'running'
@@ -42,14 +42,16 @@ export const recordStatement: PreparedStatement = {
       SELECT ${STEP_COLUMNS}
       FROM jsonb_to_recordset($1::jsonb) AS s("id" uuid, "flowId" uuid, "index" int, "action" text, "status" text,
         "input" jsonb, "output" jsonb, "implementation" text, "flagDecisions" jsonb, "idempotencyKey" text, "attempt" int,
-        "errorCode" text, "errorMessage" text, "failure" jsonb, "startedAt" timestamp(3), "finishedAt" timestamp(3))
+        "errorCode" text, "errorMessage" text, "failure" jsonb, "startedAt" timestamp(3), "finishedAt" timestamp(3),
+        "compensates" int)
       WHERE EXISTS (SELECT 1 FROM fence)
       ON CONFLICT ("flowId", "index") DO UPDATE SET
         "action" = excluded."action", "status" = excluded."status", "input" = excluded."input",
         "output" = excluded."output", "implementation" = excluded."implementation",
         "flagDecisions" = excluded."flagDecisions", "attempt" = excluded."attempt",
         "errorCode" = excluded."errorCode", "errorMessage" = excluded."errorMessage",
-        "failure" = excluded."failure", "startedAt" = excluded."startedAt", "finishedAt" = excluded."finishedAt"
+        "failure" = excluded."failure", "startedAt" = excluded."startedAt", "finishedAt" = excluded."finishedAt",
+        "idempotencyKey" = excluded."idempotencyKey", "compensates" = excluded."compensates"
       RETURNING 1
     ), written_signals AS (
       INSERT INTO "OutboxSignal" ("id", "name", "payload", "source", "flowId", "createdAt")

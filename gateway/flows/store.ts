@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
-import type { FlowRun, FlowStep, PrismaClient } from '../db/generated/client.js';
+import type { FlowRun, FlowStep, OutboxSignal, Prisma, PrismaClient } from '../db/generated/client.js';
 import type { Failure } from '../errors.js';
 import { whileAvailable } from '../db/availability.js';
 import { run, utcTypes } from '../db/prepared.js';
@@ -9,7 +9,7 @@ import { createFlowStatement, publishSignalStatement, recordStatement } from './
 import type { StepStatus } from './status.js';
 import { FlowKind, FlowStatus } from './status.js';
 
-export type { FlowRun, FlowStep };
+export type { FlowRun, FlowStep, OutboxSignal };
 export type FlowRunWithSteps = FlowRun & { steps: FlowStep[] };
 
 /**
@@ -86,6 +86,28 @@ export interface FlowEnd {
   output?: unknown;
   failure?: Failure;
   haltedAt?: number;
+}
+
+/** How `reopen…` of an ended flow went: running again, not in a state to reopen, or the order is taken. */
+export type ReopenOutcome =
+  | { readonly outcome: 'reopened'; readonly flow: FlowRun }
+  | { readonly outcome: 'not reopened' }
+  | { readonly outcome: 'order claimed'; readonly holder?: string };
+
+/** Which flows a list shows; every criterion given must hold. */
+export interface FlowFilter {
+  orderId?: string;
+  status?: string;
+  name?: string;
+  /** A username or an LMS user id: the flow's caller's, or its input's (`username`, `lmsUserId`). */
+  learner?: string;
+  /** Started at or after. */
+  from?: Date;
+  /** Started before. */
+  to?: Date;
+  /** Started before (the page's cursor). */
+  before?: Date;
+  limit: number;
 }
 
 /** How `createFlow` ended: a new run, the run that already holds the key, or the order is taken. */
@@ -380,10 +402,13 @@ export class FlowStore {
     return byOrder;
   }
 
-  list(
-    filter: { orderId?: string; status?: string; name?: string; limit: number; before?: Date },
-    fields: FlowFields = WHOLE_FLOW,
-  ): Promise<FlowRead[]> {
+  list(filter: FlowFilter, fields: FlowFields = WHOLE_FLOW): Promise<FlowRead[]> {
+    const startedAt = {
+      ...(filter.from ? { gte: filter.from } : {}),
+      ...(filter.to || filter.before
+        ? { lt: new Date(Math.min(filter.to?.getTime() ?? Infinity, filter.before?.getTime() ?? Infinity)) }
+        : {}),
+    };
     return whileAvailable(
       () =>
         this.prisma.flowRun.findMany({
@@ -391,7 +416,8 @@ export class FlowStore {
             ...(filter.orderId ? { orderId: filter.orderId } : {}),
             ...(filter.status ? { status: filter.status } : {}),
             ...(filter.name ? { name: filter.name } : {}),
-            ...(filter.before ? { startedAt: { lt: filter.before } } : {}),
+            ...(Object.keys(startedAt).length ? { startedAt } : {}),
+            ...(filter.learner !== undefined ? { OR: learnerMatches(filter.learner) } : {}),
           },
           orderBy: { startedAt: 'desc' },
           take: filter.limit,
@@ -399,6 +425,105 @@ export class FlowStore {
         }) as Promise<FlowRead[]>,
     );
   }
+
+  /**
+   * Runs an ended filter flow again, as its next attempt owned by `owner`: a FAILED or COMPENSATED one
+   * only, atomically (of two retries at once, one reopens it). The flow claims its order again when
+   * `claimOrder`, as at its start; another running flow holding it is `order claimed`. The new attempt
+   * fences any process still running an older one (FlowStore.record).
+   */
+  async reopenFlow(flowId: string, owner: string, claimOrder: boolean): Promise<ReopenOutcome> {
+    try {
+      const { rows } = await whileAvailable(() =>
+        this.pool.query<FlowRun>({
+          text: `UPDATE "FlowRun" SET "status" = 'running', "owner" = $2, "heartbeatAt" = now(),
+                   "attempt" = "attempt" + 1, "finishedAt" = NULL, "errorCode" = NULL, "errorMessage" = NULL,
+                   "failure" = NULL, "haltedAt" = NULL,
+                   "orderClaim" = CASE WHEN $3::boolean THEN "orderId" ELSE NULL END
+                 WHERE "id" = $1::uuid AND "kind" = 'filter' AND "status" IN ('failed', 'compensated')
+                 RETURNING *`,
+          values: [flowId, owner, claimOrder],
+          types: utcTypes,
+        }),
+      );
+      return rows[0] ? { outcome: 'reopened', flow: rows[0] } : { outcome: 'not reopened' };
+    } catch (error) {
+      const { code, constraint } = error as { code?: string; constraint?: string };
+      if (code !== '23505' || constraint !== 'FlowRun_orderClaim_key') throw error;
+      const flow = await this.prisma.flowRun.findUnique({ where: { id: flowId }, select: { orderId: true } });
+      const holder = flow?.orderId
+        ? await this.prisma.flowRun.findUnique({ where: { orderClaim: flow.orderId }, select: { id: true } })
+        : null;
+      return { outcome: 'order claimed', holder: holder?.id };
+    }
+  }
+
+  /**
+   * Takes a running filter flow away from whichever process runs it, to cancel it: its next attempt,
+   * owned by `owner`, with `failure` recorded on the run at once, so that a recovery of this attempt
+   * (this process crashing mid-cancel) finishes the cancellation instead of resuming the flow.
+   * Undefined when the flow is not running (it ended meanwhile).
+   */
+  async takeOverToCancel(flowId: string, owner: string, failure: Failure): Promise<FlowRun | undefined> {
+    const { rows } = await whileAvailable(() =>
+      this.pool.query<FlowRun>({
+        text: `UPDATE "FlowRun" SET "owner" = $2, "heartbeatAt" = now(), "attempt" = "attempt" + 1,
+                 "errorCode" = $3, "errorMessage" = $4, "failure" = $5::jsonb
+               WHERE "id" = $1::uuid AND "kind" = 'filter' AND "status" = 'running'
+               RETURNING *`,
+        values: [flowId, owner, failure.type, failure.message, storableJson(failure)],
+        types: utcTypes,
+      }),
+    );
+    return rows[0];
+  }
+
+  /** A signal of the outbox. */
+  signal(id: string): Promise<OutboxSignal | null> {
+    return whileAvailable(() => this.prisma.outboxSignal.findUnique({ where: { id } }));
+  }
+
+  /** The signals each flow emitted, oldest first, in one query. */
+  async signalsOf(flowIds: readonly string[]): Promise<Map<string, OutboxSignal[]>> {
+    const signals = await whileAvailable(() =>
+      this.prisma.outboxSignal.findMany({
+        where: { flowId: { in: [...flowIds] } },
+        orderBy: { createdAt: 'asc' },
+      }),
+    );
+    const byFlow = new Map<string, OutboxSignal[]>(flowIds.map((id) => [id, []]));
+    for (const signal of signals) byFlow.get(signal.flowId!)?.push(signal);
+    return byFlow;
+  }
+
+  /** The receiver runs of each signal (one per receiver that started it), in one query. */
+  async receiverRunsOf(signalIds: readonly string[]): Promise<Map<string, FlowRunWithSteps[]>> {
+    const runs = await whileAvailable(() =>
+      this.prisma.flowRun.findMany({
+        where: { signalId: { in: [...signalIds] }, kind: FlowKind.RECEIVER },
+        orderBy: { startedAt: 'asc' },
+        include: { steps: { orderBy: { index: 'asc' } } },
+      }),
+    );
+    const bySignal = new Map<string, FlowRunWithSteps[]>(signalIds.map((id) => [id, []]));
+    for (const run of runs) bySignal.get(run.signalId!)?.push(run);
+    return bySignal;
+  }
+}
+
+/** A flow is a learner's when its caller or its input names them, by username or LMS user id. */
+function learnerMatches(learner: string): Prisma.FlowRunWhereInput[] {
+  const byName = [
+    { principal: { path: ['username'], equals: learner } },
+    { input: { path: ['username'], equals: learner } },
+  ];
+  if (!/^\d{1,15}$/.test(learner)) return byName;
+  const id = Number(learner);
+  return [
+    ...byName,
+    { principal: { path: ['lmsUserId'], equals: id } },
+    { input: { path: ['lmsUserId'], equals: id } },
+  ];
 }
 
 /** Whose idempotency keys a caller's are: each caller has keys of its own, as in Stripe's API. */

@@ -244,7 +244,19 @@ export function createMemorySignalBus(options: MemorySignalBusOptions): SignalBu
     },
 
     async deadLetters(receiver) {
-      return [...(deadLetters.get(receiver) ?? [])];
+      if (receiver !== undefined) return [...(deadLetters.get(receiver) ?? [])];
+      return [...deadLetters.values()].flat();
+    },
+
+    async redeliver(receiver, envelope) {
+      if (closing) throw closedError();
+      const state = receivers.get(receiver);
+      if (!state) throw new Error(`Receiver '${receiver}' is not consumed on this bus`);
+      state.due.push({
+        envelope: signalEnvelopeSchema.parse(JSON.parse(JSON.stringify(envelope))),
+        attempt: 1,
+      });
+      schedulePump(state);
     },
 
     async replay(receiver, ids) {

@@ -793,6 +793,20 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
     }
   };
 
+  /** Every receiver with a dead-letter stream under this prefix, consumed here or not, by name. */
+  const deadLetterReceivers = async () => {
+    const prefix = deadKey('');
+    const pattern = `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`;
+    const names = new Set<string>();
+    let cursor = '0';
+    do {
+      const [next, keys] = await cmd.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
+      cursor = next;
+      for (const key of keys) names.add(key.slice(prefix.length));
+    } while (cursor !== '0');
+    return [...names].sort();
+  };
+
   const readDeadLetters = async (receiver: string, ids?: readonly string[]) => {
     // An id that is not a stream id names no dead letter; Redis would refuse the whole call.
     const replies = ids
@@ -847,7 +861,19 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
     },
 
     deadLetters(receiver) {
-      return command('read dead letters', () => readDeadLetters(receiver));
+      return command('read dead letters', async () => {
+        if (receiver !== undefined) return readDeadLetters(receiver);
+        const letters: DeadLetter[] = [];
+        for (const name of await deadLetterReceivers()) letters.push(...(await readDeadLetters(name)));
+        return letters;
+      });
+    },
+
+    redeliver(receiver, envelope) {
+      const parsed = signalEnvelopeSchema.parse(envelope);
+      return command('redeliver the signal', async () => {
+        await cmd.xadd(replayKey(receiver), '*', ...envelopeFields(parsed));
+      });
     },
 
     replay(receiver, ids) {

@@ -73,12 +73,22 @@ export interface SignalBus {
   publish(envelope: SignalEnvelope): Promise<void>;
   /** Starts delivering `registration.signal` to `handler`, including entries published before this call. */
   consume(registration: ReceiverRegistration, handler: ReceiverHandler): void;
-  deadLetters(receiver: string): Promise<DeadLetter[]>;
+  /**
+   * The dead letters of `receiver`, oldest first; without one, those of every receiver that has any on
+   * this bus (receiver by receiver), including receivers this process does not consume.
+   */
+  deadLetters(receiver?: string): Promise<DeadLetter[]>;
   /**
    * Redelivers dead letters (all, or those with the given ids) to their receiver only, as a first attempt,
    * and removes them from the dead letters; returns how many. Those without an envelope stay.
    */
   replay(receiver: string, ids?: readonly string[]): Promise<number>;
+  /**
+   * Delivers `envelope` to `receiver` only, as a first attempt, whatever became of it before (an
+   * operator's redelivery of a signal whose run failed for good, or that never reached the receiver).
+   * The receiver runs once per signal id regardless: a run that completed is not run again.
+   */
+  redeliver(receiver: string, envelope: SignalEnvelope): Promise<void>;
   /** True when the bus can accept a publish now. */
   ready(): Promise<boolean>;
   /** Stops taking deliveries, waits for running handlers (bounded by `signal`), then disconnects. */

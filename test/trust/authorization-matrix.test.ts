@@ -41,7 +41,21 @@ const MATRIX: Record<string, Row> = {
   flows: { query: '{ flows(limit: 1) { id } }', expect: 'UFFAA' },
   deadLetters: { query: '{ deadLetters(receiver: "record-psp-refund") { id } }', expect: 'UFFAA' },
   replayDeadLetters: {
-    query: 'mutation { replayDeadLetters(receiver: "record-psp-refund", ids: ["0-1"]) }',
+    query: 'mutation { replayDeadLetters(receiver: "record-psp-refund", ids: ["0-1"], reason: "matrix") }',
+    expect: 'UFFAA',
+  },
+  signal: { query: `{ signal(id: "${unknownOrder}") { id } }`, expect: 'UFFAA' },
+  operatorActions: { query: '{ operatorActions(limit: 1) { id } }', expect: 'UFFAA' },
+  retryFlow: {
+    query: `mutation { retryFlow(id: "${unknownOrder}", reason: "matrix") { id } }`,
+    expect: 'UFFAA',
+  },
+  cancelFlow: {
+    query: `mutation { cancelFlow(id: "${unknownOrder}", reason: "matrix") { id } }`,
+    expect: 'UFFAA',
+  },
+  redeliverSignal: {
+    query: `mutation { redeliverSignal(signalId: "${unknownOrder}", receiver: "record-psp-refund", reason: "matrix") }`,
     expect: 'UFFAA',
   },
   requestRefund: {
