@@ -363,6 +363,7 @@ describe('operator actions, each confirmed with a reason', () => {
     expect(await recorded.first().textContent()).toContain('RETRY_FLOW');
     expect(await recorded.first().textContent()).toContain('staff grace');
     expect(await recorded.first().textContent()).toContain('The PSP lifted its refusal');
+    expect(await recorded.first().textContent()).toContain('DONE');
     // The effect: the refund was made this time, and the flow's signal went out.
     expect((await flowOf(order('refused')))?.status).toBe('COMPLETED');
     expect(t.ledger.operations().some((o) => o.kind === 'refund' && o.orderId === order('refused'))).toBe(
@@ -397,6 +398,27 @@ describe('operator actions, each confirmed with a reason', () => {
     ).toBe(true);
     expect((await operatorActionsOf(flow.id))?.map((a) => a.action)).toEqual(['CANCEL_FLOW']);
     await running;
+  });
+
+  it('shows why the gateway refused an action, keeping the dialog open; the refusal is recorded', async () => {
+    t.ledger.fault({ kind: 'refund', orderId: order('ends'), delayMs: 4_000 });
+    const running = refund({ orderId: order('ends'), amount: 2 });
+    const flow = await waitFor(async () => (await flowOf(order('ends'))) ?? false);
+    const page = await signedIn();
+    await show(page, `#/flow/${flow.id}`);
+    await page.locator('#cancel-flow').click();
+    await page.locator('#confirm-reason').fill('Looks stuck');
+    // The flow ends before the operator confirms: it is no longer RUNNING.
+    expect((await running)?.status).toBe('COMPLETED');
+    await page.locator('#confirm-ok').click();
+    await page.locator('#confirm-error').waitFor();
+    expect(await text(page, '#confirm-error')).toMatch(/^CONFLICT: /);
+    expect(await page.locator('#confirm[open]').count()).toBe(1);
+    await page.locator('#confirm-cancel').click();
+    const recorded = page.locator('table.operator-actions tbody tr');
+    await waitFor(async () => expect(await recorded.first().textContent()).toContain('REFUSED'));
+    expect(await recorded.first().textContent()).toContain('CANCEL_FLOW');
+    expect(await text(page, '#flow-status')).toBe('COMPLETED');
   });
 
   /** A completed refund whose receiver failed every attempt: its signal is dead-lettered. */

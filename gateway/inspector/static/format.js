@@ -23,7 +23,17 @@ export function duration(from, to) {
   return `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`;
 }
 
-const STATUSES = new Set(['RUNNING', 'COMPLETED', 'HALTED', 'FAILED', 'COMPENSATED', 'SKIPPED', 'DEAD']);
+/** Of flows and steps, and of operator actions (DONE, REFUSED). */
+const STATUSES = new Set([
+  'RUNNING',
+  'COMPLETED',
+  'HALTED',
+  'FAILED',
+  'COMPENSATED',
+  'SKIPPED',
+  'DONE',
+  'REFUSED',
+]);
 
 /**
  * The class of a status badge: one of the known statuses, never a class a record made up.

@@ -68,7 +68,7 @@ export const FLOW = /* GraphQL */ `
         ${ERROR}
       }
       signals { ${SIGNAL_FIELDS} }
-      operatorActions { id action target actor reason at outcome }
+      operatorActions { id action target actor reason at status outcome }
     }
   }
 `;
@@ -83,6 +83,7 @@ export const DEAD_LETTERS = /* GraphQL */ `
       payload
       attempts
       deadAt
+      replayable
       error {
         code
         message

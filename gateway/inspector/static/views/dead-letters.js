@@ -151,6 +151,9 @@ function deadLettersTable(deadLetters) {
               class: 'select-dead-letter',
               value: d.id,
               'aria-label': `select ${d.id}`,
+              // An entry that was not a valid signal holds nothing to deliver.
+              disabled: !d.replayable,
+              title: d.replayable ? null : 'Not a valid signal: there is nothing to deliver again',
             }),
           ),
           h('td', { class: 'time' }, time(d.deadAt)),

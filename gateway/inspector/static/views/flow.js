@@ -285,7 +285,7 @@ function operatorActions(actions) {
       h(
         'tr',
         {},
-        ['At (UTC)', 'Action', 'By', 'Reason', 'Outcome'].map((c) => h('th', {}, c)),
+        ['At (UTC)', 'Action', 'By', 'Reason', 'Status', 'Outcome'].map((c) => h('th', {}, c)),
       ),
     ),
     h(
@@ -299,6 +299,7 @@ function operatorActions(actions) {
           h('td', {}, a.action),
           h('td', {}, who(a.actor)),
           h('td', { class: 'reason' }, a.reason),
+          h('td', {}, h('span', { class: statusClass(a.status) }, a.status)),
           h('td', {}, a.outcome === null || a.outcome === undefined ? '—' : json(a.outcome)),
         ),
       ),
