@@ -12,6 +12,7 @@ import {
 } from '@apollo/server/plugin/landingPage/default';
 import type { GraphQLDataSource } from '@apollo/gateway';
 import { createAuthenticator, type AuthOptions, type Authenticator } from './auth/authenticator.js';
+import { requestAuthorization, subscriberAuthorization } from './auth/cookies.js';
 import { filterField, type Connections } from './connections/schema.js';
 import { ConfigError, DomainError, ErrorCode, UnreachableCaseError, isErrorCode } from './errors.js';
 import { openDatabase, type Database } from './db/database.js';
@@ -36,6 +37,7 @@ import { pluginRoutes } from './http/plugin-routes.js';
 import { runReadinessChecks } from './http/readiness.js';
 import { resolveHttpLimits, type HttpLimits } from './http/connection-limits.js';
 import { createHttpServer, sendJson, trackRequests, type Route } from './http/server.js';
+import { inspectorRoutes } from './inspector/route.js';
 import type { Logger } from './log.js';
 import { accessLog } from './observability/access-log.js';
 import { countedFlags } from './observability/flag-metrics.js';
@@ -124,6 +126,11 @@ export interface CoordinatorOptions {
    * provider, no observed HTTP call, no trace context recorded.
    */
   tracing?: TracingOptions;
+  /**
+   * Serves the flow inspector at /inspector (a page for staff: the records it shows come from the
+   * staff-only GraphQL fields, so serving it to anyone reveals nothing). @default true
+   */
+  inspector?: boolean;
 }
 
 export interface MetricsOptions {
@@ -391,6 +398,7 @@ export class Coordinator {
         },
       ],
     ]);
+    if (options.inspector ?? true) for (const [path, route] of inspectorRoutes()) routes.set(path, route);
     const authenticator = options.auth ? createAuthenticator(options.auth) : openAuthenticator;
     const metricsPort = options.metrics?.port;
     if (metricsPort === undefined)
@@ -417,7 +425,8 @@ export class Coordinator {
     const context = async (req?: IncomingMessage) => {
       let principal;
       try {
-        principal = await authenticator.authenticate(req?.headers.authorization);
+        // The edX JWT cookies count when no Authorization header is sent (see requestAuthorization).
+        principal = await authenticator.authenticate(req && requestAuthorization(req.headers));
       } catch (error) {
         // Apollo answers an error thrown here with this HTTP status.
         throw new DomainError(ErrorCode.UNAUTHENTICATED, (error as Error).message, { http: { status: 401 } });
@@ -446,10 +455,15 @@ export class Coordinator {
       context: () => context(),
       // Flow events and signals carry learners' data: staff and Services only, once callers are verified.
       authorize: options.auth
-        ? async (params) => {
-            const header = typeof params?.authorization === 'string' ? params.authorization : undefined;
-            const principal = await authenticator.authenticate(header).catch(() => undefined);
-            return principal !== undefined && principal.kind !== 'learner';
+        ? async (params, request) => {
+            try {
+              const principal = await authenticator.authenticate(
+                subscriberAuthorization(params, request.headers),
+              );
+              return principal !== undefined && principal.kind !== 'learner';
+            } catch {
+              return false;
+            }
           }
         : undefined,
       logger,

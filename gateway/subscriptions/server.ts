@@ -1,4 +1,4 @@
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import type { ApolloServer } from '@apollo/server';
 import {
   GraphQLError,
@@ -38,9 +38,13 @@ export function attachSubscriptions(options: {
   clientErrors: ClientErrors;
   /**
    * Decides whether a connection may subscribe, from its `connection_init` payload (where clients put
-   * `authorization`). Refused connections are closed with 4403.
+   * `authorization`) and its upgrade request (its cookies and origin). Refused connections are closed
+   * with 4403.
    */
-  authorize?(connectionParams: Readonly<Record<string, unknown>> | undefined): Promise<boolean>;
+  authorize?(
+    connectionParams: Readonly<Record<string, unknown>> | undefined,
+    request: IncomingMessage,
+  ): Promise<boolean>;
   logger: Logger;
   /** Caps and timeouts of the connections (resolved by `resolveSubscriptionLimits`). */
   limits: SubscriptionLimits;
@@ -53,7 +57,8 @@ export function attachSubscriptions(options: {
   const disposable = useServerWithLimits(
     {
       schema: options.schema,
-      onConnect: async (ctx) => (options.authorize ? options.authorize(ctx.connectionParams) : true),
+      onConnect: async (ctx) =>
+        options.authorize ? options.authorize(ctx.connectionParams, ctx.extra.request) : true,
       // Parsed, validated and measured here, so a refused operation is an error message for it alone:
       // graphql-ws itself closes the whole socket (4500, ending the client's other subscriptions) when
       // a query does not parse.
