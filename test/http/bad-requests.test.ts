@@ -89,7 +89,7 @@ describe('bad GraphQL requests over HTTP', () => {
   });
 
   it('answers a mutation sent over GET with 405 BAD_REQUEST', async () => {
-    const res = await get({ query: 'mutation { replayDeadLetters(receiver: "x") }' });
+    const res = await get({ query: 'mutation { replayDeadLetters(receiver: "x", reason: "x") }' });
     expect(res.status).toBe(405);
     expect(res.headers.get('allow')).toBe('POST');
     expect((await answer(res)).codes).toEqual(['BAD_REQUEST']);
