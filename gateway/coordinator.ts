@@ -52,6 +52,7 @@ import {
 import { CoordinatorMetrics } from './observability/metrics.js';
 import { measuredReceiver } from './observability/signal-metrics.js';
 import { timedDataSource } from './observability/subgraph-metrics.js';
+import { traceIdsOf } from './observability/trace-context.js';
 import type { Tracing, TracingOptions } from './observability/tracing.js';
 import { createPluginRuntime, evaluatorFrom, principalFlagContext } from './plugins/runtime.js';
 import { createCallSigner, signingSecretProblem, type CallSigner } from './sdk/call-assertion.js';
@@ -294,7 +295,9 @@ export class Coordinator {
       plugins: [
         ...(tracing ? [tracing.flowPlugin] : []),
         useFlowEvents(feed, logger),
-        useFlowLogging(logger),
+        useFlowLogging(logger, {
+          ...(tracing ? { trace: () => traceIdsOf(tracing.currentTraceContext()) } : {}),
+        }),
         useMetrics(metrics, (filter, stepIndex) => {
           const steps = built.compiled.filters.get(filter)?.steps.length;
           return steps !== undefined && stepIndex >= steps;

@@ -56,15 +56,22 @@ export interface FlowLogFields {
   readonly receiver?: string;
 }
 
+/** The trace a flow's lines belong to (tracing on): its span's ids, as OpenTelemetry writes them. */
+export interface TraceLogFields {
+  readonly traceId: string;
+  readonly spanId: string;
+}
+
 /**
  * The logger of one flow run's lines: every line carries `flowId` and `flow` (and `receiver`). The one
  * place a flow's log context is built, so what else a line about a flow needs (a trace id) is added here.
  */
-export function flowLogger(logger: Logger, flow: FlowLogFields): Logger {
+export function flowLogger(logger: Logger, flow: FlowLogFields, trace?: TraceLogFields): Logger {
   return logger.child({
     flowId: flow.flowId,
     flow: flow.name,
     ...(flow.receiver ? { receiver: flow.receiver } : {}),
+    ...(trace ? { traceId: trace.traceId, spanId: trace.spanId } : {}),
   });
 }
 

@@ -1,5 +1,5 @@
 import type { EventFeed } from '../events/types.js';
-import { flowLogger, type Logger } from '../log.js';
+import { flowLogger, type Logger, type TraceLogFields } from '../log.js';
 import { secondsSince, type CoordinatorMetrics } from '../observability/metrics.js';
 import type { FlowPlugin } from './hooks.js';
 import { FlowKind } from './status.js';
@@ -53,13 +53,19 @@ export function useFlowEvents(feed: EventFeed, logger: Logger): FlowPlugin {
  * One structured log line per flow end and per step end, each from the flow's own logger
  * (`flowLogger`): every line about a flow carries its id.
  */
-export function useFlowLogging(logger: Logger): FlowPlugin {
+export function useFlowLogging(
+  logger: Logger,
+  options: {
+    /** The trace of the work running now (tracing on): the flow's, as its start hook runs in its span. */
+    trace?: () => TraceLogFields | undefined;
+  } = {},
+): FlowPlugin {
   // Per flow run in this process, from its start to its end.
   const loggers = new Map<string, Logger>();
   return {
     name: 'flow-logging',
     flowWillStart(start) {
-      const log = flowLogger(logger, start);
+      const log = flowLogger(logger, start, options.trace?.());
       loggers.set(start.flowId, log);
       return (end) => {
         loggers.delete(end.flowId);

@@ -530,9 +530,11 @@ export class FlowEngine {
       attempt: flow.attempt,
       ...recordedTrace(flow),
     };
-    const flowDidEnd = invokeStartHooks(plugins, (p) => p.flowWillStart, start, logger);
     let recorded: FlowRunWithSteps | undefined;
+    let flowDidEnd: (end: FlowDidEndPayload) => void = () => {};
     const end = await instrumented(this.instrumentFlow, start, async (): Promise<FlowDidEndPayload> => {
+      // Inside the flow's instrumentation (its span, when traced): what the hooks log is the flow's.
+      flowDidEnd = invokeStartHooks(plugins, (p) => p.flowWillStart, start, logger);
       let outcome: Outcome;
       try {
         outcome = await run();
@@ -685,9 +687,10 @@ export class FlowEngine {
       attempt,
       ...(traceContext ? { traceContext } : {}),
     };
-    const flowDidEnd = invokeStartHooks(plugins, (p) => p.flowWillStart, start, logger);
     let outcome: Outcome | undefined;
+    let flowDidEnd: (end: FlowDidEndPayload) => void = () => {};
     const end = await instrumented(this.instrumentFlow, start, async (): Promise<FlowDidEndPayload> => {
+      flowDidEnd = invokeStartHooks(plugins, (p) => p.flowWillStart, start, logger);
       const flagContext = this.options.flagContext({ name: receiver.name, input });
       // The bus owns retries of receivers (with backoff across processes): one attempt per delivery.
       const once = compileRetryPolicy({ maximumAttempts: 1 });

@@ -18,3 +18,11 @@ export type TraceContext = z.infer<typeof traceContextSchema>;
  * is dropped, never the message that carried it.
  */
 export const optionalTraceContext = traceContextSchema.optional().catch(undefined);
+
+/** The trace and span ids a context names, as log lines carry them. */
+export function traceIdsOf(
+  context: TraceContext | undefined,
+): { traceId: string; spanId: string } | undefined {
+  const [, traceId, spanId] = context?.traceparent.split('-') ?? [];
+  return traceId && spanId ? { traceId, spanId } : undefined;
+}
