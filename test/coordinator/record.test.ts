@@ -211,7 +211,10 @@ describe('the outbox dispatcher', () => {
       dispatcher.wake();
       await waitFor(() => received.length === 250, { timeoutMs: 10_000 });
       expect(received).toEqual(Array.from({ length: 250 }, (_, n) => String(n)));
-      expect(await prisma.outboxSignal.count({ where: { source, publishedAt: null } })).toBe(0);
+      // A batch is marked published after its XADDs, so a receiver may see a signal first.
+      await waitFor(async () => (await prisma.outboxSignal.count({ where: { source, publishedAt: null } })) === 0, {
+        timeoutMs: 10_000,
+      });
     } finally {
       await dispatcher.stop();
       await bus.close();
