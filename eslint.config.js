@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', '.data/', 'gateway/db/generated/', 'coverage/'] },
+  { ignores: ['node_modules/', '.data/', 'gateway/db/generated/', 'gateway/explorer/bundle/', 'coverage/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -14,7 +14,7 @@ export default tseslint.config(
   {
     // The flow inspector's page runs in the browser: `tsc -p gateway/inspector` checks its names
     // against the DOM's types, which no-undef does not know.
-    files: ['gateway/inspector/static/**/*.js'],
+    files: ['gateway/inspector/static/**/*.js', 'gateway/explorer/page/**/*.js'],
     rules: { 'no-undef': 'off' },
   },
 );

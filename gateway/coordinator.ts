@@ -6,10 +6,7 @@ import type { IncomingMessage, Server } from 'node:http';
 import type { GraphQLFormattedError } from 'graphql';
 import type { AddressInfo } from 'node:net';
 import { ApolloServer } from '@apollo/server';
-import {
-  ApolloServerPluginLandingPageLocalDefault,
-  ApolloServerPluginLandingPageProductionDefault,
-} from '@apollo/server/plugin/landingPage/default';
+import { ApolloServerPluginLandingPageProductionDefault } from '@apollo/server/plugin/landingPage/default';
 import type { GraphQLDataSource } from '@apollo/gateway';
 import { createAuthenticator, type AuthOptions, type Authenticator } from './auth/authenticator.js';
 import { requestAuthorization, subscriberAuthorization } from './auth/cookies.js';
@@ -37,6 +34,8 @@ import { pluginRoutes } from './http/plugin-routes.js';
 import { runReadinessChecks } from './http/readiness.js';
 import { resolveHttpLimits, type HttpLimits } from './http/connection-limits.js';
 import { createHttpServer, sendJson, trackRequests, type Route } from './http/server.js';
+import { explorerRoutes } from './explorer/route.js';
+import { sandboxWithFallback } from './explorer/landing-page.js';
 import { inspectorRoutes } from './inspector/route.js';
 import type { Logger } from './log.js';
 import { accessLog } from './observability/access-log.js';
@@ -344,7 +343,7 @@ export class Coordinator {
         ...(tracing ? [tracing.apolloPlugin] : []),
         production
           ? ApolloServerPluginLandingPageProductionDefault({ footer: false })
-          : ApolloServerPluginLandingPageLocalDefault({ footer: false, embed: true }),
+          : sandboxWithFallback(),
         limits.plugin(),
         clientErrors.plugin(),
         graphqlMetricsPlugin(metrics, { maxOperationNames: options.metrics?.maxOperationNames }),
@@ -402,6 +401,8 @@ export class Coordinator {
       ],
     ]);
     if (options.inspector ?? true) for (const [path, route] of inspectorRoutes()) routes.set(path, route);
+    // The explorer introspects the schema, which production does not offer.
+    if (!options.production) for (const [path, route] of explorerRoutes()) routes.set(path, route);
     const authenticator = options.auth ? createAuthenticator(options.auth) : openAuthenticator;
     const metricsPort = options.metrics?.port;
     if (metricsPort === undefined)
