@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { AuthOptions } from './auth/authenticator.js';
 import { ConfigError } from './errors.js';
 import type { SamplerName, TracingOptions } from './observability/tracing.js';
-import { signingSecretProblem } from './sdk/call-assertion.js';
+import { signingSecretProblem } from '@commerce-coordinator/plugin-sdk/call-assertion';
 import { resolveHttpLimits, type HttpLimits } from './http/connection-limits.js';
 import { resolveSubscriptionLimits, type SubscriptionLimits } from './subscriptions/limits.js';
 

@@ -1,9 +1,4 @@
-import {
-  accessToken,
-  clientCredentialsRequest,
-  issuedTokenOf,
-  type IssuedToken,
-} from '../../gateway/sdk/access-token.js';
+import { accessToken, clientCredentialsRequest, issuedTokenOf, type IssuedToken } from '@commerce-coordinator/plugin-sdk';
 import { z } from 'zod';
 import type { LmsConfig } from './config.js';
 
