@@ -54,7 +54,11 @@ import { traceIdsOf } from './observability/trace-context.js';
 import type { Tracing, TracingOptions } from './observability/tracing.js';
 import { loadPlugin } from './plugins/load.js';
 import { createPluginRuntime, evaluatorFrom, principalFlagContext } from './plugins/runtime.js';
-import { createCallSigner, signingSecretProblem, type CallSigner } from '@commerce-coordinator/plugin-sdk/call-assertion';
+import {
+  createCallSigner,
+  signingSecretProblem,
+  type CallSigner,
+} from '@commerce-coordinator/plugin-sdk/call-assertion';
 import type { Plugin } from '@commerce-coordinator/plugin-sdk';
 import { createMemorySignalBus } from './signals/memory-bus.js';
 import { readOutboxBacklog, startOutboxDispatcher, type OutboxDispatcher } from './signals/outbox.js';

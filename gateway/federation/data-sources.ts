@@ -6,8 +6,18 @@ import {
 import type { GatewayGraphQLResponse } from '@apollo/server-gateway-interface';
 import { execute, GraphQLError, parse, validate, type DocumentNode } from 'graphql';
 import { ErrorCode } from '../errors.js';
-import { CALL_ASSERTION_HEADER, type ActionCall, type CallSigner } from '@commerce-coordinator/plugin-sdk/call-assertion';
-import { createActionContext, SIGNALS_EXTENSION, type EmittedSignal, type Plugin, type Principal } from '@commerce-coordinator/plugin-sdk';
+import {
+  CALL_ASSERTION_HEADER,
+  type ActionCall,
+  type CallSigner,
+} from '@commerce-coordinator/plugin-sdk/call-assertion';
+import {
+  createActionContext,
+  SIGNALS_EXTENSION,
+  type EmittedSignal,
+  type Plugin,
+  type Principal,
+} from '@commerce-coordinator/plugin-sdk';
 import type { FlagDecision, GatewayContext } from './context.js';
 import { createSubgraphFetcher } from './subgraph-fetcher.js';
 

@@ -1,4 +1,10 @@
-import { DomainError, ErrorCode, requireLearnerOrStaff, requirePrincipal, type ActionContext } from '@commerce-coordinator/plugin-sdk';
+import {
+  DomainError,
+  ErrorCode,
+  requireLearnerOrStaff,
+  requirePrincipal,
+  type ActionContext,
+} from '@commerce-coordinator/plugin-sdk';
 
 /**
  * The PSP Plugins' part of the `OrderPayment` entity (stripe: `stripe`, paypal: `paypal`): who may read

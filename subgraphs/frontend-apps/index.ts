@@ -1,4 +1,13 @@
-import { definePlugin, DomainError, ErrorCode, httpStatusOf, isErrorCode, requirePrincipal, type FilterResult, type RouteResponse } from '@commerce-coordinator/plugin-sdk';
+import {
+  definePlugin,
+  DomainError,
+  ErrorCode,
+  httpStatusOf,
+  isErrorCode,
+  requirePrincipal,
+  type FilterResult,
+  type RouteResponse,
+} from '@commerce-coordinator/plugin-sdk';
 import { frontendAppsConfig } from './config.js';
 import { HISTORY_CUTOFF_DAYS, mergeHistory } from './history.js';
 

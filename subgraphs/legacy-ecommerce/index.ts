@@ -1,4 +1,11 @@
-import { definePlugin, DomainError, ErrorCode, requirePrincipal, type ActionContext, type Plugin } from '@commerce-coordinator/plugin-sdk';
+import {
+  definePlugin,
+  DomainError,
+  ErrorCode,
+  requirePrincipal,
+  type ActionContext,
+  type Plugin,
+} from '@commerce-coordinator/plugin-sdk';
 import {
   LegacyEcommerceClient,
   LegacyEcommerceRejectedError,

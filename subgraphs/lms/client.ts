@@ -1,4 +1,9 @@
-import { accessToken, clientCredentialsRequest, issuedTokenOf, type IssuedToken } from '@commerce-coordinator/plugin-sdk';
+import {
+  accessToken,
+  clientCredentialsRequest,
+  issuedTokenOf,
+  type IssuedToken,
+} from '@commerce-coordinator/plugin-sdk';
 import { z } from 'zod';
 import type { LmsConfig } from './config.js';
 

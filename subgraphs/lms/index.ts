@@ -1,4 +1,12 @@
-import { definePlugin, DomainError, ErrorCode, requireLearnerOrStaff, requirePrincipal, type ActionContext, type Plugin } from '@commerce-coordinator/plugin-sdk';
+import {
+  definePlugin,
+  DomainError,
+  ErrorCode,
+  requireLearnerOrStaff,
+  requirePrincipal,
+  type ActionContext,
+  type Plugin,
+} from '@commerce-coordinator/plugin-sdk';
 import {
   LmsClient,
   LmsRejectedError,

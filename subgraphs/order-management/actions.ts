@@ -1,5 +1,11 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { DomainError, ErrorCode, requireLearnerOrStaff, requirePrincipal, type ActionContext } from '@commerce-coordinator/plugin-sdk';
+import {
+  DomainError,
+  ErrorCode,
+  requireLearnerOrStaff,
+  requirePrincipal,
+  type ActionContext,
+} from '@commerce-coordinator/plugin-sdk';
 import {
   orderManagementClient,
   OrderManagementError,

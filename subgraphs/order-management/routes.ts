@@ -1,5 +1,13 @@
 import { z } from 'zod';
-import { domainCodeOf, ErrorCode, httpStatusOf, isErrorCode, type Route, type RouteRequest, type RouteResponse } from '@commerce-coordinator/plugin-sdk';
+import {
+  domainCodeOf,
+  ErrorCode,
+  httpStatusOf,
+  isErrorCode,
+  type Route,
+  type RouteRequest,
+  type RouteResponse,
+} from '@commerce-coordinator/plugin-sdk';
 import { orderManagementClient } from './client.js';
 import { orderView } from './model.js';
 

@@ -1,5 +1,11 @@
 import { createHash } from 'node:crypto';
-import { ConfigError, ErrorCode, type PluginRuntime, type RouteRequest, type RouteResponse } from '@commerce-coordinator/plugin-sdk';
+import {
+  ConfigError,
+  ErrorCode,
+  type PluginRuntime,
+  type RouteRequest,
+  type RouteResponse,
+} from '@commerce-coordinator/plugin-sdk';
 import { publishPaymentRefunds, refuseWebhook } from '../../schema/contracts/refund-payment.js';
 import { verifyWebhookSignature, type Transmission } from './client.js';
 import { payPalApiBase, payPalWebhookId, payPalWebhookLimits } from './config.js';

@@ -1,4 +1,11 @@
-import { ConfigError, domainCodeOf, ErrorCode, type PluginRuntime, type RouteRequest, type RouteResponse } from '@commerce-coordinator/plugin-sdk';
+import {
+  ConfigError,
+  domainCodeOf,
+  ErrorCode,
+  type PluginRuntime,
+  type RouteRequest,
+  type RouteResponse,
+} from '@commerce-coordinator/plugin-sdk';
 import {
   publishPaymentRefunds,
   refuseWebhook,

@@ -2,7 +2,11 @@ import { SignJWT, UnsecuredJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createGatewayContext } from '../../gateway/federation/context.js';
 import { RemoteDataSource } from '../../gateway/federation/data-sources.js';
-import { CALL_ASSERTION_HEADER, createCallSigner, type ActionCall } from '@commerce-coordinator/plugin-sdk/call-assertion';
+import {
+  CALL_ASSERTION_HEADER,
+  createCallSigner,
+  type ActionCall,
+} from '@commerce-coordinator/plugin-sdk/call-assertion';
 import { serveSubgraph, type SubgraphServer } from '@commerce-coordinator/plugin-sdk';
 import ordersPlugin from '../fixtures/subgraphs/orders/index.js';
 import { TEST_SUBGRAPH_SIGNING_SECRET } from '../support/remote-subgraphs.js';

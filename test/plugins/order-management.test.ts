@@ -2,7 +2,13 @@ import { execute, parse, type ExecutionResult } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { domainCodeOf } from '../../gateway/errors.js';
 import { silentLogger } from '../../gateway/log.js';
-import { createActionContext, type FilterResult, type PluginRuntime, type Principal, type RouteRequest } from '@commerce-coordinator/plugin-sdk';
+import {
+  createActionContext,
+  type FilterResult,
+  type PluginRuntime,
+  type Principal,
+  type RouteRequest,
+} from '@commerce-coordinator/plugin-sdk';
 import {
   startOrderManagement,
   type OrderManagement,

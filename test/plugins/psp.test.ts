@@ -8,7 +8,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { domainCodeOf, ErrorCode, httpStatusOf } from '../../gateway/errors.js';
 import { composeSupergraph } from '../../gateway/federation/compose.js';
 import { silentLogger } from '../../gateway/log.js';
-import { createActionContext, type Plugin, type PluginRuntime, type Principal, type Route, type RouteRequest } from '@commerce-coordinator/plugin-sdk';
+import {
+  createActionContext,
+  type Plugin,
+  type PluginRuntime,
+  type Principal,
+  type Route,
+  type RouteRequest,
+} from '@commerce-coordinator/plugin-sdk';
 import { startPayPal, type PayPalStandIn } from '../../services/paypal/server.js';
 import { startStripe, type StripeStandIn } from '../../services/stripe/server.js';
 import paypalPlugin from '../../subgraphs/paypal/index.js';

@@ -15,7 +15,6 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Logger } from 'pino';
 import type { Principal } from './principal.js';
 
-
 /**
  * What a Plugin's resolvers receive as context, the same whether the Plugin runs in the gateway's
  * process or as a remote subgraph.
