@@ -134,6 +134,7 @@ export const envSchema = z.object({
   /**
    * `stand-ins` starts a local stand-in of every Service, seeded with demo data, and points the plugins
    * at it (the embedded default); `configured` uses the plugins' own variables (STRIPE_API_BASE, …).
+   * Read by `npm start` (launcher/main.ts); gateway/main.ts, the production entry, refuses `stand-ins`.
    * @default stand-ins, or configured when NODE_ENV=production
    */
   SERVICES: z.enum(['stand-ins', 'configured']).optional(),
