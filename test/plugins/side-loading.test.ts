@@ -120,6 +120,12 @@ describe('side-loading refuses to start', () => {
     );
   });
 
+  it('names a package whose Plugin does not say who may call its Actions', async () => {
+    expect(await problemOf(load({ package: '@acme/commerce-plugin-undeclared' }))).toBe(
+      "subgraphs.gift-cards.package: '@acme/commerce-plugin-undeclared' failed to load: Plugin 'gift-cards' does not declare who may call its Actions:\n  - Query.giftCardBalance is not in access.Query: say who may call it",
+    );
+  });
+
   it('names a package whose Plugin is not the subgraph rover.yaml lists', async () => {
     expect(await problemOf(load({ name: 'vouchers' }))).toContain(
       `subgraphs.vouchers.package: '${GIFT_CARDS}' (`,
