@@ -11,6 +11,46 @@ export default tseslint.config(
       '@typescript-eslint/consistent-type-imports': 'error',
     },
   },
+  // The layers' boundaries: the core names no Plugin and no stand-in, and Plugins (the SDK, the example
+  // packages, the Action contracts they share) reach the core only through the Plugin SDK's package.
+  {
+    files: ['gateway/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: '(^|/)(services|subgraphs)/',
+              message:
+                'The core imports no Service stand-in and no Plugin: stand-ins start in launcher/, Plugins load from rover.yaml.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ['subgraphs/**/*.ts', 'schema/**/*.ts', 'packages/**/*.ts', 'examples/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: '(^|/)gateway/',
+              message:
+                "A Plugin imports the core's contract from '@commerce-coordinator/plugin-sdk', never gateway/.",
+            },
+            {
+              regex: '(^|/)services/',
+              message: 'A Plugin talks to its Service over HTTP; it imports no stand-in.',
+            },
+          ],
+        },
+      ],
+    },
+  },
   {
     // The flow inspector's page runs in the browser: `tsc -p gateway/inspector` checks its names
     // against the DOM's types, which no-undef does not know.

@@ -15,5 +15,8 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     env: { APOLLO_TELEMETRY_DISABLED: '1' },
+    // The side-loading fixtures are installed packages importing the Plugin SDK, which is TypeScript
+    // source: Vite transforms them, as tsx does for `npm start`, instead of handing them to Node.
+    server: { deps: { inline: [/test\/fixtures\/side-loading\/node_modules\//] } },
   },
 });

@@ -147,7 +147,7 @@ async function openDatabaseSource(url: string, why: string): Promise<Source> {
     import('../gateway/db/generated/client.js'),
     import('@prisma/adapter-pg'),
     import('pg'),
-    import('../gateway/sdk/plugin.js'),
+    import('@commerce-coordinator/plugin-sdk'),
     import('../gateway/log.js'),
   ]);
   const { redactUrl } = await import('../prisma/migrate.js');

@@ -1,7 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import type { IncomingMessage, Server } from 'node:http';
 import type { GraphQLFormattedError } from 'graphql';
 import type { AddressInfo } from 'node:net';
@@ -53,9 +51,14 @@ import { measuredReceiver } from './observability/signal-metrics.js';
 import { timedDataSource } from './observability/subgraph-metrics.js';
 import { traceIdsOf } from './observability/trace-context.js';
 import type { Tracing, TracingOptions } from './observability/tracing.js';
+import { loadPlugin } from './plugins/load.js';
 import { createPluginRuntime, evaluatorFrom, principalFlagContext } from './plugins/runtime.js';
-import { createCallSigner, signingSecretProblem, type CallSigner } from './sdk/call-assertion.js';
-import type { Plugin } from './sdk/plugin.js';
+import {
+  createCallSigner,
+  signingSecretProblem,
+  type CallSigner,
+} from '@commerce-coordinator/plugin-sdk/call-assertion';
+import type { Plugin } from '@commerce-coordinator/plugin-sdk';
 import { createMemorySignalBus } from './signals/memory-bus.js';
 import { readOutboxBacklog, startOutboxDispatcher, type OutboxDispatcher } from './signals/outbox.js';
 import { createRedisSignalBus } from './signals/redis-bus.js';
@@ -73,7 +76,10 @@ export interface CoordinatorOptions {
   roverConfig: string;
   /** The connections config: filters and signals. */
   connectionsFile: string;
-  /** In-process plugins are loaded from `<subgraphsDir>/<name>/index.ts`. */
+  /**
+   * In-process plugins are loaded from `<subgraphsDir>/<name>/index.ts`, or from the installed package
+   * a rover.yaml entry names (`package:`).
+   */
   subgraphsDir: string;
   /** Subgraphs called over HTTP at their routing_url; `['*']` for all. @default [] */
   remoteSubgraphs?: readonly string[];
@@ -573,7 +579,9 @@ export class Coordinator {
     const plugins: Plugin[] = [];
     for (const subgraph of built.rover.subgraphs) {
       if (subgraph.name === COORDINATOR_SUBGRAPH || this.isRemote(subgraph.name)) continue;
-      plugins.push(await loadPlugin(this.options.subgraphsDir, subgraph.name, built.rover.file));
+      plugins.push(
+        await loadPlugin(subgraph, { subgraphsDir: this.options.subgraphsDir, roverFile: built.rover.file }),
+      );
     }
     return plugins;
   }
@@ -713,22 +721,3 @@ const openAuthenticator: Authenticator = {
     return undefined;
   },
 };
-
-async function loadPlugin(subgraphsDir: string, name: string, roverFile: string): Promise<Plugin> {
-  const file = resolve(subgraphsDir, name, 'index.ts');
-  let module: { default?: Plugin };
-  try {
-    module = (await import(pathToFileURL(file).href)) as { default?: Plugin };
-  } catch (error) {
-    throw new ConfigError(roverFile, [
-      `subgraphs.${name}: no in-process plugin at ${file} (${(error as Error).message.split('\n')[0]}); add it, or list '${name}' in REMOTE_SUBGRAPHS to call its routing_url`,
-    ]);
-  }
-  const plugin = module.default;
-  if (!plugin?.schema || plugin.name !== name) {
-    throw new ConfigError(roverFile, [
-      `subgraphs.${name}: ${file} must default-export definePlugin({ name: '${name}', ... })`,
-    ]);
-  }
-  return plugin;
-}

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { AuthOptions } from './auth/authenticator.js';
 import { ConfigError } from './errors.js';
 import type { SamplerName, TracingOptions } from './observability/tracing.js';
-import { signingSecretProblem } from './sdk/call-assertion.js';
+import { signingSecretProblem } from '@commerce-coordinator/plugin-sdk/call-assertion';
 import { resolveHttpLimits, type HttpLimits } from './http/connection-limits.js';
 import { resolveSubscriptionLimits, type SubscriptionLimits } from './subscriptions/limits.js';
 
@@ -134,6 +134,7 @@ export const envSchema = z.object({
   /**
    * `stand-ins` starts a local stand-in of every Service, seeded with demo data, and points the plugins
    * at it (the embedded default); `configured` uses the plugins' own variables (STRIPE_API_BASE, …).
+   * Read by `npm start` (launcher/main.ts); gateway/main.ts, the production entry, refuses `stand-ins`.
    * @default stand-ins, or configured when NODE_ENV=production
    */
   SERVICES: z.enum(['stand-ins', 'configured']).optional(),

@@ -12,7 +12,7 @@ import { createGatewayContext, type GatewayContext } from '../../gateway/federat
 import { RemoteDataSource } from '../../gateway/federation/data-sources.js';
 import { FederatedExecutor } from '../../gateway/federation/executor.js';
 import { createHttpServer } from '../../gateway/http/server.js';
-import { createCallSigner } from '../../gateway/sdk/call-assertion.js';
+import { createCallSigner } from '@commerce-coordinator/plugin-sdk/call-assertion';
 import { silentLogger } from '../../gateway/log.js';
 import { principalFlagContext } from '../../gateway/plugins/runtime.js';
 import { scenario } from './scenario.js';

@@ -112,7 +112,7 @@ async function pluginChecks(
   rover: { subgraphs: Array<{ name: string }> },
 ): Promise<Check[]> {
   const { COORDINATOR_SUBGRAPH } = await import('../../gateway/flows/api.js');
-  const { signingSecretProblem } = await import('../../gateway/sdk/call-assertion.js');
+  const { signingSecretProblem } = await import('@commerce-coordinator/plugin-sdk/call-assertion');
   const services = settings.SERVICES ?? (settings.NODE_ENV === 'production' ? 'configured' : 'stand-ins');
   const remote = (name: string) =>
     settings.REMOTE_SUBGRAPHS.includes('*') || settings.REMOTE_SUBGRAPHS.includes(name);

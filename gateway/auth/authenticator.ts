@@ -7,7 +7,7 @@ import {
 } from 'jose';
 import { z } from 'zod';
 import { ConfigError, DomainError, ErrorCode } from '../errors.js';
-import type { Principal } from '../sdk/principal.js';
+import type { Principal } from '@commerce-coordinator/plugin-sdk';
 
 /** Where the keys that sign callers' JWTs come from; exactly one source. */
 export interface AuthOptions {

@@ -64,7 +64,7 @@ const emitSchema = z
   })
   .strict();
 
-/** Who calls: the kinds of verified principal (gateway/sdk/principal.ts). */
+/** Who calls: the kinds of verified principal (the Plugin SDK's principal.ts). */
 export const callerKind = z.enum(['learner', 'staff', 'service']);
 export type CallerKind = z.infer<typeof callerKind>;
 

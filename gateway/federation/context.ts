@@ -1,6 +1,5 @@
 import type { LDContext } from '@launchdarkly/node-server-sdk';
-import type { EmittedSignal } from '../sdk/plugin.js';
-import type { Principal } from '../sdk/principal.js';
+import type { EmittedSignal, Principal } from '@commerce-coordinator/plugin-sdk';
 
 /** A flag evaluated while planning a request, as recorded on the flow step it served. */
 export interface FlagDecision {

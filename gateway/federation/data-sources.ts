@@ -6,9 +6,18 @@ import {
 import type { GatewayGraphQLResponse } from '@apollo/server-gateway-interface';
 import { execute, GraphQLError, parse, validate, type DocumentNode } from 'graphql';
 import { ErrorCode } from '../errors.js';
-import { CALL_ASSERTION_HEADER, type ActionCall, type CallSigner } from '../sdk/call-assertion.js';
-import { createActionContext, SIGNALS_EXTENSION, type EmittedSignal, type Plugin } from '../sdk/plugin.js';
-import type { Principal } from '../sdk/principal.js';
+import {
+  CALL_ASSERTION_HEADER,
+  type ActionCall,
+  type CallSigner,
+} from '@commerce-coordinator/plugin-sdk/call-assertion';
+import {
+  createActionContext,
+  SIGNALS_EXTENSION,
+  type EmittedSignal,
+  type Plugin,
+  type Principal,
+} from '@commerce-coordinator/plugin-sdk';
 import type { FlagDecision, GatewayContext } from './context.js';
 import { createSubgraphFetcher } from './subgraph-fetcher.js';
 

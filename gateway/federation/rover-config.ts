@@ -24,6 +24,11 @@ export interface RoverSubgraph {
   schemaFile: string;
   /** The schema file's content; it parses as GraphQL. */
   typeDefs: string;
+  /**
+   * An installed npm package that is this Plugin (its default export), instead of
+   * `<subgraphsDir>/<name>/index.ts`. The Coordinator's own key: Rover ignores keys it does not know.
+   */
+  package?: string;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -62,6 +67,10 @@ const configSchema = z.strictObject({
       z.strictObject({
         routing_url: z.string().refine((u) => URL.canParse(u), { message: 'is not a URL' }),
         schema: z.strictObject({ file: z.string().min(1) }),
+        package: z
+          .string()
+          .regex(/^(?:@[a-z0-9][\w.-]*\/)?[a-z0-9][\w.-]*$/, 'is not an npm package name')
+          .optional(),
       }),
     )
     .refine((s) => Object.keys(s).length > 0, { message: 'lists no subgraph' }),
@@ -130,7 +139,13 @@ export function loadRoverConfig(file: string, options: LoadRoverConfigOptions = 
       );
       continue;
     }
-    subgraphs.push({ name, routingUrl: subgraph.routing_url, schemaFile, typeDefs });
+    subgraphs.push({
+      name,
+      routingUrl: subgraph.routing_url,
+      schemaFile,
+      typeDefs,
+      ...(subgraph.package ? { package: subgraph.package } : {}),
+    });
   }
   if (problems.length) throw new ConfigError(file, problems);
 

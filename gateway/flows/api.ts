@@ -16,9 +16,8 @@ import {
 } from 'graphql';
 import { filterField, type Connections } from '../connections/schema.js';
 import { DomainError, ErrorCode } from '../errors.js';
-import { requireStaff } from '../sdk/principal.js';
+import { requireStaff, type ActionContext, type Plugin } from '@commerce-coordinator/plugin-sdk';
 import type { EventFeed, FeedEvent } from '../events/types.js';
-import type { ActionContext, Plugin } from '../sdk/plugin.js';
 import type { Logger } from '../log.js';
 import { deadLetterId, findDeadLetters } from '../signals/dead-letters.js';
 import type { DeadLetter, SignalBus } from '../signals/types.js';

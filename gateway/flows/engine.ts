@@ -12,7 +12,7 @@ import { actionVariables, valueAt } from '../connections/actions.js';
 import { DomainError, ErrorCode, UnreachableCaseError, domainCodeOf, type Failure } from '../errors.js';
 import { createGatewayContext, type GatewayContext } from '../federation/context.js';
 import type { Logger } from '../log.js';
-import { principalSchema, type Principal } from '../sdk/principal.js';
+import { principalSchema, type Principal } from '@commerce-coordinator/plugin-sdk';
 import { compileRetryPolicy, retryDelayMs, shouldRetry } from '../retry-policy.js';
 import { traceContextSchema, type TraceContext } from '../observability/trace-context.js';
 import type { Delivery } from '../signals/types.js';

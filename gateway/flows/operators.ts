@@ -1,7 +1,7 @@
 import type { Connections } from '../connections/schema.js';
 import { DomainError, ErrorCode, domainCodeOf, toFailure } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { Principal } from '../sdk/principal.js';
+import type { Principal } from '@commerce-coordinator/plugin-sdk';
 import {
   deadLetterId,
   findDeadLetters,

@@ -1,6 +1,5 @@
 import { ConfigError, domainCodeOf, ErrorCode } from '../errors.js';
-import type { Plugin, PluginRuntime, RouteResponse } from '../sdk/plugin.js';
-import type { Principal } from '../sdk/principal.js';
+import type { Plugin, PluginRuntime, Principal, RouteResponse } from '@commerce-coordinator/plugin-sdk';
 import { sendError, type Route } from './server.js';
 
 /**

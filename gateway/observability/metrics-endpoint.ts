@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { ErrorCode, domainCodeOf } from '../errors.js';
 import { sendError, type Route } from '../http/server.js';
 import type { Logger } from '../log.js';
-import type { Principal } from '../sdk/principal.js';
+import type { Principal } from '@commerce-coordinator/plugin-sdk';
 import type { CoordinatorMetrics } from './metrics.js';
 
 export const METRICS_PATH = '/metrics';

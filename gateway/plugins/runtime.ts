@@ -5,8 +5,7 @@ import type { FlowEngine } from '../flows/engine.js';
 import type { FlowStore } from '../flows/store.js';
 import type { Logger } from '../log.js';
 import type { FlagEvaluator } from '../federation/data-sources.js';
-import type { FilterResult, Plugin, PluginRuntime } from '../sdk/plugin.js';
-import type { Principal } from '../sdk/principal.js';
+import type { FilterResult, Plugin, PluginRuntime, Principal } from '@commerce-coordinator/plugin-sdk';
 
 /** The LaunchDarkly context of a caller: the learner (or staff member) by LMS id when known. */
 export function principalFlagContext(principal: Principal | undefined, orderId?: string) {

@@ -1,6 +1,10 @@
-import { DomainError, ErrorCode } from '../../gateway/errors.js';
-import type { ActionContext } from '../../gateway/sdk/plugin.js';
-import { requireLearnerOrStaff, requirePrincipal } from '../../gateway/sdk/principal.js';
+import {
+  DomainError,
+  ErrorCode,
+  requireLearnerOrStaff,
+  requirePrincipal,
+  type ActionContext,
+} from '@commerce-coordinator/plugin-sdk';
 
 /**
  * The PSP Plugins' part of the `OrderPayment` entity (stripe: `stripe`, paypal: `paypal`): who may read

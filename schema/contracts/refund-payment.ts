@@ -1,6 +1,12 @@
 import type { z } from 'zod';
-import { DomainError, ErrorCode, httpStatusOf } from '../../gateway/errors.js';
-import type { ActionContext, PluginRuntime, RouteResponse } from '../../gateway/sdk/plugin.js';
+import {
+  DomainError,
+  ErrorCode,
+  httpStatusOf,
+  type ActionContext,
+  type PluginRuntime,
+  type RouteResponse,
+} from '@commerce-coordinator/plugin-sdk';
 
 /**
  * The "refund a payment" Action contract, shared by its Implementations (stripe, paypal, stripe-v2):

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { readPluginEnv, type Env } from '../../gateway/sdk/config.js';
+import { readPluginEnv, type Env } from '@commerce-coordinator/plugin-sdk';
 
 const schema = z.object({
   /** The new commerce checkout (the commercetools frontend's role). */

@@ -1,6 +1,13 @@
-import { DomainError, ErrorCode, httpStatusOf, isErrorCode } from '../../gateway/errors.js';
-import { definePlugin, type FilterResult, type RouteResponse } from '../../gateway/sdk/plugin.js';
-import { requirePrincipal } from '../../gateway/sdk/principal.js';
+import {
+  definePlugin,
+  DomainError,
+  ErrorCode,
+  httpStatusOf,
+  isErrorCode,
+  requirePrincipal,
+  type FilterResult,
+  type RouteResponse,
+} from '@commerce-coordinator/plugin-sdk';
 import { frontendAppsConfig } from './config.js';
 import { HISTORY_CUTOFF_DAYS, mergeHistory } from './history.js';
 

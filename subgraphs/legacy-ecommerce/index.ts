@@ -1,6 +1,11 @@
-import { DomainError, ErrorCode } from '../../gateway/errors.js';
-import { definePlugin, type ActionContext, type Plugin } from '../../gateway/sdk/plugin.js';
-import { requirePrincipal } from '../../gateway/sdk/principal.js';
+import {
+  definePlugin,
+  DomainError,
+  ErrorCode,
+  requirePrincipal,
+  type ActionContext,
+  type Plugin,
+} from '@commerce-coordinator/plugin-sdk';
 import {
   LegacyEcommerceClient,
   LegacyEcommerceRejectedError,

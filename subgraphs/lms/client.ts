@@ -3,7 +3,7 @@ import {
   clientCredentialsRequest,
   issuedTokenOf,
   type IssuedToken,
-} from '../../gateway/sdk/access-token.js';
+} from '@commerce-coordinator/plugin-sdk';
 import { z } from 'zod';
 import type { LmsConfig } from './config.js';
 

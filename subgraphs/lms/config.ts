@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
-import { readPluginEnv, type Env } from '../../gateway/sdk/config.js';
+import { readPluginEnv, type Env } from '@commerce-coordinator/plugin-sdk';
 
 export type { Env };
 

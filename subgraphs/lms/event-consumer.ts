@@ -1,6 +1,5 @@
 import { Redis } from 'ioredis';
-import type { PluginRuntime } from '../../gateway/sdk/plugin.js';
-import type { Principal } from '../../gateway/sdk/principal.js';
+import type { PluginRuntime, Principal } from '@commerce-coordinator/plugin-sdk';
 import type { LmsEventBusConfig } from './config.js';
 import {
   decodeRefundRequested,

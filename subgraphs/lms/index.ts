@@ -1,6 +1,12 @@
-import { DomainError, ErrorCode } from '../../gateway/errors.js';
-import { definePlugin, type ActionContext, type Plugin } from '../../gateway/sdk/plugin.js';
-import { requireLearnerOrStaff, requirePrincipal } from '../../gateway/sdk/principal.js';
+import {
+  definePlugin,
+  DomainError,
+  ErrorCode,
+  requireLearnerOrStaff,
+  requirePrincipal,
+  type ActionContext,
+  type Plugin,
+} from '@commerce-coordinator/plugin-sdk';
 import {
   LmsClient,
   LmsRejectedError,

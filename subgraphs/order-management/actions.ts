@@ -1,7 +1,11 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { DomainError, ErrorCode } from '../../gateway/errors.js';
-import type { ActionContext } from '../../gateway/sdk/plugin.js';
-import { requireLearnerOrStaff, requirePrincipal } from '../../gateway/sdk/principal.js';
+import {
+  DomainError,
+  ErrorCode,
+  requireLearnerOrStaff,
+  requirePrincipal,
+  type ActionContext,
+} from '@commerce-coordinator/plugin-sdk';
 import {
   orderManagementClient,
   OrderManagementError,

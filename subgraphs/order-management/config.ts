@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { readPluginEnv, type Env } from '../../gateway/sdk/config.js';
+import { readPluginEnv, type Env } from '@commerce-coordinator/plugin-sdk';
 
 /**
  * The order-management Plugin's configuration, from environment variables. Read at first use (not at

@@ -1,5 +1,4 @@
-import { DomainError, ErrorCode } from '../../gateway/errors.js';
-import { definePlugin, type ActionContext } from '../../gateway/sdk/plugin.js';
+import { definePlugin, DomainError, ErrorCode, type ActionContext } from '@commerce-coordinator/plugin-sdk';
 import {
   anonymizeCustomer,
   completeFulfillment,

@@ -1,6 +1,13 @@
 import { z } from 'zod';
-import { domainCodeOf, ErrorCode, httpStatusOf, isErrorCode } from '../../gateway/errors.js';
-import type { Route, RouteRequest, RouteResponse } from '../../gateway/sdk/plugin.js';
+import {
+  domainCodeOf,
+  ErrorCode,
+  httpStatusOf,
+  isErrorCode,
+  type Route,
+  type RouteRequest,
+  type RouteResponse,
+} from '@commerce-coordinator/plugin-sdk';
 import { orderManagementClient } from './client.js';
 import { orderView } from './model.js';
 

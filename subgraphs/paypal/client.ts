@@ -10,7 +10,7 @@ import {
   PaymentsController,
   type Refund,
 } from '@paypal/paypal-server-sdk';
-import { DomainError, ErrorCode } from '../../gateway/errors.js';
+import { DomainError, ErrorCode } from '@commerce-coordinator/plugin-sdk';
 import {
   PAYPAL_LIVE,
   PAYPAL_SANDBOX,

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { readPluginEnv, type Env } from '../../gateway/sdk/config.js';
+import { readPluginEnv, type Env } from '@commerce-coordinator/plugin-sdk';
 
 /**
  * The paypal Plugin's configuration, read from the environment when first needed, not at import: the

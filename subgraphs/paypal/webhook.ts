@@ -1,6 +1,11 @@
 import { createHash } from 'node:crypto';
-import { ConfigError, ErrorCode } from '../../gateway/errors.js';
-import type { PluginRuntime, RouteRequest, RouteResponse } from '../../gateway/sdk/plugin.js';
+import {
+  ConfigError,
+  ErrorCode,
+  type PluginRuntime,
+  type RouteRequest,
+  type RouteResponse,
+} from '@commerce-coordinator/plugin-sdk';
 import { publishPaymentRefunds, refuseWebhook } from '../../schema/contracts/refund-payment.js';
 import { verifyWebhookSignature, type Transmission } from './client.js';
 import { payPalApiBase, payPalWebhookId, payPalWebhookLimits } from './config.js';

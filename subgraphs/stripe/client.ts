@@ -1,5 +1,5 @@
 import Stripe from 'stripe';
-import { DomainError, ErrorCode } from '../../gateway/errors.js';
+import { DomainError, ErrorCode } from '@commerce-coordinator/plugin-sdk';
 import { stripeApiConfig } from './config.js';
 import {
   refundAnsweringReturn,

@@ -1,4 +1,4 @@
-import { definePlugin, type ActionContext } from '../../gateway/sdk/plugin.js';
+import { definePlugin, type ActionContext } from '@commerce-coordinator/plugin-sdk';
 import { checkRefundRequest, type RefundPaymentInput } from '../../schema/contracts/refund-payment.js';
 import {
   authorizePaymentDetails,

@@ -1,5 +1,11 @@
-import { ConfigError, domainCodeOf, ErrorCode } from '../../gateway/errors.js';
-import type { PluginRuntime, RouteRequest, RouteResponse } from '../../gateway/sdk/plugin.js';
+import {
+  ConfigError,
+  domainCodeOf,
+  ErrorCode,
+  type PluginRuntime,
+  type RouteRequest,
+  type RouteResponse,
+} from '@commerce-coordinator/plugin-sdk';
 import {
   publishPaymentRefunds,
   refuseWebhook,

@@ -32,7 +32,7 @@ const graphql = async (url: string, query: string, token: string) => {
 };
 
 /**
- * README's first command, `npm ci && npm start`: the `start` script (`tsx gateway/main.ts`) with no
+ * README's first command, `npm ci && npm start`: the `start` script (`tsx launcher/main.ts`) with no
  * DATABASE_URL and no REDIS_URL, on the repository's own rover.yaml, connections.yaml and flags.json.
  * Only where it keeps its data and its ports differ, so it can run beside anything else.
  */
@@ -45,8 +45,8 @@ describe('npm start on the embedded defaults', () => {
   const start = () =>
     spawnGateway({
       port,
-      // `npm start` runs `tsx gateway/main.ts`; npx runs the same local binary the same way.
-      command: ['npx', 'tsx', 'gateway/main.ts'],
+      // `npm start` runs `tsx launcher/main.ts`; npx runs the same local binary the same way.
+      command: ['npx', 'tsx', 'launcher/main.ts'],
       // Its own process group: whatever npx, tsx and the gateway start is killed with it in afterAll.
       group: true,
       env: gatewayEnv({

@@ -6,8 +6,8 @@ import {
   CALL_ASSERTION_HEADER,
   createCallSigner,
   type ActionCall,
-} from '../../gateway/sdk/call-assertion.js';
-import { serveSubgraph, type SubgraphServer } from '../../gateway/sdk/serve.js';
+} from '@commerce-coordinator/plugin-sdk/call-assertion';
+import { serveSubgraph, type SubgraphServer } from '@commerce-coordinator/plugin-sdk';
 import ordersPlugin from '../fixtures/subgraphs/orders/index.js';
 import { TEST_SUBGRAPH_SIGNING_SECRET } from '../support/remote-subgraphs.js';
 

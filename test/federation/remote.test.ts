@@ -4,7 +4,7 @@ import { Coordinator } from '../../gateway/coordinator.js';
 import { readEnv } from '../../gateway/env.js';
 import { ConfigError } from '../../gateway/errors.js';
 import { silentLogger } from '../../gateway/log.js';
-import { serveSubgraph } from '../../gateway/sdk/serve.js';
+import { serveSubgraph } from '@commerce-coordinator/plugin-sdk';
 import { createTestDatabase } from '../support/database.js';
 import ordersPlugin from '../fixtures/subgraphs/orders/index.js';
 import {

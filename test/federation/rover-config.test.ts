@@ -99,6 +99,26 @@ describe('loadRoverConfig', () => {
     ]);
   });
 
+  it('reads the package a subgraph is side-loaded from, and refuses a name npm would not accept', async () => {
+    const entry = (pkg: string) =>
+      [
+        'federation_version: =2.14.4',
+        'subgraphs:',
+        '  orders:',
+        '    routing_url: http://127.0.0.1:4101/',
+        `    package: '${pkg}'`,
+        '    schema: { file: ./subgraphs/orders/schema.graphql }',
+      ].join('\n');
+    await writeFile(file, entry('@acme/commerce-plugin-orders'));
+    expect(loadRoverConfig(file).subgraphs[0]).toMatchObject({
+      name: 'orders',
+      package: '@acme/commerce-plugin-orders',
+    });
+    expect(await problemsOf(entry('../orders'))).toEqual([
+      'subgraphs.orders.package: is not an npm package name',
+    ]);
+  });
+
   it('refuses malformed YAML', async () => {
     const problems = await problemsOf('federation_version: =2.14.4\nsubgraphs:\n  orders: [\n');
     expect(problems[0]).toMatch(/^is not valid YAML: /);

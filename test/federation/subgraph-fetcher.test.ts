@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RemoteDataSource } from '../../gateway/federation/data-sources.js';
 import { createGatewayContext } from '../../gateway/federation/context.js';
-import { createCallSigner } from '../../gateway/sdk/call-assertion.js';
+import { createCallSigner } from '@commerce-coordinator/plugin-sdk/call-assertion';
 
 const signer = createCallSigner('subgraph-fetcher-test-signing-secret-32+');
 

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Plugin } from '../../gateway/sdk/plugin.js';
+import type { Plugin } from '@commerce-coordinator/plugin-sdk';
 import { startLegacyEcommerce, type LegacyEcommerceStandIn } from '../../services/legacy-ecommerce/server.js';
 import { DEFAULT_LMS_CLIENT, startLms, type LmsStandIn } from '../../services/lms/server.js';
 import { createLegacyEcommercePlugin, toMinorUnits } from '../../subgraphs/legacy-ecommerce/index.js';

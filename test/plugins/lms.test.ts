@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { silentLogger } from '../../gateway/log.js';
-import type { FilterResult, Plugin, PluginRuntime } from '../../gateway/sdk/plugin.js';
+import type { FilterResult, Plugin, PluginRuntime } from '@commerce-coordinator/plugin-sdk';
 import { DEFAULT_LMS_CLIENT, startLms, type LmsStandIn } from '../../services/lms/server.js';
 import { createLmsPlugin } from '../../subgraphs/lms/index.js';
 import { REFUND_REQUESTED_EVENT_TYPE } from '../../subgraphs/lms/refund-event.js';

@@ -6,9 +6,9 @@ import {
   createActionContext,
   type FilterResult,
   type PluginRuntime,
+  type Principal,
   type RouteRequest,
-} from '../../gateway/sdk/plugin.js';
-import type { Principal } from '../../gateway/sdk/principal.js';
+} from '@commerce-coordinator/plugin-sdk';
 import {
   startOrderManagement,
   type OrderManagement,

@@ -12,10 +12,10 @@ import {
   createActionContext,
   type Plugin,
   type PluginRuntime,
+  type Principal,
   type Route,
   type RouteRequest,
-} from '../../gateway/sdk/plugin.js';
-import type { Principal } from '../../gateway/sdk/principal.js';
+} from '@commerce-coordinator/plugin-sdk';
 import { startPayPal, type PayPalStandIn } from '../../services/paypal/server.js';
 import { startStripe, type StripeStandIn } from '../../services/stripe/server.js';
 import paypalPlugin from '../../subgraphs/paypal/index.js';

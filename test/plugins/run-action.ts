@@ -1,6 +1,10 @@
 import { execute, parse, type ExecutionResult } from 'graphql';
-import { createActionContext, type EmittedSignal, type Plugin } from '../../gateway/sdk/plugin.js';
-import type { Principal } from '../../gateway/sdk/principal.js';
+import {
+  createActionContext,
+  type EmittedSignal,
+  type Plugin,
+  type Principal,
+} from '@commerce-coordinator/plugin-sdk';
 
 export const staff: Principal = { kind: 'staff', subject: 'staff-1', username: 'support', lmsUserId: 1 };
 export const service: Principal = {

@@ -1,5 +1,6 @@
 /**
- * The real gateway as a child process (`gateway/main.ts`, as `npm start` runs it), for tests that kill
+ * The real gateway as a child process (`gateway/main.ts`, the production entry, as `npm start` runs it
+ * without the stand-ins), for tests that kill
  * it, restart it or stop it with a signal. Every process started here is tracked, so `killGateways()`
  * in `afterAll` leaves none behind, even when a test failed half-way.
  */

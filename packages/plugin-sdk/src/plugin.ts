@@ -10,12 +10,10 @@ import {
   type GraphQLFieldResolver,
   type GraphQLSchema,
 } from 'graphql';
-import { DomainError, ErrorCode } from '../errors.js';
+import { DomainError, ErrorCode } from './errors.js';
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Logger } from '../log.js';
+import type { Logger } from 'pino';
 import type { Principal } from './principal.js';
-
-export type { Principal } from './principal.js';
 
 /**
  * What a Plugin's resolvers receive as context, the same whether the Plugin runs in the gateway's

@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { ConfigError } from '../errors.js';
+import { ConfigError } from './errors.js';
 
 /** The environment a Plugin reads its settings from (`process.env` unless a test passes its own). */
 export type Env = Readonly<Record<string, string | undefined>>;

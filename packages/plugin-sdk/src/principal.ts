@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { DomainError, ErrorCode } from '../errors.js';
+import { DomainError, ErrorCode } from './errors.js';
 
 /**
  * Who calls: a learner, a staff member, or a Service with service credentials. The gateway builds it

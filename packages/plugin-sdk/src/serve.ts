@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { execute, parse, validate, type GraphQLError } from 'graphql';
 import { z } from 'zod';
-import { ConfigError, ErrorCode } from '../errors.js';
+import { ConfigError, ErrorCode } from './errors.js';
 import {
   CALL_ASSERTION_HEADER,
   createCallVerifier,
