@@ -15,17 +15,19 @@ let staff: string;
 const ECHO = /* GraphQL */ `
   query Echo($input: EchoInput!) {
     echoCaller(input: $input) {
-      id
-      status
-      startedBy
-      output
-      steps {
-        action
+      flow {
+        id
         status
+        startedBy
         output
-        flagDecisions {
-          flag
-          value
+        steps {
+          action
+          status
+          output
+          flagDecisions {
+            flag
+            value
+          }
         }
       }
     }
@@ -79,10 +81,10 @@ describe('the caller', () => {
         .variationForContext('user', '7', true),
     );
     const { data, errors } = await t.graphql<{
-      echoCaller: { steps: Array<{ flagDecisions: unknown[] }> };
+      echoCaller: { flow: { steps: Array<{ flagDecisions: unknown[] }> } };
     }>(ECHO, { input: { channel: 'WEB' } }, { token: learner });
     expect(errors).toBeUndefined();
-    expect(data!.echoCaller).toMatchObject({
+    expect(data!.echoCaller.flow).toMatchObject({
       status: 'COMPLETED',
       startedBy: { kind: 'learner', username: 'ada', lmsUserId: 7 },
       steps: [
@@ -95,7 +97,7 @@ describe('the caller', () => {
     });
     // A flag the Action evaluated is recorded on its step, like the gateway's own decisions; the
     // override label of another Action (transition.refunds.payments-v2) is neither evaluated nor recorded.
-    expect(data!.echoCaller.steps[0]!.flagDecisions).toEqual([
+    expect(data!.echoCaller.flow.steps[0]!.flagDecisions).toEqual([
       { flag: 'transition.echo.audit', value: true },
     ]);
   });
@@ -119,13 +121,13 @@ describe('a flow without a caller', () => {
 
 describe('a step with a condition', () => {
   it('runs when the flow data matches and is recorded as skipped when it does not', async () => {
-    const mobile = await t.graphql<{ echoCaller: { status: string; steps: unknown[] } }>(
+    const mobile = await t.graphql<{ echoCaller: { flow: { status: string; steps: unknown[] } } }>(
       ECHO,
       { input: { channel: 'MOBILE' } },
       { token: learner },
     );
-    expect(mobile.data!.echoCaller.status).toBe('COMPLETED');
-    expect(mobile.data!.echoCaller.steps).toEqual([
+    expect(mobile.data!.echoCaller.flow.status).toBe('COMPLETED');
+    expect(mobile.data!.echoCaller.flow.steps).toEqual([
       { action: 'whoCalls', status: 'skipped', output: null, flagDecisions: [] },
     ]);
   });
@@ -134,8 +136,8 @@ describe('a step with a condition', () => {
 describe('the order entity', () => {
   it('carries its flows, read for a page of orders with one query, for staff only', async () => {
     const orderId = `entity-${Date.now()}`;
-    const refund = await t.graphql<{ requestRefund: { id: string } }>(
-      'mutation($input: RefundRequestInput!) { requestRefund(input: $input) { id } }',
+    const refund = await t.graphql<{ requestRefund: { flow: { id: string } } }>(
+      'mutation($input: RefundRequestInput!) { requestRefund(input: $input) { flow { id } } }',
       { input: { orderId, amount: 5 } },
       { token: staff },
     );
@@ -157,7 +159,7 @@ describe('the order entity', () => {
     ]);
     // Newest first: the filter's own run started before its signals' receivers.
     expect(page.orders[0]!.flows.at(-1)).toEqual({
-      id: refund.data!.requestRefund.id,
+      id: refund.data!.requestRefund.flow.id,
       name: 'order.refund.requested.v1',
       status: 'COMPLETED',
     });
@@ -169,15 +171,15 @@ describe('the order entity', () => {
 
 describe('a step whose Action returns a list', () => {
   it('stores the whole result under its `as` name', async () => {
-    const { data, errors } = await t.graphql<{ lookupOrders: { output: unknown } }>(
-      'query($input: LookupInput!) { lookupOrders(input: $input) { output } }',
+    const { data, errors } = await t.graphql<{ lookupOrders: { flow: { output: unknown } } }>(
+      'query($input: LookupInput!) { lookupOrders(input: $input) { flow { output } } }',
       { input: { ids: ['1', '2'] } },
       { token: staff },
     );
     expect(errors).toBeUndefined();
     // The step's result is what its Action's subgraph returns: not the fields other subgraphs add to
     // the entity (its payments), which would make every run call them too.
-    expect(data!.lookupOrders.output).toEqual({
+    expect(data!.lookupOrders.flow.output).toEqual({
       ids: ['1', '2'],
       page: [
         { id: '1', number: 'ORD-1' },

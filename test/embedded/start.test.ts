@@ -97,7 +97,7 @@ describe('npm start on the embedded defaults', () => {
 
     // The Service stand-ins run with the demo data: ada's order history merges both systems.
     const ada = await developmentToken({ kind: 'learner', lmsUserId: 3, username: 'ada' });
-    const history = await graphql(gateway.url, '{ orderHistory(input: {}) { status output } }', ada);
+    const history = await graphql(gateway.url, '{ orderHistory(input: {}) { flow { status output } } }', ada);
     expect(history.status).toBe(200);
     const output = (history.body.data!.orderHistory as { status: string; output: { history: unknown[] } })
       .output;

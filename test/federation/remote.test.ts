@@ -50,9 +50,9 @@ afterAll(async () => {
 });
 
 const refund = async (input: Record<string, unknown>) => {
-  const { data, errors } = await t.graphql<{ requestRefund: Flow }>(REQUEST_REFUND, { input });
+  const { data, errors } = await t.graphql<{ requestRefund: { flow: Flow } }>(REQUEST_REFUND, { input });
   expect(errors).toBeUndefined();
-  return data!.requestRefund;
+  return data!.requestRefund.flow;
 };
 
 /** The requests a subgraph server received for one flow: those whose signed step names the flow. */

@@ -151,7 +151,7 @@ async function requestRefund(
   options: { token?: string | null; key?: string } = {},
 ): Promise<{ flow?: FlowRun; error?: GraphQLError }> {
   const token = options.token === undefined ? cc.tokens.staff : (options.token ?? undefined);
-  const result = await cc.graphql<{ requestRefund: FlowRun }>(
+  const result = await cc.graphql<{ requestRefund: { flow: FlowRun } }>(
     `mutation Refund($input: RefundRequestInput!, $key: String) {
       requestRefund(input: $input, idempotencyKey: $key) { ${FLOW} }
     }`,

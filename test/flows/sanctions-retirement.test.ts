@@ -266,28 +266,32 @@ function personalData(seeded: ReturnType<typeof seedCustomer>) {
 const RETIRE = /* GraphQL */ `
   mutation ($lmsUserId: Int!, $key: String) {
     retireLearner(input: { lmsUserId: $lmsUserId }, idempotencyKey: $key) {
-      id
-      status
-      output
-      error {
-        code
-        message
-      }
-      steps {
-        action
+      flow {
+        id
         status
-        implementation
         output
+        error {
+          code
+          message
+        }
+        steps {
+          action
+          status
+          implementation
+          output
+        }
       }
     }
   }
 `;
 interface RetireResult {
   retireLearner: {
-    id: string;
-    status: string;
-    output: Record<string, unknown>;
-    steps: Array<{ action: string; status: string; implementation: string; output: unknown }>;
+    flow: {
+      id: string;
+      status: string;
+      output: Record<string, unknown>;
+      steps: Array<{ action: string; status: string; implementation: string; output: unknown }>;
+    };
   };
 }
 const retire = (lmsUserId: number, bearer: string, key?: string) =>
@@ -337,7 +341,7 @@ describe('retirement: staff retire a learner', () => {
   it('is idempotent: retiring again (a new request, or the same key) hashes nothing twice', async () => {
     const seeded = seedCustomer();
     const first = await retire(seeded.person.lmsUserId, c.tokens.staff, `retire-${seeded.person.lmsUserId}`);
-    expect(first.data?.retireLearner.status).toBe('COMPLETED');
+    expect(first.data?.retireLearner.flow.status).toBe('COMPLETED');
     const after = personalData(seeded);
     expect(after.customer.email).toBe(retired(seeded.person.email));
 
@@ -346,8 +350,8 @@ describe('retirement: staff retire a learner', () => {
 
     expect(again.errors).toBeUndefined();
     expect(again.data!.retireLearner).toMatchObject({ status: 'COMPLETED' });
-    expect(again.data!.retireLearner.id).not.toBe(first.data!.retireLearner.id);
-    expect(replay.data!.retireLearner.id).toBe(first.data!.retireLearner.id);
+    expect(again.data!.retireLearner.flow.id).not.toBe(first.data!.retireLearner.flow.id);
+    expect(replay.data!.retireLearner.flow.id).toBe(first.data!.retireLearner.flow.id);
     // Same hashes, and not one more update of the customer or its orders.
     expect(personalData(seeded)).toEqual(after);
   });

@@ -73,13 +73,13 @@ const step = (flow: FlowRun, action: string) => flow.steps.find((s) => s.action 
 const decisionOf = (s: FlowStep, flag: string) => s.flagDecisions.find((d) => d.flag === flag);
 
 async function historyOf(bearer: string): Promise<FlowRun> {
-  const res = await cc.graphql<{ orderHistory: FlowRun }>(
+  const res = await cc.graphql<{ orderHistory: { flow: FlowRun } }>(
     `query { orderHistory(input: {}) { ${FLOW} } }`,
     {},
     bearer,
   );
   expect(res.errors).toBeUndefined();
-  expect(res.data!.orderHistory.status).toBe('COMPLETED');
+  expect(res.data!.orderHistory.flow.status).toBe('COMPLETED');
   return res.data!.orderHistory;
 }
 
@@ -314,7 +314,7 @@ describe('Transition-to-Plugin: refundStripePayment from stripe to stripe-v2', (
 
   /** The LMS asks for a refund of the order's first line (the flow's caller is the LMS Service). */
   async function refund(order: ReturnType<typeof stripeOrder>): Promise<FlowRun> {
-    const res = await cc.graphql<{ requestRefund: FlowRun }>(
+    const res = await cc.graphql<{ requestRefund: { flow: FlowRun } }>(
       `mutation($input: RefundRequestInput!) { requestRefund(input: $input) { ${FLOW} } }`,
       { input: { orderId: order.id, lineItemIds: [order.lineItemIds[0]] } },
       cc.tokens.lms,

@@ -210,7 +210,7 @@ describe('a Coordinator', () => {
     });
     let stopped = false;
     try {
-      const { data } = await t.graphql<{ requestRefund: { id: string } }>(REQUEST_REFUND, {
+      const { data } = await t.graphql<{ requestRefund: { flow: { id: string } } }>(REQUEST_REFUND, {
         input: { orderId: 'otlp-1', amount: 5 },
       });
       expect(t.coordinator.components.tracing).toBeDefined();
@@ -240,7 +240,7 @@ describe('a Coordinator', () => {
       const request = spans.find((s) => s.name === 'mutation Refund')!;
       expect(flow.traceId).toBe(request.traceId);
       expect(flow.traceId).toMatch(/^[0-9a-f]{32}$/);
-      expect(data!.requestRefund.id).toBeDefined();
+      expect(data!.requestRefund.flow.id).toBeDefined();
     } finally {
       if (!stopped) await t.stop();
     }

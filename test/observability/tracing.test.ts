@@ -44,8 +44,10 @@ beforeEach(() => exporter.reset());
 const REFUND = /* GraphQL */ `
   mutation Refund($input: RefundRequestInput!) {
     requestRefund(input: $input) {
-      id
-      status
+      flow {
+        id
+        status
+      }
     }
   }
 `;

@@ -155,7 +155,7 @@ describe('cancelFlow', () => {
 
   it('refuses a flow that is not RUNNING (CONFLICT), an unknown one (NOT_FOUND), a receiver run', async () => {
     const done = await refund(a, newOrder('cancel-done'));
-    const flowId = done.data!.requestRefund.id;
+    const flowId = done.data!.requestRefund.flow.id;
     const answer = await cancelFlow(b, flowId, 'too late');
     expect(answer.errors?.[0]?.extensions).toMatchObject({ code: 'CONFLICT', flowStatus: 'COMPLETED' });
     expect((await flowOf(b, flowId)).status).toBe('COMPLETED');

@@ -36,7 +36,7 @@ const FLOW = 'id status attempt output steps { index action status idempotencyKe
 
 async function requestRefund(order: PaidOrder) {
   const { errors } = await cc.graphql(
-    `mutation ($input: RefundRequestInput!) { requestRefund(input: $input) { id } }`,
+    `mutation ($input: RefundRequestInput!) { requestRefund(input: $input) { flow { id } } }`,
     { input: { orderId: order.orderId, lineItemIds: [order.lineItemIds[0]] } },
     cc.tokens.staff,
   );

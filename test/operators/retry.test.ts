@@ -133,7 +133,7 @@ describe('retryFlow', () => {
   it('refuses a flow that is not FAILED or COMPENSATED (CONFLICT), and records the refusal', async () => {
     const orderId = newOrder('retry-completed');
     const done = await refund(t, orderId);
-    const flowId = done.data!.requestRefund.id;
+    const flowId = done.data!.requestRefund.flow.id;
 
     const answer = await retryFlow(t, flowId, 'by mistake');
 
@@ -194,7 +194,7 @@ describe('retryFlow', () => {
 
     expect(busy.errors?.[0]?.extensions).toMatchObject({ code: 'ORDER_BUSY', orderId });
     expect(await flowOf(t, flowId)).toMatchObject({ status: 'COMPENSATED', attempt: 1 });
-    expect((await other).data?.requestRefund.status).toBe('COMPLETED');
+    expect((await other).data?.requestRefund.flow.status).toBe('COMPLETED');
     // Once the order is free, the retry runs.
     expect((await retryFlow(t, flowId, 'now')).data?.retryFlow.status).toBe('COMPLETED');
     expect((await operatorActions(t, flowId)).map((a) => a.status)).toEqual(['DONE', 'REFUSED']);
