@@ -59,10 +59,10 @@ describe.each([{ bus: 'redis' }, { bus: 'memory' }])(
       expect(flow.status).toBe('COMPLETED');
       expect(flow.orderId).toBe(orderId);
       expect(flow.steps.map((s) => [s.action, s.status, s.implementation])).toEqual([
-        ['haltIfLegacy', 'completed', 'orders'],
-        ['createReturn', 'completed', 'orders'],
-        ['refundPayment', 'completed', 'payments'],
-        ['recordRefund', 'completed', 'orders'],
+        ['haltIfLegacy', 'COMPLETED', 'orders'],
+        ['createReturn', 'COMPLETED', 'orders'],
+        ['refundPayment', 'COMPLETED', 'payments'],
+        ['recordRefund', 'COMPLETED', 'orders'],
       ]);
       // The accumulated data: the input, plus every step's result fields.
       expect(flow.output).toMatchObject({
@@ -93,7 +93,7 @@ describe.each([{ bus: 'redis' }, { bus: 'memory' }])(
       const flow = data!.requestRefund.flow;
       expect(flow.status).toBe('HALTED');
       expect(flow.steps).toHaveLength(1);
-      expect(flow.steps[0]!.status).toBe('halted');
+      expect(flow.steps[0]!.status).toBe('HALTED');
       expect(flow.output).toEqual({ orderId: 'EDX-123456', amount: 10 });
       expect(t.ledger.operations().filter((o) => o.orderId === 'EDX-123456')).toEqual([]);
     });
@@ -103,7 +103,7 @@ describe.each([{ bus: 'redis' }, { bus: 'memory' }])(
       t.ledger.fault({ kind: 'return', orderId, status: 503, times: 2 });
       const flow = (await refund({ orderId, amount: 5 })).data!.requestRefund.flow;
       expect(flow.status).toBe('COMPLETED');
-      expect(flow.steps[1]).toMatchObject({ action: 'createReturn', status: 'completed', attempt: 3 });
+      expect(flow.steps[1]).toMatchObject({ action: 'createReturn', status: 'COMPLETED', attempt: 3 });
       expect(t.ledger.operations().filter((o) => o.orderId === orderId && o.kind === 'return')).toHaveLength(
         1,
       );
@@ -119,11 +119,11 @@ describe.each([{ bus: 'redis' }, { bus: 'memory' }])(
       const recorded = (await t.graphql<{ flow: Flow }>(FLOW, { id: flowId })).data!.flow;
       expect(recorded.status).toBe('COMPENSATED');
       expect(recorded.steps.map((s) => [s.action, s.status, s.attempt])).toEqual([
-        ['haltIfLegacy', 'completed', 1],
-        ['createReturn', 'compensated', 1],
+        ['haltIfLegacy', 'COMPLETED', 1],
+        ['createReturn', 'COMPENSATED', 1],
         // A domain error is never retried.
-        ['refundPayment', 'failed', 1],
-        ['cancelReturn', 'completed', 1],
+        ['refundPayment', 'FAILED', 1],
+        ['cancelReturn', 'COMPLETED', 1],
       ]);
       expect(
         t.ledger

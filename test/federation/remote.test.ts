@@ -69,10 +69,10 @@ describe('the refund flow with every plugin served as a remote subgraph', () => 
     expect(
       flow.steps.map((s) => [s.index, s.action, s.status, s.implementation, s.attempt, s.idempotencyKey]),
     ).toEqual([
-      [0, 'haltIfLegacy', 'completed', 'orders', 1, `${flow.id}:0`],
-      [1, 'createReturn', 'completed', 'orders', 1, `${flow.id}:1`],
-      [2, 'refundPayment', 'completed', 'payments', 1, `${flow.id}:2`],
-      [3, 'recordRefund', 'completed', 'orders', 1, `${flow.id}:3`],
+      [0, 'haltIfLegacy', 'COMPLETED', 'orders', 1, `${flow.id}:0`],
+      [1, 'createReturn', 'COMPLETED', 'orders', 1, `${flow.id}:1`],
+      [2, 'refundPayment', 'COMPLETED', 'payments', 1, `${flow.id}:2`],
+      [3, 'recordRefund', 'COMPLETED', 'orders', 1, `${flow.id}:3`],
     ]);
     expect(flow.output).toMatchObject({
       orderId,

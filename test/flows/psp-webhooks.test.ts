@@ -184,7 +184,7 @@ describe.each(['STRIPE', 'PAYPAL'] as const)('a refund made in the %s dashboard'
       receiver: 'record-psp-refund',
       input: { psp, pspPaymentId: order.pspPaymentId, refundedAmountCents: 5_000, currency: 'USD' },
       output: { recorded: true, orderId: order.orderId },
-      steps: [{ action: 'recordRefundTransaction', status: 'completed', implementation: 'order-management' }],
+      steps: [{ action: 'recordRefundTransaction', status: 'COMPLETED', implementation: 'order-management' }],
     });
     expect(refundTransactions(order)).toEqual([
       expect.objectContaining({

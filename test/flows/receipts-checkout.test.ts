@@ -115,7 +115,7 @@ async function latestFlow(name: string): Promise<FlowRun | undefined> {
   return res.data!.flows[0];
 }
 
-const ran = (flow: FlowRun) => flow.steps.filter((s) => s.status !== 'skipped').map((s) => s.action);
+const ran = (flow: FlowRun) => flow.steps.filter((s) => s.status !== 'SKIPPED').map((s) => s.action);
 const stripePaymentIntentReads = () => cc.services.stripe.calls('/v1/payment_intents/').length;
 
 describe('receipts (orderReceipt)', () => {
@@ -169,7 +169,7 @@ describe('receipts (orderReceipt)', () => {
     const res = await receipt('2U-3299999999', cc.tokens.ada);
     expect(res.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
     const flow = await recordedFlow(res.errors?.[0]);
-    expect(flow.steps.find((s) => s.action === 'orderByNumber')!.status).toBe('failed');
+    expect(flow.steps.find((s) => s.action === 'orderByNumber')!.status).toBe('FAILED');
   });
 
   it("refuses another learner's order (FORBIDDEN) and an anonymous caller (UNAUTHENTICATED)", async () => {
@@ -303,7 +303,7 @@ describe('payment page (GET /lms/payment_page_redirect/)', () => {
     expect(flow.status).toBe('COMPLETED');
     expect(flow.output).toMatchObject({ url: location.href, frontend: 'commerce-frontend' });
     expect(pairs(String(flow.input.query))).toEqual(pairs(QUERY));
-    expect(flow.steps[0]).toMatchObject({ action: 'paymentPage', status: 'completed' });
+    expect(flow.steps[0]).toMatchObject({ action: 'paymentPage', status: 'COMPLETED' });
     expect(flow.steps[0]!.flagDecisions).toContainEqual({
       flag: CHECKOUT_FLAG,
       value: true,

@@ -153,7 +153,7 @@ describe('sanctions: a sanctioned order deactivates its learner in the LMS', () 
       steps: [
         {
           action: 'deactivateLearner',
-          status: 'completed',
+          status: 'COMPLETED',
           implementation: 'lms',
           output: { deactivated: true },
         },
@@ -312,7 +312,7 @@ describe('retirement: staff retire a learner', () => {
       steps: [
         {
           action: 'anonymizeCustomer',
-          status: 'completed',
+          status: 'COMPLETED',
           implementation: 'order-management',
           output: { customersRetired: 1 },
         },
