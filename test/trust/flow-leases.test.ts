@@ -96,7 +96,7 @@ describe('the lease sweep', () => {
     // a's caller gets the flow as it ended, from the process that finished it.
     const { data, errors } = await answer;
     expect(errors).toBeUndefined();
-    expect(data!.requestRefund).toMatchObject({ id: flowId, status: 'COMPLETED' });
+    expect(data!.requestRefund.flow).toMatchObject({ id: flowId, status: 'COMPLETED' });
     await settled();
     const flow = await prisma().flowRun.findUniqueOrThrow({
       where: { id: flowId },
