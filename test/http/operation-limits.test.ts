@@ -91,7 +91,7 @@ describe('operation limits on their defaults', () => {
       query: '{ echoCaller(input: { channel: WEB, note: "one" }) { flow { status } } }',
     });
     expect(status).toBe(200);
-    expect(body).toEqual({ data: { echoCaller: { status: 'COMPLETED' } } });
+    expect(body).toEqual({ data: { echoCaller: { flow: { status: 'COMPLETED' } } } });
   });
 
   it("costs a list by its limit argument, or the argument's default, or the default list size", async () => {
@@ -133,8 +133,8 @@ describe('operation limits configured', () => {
   afterAll(async () => t?.stop());
 
   it('refuses a filter mutation nested too deep before its flow starts', async () => {
-    const query = `mutation { requestRefund(input: { orderId: "limits-deep", amount: 3 }) { flow {
-      steps { flagDecisions { flag } } } } }`;
+    const query = `mutation { requestRefund(input: { orderId: "limits-deep", amount: 3 }) {
+      flow { steps { action } } } }`;
     expect(await post(t.url, { query })).toEqual(refusal('depth', 3, 4));
     expect(t.ledger.operations().filter((o) => o.orderId === 'limits-deep')).toEqual([]);
     const { body } = await post(t.url, { query: '{ flows(orderId: "limits-deep") { id } }' });
@@ -172,13 +172,15 @@ describe('operation limits configured', () => {
       body: {
         data: {
           lookupOrders: {
-            status: 'COMPLETED',
-            output: {
-              ids: ['7', '8'],
-              page: [
-                { id: '7', number: 'ORD-7' },
-                { id: '8', number: 'ORD-8' },
-              ],
+            flow: {
+              status: 'COMPLETED',
+              output: {
+                ids: ['7', '8'],
+                page: [
+                  { id: '7', number: 'ORD-7' },
+                  { id: '8', number: 'ORD-8' },
+                ],
+              },
             },
           },
         },
@@ -187,7 +189,10 @@ describe('operation limits configured', () => {
     const refund = await post(t.url, {
       query: 'mutation { requestRefund(input: { orderId: "limits-engine", amount: 3 }) { flow { status } } }',
     });
-    expect(refund).toEqual({ status: 200, body: { data: { requestRefund: { status: 'COMPLETED' } } } });
+    expect(refund).toEqual({
+      status: 200,
+      body: { data: { requestRefund: { flow: { status: 'COMPLETED' } } } },
+    });
   });
 
   it('applies the limits to operations sent over the WebSocket, which stays open', async () => {
