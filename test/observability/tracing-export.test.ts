@@ -182,7 +182,7 @@ describe('a Coordinator', () => {
     const t = await startTestCoordinator('tracing-off', { redis: false, ledger, database });
     try {
       const { data } = await t.graphql(REQUEST_REFUND, { input: { orderId: 'off-1', amount: 5 } });
-      expect(data).toMatchObject({ requestRefund: { status: 'COMPLETED' } });
+      expect(data).toMatchObject({ requestRefund: { flow: { status: 'COMPLETED' } } });
       expect(t.coordinator.components.tracing).toBeUndefined();
       expect(globalProviderRegistered()).toBe(false);
       expect(observedChannels()).toEqual([]);
@@ -271,7 +271,7 @@ describe('a Coordinator', () => {
       headers: { 'content-type': 'application/json', authorization: `Bearer ${staff}` },
       body: JSON.stringify({ query: REQUEST_REFUND, variables: { input: { orderId: 'otlp-2', amount: 5 } } }),
     });
-    expect(await res.json()).toMatchObject({ data: { requestRefund: { status: 'COMPLETED' } } });
+    expect(await res.json()).toMatchObject({ data: { requestRefund: { flow: { status: 'COMPLETED' } } } });
     await waitFor(
       () =>
         expect(spansOf(collector, 'cc-otlp-process').map((s) => s.name)).toContain(

@@ -80,10 +80,10 @@ describe('flow plugin instrumentation', () => {
     }>(REQUEST_REFUND, { input: { orderId: `wrapped-${randomUUID()}`, amount: 5 } });
     expect(data?.requestRefund.flow.status).toBe('COMPLETED');
     expect(data?.requestRefund.flow.steps.map((s) => s.status)).toEqual([
-      'completed',
-      'completed',
-      'completed',
-      'completed',
+      'COMPLETED',
+      'COMPLETED',
+      'COMPLETED',
+      'COMPLETED',
     ]);
     expect(seen.slice(0, 6)).toEqual([
       'outer > flow order.refund.requested.v1',
