@@ -165,7 +165,7 @@ describe('the operator CLI', () => {
     expect(listed).toContainEqual(expect.objectContaining({ id: flowId, status: 'COMPLETED', orderId }));
     expect(show!.code).toBe(0);
     expect(show!.stdout).toContain(`flow:     ${flowId}`);
-    expect(show!.stdout).toMatch(new RegExp(`3 +recordRefund +completed +1 +orders +${flowId}:3`));
+    expect(show!.stdout).toMatch(new RegExp(`3 +recordRefund +COMPLETED +1 +orders +${flowId}:3`));
     expect(show!.stdout).toMatch(/signals:\n[^]*order\.refunded\.v1/);
   });
 
