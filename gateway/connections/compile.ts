@@ -4,7 +4,6 @@ import {
   isEnumType,
   isInputObjectType,
   isLeafType,
-  isNonNullType,
   isObjectType,
   type GraphQLInputObjectType,
   type GraphQLSchema,

@@ -65,12 +65,16 @@ export function compileResult(
 ): CompiledResult {
   const typeName = resultTypeName(filter);
   if (schema.getType(typeName))
-    problems.push(`${where}: the result type '${typeName}' is already a type of the supergraph (duplicate name)`);
+    problems.push(
+      `${where}: the result type '${typeName}' is already a type of the supergraph (duplicate name)`,
+    );
   const fields = resultFields(filter);
   for (const field of fields) {
     const at = `${where}.${field.name}`;
     if (field.name === FLOW_RECORD_FIELD) {
-      problems.push(`${at}: '${FLOW_RECORD_FIELD}' is the flow record beside the result; name the field otherwise`);
+      problems.push(
+        `${at}: '${FLOW_RECORD_FIELD}' is the flow record beside the result; name the field otherwise`,
+      );
       continue;
     }
     const declared = declaredType(field.type, schema);
@@ -87,7 +91,9 @@ export function compileResult(
     if (!from) {
       problems.push(`${at}: '${field.from}' is provided by neither the flow input nor a step`);
     } else if (!sameShape(declared, from.type)) {
-      problems.push(`${at}: declared ${field.type} but '${field.from}' is ${String(from.type)} (from ${from.origin})`);
+      problems.push(
+        `${at}: declared ${field.type} but '${field.from}' is ${String(from.type)} (from ${from.origin})`,
+      );
     }
   }
   return { typeName, fields };

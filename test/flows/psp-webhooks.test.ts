@@ -240,7 +240,10 @@ describe('the Coordinator’s own refund, notified back by the PSP’s webhook',
       { input: { orderId: order.orderId, lineItemIds: order.lineItemIds } },
       cc.tokens.staff,
     );
-    expect(refund.data?.requestRefund.flow).toMatchObject({ status: 'COMPLETED', output: { recorded: true } });
+    expect(refund.data?.requestRefund.flow).toMatchObject({
+      status: 'COMPLETED',
+      output: { recorded: true },
+    });
     const pspRefundId = String(refund.data!.requestRefund.flow.output.pspRefundId);
     expect(pspRefundIds(order)).toEqual([pspRefundId]);
 
