@@ -52,11 +52,13 @@ export interface FlowBenchResult {
 const MUTATION = /* GraphQL */ `
   mutation Purchase($input: BenchPurchaseInput!) {
     benchPurchase(input: $input) {
-      id
-      status
-      steps {
-        action
+      flow {
+        id
         status
+        steps {
+          action
+          status
+        }
       }
     }
   }
@@ -160,13 +162,13 @@ export async function runFlows(options: FlowBenchOptions = {}): Promise<FlowBenc
         body: JSON.stringify({ query: MUTATION, variables: { input: { orderId: `o-${++seq}` } } }),
       });
       const body = (await res.json()) as {
-        data?: { benchPurchase: { status: string; steps: Array<{ status: string }> } };
+        data?: { benchPurchase: { flow: { status: string; steps: Array<{ status: string }> } } };
       };
-      const flow = body.data?.benchPurchase;
+      const flow = body.data?.benchPurchase.flow;
       return (
         flow?.status === 'COMPLETED' &&
         flow.steps.length === 4 &&
-        flow.steps.every((s) => s.status === 'completed')
+        flow.steps.every((s) => s.status === 'COMPLETED')
       );
     };
     const direct = async () => {

@@ -4,7 +4,6 @@ import {
   isEnumType,
   isInputObjectType,
   isLeafType,
-  isNonNullType,
   isObjectType,
   type GraphQLInputObjectType,
   type GraphQLSchema,
@@ -15,6 +14,8 @@ import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { ownFieldsOf, type FieldOwnership } from '../federation/field-ownership.js';
 import { compileRetryPolicy, type CompiledRetryPolicy, type RetryPolicy } from '../retry-policy.js';
+import { lookUp, type Provided } from './flow-data.js';
+import { compileResult, type CompiledResult } from './result.js';
 import { actionDocument, findAction, isCompatible, type ActionField } from './actions.js';
 import {
   connectionsSchema,
@@ -56,6 +57,8 @@ export interface CompiledFilter {
   inputType: GraphQLInputObjectType;
   steps: CompiledStep[];
   emits: CompiledEmit[];
+  /** What the caller gets beside the flow record (`result:`), in declaration order. */
+  result: CompiledResult;
 }
 
 export interface CompiledReceiver extends CompiledAction {
@@ -154,22 +157,6 @@ const formatPath = (path: readonly PropertyKey[]) =>
 
 const DEFAULT_STEP_RETRY: RetryPolicy = { maximumAttempts: 3 };
 const DEFAULT_RECEIVER_RETRY: RetryPolicy = { maximumAttempts: 5 };
-
-type Provided = Map<string, { type: GraphQLType; origin: string }>;
-
-/** What the flow data holds at `path` (a field, or a dotted path through object fields), if anything. */
-function lookUp(provided: Provided, path: string): { type: GraphQLType; origin: string } | undefined {
-  const [first, ...rest] = path.split('.');
-  let found = provided.get(first!);
-  for (const segment of rest) {
-    if (!found) return undefined;
-    const unwrapped = isNonNullType(found.type) ? found.type.ofType : found.type;
-    if (!isObjectType(unwrapped) && !isInputObjectType(unwrapped)) return undefined;
-    const field = unwrapped.getFields()[segment];
-    found = field && { type: field.type, origin: found.origin };
-  }
-  return found;
-}
 
 /**
  * Checks every filter and signal against the composed supergraph and compiles each Action call once.
@@ -335,7 +322,8 @@ export function compileConnections(
       addResultFields(provided, call, index);
     });
     const emits = compileEmits(name, filter, provided);
-    filters.set(name, { name, definition: filter, inputType, steps, emits });
+    const result = compileResult(`${where}.result`, filter, schema, provided, problems);
+    filters.set(name, { name, definition: filter, inputType, steps, emits, result });
   }
 
   const receiverNames = new Map<string, string>();

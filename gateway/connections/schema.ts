@@ -68,6 +68,15 @@ const emitSchema = z
 export const callerKind = z.enum(['learner', 'staff', 'service']);
 export type CallerKind = z.infer<typeof callerKind>;
 
+/**
+ * One field of a filter's typed result: its GraphQL output type (a type of the supergraph, e.g.
+ * `[OrderHistoryEntry!]`), and where in the accumulated data it comes from (the same name by default).
+ */
+const resultFieldSchema = z.union([
+  z.string(),
+  z.object({ type: z.string(), from: dataPath.optional() }).strict(),
+]);
+
 const filterSchema = z
   .object({
     description: z.string().optional(),
@@ -104,6 +113,12 @@ const filterSchema = z
     steps: z.array(stepSchema).min(1, 'a filter needs at least one step'),
     /** Signals emitted, in the flow's final transaction, when the flow completes (not when it halts). */
     emits: z.array(emitSchema).optional(),
+    /**
+     * What the caller gets, typed: `{ field: Type }` or `{ field: { type, from: data.path } }`. The
+     * filter's field returns these beside the flow record (`flow`), and nothing else of its data.
+     * @default {} (only the flow record)
+     */
+    result: z.record(graphqlName, resultFieldSchema).default({}),
   })
   .strict()
   .refine((f) => (f.mutation === undefined) !== (f.query === undefined), {
@@ -165,3 +180,4 @@ export type StepDefinition = z.infer<typeof stepSchema>;
 export type SignalDefinition = z.infer<typeof signalSchema>;
 export type ReceiverDefinition = z.infer<typeof receiverSchema>;
 export type EmitDefinition = z.infer<typeof emitSchema>;
+export type ResultFieldDefinition = z.infer<typeof resultFieldSchema>;

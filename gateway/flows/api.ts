@@ -4,16 +4,22 @@ import {
   GraphQLScalarType,
   isEnumType,
   isInputObjectType,
+  isObjectType,
   isScalarType,
   isSpecifiedScalarType,
   Kind,
   parse,
+  parseType,
   printType,
+  typeFromAST,
   type GraphQLNamedType,
   type GraphQLResolveInfo,
   type GraphQLSchema,
+  type GraphQLType,
   type ValueNode,
 } from 'graphql';
+import { valueAt } from '../connections/flow-data.js';
+import { FLOW_RECORD_FIELD, resultFields, resultTypeName } from '../connections/result.js';
 import { filterField, type Connections } from '../connections/schema.js';
 import { DomainError, ErrorCode } from '../errors.js';
 import { requireStaff, type ActionContext, type Plugin } from '@commerce-coordinator/plugin-sdk';
@@ -47,6 +53,17 @@ const BASE_SDL = /* GraphQL */ `
     FILTER
     RECEIVER
   }
+  "Lifecycle of one step of a flow."
+  enum StepStatus {
+    RUNNING
+    COMPLETED
+    HALTED
+    FAILED
+    "Not run: its condition (when) did not hold, or it failed and the filter continues without it."
+    SKIPPED
+    "Completed, then undone by its compensation after a later step failed."
+    COMPENSATED
+  }
 
   "One run of a filter pipeline, or of a signal receiver, as recorded."
   type FlowRun {
@@ -60,8 +77,9 @@ const BASE_SDL = /* GraphQL */ `
     "The verified caller whose request started the flow (kind, username or service); null if anonymous."
     startedBy: JSON
     orderId: String
-    input: JSON!
-    "The accumulated data when the flow ended."
+    "The flow's input (staff and Services only: FORBIDDEN for learners)."
+    input: JSON
+    "The accumulated data when the flow ended (staff and Services only: FORBIDDEN for learners)."
     output: JSON
     error: FlowError
     "Index of the step that halted the pipeline."
@@ -71,9 +89,9 @@ const BASE_SDL = /* GraphQL */ `
     startedAt: String!
     finishedAt: String
     steps: [FlowStep!]!
-    "The signals the flow emitted (its outbox rows), oldest first."
+    "The signals the flow emitted (its outbox rows), oldest first (staff and Services only)."
     signals: [Signal!]!
-    "What operators did to this flow, newest first."
+    "What operators did to this flow, newest first (staff and Services only)."
     operatorActions: [OperatorAction!]!
   }
 
@@ -87,8 +105,10 @@ const BASE_SDL = /* GraphQL */ `
   type FlowStep {
     index: Int!
     action: String!
-    status: String!
+    status: StepStatus!
+    "What the Action was called with (staff and Services only: FORBIDDEN for learners)."
     input: JSON
+    "What the Action returned (staff and Services only: FORBIDDEN for learners)."
     output: JSON
     "The subgraph (Plugin) that served the Action."
     implementation: String
@@ -233,29 +253,48 @@ const BASE_SDL = /* GraphQL */ `
 
 /**
  * The SDL of the Coordinator subgraph: flow records, dead letters, subscriptions, and one mutation per
- * filter, taking the filter's input type — copied from the plugins' supergraph so the subgraph is
- * self-contained and composes with the plugins that define it.
+ * filter, taking the filter's input type and returning its typed result beside the flow record. The
+ * Plugins' types they use are copied from the plugins' supergraph so the subgraph is self-contained:
+ * input types, enums and scalars as they are, object types as the shared value types they are in their
+ * Plugin (`@shareable` there and here; composition checks that both definitions agree).
  */
 export function coordinatorTypeDefs(connections: Connections, pluginsSchema: GraphQLSchema): string {
   const copied = new Map<string, GraphQLNamedType>();
   const copy = (type: GraphQLNamedType) => {
     if (copied.has(type.name) || (isScalarType(type) && isSpecifiedScalarType(type))) return;
     copied.set(type.name, type);
-    if (isInputObjectType(type)) for (const f of Object.values(type.getFields())) copy(getNamedType(f.type));
+    const fields = isInputObjectType(type) || isObjectType(type) ? Object.values(type.getFields()) : [];
+    for (const f of fields) copy(getNamedType(f.type as GraphQLType) as GraphQLNamedType);
   };
   const fields = { Mutation: [] as string[], Query: [] as string[] };
+  const resultTypes: string[] = [];
   for (const [name, filter] of Object.entries(connections.filters)) {
     const type = pluginsSchema.getType(filter.input);
     if (type) copy(type);
+    const typeName = resultTypeName(filter);
+    const declared = resultFields(filter).map((field) => {
+      const type = typeFromAST(pluginsSchema, parseType(field.type));
+      if (type) copy(getNamedType(type));
+      return `  ${field.name}: ${field.type}`;
+    });
+    resultTypes.push(
+      `"What the filter '${name}' gives its caller, beside its flow record."\ntype ${typeName} {\n${declared.join('\n')}${declared.length ? '\n' : ''}  "The flow's record (its data and steps' data are for staff and Services only)."\n  ${FLOW_RECORD_FIELD}: FlowRun!\n}\n`,
+    );
     const description = filter.description ?? `Runs the filter '${name}' as a recorded Purchase Flow.`;
     const { operation, name: field } = filterField(filter);
     fields[operation].push(
-      `  ${JSON.stringify(description)}\n  ${field}(input: ${filter.input}!, "Runs once per key: a repeat returns the recorded result." idempotencyKey: String): FlowRun!`,
+      `  ${JSON.stringify(description)}\n  ${field}(input: ${filter.input}!, "Runs once per key: a repeat returns the recorded result." idempotencyKey: String): ${typeName}!`,
     );
   }
   const copiedSdl = [...copied.values()]
-    .filter((t) => isInputObjectType(t) || isEnumType(t) || isScalarType(t))
-    .map((t) => printType(t))
+    .map((t) =>
+      isObjectType(t)
+        ? printType(t).replace(/^(type \w+)/, '$1 @shareable')
+        : isInputObjectType(t) || isEnumType(t) || isScalarType(t)
+          ? printType(t)
+          : undefined,
+    )
+    .filter((sdl) => sdl !== undefined)
     .join('\n\n');
   const filterFields = (['Query', 'Mutation'] as const)
     .filter((operation) => fields[operation].length)
@@ -266,7 +305,8 @@ export function coordinatorTypeDefs(connections: Connections, pluginsSchema: Gra
     : '';
   // The source is indented for Prettier; the generated file is not.
   const base = BASE_SDL.replace(/^ {2}/gm, '').trim();
-  return `${base}\n${copiedSdl ? `\n${copiedSdl}\n` : ''}${entity}${filterFields}`;
+  const results = resultTypes.length ? `\n${resultTypes.join('\n')}` : '';
+  return `${base}\n${copiedSdl ? `\n${copiedSdl}\n` : ''}${entity}${results}${filterFields}`;
 }
 
 const JSONScalar = new GraphQLScalarType({
@@ -316,6 +356,7 @@ export const flowToGraphQL = (flow: FlowRead) => ({
   finishedAt: iso(flow.finishedAt),
   steps: flow.steps?.map((s) => ({
     ...s,
+    status: s.status.toUpperCase(),
     flagDecisions: (s.flagDecisions as unknown[] | null) ?? [],
     error: errorOf(s),
     startedAt: iso(s.startedAt),
@@ -390,6 +431,18 @@ export function coordinatorPlugin(
   const staffOnly = (ctx: ActionContext) => {
     if (deps.guarded) requireStaff(ctx.principal);
   };
+  /**
+   * A flow's data (its input, output, steps' data, signals, operator actions) holds learners' data and
+   * every intermediate value: a learner reading the record of a flow they ran (a filter's `flow`) gets
+   * its status and steps, never its data.
+   */
+  const recordData =
+    <T, R>(read: (parent: T, ctx: ActionContext) => R) =>
+    (parent: T, _: unknown, ctx: ActionContext) => {
+      if (deps.guarded && ctx.principal?.kind === 'learner')
+        throw new DomainError(ErrorCode.FORBIDDEN, "A flow's data is for staff and Services only");
+      return read(parent, ctx);
+    };
   const engine = () => {
     if (!deps.engine) throw new Error('This Coordinator API only reads the record: it runs no flows');
     return deps.engine;
@@ -420,6 +473,7 @@ export function coordinatorPlugin(
   const filterResolvers = { Mutation: {} as Record<string, unknown>, Query: {} as Record<string, unknown> };
   for (const [name, filter] of Object.entries(connections.filters)) {
     const { operation, name: field } = filterField(filter);
+    const declared = resultFields(filter);
     filterResolvers[operation][field] = async (
       _: unknown,
       args: { input: Record<string, unknown>; idempotencyKey?: string | null },
@@ -430,7 +484,10 @@ export function coordinatorPlugin(
         idempotencyKey: args.idempotencyKey ?? undefined,
         principal: ctx.principal,
       });
-      return flowToGraphQL(flow);
+      // Only what the filter declares leaves the flow; the rest stays on the record beside it.
+      const result: Record<string, unknown> = { [FLOW_RECORD_FIELD]: flowToGraphQL(flow) };
+      for (const { name, from } of declared) result[name] = valueAt(flow.output, from) ?? null;
+      return result;
     };
   }
   const orderEntity = connections.orderEntity && {
@@ -462,8 +519,14 @@ export function coordinatorPlugin(
   const resolvers = {
     ...orderEntity,
     JSON: JSONScalar,
+    FlowStep: {
+      input: recordData((step: { input: unknown }) => step.input),
+      output: recordData((step: { output: unknown }) => step.output),
+    },
     FlowRun: {
-      signals: async ({ id }: { id: string }, _: unknown, ctx: ActionContext) => {
+      input: recordData((flow: { input: unknown }) => flow.input),
+      output: recordData((flow: { output: unknown }) => flow.output),
+      signals: recordData(async ({ id }: { id: string }, ctx: ActionContext) => {
         const signals = await ctx
           .loader('coordinator:signals-by-flow', async (ids: readonly string[]) => {
             const byFlow = await store.signalsOf(ids);
@@ -471,8 +534,8 @@ export function coordinatorPlugin(
           })
           .load(id);
         return signals.map(signalToGraphQL);
-      },
-      operatorActions: async ({ id }: { id: string }, _: unknown, ctx: ActionContext) => {
+      }),
+      operatorActions: recordData(async ({ id }: { id: string }, ctx: ActionContext) => {
         const actions = await ctx
           .loader('coordinator:operator-actions-by-flow', async (ids: readonly string[]) => {
             const byFlow = await log.byFlows(ids);
@@ -480,7 +543,7 @@ export function coordinatorPlugin(
           })
           .load(id);
         return actions.map(operatorActionToGraphQL);
-      },
+      }),
     },
     Signal: {
       receivers: async (signal: { id: string; name: string }, _: unknown, ctx: ActionContext) => {

@@ -130,7 +130,7 @@ describe('the operator CLI', () => {
   it('lists flows as a table or JSON, and shows one with its steps and keys', async () => {
     const orderId = newOrder('cli-list');
     const { data } = await refund(t, orderId);
-    const flowId = data!.requestRefund.id;
+    const flowId = data!.requestRefund.flow.id;
     // The receivers of its signals have run too.
     await waitFor(async () =>
       expect(
@@ -165,7 +165,7 @@ describe('the operator CLI', () => {
     expect(listed).toContainEqual(expect.objectContaining({ id: flowId, status: 'COMPLETED', orderId }));
     expect(show!.code).toBe(0);
     expect(show!.stdout).toContain(`flow:     ${flowId}`);
-    expect(show!.stdout).toMatch(new RegExp(`3 +recordRefund +completed +1 +orders +${flowId}:3`));
+    expect(show!.stdout).toMatch(new RegExp(`3 +recordRefund +COMPLETED +1 +orders +${flowId}:3`));
     expect(show!.stdout).toMatch(/signals:\n[^]*order\.refunded\.v1/);
   });
 
@@ -213,7 +213,7 @@ describe('the operator CLI', () => {
     for (let i = 0; i < 3; i++) {
       const orderId = newOrder('cli-dead');
       t.ledger.fault({ kind: 'revoke', orderId, status: 503, times: 3 });
-      flows.push((await refund(t, orderId)).data!.requestRefund.id);
+      flows.push((await refund(t, orderId)).data!.requestRefund.flow.id);
     }
     const signalIds = await Promise.all(
       flows.map(
@@ -261,7 +261,7 @@ describe('the operator CLI', () => {
 
   it('shows a signal with its receivers, and refuses to redeliver one whose run completed (exit 1)', async () => {
     const { data } = await refund(t, newOrder('cli-signal'));
-    const flowId = data!.requestRefund.id;
+    const flowId = data!.requestRefund.flow.id;
     const prisma = t.coordinator.components.database.prisma;
     const signal = await prisma.outboxSignal.findFirstOrThrow({
       where: { flowId, name: 'order.refunded.v1' },

@@ -106,6 +106,8 @@ describe('the connections config is validated against the supergraph', () => {
       file: 'mutation-clashes-with-plugin.yaml',
       problems: [
         `${FILTER}: mutation 'refundPayment' is already a Mutation field of a plugin (duplicate name)`,
+        // Its result type would be named after it, as the plugin's is.
+        `${FILTER}.result: the result type 'RefundPaymentResult' is already a type of the supergraph (duplicate name)`,
       ],
     },
     {
@@ -150,6 +152,18 @@ describe('the connections config is validated against the supergraph', () => {
       problems: [`${FILTER}.steps: is required (array)`, `${FILTER}: unknown key 'step'`],
     },
     {
+      mistake: 'a typed result of unknown or mismatched types, or of data nobody provides',
+      file: 'bad-result.yaml',
+      problems: [
+        "filters.caller.echo.v1.result.kind: unknown type 'CallerKnd' (not in the supergraph)",
+        "filters.caller.echo.v1.result.callerName: write 'String', not 'String!': a halted or failed flow has not provided it",
+        "filters.caller.echo.v1.result.note: 'caller.note' is provided by neither the flow input nor a step",
+        "filters.caller.echo.v1.result.audited: declared Int but 'audited' is Boolean (from step 0 (whoCalls))",
+        "filters.caller.echo.v1.result.channel: '[Channel' is not a GraphQL type such as 'String' or '[OrderHistoryEntry!]'",
+        "filters.caller.echo.v1.result.flow: 'flow' is the flow record beside the result; name the field otherwise",
+      ],
+    },
+    {
       mistake: 'a wrong version',
       file: 'wrong-version.yaml',
       problems: ['version: must be 1'],
@@ -169,6 +183,14 @@ describe('the connections config is validated against the supergraph', () => {
 });
 
 describe('rover.yaml and composition', () => {
+  it("refuses a typed result of a Plugin's value type that the Plugin does not share", async () => {
+    const error = await configErrorOf(() =>
+      buildSupergraph({ roverConfig, connections: broken('connections/unshared-result.yaml') }),
+    );
+    expect(error.file).toBe(roverConfig);
+    expect(error.problems.join('\n')).toMatch(/INVALID_FIELD_SHARING.*"Caller\.callerKind".*shareable/s);
+  });
+
   it('reports a composition error with its text, the subgraphs and their schema files', async () => {
     const rover = broken('conflicting-types/rover.yaml');
     const error = await configErrorOf(() =>

@@ -26,7 +26,7 @@ let orderSeq = 0;
 const nextOrder = () => `order-${++orderSeq}-${Date.now()}`;
 
 const refund = (input: Record<string, unknown>, key?: string) =>
-  t.graphql<{ requestRefund: Flow }>(REQUEST_REFUND, { input, key });
+  t.graphql<{ requestRefund: { flow: Flow } }>(REQUEST_REFUND, { input, key });
 
 const FLOW = /* GraphQL */ `
   query Flow($id: ID!) {
@@ -55,14 +55,14 @@ describe.each([{ bus: 'redis' }, { bus: 'memory' }])(
       const orderId = nextOrder();
       const { data, errors } = await refund({ orderId, amount: 40, learnerId: 'learner-1' });
       expect(errors).toBeUndefined();
-      const flow = data!.requestRefund;
+      const flow = data!.requestRefund.flow;
       expect(flow.status).toBe('COMPLETED');
       expect(flow.orderId).toBe(orderId);
       expect(flow.steps.map((s) => [s.action, s.status, s.implementation])).toEqual([
-        ['haltIfLegacy', 'completed', 'orders'],
-        ['createReturn', 'completed', 'orders'],
-        ['refundPayment', 'completed', 'payments'],
-        ['recordRefund', 'completed', 'orders'],
+        ['haltIfLegacy', 'COMPLETED', 'orders'],
+        ['createReturn', 'COMPLETED', 'orders'],
+        ['refundPayment', 'COMPLETED', 'payments'],
+        ['recordRefund', 'COMPLETED', 'orders'],
       ]);
       // The accumulated data: the input, plus every step's result fields.
       expect(flow.output).toMatchObject({
@@ -90,10 +90,10 @@ describe.each([{ bus: 'redis' }, { bus: 'memory' }])(
 
     it('halts when a step returns null and returns what had accumulated', async () => {
       const { data } = await refund({ orderId: 'EDX-123456', amount: 10 });
-      const flow = data!.requestRefund;
+      const flow = data!.requestRefund.flow;
       expect(flow.status).toBe('HALTED');
       expect(flow.steps).toHaveLength(1);
-      expect(flow.steps[0]!.status).toBe('halted');
+      expect(flow.steps[0]!.status).toBe('HALTED');
       expect(flow.output).toEqual({ orderId: 'EDX-123456', amount: 10 });
       expect(t.ledger.operations().filter((o) => o.orderId === 'EDX-123456')).toEqual([]);
     });
@@ -101,9 +101,9 @@ describe.each([{ bus: 'redis' }, { bus: 'memory' }])(
     it('retries a step that fails transiently, with the same idempotency key', async () => {
       const orderId = nextOrder();
       t.ledger.fault({ kind: 'return', orderId, status: 503, times: 2 });
-      const flow = (await refund({ orderId, amount: 5 })).data!.requestRefund;
+      const flow = (await refund({ orderId, amount: 5 })).data!.requestRefund.flow;
       expect(flow.status).toBe('COMPLETED');
-      expect(flow.steps[1]).toMatchObject({ action: 'createReturn', status: 'completed', attempt: 3 });
+      expect(flow.steps[1]).toMatchObject({ action: 'createReturn', status: 'COMPLETED', attempt: 3 });
       expect(t.ledger.operations().filter((o) => o.orderId === orderId && o.kind === 'return')).toHaveLength(
         1,
       );
@@ -119,11 +119,11 @@ describe.each([{ bus: 'redis' }, { bus: 'memory' }])(
       const recorded = (await t.graphql<{ flow: Flow }>(FLOW, { id: flowId })).data!.flow;
       expect(recorded.status).toBe('COMPENSATED');
       expect(recorded.steps.map((s) => [s.action, s.status, s.attempt])).toEqual([
-        ['haltIfLegacy', 'completed', 1],
-        ['createReturn', 'compensated', 1],
+        ['haltIfLegacy', 'COMPLETED', 1],
+        ['createReturn', 'COMPENSATED', 1],
         // A domain error is never retried.
-        ['refundPayment', 'failed', 1],
-        ['cancelReturn', 'completed', 1],
+        ['refundPayment', 'FAILED', 1],
+        ['cancelReturn', 'COMPLETED', 1],
       ]);
       expect(
         t.ledger
@@ -137,11 +137,11 @@ describe.each([{ bus: 'redis' }, { bus: 'memory' }])(
       const orderId = nextOrder();
       const key = `key-${orderId}`;
       const results = await Promise.all(Array.from({ length: 5 }, () => refund({ orderId, amount: 3 }, key)));
-      const ids = new Set(results.map((r) => r.data!.requestRefund.id));
+      const ids = new Set(results.map((r) => r.data!.requestRefund.flow.id));
       expect(ids.size).toBe(1);
-      expect(results.every((r) => r.data!.requestRefund.status === 'COMPLETED')).toBe(true);
+      expect(results.every((r) => r.data!.requestRefund.flow.status === 'COMPLETED')).toBe(true);
       const again = await refund({ orderId, amount: 3 }, key);
-      expect(again.data!.requestRefund.id).toBe([...ids][0]);
+      expect(again.data!.requestRefund.flow.id).toBe([...ids][0]);
       expect(t.ledger.operations().filter((o) => o.orderId === orderId && o.kind === 'refund')).toHaveLength(
         1,
       );
@@ -167,7 +167,7 @@ describe.each([{ bus: 'redis' }, { bus: 'memory' }])(
       const wrongType = await t.graphql(REQUEST_REFUND, { input: { orderId, amount: 'ten' } });
       expect(wrongType.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
       const unknownField = await t.graphql(
-        `mutation { requestRefund(input: { orderId: "x", amount: 1, nope: 1 }) { id } }`,
+        `mutation { requestRefund(input: { orderId: "x", amount: 1, nope: 1 }) { flow { id } } }`,
       );
       expect(unknownField.errors?.[0]?.extensions?.code).toBe('GRAPHQL_VALIDATION_FAILED');
       const badId = await t.graphql(`query { flow(id: "not-a-uuid") { id } }`);
@@ -181,7 +181,7 @@ describe.each([{ bus: 'redis' }, { bus: 'memory' }])(
 
     it('lists flow records by order, by status and by recency', async () => {
       const orderId = nextOrder();
-      const first = (await refund({ orderId, amount: 1 })).data!.requestRefund;
+      const first = (await refund({ orderId, amount: 1 })).data!.requestRefund.flow;
       t.ledger.fault({ kind: 'refund', orderId, status: 409, times: 1 });
       await refund({ orderId, amount: 2 });
       const byOrder = await t.graphql<{ flows: Flow[] }>(
@@ -207,18 +207,18 @@ describe.each([{ bus: 'redis' }, { bus: 'memory' }])(
           .fallthroughVariation(false)
           .variationForContext('order', orderId, true),
       );
-      const moved = (await refund({ orderId, amount: 9 })).data!.requestRefund;
+      const moved = (await refund({ orderId, amount: 9 })).data!.requestRefund.flow;
       expect(moved.steps[2]).toMatchObject({ implementation: 'payments-v2', output: { psp: 'payments-v2' } });
       expect(moved.steps[2]!.flagDecisions).toEqual([
         { flag: 'transition.refunds.payments-v2', value: true, reason: 'TARGET_MATCH' },
       ]);
-      const other = (await refund({ orderId: nextOrder(), amount: 9 })).data!.requestRefund;
+      const other = (await refund({ orderId: nextOrder(), amount: 9 })).data!.requestRefund.flow;
       expect(other.steps[2]!.implementation).toBe('payments');
     });
 
     it('emits signals in the flow and step transactions and runs each receiver once per signal', async () => {
       const orderId = nextOrder();
-      const flow = (await refund({ orderId, amount: 11, learnerId: 'learner-9' })).data!.requestRefund;
+      const flow = (await refund({ orderId, amount: 11, learnerId: 'learner-9' })).data!.requestRefund.flow;
       // order.refunded.v1 (emitted by the filter) → revoke-enrollment; payment.refunded.v1 (emitted by
       // the payments plugin inside its step) → record-psp-refund.
       await waitFor(() => t.ledger.operations().some((o) => o.orderId === orderId && o.kind === 'revoke'), {

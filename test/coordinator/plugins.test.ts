@@ -15,17 +15,20 @@ let staff: string;
 const ECHO = /* GraphQL */ `
   query Echo($input: EchoInput!) {
     echoCaller(input: $input) {
-      id
-      status
-      startedBy
-      output
-      steps {
-        action
+      callerKind
+      callerName
+      audited
+      flow {
+        id
         status
-        output
-        flagDecisions {
-          flag
-          value
+        startedBy
+        steps {
+          action
+          status
+          flagDecisions {
+            flag
+            value
+          }
         }
       }
     }
@@ -79,23 +82,23 @@ describe('the caller', () => {
         .variationForContext('user', '7', true),
     );
     const { data, errors } = await t.graphql<{
-      echoCaller: { steps: Array<{ flagDecisions: unknown[] }> };
+      echoCaller: { callerKind: string; flow: { steps: Array<{ flagDecisions: unknown[] }> } };
     }>(ECHO, { input: { channel: 'WEB' } }, { token: learner });
     expect(errors).toBeUndefined();
+    // What the step saw is the filter's typed result; the learner reads no data of the record.
     expect(data!.echoCaller).toMatchObject({
-      status: 'COMPLETED',
-      startedBy: { kind: 'learner', username: 'ada', lmsUserId: 7 },
-      steps: [
-        {
-          action: 'whoCalls',
-          status: 'completed',
-          output: { callerKind: 'learner', callerName: 'ada', audited: true },
-        },
-      ],
+      callerKind: 'learner',
+      callerName: 'ada',
+      audited: true,
+      flow: {
+        status: 'COMPLETED',
+        startedBy: { kind: 'learner', username: 'ada', lmsUserId: 7 },
+        steps: [{ action: 'whoCalls', status: 'COMPLETED' }],
+      },
     });
     // A flag the Action evaluated is recorded on its step, like the gateway's own decisions; the
     // override label of another Action (transition.refunds.payments-v2) is neither evaluated nor recorded.
-    expect(data!.echoCaller.steps[0]!.flagDecisions).toEqual([
+    expect(data!.echoCaller.flow.steps[0]!.flagDecisions).toEqual([
       { flag: 'transition.echo.audit', value: true },
     ]);
   });
@@ -119,14 +122,15 @@ describe('a flow without a caller', () => {
 
 describe('a step with a condition', () => {
   it('runs when the flow data matches and is recorded as skipped when it does not', async () => {
-    const mobile = await t.graphql<{ echoCaller: { status: string; steps: unknown[] } }>(
+    const mobile = await t.graphql<{ echoCaller: { flow: { status: string; steps: unknown[] } } }>(
       ECHO,
       { input: { channel: 'MOBILE' } },
       { token: learner },
     );
-    expect(mobile.data!.echoCaller.status).toBe('COMPLETED');
-    expect(mobile.data!.echoCaller.steps).toEqual([
-      { action: 'whoCalls', status: 'skipped', output: null, flagDecisions: [] },
+    expect(mobile.data!.echoCaller.flow.status).toBe('COMPLETED');
+    expect(mobile.data!.echoCaller).toMatchObject({ callerKind: null, callerName: null, audited: null });
+    expect(mobile.data!.echoCaller.flow.steps).toEqual([
+      { action: 'whoCalls', status: 'SKIPPED', flagDecisions: [] },
     ]);
   });
 });
@@ -134,8 +138,8 @@ describe('a step with a condition', () => {
 describe('the order entity', () => {
   it('carries its flows, read for a page of orders with one query, for staff only', async () => {
     const orderId = `entity-${Date.now()}`;
-    const refund = await t.graphql<{ requestRefund: { id: string } }>(
-      'mutation($input: RefundRequestInput!) { requestRefund(input: $input) { id } }',
+    const refund = await t.graphql<{ requestRefund: { flow: { id: string } } }>(
+      'mutation($input: RefundRequestInput!) { requestRefund(input: $input) { flow { id } } }',
       { input: { orderId, amount: 5 } },
       { token: staff },
     );
@@ -157,7 +161,7 @@ describe('the order entity', () => {
     ]);
     // Newest first: the filter's own run started before its signals' receivers.
     expect(page.orders[0]!.flows.at(-1)).toEqual({
-      id: refund.data!.requestRefund.id,
+      id: refund.data!.requestRefund.flow.id,
       name: 'order.refund.requested.v1',
       status: 'COMPLETED',
     });
@@ -169,15 +173,15 @@ describe('the order entity', () => {
 
 describe('a step whose Action returns a list', () => {
   it('stores the whole result under its `as` name', async () => {
-    const { data, errors } = await t.graphql<{ lookupOrders: { output: unknown } }>(
-      'query($input: LookupInput!) { lookupOrders(input: $input) { output } }',
+    const { data, errors } = await t.graphql<{ lookupOrders: { flow: { output: unknown } } }>(
+      'query($input: LookupInput!) { lookupOrders(input: $input) { flow { output } } }',
       { input: { ids: ['1', '2'] } },
       { token: staff },
     );
     expect(errors).toBeUndefined();
     // The step's result is what its Action's subgraph returns: not the fields other subgraphs add to
     // the entity (its payments), which would make every run call them too.
-    expect(data!.lookupOrders.output).toEqual({
+    expect(data!.lookupOrders.flow.output).toEqual({
       ids: ['1', '2'],
       page: [
         { id: '1', number: 'ORD-1' },

@@ -212,9 +212,12 @@ describe('the outbox dispatcher', () => {
       await waitFor(() => received.length === 250, { timeoutMs: 10_000 });
       expect(received).toEqual(Array.from({ length: 250 }, (_, n) => String(n)));
       // A batch is marked published after its XADDs, so a receiver may see a signal first.
-      await waitFor(async () => (await prisma.outboxSignal.count({ where: { source, publishedAt: null } })) === 0, {
-        timeoutMs: 10_000,
-      });
+      await waitFor(
+        async () => (await prisma.outboxSignal.count({ where: { source, publishedAt: null } })) === 0,
+        {
+          timeoutMs: 10_000,
+        },
+      );
     } finally {
       await dispatcher.stop();
       await bus.close();

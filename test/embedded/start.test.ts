@@ -97,11 +97,15 @@ describe('npm start on the embedded defaults', () => {
 
     // The Service stand-ins run with the demo data: ada's order history merges both systems.
     const ada = await developmentToken({ kind: 'learner', lmsUserId: 3, username: 'ada' });
-    const history = await graphql(gateway.url, '{ orderHistory(input: {}) { status output } }', ada);
+    const history = await graphql(
+      gateway.url,
+      '{ orderHistory(input: {}) { history { orderNumber system } flow { status } } }',
+      ada,
+    );
     expect(history.status).toBe(200);
-    const output = (history.body.data!.orderHistory as { status: string; output: { history: unknown[] } })
-      .output;
-    expect(output.history).toEqual(
+    const result = history.body.data!.orderHistory as { history: unknown[]; flow: { status: string } };
+    expect(result.flow.status).toBe('COMPLETED');
+    expect(result.history).toEqual(
       expect.arrayContaining([
         expect.objectContaining({ orderNumber: 'EDX-100001', system: 'LEGACY' }),
         expect.objectContaining({ orderNumber: '2U-2026000001', system: 'COORDINATOR' }),

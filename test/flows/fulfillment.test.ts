@@ -242,9 +242,9 @@ describe('fulfillment: an order placed in the order management Service', () => {
     const record = await flow(answer.body.flowId!);
     expect(record).toMatchObject({ status: 'COMPLETED', orderId: order.id, error: null });
     expect(record.steps.map((s) => [s.index, s.action, s.status, s.implementation, s.attempt])).toEqual([
-      [0, 'startFulfillment', 'completed', 'order-management', 1],
-      [1, 'fulfillOrder', 'completed', 'lms', 1],
-      [2, 'completeFulfillment', 'completed', 'order-management', 1],
+      [0, 'startFulfillment', 'COMPLETED', 'order-management', 1],
+      [1, 'fulfillOrder', 'COMPLETED', 'lms', 1],
+      [2, 'completeFulfillment', 'COMPLETED', 'order-management', 1],
     ]);
     const steps = stepsByAction(record);
     expect(steps.startFulfillment!.output).toMatchObject({
@@ -284,7 +284,7 @@ describe('fulfillment: LMS failures', () => {
     expect(answer).toMatchObject({ status: 200, body: { status: 'COMPLETED' } });
     expect(Object.values(lineStates(order.id))).toEqual(['SUCCESS', 'SUCCESS']);
     const steps = stepsByAction(await flow(answer.body.flowId!));
-    expect(steps.fulfillOrder).toMatchObject({ status: 'completed', attempt: 3, error: null });
+    expect(steps.fulfillOrder).toMatchObject({ status: 'COMPLETED', attempt: 3, error: null });
     // Three enrollment attempts (two answered 503), one enrollment and one entitlement in the LMS.
     expect(lmsWrites().enroll - before.enroll).toBe(3);
     expect(enrollmentsOf(order.id)).toHaveLength(1);
@@ -305,7 +305,7 @@ describe('fulfillment: LMS failures', () => {
     expect(entitlementsOf(order.customer.username)).toHaveLength(1);
     const steps = stepsByAction(await flow(answer.body.flowId!));
     // A refusal is an answer, not an outage: the step is not retried.
-    expect(steps.fulfillOrder).toMatchObject({ status: 'completed', attempt: 1 });
+    expect(steps.fulfillOrder).toMatchObject({ status: 'COMPLETED', attempt: 1 });
     expect(steps.fulfillOrder!.output).toMatchObject({
       fulfillments: [
         { lineItemId: courseLineId, fulfilled: false, error: 'Injected 400.' },
@@ -342,9 +342,9 @@ describe('fulfillment: LMS failures', () => {
     expect(record.status).toBe('COMPENSATED');
     expect(record.error?.message).toMatch(/503/);
     expect(record.steps.map((s) => [s.index, s.action, s.status, s.attempt])).toEqual([
-      [0, 'startFulfillment', 'compensated', 1],
-      [1, 'fulfillOrder', 'failed', attempts],
-      [3, 'failFulfillment', 'completed', 1],
+      [0, 'startFulfillment', 'COMPENSATED', 1],
+      [1, 'fulfillOrder', 'FAILED', attempts],
+      [3, 'failFulfillment', 'COMPLETED', 1],
     ]);
     expect(stepsByAction(record).failFulfillment!.output).toEqual({
       orderId: order.id,
@@ -439,7 +439,7 @@ describe('fulfillment: concurrent completions of one order', () => {
     for (const record of records) {
       expect(record.status).toBe('COMPLETED');
       // The conflicts were resolved inside the order management client, never by failing a step.
-      for (const step of record.steps) expect(step).toMatchObject({ status: 'completed', attempt: 1 });
+      for (const step of record.steps) expect(step).toMatchObject({ status: 'COMPLETED', attempt: 1 });
     }
     expect(enrollmentsOf(order.id)).toHaveLength(2);
     expect(entitlementsOf(order.customer.username)).toHaveLength(1);
@@ -468,7 +468,7 @@ describe('fulfillment: concurrent completions of one order', () => {
     for (const order of orders) {
       const [record, ...others] = await flowsOf(order.id);
       expect(others).toEqual([]);
-      for (const step of record!.steps) expect(step).toMatchObject({ status: 'completed', attempt: 1 });
+      for (const step of record!.steps) expect(step).toMatchObject({ status: 'COMPLETED', attempt: 1 });
     }
   });
 });

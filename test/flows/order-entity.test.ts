@@ -138,9 +138,9 @@ describe('the federated Order entity', () => {
             name: 'order.fulfillment.requested.v1',
             status: 'COMPLETED',
             steps: [
-              { action: 'startFulfillment', status: 'completed' },
-              { action: 'fulfillOrder', status: 'completed' },
-              { action: 'completeFulfillment', status: 'completed' },
+              { action: 'startFulfillment', status: 'COMPLETED' },
+              { action: 'fulfillOrder', status: 'COMPLETED' },
+              { action: 'completeFulfillment', status: 'COMPLETED' },
             ],
           },
         ],

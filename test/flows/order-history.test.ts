@@ -44,7 +44,16 @@ type GraphQLError = { message: string; extensions?: { code?: string; flowId?: st
 
 const FLOW = `id status startedBy output error { code message }
   steps { index action status implementation attempt flagDecisions { flag value reason } error { code message } }`;
-const HISTORY = `query History($input: OrderHistoryInput!) { orderHistory(input: $input) { ${FLOW} } }`;
+const ENTRY = 'orderNumber placedAt system totalCents currency lines { title quantity priceCents }';
+/** What the caller gets: the typed history, and of the flow record only what a learner may read. */
+const HISTORY = `query History($input: OrderHistoryInput!) {
+  orderHistory(input: $input) { history { ${ENTRY} } count flow { id status steps { action status } } }
+}`;
+type HistoryResult = {
+  history: HistoryEntry[] | null;
+  count: number | null;
+  flow: { id: string; status: string; steps: Array<{ action: string; status: string }> };
+};
 
 let cc: CommerceCoordinator;
 /** A learner of this file's own, with orders on both sides of the 180-day cut in both systems. */
@@ -107,18 +116,21 @@ afterAll(async () => {
 });
 
 async function history(input: { username?: string }, bearer?: string) {
-  return cc.graphql<{ orderHistory: FlowRun }>(HISTORY, { input }, bearer);
+  return cc.graphql<{ orderHistory: HistoryResult }>(HISTORY, { input }, bearer);
 }
 
+/** The flow record of a history request (read back as staff), once its typed result matched it. */
 async function historyOf(input: { username?: string }, bearer: string): Promise<FlowRun> {
   const res = await history(input, bearer);
   expect(res.errors).toBeUndefined();
-  return res.data!.orderHistory;
+  const result = res.data!.orderHistory;
+  const flow = await flowById(result.flow.id);
+  expect(result.history).toEqual(flow.output!.history);
+  expect(result.count).toBe(flow.output!.count);
+  return flow;
 }
 
-/** The recorded flow a failed request left, read back as staff. */
-async function recordedFlow(error: GraphQLError | undefined): Promise<FlowRun> {
-  const flowId = error?.extensions?.flowId;
+async function flowById(flowId: unknown): Promise<FlowRun> {
   expect(flowId).toEqual(expect.any(String));
   const res = await cc.graphql<{ flow: FlowRun }>(
     `query($id: ID!) { flow(id: $id) { ${FLOW} } }`,
@@ -128,6 +140,9 @@ async function recordedFlow(error: GraphQLError | undefined): Promise<FlowRun> {
   expect(res.errors).toBeUndefined();
   return res.data!.flow;
 }
+
+/** The recorded flow a failed request left, read back as staff. */
+const recordedFlow = (error: GraphQLError | undefined) => flowById(error?.extensions?.flowId);
 
 const step = (flow: FlowRun, action: string) => flow.steps.find((s) => s.action === action)!;
 const legacyCalls = () => cc.services.legacyEcommerce.calls('/api/v2/orders/', 'GET');
@@ -168,11 +183,11 @@ describe('order history: both systems, newest first, 180 days', () => {
     });
     // Each system was asked once, by the Implementation the flow record names.
     expect(flow.steps.map((s) => [s.action, s.status, s.implementation])).toEqual([
-      ['orderHistoryRequest', 'completed', 'frontend-apps'],
-      ['learner', 'completed', 'lms'],
-      ['ordersForLearner', 'completed', 'order-management'],
-      ['legacyOrders', 'completed', 'legacy-ecommerce'],
-      ['mergeOrderHistory', 'completed', 'frontend-apps'],
+      ['orderHistoryRequest', 'COMPLETED', 'frontend-apps'],
+      ['learner', 'COMPLETED', 'lms'],
+      ['ordersForLearner', 'COMPLETED', 'order-management'],
+      ['legacyOrders', 'COMPLETED', 'legacy-ecommerce'],
+      ['mergeOrderHistory', 'COMPLETED', 'frontend-apps'],
     ]);
     expect(legacyCalls()).toBe(before + 1);
   });
@@ -206,9 +221,9 @@ describe('order history: both systems, newest first, 180 days', () => {
       ['2U-3100000179', 'COORDINATOR'],
     ]);
     const legacy = step(flow, 'legacyOrders');
-    expect(legacy).toMatchObject({ status: 'skipped', implementation: 'legacy-ecommerce', attempt: 2 });
+    expect(legacy).toMatchObject({ status: 'SKIPPED', implementation: 'legacy-ecommerce', attempt: 2 });
     expect(legacy.error!.message).toContain('503');
-    expect(step(flow, 'mergeOrderHistory').status).toBe('completed');
+    expect(step(flow, 'mergeOrderHistory').status).toBe('COMPLETED');
     // Both attempts reached the legacy service, and no more.
     expect(legacyCalls()).toBe(before + 2);
 
@@ -255,7 +270,7 @@ describe('order history: whose history', () => {
     expect(res.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
     const flow = await recordedFlow(res.errors?.[0]);
     expect(flow.status).toBe('FAILED');
-    expect(flow.steps.map((s) => [s.action, s.status])).toEqual([['orderHistoryRequest', 'failed']]);
+    expect(flow.steps.map((s) => [s.action, s.status])).toEqual([['orderHistoryRequest', 'FAILED']]);
     expect(legacyCalls()).toBe(before);
   });
 
@@ -276,5 +291,68 @@ describe('order history: whose history', () => {
     // A token that does not verify is refused by the gateway itself.
     const forged = await history({}, `${cc.tokens.ada.slice(0, -4)}AAAA`);
     expect(forged.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+  });
+});
+
+describe('order history: the typed result, and the flow record beside it', () => {
+  it('gives the caller the merged history only; the learner’s account and raw orders stay on the record', async () => {
+    const res = await cc.graphql<{ orderHistory: Record<string, unknown> }>(
+      `{ orderHistory(input: {}) { __typename history { orderNumber system } count flow { status } } }`,
+      {},
+      hedyToken,
+    );
+    expect(res.errors).toBeUndefined();
+    expect(res.data!.orderHistory).toEqual({
+      __typename: 'OrderHistoryResult',
+      history: expect.arrayContaining([{ orderNumber: 'EDX-310002', system: 'LEGACY' }]),
+      count: 5,
+      flow: { status: 'COMPLETED' },
+    });
+    // Only what connections.yaml declares is a field of the result: not the email, not the raw orders.
+    const undeclared = await cc.graphql(`{ orderHistory(input: {}) { legacyOrders email } }`, {}, hedyToken);
+    expect(undeclared.errors?.map((e) => e.extensions?.code)).toEqual([
+      'GRAPHQL_VALIDATION_FAILED',
+      'GRAPHQL_VALIDATION_FAILED',
+    ]);
+  });
+
+  it("refuses a learner the flow record's data (FORBIDDEN), which staff read", async () => {
+    const query = `{ orderHistory(input: {}) {
+      count flow { id status input output steps { action status input output } }
+    } }`;
+    const learner = await cc.graphql<{ orderHistory: { count: number; flow: Record<string, unknown> } }>(
+      query,
+      {},
+      hedyToken,
+    );
+    const forbidden = learner.errors!.map((e) => [e.path?.slice(2).join('.'), e.extensions?.code]);
+    expect(forbidden).toEqual(
+      expect.arrayContaining([
+        ['input', 'FORBIDDEN'],
+        ['output', 'FORBIDDEN'],
+        ['steps.0.input', 'FORBIDDEN'],
+        ['steps.4.output', 'FORBIDDEN'],
+      ]),
+    );
+    expect(forbidden.every(([, code]) => code === 'FORBIDDEN')).toBe(true);
+    // The result and the record's status and steps are still answered, without any data.
+    expect(learner.data!.orderHistory.count).toBe(5);
+    expect(learner.data!.orderHistory.flow).toMatchObject({ status: 'COMPLETED', input: null, output: null });
+    expect(JSON.stringify(learner.data)).not.toContain(hedy.email);
+
+    const staff = await cc.graphql<{ orderHistory: { flow: FlowRun } }>(
+      `{ orderHistory(input: { username: "hedy" }) { flow { output steps { status output } } } }`,
+      {},
+      cc.tokens.staff,
+    );
+    expect(staff.errors).toBeUndefined();
+    expect(staff.data!.orderHistory.flow.output!.username).toBe('hedy');
+    expect(staff.data!.orderHistory.flow.steps.map((s) => s.status)).toEqual([
+      'COMPLETED',
+      'COMPLETED',
+      'COMPLETED',
+      'COMPLETED',
+      'COMPLETED',
+    ]);
   });
 });

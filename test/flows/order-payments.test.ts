@@ -469,16 +469,18 @@ describe("an order's payment across the Plugins", () => {
     const payPalOrder = orders[2]!;
     const before = serviceCalls();
     const res = await c.graphql<{
-      orderReceipt: { status: string; output: { url: string; order: { payment: Record<string, unknown> } } };
+      orderReceipt: {
+        flow: { status: string; output: { url: string; order: { payment: Record<string, unknown> } } };
+      };
     }>(
-      'query ($n: String!) { orderReceipt(input: { orderNumber: $n }) { status output } }',
+      'query ($n: String!) { orderReceipt(input: { orderNumber: $n }) { flow { status output } } }',
       { n: payPalOrder.orderNumber },
       c.tokens.staff,
     );
     expect(res.errors).toBeUndefined();
-    expect(res.data!.orderReceipt.status).toBe('COMPLETED');
-    expect(res.data!.orderReceipt.output.url).toBe(`${ACTIVITY_URL}${payPalOrder.pspPaymentId}`);
-    const payment = res.data!.orderReceipt.output.order.payment;
+    expect(res.data!.orderReceipt.flow.status).toBe('COMPLETED');
+    expect(res.data!.orderReceipt.flow.output.url).toBe(`${ACTIVITY_URL}${payPalOrder.pspPaymentId}`);
+    const payment = res.data!.orderReceipt.flow.output.order.payment;
     expect(payment).toMatchObject({ psp: 'PAYPAL', pspPaymentId: payPalOrder.pspPaymentId });
     expect(payment).not.toHaveProperty('stripe');
     expect(payment).not.toHaveProperty('paypal');

@@ -184,7 +184,7 @@ describe.each(['STRIPE', 'PAYPAL'] as const)('a refund made in the %s dashboard'
       receiver: 'record-psp-refund',
       input: { psp, pspPaymentId: order.pspPaymentId, refundedAmountCents: 5_000, currency: 'USD' },
       output: { recorded: true, orderId: order.orderId },
-      steps: [{ action: 'recordRefundTransaction', status: 'completed', implementation: 'order-management' }],
+      steps: [{ action: 'recordRefundTransaction', status: 'COMPLETED', implementation: 'order-management' }],
     });
     expect(refundTransactions(order)).toEqual([
       expect.objectContaining({
@@ -210,19 +210,21 @@ describe.each(['STRIPE', 'PAYPAL'] as const)('a refund made in the %s dashboard'
 
   it('after a partial return by the Coordinator: each refund recorded once, adding up to the payment', async () => {
     const order = seedOrder(psp);
-    const refund = await cc.graphql<{ requestRefund: { status: string; output: { pspRefundId: string } } }>(
-      `mutation Refund($input: RefundRequestInput!) { requestRefund(input: $input) { status output } }`,
+    const refund = await cc.graphql<{
+      requestRefund: { flow: { status: string; output: { pspRefundId: string } } };
+    }>(
+      `mutation Refund($input: RefundRequestInput!) { requestRefund(input: $input) { flow { status output } } }`,
       { input: { orderId: order.orderId, lineItemIds: [order.lineItemIds[0]] } },
       cc.tokens.staff,
     );
-    expect(refund.data?.requestRefund.status).toBe('COMPLETED');
+    expect(refund.data?.requestRefund.flow.status).toBe('COMPLETED');
 
     // The rest, from the dashboard: the webhook names the newest refund, not the Coordinator's.
     const { refundId } = await refundInDashboard(order, undefined);
 
     expect((await recordedRun(refundId)).output).toMatchObject({ recorded: true });
     expect(refundTransactions(order).map((t) => [t.interactionId, t.amount.centAmount])).toEqual([
-      [refund.data!.requestRefund.output.pspRefundId, 14_900],
+      [refund.data!.requestRefund.flow.output.pspRefundId, 14_900],
       [refundId, 14_900],
     ]);
   });
@@ -231,13 +233,18 @@ describe.each(['STRIPE', 'PAYPAL'] as const)('a refund made in the %s dashboard'
 describe('the Coordinator’s own refund, notified back by the PSP’s webhook', () => {
   it.each(['STRIPE', 'PAYPAL'] as const)('%s: is not recorded twice', async (psp) => {
     const order = seedOrder(psp);
-    const refund = await cc.graphql<{ requestRefund: { status: string; output: Record<string, unknown> } }>(
-      `mutation Refund($input: RefundRequestInput!) { requestRefund(input: $input) { status output } }`,
+    const refund = await cc.graphql<{
+      requestRefund: { flow: { status: string; output: Record<string, unknown> } };
+    }>(
+      `mutation Refund($input: RefundRequestInput!) { requestRefund(input: $input) { flow { status output } } }`,
       { input: { orderId: order.orderId, lineItemIds: order.lineItemIds } },
       cc.tokens.staff,
     );
-    expect(refund.data?.requestRefund).toMatchObject({ status: 'COMPLETED', output: { recorded: true } });
-    const pspRefundId = String(refund.data!.requestRefund.output.pspRefundId);
+    expect(refund.data?.requestRefund.flow).toMatchObject({
+      status: 'COMPLETED',
+      output: { recorded: true },
+    });
+    const pspRefundId = String(refund.data!.requestRefund.flow.output.pspRefundId);
     expect(pspRefundIds(order)).toEqual([pspRefundId]);
 
     // The PSP announces every refund, the Coordinator's own included.
@@ -257,7 +264,7 @@ describe('the Coordinator’s own refund, notified back by the PSP’s webhook',
     const run = await recordedRun(pspRefundId);
     expect(run.output).toMatchObject({
       recorded: false,
-      transactionId: refund.data!.requestRefund.output.transactionId,
+      transactionId: refund.data!.requestRefund.flow.output.transactionId,
     });
     expect(refundTransactions(order)).toEqual([
       expect.objectContaining({

@@ -151,14 +151,14 @@ async function requestRefund(
   options: { token?: string | null; key?: string } = {},
 ): Promise<{ flow?: FlowRun; error?: GraphQLError }> {
   const token = options.token === undefined ? cc.tokens.staff : (options.token ?? undefined);
-  const result = await cc.graphql<{ requestRefund: FlowRun }>(
+  const result = await cc.graphql<{ requestRefund: { flow: FlowRun } }>(
     `mutation Refund($input: RefundRequestInput!, $key: String) {
-      requestRefund(input: $input, idempotencyKey: $key) { ${FLOW} }
+      requestRefund(input: $input, idempotencyKey: $key) { flow { ${FLOW} } }
     }`,
     { input: { orderId: o.orderId, lineItemIds }, key: options.key },
     token,
   );
-  return { flow: result.data?.requestRefund ?? undefined, error: result.errors?.[0] };
+  return { flow: result.data?.requestRefund.flow ?? undefined, error: result.errors?.[0] };
 }
 
 /** Every flow record of the order, oldest first: the refund flows and the receivers of their signals. */
@@ -190,10 +190,10 @@ function expectRefundSteps(flow: FlowRun, o: SeededOrder, refundCents: number) {
       ? (['refundStripePayment', 'refundPayPalPayment'] as const)
       : (['refundPayPalPayment', 'refundStripePayment'] as const);
   expect(flow.steps.map((s) => [s.action, s.status])).toEqual([
-    ['createReturn', 'completed'],
-    ['refundStripePayment', o.psp === 'STRIPE' ? 'completed' : 'skipped'],
-    ['refundPayPalPayment', o.psp === 'PAYPAL' ? 'completed' : 'skipped'],
-    ['recordRefundTransaction', 'completed'],
+    ['createReturn', 'COMPLETED'],
+    ['refundStripePayment', o.psp === 'STRIPE' ? 'COMPLETED' : 'SKIPPED'],
+    ['refundPayPalPayment', o.psp === 'PAYPAL' ? 'COMPLETED' : 'SKIPPED'],
+    ['recordRefundTransaction', 'COMPLETED'],
   ]);
   expect(step(flow, 'createReturn')).toMatchObject({
     implementation: 'order-management',
@@ -278,7 +278,7 @@ describe.each(['STRIPE', 'PAYPAL'] as const)('the refund flow of a %s-paid order
           ],
         },
         steps: [
-          expect.objectContaining({ action: 'revokeLineItems', implementation: 'lms', status: 'completed' }),
+          expect.objectContaining({ action: 'revokeLineItems', implementation: 'lms', status: 'COMPLETED' }),
         ],
       });
     },
@@ -346,7 +346,7 @@ describe('an already refunded payment is never refunded twice', () => {
     expect(again.error?.extensions).toMatchObject({ code: 'CONFLICT', lineItemIds: [order.lineItemIds[0]] });
     const flows = await refundFlows(order);
     expect(flows.map((f) => f.status)).toEqual(['COMPLETED', 'FAILED']);
-    expect(flows[1]!.steps.map((s) => [s.action, s.status])).toEqual([['createReturn', 'failed']]);
+    expect(flows[1]!.steps.map((s) => [s.action, s.status])).toEqual([['createReturn', 'FAILED']]);
     expect(pspRefundCalls(order)).toBe(1);
     expect(pspRefunds(order)).toHaveLength(1);
     expect(refundTransactions(order)).toHaveLength(1);
@@ -611,10 +611,10 @@ describe('a PSP rejection', () => {
       });
       const refundStep = psp === 'STRIPE' ? 'refundStripePayment' : 'refundPayPalPayment';
       expect(record!.steps.map((s) => [s.action, s.status])).toEqual([
-        ['createReturn', 'compensated'],
-        ...(psp === 'PAYPAL' ? [['refundStripePayment', 'skipped']] : []),
-        [refundStep, 'failed'],
-        ['markReturnNotRefunded', 'completed'],
+        ['createReturn', 'COMPENSATED'],
+        ...(psp === 'PAYPAL' ? [['refundStripePayment', 'SKIPPED']] : []),
+        [refundStep, 'FAILED'],
+        ['markReturnNotRefunded', 'COMPLETED'],
       ]);
       expect(step(record!, refundStep).error?.code).toBe('CONFLICT');
       expect(pspRefunds(order)).toEqual([]);
@@ -640,7 +640,7 @@ describe('a failure after the money moved', () => {
     expect(error).toBeUndefined();
     expect(flow?.status).toBe('COMPLETED');
     expect(step(flow!, 'refundStripePayment').attempt).toBe(1);
-    expect(step(flow!, 'recordRefundTransaction')).toMatchObject({ status: 'completed', attempt: 4 });
+    expect(step(flow!, 'recordRefundTransaction')).toMatchObject({ status: 'COMPLETED', attempt: 4 });
     expect(pspRefunds(order)).toHaveLength(1);
     expect(refundTransactions(order)).toHaveLength(1);
     expect(returnItems(order).map((i) => i.paymentState)).toEqual(['Refunded']);
@@ -658,11 +658,11 @@ describe('a failure after the money moved', () => {
     const [record] = await refundFlows(order);
     expect(record!.status).toBe('FAILED');
     expect(record!.steps.map((s) => [s.action, s.status])).toEqual([
-      ['createReturn', 'completed'],
-      ['refundStripePayment', 'skipped'],
-      ['refundPayPalPayment', 'completed'],
-      ['recordRefundTransaction', 'failed'],
-      ['markReturnNotRefunded', 'failed'],
+      ['createReturn', 'COMPLETED'],
+      ['refundStripePayment', 'SKIPPED'],
+      ['refundPayPalPayment', 'COMPLETED'],
+      ['recordRefundTransaction', 'FAILED'],
+      ['markReturnNotRefunded', 'FAILED'],
     ]);
     const [refund] = pspRefunds(order);
     expect(step(record!, 'markReturnNotRefunded')).toMatchObject({

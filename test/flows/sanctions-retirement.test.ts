@@ -153,7 +153,7 @@ describe('sanctions: a sanctioned order deactivates its learner in the LMS', () 
       steps: [
         {
           action: 'deactivateLearner',
-          status: 'completed',
+          status: 'COMPLETED',
           implementation: 'lms',
           output: { deactivated: true },
         },
@@ -266,28 +266,34 @@ function personalData(seeded: ReturnType<typeof seedCustomer>) {
 const RETIRE = /* GraphQL */ `
   mutation ($lmsUserId: Int!, $key: String) {
     retireLearner(input: { lmsUserId: $lmsUserId }, idempotencyKey: $key) {
-      id
-      status
-      output
-      error {
-        code
-        message
-      }
-      steps {
-        action
+      customersRetired
+      flow {
+        id
         status
-        implementation
         output
+        error {
+          code
+          message
+        }
+        steps {
+          action
+          status
+          implementation
+          output
+        }
       }
     }
   }
 `;
 interface RetireResult {
   retireLearner: {
-    id: string;
-    status: string;
-    output: Record<string, unknown>;
-    steps: Array<{ action: string; status: string; implementation: string; output: unknown }>;
+    customersRetired: number | null;
+    flow: {
+      id: string;
+      status: string;
+      output: Record<string, unknown>;
+      steps: Array<{ action: string; status: string; implementation: string; output: unknown }>;
+    };
   };
 }
 const retire = (lmsUserId: number, bearer: string, key?: string) =>
@@ -304,15 +310,18 @@ describe('retirement: staff retire a learner', () => {
 
     expect(res.errors).toBeUndefined();
     expect(res.data!.retireLearner).toMatchObject({
-      status: 'COMPLETED',
-      steps: [
-        {
-          action: 'anonymizeCustomer',
-          status: 'completed',
-          implementation: 'order-management',
-          output: { customersRetired: 1 },
-        },
-      ],
+      customersRetired: 1,
+      flow: {
+        status: 'COMPLETED',
+        steps: [
+          {
+            action: 'anonymizeCustomer',
+            status: 'COMPLETED',
+            implementation: 'order-management',
+            output: { customersRetired: 1 },
+          },
+        ],
+      },
     });
     expect(personalData(seeded)).toEqual({
       customer: {
@@ -337,7 +346,7 @@ describe('retirement: staff retire a learner', () => {
   it('is idempotent: retiring again (a new request, or the same key) hashes nothing twice', async () => {
     const seeded = seedCustomer();
     const first = await retire(seeded.person.lmsUserId, c.tokens.staff, `retire-${seeded.person.lmsUserId}`);
-    expect(first.data?.retireLearner.status).toBe('COMPLETED');
+    expect(first.data?.retireLearner.flow.status).toBe('COMPLETED');
     const after = personalData(seeded);
     expect(after.customer.email).toBe(retired(seeded.person.email));
 
@@ -345,9 +354,9 @@ describe('retirement: staff retire a learner', () => {
     const replay = await retire(seeded.person.lmsUserId, c.tokens.staff, `retire-${seeded.person.lmsUserId}`);
 
     expect(again.errors).toBeUndefined();
-    expect(again.data!.retireLearner).toMatchObject({ status: 'COMPLETED' });
-    expect(again.data!.retireLearner.id).not.toBe(first.data!.retireLearner.id);
-    expect(replay.data!.retireLearner.id).toBe(first.data!.retireLearner.id);
+    expect(again.data!.retireLearner).toMatchObject({ flow: { status: 'COMPLETED' } });
+    expect(again.data!.retireLearner.flow.id).not.toBe(first.data!.retireLearner.flow.id);
+    expect(replay.data!.retireLearner.flow.id).toBe(first.data!.retireLearner.flow.id);
     // Same hashes, and not one more update of the customer or its orders.
     expect(personalData(seeded)).toEqual(after);
   });

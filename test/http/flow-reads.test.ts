@@ -13,11 +13,14 @@ describe('reads of flow records', () => {
   const orderId = 'reads-order-1';
   beforeAll(async () => {
     t = await startTestCoordinator('http-flow-reads', { redis: false });
-    const { data } = await t.graphql<{ requestRefund: { id: string; status: string } }>(REQUEST_REFUND, {
-      input: { orderId, amount: 7 },
-    });
-    expect(data!.requestRefund.status).toBe('COMPLETED');
-    flowId = data!.requestRefund.id;
+    const { data } = await t.graphql<{ requestRefund: { flow: { id: string; status: string } } }>(
+      REQUEST_REFUND,
+      {
+        input: { orderId, amount: 7 },
+      },
+    );
+    expect(data!.requestRefund.flow.status).toBe('COMPLETED');
+    flowId = data!.requestRefund.flow.id;
     // Its signals' receiver runs are about the order too: recorded by the time the reads start.
     await waitFor(async () => {
       const runs = await t.graphql<{ flows: Array<{ status: string }> }>(

@@ -71,8 +71,8 @@ describe('operation limits on their defaults', () => {
 
   it('refuses an operation that runs two flows, and runs neither', async () => {
     const query = `{
-      first: echoCaller(input: { channel: WEB, note: "two-flows" }) { status }
-      second: echoCaller(input: { channel: WEB, note: "two-flows" }) { status }
+      first: echoCaller(input: { channel: WEB, note: "two-flows" }) { flow { status } }
+      second: echoCaller(input: { channel: WEB, note: "two-flows" }) { flow { status } }
     }`;
     expect(await post(t.url, { query })).toEqual(refusal('flows', 1, 2));
     const { body } = await post(t.url, { query: '{ flows(name: "caller.echo.v1") { id } }' });
@@ -81,17 +81,17 @@ describe('operation limits on their defaults', () => {
 
   it('counts filter fields reached through fragments', async () => {
     const query = `
-      query { ...Echo ... on Query { again: echoCaller(input: { channel: WEB }) { status } } }
-      fragment Echo on Query { echoCaller(input: { channel: WEB }) { status } }`;
+      query { ...Echo ... on Query { again: echoCaller(input: { channel: WEB }) { flow { status } } } }
+      fragment Echo on Query { echoCaller(input: { channel: WEB }) { flow { status } } }`;
     expect(await post(t.url, { query })).toEqual(refusal('flows', 1, 2));
   });
 
   it('runs one flow per operation', async () => {
     const { status, body } = await post(t.url, {
-      query: '{ echoCaller(input: { channel: WEB, note: "one" }) { status } }',
+      query: '{ echoCaller(input: { channel: WEB, note: "one" }) { flow { status } } }',
     });
     expect(status).toBe(200);
-    expect(body).toEqual({ data: { echoCaller: { status: 'COMPLETED' } } });
+    expect(body).toEqual({ data: { echoCaller: { flow: { status: 'COMPLETED' } } } });
   });
 
   it("costs a list by its limit argument, or the argument's default, or the default list size", async () => {
@@ -134,7 +134,7 @@ describe('operation limits configured', () => {
 
   it('refuses a filter mutation nested too deep before its flow starts', async () => {
     const query = `mutation { requestRefund(input: { orderId: "limits-deep", amount: 3 }) {
-      steps { flagDecisions { flag } } } }`;
+      flow { steps { action } } } }`;
     expect(await post(t.url, { query })).toEqual(refusal('depth', 3, 4));
     expect(t.ledger.operations().filter((o) => o.orderId === 'limits-deep')).toEqual([]);
     const { body } = await post(t.url, { query: '{ flows(orderId: "limits-deep") { id } }' });
@@ -165,29 +165,34 @@ describe('operation limits configured', () => {
   it("does not apply the limits to the flow engine's own Action calls", async () => {
     // The client's operation costs 1; its step `orders` returns a list, which costs 101.
     const lookup = await post(t.url, {
-      query: '{ lookupOrders(input: { ids: ["7", "8"] }) { status output } }',
+      query: '{ lookupOrders(input: { ids: ["7", "8"] }) { flow { status output } } }',
     });
     expect(lookup).toEqual({
       status: 200,
       body: {
         data: {
           lookupOrders: {
-            status: 'COMPLETED',
-            output: {
-              ids: ['7', '8'],
-              page: [
-                { id: '7', number: 'ORD-7' },
-                { id: '8', number: 'ORD-8' },
-              ],
+            flow: {
+              status: 'COMPLETED',
+              output: {
+                ids: ['7', '8'],
+                page: [
+                  { id: '7', number: 'ORD-7' },
+                  { id: '8', number: 'ORD-8' },
+                ],
+              },
             },
           },
         },
       },
     });
     const refund = await post(t.url, {
-      query: 'mutation { requestRefund(input: { orderId: "limits-engine", amount: 3 }) { status } }',
+      query: 'mutation { requestRefund(input: { orderId: "limits-engine", amount: 3 }) { flow { status } } }',
     });
-    expect(refund).toEqual({ status: 200, body: { data: { requestRefund: { status: 'COMPLETED' } } } });
+    expect(refund).toEqual({
+      status: 200,
+      body: { data: { requestRefund: { flow: { status: 'COMPLETED' } } } },
+    });
   });
 
   it('applies the limits to operations sent over the WebSocket, which stays open', async () => {
@@ -211,7 +216,7 @@ describe('operation limits configured', () => {
     ]);
     expect(
       await limitOf(
-        `{ x: echoCaller(input: { channel: WEB }) { status } echoCaller(input: { channel: WEB }) { status } }`,
+        `{ x: echoCaller(input: { channel: WEB }) { flow { status } } echoCaller(input: { channel: WEB }) { flow { status } } }`,
       ),
     ).toEqual([{ code: 'OPERATION_LIMIT_EXCEEDED', limit: 'flows', maximum: 1, value: 2 }]);
 

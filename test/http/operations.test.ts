@@ -215,7 +215,7 @@ describe('graceful shutdown', () => {
     // The refund step is held at the Service long enough for the checks below.
     t.ledger.fault({ kind: 'refund', orderId, delayMs: 1_500 });
     const refundsBefore = t.ledger.calls('/operations/refund');
-    const inFlight = t.graphql<{ requestRefund: { id: string; status: string } }>(REQUEST_REFUND, {
+    const inFlight = t.graphql<{ requestRefund: { flow: { id: string; status: string } } }>(REQUEST_REFUND, {
       input: { orderId, amount: 5 },
     });
     await waitFor(() => t.ledger.calls('/operations/refund') > refundsBefore, {
@@ -255,7 +255,7 @@ describe('graceful shutdown', () => {
     // The in-flight request gets its answer: the flow ran to the end.
     const { data, errors } = await inFlight;
     expect(errors).toBeUndefined();
-    expect(data!.requestRefund.status).toBe('COMPLETED');
+    expect(data!.requestRefund.flow.status).toBe('COMPLETED');
 
     await stopping;
     expect(t.coordinator.state.phase).toBe('stopped');
@@ -264,18 +264,18 @@ describe('graceful shutdown', () => {
     await client.connect();
     try {
       const flow = await client.query<{ status: string }>('select status from "FlowRun" where id = $1', [
-        data!.requestRefund.id,
+        data!.requestRefund.flow.id,
       ]);
       expect(flow.rows).toEqual([{ status: 'completed' }]);
       const steps = await client.query<{ status: string }>(
         'select status from "FlowStep" where "flowId" = $1 order by "index"',
-        [data!.requestRefund.id],
+        [data!.requestRefund.flow.id],
       );
       expect(steps.rows.map((s) => s.status)).toEqual(['completed', 'completed', 'completed', 'completed']);
     } finally {
       await client.end();
     }
-    const flowId = data!.requestRefund.id;
+    const flowId = data!.requestRefund.flow.id;
     expect(
       t.ledger
         .operations()
@@ -289,9 +289,11 @@ describe('graceful shutdown', () => {
     const key = `key-${orderId}`;
     t.ledger.fault({ kind: 'refund', orderId, delayMs: 1_000 });
     const refundsBefore = t.ledger.calls('/operations/refund');
-    type Answer = Awaited<ReturnType<typeof t.graphql<{ requestRefund: { id: string; status: string } }>>>;
+    type Answer = Awaited<
+      ReturnType<typeof t.graphql<{ requestRefund: { flow: { id: string; status: string } } }>>
+    >;
     const send = () =>
-      t.graphql<{ requestRefund: { id: string; status: string } }>(REQUEST_REFUND, {
+      t.graphql<{ requestRefund: { flow: { id: string; status: string } } }>(REQUEST_REFUND, {
         input: { orderId, amount: 5 },
         key,
       });
@@ -310,9 +312,13 @@ describe('graceful shutdown', () => {
     stopping = t.coordinator.stop();
     await stopping;
     const [a, b] = (await Promise.all([first, duplicate])) as [Answer, Answer | { failed: string }];
-    expect(a.data!.requestRefund.status).toBe('COMPLETED');
+    expect(a.data!.requestRefund.flow.status).toBe('COMPLETED');
     expect(b).toEqual({
-      data: { requestRefund: expect.objectContaining({ id: a.data!.requestRefund.id, status: 'COMPLETED' }) },
+      data: {
+        requestRefund: {
+          flow: expect.objectContaining({ id: a.data!.requestRefund.flow.id, status: 'COMPLETED' }),
+        },
+      },
     });
     expect(t.ledger.operations().filter((o) => o.orderId === orderId && o.kind === 'refund')).toHaveLength(1);
   });

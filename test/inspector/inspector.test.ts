@@ -32,8 +32,12 @@ const HOSTILE_LEARNER = '<script>window.__pwned=2</script>"><b>bold</b>';
 
 type Flow = { id: string; status: string; startedAt: string };
 const refund = async (input: Record<string, unknown>) => {
-  const { data } = await t.graphql<{ requestRefund: Flow }>(REQUEST_REFUND, { input }, { token: staff });
-  return data?.requestRefund;
+  const { data } = await t.graphql<{ requestRefund: { flow: Flow } }>(
+    REQUEST_REFUND,
+    { input },
+    { token: staff },
+  );
+  return data?.requestRefund.flow;
 };
 /** The refund flow of an order (not its receivers' runs). */
 const flowOf = async (orderId: string) => {
@@ -192,12 +196,12 @@ describe('the flow inspector page', () => {
   });
 
   it('searches by learner (the caller, by username or LMS user id) and by a time window', async () => {
-    const echo = await t.graphql<{ echoCaller: Flow }>(
-      'query { echoCaller(input: { channel: WEB }) { id status } }',
+    const echo = await t.graphql<{ echoCaller: { flow: Flow } }>(
+      'query { echoCaller(input: { channel: WEB }) { flow { id status } } }',
       {},
       { token: learner },
     );
-    const echoId = echo.data!.echoCaller.id;
+    const echoId = echo.data!.echoCaller.flow.id;
     const page = await signedIn();
     for (const who of ['ada', '3']) {
       await show(page, `#/flows?learner=${who}`);
@@ -556,7 +560,7 @@ describe('another site, with the LMS cookies in the browser', () => {
  * request can: a JSON fetch (preflighted), a websocket, and an HTML form posting a mutation as text.
  */
 async function serveHostilePage(gatewayUrl: string, orderId: string) {
-  const mutation = `mutation { requestRefund(input: { orderId: "${orderId}", amount: 99 }) { id } }`;
+  const mutation = `mutation { requestRefund(input: { orderId: "${orderId}", amount: 99 }) { flow { id } } }`;
   // The classic text/plain form: the field's name and value together are a JSON body.
   const [name, value] = [`{"query":${JSON.stringify(mutation)},"x":"`, '"}'];
   const attr = (s: string) => s.replace(/&/g, '&amp;').replace(/"/g, '&quot;');

@@ -105,8 +105,8 @@ describe.each([{ bus: 'redis' }, { bus: 'memory' }])('log lines about flows ($bu
   afterAll(async () => t?.stop());
 
   const refund = async (input: Record<string, unknown>) => {
-    const { data } = await t.graphql<{ requestRefund: { id: string } }>(REQUEST_REFUND, { input });
-    return data!.requestRefund.id;
+    const { data } = await t.graphql<{ requestRefund: { flow: { id: string } } }>(REQUEST_REFUND, { input });
+    return data!.requestRefund.flow.id;
   };
 
   it('carries the flow id and name on the flow’s and each step’s line', async () => {

@@ -27,10 +27,13 @@ afterAll(async () => {
 
 describe('flow log lines with tracing on', () => {
   it("carry the flow span's trace and span ids, on the flow's and its steps' lines", async () => {
-    const { data } = await t.graphql<{ requestRefund: { id: string; status: string } }>(REQUEST_REFUND, {
-      input: { orderId: `logs-${randomUUID()}`, amount: 5 },
-    });
-    const flowId = data!.requestRefund.id;
+    const { data } = await t.graphql<{ requestRefund: { flow: { id: string; status: string } } }>(
+      REQUEST_REFUND,
+      {
+        input: { orderId: `logs-${randomUUID()}`, amount: 5 },
+      },
+    );
+    const flowId = data!.requestRefund.flow.id;
     const flow = spanForest(exporter).one(
       (n) => n.name === 'flow order.refund.requested.v1' && n.attribute('coordinator.flow.id') === flowId,
       'of the flow',

@@ -182,7 +182,7 @@ describe('a Coordinator', () => {
     const t = await startTestCoordinator('tracing-off', { redis: false, ledger, database });
     try {
       const { data } = await t.graphql(REQUEST_REFUND, { input: { orderId: 'off-1', amount: 5 } });
-      expect(data).toMatchObject({ requestRefund: { status: 'COMPLETED' } });
+      expect(data).toMatchObject({ requestRefund: { flow: { status: 'COMPLETED' } } });
       expect(t.coordinator.components.tracing).toBeUndefined();
       expect(globalProviderRegistered()).toBe(false);
       expect(observedChannels()).toEqual([]);
@@ -210,7 +210,7 @@ describe('a Coordinator', () => {
     });
     let stopped = false;
     try {
-      const { data } = await t.graphql<{ requestRefund: { id: string } }>(REQUEST_REFUND, {
+      const { data } = await t.graphql<{ requestRefund: { flow: { id: string } } }>(REQUEST_REFUND, {
         input: { orderId: 'otlp-1', amount: 5 },
       });
       expect(t.coordinator.components.tracing).toBeDefined();
@@ -240,7 +240,7 @@ describe('a Coordinator', () => {
       const request = spans.find((s) => s.name === 'mutation Refund')!;
       expect(flow.traceId).toBe(request.traceId);
       expect(flow.traceId).toMatch(/^[0-9a-f]{32}$/);
-      expect(data!.requestRefund.id).toBeDefined();
+      expect(data!.requestRefund.flow.id).toBeDefined();
     } finally {
       if (!stopped) await t.stop();
     }
@@ -271,7 +271,7 @@ describe('a Coordinator', () => {
       headers: { 'content-type': 'application/json', authorization: `Bearer ${staff}` },
       body: JSON.stringify({ query: REQUEST_REFUND, variables: { input: { orderId: 'otlp-2', amount: 5 } } }),
     });
-    expect(await res.json()).toMatchObject({ data: { requestRefund: { status: 'COMPLETED' } } });
+    expect(await res.json()).toMatchObject({ data: { requestRefund: { flow: { status: 'COMPLETED' } } } });
     await waitFor(
       () =>
         expect(spansOf(collector, 'cc-otlp-process').map((s) => s.name)).toContain(

@@ -75,16 +75,15 @@ afterAll(async () => {
 
 describe('flow plugin instrumentation', () => {
   it('nests the wrappers in plugin order, each handed the outcome, and the flow runs as without them', async () => {
-    const { data } = await t.graphql<{ requestRefund: { status: string; steps: Array<{ status: string }> } }>(
-      REQUEST_REFUND,
-      { input: { orderId: `wrapped-${randomUUID()}`, amount: 5 } },
-    );
-    expect(data?.requestRefund.status).toBe('COMPLETED');
-    expect(data?.requestRefund.steps.map((s) => s.status)).toEqual([
-      'completed',
-      'completed',
-      'completed',
-      'completed',
+    const { data } = await t.graphql<{
+      requestRefund: { flow: { status: string; steps: Array<{ status: string }> } };
+    }>(REQUEST_REFUND, { input: { orderId: `wrapped-${randomUUID()}`, amount: 5 } });
+    expect(data?.requestRefund.flow.status).toBe('COMPLETED');
+    expect(data?.requestRefund.flow.steps.map((s) => s.status)).toEqual([
+      'COMPLETED',
+      'COMPLETED',
+      'COMPLETED',
+      'COMPLETED',
     ]);
     expect(seen.slice(0, 6)).toEqual([
       'outer > flow order.refund.requested.v1',

@@ -29,15 +29,18 @@ beforeEach(() => exporter.reset());
 
 describe('traces of the in-process bus and of recovery', () => {
   it('links the receiver run of a signal delivered in process to the flow that emitted it', async () => {
-    const { data } = await t.graphql<{ requestRefund: { id: string; status: string } }>(REQUEST_REFUND, {
-      input: { orderId: `memory-${randomUUID()}`, amount: 5 },
-    });
-    expect(data?.requestRefund.status).toBe('COMPLETED');
+    const { data } = await t.graphql<{ requestRefund: { flow: { id: string; status: string } } }>(
+      REQUEST_REFUND,
+      {
+        input: { orderId: `memory-${randomUUID()}`, amount: 5 },
+      },
+    );
+    expect(data?.requestRefund.flow.status).toBe('COMPLETED');
     const receiver = await waitFor(() =>
       spanForest(exporter).one((n) => n.name === 'receiver revoke-enrollment', 'of the receiver run'),
     );
     const flow = spanForest(exporter).one((n) => n.name === 'flow order.refund.requested.v1', 'of the flow');
-    expect(flow.attribute('coordinator.flow.id')).toBe(data!.requestRefund.id);
+    expect(flow.attribute('coordinator.flow.id')).toBe(data!.requestRefund.flow.id);
     expect(receiver.traceId).not.toBe(flow.traceId);
     expect(receiver.span.links.map((l) => l.context.spanId)).toEqual([flow.spanId]);
     // Its Action's call to the ledger nests under it, not under the flow whose signal it received.
@@ -51,10 +54,10 @@ describe('traces of the in-process bus and of recovery', () => {
   it('shows each attempt of a retried step, the failed one with its exception', async () => {
     const orderId = `retry-${randomUUID()}`;
     t.ledger.fault({ kind: 'refund', orderId, status: 503, times: 1 });
-    const { data } = await t.graphql<{ requestRefund: { status: string } }>(REQUEST_REFUND, {
+    const { data } = await t.graphql<{ requestRefund: { flow: { status: string } } }>(REQUEST_REFUND, {
       input: { orderId, amount: 5 },
     });
-    expect(data?.requestRefund.status).toBe('COMPLETED');
+    expect(data?.requestRefund.flow.status).toBe('COMPLETED');
     const flow = spanForest(exporter).one((n) => n.name === 'flow order.refund.requested.v1', 'of the flow');
     const attempts = flow.children.filter((s) => s.name === 'step refundPayment');
     expect(
@@ -90,13 +93,13 @@ describe('traces of the in-process bus and of recovery', () => {
       },
     });
     try {
-      const { data } = await gateway.graphql<{ requestRefund: { id: string; status: string } }>(
+      const { data } = await gateway.graphql<{ requestRefund: { flow: { id: string; status: string } } }>(
         REQUEST_REFUND,
         {
           input: { orderId: `remote-${randomUUID()}`, amount: 5 },
         },
       );
-      expect(data?.requestRefund.status).toBe('COMPLETED');
+      expect(data?.requestRefund.flow.status).toBe('COMPLETED');
       const forest = spanForest(remoteSpans);
       const step = forest.one((n) => n.name === 'step createReturn', 'of the step');
       const fetch = child(child(step, 'action createReturn'), 'subgraph orders');
@@ -104,7 +107,9 @@ describe('traces of the in-process bus and of recovery', () => {
       const http = child(fetch, 'POST');
       const [request] = remote
         .requests('orders')
-        .filter((r) => r.claims?.step?.flowId === data!.requestRefund.id && r.claims.step.stepIndex === 1);
+        .filter(
+          (r) => r.claims?.step?.flowId === data!.requestRefund.flow.id && r.claims.step.stepIndex === 1,
+        );
       expect(request?.headers.traceparent).toBe(`00-${http.traceId}-${http.spanId}-01`);
     } finally {
       await gateway.stop();

@@ -44,8 +44,10 @@ beforeEach(() => exporter.reset());
 const REFUND = /* GraphQL */ `
   mutation Refund($input: RefundRequestInput!) {
     requestRefund(input: $input) {
-      id
-      status
+      flow {
+        id
+        status
+      }
     }
   }
 `;
@@ -64,10 +66,10 @@ async function refund(
     body: JSON.stringify({ query: REFUND, variables: { input } }),
   });
   const body = (await res.json()) as {
-    data?: { requestRefund: { id: string; status: string } | null };
+    data?: { requestRefund: { flow: { id: string; status: string } } | null };
     errors?: Array<{ extensions?: { flowId?: string } }>;
   };
-  return { ...body.data?.requestRefund, errors: body.errors };
+  return { ...body.data?.requestRefund?.flow, errors: body.errors };
 }
 
 const portOf = (url: string) => Number(new URL(url).port);

@@ -21,13 +21,13 @@ describe('times written by the prepared statements, in a process outside UTC', (
 
   it('records when a flow started as the time it started', async () => {
     const before = Date.now();
-    const { data } = await t.graphql<{ requestRefund: { id: string } }>(REQUEST_REFUND, {
+    const { data } = await t.graphql<{ requestRefund: { flow: { id: string } } }>(REQUEST_REFUND, {
       input: { orderId: `utc-${before}`, amount: 1 },
     });
     const after = Date.now();
     const read = await t.graphql<{ flow: { startedAt: string } }>(
       `query($id: ID!) { flow(id: $id) { startedAt } }`,
-      { id: data!.requestRefund.id },
+      { id: data!.requestRefund.flow.id },
     );
     const startedAt = Date.parse(read.data!.flow.startedAt);
     // The record keeps milliseconds: the bounds are the test's own clock readings around the call.

@@ -94,10 +94,10 @@ describe('cancelFlow', () => {
     expect(
       flow.steps.map((s) => [s.index, s.action, s.status, s.error?.code ?? null, s.compensates]),
     ).toEqual([
-      [0, 'haltIfLegacy', 'completed', null, null],
-      [1, 'createReturn', 'compensated', null, null],
-      [2, 'refundPayment', 'failed', 'FLOW_CANCELLED', null],
-      [4, 'cancelReturn', 'completed', null, 1],
+      [0, 'haltIfLegacy', 'COMPLETED', null, null],
+      [1, 'createReturn', 'COMPENSATED', null, null],
+      [2, 'refundPayment', 'FAILED', 'FLOW_CANCELLED', null],
+      [4, 'cancelReturn', 'COMPLETED', null, 1],
     ]);
     // The caller of the stuck flow is told, with who and why.
     const stuck = await answer;
@@ -142,8 +142,8 @@ describe('cancelFlow', () => {
 
     expect(data!.cancelFlow.status).toBe('FAILED');
     expect(data!.cancelFlow.steps.map((s) => [s.action, s.status, s.error?.code ?? null])).toEqual([
-      ['haltIfLegacy', 'completed', null],
-      ['createReturn', 'failed', 'FLOW_CANCELLED'],
+      ['haltIfLegacy', 'COMPLETED', null],
+      ['createReturn', 'FAILED', 'FLOW_CANCELLED'],
     ]);
     expect((await answer).errors?.[0]?.extensions).toMatchObject({
       code: 'FLOW_CANCELLED',
@@ -155,7 +155,7 @@ describe('cancelFlow', () => {
 
   it('refuses a flow that is not RUNNING (CONFLICT), an unknown one (NOT_FOUND), a receiver run', async () => {
     const done = await refund(a, newOrder('cancel-done'));
-    const flowId = done.data!.requestRefund.id;
+    const flowId = done.data!.requestRefund.flow.id;
     const answer = await cancelFlow(b, flowId, 'too late');
     expect(answer.errors?.[0]?.extensions).toMatchObject({ code: 'CONFLICT', flowStatus: 'COMPLETED' });
     expect((await flowOf(b, flowId)).status).toBe('COMPLETED');
@@ -198,10 +198,10 @@ describe('cancelFlow', () => {
       error: { code: 'FLOW_CANCELLED', details: { reason: 'crashed midway' } },
     });
     expect(flow.steps.map((s) => [s.action, s.status])).toEqual([
-      ['haltIfLegacy', 'completed'],
-      ['createReturn', 'compensated'],
-      ['refundPayment', 'failed'],
-      ['cancelReturn', 'completed'],
+      ['haltIfLegacy', 'COMPLETED'],
+      ['createReturn', 'COMPENSATED'],
+      ['refundPayment', 'FAILED'],
+      ['cancelReturn', 'COMPLETED'],
     ]);
     expect((await answer).errors?.[0]?.extensions?.code).toBe('FLOW_CANCELLED');
     await stuckCallDone(orderId, 'refund');

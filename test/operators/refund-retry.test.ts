@@ -36,7 +36,7 @@ const FLOW = 'id status attempt output steps { index action status idempotencyKe
 
 async function requestRefund(order: PaidOrder) {
   const { errors } = await cc.graphql(
-    `mutation ($input: RefundRequestInput!) { requestRefund(input: $input) { id } }`,
+    `mutation ($input: RefundRequestInput!) { requestRefund(input: $input) { flow { id } } }`,
     { input: { orderId: order.orderId, lineItemIds: [order.lineItemIds[0]] } },
     cc.tokens.staff,
   );
@@ -69,11 +69,11 @@ describe('retrying the refund flow', () => {
     expect(flow).toMatchObject({ status: 'COMPLETED', attempt: 2 });
     expect(steps(flow)).toEqual([
       // The undone return and the refused refund get new keys: their old ones would replay what is gone.
-      ['createReturn', 'completed', 'F:0:2'],
-      ['refundStripePayment', 'completed', 'F:1:2'],
-      ['refundPayPalPayment', 'skipped', 'F:2'],
-      ['recordRefundTransaction', 'completed', 'F:3'],
-      ['markReturnNotRefunded', 'completed', 'F:4'],
+      ['createReturn', 'COMPLETED', 'F:0:2'],
+      ['refundStripePayment', 'COMPLETED', 'F:1:2'],
+      ['refundPayPalPayment', 'SKIPPED', 'F:2'],
+      ['recordRefundTransaction', 'COMPLETED', 'F:3'],
+      ['markReturnNotRefunded', 'COMPLETED', 'F:4'],
     ]);
     expect(flow.steps[4]!.compensates).toBe(0);
     const state = standInState(cc, order);
@@ -100,12 +100,12 @@ describe('retrying the refund flow', () => {
 
     expect(flow).toMatchObject({ status: 'COMPLETED', attempt: 2 });
     expect(steps(flow)).toEqual([
-      ['createReturn', 'completed', 'F:0'],
-      ['refundStripePayment', 'skipped', 'F:1'],
-      ['refundPayPalPayment', 'completed', 'F:2'],
-      ['recordRefundTransaction', 'completed', 'F:3:2'],
+      ['createReturn', 'COMPLETED', 'F:0'],
+      ['refundStripePayment', 'SKIPPED', 'F:1'],
+      ['refundPayPalPayment', 'COMPLETED', 'F:2'],
+      ['recordRefundTransaction', 'COMPLETED', 'F:3:2'],
       // The first run's compensation, refused because the money had moved, stays on the record.
-      ['markReturnNotRefunded', 'failed', 'F:4'],
+      ['markReturnNotRefunded', 'FAILED', 'F:4'],
     ]);
     const state = standInState(cc, order);
     expect(state.pspRefunds).toEqual([14_900]);

@@ -48,10 +48,10 @@ describe('retryFlow', () => {
     const flowId = await compensatedRefund(orderId);
     const before = await flowOf(t, flowId);
     expect(before.steps.map((s) => [s.action, s.status])).toEqual([
-      ['haltIfLegacy', 'completed'],
-      ['createReturn', 'compensated'],
-      ['refundPayment', 'failed'],
-      ['cancelReturn', 'completed'],
+      ['haltIfLegacy', 'COMPLETED'],
+      ['createReturn', 'COMPENSATED'],
+      ['refundPayment', 'FAILED'],
+      ['cancelReturn', 'COMPLETED'],
     ]);
 
     const { data, errors } = await retryFlow(t, flowId, 'the PSP is back');
@@ -60,12 +60,12 @@ describe('retryFlow', () => {
     const flow = data!.retryFlow;
     expect(flow).toMatchObject({ id: flowId, status: 'COMPLETED', attempt: 2, error: null });
     expect(flow.steps.map((s) => [s.index, s.action, s.status, s.idempotencyKey, s.compensates])).toEqual([
-      [0, 'haltIfLegacy', 'completed', `${flowId}:0`, null],
-      [1, 'createReturn', 'completed', `${flowId}:1:2`, null],
-      [2, 'refundPayment', 'completed', `${flowId}:2`, null],
-      [3, 'recordRefund', 'completed', `${flowId}:3`, null],
+      [0, 'haltIfLegacy', 'COMPLETED', `${flowId}:0`, null],
+      [1, 'createReturn', 'COMPLETED', `${flowId}:1:2`, null],
+      [2, 'refundPayment', 'COMPLETED', `${flowId}:2`, null],
+      [3, 'recordRefund', 'COMPLETED', `${flowId}:3`, null],
       // The first run's compensation stays on the record.
-      [4, 'cancelReturn', 'completed', `${flowId}:4`, 1],
+      [4, 'cancelReturn', 'COMPLETED', `${flowId}:4`, 1],
     ]);
     // The step done before keeps its record as it was; the compensation is the first run's.
     expect(flow.steps[0]!.startedAt).toBe(before.steps[0]!.startedAt);
@@ -118,11 +118,11 @@ describe('retryFlow', () => {
 
     expect(errors).toBeUndefined();
     expect(data!.retryFlow.steps.map((s) => [s.action, s.status, s.idempotencyKey])).toEqual([
-      ['haltIfLegacy', 'completed', `${flowId}:0`],
-      ['createReturn', 'completed', `${flowId}:1`],
-      ['refundPayment', 'completed', `${flowId}:2`],
-      ['recordRefund', 'completed', `${flowId}:3`],
-      ['cancelReturn', 'failed', `${flowId}:4`],
+      ['haltIfLegacy', 'COMPLETED', `${flowId}:0`],
+      ['createReturn', 'COMPLETED', `${flowId}:1`],
+      ['refundPayment', 'COMPLETED', `${flowId}:2`],
+      ['recordRefund', 'COMPLETED', `${flowId}:3`],
+      ['cancelReturn', 'FAILED', `${flowId}:4`],
     ]);
     expect(data!.retryFlow.status).toBe('COMPLETED');
     // The return made once, kept; the refund and the record made once.
@@ -133,7 +133,7 @@ describe('retryFlow', () => {
   it('refuses a flow that is not FAILED or COMPENSATED (CONFLICT), and records the refusal', async () => {
     const orderId = newOrder('retry-completed');
     const done = await refund(t, orderId);
-    const flowId = done.data!.requestRefund.id;
+    const flowId = done.data!.requestRefund.flow.id;
 
     const answer = await retryFlow(t, flowId, 'by mistake');
 
@@ -194,7 +194,7 @@ describe('retryFlow', () => {
 
     expect(busy.errors?.[0]?.extensions).toMatchObject({ code: 'ORDER_BUSY', orderId });
     expect(await flowOf(t, flowId)).toMatchObject({ status: 'COMPENSATED', attempt: 1 });
-    expect((await other).data?.requestRefund.status).toBe('COMPLETED');
+    expect((await other).data?.requestRefund.flow.status).toBe('COMPLETED');
     // Once the order is free, the retry runs.
     expect((await retryFlow(t, flowId, 'now')).data?.retryFlow.status).toBe('COMPLETED');
     expect((await operatorActions(t, flowId)).map((a) => a.status)).toEqual(['DONE', 'REFUSED']);

@@ -85,7 +85,7 @@ async function deadLetteredRefund() {
   const orderId = newOrder('signals');
   t.ledger.fault({ kind: 'revoke', orderId, status: 503, times: 3 });
   const { data } = await refund(t, orderId);
-  const flowId = data!.requestRefund.id;
+  const flowId = data!.requestRefund.flow.id;
   const prisma = t.coordinator.components.database.prisma;
   const signal = await prisma.outboxSignal.findFirstOrThrow({ where: { flowId, name: 'order.refunded.v1' } });
   const letter = await waitFor(
@@ -237,8 +237,9 @@ describe('dead letters and signals for operators', () => {
   it("lists a learner's flows (by username or LMS user id) within a time window", async () => {
     const from = new Date().toISOString();
     const { data } = await refund(t, newOrder('learner'));
-    const flowId = data!.requestRefund.id;
-    const byOperator = (await refund(t, newOrder('learner'), await operatorToken())).data!.requestRefund.id;
+    const flowId = data!.requestRefund.flow.id;
+    const byOperator = (await refund(t, newOrder('learner'), await operatorToken())).data!.requestRefund.flow
+      .id;
     const to = new Date(Date.now() + 1_000).toISOString();
     const FLOWS = `query ($learner: String, $from: String, $to: String) {
       flows(learner: $learner, from: $from, to: $to, limit: 50) { id name startedBy }

@@ -64,8 +64,8 @@ export async function refund(
   t: TestCoordinator,
   orderId: string,
   bearer?: string,
-): Promise<Answer<{ requestRefund: Flow }>> {
-  return t.graphql<{ requestRefund: Flow }>(
+): Promise<Answer<{ requestRefund: { flow: Flow } }>> {
+  return t.graphql<{ requestRefund: { flow: Flow } }>(
     REQUEST_REFUND,
     { input: { orderId, amount: 25, learnerId: `learner-${orderId}` }, key: randomUUID() },
     { token: bearer ?? (await staffToken()) },

@@ -67,10 +67,18 @@ describe('README.md example operations', () => {
     expect(subject, `Token: ${example.token.join(' ')}`).toBeDefined();
     const token = await signToken(TEST_JWT_SECRET, subject!);
     if (example.kind === 'graphql') {
-      const { data, errors } = await t.graphql<Record<string, { status?: string }>>(example.text, {}, token);
+      type Answer = { status?: string; flow?: { status?: string } } & Record<string, unknown>;
+      const { data, errors } = await t.graphql<Record<string, Answer>>(example.text, {}, token);
       expect(errors).toBeUndefined();
-      for (const value of Object.values(data!))
-        if (value && !Array.isArray(value) && value.status) expect(value.status).toBe('COMPLETED');
+      for (const value of Object.values(data!)) {
+        if (!value || Array.isArray(value)) continue;
+        if (value.status) expect(value.status).toBe('COMPLETED');
+        // A filter's answer: its flow completed, and every typed field it shows has a value.
+        if (value.flow) {
+          expect(value.flow.status).toBe('COMPLETED');
+          for (const [field, typed] of Object.entries(value)) expect(typed, field).not.toBeNull();
+        }
+      }
       return;
     }
     const [head, ...rest] = example.text.split('\n\n');

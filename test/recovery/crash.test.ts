@@ -91,13 +91,13 @@ async function startRefund(
     method: 'POST',
     headers: { 'content-type': 'application/json', authorization: `Bearer ${await staffToken()}` },
     body: JSON.stringify({
-      query: `mutation($input: RefundRequestInput!) { ${mutation}(input: $input) { id status } }`,
+      query: `mutation($input: RefundRequestInput!) { ${mutation}(input: $input) { flow { id status } } }`,
       variables: { input: { orderId, amount: 25, learnerId: `learner-${orderId}` } },
     }),
   }).then(
     async (res) =>
       (await res.json()) as {
-        data?: Record<string, { id: string; status: string }> | null;
+        data?: Record<string, { flow: { id: string; status: string } }> | null;
         errors?: unknown[];
       },
     (error: Error) => ({ transportError: error.message }),
@@ -167,7 +167,7 @@ describe('kill -9 of the gateway in the middle of flows', () => {
     ];
     // r4 is not held: it completes and answers.
     const completed = await responses[filterOrders.indexOf(receiverHeld)]!;
-    expect(completed).toMatchObject({ data: { requestRefund: { status: 'COMPLETED' } } });
+    expect(completed).toMatchObject({ data: { requestRefund: { flow: { status: 'COMPLETED' } } } });
     // Every call that is going to be held has reached the ledger: 5 refunds (3 held), 4 records (r3's
     // step and receiver held, r4's both done) and r4's revoke (held); r4's record-psp-refund finished.
     await waitFor(
@@ -332,7 +332,9 @@ describe('kill -9 of the gateway in the middle of flows', () => {
     expect(await survivor.exited).toEqual({ code: 0, signal: null });
     const flow = (await flows()).find((f) => f.orderId === orderId && f.kind === 'filter')!;
     expect(flow.status).toBe('completed');
-    expect(await response).toEqual({ data: { requestRefund: { id: flow.id, status: 'COMPLETED' } } });
+    expect(await response).toEqual({
+      data: { requestRefund: { flow: { id: flow.id, status: 'COMPLETED' } } },
+    });
     const emitted = (await signals()).filter((s) => s.flowId === flow.id);
     expect(emitted.map((s) => s.name).sort()).toEqual(['order.refunded.v1', 'payment.refunded.v1']);
     expect(emitted.every((s) => s.publishedAt !== null)).toBe(true);

@@ -32,14 +32,14 @@ const run = `${Date.now()}`;
 let seq = 0;
 
 async function refund(orderId: string) {
-  const { data, errors } = await t.graphql<{ requestRefund: { id: string; status: string } }>(
+  const { data, errors } = await t.graphql<{ requestRefund: { flow: { id: string; status: string } } }>(
     REQUEST_REFUND,
     {
       input: { orderId, amount: 30, learnerId: `learner-${orderId}` },
     },
   );
   expect(errors).toBeUndefined();
-  return data!.requestRefund;
+  return data!.requestRefund.flow;
 }
 
 const prisma = () => t.coordinator.components.database.prisma;

@@ -73,11 +73,11 @@ const nextOrder = () => `sub-order-${++orderSeq}-${Date.now()}`;
 
 async function refund(t: TestCoordinator, orderId: string) {
   const { data, errors } = await t.graphql<{
-    requestRefund: { id: string; status: string; output: Record<string, unknown> };
+    requestRefund: { flow: { id: string; status: string; output: Record<string, unknown> } };
   }>(REQUEST_REFUND, { input: { orderId, amount: 12, learnerId: `learner-${orderId}` } });
   expect(errors).toBeUndefined();
-  expect(data!.requestRefund.status).toBe('COMPLETED');
-  return data!.requestRefund;
+  expect(data!.requestRefund.flow.status).toBe('COMPLETED');
+  return data!.requestRefund.flow;
 }
 
 const flowEvents = (client: Client, variables: Record<string, unknown> = {}) =>

@@ -94,30 +94,32 @@ export async function startTestCoordinator(
 export const REQUEST_REFUND = /* GraphQL */ `
   mutation Refund($input: RefundRequestInput!, $key: String) {
     requestRefund(input: $input, idempotencyKey: $key) {
-      id
-      status
-      orderId
-      output
-      error {
-        code
-        message
-      }
-      steps {
-        index
-        action
+      flow {
+        id
         status
-        implementation
-        attempt
-        idempotencyKey
+        orderId
         output
-        flagDecisions {
-          flag
-          value
-          reason
-        }
         error {
           code
           message
+        }
+        steps {
+          index
+          action
+          status
+          implementation
+          attempt
+          idempotencyKey
+          output
+          flagDecisions {
+            flag
+            value
+            reason
+          }
+          error {
+            code
+            message
+          }
         }
       }
     }

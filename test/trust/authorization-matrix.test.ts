@@ -59,30 +59,30 @@ const MATRIX: Record<string, Row> = {
     expect: 'UFFAA',
   },
   requestRefund: {
-    query: `mutation { requestRefund(input: { orderId: "${order.id}", lineItemIds: [] }) { id } }`,
+    query: `mutation { requestRefund(input: { orderId: "${order.id}", lineItemIds: [] }) { flow { id } } }`,
     expect: 'UFFAA',
   },
   requestFulfillment: {
-    query: `mutation { requestFulfillment(input: { orderId: "${unknownOrder}" }) { id } }`,
+    query: `mutation { requestFulfillment(input: { orderId: "${unknownOrder}" }) { flow { id } } }`,
     expect: 'UFFAA',
   },
   retireLearner: {
-    query: 'mutation { retireLearner(input: { lmsUserId: 999999 }) { id } }',
+    query: 'mutation { retireLearner(input: { lmsUserId: 999999 }) { flow { id } } }',
     expect: 'UFFAA',
   },
   // The learner's own history; bob asking for ada's is refused by the flow's first step, before
   // anything else runs; a Service has no order history.
   orderHistory: {
-    query: `query ($input: OrderHistoryInput!) { orderHistory(input: $input) { id } }`,
+    query: `query ($input: OrderHistoryInput!) { orderHistory(input: $input) { flow { id } } }`,
     variables: { input: { username: ada.username } },
     expect: 'UAFAF',
   },
   orderReceipt: {
-    query: `{ orderReceipt(input: { orderNumber: "${order.orderNumber}" }) { id } }`,
+    query: `{ orderReceipt(input: { orderNumber: "${order.orderNumber}" }) { flow { id } } }`,
     expect: 'UAFAF',
   },
   // Anyone signed in checks out for themself (bob here for bob); not a Service.
-  checkoutPage: { query: '{ checkoutPage(input: { query: "sku=1" }) { id } }', expect: 'UAAAF' },
+  checkoutPage: { query: '{ checkoutPage(input: { query: "sku=1" }) { flow { id } } }', expect: 'UAAAF' },
 
   // ---- order-management: a learner reads their own orders; the mutations are steps of flows.
   order: { query: `{ order(id: "${order.id}") { id } }`, expect: 'UAFAA' },

@@ -41,7 +41,7 @@ async function slowRefund(t: TestCoordinator, holdMs: number) {
   const orderId = `lease-${randomUUID()}`;
   ledger.fault({ kind: 'refund', orderId, delayMs: holdMs });
   const before = ledger.calls('/operations/refund');
-  const answer = t.graphql<{ requestRefund: { id: string; status: string } }>(REQUEST_REFUND, {
+  const answer = t.graphql<{ requestRefund: { flow: { id: string; status: string } } }>(REQUEST_REFUND, {
     input: { orderId, amount: 25, learnerId: 'l-lease' },
     key: randomUUID(),
   });
@@ -75,7 +75,7 @@ describe('the lease sweep', () => {
 
     const { data, errors } = await answer;
     expect(errors).toBeUndefined();
-    expect(data!.requestRefund.status).toBe('COMPLETED');
+    expect(data!.requestRefund.flow.status).toBe('COMPLETED');
     await settled();
     const flow = await prisma().flowRun.findUniqueOrThrow({ where: { id: flowId } });
     expect(flow.attempt).toBe(1);
@@ -96,7 +96,7 @@ describe('the lease sweep', () => {
     // a's caller gets the flow as it ended, from the process that finished it.
     const { data, errors } = await answer;
     expect(errors).toBeUndefined();
-    expect(data!.requestRefund).toMatchObject({ id: flowId, status: 'COMPLETED' });
+    expect(data!.requestRefund.flow).toMatchObject({ id: flowId, status: 'COMPLETED' });
     await settled();
     const flow = await prisma().flowRun.findUniqueOrThrow({
       where: { id: flowId },

@@ -46,18 +46,18 @@ const order = DEMO.orders.adaStripe;
 
 /** Real operations, the seeds of the mutations. */
 const CORPUS = [
-  `query OrderHistory { orderHistory(input: {}) { status output } }`,
-  `query Receipt { orderReceipt(input: { orderNumber: "${order.orderNumber}" }) { status output } }`,
+  `query OrderHistory { orderHistory(input: {}) { flow { status output } } }`,
+  `query Receipt { orderReceipt(input: { orderNumber: "${order.orderNumber}" }) { flow { status output } } }`,
   `query Order { order(id: "${order.id}") { orderNumber payment { psp stripe { status } } lineItems { title state } enrollments { courseRunKey } flows { name status } } }`,
   `query RecentFlows { flows(limit: 10) { name receiver status steps { action status implementation flagDecisions { flag value } } } }`,
   `query ($id: ID!) { flow(id: $id) { id input output error { code message details } } }`,
-  `mutation Refund($input: RefundRequestInput!, $key: String) { requestRefund(input: $input, idempotencyKey: $key) { status steps { action status } } }`,
-  `mutation { retireLearner(input: { lmsUserId: 999999 }) { status } }`,
+  `mutation Refund($input: RefundRequestInput!, $key: String) { requestRefund(input: $input, idempotencyKey: $key) { flow { status steps { action status } } } }`,
+  `mutation { retireLearner(input: { lmsUserId: 999999 }) { flow { status } } }`,
   `query { ordersForLearner(lmsUserId: ${ada.lmsUserId}) { id orderNumber createdAt } }`,
   `query { learner(username: "${ada.username}") { lmsUserId email } }`,
   `query { legacyOrders(username: "${ada.username}") { number total } }`,
   `query { deadLetters(receiver: "record-psp-refund") { id error { code } } }`,
-  `query { checkoutPage(input: { query: "sku=8CF08E5" }) { status output } }`,
+  `query { checkoutPage(input: { query: "sku=8CF08E5" }) { flow { status output } } }`,
   `mutation { createReturn(input: { orderId: "${order.id}", lineItemIds: ["li-ada-1-demo"] }) { returnId } }`,
   `query { __schema { types { name fields { name } } } }`,
   `query A { flows { id } } query B { order(id: "x") { id } }`,

@@ -33,7 +33,7 @@ describe('two refund flows of one order (core fixtures)', () => {
   });
 
   const refund = (orderId: string) =>
-    t.graphql<{ requestRefund: { id: string; status: string } }>(REQUEST_REFUND, {
+    t.graphql<{ requestRefund: { flow: { id: string; status: string } } }>(REQUEST_REFUND, {
       input: { orderId, amount: 10, learnerId: 'l-1' },
       key: randomUUID(),
     });
@@ -50,8 +50,8 @@ describe('two refund flows of one order (core fixtures)', () => {
     expect(first.errors).toBeUndefined();
     expect(second.errors).toBeUndefined();
     const [a, b] = [
-      await flowTimes(first.data!.requestRefund.id),
-      await flowTimes(second.data!.requestRefund.id),
+      await flowTimes(first.data!.requestRefund.flow.id),
+      await flowTimes(second.data!.requestRefund.flow.id),
     ];
     const [earlier, later] = a.firstStep <= b.firstStep ? [a, b] : [b, a];
     expect(later.firstStep).toBeGreaterThanOrEqual(earlier.finishedAt);
@@ -60,8 +60,8 @@ describe('two refund flows of one order (core fixtures)', () => {
     t.ledger.fault({ kind: 'return', orderId, delayMs: 2_000 });
     const [held, free] = await Promise.all([refund(orderId), refund(other)]);
     const [h, f] = [
-      await flowTimes(held.data!.requestRefund.id),
-      await flowTimes(free.data!.requestRefund.id),
+      await flowTimes(held.data!.requestRefund.flow.id),
+      await flowTimes(free.data!.requestRefund.flow.id),
     ];
     expect(f.finishedAt).toBeLessThan(h.finishedAt);
   });
@@ -74,7 +74,7 @@ describe('two refund flows of one order (core fixtures)', () => {
     await new Promise((resolve) => setTimeout(resolve, 300));
     const refused = await refund(orderId);
     expect(refused.errors?.[0]?.extensions).toMatchObject({ code: 'ORDER_BUSY', orderId });
-    expect((await slow).data!.requestRefund.status).toBe('COMPLETED');
+    expect((await slow).data!.requestRefund.flow.status).toBe('COMPLETED');
     const flows = await t.coordinator.components.store.list({
       orderId,
       name: 'order.refund.requested.v1',

@@ -203,7 +203,7 @@ function timeline(flow, openSteps) {
           ' ',
           h('span', { class: 'step-action' }, step.action),
           ' ',
-          h('span', { class: statusClass(step.status) }, String(step.status).toUpperCase()),
+          h('span', { class: statusClass(step.status) }, step.status),
           step.compensates !== null && step.compensates !== undefined
             ? h('span', { class: 'compensation' }, ` undoes step #${step.compensates}`)
             : null,
