@@ -1,4 +1,5 @@
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { joinSockets } from './tcp-proxy.js';
 
 /**
  * A round-robin TCP load balancer in front of several gateway processes, as a layer-4 balancer runs
@@ -39,21 +40,17 @@ export async function startBalancer(
   };
 
   const server = createServer((client) => {
+    // Held until a backend accepts: nothing the client sends is lost meanwhile.
     client.pause();
     sockets.add(client);
-    const drop = (upstream?: Socket) => {
-      client.destroy();
-      upstream?.destroy();
-      sockets.delete(client);
-      if (upstream) sockets.delete(upstream);
-    };
-    client.on('error', () => drop());
+    client.on('error', () => client.destroy()).on('close', () => sockets.delete(client));
     void connectNext().then((upstream) => {
-      if (!upstream || client.destroyed) return drop(upstream);
-      sockets.add(upstream);
-      client.on('close', () => drop(upstream));
-      upstream.on('error', () => drop(upstream)).on('close', () => drop(upstream));
-      client.pipe(upstream).pipe(client);
+      if (!upstream || client.destroyed) {
+        client.destroy();
+        upstream?.destroy();
+        return;
+      }
+      joinSockets(client, upstream, sockets);
       client.resume();
     });
   });
