@@ -77,32 +77,39 @@ export function startFlowEndEvents(options: {
     });
   };
 
+  /** One batch, in a transaction: its rows stay locked until they are published and marked. */
+  const publishUnpublished = async (tx: pg.PoolClient) => {
+    const { rows } = await run<{
+      flowId: string;
+      name: string;
+      kind: string;
+      status: string;
+      failure: Failure | null;
+    }>(tx, unpublishedStatement, [new Date(Date.now() - leaseMs), SWEEP_BATCH]);
+    if (!rows.length) return;
+    await Promise.all(rows.map((row) => feed.publish('flows', 'FLOW_FINISHED', flowFinishedData(row))));
+    await run(tx, markStatement, [rows.map((r) => r.flowId), new Date()]);
+    logger.warn({ flows: rows.length }, 'published the ends of flows whose process did not');
+  };
+
   let sweeping: Promise<void> | undefined;
   const sweep = () =>
     (sweeping ??= (async () => {
       const tx = await pool.connect();
       try {
         await tx.query('BEGIN');
-        const { rows } = await run<{
-          flowId: string;
-          name: string;
-          kind: string;
-          status: string;
-          failure: Failure | null;
-        }>(tx, unpublishedStatement, [new Date(Date.now() - leaseMs), SWEEP_BATCH]);
-        if (rows.length) {
-          await Promise.all(rows.map((row) => feed.publish('flows', 'FLOW_FINISHED', flowFinishedData(row))));
-          await run(tx, markStatement, [rows.map((r) => r.flowId), new Date()]);
-          logger.warn({ flows: rows.length }, 'published the ends of flows whose process did not');
-        }
+        await publishUnpublished(tx);
         await tx.query('COMMIT');
-      } catch (err) {
+      } catch (error) {
         await tx.query('ROLLBACK').catch(() => undefined);
-        logger.warn({ err }, 'sweep of unpublished flow ends failed');
+        throw error;
       } finally {
         tx.release();
       }
-    })().finally(() => (sweeping = undefined)));
+    })()
+      // Tried again at the next sweep (the database or Redis may be away).
+      .catch((err) => logger.warn({ err }, 'sweep of unpublished flow ends failed'))
+      .finally(() => (sweeping = undefined)));
 
   const marker = setInterval(() => void mark(), leaseMs / 3);
   const sweeper = setInterval(() => void sweep(), leaseMs / 2);
