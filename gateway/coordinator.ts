@@ -25,6 +25,7 @@ import { COORDINATOR_SUBGRAPH, coordinatorPlugin } from './flows/api.js';
 import { useFlowEvents, useFlowLogging, useMetrics } from './flows/builtin-plugins.js';
 import { FlowEngine, type ActionCaller } from './flows/engine.js';
 import type { FlowPlugin } from './flows/hooks.js';
+import { startFlowEndEvents } from './flows/end-events.js';
 import { startLeaseKeeper } from './flows/leases.js';
 import { OperatorLog } from './flows/operator-log.js';
 import { FlowStore } from './flows/store.js';
@@ -275,6 +276,9 @@ export class Coordinator {
     // A flow's signals go out as soon as they are committed, not at the dispatcher's next poll.
     // The dispatch a flow's commit wakes outlives the flow: not part of its trace.
     const wake = tracing ? () => tracing.untraced(() => dispatcher.wake()) : () => dispatcher.wake();
+    // Ends left unpublished by a process that died are published by another, a lease later.
+    const flowEnds = startFlowEndEvents({ pool: database.pool, feed, logger, leaseMs: options.leaseMs });
+    opened.push(() => flowEnds.stop());
     const store = new FlowStore(database.prisma, database.pool, {
       signalsCommitted: wake,
       traceContext: tracing?.currentTraceContext,
@@ -299,7 +303,7 @@ export class Coordinator {
       callAction,
       plugins: [
         ...(tracing ? [tracing.flowPlugin] : []),
-        useFlowEvents(feed, logger),
+        useFlowEvents(feed, logger, flowEnds),
         useFlowLogging(logger, {
           ...(tracing ? { trace: () => traceIdsOf(tracing.currentTraceContext()) } : {}),
         }),

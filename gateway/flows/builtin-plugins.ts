@@ -1,32 +1,39 @@
 import type { EventFeed } from '../events/types.js';
 import { flowLogger, type Logger, type TraceLogFields } from '../log.js';
 import { secondsSince, type CoordinatorMetrics } from '../observability/metrics.js';
+import { flowFinishedData, type FlowEndEvents } from './end-events.js';
 import type { FlowPlugin } from './hooks.js';
 import { FlowKind } from './status.js';
 
-/** Publishes flow and step events to the event feed, for GraphQL subscribers and the flow inspector. */
-export function useFlowEvents(feed: EventFeed, logger: Logger): FlowPlugin {
-  const publish = (type: string, data: Record<string, unknown>) =>
-    // Best-effort by design: the durable record is the database, not the feed. (The feed keeps events
-    // through a Redis outage; what it rejects, Redis refused.)
-    feed.publish('flows', type, data).catch((err) => logger.warn({ err, type }, 'flow event not published'));
+/**
+ * Publishes flow and step events to the event feed, for GraphQL subscribers and the flow inspector.
+ * Each flow's end is told to `ends` once published, which sees to it that a flow's end is published
+ * even when this process dies first.
+ */
+export function useFlowEvents(
+  feed: EventFeed,
+  logger: Logger,
+  ends?: Pick<FlowEndEvents, 'published'>,
+): FlowPlugin {
+  // Best-effort by design: the durable record is the database, not the feed. (The feed keeps events
+  // through a Redis outage; what it rejects, Redis refused.)
+  const publish = (type: string, data: Record<string, unknown>) => feed.publish('flows', type, data);
+  const notPublished = (type: string) => (err: unknown) =>
+    logger.warn({ err, type }, 'flow event not published');
   return {
     name: 'flow-events',
     flowWillStart(start) {
-      void publish('FLOW_STARTED', {
+      publish('FLOW_STARTED', {
         flowId: start.flowId,
         name: start.name,
         kind: start.kind,
         status: 'RUNNING',
-      });
+      }).catch(notPublished('FLOW_STARTED'));
       return (end) =>
-        void publish('FLOW_FINISHED', {
-          flowId: end.flowId,
-          name: end.name,
-          kind: end.kind,
-          status: end.status.toUpperCase(),
-          ...(end.failure ? { error: end.failure } : {}),
-        });
+        void publish('FLOW_FINISHED', flowFinishedData(end)).then(
+          () => ends?.published(end.flowId),
+          notPublished('FLOW_FINISHED'),
+        );
     },
     stepWillRun(step) {
       const base = {
@@ -36,7 +43,7 @@ export function useFlowEvents(feed: EventFeed, logger: Logger): FlowPlugin {
         action: step.action,
         attempt: step.attempt,
       };
-      void publish('STEP_STARTED', { ...base, status: 'RUNNING' });
+      publish('STEP_STARTED', { ...base, status: 'RUNNING' }).catch(notPublished('STEP_STARTED'));
       return (end) =>
         void publish('STEP_FINISHED', {
           ...base,
@@ -44,7 +51,7 @@ export function useFlowEvents(feed: EventFeed, logger: Logger): FlowPlugin {
           implementation: end.implementation ?? null,
           durationMs: end.durationMs,
           ...(end.failure ? { error: end.failure } : {}),
-        });
+        }).catch(notPublished('STEP_FINISHED'));
     },
   };
 }

@@ -30,10 +30,10 @@ export const createFlowStatement: PreparedStatement = {
  * The attempt fences the write: recovery takes a flow over by incrementing it, so a process that lost
  * its flow (its lease lapsed while it still ran) writes nothing — no step, no signal, no end — and
  * learns it from `owned` = 0. The row lock makes a write and a takeover take turns. An end releases the
- * order the flow held. Always returns one row: `owned`, and the flow's columns when an end was written.
+ * order the flow held, and is not yet known to be on the event feed (`endPublishedAt`). Always returns one row: `owned`, and the flow's columns when an end was written.
  */
 export const recordStatement: PreparedStatement = {
-  name: 'coordinator.flow.record.v4',
+  name: 'coordinator.flow.record.v5',
   text: `WITH fence AS (
       SELECT "id" FROM "FlowRun"
       WHERE "id" = $2::uuid AND "attempt" = $5 AND "status" = 'running'
@@ -64,7 +64,7 @@ export const recordStatement: PreparedStatement = {
     ), ended AS (
       UPDATE "FlowRun" SET "status" = e."status", "output" = e."output", "haltedAt" = e."haltedAt",
         "errorCode" = e."errorCode", "errorMessage" = e."errorMessage", "failure" = e."failure",
-        "finishedAt" = e."finishedAt", "owner" = NULL, "orderClaim" = NULL
+        "finishedAt" = e."finishedAt", "endPublishedAt" = NULL, "owner" = NULL, "orderClaim" = NULL
       FROM jsonb_to_recordset($4::jsonb)
         AS e("status" text, "output" jsonb, "haltedAt" int, "errorCode" text, "errorMessage" text, "failure" jsonb,
              "finishedAt" timestamp(3))

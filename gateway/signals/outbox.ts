@@ -71,9 +71,10 @@ interface Row {
 }
 
 /**
- * Moves committed signals from the outbox to the bus. A signal is marked published only after the bus
- * accepted it, so a crash in between, or a publish that timed out but reached the bus, publishes it
- * again: the bus appends an envelope id once (`SignalBus.publish`), and receivers are idempotent on it.
+ * Moves committed signals from the outbox to the bus, and to the event feed for subscribers. A signal
+ * is marked published only after the bus accepted it and the feed took it, so a crash in between, or a
+ * publish that timed out but reached the bus, publishes it again: the bus appends an envelope id once
+ * (`SignalBus.publish`), receivers are idempotent on it, and subscribers get it at least once.
  * Rows are locked with SKIP LOCKED, so several gateway processes share the work without waiting.
  */
 export function startOutboxDispatcher(options: {
@@ -131,14 +132,18 @@ export function startOutboxDispatcher(options: {
     const refusals = results.flatMap((r, i) =>
       r.status === 'rejected' ? [{ row: rows[i]!, error: r.reason }] : [],
     );
+    // On the feed before the rows are marked, as on the bus: a process that dies in between has them
+    // published again (same id), never not at all. A feed that refuses does not hold signals back.
+    await Promise.all(
+      accepted.map((envelope) =>
+        feed
+          .publish(`signal:${envelope.name}`, 'SIGNAL', envelope)
+          .catch((err) => logger.warn({ err }, 'signal event not published to subscribers')),
+      ),
+    );
     if (accepted.length) {
       await runStatement(tx, markPublishedStatement, [accepted.map((e) => e.id)]);
       options.observer?.published?.(accepted.length);
-    }
-    for (const envelope of accepted) {
-      void feed
-        .publish(`signal:${envelope.name}`, 'SIGNAL', envelope)
-        .catch((err) => logger.warn({ err }, 'signal event not published to subscribers'));
     }
     if (refusals.length) {
       const { message } = refusals[0]!.error as Error;

@@ -3,8 +3,10 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMemoryEventFeed } from '../../gateway/events/memory-feed.js';
+import type { EventFeed } from '../../gateway/events/types.js';
 import { createLogger, silentLogger } from '../../gateway/log.js';
 import { compileRetryPolicy } from '../../gateway/retry-policy.js';
+import { createMemorySignalBus } from '../../gateway/signals/memory-bus.js';
 import { startOutboxDispatcher, type OutboxDispatcher } from '../../gateway/signals/outbox.js';
 import { createRedisSignalBus } from '../../gateway/signals/redis-bus.js';
 import type { Delivery, SignalBus } from '../../gateway/signals/types.js';
@@ -119,5 +121,52 @@ describe('the outbox through a hung Redis', () => {
     }
     expect(deliveriesOf(during).map((d) => d.attempt)).toEqual([1]);
     expect(deliveries.map((d) => d.envelope.payload.n)).toEqual([1, 2, 3]);
+  });
+});
+
+describe('the outbox and the event feed', () => {
+  it('marks a signal published only once the feed took it: a process killed before has it published to subscribers again', async () => {
+    const db = await createTestDatabase('outbox-feed-order');
+    const feedPool = new pg.Pool({ connectionString: db.url });
+    const memoryFeed = createMemoryEventFeed({ logger: testLogger });
+    const memoryBus = createMemorySignalBus({ logger: testLogger });
+    // The feed holds every publish until released, as a Redis round trip a SIGKILL can cut.
+    const held: Array<() => void> = [];
+    const heldFeed: EventFeed = {
+      ...memoryFeed,
+      publish: (topic, type, data) =>
+        new Promise<void>((resolve) => held.push(resolve)).then(() => memoryFeed.publish(topic, type, data)),
+    };
+    const feedDispatcher = startOutboxDispatcher({
+      pool: feedPool,
+      bus: memoryBus,
+      feed: heldFeed,
+      logger: testLogger,
+      pollIntervalMs: 20,
+    });
+    try {
+      const id = randomUUID();
+      await feedPool.query(
+        `INSERT INTO "OutboxSignal" ("id", "name", "payload", "source") VALUES ($1, $2, '{}', 'plugin:test')`,
+        [id, PAID],
+      );
+      feedDispatcher.wake();
+      await waitFor(() => held.length > 0, { what: 'the signal to reach the feed' });
+      const publishedAt = async () =>
+        (await feedPool.query(`SELECT "publishedAt" FROM "OutboxSignal" WHERE "id" = $1`, [id])).rows[0]
+          .publishedAt as Date | null;
+      expect(await publishedAt()).toBeNull();
+      for (const release of held.splice(0)) release();
+      await waitFor(async () => expect(await publishedAt()).not.toBeNull(), {
+        what: 'the signal to be marked published',
+      });
+    } finally {
+      for (const release of held.splice(0)) release();
+      await feedDispatcher.stop();
+      await memoryBus.close(AbortSignal.timeout(1_000));
+      await memoryFeed.close();
+      await feedPool.end();
+      await db.drop();
+    }
   });
 });

@@ -25,7 +25,7 @@ let seq = 0;
 
 /** An order paid at `psp`, every line fulfilled; course runs of its own, so no test sees another's. */
 export function seedPaidOrder(
-  cc: CommerceCoordinator,
+  cc: Pick<CommerceCoordinator, 'services'>,
   psp: Psp,
   options: { learner?: DemoLearner; prices?: number[]; paidCents?: number } = {},
 ): PaidOrder {
@@ -77,7 +77,7 @@ export function seedPaidOrder(
 }
 
 /** What the stand-ins hold about `order`. */
-export function standInState(cc: CommerceCoordinator, order: PaidOrder) {
+export function standInState(cc: Pick<CommerceCoordinator, 'services'>, order: PaidOrder) {
   const stored = cc.services.orderManagement.store.orders.get(order.orderId)!;
   const payment = cc.services.orderManagement.store.payments.get(stored.paymentInfo!.payments[0]!.id)!;
   return {

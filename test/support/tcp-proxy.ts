@@ -17,19 +17,7 @@ export interface TcpProxy {
 
 export async function startTcpProxy(target: { host: string; port: number }): Promise<TcpProxy> {
   const sockets = new Set<Socket>();
-  const handle = (client: Socket) => {
-    const upstream = connect(target);
-    sockets.add(client).add(upstream);
-    const drop = () => {
-      client.destroy();
-      upstream.destroy();
-      sockets.delete(client);
-      sockets.delete(upstream);
-    };
-    client.on('error', drop).on('close', drop);
-    upstream.on('error', drop).on('close', drop);
-    client.pipe(upstream).pipe(client);
-  };
+  const handle = (client: Socket) => joinSockets(client, connect(target), sockets);
   let server: Server = createServer(handle);
   const listen = (port: number) =>
     new Promise<number>((resolve, reject) => {
@@ -54,6 +42,23 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
     },
     close: stop,
   };
+}
+
+/**
+ * Pipes `client` and `upstream` into each other, tracked in `sockets` while open; when either side
+ * ends or fails, both are closed (as a server's death closes its clients' connections).
+ */
+export function joinSockets(client: Socket, upstream: Socket, sockets: Set<Socket>): void {
+  sockets.add(client).add(upstream);
+  const drop = () => {
+    client.destroy();
+    upstream.destroy();
+    sockets.delete(client);
+    sockets.delete(upstream);
+  };
+  client.on('error', drop).on('close', drop);
+  upstream.on('error', drop).on('close', drop);
+  client.pipe(upstream).pipe(client);
 }
 
 /** The URL of `databaseUrl` reached through a proxy on `port`. */
