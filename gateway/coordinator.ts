@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { extname, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { IncomingMessage, Server } from 'node:http';
 import type { GraphQLFormattedError } from 'graphql';
 import type { AddressInfo } from 'node:net';
@@ -74,7 +74,7 @@ export interface CoordinatorOptions {
   roverConfig: string;
   /** The connections config: filters and signals. */
   connectionsFile: string;
-  /** In-process plugins are loaded from `<subgraphsDir>/<name>/index.ts`. */
+  /** In-process plugins are loaded from `<subgraphsDir>/<name>/index.ts` (`index.js` when built). */
   subgraphsDir: string;
   /** Subgraphs called over HTTP at their routing_url; `['*']` for all. @default [] */
   remoteSubgraphs?: readonly string[];
@@ -713,8 +713,11 @@ const openAuthenticator: Authenticator = {
   },
 };
 
+/** `.ts` under tsx, `.js` once built: a Plugin's entry module is compiled with the gateway. */
+const MODULE_EXTENSION = extname(fileURLToPath(import.meta.url));
+
 async function loadPlugin(subgraphsDir: string, name: string, roverFile: string): Promise<Plugin> {
-  const file = resolve(subgraphsDir, name, 'index.ts');
+  const file = resolve(subgraphsDir, name, `index${MODULE_EXTENSION}`);
   let module: { default?: Plugin };
   try {
     module = (await import(pathToFileURL(file).href)) as { default?: Plugin };
