@@ -3,12 +3,13 @@
 // is transpiled on its own (esbuild; `npm run typecheck` checks the types), and the files the server
 // reads at run time are copied beside them.
 import { cp, mkdir, readdir, rm } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const out = join(root, 'dist');
+/** dist/, or the folder given (inside the repository, so that node_modules resolves from it). */
+const out = resolve(root, process.argv[2] ?? 'dist');
 
 /** What the server runs: every TypeScript file under these folders is compiled. */
 const SOURCES = ['gateway', 'subgraphs', 'services', 'schema', 'prisma'];
@@ -28,16 +29,16 @@ const ASSETS = [
 const ASSET_EXTENSIONS = /\.(graphql|prisma|sql|toml|html|js|css|svg|png)$/;
 
 /** The files under `dir` (relative to the root) whose names match `pattern`. */
-async function filesUnder(dir, pattern) {
+async function filesUnder(dir: string, pattern: RegExp): Promise<string[]> {
   const entries = await readdir(join(root, dir), { recursive: true, withFileTypes: true });
   return entries
     .filter((entry) => entry.isFile() && pattern.test(entry.name))
-    .map((entry) => join(entry.parentPath ?? entry.path, entry.name).slice(root.length));
+    .map((entry) => join(entry.parentPath, entry.name).slice(root.length));
 }
 
 const started = performance.now();
 await rm(out, { recursive: true, force: true });
-const modules = [];
+const modules: string[] = [];
 for (const source of SOURCES) modules.push(...(await filesUnder(source, /(?<!\.d)\.ts$/)));
 await build({
   entryPoints: modules,
@@ -50,7 +51,7 @@ await build({
   sourcemap: true,
   logLevel: 'warning',
 });
-const assets = [];
+const assets: string[] = [];
 for (const asset of ASSETS)
   assets.push(...(/\.\w+$/.test(asset) ? [asset] : await filesUnder(asset, ASSET_EXTENSIONS)));
 for (const file of assets) {
@@ -58,5 +59,5 @@ for (const file of assets) {
   await cp(join(root, file), join(out, file));
 }
 console.log(
-  `dist/: ${modules.length} modules and ${assets.length} files in ${Math.round(performance.now() - started)} ms`,
+  `${out.slice(root.length)}/: ${modules.length} modules and ${assets.length} files in ${Math.round(performance.now() - started)} ms`,
 );
