@@ -18,6 +18,8 @@ export async function buildOnce(): Promise<Build> {
   const scratch = join(repoRoot, '.scratch');
   await mkdir(scratch, { recursive: true });
   const dir = await mkdtemp(join(scratch, 'dist-'));
-  await promisify(execFile)(process.execPath, ['scripts/build.mjs', dir], { cwd: repoRoot });
+  await promisify(execFile)(process.execPath, ['--import', 'tsx', 'scripts/build.ts', dir], {
+    cwd: repoRoot,
+  });
   return { dir, remove: () => rm(dir, { recursive: true, force: true }) };
 }
