@@ -8,6 +8,9 @@ import { createLogger, prettyLogs } from './log.js';
 // @apollo/gateway's libraries report usage hourly unless told not to; opt in explicitly if wanted.
 process.env.APOLLO_TELEMETRY_DISABLED ??= '1';
 
+/** What closing may take after the drain's deadline (connections, the database, the stand-ins). */
+const STOP_GRACE_MS = 2_000;
+
 async function main() {
   const env = readEnv();
   const logger = createLogger({
@@ -54,6 +57,11 @@ async function main() {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'stopping');
+    // The drain is bounded by the timeout; this bounds the closing after it, whatever hangs.
+    setTimeout(() => {
+      logger.error({ timeoutMs: env.SHUTDOWN_TIMEOUT_MS }, 'stop overran the shutdown timeout: exiting');
+      process.exit(1);
+    }, env.SHUTDOWN_TIMEOUT_MS + STOP_GRACE_MS).unref();
     coordinator
       .stop()
       .then(() => standIns?.close())
