@@ -667,6 +667,8 @@ export class Coordinator {
     this.state = { phase: 'stopping' };
     await r.dispatcher.stop();
     await r.bus.close(deadline);
+    // A request whose flow outlived the deadline gets an answer, not a reset connection.
+    r.requests.refuseUnanswered();
     r.server.closeAllConnections();
     await closed;
     await r.apollo.stop();

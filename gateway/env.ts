@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import type { AuthOptions } from './auth/authenticator.js';
 import { ConfigError } from './errors.js';
@@ -5,6 +6,14 @@ import type { SamplerName, TracingOptions } from './observability/tracing.js';
 import { signingSecretProblem } from '@commerce-coordinator/plugin-sdk/call-assertion';
 import { resolveHttpLimits, type HttpLimits } from './http/connection-limits.js';
 import { resolveSubscriptionLimits, type SubscriptionLimits } from './subscriptions/limits.js';
+
+/**
+ * One of the Coordinator's own files, beside its code: in the repository under tsx, in dist/ once built
+ * (whatever the working directory). A path set in the environment is relative to the working directory.
+ */
+function ownFile(name: string): string {
+  return fileURLToPath(new URL(`../${name}`, import.meta.url));
+}
 
 /** A count or duration; unset leaves the default of the option it sets. */
 const optionalInt = (min: number) => z.coerce.number().int().min(min).optional();
@@ -90,10 +99,10 @@ export const envSchema = z.object({
   REDIS_KEY_PREFIX: z.string().default('cc:'),
   /** LaunchDarkly; without it, flags come from FLAGS_FILE, re-read on change. */
   LAUNCHDARKLY_SDK_KEY: z.string().min(1).optional(),
-  FLAGS_FILE: z.string().default('flags.json'),
-  ROVER_CONFIG: z.string().default('rover.yaml'),
-  CONNECTIONS_FILE: z.string().default('connections.yaml'),
-  SUBGRAPHS_DIR: z.string().default('subgraphs'),
+  FLAGS_FILE: z.string().default(ownFile('flags.json')),
+  ROVER_CONFIG: z.string().default(ownFile('rover.yaml')),
+  CONNECTIONS_FILE: z.string().default(ownFile('connections.yaml')),
+  SUBGRAPHS_DIR: z.string().default(ownFile('subgraphs')),
   /** Subgraphs called over HTTP at their rover.yaml routing_url instead of in process: names, or `*`. */
   REMOTE_SUBGRAPHS: commaList.default([]),
   /**

@@ -16,6 +16,9 @@ export interface Companion {
   stop(): Promise<void>;
 }
 
+/** What closing may take after the drain's deadline (connections, the database, the stand-ins). */
+const STOP_GRACE_MS = 2_000;
+
 /**
  * Runs a Coordinator configured from the environment until SIGTERM or SIGINT, then drains and stops it.
  * A start-up failure prints what is wrong (a ConfigError's problems) and exits 1.
@@ -78,6 +81,11 @@ async function run(prepare: Prepare | undefined) {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'stopping');
+    // The drain is bounded by the timeout; this bounds the closing after it, whatever hangs.
+    setTimeout(() => {
+      logger.error({ timeoutMs: env.SHUTDOWN_TIMEOUT_MS }, 'stop overran the shutdown timeout: exiting');
+      process.exit(1);
+    }, env.SHUTDOWN_TIMEOUT_MS + STOP_GRACE_MS).unref();
     coordinator
       .stop()
       .then(() => companion?.stop())

@@ -55,7 +55,7 @@ async function openUrl(url: string, logger: Logger): Promise<Database> {
   } catch (error) {
     throw new Error(`DATABASE_URL (${redactUrl(url)}): ${messageOf(error)}`, { cause: error });
   }
-  return connect(url, false, async () => undefined);
+  return connect(url, logger, false, async () => undefined);
 }
 
 async function openEmbedded(options: OpenDatabaseOptions): Promise<Database> {
@@ -84,11 +84,14 @@ async function openEmbedded(options: OpenDatabaseOptions): Promise<Database> {
     throw failure(error);
   }
   logger.info({ dataDir, port, ms: Date.now() - started }, 'embedded PostgreSQL is running');
-  return connect(url, true, () => server.stop());
+  return connect(url, logger, true, () => server.stop());
 }
 
-function connect(url: string, embedded: boolean, stopServer: () => Promise<void>): Database {
+function connect(url: string, logger: Logger, embedded: boolean, stopServer: () => Promise<void>): Database {
   const pool = new pg.Pool({ connectionString: url });
+  // An idle connection the server ends (a restart, a failover, a shutdown) is dropped from the pool and
+  // replaced on the next query; unhandled, its 'error' event would end the process.
+  pool.on('error', (err) => logger.warn({ err }, 'database connection lost'));
   const prisma = new PrismaClient({ adapter: new PrismaPg(pool, { disposeExternalPool: true }) });
   let closing: Promise<void> | undefined;
   return {

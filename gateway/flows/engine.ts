@@ -123,6 +123,8 @@ export class FlowEngine {
   async drain(signal?: AbortSignal): Promise<void> {
     const all = Promise.allSettled([...this.running.values()].flatMap((work) => [...work]));
     if (!signal) return void (await all);
+    // Already past the deadline (the requests before the flows used it up): an 'abort' never comes again.
+    if (signal.aborted) return;
     await Promise.race([
       all,
       new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true })),

@@ -199,6 +199,8 @@ async function graphql(
     httpGraphQLRequest: { method: req.method ?? 'GET', headers, search: url.search, body },
     context: () => options.context(req),
   });
+  // Answered already: the gateway stopped before this request's answer was ready (refuseUnanswered).
+  if (res.headersSent) return;
   for (const [key, value] of response.headers) res.setHeader(key, value);
   res.statusCode = response.status ?? 200;
   if (response.body.kind === 'complete') return res.end(response.body.string);
@@ -214,21 +216,26 @@ async function graphql(
 export function trackRequests(server: Server): {
   inFlight(): number;
   settled(signal: AbortSignal): Promise<void>;
+  /**
+   * Answers every request still unanswered with 503 SHUTTING_DOWN (and closes its connection after it),
+   * so that closing the connections resets none; what its handler writes afterwards is dropped.
+   */
+  refuseUnanswered(): void;
 } {
-  let inFlight = 0;
+  const open = new Set<ServerResponse>();
   const waiters = new Set<() => void>();
   server.on('request', (_req: IncomingMessage, res: ServerResponse) => {
-    inFlight += 1;
+    open.add(res);
     res.once('close', () => {
-      inFlight -= 1;
-      if (inFlight === 0) for (const wake of waiters) wake();
+      open.delete(res);
+      if (open.size === 0) for (const wake of waiters) wake();
     });
   });
   return {
-    inFlight: () => inFlight,
+    inFlight: () => open.size,
     settled: (signal) =>
       new Promise<void>((resolve) => {
-        if (inFlight === 0 || signal.aborted) return resolve();
+        if (open.size === 0 || signal.aborted) return resolve();
         const done = () => {
           waiters.delete(done);
           signal.removeEventListener('abort', done);
@@ -237,6 +244,13 @@ export function trackRequests(server: Server): {
         waiters.add(done);
         signal.addEventListener('abort', done, { once: true });
       }),
+    refuseUnanswered() {
+      for (const res of open) {
+        if (res.headersSent) continue;
+        res.setHeader('connection', 'close');
+        sendGraphQLError(res, ErrorCode.SHUTTING_DOWN, 'The gateway is shutting down: try again');
+      }
+    },
   };
 }
 

@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
-import { dirname, relative, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { dirname, extname, relative, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parse, print, type DocumentNode } from 'graphql';
 import type { Plugin } from '@commerce-coordinator/plugin-sdk';
 import { ConfigError } from '../errors.js';
@@ -9,9 +9,12 @@ import type { RoverSubgraph } from '../federation/rover-config.js';
 export interface LoadPluginOptions {
   /** rover.yaml: the file every problem names, and where a `package` is resolved from. */
   roverFile: string;
-  /** In-repo Plugins are `<subgraphsDir>/<name>/index.ts`. */
+  /** In-repo Plugins are `<subgraphsDir>/<name>/index.ts` (`index.js` when built). */
   subgraphsDir: string;
 }
+
+/** `.ts` under tsx, `.js` once built: an in-repo Plugin's entry module is compiled with the gateway. */
+const MODULE_EXTENSION = extname(fileURLToPath(import.meta.url));
 
 /** Where a Plugin's module is: its folder in the repository, or an installed package rover.yaml names. */
 type PluginSource = { kind: 'folder'; file: string } | { kind: 'package'; name: string; file: string };
@@ -57,7 +60,7 @@ export async function loadPlugin(subgraph: RoverSubgraph, options: LoadPluginOpt
 
 function locate(subgraph: RoverSubgraph, options: LoadPluginOptions): PluginSource {
   if (!subgraph.package)
-    return { kind: 'folder', file: resolve(options.subgraphsDir, subgraph.name, 'index.ts') };
+    return { kind: 'folder', file: resolve(options.subgraphsDir, subgraph.name, `index${MODULE_EXTENSION}`) };
   // Node's own resolution (node_modules, the package's "exports"), from rover.yaml's folder: the project
   // root, where `npm install` put the package.
   const from = resolve(options.roverFile);
