@@ -1,16 +1,21 @@
 # The Coordinator's production image: built with the dev dependencies, run with the production ones only.
 FROM node:22-slim AS build
 WORKDIR /app
-# npm ci runs postinstall (scripts/generate.sh), which generates the Prisma client from the schema.
+# npm ci links the workspaces (the Plugin SDK, the example Plugin) and runs postinstall: it generates
+# the Prisma client from the schema and bundles the developers' explorer from its page.
 COPY package.json package-lock.json prisma.config.ts ./
+COPY packages ./packages
+COPY examples ./examples
 COPY scripts ./scripts
 COPY prisma ./prisma
+COPY gateway/explorer/page ./gateway/explorer/page
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json rover.yaml connections.yaml flags.json ./
 COPY schema ./schema
 COPY gateway ./gateway
 COPY subgraphs ./subgraphs
 COPY services ./services
+COPY launcher ./launcher
 RUN npm run build && npm prune --omit=dev --no-audit --no-fund
 
 FROM node:22-slim

@@ -4,6 +4,7 @@ import { builtinModules } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signToken } from '../../gateway/auth/tokens.js';
+import { startServiceStandIns, type ServiceStandIns } from '../../services/embedded.js';
 import { buildOnce, type Build } from '../support/build.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { gatewayEnv, killGateways, repoRoot, spawnGateway } from '../support/gateway-process.js';
@@ -33,15 +34,21 @@ describe('the production build', () => {
   let build: Build;
   let database: TestDatabase;
   let redisUrl: string;
+  let standIns: ServiceStandIns;
   const prefix = `${testNamespace('production build')}:`;
 
   beforeAll(async () => {
     redisUrl = await requireRedis();
-    [build, database] = await Promise.all([buildOnce(), createTestDatabase('production_build')]);
+    [build, database, standIns] = await Promise.all([
+      buildOnce(),
+      createTestDatabase('production_build'),
+      startServiceStandIns({ demo: true }),
+    ]);
   });
 
   afterAll(async () => {
     await killGateways();
+    await standIns?.close();
     await database?.drop();
     await build?.remove();
     if (redisUrl) await deleteNamespace(redisUrl, prefix);
@@ -92,7 +99,8 @@ describe('the production build', () => {
         REDIS_URL: redisUrl,
         REDIS_KEY_PREFIX: prefix,
         JWT_SECRET,
-        SERVICES: 'stand-ins',
+        // Production runs against configured Services: here the stand-ins, by their variables.
+        ...standIns.env,
       }),
     });
     await gateway.ready(40_000);
@@ -103,14 +111,16 @@ describe('the production build', () => {
     const res = await fetch(`${gateway.url}/graphql`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${ada}` },
-      body: JSON.stringify({ query: '{ orderHistory(input: {}) { status output } }' }),
+      body: JSON.stringify({
+        query: '{ orderHistory(input: {}) { history { orderNumber } flow { status } } }',
+      }),
     });
     const body = (await res.json()) as {
-      data?: { orderHistory: { status: string; output: { history: Array<{ orderNumber: string }> } } };
+      data?: { orderHistory: { flow: { status: string }; history: Array<{ orderNumber: string }> } };
     };
     expect(res.status, JSON.stringify(body)).toBe(200);
-    expect(body.data!.orderHistory.status).toBe('COMPLETED');
-    expect(body.data!.orderHistory.output.history.map((o) => o.orderNumber)).toEqual(
+    expect(body.data!.orderHistory.flow.status).toBe('COMPLETED');
+    expect(body.data!.orderHistory.history.map((o) => o.orderNumber)).toEqual(
       expect.arrayContaining(['EDX-100001', '2U-2026000001']),
     );
 
