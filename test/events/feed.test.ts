@@ -89,7 +89,7 @@ describe('Redis event feed', () => {
     onTestFinished(() => redis.dispose());
     const options = {
       url: redis.url,
-      redisOptions: { retryStrategy: () => 20 },
+      redisOptions: { socket: { reconnectStrategy: () => 20 } },
       keyPrefix: 'outage',
       logger: testLogger,
     };
@@ -130,7 +130,7 @@ describe('Redis event feed through an outage', () => {
     onTestFinished(() => redis.dispose());
     const options: RedisEventFeedOptions = {
       url: redis.url,
-      redisOptions: { retryStrategy: () => 20 },
+      redisOptions: { socket: { reconnectStrategy: () => 20 } },
       keyPrefix: 'outage',
       logger: testLogger,
       ...more,

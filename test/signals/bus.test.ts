@@ -67,7 +67,7 @@ signalBusContract('redis', {
       const bus = redisBus(
         namespace,
         { ...options, consumerName },
-        { redisOptions: { retryStrategy: () => null } },
+        { redisOptions: { socket: { reconnectStrategy: false } } },
       );
       return {
         bus,
@@ -92,8 +92,8 @@ describe('Redis signal bus through a Redis outage', () => {
     onTestFinished(() => redis.dispose());
     const bus = createRedisSignalBus({
       url: redis.url,
-      // Reconnect quickly so that the test does not wait for ioredis's default backoff.
-      redisOptions: { retryStrategy: () => 20 },
+      // Reconnect quickly so that the test does not wait for the default backoff.
+      redisOptions: { socket: { reconnectStrategy: () => 20 } },
       keyPrefix: 'outage',
       consumerName: 'only',
       logger: testLogger,

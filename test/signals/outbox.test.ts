@@ -29,7 +29,7 @@ beforeAll(async () => {
   pool = new pg.Pool({ connectionString: database.url });
   bus = createRedisSignalBus({
     url: redis.url,
-    redisOptions: { retryStrategy: () => 20 },
+    redisOptions: { socket: { reconnectStrategy: () => 20 } },
     keyPrefix: 'outbox',
     consumerName: 'only',
     logger: testLogger,
