@@ -57,7 +57,7 @@ describe('Redis event feed', () => {
 
   it('serves many subscriptions opened at once on a fresh feed (its pub/sub connection still connecting)', async () => {
     // The first subscription opens the pub/sub connection and the others subscribe while it connects.
-    // (Under load the benchmark saw such bursts fail: a SUBSCRIBE ahead of ioredis's readiness check.)
+    // (Under load the benchmark saw such bursts fail: a SUBSCRIBE ahead of the client's readiness check.)
     for (let round = 0; round < 5; round++) {
       const namespace = testNamespace(`feed burst ${round}`);
       const feed = createRedisEventFeed({ url, keyPrefix: namespace, logger: testLogger });
