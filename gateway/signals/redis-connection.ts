@@ -63,9 +63,12 @@ export function openRedis(
   const client = createClient({
     ...connection.redisOptions,
     url: connection.url,
-    name: role.name,
     disableOfflineQueue: role.failFast,
   }) as unknown as RedisClientType;
+  // Named for CLIENT LIST once connected, ahead of anything else sent. Not node-redis's `name`
+  // option: with it in the handshake, two connections opened together took 50–250 ms to be ready
+  // on this machine instead of 1–3 ms.
+  client.on('ready', () => void client.sendCommand(['CLIENT', 'SETNAME', role.name]).catch(() => {}));
   // Every failed reconnection attempt is an 'error'; one warning per outage is enough.
   let down = false;
   client.on('error', (err: Error) => {
