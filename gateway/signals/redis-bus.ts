@@ -855,8 +855,7 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
         }
         clearInterval(renewTimer);
         // A reader may be blocked in XREADGROUP: dropped, not waited for.
-        for (const loop of loops.values()) loop.reader.destroy();
-        await cmd.close();
+        await Promise.all([...[...loops.values()].map((loop) => loop.reader.destroy()), cmd.close()]);
       })();
       return closePromise;
     },

@@ -17,6 +17,9 @@ export interface RedisConnection {
   redisOptions?: RedisClientOptions;
 }
 
+/** The longest a close waits for a connection attempt under way to be made or to fail. */
+const CONNECT_SETTLE_MS = 5_000;
+
 /** A command argument; numbers are sent as their decimal text. */
 export type RedisArgument = string | number;
 
@@ -46,8 +49,8 @@ export interface RedisLink {
    * first. Returns what stops the wait. One client listener serves every waiter.
    */
   onReadyOrClosed(listener: (ready: boolean) => void): () => void;
-  /** Drops the connection at once, rejecting what waits for a reply (a blocked read, say). */
-  destroy(): void;
+  /** Drops the connection, rejecting what waits for a reply (a blocked read, say). */
+  destroy(): Promise<void>;
 }
 
 /**
@@ -116,6 +119,26 @@ export function openRedis(
     });
   };
 
+  /**
+   * node-redis loses a socket destroyed while it is being opened: the connection is made anyway, and
+   * stays open. A connection attempt under way is let finish (made, or failed and waiting to retry).
+   */
+  const destroy = async () => {
+    if (!client.isOpen) return;
+    if (!client.isReady) {
+      let timer: NodeJS.Timeout | undefined;
+      let settled!: () => void;
+      await new Promise<void>((resolve) => {
+        settled = resolve;
+        client.once('ready', settled).once('error', settled);
+        timer = setTimeout(settled, CONNECT_SETTLE_MS);
+      });
+      clearTimeout(timer);
+      client.off('ready', settled).off('error', settled);
+    }
+    if (client.isOpen) client.destroy();
+  };
+
   return {
     client,
     get isReady() {
@@ -135,15 +158,13 @@ export function openRedis(
         await Promise.race([Promise.allSettled(awaited), bound]);
         clearTimeout(timer);
       }
-      if (client.isOpen) client.destroy();
+      await destroy();
     },
     onReadyOrClosed(listener) {
       waiters.add(listener);
       return () => waiters.delete(listener);
     },
-    destroy() {
-      if (client.isOpen) client.destroy();
-    },
+    destroy,
   };
 }
 
