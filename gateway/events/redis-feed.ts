@@ -237,11 +237,14 @@ export function createRedisEventFeed(options: RedisEventFeedOptions): EventFeed 
             : error,
         );
       } else {
-        // Still buffering: the next reconnection, or this retry, catches up.
+        // Still buffering: the next reconnection, or this retry, catches up. The pub/sub connection can
+        // be back before the command connection: then the retry waits for that one, not a fixed time.
         logger.warn({ err: error }, 'Could not catch up a feed subscription; retrying');
-        setTimeout(() => {
+        const retry = () => {
           if (!closed && !subscription.queue.ended) void sync(subscription);
-        }, 1_000).unref();
+        };
+        if (isConnectionError(error) && !cmd.isReady) void whenReady(cmd, Infinity).then(retry);
+        else setTimeout(retry, 1_000).unref();
       }
     } finally {
       subscription.syncing = false;

@@ -22,7 +22,12 @@ export interface AdminRedis {
 
 /** Connects to `url` without reconnecting: a test sees its Redis go away as an error. */
 export async function adminRedis(url: string): Promise<AdminRedis> {
-  const client = createClient({ url, socket: { reconnectStrategy: false, connectTimeout: 2_000 } });
+  // From a client of the options the Coordinator's connections share: node-redis builds a client class
+  // per distinct options (~30 ms) and keeps only the last, so a test alternating both would rebuild it.
+  const template = createClient({ url });
+  const client = template.duplicate({
+    socket: { ...template.options?.socket, reconnectStrategy: false, connectTimeout: 2_000 },
+  });
   client.on('error', () => {});
   await client.connect();
   const args = (list: Array<string | number | Buffer>) =>
