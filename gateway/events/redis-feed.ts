@@ -1,16 +1,14 @@
 import { DomainError, ErrorCode } from '../errors.js';
-import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { Logger } from '../log.js';
+import { BusUnavailableError, fieldsRecord, streamEntries } from '../signals/redis-bus.js';
 import {
-  BusUnavailableError,
-  fieldsRecord,
   isConnectionError,
   openRedis,
-  streamEntries,
   whenReady,
   type RedisConnection,
-} from '../signals/redis-bus.js';
+  type RedisLink,
+} from '../signals/redis-connection.js';
 import { createFeedQueue, type FeedQueue } from './memory-feed.js';
 import { createFeedPublisher } from './redis-publisher.js';
 import type { EventFeed, FeedEvent } from './types.js';
@@ -95,9 +93,7 @@ export function createRedisEventFeed(options: RedisEventFeedOptions): EventFeed 
   const { keyPrefix, logger } = options;
   const retain = Math.max(1, options.retain ?? 10_000);
   const connectTimeoutMs = options.connectTimeoutMs ?? 2_000;
-  const connection: RedisConnection = options.url
-    ? { url: options.url, redisOptions: options.redisOptions }
-    : { redisOptions: options.redisOptions! };
+  const connection: RedisConnection = { url: options.url, redisOptions: options.redisOptions };
   const streamKey = `${keyPrefix}:feed`;
   const channelOf = (topic: string) => `${keyPrefix}:feed:${topic}`;
 
@@ -107,14 +103,13 @@ export function createRedisEventFeed(options: RedisEventFeedOptions): EventFeed 
       name: `${keyPrefix}:feed`,
       failFast: true,
       commandTimeoutMs: options.commandTimeoutMs ?? 5_000,
-      autoPipelining: true,
     },
     logger,
   );
   let everReady = false;
-  cmd.once('ready', () => (everReady = true));
+  cmd.client.once('ready', () => (everReady = true));
   const connected = async () => {
-    if (!everReady && cmd.status !== 'ready') await whenReady(cmd, connectTimeoutMs);
+    if (!everReady && !cmd.isReady) await whenReady(cmd, connectTimeoutMs);
   };
 
   const publisher = createFeedPublisher({
@@ -130,7 +125,7 @@ export function createRedisEventFeed(options: RedisEventFeedOptions): EventFeed 
 
   const subscriptions = new Set<Subscription>();
   const channelUsers = new Map<string, number>();
-  let subscriber: Redis | undefined;
+  let subscriber: RedisLink | undefined;
   let closed = false;
 
   const deliver = (subscription: Subscription, event: FeedEvent) => {
@@ -139,7 +134,7 @@ export function createRedisEventFeed(options: RedisEventFeedOptions): EventFeed 
     if (subscription.topics.has(event.topic)) subscription.queue.push(event);
   };
 
-  const onMessage = (_channel: string, message: string) => {
+  const onMessage = (message: string) => {
     const space = message.indexOf(' ');
     const cursor = message.slice(0, space);
     const body = eventBodySchema.safeParse(parseJson(message.slice(space + 1)));
@@ -164,16 +159,16 @@ export function createRedisEventFeed(options: RedisEventFeedOptions): EventFeed 
     // Not fail-fast: a SUBSCRIBE sent while connecting waits for the connection instead of failing.
     const connectionToSubscribe = openRedis(
       connection,
-      { name: `${keyPrefix}:feed:sub`, failFast: false, subscriber: true },
+      { name: `${keyPrefix}:feed:sub`, failFast: false },
       logger,
     );
     let wasReady = false;
-    connectionToSubscribe.on('ready', () => {
+    // node-redis joins the channels again before 'ready'.
+    connectionToSubscribe.client.on('ready', () => {
       // Messages published while the connection was down are lost: catch up from the stream.
       if (wasReady) for (const subscription of subscriptions) void sync(subscription);
       wasReady = true;
     });
-    connectionToSubscribe.on('message', onMessage);
     subscriber = connectionToSubscribe;
     return subscriber;
   };
@@ -212,7 +207,8 @@ export function createRedisEventFeed(options: RedisEventFeedOptions): EventFeed 
         subscription.resyncRequested = false;
         // An ended subscription has released its channels; subscribing now would leave them joined.
         if (subscription.queue.ended) return;
-        await getSubscriber().subscribe(...subscription.channels);
+        // Resolves at once for channels already joined: one listener per channel, whatever the subscriptions.
+        await getSubscriber().client.subscribe(subscription.channels, onMessage);
         subscription.position ??= await subscription.start;
         await readBacklog(subscription);
       } while (subscription.resyncRequested && !subscription.queue.ended);
@@ -241,11 +237,14 @@ export function createRedisEventFeed(options: RedisEventFeedOptions): EventFeed 
             : error,
         );
       } else {
-        // Still buffering: the next reconnection, or this retry, catches up.
+        // Still buffering: the next reconnection, or this retry, catches up. The pub/sub connection can
+        // be back before the command connection: then the retry waits for that one, not a fixed time.
         logger.warn({ err: error }, 'Could not catch up a feed subscription; retrying');
-        setTimeout(() => {
+        const retry = () => {
           if (!closed && !subscription.queue.ended) void sync(subscription);
-        }, 1_000).unref();
+        };
+        if (isConnectionError(error) && !cmd.isReady) void whenReady(cmd, Infinity).then(retry);
+        else setTimeout(retry, 1_000).unref();
       }
     } finally {
       subscription.syncing = false;
@@ -265,7 +264,8 @@ export function createRedisEventFeed(options: RedisEventFeedOptions): EventFeed 
       else channelUsers.delete(channel);
       return users <= 0;
     });
-    if (unused.length && subscriber && !closed) subscriber.unsubscribe(...unused).catch(() => {});
+    if (unused.length && subscriber && !closed)
+      subscriber.client.unsubscribe(unused, onMessage).catch(() => {});
   };
 
   return {
@@ -314,16 +314,7 @@ export function createRedisEventFeed(options: RedisEventFeedOptions): EventFeed 
       closed = true;
       for (const subscription of [...subscriptions]) subscription.queue.end();
       await publisher.close(options.shutdownFlushMs ?? 2_000);
-      await Promise.all(
-        [cmd, subscriber].map(
-          (redis) =>
-            redis &&
-            redis.quit().then(
-              () => {},
-              () => redis.disconnect(),
-            ),
-        ),
-      );
+      await Promise.all([cmd.close(), subscriber?.close()]);
     },
   };
 }

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import type { Logger } from '../log.js';
-import { isConnectionError, pause, whenReady } from '../signals/redis-bus.js';
+import { pause } from '../signals/redis-bus.js';
+import { isConnectionError, whenReady, type RedisLink } from '../signals/redis-connection.js';
 
 /**
  * Appends the event and announces it with its stream id in one step: pub/sub messages then arrive in
@@ -42,7 +42,7 @@ interface QueuedEvent {
 }
 
 export interface FeedPublisherOptions {
-  cmd: Redis;
+  cmd: RedisLink;
   /** Every key of this producer is under it: `<keyPrefix>:feed:producer:<random id>`. */
   keyPrefix: string;
   streamKey: string;
@@ -94,9 +94,7 @@ export function createFeedPublisher(options: FeedPublisherOptions): FeedPublishe
     event.seq ??= ++seq;
     return cmd.eval(
       PUBLISH_SCRIPT,
-      2,
-      options.streamKey,
-      producerKey,
+      [options.streamKey, producerKey],
       options.retain,
       event.topic,
       event.type,
@@ -143,7 +141,7 @@ export function createFeedPublisher(options: FeedPublisherOptions): FeedPublishe
     // the highest appended are the only ones a resend may use.
     while (direct.size) await Promise.all(direct);
     while (queue.length && !stopping.signal.aborted) {
-      if (cmd.status !== 'ready') {
+      if (!cmd.isReady) {
         await whenReady(cmd, Infinity, stopping.signal);
         continue;
       }
@@ -214,7 +212,7 @@ export function createFeedPublisher(options: FeedPublisherOptions): FeedPublishe
     },
 
     async close(timeoutMs) {
-      if (flushing && cmd.status === 'ready') {
+      if (flushing && cmd.isReady) {
         let timer: NodeJS.Timeout | undefined;
         await Promise.race([flushed, new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
         clearTimeout(timer);

@@ -1,7 +1,13 @@
-import { Redis, type RedisOptions } from 'ioredis';
 import { z } from 'zod';
 import { toFailure, type Failure } from '../errors.js';
 import type { Logger } from '../log.js';
+import {
+  isConnectionError,
+  openRedis,
+  whenReady,
+  type RedisConnection,
+  type RedisLink,
+} from './redis-connection.js';
 import { retryDelayMs, shouldRetry } from '../retry-policy.js';
 import {
   signalEnvelopeSchema,
@@ -12,10 +18,6 @@ import {
   type SignalBus,
   type SignalEnvelope,
 } from './types.js';
-
-/** Where Redis is: a URL, options, or a URL with further options (e.g. a `retryStrategy`). */
-export type RedisConnection =
-  { url: string; redisOptions?: RedisOptions } | { url?: undefined; redisOptions: RedisOptions };
 
 export type RedisSignalBusOptions = RedisConnection & {
   /**
@@ -82,81 +84,6 @@ export class BusUnavailableError extends Error {
 const PARKED = '~retry';
 /** Pending entries read per `XPENDING` page. */
 const PAGE = 100;
-
-/**
- * Opens one connection. Fail-fast connections reject commands at once while Redis is down, including
- * those in flight when it went away, instead of queueing them until it is back; every connection keeps
- * reconnecting by itself.
- */
-export function openRedis(
-  connection: RedisConnection,
-  role: {
-    name: string;
-    failFast: boolean;
-    commandTimeoutMs?: number;
-    subscriber?: boolean;
-    /** Commands issued in one tick go out in one write (flow events, publishes, acknowledgements). */
-    autoPipelining?: boolean;
-  },
-  logger: Logger,
-): Redis {
-  const options: RedisOptions = {
-    ...connection.redisOptions,
-    connectionName: role.name,
-    ...(role.failFast ? { enableOfflineQueue: false, maxRetriesPerRequest: 0 } : {}),
-    ...(role.commandTimeoutMs ? { commandTimeout: role.commandTimeoutMs } : {}),
-    // A pub/sub connection answers nothing but (un)subscribe once it has subscribed: ioredis's readiness
-    // check (INFO) would fail when a SUBSCRIBE gets there first, failing the subscriptions with it.
-    ...(role.subscriber ? { enableReadyCheck: false } : {}),
-    ...(role.autoPipelining ? { enableAutoPipelining: true } : {}),
-  };
-  const redis = connection.url ? new Redis(connection.url, options) : new Redis(options);
-  // ioredis reports every failed reconnection attempt; one warning per outage is enough.
-  let down = false;
-  redis.on('error', (err: Error) => {
-    if (down) return;
-    down = true;
-    logger.warn({ err, connection: role.name }, 'Redis connection failed; reconnecting');
-  });
-  redis.on('ready', () => {
-    if (!down) return;
-    down = false;
-    logger.info({ connection: role.name }, 'Redis connection restored');
-  });
-  return redis;
-}
-
-/** Resolves `true` once `redis` is ready, `false` on timeout, abort, or a connection that has ended for good. */
-export function whenReady(redis: Redis, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
-  if (redis.status === 'ready') return Promise.resolve(true);
-  if (redis.status === 'end' || signal?.aborted) return Promise.resolve(false);
-  return new Promise((resolve) => {
-    const finish = (ready: boolean) => {
-      clearTimeout(timer);
-      redis.off('ready', onReady);
-      redis.off('end', onEnd);
-      signal?.removeEventListener('abort', onEnd);
-      resolve(ready);
-    };
-    const onReady = () => finish(true);
-    const onEnd = () => finish(false);
-    const timer = Number.isFinite(timeoutMs) ? setTimeout(onEnd, timeoutMs) : undefined;
-    redis.once('ready', onReady);
-    redis.once('end', onEnd);
-    signal?.addEventListener('abort', onEnd, { once: true });
-  });
-}
-
-/** Errors that say Redis could not be reached, as opposed to a command Redis refused. */
-export function isConnectionError(error: unknown): boolean {
-  if (!(error instanceof Error)) return false;
-  return (
-    error.name === 'MaxRetriesPerRequestError' ||
-    /Stream isn't writeable|Connection is closed|Command timed out|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT/.test(
-      error.message,
-    )
-  );
-}
 
 /** `[id, [field, value, …]]` pairs of an `XRANGE`/`XCLAIM` reply, read without trusting its shape. */
 export function streamEntries(reply: unknown): Array<{ id: string; fields: unknown }> {
@@ -341,7 +268,7 @@ interface ReceiverLoop {
   drained(): Promise<void>;
   /** After a bounded close: aborts running handlers and hands their deliveries to other consumers. */
   abandon(): Promise<void>;
-  reader: Redis;
+  reader: RedisLink;
   wake(): void;
 }
 
@@ -366,9 +293,7 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
   const publishDedupeTtlMs = Math.max(1, options.publishDedupeTtlMs ?? 3_600_000);
   const connectTimeoutMs = options.connectTimeoutMs ?? 2_000;
   const shutdownTimeoutMs = options.shutdownTimeoutMs ?? 10_000;
-  const connection: RedisConnection = options.url
-    ? { url: options.url, redisOptions: options.redisOptions }
-    : { redisOptions: options.redisOptions! };
+  const connection: RedisConnection = { url: options.url, redisOptions: options.redisOptions };
 
   const signalKey = (name: string) => `${keyPrefix}:signal:${name}`;
   const deadKey = (receiver: string) => `${keyPrefix}:dead:${receiver}`;
@@ -381,12 +306,11 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
       name: `${keyPrefix}:${consumerName}:cmd`,
       failFast: true,
       commandTimeoutMs: options.commandTimeoutMs ?? 5_000,
-      autoPipelining: true,
     },
     logger,
   );
   let everReady = false;
-  cmd.once('ready', () => (everReady = true));
+  cmd.client.once('ready', () => (everReady = true));
 
   const loops = new Map<string, ReceiverLoop>();
   /** Stops reading: loops finish their current step and exit. */
@@ -462,7 +386,8 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
     let wakeTimer: NodeJS.Timeout | undefined;
     /** After a round of retries that left more due, new signals go first, then retries again. */
     let readFirst = false;
-    reader.on('close', () => (readerId = undefined));
+    // A new connection has a new id.
+    reader.client.on('error', () => (readerId = undefined));
 
     const unblock = () => {
       if (reading && readerId !== undefined) cmd.call('CLIENT', 'UNBLOCK', readerId).catch(() => {});
@@ -517,7 +442,7 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
       ];
       const deleteSource = stream === streams[1] ? '1' : '0';
       const settled = await settle('dead-letter the delivery', { receiver, entry: id }, () =>
-        cmd.eval(SETTLE_SCRIPT, 2, stream, deadKey(receiver), group, id, deleteSource, ...fields),
+        cmd.eval(SETTLE_SCRIPT, [stream, deadKey(receiver)], group, id, deleteSource, ...fields),
       );
       if (settled) options.onDeadLetter?.({ receiver, signal, failure });
       return settled;
@@ -576,7 +501,7 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
           'Receiver failed; retrying',
         );
         const parked = await settle('park the failed delivery', { receiver, entry: id }, () =>
-          cmd.eval(MOVE_SCRIPT, 1, stream, group, consumerName, PARKED, id),
+          cmd.eval(MOVE_SCRIPT, [stream], group, consumerName, PARKED, id),
         );
         if (parked) scanAt(Date.now() + delayMs);
         return;
@@ -584,7 +509,7 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
         release();
       }
       await settle('acknowledge the delivery', { receiver, entry: id }, () =>
-        cmd.eval(SETTLE_SCRIPT, 2, stream, deadKey(receiver), group, id, stream === streams[1] ? '1' : '0'),
+        cmd.eval(SETTLE_SCRIPT, [stream, deadKey(receiver)], group, id, stream === streams[1] ? '1' : '0'),
       );
     };
 
@@ -671,10 +596,10 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
     const loop = async () => {
       while (!stopping.signal.aborted) {
         try {
-          if (reader.status !== 'ready') {
+          if (!reader.isReady) {
             await whenReady(reader, Infinity, stopping.signal);
-            // A connection that ended for good cannot come back; wait for close.
-            if (reader.status === 'end') await stopped;
+            // A connection closed for good cannot come back; wait for close.
+            if (reader.isClosed) await stopped;
             continue;
           }
           if (!groupsReady) {
@@ -751,7 +676,7 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
             .map((entry) => entry.id);
           if (!ids.length) continue;
           await cmd
-            .eval(MOVE_SCRIPT, 1, stream, group, consumerName, consumerName, ...ids)
+            .eval(MOVE_SCRIPT, [stream], group, consumerName, consumerName, ...ids)
             .catch((error: unknown) => {
               // An outage is reported once by the connection; a lease that lapses meanwhile only risks a duplicate.
               if (!isConnectionError(error)) log.warn({ err: error }, 'Could not renew running deliveries');
@@ -768,7 +693,7 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
         for (const stream of streams) {
           const ids = entries.filter((entry) => entry.stream === stream).map((entry) => entry.id);
           if (!ids.length) continue;
-          await cmd.eval(MOVE_SCRIPT, 1, stream, group, consumerName, PARKED, ...ids).catch(() => {});
+          await cmd.eval(MOVE_SCRIPT, [stream], group, consumerName, PARKED, ...ids).catch(() => {});
         }
       },
     };
@@ -786,7 +711,7 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
 
   const command = async <T>(what: string, run: () => Promise<T>): Promise<T> => {
     if (closePromise) throw closedError();
-    if (!everReady && cmd.status !== 'ready') await whenReady(cmd, connectTimeoutMs);
+    if (!everReady && !cmd.isReady) await whenReady(cmd, connectTimeoutMs);
     try {
       return await run();
     } catch (error) {
@@ -807,7 +732,10 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
     const names = new Set<string>();
     let cursor = '0';
     do {
-      const [next, keys] = await cmd.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
+      const [next, keys] = (await cmd.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', 500)) as [
+        string,
+        string[],
+      ];
       cursor = next;
       for (const key of keys) names.add(key.slice(prefix.length));
     } while (cursor !== '0');
@@ -843,9 +771,7 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
       const entry = await command('publish the signal', () =>
         cmd.eval(
           PUBLISH_SCRIPT,
-          2,
-          publishedKey(parsed.id),
-          signalKey(parsed.name),
+          [publishedKey(parsed.id), signalKey(parsed.name)],
           publishDedupeTtlMs,
           maxLen,
           ...envelopeFields(parsed),
@@ -879,7 +805,7 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
     redeliver(receiver, envelope) {
       const parsed = signalEnvelopeSchema.parse(envelope);
       return command('redeliver the signal', async () => {
-        await cmd.xadd(replayKey(receiver), '*', ...envelopeFields(parsed));
+        await cmd.call('XADD', replayKey(receiver), '*', ...envelopeFields(parsed));
       });
     },
 
@@ -890,9 +816,7 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
           if (!letter.envelope) continue;
           const moved = await cmd.eval(
             REPLAY_SCRIPT,
-            2,
-            deadKey(receiver),
-            replayKey(receiver),
+            [deadKey(receiver), replayKey(receiver)],
             letter.id,
             ...envelopeFields(letter.envelope),
           );
@@ -903,11 +827,11 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
     },
 
     async ready() {
-      if (closePromise || cmd.status !== 'ready') return false;
+      if (closePromise || !cmd.isReady) return false;
       // A hung Redis answers no PING before the command timeout: probes meanwhile share the one in
       // flight instead of piling up behind it.
       readyProbe ??= cmd
-        .ping()
+        .call('PING')
         .then(
           () => true,
           () => false,
@@ -930,8 +854,8 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
           await Promise.all([...loops.values()].map((loop) => loop.abandon()));
         }
         clearInterval(renewTimer);
-        for (const loop of loops.values()) loop.reader.disconnect();
-        await cmd.quit().catch(() => cmd.disconnect());
+        // A reader may be blocked in XREADGROUP: dropped, not waited for.
+        await Promise.all([...[...loops.values()].map((loop) => loop.reader.destroy()), cmd.close()]);
       })();
       return closePromise;
     },

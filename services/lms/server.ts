@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
-import { Redis } from 'ioredis';
+import { createClient } from 'redis';
 import {
   REFUND_REQUESTED_EVENT_TYPE,
   streamFields,
@@ -208,7 +208,7 @@ export async function startLms(options: StartLmsOptions = {}): Promise<LmsStandI
   const entitlements = new Map<string, LmsEntitlement>();
   const requests: Array<{ method: string; path: string }> = [];
   const faults: Fault[] = [];
-  let redis: Redis | undefined;
+  let redis: ReturnType<typeof createClient> | undefined;
   let issuer = '';
 
   const enrollmentKey = (username: string, courseId: string) => `${username}\u0000${courseId}`;
@@ -640,7 +640,7 @@ export async function startLms(options: StartLmsOptions = {}): Promise<LmsStandI
     url,
     issuer,
     async close() {
-      redis?.disconnect();
+      if (redis?.isOpen) redis.destroy();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
@@ -658,8 +658,9 @@ export async function startLms(options: StartLmsOptions = {}): Promise<LmsStandI
     async emitRefundRequested(input) {
       if (!options.redisUrl) throw new Error('startLms({ redisUrl }) is needed to emit events');
       if (!redis) {
-        redis = new Redis(options.redisUrl, { maxRetriesPerRequest: 1 });
+        redis = createClient({ url: options.redisUrl });
         redis.on('error', () => {});
+        await redis.connect();
       }
       const lmsUserId = input.lmsUserId ?? users.get(input.username)?.id;
       if (lmsUserId === undefined)
@@ -683,8 +684,16 @@ export async function startLms(options: StartLmsOptions = {}): Promise<LmsStandI
           reason: input.reason ?? null,
         },
       });
-      const messageId = await redis.xadd(eventStream, 'MAXLEN', '~', STREAM_MAX_LEN, '*', ...fields);
-      return { eventId: metadata.id, messageId: messageId as string };
+      const messageId = await redis.sendCommand([
+        'XADD',
+        eventStream,
+        'MAXLEN',
+        '~',
+        String(STREAM_MAX_LEN),
+        '*',
+        ...fields,
+      ]);
+      return { eventId: metadata.id, messageId: String(messageId) };
     },
   };
 }

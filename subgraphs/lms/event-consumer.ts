@@ -1,4 +1,4 @@
-import { Redis } from 'ioredis';
+import { createClient, RESP_TYPES } from 'redis';
 import type { PluginRuntime, Principal } from '@commerce-coordinator/plugin-sdk';
 import type { LmsEventBusConfig } from './config.js';
 import {
@@ -56,15 +56,23 @@ export async function startRefundConsumer(
   const consumer = config.LMS_EVENT_BUS_CONSUMER;
   const logger = runtime.logger.child({ plugin: 'lms', stream, group, consumer });
   const connect = () => {
-    const client = new Redis(config.LMS_EVENT_BUS_REDIS_URL, {
-      lazyConnect: true,
-      maxRetriesPerRequest: 1,
+    const client = createClient({
+      url: config.LMS_EVENT_BUS_REDIS_URL,
       // Visible in CLIENT LIST, so operators (and tests) can tell the consumer's connections apart.
-      connectionName: `lms-events:${consumer}`,
+      name: `lms-events:${consumer}`,
     });
-    client.on('error', (err) => logger.debug({ err }, 'LMS event bus connection error'));
+    client.on('error', (err: Error) => logger.debug({ err }, 'LMS event bus connection error'));
+    // Commands wait for the connection (and a reconnection) instead of failing meanwhile.
+    client.connect().catch(() => {});
     return client;
   };
+  type Client = ReturnType<typeof connect>;
+  /** The raw reply of a command; with `buffers`, every string in it as the bytes Redis holds. */
+  const call = (client: Client, args: Array<string | number | Buffer>, buffers = false): Promise<unknown> =>
+    client.sendCommand(
+      args.map((arg) => (typeof arg === 'number' ? String(arg) : arg)),
+      buffers ? { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } } : undefined,
+    );
   const commands = connect();
   // A blocking XREADGROUP holds its connection; stop() closes this one to end the wait at once.
   const blocking = connect();
@@ -73,26 +81,19 @@ export async function startRefundConsumer(
   let groupReady = false;
   const ensureGroup = async () => {
     try {
-      await commands.xgroup('CREATE', stream, group, config.LMS_EVENT_BUS_START_ID, 'MKSTREAM');
+      await call(commands, ['XGROUP', 'CREATE', stream, group, config.LMS_EVENT_BUS_START_ID, 'MKSTREAM']);
     } catch (error) {
       if (!String((error as Error).message).includes('BUSYGROUP')) throw error;
     }
     groupReady = true;
   };
 
-  const read = async (client: Redis, id: '0' | '>', blockMs?: number): Promise<Entry[]> => {
+  const read = async (client: Client, id: '0' | '>', blockMs?: number): Promise<Entry[]> => {
     const block = blockMs === undefined ? [] : ['BLOCK', blockMs];
-    const reply = (await client.callBuffer(
-      'XREADGROUP',
-      'GROUP',
-      group,
-      consumer,
-      'COUNT',
-      BATCH,
-      ...block,
-      'STREAMS',
-      stream,
-      id,
+    const reply = (await call(
+      client,
+      ['XREADGROUP', 'GROUP', group, consumer, 'COUNT', BATCH, ...block, 'STREAMS', stream, id],
+      true,
     )) as Array<[Buffer, Entry[]]> | null;
     return reply?.[0]?.[1] ?? [];
   };
@@ -101,7 +102,8 @@ export async function startRefundConsumer(
   const claimStale = async () => {
     let cursor = '0-0';
     do {
-      const reply = (await commands.xautoclaim(
+      const reply = (await call(commands, [
+        'XAUTOCLAIM',
         stream,
         group,
         consumer,
@@ -110,31 +112,32 @@ export async function startRefundConsumer(
         'COUNT',
         100,
         'JUSTID',
-      )) as [string, string[], ...unknown[]];
+      ])) as [string, string[], ...unknown[]];
       if (reply[1].length)
         logger.info({ ids: reply[1] }, 'claimed LMS events left pending by another consumer');
       cursor = reply[0];
     } while (cursor !== '0-0' && !abort.signal.aborted);
   };
 
-  const ack = (id: string) => commands.xack(stream, group, id);
+  const ack = (id: string) => call(commands, ['XACK', stream, group, id]);
 
   const deadLetter = async (id: string, fields: Buffer[], reason: string) => {
     await commands
       .multi()
-      .xadd(
+      .addCommand([
+        'XADD',
         `${stream}:dead-letter`,
         'MAXLEN',
         '~',
-        DEAD_LETTER_MAX_LEN,
+        String(DEAD_LETTER_MAX_LEN),
         '*',
         ...fields,
         'dead_letter_reason',
         reason,
         'dead_letter_source_id',
         id,
-      )
-      .xack(stream, group, id)
+      ])
+      .addCommand(['XACK', stream, group, id])
       .exec();
   };
 
@@ -232,8 +235,8 @@ export async function startRefundConsumer(
 
   return async () => {
     abort.abort();
-    blocking.disconnect();
+    if (blocking.isOpen) blocking.destroy();
     await running;
-    await commands.quit().catch(() => commands.disconnect());
+    if (commands.isOpen) await commands.close();
   };
 }

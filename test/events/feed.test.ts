@@ -57,7 +57,7 @@ describe('Redis event feed', () => {
 
   it('serves many subscriptions opened at once on a fresh feed (its pub/sub connection still connecting)', async () => {
     // The first subscription opens the pub/sub connection and the others subscribe while it connects.
-    // (Under load the benchmark saw such bursts fail: a SUBSCRIBE ahead of ioredis's readiness check.)
+    // (Under load the benchmark saw such bursts fail: a SUBSCRIBE ahead of the client's readiness check.)
     for (let round = 0; round < 5; round++) {
       const namespace = testNamespace(`feed burst ${round}`);
       const feed = createRedisEventFeed({ url, keyPrefix: namespace, logger: testLogger });
@@ -89,7 +89,7 @@ describe('Redis event feed', () => {
     onTestFinished(() => redis.dispose());
     const options = {
       url: redis.url,
-      redisOptions: { retryStrategy: () => 20 },
+      redisOptions: { socket: { reconnectStrategy: () => 20 } },
       keyPrefix: 'outage',
       logger: testLogger,
     };
@@ -130,7 +130,7 @@ describe('Redis event feed through an outage', () => {
     onTestFinished(() => redis.dispose());
     const options: RedisEventFeedOptions = {
       url: redis.url,
-      redisOptions: { retryStrategy: () => 20 },
+      redisOptions: { socket: { reconnectStrategy: () => 20 } },
       keyPrefix: 'outage',
       logger: testLogger,
       ...more,

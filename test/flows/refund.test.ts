@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO } from '../../services/demo.js';
 import { startCommerceCoordinator, type CommerceCoordinator } from '../support/commerce.js';
+import { adminRedis } from '../support/redis.js';
 import { seedPaidOrder, type DemoLearner, type PaidOrder, type Psp } from '../support/orders.js';
 import { waitFor } from '../support/wait.js';
 
@@ -747,17 +747,19 @@ const streamIdAtLeast = (id: string, than: string) => {
 
 /** Whether the consumer group has yet to read or acknowledge the stream entry `messageId`. */
 async function pendingOrUnread(messageId: string): Promise<boolean> {
-  const redis = new Redis(cc.redisUrl);
+  const redis = await adminRedis(cc.redisUrl);
   try {
-    const groups = (await redis.xinfo('GROUPS', cc.eventStream)) as unknown[][];
+    const groups = (await redis.call('XINFO', 'GROUPS', cc.eventStream)) as unknown[][];
     const group = groups
       .map((fields) => Object.fromEntries(fields.flatMap((v, i) => (i % 2 ? [] : [[v, fields[i + 1]]]))))
       .find((g) => g.name === CONSUMER_GROUP);
     if (!group || !streamIdAtLeast(String(group['last-delivered-id']), messageId)) return true;
-    const pending = (await redis.xpending(cc.eventStream, CONSUMER_GROUP, '-', '+', 100)) as Array<[string]>;
+    const pending = (await redis.call('XPENDING', cc.eventStream, CONSUMER_GROUP, '-', '+', 100)) as Array<
+      [string]
+    >;
     return pending.some(([id]) => id === messageId);
   } finally {
-    redis.disconnect();
+    await redis.close();
   }
 }
 

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMemoryEventFeed } from '../../gateway/events/memory-feed.js';
@@ -10,7 +9,14 @@ import { startOutboxDispatcher } from '../../gateway/signals/outbox.js';
 import { createRedisSignalBus } from '../../gateway/signals/redis-bus.js';
 import type { Delivery, SignalBus, SignalEnvelope } from '../../gateway/signals/types.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { deleteNamespace, machineRedisUrl, requireRedis, testNamespace } from '../support/redis.js';
+import {
+  adminRedis,
+  type AdminRedis,
+  deleteNamespace,
+  machineRedisUrl,
+  requireRedis,
+  testNamespace,
+} from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
 import { callerTraceparent } from './tracing-spans.js';
 
@@ -24,15 +30,15 @@ const SIGNAL = 'order.traced.v1';
 const once = compileRetryPolicy({ maximumAttempts: 1 });
 const redisUrl = machineRedisUrl();
 const namespace = testNamespace('tracing-signals');
-let admin: Redis;
+let admin: AdminRedis;
 
 beforeAll(async () => {
   await requireRedis(redisUrl);
-  admin = new Redis(redisUrl);
+  admin = await adminRedis(redisUrl);
 });
 afterAll(async () => {
   await deleteNamespace(redisUrl, namespace);
-  await admin?.quit();
+  await admin?.close();
 });
 
 const envelope = (traceContext?: SignalEnvelope['traceContext']): SignalEnvelope => ({
@@ -119,7 +125,7 @@ describe('a Redis Streams entry', () => {
     try {
       const context = { traceparent: callerTraceparent().traceparent };
       await bus.publish(envelope(context));
-      const [[, fields]] = (await admin.xrange(`${keyPrefix}:signal:${SIGNAL}`, '-', '+')) as [
+      const [[, fields]] = (await admin.call('XRANGE', `${keyPrefix}:signal:${SIGNAL}`, '-', '+')) as [
         [string, string[]],
       ];
       expect(fields).toEqual(expect.arrayContaining(['traceparent', context.traceparent]));
@@ -127,7 +133,8 @@ describe('a Redis Streams entry', () => {
 
       const deliveries = consume(bus, 'raw');
       const malformed = envelope();
-      await admin.xadd(
+      await admin.call(
+        'XADD',
         `${keyPrefix}:signal:${SIGNAL}`,
         '*',
         ...['id', malformed.id, 'name', SIGNAL, 'source', 'plugin:test', 'time', malformed.time],

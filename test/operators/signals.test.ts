@@ -1,7 +1,6 @@
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestCoordinator, type TestCoordinator } from '../support/coordinator.js';
-import { machineRedisUrl } from '../support/redis.js';
+import { adminRedis, machineRedisUrl } from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
 import {
   OPERATOR,
@@ -224,10 +223,13 @@ describe('dead letters and signals for operators', () => {
 
     // A signal whose dead letter is gone (trimmed, or deleted by hand) is delivered from the outbox.
     const lost = await deadLetteredRefund();
-    const redis = new Redis(machineRedisUrl());
-    const [deadStream] = await redis.keys('test:operators-signals:*:dead:revoke-enrollment');
-    await redis.xdel(deadStream!, lost.letter.id.split('/')[1]!);
-    redis.disconnect();
+    const redis = await adminRedis(machineRedisUrl());
+    const [deadStream] = await redis.call<string[]>(
+      'KEYS',
+      'test:operators-signals:*:dead:revoke-enrollment',
+    );
+    await redis.call('XDEL', deadStream!, lost.letter.id.split('/')[1]!);
+    await redis.close();
     expect((await signalOf(lost.signalId)).receivers[0]!.deadLetter).toBeNull();
     await ask(REDELIVER, { id: lost.signalId, receiver: 'revoke-enrollment', reason: 'lost letter' });
     await waitFor(() => expect(revocationsOf(lost.orderId)).toHaveLength(1));

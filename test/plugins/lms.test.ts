@@ -1,12 +1,18 @@
 import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { silentLogger } from '../../gateway/log.js';
 import type { FilterResult, Plugin, PluginRuntime } from '@commerce-coordinator/plugin-sdk';
 import { DEFAULT_LMS_CLIENT, startLms, type LmsStandIn } from '../../services/lms/server.js';
 import { createLmsPlugin } from '../../subgraphs/lms/index.js';
 import { REFUND_REQUESTED_EVENT_TYPE } from '../../subgraphs/lms/refund-event.js';
-import { deleteNamespace, machineRedisUrl, requireRedis, testNamespace } from '../support/redis.js';
+import {
+  adminRedis,
+  type AdminRedis,
+  deleteNamespace,
+  machineRedisUrl,
+  requireRedis,
+  testNamespace,
+} from '../support/redis.js';
 import { createDeferred, waitFor } from '../support/wait.js';
 import { codes, learner, runAction, service, staff } from './run-action.js';
 
@@ -373,14 +379,14 @@ function recordingRuntime(onRunFilter?: (call: RecordedCall, index: number) => P
 
 describe('lms plugin: refund requests from the LMS event bus', () => {
   let redisUrl: string;
-  let redis: Redis;
+  let redis: AdminRedis;
   const group = 'commerce-coordinator';
 
   beforeAll(async () => {
     redisUrl = await requireRedis(machineRedisUrl());
-    redis = new Redis(redisUrl);
+    redis = await adminRedis(redisUrl);
   });
-  afterAll(() => redis?.disconnect());
+  afterAll(() => redis?.close());
 
   /** A stream of its own, an LMS producing on it, and a consumer's environment. */
   async function setup(title: string, extra: Record<string, string> = {}) {
@@ -403,9 +409,11 @@ describe('lms plugin: refund requests from the LMS event bus', () => {
       ...extra,
     };
     const pendingIds = async (): Promise<string[]> =>
-      ((await redis.xpending(stream, group, '-', '+', 100)) as Array<[string, string, number, number]>).map(
-        (p) => p[0],
-      );
+      (
+        (await redis.call('XPENDING', stream, group, '-', '+', 100)) as Array<
+          [string, string, number, number]
+        >
+      ).map((p) => p[0]);
     return { stream, producer, env, consumer, pendingIds };
   }
 
@@ -464,7 +472,7 @@ describe('lms plugin: refund requests from the LMS event bus', () => {
     await waitFor(() => expect(crashed.calls.length).toBeGreaterThanOrEqual(1));
     await stopCrashed();
     expect(await pendingIds()).toEqual([event.messageId]);
-    const pending = (await redis.xpending(env.LMS_EVENT_BUS_STREAM, group, '-', '+', 10)) as Array<
+    const pending = (await redis.call('XPENDING', env.LMS_EVENT_BUS_STREAM, group, '-', '+', 10)) as Array<
       [string, string]
     >;
     expect(pending[0]![1]).toBe(consumer);
@@ -483,14 +491,14 @@ describe('lms plugin: refund requests from the LMS event bus', () => {
     const { producer, env, stream, consumer, pendingIds } = await setup('lms consumer claims stale entries', {
       LMS_EVENT_BUS_CLAIM_IDLE_MS: '50',
     });
-    await redis.xgroup('CREATE', stream, group, '$', 'MKSTREAM');
+    await redis.call('XGROUP', 'CREATE', stream, group, '$', 'MKSTREAM');
     const event = await producer.emitRefundRequested({
       orderId: 'order-5',
       lineItemIds: ['l'],
       username: 'ada',
     });
     // A consumer that read the entry and died before acknowledging it.
-    await redis.xreadgroup('GROUP', group, 'dead-pod', 'COUNT', 10, 'STREAMS', stream, '>');
+    await redis.call('XREADGROUP', 'GROUP', group, 'dead-pod', 'COUNT', 10, 'STREAMS', stream, '>');
     expect(await pendingIds()).toEqual([event.messageId]);
 
     const { runtime, calls } = recordingRuntime();
@@ -499,7 +507,7 @@ describe('lms plugin: refund requests from the LMS event bus', () => {
     await waitFor(() => expect(calls).toHaveLength(1));
     expect(calls[0]!.options?.idempotencyKey).toBe(`lms-refund:${event.eventId}`);
     await waitFor(async () => expect(await pendingIds()).toEqual([]));
-    const consumers = (await redis.xinfo('CONSUMERS', stream, group)) as unknown[][];
+    const consumers = (await redis.call('XINFO', 'CONSUMERS', stream, group)) as unknown[][];
     expect(consumers.map((c) => c[1])).toEqual(expect.arrayContaining(['dead-pod', consumer]));
   });
 
@@ -509,15 +517,25 @@ describe('lms plugin: refund requests from the LMS event bus', () => {
     const stop = (await createLmsPlugin({ env }).start!(runtime))!;
     onTestFinished(stop);
     const header = (type: string, id: string) => ['type', type, 'id', id, 'source', 'openedx/lms/web'];
-    await redis.xadd(
+    await redis.call(
+      'XADD',
       stream,
       '*',
       ...header(REFUND_REQUESTED_EVENT_TYPE, randomUUID()),
       'event_data',
       Buffer.from([0xff]),
     );
-    await redis.xadd(stream, '*', 'type', REFUND_REQUESTED_EVENT_TYPE, 'event_data', Buffer.from([0]));
-    await redis.xadd(
+    await redis.call(
+      'XADD',
+      stream,
+      '*',
+      'type',
+      REFUND_REQUESTED_EVENT_TYPE,
+      'event_data',
+      Buffer.from([0]),
+    );
+    await redis.call(
+      'XADD',
       stream,
       '*',
       ...header('org.openedx.learning.course.enrollment.created.v1', randomUUID()),
@@ -533,7 +551,9 @@ describe('lms plugin: refund requests from the LMS event bus', () => {
     await waitFor(() => expect(calls).toHaveLength(1));
     expect(calls[0]!.options?.idempotencyKey).toBe(`lms-refund:${good.eventId}`);
     await waitFor(async () => expect(await pendingIds()).toEqual([]));
-    const dead = (await redis.xrange(`${stream}:dead-letter`, '-', '+')).map(([, fields]) => {
+    const dead = (
+      await redis.call<Array<[string, string[]]>>('XRANGE', `${stream}:dead-letter`, '-', '+')
+    ).map(([, fields]) => {
       const record: Record<string, string> = {};
       for (let i = 0; i < fields.length; i += 2) record[fields[i]!] = fields[i + 1]!;
       return record;
@@ -550,7 +570,7 @@ describe('lms plugin: refund requests from the LMS event bus', () => {
     const { runtime } = recordingRuntime();
     const stop = (await createLmsPlugin({ env }).start!(runtime))!;
     const connections = async () =>
-      String(await redis.client('LIST'))
+      String(await redis.call('CLIENT', 'LIST'))
         .split('\n')
         .filter((line) => line.includes(`name=lms-events:${consumer} `));
     // Blocked in XREADGROUP (flag b).

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { createLogger, silentLogger } from '../../gateway/log.js';
 import { compileRetryPolicy } from '../../gateway/retry-policy.js';
@@ -10,21 +9,28 @@ import {
   type RedisSignalBusOptions,
 } from '../../gateway/signals/redis-bus.js';
 import type { Delivery } from '../../gateway/signals/types.js';
-import { deleteNamespace, machineRedisUrl, requireRedis, startPrivateRedis } from '../support/redis.js';
+import {
+  adminRedis,
+  type AdminRedis,
+  deleteNamespace,
+  machineRedisUrl,
+  requireRedis,
+  startPrivateRedis,
+} from '../support/redis.js';
 import { createDeferred, waitFor } from '../support/wait.js';
 import { makeSignal, signalBusContract, type BusStartOptions } from './bus.contract.js';
 
 const url = machineRedisUrl();
 /** `TEST_LOG=debug npx vitest run …` shows what the buses log. */
 const testLogger = process.env.TEST_LOG ? createLogger({ level: process.env.TEST_LOG }) : silentLogger;
-let admin: Redis;
+let admin: AdminRedis;
 
 beforeAll(async () => {
   await requireRedis(url);
-  admin = new Redis(url);
+  admin = await adminRedis(url);
 });
 afterAll(async () => {
-  await admin?.quit();
+  await admin?.close();
 });
 
 signalBusContract('memory', {
@@ -55,10 +61,10 @@ signalBusContract('redis', {
   cleanup: (namespace) => deleteNamespace(url, namespace),
   processes: {
     async writeRaw(namespace, signal, fields) {
-      await admin.xadd(`${namespace}:signal:${signal}`, '*', ...Object.entries(fields).flat());
+      await admin.call('XADD', `${namespace}:signal:${signal}`, '*', ...Object.entries(fields).flat());
     },
     async pending(namespace, signal, receiver) {
-      const [count] = (await admin.xpending(`${namespace}:signal:${signal}`, receiver)) as [number];
+      const [count] = (await admin.call('XPENDING', `${namespace}:signal:${signal}`, receiver)) as [number];
       return Number(count);
     },
     startDoomed(namespace, options = {}) {
@@ -67,16 +73,16 @@ signalBusContract('redis', {
       const bus = redisBus(
         namespace,
         { ...options, consumerName },
-        { redisOptions: { retryStrategy: () => null } },
+        { redisOptions: { socket: { reconnectStrategy: false } } },
       );
       return {
         bus,
         async crash() {
-          const clients = String(await admin.client('LIST')).split('\n');
+          const clients = String(await admin.call('CLIENT', 'LIST')).split('\n');
           for (const line of clients.filter((client) =>
             client.includes(` name=${namespace}:${consumerName}:`),
           )) {
-            await admin.client('KILL', 'ID', /\bid=(\d+)/.exec(line)![1]!);
+            await admin.call('CLIENT', 'KILL', 'ID', /\bid=(\d+)/.exec(line)![1]!);
           }
         },
       };
@@ -92,8 +98,8 @@ describe('Redis signal bus through a Redis outage', () => {
     onTestFinished(() => redis.dispose());
     const bus = createRedisSignalBus({
       url: redis.url,
-      // Reconnect quickly so that the test does not wait for ioredis's default backoff.
-      redisOptions: { retryStrategy: () => 20 },
+      // Reconnect quickly so that the test does not wait for the default backoff.
+      redisOptions: { socket: { reconnectStrategy: () => 20 } },
       keyPrefix: 'outage',
       consumerName: 'only',
       logger: testLogger,
@@ -121,18 +127,17 @@ describe('Redis signal bus through a Redis outage', () => {
     const [one, two, three] = [1, 2, 3].map((n) => makeSignal(PAID, { n }));
     await bus.publish(one!);
     await bus.publish(two!);
-    const inspector = new Redis(redis.url, { retryStrategy: () => null });
-    inspector.on('error', () => {});
+    const inspector = await adminRedis(redis.url);
     // Only the second is pending (running) when Redis goes down; the first is acknowledged.
     await waitFor(async () =>
-      expect(await inspector.xpending('outage:signal:order.paid.v1', 'fulfil')).toEqual([
+      expect(await inspector.call('XPENDING', 'outage:signal:order.paid.v1', 'fulfil')).toEqual([
         1,
         expect.any(String),
         expect.any(String),
         [['only', '1']],
       ]),
     );
-    inspector.disconnect();
+    await inspector.close();
 
     await redis.stop({ save: true });
     const before = Date.now();

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMemoryEventFeed } from '../../gateway/events/memory-feed.js';
@@ -11,7 +10,7 @@ import { startOutboxDispatcher, type OutboxDispatcher } from '../../gateway/sign
 import { createRedisSignalBus } from '../../gateway/signals/redis-bus.js';
 import type { Delivery, SignalBus } from '../../gateway/signals/types.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { startPrivateRedis, type PrivateRedis } from '../support/redis.js';
+import { adminRedis, type PrivateRedis, startPrivateRedis } from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
 
 /** `TEST_LOG=debug npx vitest run …` shows what the bus and the dispatcher log. */
@@ -31,7 +30,7 @@ beforeAll(async () => {
   pool = new pg.Pool({ connectionString: database.url });
   bus = createRedisSignalBus({
     url: redis.url,
-    redisOptions: { retryStrategy: () => 20 },
+    redisOptions: { socket: { reconnectStrategy: () => 20 } },
     keyPrefix: 'outbox',
     consumerName: 'only',
     logger: testLogger,
@@ -111,13 +110,18 @@ describe('the outbox through a hung Redis', () => {
     const after = await commitSignal(3);
     await waitFor(() => expect(deliveriesOf(after)).toHaveLength(1), { timeoutMs: 10_000 });
 
-    const inspector = new Redis(redis.url, { retryStrategy: () => null });
+    const inspector = await adminRedis(redis.url);
     try {
-      const entries = await inspector.xrange(`outbox:signal:${PAID}`, '-', '+');
+      const entries = await inspector.call<Array<[string, string[]]>>(
+        'XRANGE',
+        `outbox:signal:${PAID}`,
+        '-',
+        '+',
+      );
       const ids = entries.map(([, fields]) => fields[fields.indexOf('id') + 1]);
       expect(ids).toEqual([before, during, after]);
     } finally {
-      inspector.disconnect();
+      await inspector.close();
     }
     expect(deliveriesOf(during).map((d) => d.attempt)).toEqual([1]);
     expect(deliveries.map((d) => d.envelope.payload.n)).toEqual([1, 2, 3]);

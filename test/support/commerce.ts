@@ -1,13 +1,12 @@
 import { fileURLToPath } from 'node:url';
 import { integrations } from '@launchdarkly/node-server-sdk';
-import { Redis } from 'ioredis';
 import { Coordinator, type CoordinatorOptions } from '../../gateway/coordinator.js';
 import { silentLogger } from '../../gateway/log.js';
 import { DEMO } from '../../services/demo.js';
 import { startServiceStandIns, type ServiceStandIns } from '../../services/embedded.js';
 import { TEST_JWT_SECRET, token } from './coordinator.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
-import { deleteNamespace, machineRedisUrl, requireRedis, testNamespace } from './redis.js';
+import { adminRedis, deleteNamespace, machineRedisUrl, requireRedis, testNamespace } from './redis.js';
 
 process.env.APOLLO_TELEMETRY_DISABLED ??= '1';
 
@@ -123,8 +122,8 @@ export async function startCommerceCoordinator(
       await services.close();
       await database.drop();
       await deleteNamespace(redisUrl, `${namespace}:`);
-      const redis = new Redis(redisUrl);
-      await redis.del(eventStream, `${eventStream}:dead-letter`).finally(() => redis.disconnect());
+      const admin = await adminRedis(redisUrl);
+      await admin.call('DEL', eventStream, `${eventStream}:dead-letter`).finally(() => admin.close());
     },
   };
 }

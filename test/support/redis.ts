@@ -4,11 +4,42 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
+import { createClient, RESP_TYPES } from 'redis';
 
 /** The Redis the machines run for tests; `REDIS_URL` overrides it. */
 export function machineRedisUrl(): string {
   return process.env.REDIS_URL || 'redis://127.0.0.1:6379';
+}
+
+/** A connection for tests to look at and change Redis with raw commands (RESP2 replies, as Redis sends them). */
+export interface AdminRedis {
+  /** Numbers are sent as their decimal text; Buffers as they are. */
+  call<T = unknown>(...args: Array<string | number | Buffer>): Promise<T>;
+  /** The same, with every string of the reply as a Buffer. */
+  callBuffer<T = unknown>(...args: Array<string | number | Buffer>): Promise<T>;
+  close(): Promise<void>;
+}
+
+/** Connects to `url` without reconnecting: a test sees its Redis go away as an error. */
+export async function adminRedis(url: string): Promise<AdminRedis> {
+  // From a client of the options the Coordinator's connections share: node-redis builds a client class
+  // per distinct options (~30 ms) and keeps only the last, so a test alternating both would rebuild it.
+  const template = createClient({ url });
+  const client = template.duplicate({
+    socket: { ...template.options?.socket, reconnectStrategy: false, connectTimeout: 2_000 },
+  });
+  client.on('error', () => {});
+  await client.connect();
+  const args = (list: Array<string | number | Buffer>) =>
+    list.map((arg) => (typeof arg === 'number' ? String(arg) : arg));
+  return {
+    call: (...list) => client.sendCommand(args(list)) as never,
+    callBuffer: (...list) =>
+      client.sendCommand(args(list), { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } }) as never,
+    async close() {
+      if (client.isOpen) client.destroy();
+    },
+  };
 }
 
 /**
@@ -16,17 +47,10 @@ export function machineRedisUrl(): string {
  * must never pass by skipping itself.
  */
 export async function requireRedis(url: string = machineRedisUrl()): Promise<string> {
-  const client = new Redis(url, {
-    lazyConnect: true,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    retryStrategy: () => null,
-    connectTimeout: 2_000,
-  });
-  client.on('error', () => {});
+  let admin: AdminRedis | undefined;
   try {
-    await client.connect();
-    await client.ping();
+    admin = await adminRedis(url);
+    await admin.call('PING');
     return url;
   } catch (error) {
     throw new Error(
@@ -35,7 +59,7 @@ export async function requireRedis(url: string = machineRedisUrl()): Promise<str
         '(or point REDIS_URL at one).',
     );
   } finally {
-    client.disconnect();
+    await admin?.close();
   }
 }
 
@@ -54,17 +78,23 @@ export function testNamespace(title: string): string {
 
 /** Deletes every key under `prefix`. */
 export async function deleteNamespace(url: string, prefix: string): Promise<void> {
-  const client = new Redis(url, { maxRetriesPerRequest: 0, retryStrategy: () => null });
-  client.on('error', () => {});
+  const admin = await adminRedis(url);
   try {
     let cursor = '0';
     do {
-      const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500);
+      const [next, keys] = await admin.call<[string, string[]]>(
+        'SCAN',
+        cursor,
+        'MATCH',
+        `${prefix}*`,
+        'COUNT',
+        500,
+      );
       cursor = next;
-      if (keys.length) await client.unlink(...keys);
+      if (keys.length) await admin.call('UNLINK', ...keys);
     } while (cursor !== '0');
   } finally {
-    client.disconnect();
+    await admin.close();
   }
 }
 
@@ -159,11 +189,10 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
     if (paused) signal('SIGCONT');
     const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
     if (options.save) {
-      const client = new Redis(url, { maxRetriesPerRequest: 0, retryStrategy: () => null });
-      client.on('error', () => {});
+      const admin = await adminRedis(url);
       // The server closes the connection instead of answering SHUTDOWN.
-      await client.call('SHUTDOWN', 'SAVE').catch(() => {});
-      client.disconnect();
+      await admin.call('SHUTDOWN', 'SAVE').catch(() => {});
+      await admin.close();
     } else {
       proc.kill('SIGTERM');
     }

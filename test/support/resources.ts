@@ -4,8 +4,8 @@
  */
 import { connect } from 'node:net';
 import pg from 'pg';
-import { Redis } from 'ioredis';
 import { machinePostgresUrl } from './database.js';
+import { adminRedis } from './redis.js';
 
 /** Resolves with the error code of a TCP connect to 127.0.0.1:port (`ECONNREFUSED` when nothing listens), or 'connected'. */
 export function tryConnect(port: number): Promise<string> {
@@ -55,15 +55,14 @@ export async function isMigrated(databaseUrl: string): Promise<boolean> {
  * accepted since it started (to tell "closed" from "never opened").
  */
 export async function redisConnections(url: string): Promise<{ open: number; accepted: number }> {
-  const client = new Redis(url, { maxRetriesPerRequest: 0, retryStrategy: () => null });
-  client.on('error', () => {});
+  const admin = await adminRedis(url);
   try {
-    const list = (await client.client('LIST')) as string;
-    const info = await client.info('stats');
+    const list = await admin.call<string>('CLIENT', 'LIST');
+    const info = await admin.call<string>('INFO', 'stats');
     const accepted = Number(/total_connections_received:(\d+)/.exec(info)?.[1] ?? NaN);
     // This probe is one of the listed clients and one of the accepted connections.
     return { open: list.trim().split('\n').length - 1, accepted: accepted - 1 };
   } finally {
-    client.disconnect();
+    await admin.close();
   }
 }
