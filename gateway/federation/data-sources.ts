@@ -7,7 +7,13 @@ import type { GatewayGraphQLResponse } from '@apollo/server-gateway-interface';
 import { execute, GraphQLError, parse, validate, type DocumentNode } from 'graphql';
 import { ErrorCode } from '../errors.js';
 import { CALL_ASSERTION_HEADER, type ActionCall, type CallSigner } from '../sdk/call-assertion.js';
-import { createActionContext, SIGNALS_EXTENSION, type EmittedSignal, type Plugin } from '../sdk/plugin.js';
+import {
+  createActionContext,
+  SIGNALS_EXTENSION,
+  withPartialErrors,
+  type EmittedSignal,
+  type Plugin,
+} from '../sdk/plugin.js';
 import type { Principal } from '../sdk/principal.js';
 import type { FlagDecision, GatewayContext } from './context.js';
 import { createSubgraphFetcher } from './subgraph-fetcher.js';
@@ -54,13 +60,17 @@ export class InProcessDataSource implements GraphQLDataSource<GatewayContext> {
           return decision.value;
         }
       : undefined;
-    const result = await execute({
-      schema: this.plugin.schema,
-      document,
-      variableValues: request.variables,
-      operationName: request.operationName,
-      contextValue: createActionContext({ principal, ...step }, emitted, variation),
-    });
+    const partial: GraphQLError[] = [];
+    const result = withPartialErrors(
+      await execute({
+        schema: this.plugin.schema,
+        document,
+        variableValues: request.variables,
+        operationName: request.operationName,
+        contextValue: createActionContext({ principal, ...step }, emitted, variation, partial),
+      }),
+      partial,
+    );
     options.context?.emitted?.push(...emitted);
     return result as GatewayGraphQLResponse;
   }

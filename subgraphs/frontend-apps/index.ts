@@ -157,4 +157,5 @@ export default definePlugin({
       },
     },
   ],
+  config: [frontendAppsConfig],
 });

@@ -151,6 +151,8 @@ export function createLegacyEcommercePlugin(options: LegacyEcommercePluginOption
         },
       },
     },
+    config: [() => legacyEcommerceConfig(env)],
+    health: { service: 'legacy-ecommerce', check: () => service().client.check() },
   });
 }
 
