@@ -117,6 +117,8 @@ export interface CoordinatorOptions {
    * @default 1000 ms
    */
   readinessTimeoutMs?: number;
+  /** Origins whose pages may call the gateway with credentials (CORS). @default none: no CORS headers */
+  corsOrigins?: readonly string[];
   /** Caps and timeouts of the HTTP server's connections (websockets included); see `HttpLimits`. */
   httpLimits?: Partial<HttpLimits>;
   /** Caps and timeouts of graphql-ws connections; see `SubscriptionLimits`. */
@@ -448,6 +450,7 @@ export class Coordinator {
       logger,
       limits: httpLimits,
       observers: [accessLog(logger), httpMetrics(metrics)],
+      corsOrigins: options.corsOrigins,
     });
     const requests = trackRequests(server);
     const subscriptions = attachSubscriptions({

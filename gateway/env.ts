@@ -17,6 +17,15 @@ const commaList = z.string().transform((s) =>
     .filter(Boolean),
 );
 
+/** `https://host[:port]` exactly, as a browser sends it in `Origin`. */
+function isOrigin(value: string): boolean {
+  try {
+    return new URL(value).origin === value;
+  } catch {
+    return false;
+  }
+}
+
 /** A limit: a whole number, 0 or more. */
 function limit(fallback: number) {
   return z.coerce.number().int('must be a whole number').min(0).default(fallback);
@@ -114,6 +123,10 @@ export const envSchema = z.object({
   ORDER_WAIT_MS: z.coerce.number().int().min(0).default(10_000),
   /** Bound of each /readyz check (database, bus): one that has not answered by then counts as not ready. */
   READINESS_TIMEOUT_MS: z.coerce.number().int().min(1).default(1_000),
+  /** Origins (`https://host[:port]`) whose pages may call the gateway with credentials; none: no CORS. */
+  CORS_ORIGINS: commaList
+    .refine((origins) => origins.every(isOrigin), 'each must be an origin: scheme://host[:port], no path')
+    .default([]),
   /** Connection caps and socket timeouts: `HttpLimits` and `SubscriptionLimits` document the defaults. */
   HTTP_MAX_CONNECTIONS: optionalInt(1),
   HTTP_HEALTH_RESERVE: optionalInt(0),

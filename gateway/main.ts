@@ -41,6 +41,7 @@ async function main() {
     orderWaitMs: env.ORDER_WAIT_MS,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
     readinessTimeoutMs: env.READINESS_TIMEOUT_MS,
+    corsOrigins: env.CORS_ORIGINS,
     metrics: {
       port: env.METRICS_PORT,
       host: env.METRICS_HOST,
