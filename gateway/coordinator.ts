@@ -33,6 +33,7 @@ import type { FlowPlugin } from './flows/hooks.js';
 import { startLeaseKeeper } from './flows/leases.js';
 import { OperatorLog } from './flows/operator-log.js';
 import { FlowStore } from './flows/store.js';
+import type { BrowserLogin } from './http/browser.js';
 import { pluginRoutes } from './http/plugin-routes.js';
 import { readinessRoute } from './http/readiness.js';
 import { resolveHttpLimits, type HttpLimits } from './http/connection-limits.js';
@@ -117,6 +118,8 @@ export interface CoordinatorOptions {
    * @default 1000 ms
    */
   readinessTimeoutMs?: number;
+  /** Where an anonymous browser on a Plugin's page route is sent to sign in; without it, 401. */
+  browserLogin?: BrowserLogin;
   /** Origins whose pages may call the gateway with credentials (CORS). @default none: no CORS headers */
   corsOrigins?: readonly string[];
   /** Caps and timeouts of the HTTP server's connections (websockets included); see `HttpLimits`. */
@@ -427,6 +430,7 @@ export class Coordinator {
       runtime: (plugin) => runtimes.get(plugin)!,
       authenticate: (header) => authenticator.authenticate(header),
       file: built.rover.file,
+      login: options.browserLogin,
     }))
       routes.set(path, tracing ? tracing.route(path, route) : route);
     const context = async (req?: IncomingMessage) => {

@@ -1,7 +1,14 @@
 // The Coordinator's entry point: configuration from the environment, then start, then stop on a signal.
 import { resolve } from 'node:path';
 import { Coordinator } from './coordinator.js';
-import { authOptions, connectionLimits, operationLimits, readEnv, tracingOptions } from './env.js';
+import {
+  authOptions,
+  browserLogin,
+  connectionLimits,
+  operationLimits,
+  readEnv,
+  tracingOptions,
+} from './env.js';
 import { ConfigError } from './errors.js';
 import { createLogger, prettyLogs } from './log.js';
 
@@ -42,6 +49,7 @@ async function main() {
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
     readinessTimeoutMs: env.READINESS_TIMEOUT_MS,
     corsOrigins: env.CORS_ORIGINS,
+    browserLogin: browserLogin(env),
     metrics: {
       port: env.METRICS_PORT,
       host: env.METRICS_HOST,
