@@ -2,7 +2,17 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', '.data/', 'gateway/db/generated/', 'gateway/explorer/bundle/', 'coverage/', 'dist/', '.scratch/'] },
+  {
+    ignores: [
+      'node_modules/',
+      '.data/',
+      'gateway/db/generated/',
+      'gateway/explorer/bundle/',
+      'coverage/',
+      'dist/',
+      '.scratch/',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -29,8 +29,9 @@ import { startFlowEndEvents } from './flows/end-events.js';
 import { startLeaseKeeper } from './flows/leases.js';
 import { OperatorLog } from './flows/operator-log.js';
 import { FlowStore } from './flows/store.js';
+import type { BrowserLogin } from './http/browser.js';
 import { pluginRoutes } from './http/plugin-routes.js';
-import { runReadinessChecks } from './http/readiness.js';
+import { readinessRoute } from './http/readiness.js';
 import { resolveHttpLimits, type HttpLimits } from './http/connection-limits.js';
 import { createHttpServer, sendJson, trackRequests, type Route } from './http/server.js';
 import { explorerRoutes } from './explorer/route.js';
@@ -53,6 +54,7 @@ import { timedDataSource } from './observability/subgraph-metrics.js';
 import { traceIdsOf } from './observability/trace-context.js';
 import type { Tracing, TracingOptions } from './observability/tracing.js';
 import { loadPlugin } from './plugins/load.js';
+import { validatePluginConfig } from './plugins/plugin-config.js';
 import { createPluginRuntime, evaluatorFrom, principalFlagContext } from './plugins/runtime.js';
 import {
   createCallSigner,
@@ -100,7 +102,8 @@ export interface CoordinatorOptions {
   logger: Logger;
   /**
    * Masks every error without a public code (logging it once), turns field suggestions off and serves
-   * the production landing page instead of Sandbox. @default false
+   * the production landing page instead of Sandbox, and refuses to start while a Plugin's settings are
+   * missing or invalid (its declared `config` readers). @default false
    */
   production?: boolean;
   /** What one client operation may ask for; a limit not given is DEFAULT_OPERATION_LIMITS' value. */
@@ -121,6 +124,10 @@ export interface CoordinatorOptions {
    * @default 1000 ms
    */
   readinessTimeoutMs?: number;
+  /** Where an anonymous browser on a Plugin's page route is sent to sign in; without it, 401. */
+  browserLogin?: BrowserLogin;
+  /** Origins whose pages may call the gateway with credentials (CORS). @default none: no CORS headers */
+  corsOrigins?: readonly string[];
   /** Caps and timeouts of the HTTP server's connections (websockets included); see `HttpLimits`. */
   httpLimits?: Partial<HttpLimits>;
   /** Caps and timeouts of graphql-ws connections; see `SubscriptionLimits`. */
@@ -236,6 +243,9 @@ export class Coordinator {
     const logger = options.logger;
     const built = buildSupergraph({ roverConfig: options.roverConfig, connections: options.connectionsFile });
     const signer = this.remoteSigner(built);
+    const plugins = await this.loadPlugins(built);
+    // In production a Plugin's missing setting stops the start, before anything is opened.
+    if (options.production) validatePluginConfig(plugins, process.env);
     const tracing = await this.startTracing();
     // Shut down last: spans of the work that drains before it are still exported.
     if (tracing) opened.push(() => tracing.shutdown());
@@ -330,7 +340,6 @@ export class Coordinator {
       logger,
       guarded: options.auth !== undefined,
     });
-    const plugins = await this.loadPlugins(built);
     const dataSources = Object.fromEntries(
       Object.entries(
         this.dataSources(built, coordinator, plugins, evaluatorFrom(flags), signer, tracing),
@@ -396,18 +405,16 @@ export class Coordinator {
       ['/healthz', (_req, res) => sendJson(res, 200, { status: 'ok' })],
       [
         '/readyz',
-        async (_req, res) => {
-          const checks = await runReadinessChecks(
-            { database: () => database.ready(), bus: () => bus.ready() },
-            options.readinessTimeoutMs ?? 1_000,
-          );
-          const supergraph = this.state.phase === 'started';
-          const ready = checks.database && checks.bus && supergraph;
-          sendJson(res, ready ? 200 : 503, {
-            status: ready ? 'ready' : 'not ready',
-            checks: { ...checks, supergraph },
-          });
-        },
+        readinessRoute({
+          checks: {
+            database: () => database.ready(),
+            bus: () => bus.ready(),
+            flags: async () => flags.ready(),
+            supergraph: async () => this.state.phase === 'started',
+          },
+          services: plugins.flatMap((plugin) => (plugin.health ? [plugin.health] : [])),
+          timeoutMs: options.readinessTimeoutMs ?? 1_000,
+        }),
       ],
     ]);
     if (options.inspector ?? true) for (const [path, route] of inspectorRoutes()) routes.set(path, route);
@@ -434,6 +441,7 @@ export class Coordinator {
       runtime: (plugin) => runtimes.get(plugin)!,
       authenticate: (header) => authenticator.authenticate(header),
       file: built.rover.file,
+      login: options.browserLogin,
     }))
       routes.set(path, tracing ? tracing.route(path, route) : route);
     const context = async (req?: IncomingMessage) => {
@@ -457,6 +465,7 @@ export class Coordinator {
       logger,
       limits: httpLimits,
       observers: [accessLog(logger), httpMetrics(metrics)],
+      corsOrigins: options.corsOrigins,
     });
     const requests = trackRequests(server);
     const subscriptions = attachSubscriptions({

@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import type { AuthOptions } from './auth/authenticator.js';
+import type { BrowserLogin } from './http/browser.js';
 import { ConfigError } from './errors.js';
 import type { SamplerName, TracingOptions } from './observability/tracing.js';
 import { signingSecretProblem } from '@commerce-coordinator/plugin-sdk/call-assertion';
@@ -25,6 +26,15 @@ const commaList = z.string().transform((s) =>
     .map((x) => x.trim())
     .filter(Boolean),
 );
+
+/** `https://host[:port]` exactly, as a browser sends it in `Origin`. */
+function isOrigin(value: string): boolean {
+  try {
+    return new URL(value).origin === value;
+  } catch {
+    return false;
+  }
+}
 
 /** A limit: a whole number, 0 or more. */
 function limit(fallback: number) {
@@ -123,6 +133,14 @@ export const envSchema = z.object({
   ORDER_WAIT_MS: z.coerce.number().int().min(0).default(10_000),
   /** Bound of each /readyz check (database, bus): one that has not answered by then counts as not ready. */
   READINESS_TIMEOUT_MS: z.coerce.number().int().min(1).default(1_000),
+  /** The Coordinator's URL as browsers reach it: the `next` of a login redirect is built on it. */
+  PUBLIC_URL: httpUrl.optional(),
+  /** The LMS login page an anonymous browser is sent to. @default `${LMS_URL}/login` */
+  LMS_LOGIN_URL: httpUrl.optional(),
+  /** Origins (`https://host[:port]`) whose pages may call the gateway with credentials; none: no CORS. */
+  CORS_ORIGINS: commaList
+    .refine((origins) => origins.every(isOrigin), 'each must be an origin: scheme://host[:port], no path')
+    .default([]),
   /** Connection caps and socket timeouts: `HttpLimits` and `SubscriptionLimits` document the defaults. */
   HTTP_MAX_CONNECTIONS: optionalInt(1),
   HTTP_HEALTH_RESERVE: optionalInt(0),
@@ -237,6 +255,16 @@ function named<T>(variables: Record<string, string>, resolve: () => T): T {
       ),
     );
   }
+}
+
+/**
+ * Where an anonymous browser is sent to sign in: LMS_LOGIN_URL, else the login page of the LMS the
+ * Plugins use (LMS_URL); `next` is built on PUBLIC_URL, else on the address the gateway listens on.
+ */
+export function browserLogin(env: Env, lmsUrl = process.env.LMS_URL): BrowserLogin | undefined {
+  const loginUrl = env.LMS_LOGIN_URL ?? (lmsUrl ? `${lmsUrl.replace(/\/+$/, '')}/login` : undefined);
+  if (!loginUrl) return undefined;
+  return { loginUrl, publicUrl: env.PUBLIC_URL ?? `http://${env.HOST}:${env.PORT}` };
 }
 
 export function operationLimits(env: Env): OperationLimits {

@@ -1,6 +1,14 @@
 import { resolve } from 'node:path';
 import { Coordinator } from './coordinator.js';
-import { authOptions, connectionLimits, operationLimits, readEnv, tracingOptions, type Env } from './env.js';
+import {
+  authOptions,
+  browserLogin,
+  connectionLimits,
+  operationLimits,
+  readEnv,
+  tracingOptions,
+  type Env,
+} from './env.js';
 import { ConfigError } from './errors.js';
 import { createLogger, prettyLogs, type Logger } from './log.js';
 
@@ -68,6 +76,8 @@ async function run(prepare: Prepare | undefined) {
     orderWaitMs: env.ORDER_WAIT_MS,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
     readinessTimeoutMs: env.READINESS_TIMEOUT_MS,
+    corsOrigins: env.CORS_ORIGINS,
+    browserLogin: browserLogin(env),
     metrics: {
       port: env.METRICS_PORT,
       host: env.METRICS_HOST,

@@ -1,8 +1,8 @@
-import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Command } from 'commander';
+import type { Plugin } from '@commerce-coordinator/plugin-sdk';
 import { CliError } from '../errors.js';
 import { createOutput, print } from '../output.js';
 
@@ -32,8 +32,8 @@ async function problemsOf(run: () => unknown): Promise<string[]> {
  * Checks what the Coordinator reads at start-up, without starting it, through the gateway's own
  * readers: the environment (readEnv and what derives from it), rover.yaml, the connections file on its
  * own and against the composed supergraph (buildSupergraph), the flags file (parseFlagsFile), and the
- * variables of every Plugin that runs in process: each function its `config.ts` exports is a reader
- * of its variables (from the environment it is given), and is called.
+ * variables of every Plugin that runs in process: the readers it declares (`definePlugin({ config })`),
+ * which the Coordinator runs at start in production.
  */
 export async function runChecks(env: NodeJS.ProcessEnv = process.env): Promise<Check[]> {
   const envModule = await import('../../gateway/env.js');
@@ -113,6 +113,7 @@ async function pluginChecks(
 ): Promise<Check[]> {
   const { COORDINATOR_SUBGRAPH } = await import('../../gateway/flows/api.js');
   const { signingSecretProblem } = await import('@commerce-coordinator/plugin-sdk/call-assertion');
+  const { pluginConfigProblems } = await import('../../gateway/plugins/plugin-config.js');
   const services = settings.SERVICES ?? (settings.NODE_ENV === 'production' ? 'configured' : 'stand-ins');
   const remote = (name: string) =>
     settings.REMOTE_SUBGRAPHS.includes('*') || settings.REMOTE_SUBGRAPHS.includes(name);
@@ -129,9 +130,17 @@ async function pluginChecks(
   }
   for (const { name } of rover.subgraphs) {
     if (name === COORDINATOR_SUBGRAPH || remote(name)) continue;
-    const file = resolve(dir, name, 'config.ts');
+    const file = resolve(dir, name, 'index.ts');
     const check = { check: `plugin ${name}`, subject: file };
-    if (!existsSync(file)) {
+    let plugin: Plugin | undefined;
+    const loadProblems = await problemsOf(
+      async () => (plugin = ((await import(pathToFileURL(file).href)) as { default?: Plugin }).default),
+    );
+    if (loadProblems.length) {
+      checks.push({ ...check, problems: loadProblems.map((p) => `cannot load it: ${p}`) });
+      continue;
+    }
+    if (!plugin?.config?.length) {
       checks.push({ ...check, problems: [], note: 'no variables of its own' });
       continue;
     }
@@ -143,12 +152,8 @@ async function pluginChecks(
       });
       continue;
     }
-    const module = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
-    const problems: string[] = [];
-    for (const reader of Object.values(module))
-      if (typeof reader === 'function')
-        for (const problem of await problemsOf(() => (reader as (e: NodeJS.ProcessEnv) => unknown)(env)))
-          if (!problems.includes(problem)) problems.push(problem);
+    // The readers the Coordinator runs at start in production, with the problems it would stop on.
+    const problems = pluginConfigProblems([plugin], env).map((p) => p.replace(`${name} plugin: `, ''));
     checks.push({ ...check, problems });
   }
   return checks;

@@ -14,6 +14,7 @@ import {
 import {
   createActionContext,
   SIGNALS_EXTENSION,
+  withPartialErrors,
   type EmittedSignal,
   type Plugin,
   type Principal,
@@ -63,13 +64,17 @@ export class InProcessDataSource implements GraphQLDataSource<GatewayContext> {
           return decision.value;
         }
       : undefined;
-    const result = await execute({
-      schema: this.plugin.schema,
-      document,
-      variableValues: request.variables,
-      operationName: request.operationName,
-      contextValue: createActionContext({ principal, ...step }, emitted, variation),
-    });
+    const partial: GraphQLError[] = [];
+    const result = withPartialErrors(
+      await execute({
+        schema: this.plugin.schema,
+        document,
+        variableValues: request.variables,
+        operationName: request.operationName,
+        contextValue: createActionContext({ principal, ...step }, emitted, variation, partial),
+      }),
+      partial,
+    );
     options.context?.emitted?.push(...emitted);
     return result as GatewayGraphQLResponse;
   }

@@ -12,6 +12,8 @@ import {
   parseType,
   printType,
   typeFromAST,
+  responsePathAsArray,
+  GraphQLError,
   type GraphQLNamedType,
   type GraphQLResolveInfo,
   type GraphQLSchema,
@@ -31,7 +33,8 @@ import type { FlowEngine } from './engine.js';
 import type { OperatorAction, OperatorLog } from './operator-log.js';
 import { OperatorActions } from './operators.js';
 import { flowFieldsOf } from './selection.js';
-import type { FlowRead, FlowStore, OutboxSignal } from './store.js';
+import type { FlowRead, FlowRunWithSteps, FlowStore, OutboxSignal } from './store.js';
+import { StepStatus } from './status.js';
 
 /** The name of the Coordinator's own subgraph in rover.yaml. */
 export const COORDINATOR_SUBGRAPH = 'coordinator';
@@ -335,6 +338,30 @@ const JSONScalar = new GraphQLScalarType({
   },
 });
 
+/**
+ * A PARTIAL_RESULT error for every step the flow skipped after it failed (`onError: continue`): the
+ * flow completed without that step's part, and its answer must not read as whole.
+ */
+function skippedStepErrors(flow: FlowRunWithSteps, path: ReadonlyArray<string | number>): GraphQLError[] {
+  return flow.steps
+    .filter((step) => step.status === StepStatus.SKIPPED && step.errorCode !== null)
+    .map(
+      (step) =>
+        new GraphQLError(
+          `Step ${step.index} (${step.action}) failed and was skipped: the answer lacks its part; its cause is on the flow record`,
+          {
+            path,
+            extensions: {
+              code: ErrorCode.PARTIAL_RESULT,
+              flowId: flow.id,
+              stepIndex: step.index,
+              action: step.action,
+            },
+          },
+        ),
+    );
+}
+
 const iso = (d: Date | null | undefined) => (d ? d.toISOString() : null);
 const errorOf = (r: { errorCode: string | null; errorMessage: string | null; failure?: unknown }) =>
   r.errorCode
@@ -478,12 +505,14 @@ export function coordinatorPlugin(
       _: unknown,
       args: { input: Record<string, unknown>; idempotencyKey?: string | null },
       ctx: ActionContext,
+      info: GraphQLResolveInfo,
     ) => {
       // The engine decides who may run it (the filter's callers) before anything runs.
       const flow = await engine().runFilter(name, args.input, {
         idempotencyKey: args.idempotencyKey ?? undefined,
         principal: ctx.principal,
       });
+      for (const error of skippedStepErrors(flow, responsePathAsArray(info.path))) ctx.partial(error);
       // Only what the filter declares leaves the flow; the rest stays on the record beside it.
       const result: Record<string, unknown> = { [FLOW_RECORD_FIELD]: flowToGraphQL(flow) };
       for (const { name, from } of declared) result[name] = valueAt(flow.output, from) ?? null;

@@ -1,5 +1,6 @@
 import { ConfigError, domainCodeOf, ErrorCode } from '../errors.js';
 import type { Plugin, PluginRuntime, Principal, RouteResponse } from '@commerce-coordinator/plugin-sdk';
+import { loginRedirect, routeAuthorization, wantsLogin, type BrowserLogin } from './browser.js';
 import { sendError, type Route } from './server.js';
 
 /**
@@ -12,6 +13,8 @@ export function pluginRoutes(
     runtime(plugin: Plugin): PluginRuntime;
     authenticate(authorization: string | undefined): Promise<Principal | undefined>;
     file: string;
+    /** Sends an anonymous browser that a route answers 401 to the LMS login instead. */
+    login?: BrowserLogin;
   },
 ): Map<string, Route> {
   const routes = new Map<string, Route>();
@@ -36,7 +39,7 @@ export function pluginRoutes(
         }
         let response: RouteResponse;
         try {
-          const principal = await deps.authenticate(req.headers.authorization);
+          const principal = await deps.authenticate(routeAuthorization(req));
           const url = new URL(req.url ?? path, 'http://localhost');
           response = await route.handle(
             {
@@ -54,6 +57,11 @@ export function pluginRoutes(
           const code = domainCodeOf(error);
           if (!code) throw error;
           return sendError(res, code, (error as Error).message);
+        }
+        if (response.status === 401 && deps.login && wantsLogin(req)) {
+          res.writeHead(302, { location: loginRedirect(req, deps.login), 'cache-control': 'no-store' });
+          res.end();
+          return;
         }
         res.writeHead(response.status, {
           ...(response.body === undefined || typeof response.body === 'string'

@@ -14,6 +14,7 @@ import {
   resolveHttpLimits,
   type HttpLimits,
 } from './connection-limits.js';
+import { handleCors } from './cors.js';
 
 /** A REST route beside /graphql (health checks, webhooks). */
 export type Route = (req: IncomingMessage, res: ServerResponse, body: Buffer) => Promise<void> | void;
@@ -35,6 +36,8 @@ export interface HttpServerOptions {
   limits?: Partial<HttpLimits>;
   /** Told of every request when it ends (the access log, the HTTP metrics). */
   observers?: readonly RequestObserver[];
+  /** Origins whose pages may call the gateway with credentials (CORS); none: no CORS headers. */
+  corsOrigins?: readonly string[];
 }
 
 /** Answered while the gateway drains, and on the connections kept for them when it is full. */
@@ -72,6 +75,7 @@ export function createHttpServer(options: HttpServerOptions): Server {
   const limits = resolveHttpLimits(options.limits);
   const served = new Set([...options.routes.keys(), '/graphql', '/']);
   const observers = options.observers ?? [];
+  const corsOrigins = new Set(options.corsOrigins ?? []);
   const server = createServer(
     {
       headersTimeout: limits.headersTimeoutMs,
@@ -85,6 +89,7 @@ export function createHttpServer(options: HttpServerOptions): Server {
       if (observers.length) observeEnd(req, res, requestId, served, observers, options.logger);
       try {
         const url = new URL(req.url ?? '/', 'http://localhost');
+        if (handleCors(req, res, corsOrigins)) return;
         const health = HEALTH_PATHS.has(url.pathname);
         if (budget.reserved(req.socket)) {
           // One answer per reserve connection, so its place is free again for the next probe.

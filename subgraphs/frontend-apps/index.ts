@@ -164,4 +164,5 @@ export default definePlugin({
       },
     },
   ],
+  config: [frontendAppsConfig],
 });

@@ -124,7 +124,18 @@ export class LegacyEcommerceClient {
 
   /** One page of a learner's orders, newest first; pages start at 1. */
   async ordersPage(username: string, page: number, pageSize: number): Promise<LegacyOrderPage> {
-    const query = new URLSearchParams({ username, page: String(page), page_size: String(pageSize) });
+    return this.orders(new URLSearchParams({ username, page: String(page), page_size: String(pageSize) }));
+  }
+
+  /**
+   * Whether ecommerce answers the Coordinator's service user: one order of its own (no username), the
+   * cheapest authenticated read. For /readyz.
+   */
+  async check(): Promise<void> {
+    await this.orders(new URLSearchParams({ page_size: '1' }));
+  }
+
+  private async orders(query: URLSearchParams): Promise<LegacyOrderPage> {
     const url = `${this.config.LEGACY_ECOMMERCE_URL}/api/v2/orders/?${query}`;
     for (let attempt = 1; ; attempt++) {
       const res = await this.fetchOnce(url, {

@@ -156,6 +156,8 @@ export function createLegacyEcommercePlugin(options: LegacyEcommercePluginOption
         },
       },
     },
+    config: [() => legacyEcommerceConfig(env)],
+    health: { service: 'legacy-ecommerce', check: () => service().client.check() },
   });
 }
 

@@ -170,6 +170,14 @@ export class LmsClient {
     return token;
   }
 
+  /**
+   * Whether the LMS answers the Coordinator's OAuth2 client: a new access token, the one call every
+   * other needs first (the cached token says nothing about now). For /readyz.
+   */
+  async check(): Promise<void> {
+    await this.issueToken();
+  }
+
   /** One API call; a 401 renews the token once (it may have been revoked or expired early). */
   private async call(method: string, path: string, body?: unknown): Promise<Answer> {
     for (let attempt = 1; ; attempt++) {

@@ -320,6 +320,8 @@ export function createLmsPlugin(options: LmsPluginOptions = {}): Plugin {
         LMS_EVENT_BUS_REDIS_URL: config.LMS_EVENT_BUS_REDIS_URL,
       });
     },
+    config: [() => lmsConfig(env), () => lmsEventBusConfig(env)],
+    health: { service: 'lms', check: () => lms().check() },
   });
 }
 

@@ -335,7 +335,20 @@ export function createOrderManagementClient(config: OrderManagementConfig, optio
     return pages.flat();
   }
 
-  return { get, query, update, updateWithRetry, getOrders, getOrder: (id: string) => get('orders', id) };
+  /** Whether the Service answers this API client: one order, the cheapest authenticated read. For /readyz. */
+  async function check(): Promise<void> {
+    await execute('GET /orders', api.orders().get({ queryArgs: { limit: 1 } }));
+  }
+
+  return {
+    get,
+    query,
+    update,
+    updateWithRetry,
+    getOrders,
+    getOrder: (id: string) => get('orders', id),
+    check,
+  };
 }
 
 let shared: { key: string; client: OrderManagementClient } | undefined;

@@ -10,6 +10,7 @@ import {
   startFulfillment,
 } from './actions.js';
 import { orderManagementClient } from './client.js';
+import { readOrderManagementConfig, readRetirementSalt } from './config.js';
 import { orderView, pspOf, successfulPayment, type OrderView } from './model.js';
 import { fulfillRoute, sanctionedRoute } from './routes.js';
 
@@ -171,4 +172,6 @@ export default definePlugin({
     },
   },
   routes: [fulfillRoute, sanctionedRoute],
+  config: [readOrderManagementConfig, readRetirementSalt],
+  health: { service: 'order-management', check: () => orderManagementClient().check() },
 });

@@ -418,3 +418,11 @@ export async function verifyWebhookSignature(transmission: Transmission, rawEven
   const answer = JSON.parse(result) as { verification_status?: string };
   return answer.verification_status === 'SUCCESS';
 }
+
+/**
+ * Whether PayPal answers the app's credentials: a fresh OAuth token (client credentials), the cheapest
+ * authenticated call, which the stand-in answers as PayPal does. For /readyz.
+ */
+export async function checkPayPal(): Promise<void> {
+  await paypal().client.clientCredentialsAuthManager.fetchToken();
+}

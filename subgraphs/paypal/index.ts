@@ -6,7 +6,14 @@ import {
   readEach,
   type OrderPaymentReference,
 } from '../../schema/contracts/order-payment.js';
-import { activityUrl, captureDetails, refundCapture, type PayPalCaptureDetails } from './client.js';
+import {
+  activityUrl,
+  captureDetails,
+  checkPayPal,
+  refundCapture,
+  type PayPalCaptureDetails,
+} from './client.js';
+import { payPalActivityUrlBase, payPalApiConfig, payPalWebhookId, payPalWebhookLimits } from './config.js';
 import { handlePayPalWebhook } from './webhook.js';
 
 /**
@@ -73,4 +80,6 @@ export default definePlugin({
     Mutation: { refundPayPalPayment },
   },
   routes: [{ method: 'POST', path: '/paypal/webhook/', handle: handlePayPalWebhook }],
+  config: [payPalApiConfig, payPalWebhookId, payPalWebhookLimits, payPalActivityUrlBase],
+  health: { service: 'paypal', check: checkPayPal },
 });

@@ -260,3 +260,11 @@ export async function refundsOfCharge(chargeId: string, paymentIntentId?: string
   // Stripe lists newest first.
   return refunds.reverse();
 }
+
+/**
+ * Whether Stripe answers this account's key: the cheapest authenticated read (one refund), which the
+ * stand-in answers as Stripe does. For /readyz.
+ */
+export async function checkStripe(): Promise<void> {
+  await stripe().refunds.list({ limit: 1 }, { maxNetworkRetries: 0 });
+}

@@ -7,12 +7,14 @@ import {
   type OrderPaymentReference,
 } from '../../schema/contracts/order-payment.js';
 import {
+  checkStripe,
   paymentIntentDetails,
   receiptUrl,
   refundPaymentIntent,
   type StripePaymentDetails,
 } from './client.js';
 import { handleStripeWebhook } from './webhook.js';
+import { stripeApiConfig, stripeWebhookSecret } from './config.js';
 
 /**
  * The stripe Plugin: Stripe as a Service. Actions `refundStripePayment` (a step of the refund flow) and
@@ -68,4 +70,6 @@ export default definePlugin({
     Mutation: { refundStripePayment },
   },
   routes: [{ method: 'POST', path: '/stripe/webhook/', handle: handleStripeWebhook }],
+  config: [stripeApiConfig, stripeWebhookSecret],
+  health: { service: 'stripe', check: checkStripe },
 });

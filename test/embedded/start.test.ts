@@ -83,9 +83,12 @@ describe('npm start on the embedded defaults', () => {
     expect(await healthz.json()).toEqual({ status: 'ok' });
     const readyz = await fetch(`${gateway.url}/readyz`);
     expect(readyz.status).toBe(200);
+    // Every Service stand-in answers its Plugin's health check as the real Service would.
+    const ok = { status: 'ok' };
     expect(await readyz.json()).toEqual({
       status: 'ready',
-      checks: { database: true, bus: true, supergraph: true },
+      checks: { database: true, bus: true, flags: true, supergraph: true },
+      services: { 'order-management': ok, stripe: ok, paypal: ok, lms: ok, 'legacy-ecommerce': ok },
     });
 
     const sandbox = await fetch(`${gateway.url}/graphql`, { headers: { accept: 'text/html' } });

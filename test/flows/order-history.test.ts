@@ -206,15 +206,29 @@ describe('order history: both systems, newest first, 180 days', () => {
     expect(numbers).not.toContain(DEMO.orders.bobPlaced.orderNumber);
   });
 
-  it('still shows the new orders when the legacy service fails on every attempt; the legacy step is skipped', async () => {
+  it('still shows the new orders when the legacy service fails on every attempt; the legacy step is skipped and a PARTIAL_RESULT error says so', async () => {
     const before = legacyCalls();
     // The filter tries a step twice (connections.yaml: retry maximumAttempts 2): fail both.
     cc.services.legacyEcommerce.failNext(2, 503, '/api/v2/orders/');
 
-    const flow = await historyOf({}, hedyToken);
+    const res = await history({}, hedyToken);
+    const flow = await flowById(res.data!.orderHistory.flow.id);
 
     expect(flow.status).toBe('COMPLETED');
     expect(flow.error).toBeNull();
+    // The answer says it is partial: an error beside the data names the skipped step.
+    expect(res.errors).toEqual([
+      expect.objectContaining({
+        path: ['orderHistory'],
+        extensions: expect.objectContaining({
+          code: 'PARTIAL_RESULT',
+          flowId: flow.id,
+          action: 'legacyOrders',
+          stepIndex: step(flow, 'legacyOrders').index,
+        }),
+      }),
+    ]);
+    expect(res.data!.orderHistory.history).toEqual(flow.output!.history);
     expect(flow.output!.history.map((e) => [e.orderNumber, e.system])).toEqual([
       ['2U-3100000001', 'COORDINATOR'],
       ['2U-3100000003', 'COORDINATOR'],

@@ -43,7 +43,11 @@ describe('operations endpoints and HTTP errors (development mode)', () => {
       },
       { what: '/readyz to answer 200' },
     );
-    expect(body).toEqual({ status: 'ready', checks: { database: true, bus: true, supergraph: true } });
+    expect(body).toEqual({
+      status: 'ready',
+      checks: { database: true, bus: true, flags: true, supergraph: true },
+      services: {},
+    });
   });
 
   it("answers /readyz with 503 naming the bus while the coordinator's Redis is down, and 200 once it is back", async () => {
@@ -56,7 +60,11 @@ describe('operations endpoints and HTTP errors (development mode)', () => {
       },
       { what: '/readyz to report Redis down' },
     );
-    expect(down).toEqual({ status: 'not ready', checks: { database: true, bus: false, supergraph: true } });
+    expect(down).toEqual({
+      status: 'not ready',
+      checks: { database: true, bus: false, flags: true, supergraph: true },
+      services: {},
+    });
     // The process itself is fine: liveness does not depend on Redis.
     expect((await get(`${t.url}/healthz`)).status).toBe(200);
 
@@ -69,7 +77,11 @@ describe('operations endpoints and HTTP errors (development mode)', () => {
       },
       { timeoutMs: 15_000, what: '/readyz to recover with Redis' },
     );
-    expect(up).toEqual({ status: 'ready', checks: { database: true, bus: true, supergraph: true } });
+    expect(up).toEqual({
+      status: 'ready',
+      checks: { database: true, bus: true, flags: true, supergraph: true },
+      services: {},
+    });
   });
 
   it('answers /readyz with 503 within its bound while Redis hangs (connections open, no answers), and 200 once it answers again', async () => {
@@ -81,7 +93,8 @@ describe('operations endpoints and HTTP errors (development mode)', () => {
       expect(res.status).toBe(503);
       expect(await res.json()).toEqual({
         status: 'not ready',
-        checks: { database: true, bus: false, supergraph: true },
+        checks: { database: true, bus: false, flags: true, supergraph: true },
+        services: {},
       });
       // Liveness depends on neither Redis nor PostgreSQL.
       const health = await fetch(`${t.url}/healthz`, { signal: AbortSignal.timeout(1_000) });
@@ -97,7 +110,11 @@ describe('operations endpoints and HTTP errors (development mode)', () => {
       },
       { timeoutMs: 10_000, what: '/readyz to recover once Redis answers' },
     );
-    expect(up).toEqual({ status: 'ready', checks: { database: true, bus: true, supergraph: true } });
+    expect(up).toEqual({
+      status: 'ready',
+      checks: { database: true, bus: true, flags: true, supergraph: true },
+      services: {},
+    });
   });
 
   it('serves the Apollo Sandbox at GET /graphql to a browser', async () => {

@@ -81,6 +81,7 @@ describe('a Redis outage', () => {
       expect(((await res.json()) as { checks: unknown }).checks).toEqual({
         database: true,
         bus: false,
+        flags: true,
         supergraph: true,
       });
     });

@@ -38,6 +38,11 @@ export const ErrorCode = {
   ORDER_BUSY: 'ORDER_BUSY',
   /** A step failed and the filter's policy is to fail the flow. */
   STEP_FAILED: 'STEP_FAILED',
+  /**
+   * Beside the data of a flow that continues past errors (`onError: continue`): a step failed and was
+   * skipped, so the answer lacks its part (`flowId`, `stepIndex`, `action`); retry later for all of it.
+   */
+  PARTIAL_RESULT: 'PARTIAL_RESULT',
   /** An operator cancelled the flow while it ran (`cancelledBy`, `reason`); what it had done was undone. */
   FLOW_CANCELLED: 'FLOW_CANCELLED',
   /** Too many requests of this kind at once; retry after the time the response says. */
@@ -97,6 +102,7 @@ export function httpStatusOf(code: ErrorCode): number {
     case ErrorCode.TOO_MANY_REQUESTS:
       return 429;
     case ErrorCode.SERVICE_UNAVAILABLE:
+    case ErrorCode.PARTIAL_RESULT:
     case ErrorCode.SHUTTING_DOWN:
       return 503;
     case ErrorCode.INTERNAL_SERVER_ERROR:

@@ -4,10 +4,12 @@ export {
   createActionContext,
   definePlugin,
   SIGNALS_EXTENSION,
+  withPartialErrors,
   type ActionAccess,
   type ActionContext,
   type ActionIdentity,
   type Caller,
+  type ConfigReader,
   type EmittedSignal,
   type FilterResult,
   type Plugin,
@@ -16,6 +18,7 @@ export {
   type Route,
   type RouteRequest,
   type RouteResponse,
+  type ServiceHealth,
   type Variation,
 } from './plugin.js';
 export {

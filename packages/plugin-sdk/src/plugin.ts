@@ -7,12 +7,14 @@ import {
   isObjectType,
   parse,
   type DocumentNode,
+  type GraphQLError,
   type GraphQLFieldResolver,
   type GraphQLSchema,
 } from 'graphql';
-import { DomainError, ErrorCode } from './errors.js';
+import { ConfigError, DomainError, ErrorCode } from './errors.js';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Logger } from 'pino';
+import type { Env } from './config.js';
 import type { Principal } from './principal.js';
 
 /**
@@ -38,6 +40,11 @@ export interface ActionContext {
   variation(flag: string, defaultValue: boolean): Promise<boolean>;
   /** Queues a signal; it is committed with the step's record, never before the step succeeded. */
   emit(signal: string, payload: Record<string, unknown>): void;
+  /**
+   * Reports an error beside the data: the field still resolves, and the response carries this error
+   * (give it the field's path) so that a partial answer is visible as one.
+   */
+  partial(error: GraphQLError): void;
   /**
    * A per-request DataLoader: every `load` of one subgraph request is batched into one `batch` call,
    * e.g. to resolve a page of entity references with one Service request.
@@ -137,6 +144,28 @@ export interface PluginDefinition {
    * returns is awaited on shutdown, before the outbox is flushed.
    */
   start?(runtime: PluginRuntime): Promise<void | (() => Promise<void>)>;
+  /**
+   * The readers of the Plugin's settings (its config.ts functions), each throwing a ConfigError that
+   * names what is missing or invalid. In production the Coordinator calls every one at start and
+   * refuses to start on a problem; elsewhere they run when first needed. `cc config check` calls them.
+   */
+  config?: readonly ConfigReader[];
+  /** How /readyz tells whether the Plugin's Service answers; see ServiceHealth. */
+  health?: ServiceHealth;
+}
+
+/** Reads (and checks) some of a Plugin's settings from the environment. */
+export type ConfigReader = (env: Env) => unknown;
+
+/**
+ * A cheap authenticated call to the Plugin's Service, as the real Service answers it: `check`
+ * resolves when the Service answers, and throws (the reason) when it does not or is not configured.
+ * /readyz runs it bounded by READINESS_TIMEOUT_MS.
+ */
+export interface ServiceHealth {
+  /** The Service's name as /readyz reports it, e.g. `stripe`. */
+  service: string;
+  check(): Promise<void>;
 }
 
 export interface Plugin extends PluginDefinition {
@@ -183,7 +212,7 @@ function guardActions(plugin: string, schema: GraphQLSchema, access: ActionAcces
       const resolve: GraphQLFieldResolver<unknown, ActionContext> = field.resolve ?? defaultFieldResolver;
       field.resolve = (source, args, ctx: ActionContext, info) => {
         authorizeCall(field.name, callers, ctx);
-        return resolve(source, args, ctx, info);
+        return unconfiguredAsUnavailable(plugin, () => resolve(source, args, ctx, info));
       };
     }
   }
@@ -191,6 +220,27 @@ function guardActions(plugin: string, schema: GraphQLSchema, access: ActionAcces
     throw new Error(
       `Plugin '${plugin}' does not declare who may call its Actions:\n  - ${problems.join('\n  - ')}`,
     );
+}
+
+/**
+ * An Action whose Service has no settings cannot reach it: SERVICE_UNAVAILABLE, a public code, so its
+ * flow fails saying so rather than skipping the step (`onError: continue` skips only errors without
+ * a code) and answering as if the Service had no data.
+ */
+function unconfiguredAsUnavailable(plugin: string, run: () => unknown): unknown {
+  const unavailable = (error: unknown): never => {
+    if (!(error instanceof ConfigError)) throw error;
+    throw new DomainError(
+      ErrorCode.SERVICE_UNAVAILABLE,
+      `The ${plugin} Plugin's Service is not configured: ${error.problems.join('; ')}`,
+    );
+  };
+  try {
+    const result = run();
+    return result instanceof Promise ? result.catch(unavailable) : result;
+  } catch (error) {
+    return unavailable(error);
+  }
 }
 
 const CALLERS: Record<Caller, string> = {
@@ -228,6 +278,14 @@ export interface EmittedSignal {
   payload: Record<string, unknown>;
 }
 
+/** A subgraph's result with the errors its resolvers reported beside the data (`ActionContext.partial`). */
+export function withPartialErrors<R extends { errors?: readonly GraphQLError[] }>(
+  result: R,
+  partial: readonly GraphQLError[],
+): R {
+  return partial.length ? { ...result, errors: [...(result.errors ?? []), ...partial] } : result;
+}
+
 /** The response extension in which a subgraph returns the signals its resolvers emitted. */
 export const SIGNALS_EXTENSION = 'coordinatorSignals';
 
@@ -240,12 +298,14 @@ export type ActionIdentity = Pick<ActionContext, 'principal' | 'flowId' | 'stepI
 /**
  * Builds the ActionContext of one subgraph request. `identity` comes from the gateway's own context
  * in process, or from the verified assertion of a remote call (serveSubgraph), never from headers a
- * client could send. `emitted` collects the signals, returned to the gateway with the response.
+ * client could send. `emitted` collects the signals, returned to the gateway with the response;
+ * `partial` the errors reported beside the data (see `withPartialErrors`).
  */
 export function createActionContext(
   identity: ActionIdentity,
   emitted: EmittedSignal[],
   variation?: Variation,
+  partial: GraphQLError[] = [],
 ): ActionContext {
   const loaders = new Map<string, DataLoader<unknown, unknown>>();
   const { principal } = identity;
@@ -259,6 +319,9 @@ export function createActionContext(
     attempt: identity.attempt ?? 1,
     emit(signal, payload) {
       emitted.push({ signal, payload });
+    },
+    partial(error) {
+      partial.push(error);
     },
     loader<K, V>(name: string, batch: (keys: readonly K[]) => Promise<ReadonlyArray<V | Error>>) {
       let loader = loaders.get(name);

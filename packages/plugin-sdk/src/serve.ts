@@ -10,7 +10,13 @@ import {
   type ActionCall,
   type CallVerifier,
 } from './call-assertion.js';
-import { createActionContext, SIGNALS_EXTENSION, type EmittedSignal, type Plugin } from './plugin.js';
+import {
+  createActionContext,
+  withPartialErrors,
+  SIGNALS_EXTENSION,
+  type EmittedSignal,
+  type Plugin,
+} from './plugin.js';
 
 const requestSchema = z.object({
   query: z.string().min(1),
@@ -98,14 +104,18 @@ export async function serveSubgraph(plugin: Plugin, options: ServeSubgraphOption
         })),
       });
     const emitted: EmittedSignal[] = [];
+    const partial: GraphQLError[] = [];
     const { principal, step } = verified.call;
-    const result = await execute({
-      schema: plugin.schema,
-      document,
-      variableValues: body.variables ?? undefined,
-      operationName: body.operationName ?? undefined,
-      contextValue: createActionContext({ principal, ...step }, emitted),
-    });
+    const result = withPartialErrors(
+      await execute({
+        schema: plugin.schema,
+        document,
+        variableValues: body.variables ?? undefined,
+        operationName: body.operationName ?? undefined,
+        contextValue: createActionContext({ principal, ...step }, emitted, undefined, partial),
+      }),
+      partial,
+    );
     send(
       200,
       emitted.length
