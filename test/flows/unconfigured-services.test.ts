@@ -104,7 +104,9 @@ describe('development, no Service configured', () => {
     const res = await fetch(`${url}/graphql`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${bearer}` },
-      body: JSON.stringify({ query: '{ orderHistory(input: {}) { status output } }' }),
+      body: JSON.stringify({
+        query: '{ orderHistory(input: {}) { history { orderNumber } flow { status } } }',
+      }),
     });
     const body = (await res.json()) as {
       data?: { orderHistory: unknown } | null;

@@ -96,7 +96,9 @@ describe('errors in production', () => {
   });
 
   it("answers a failed step with STEP_FAILED and the flow's id, not the Plugin's text; the record keeps it", async () => {
-    const { text } = await post(t.url, { query: 'mutation Run { runLeak(input: { kind: BTREE }) { id } }' });
+    const { text } = await post(t.url, {
+      query: 'mutation Run { runLeak(input: { kind: BTREE }) { flow { id } } }',
+    });
     const body = JSON.parse(text) as {
       errors: Array<{ message: string; extensions: Record<string, unknown> }>;
     };

@@ -115,7 +115,7 @@ async function runToEnd(job: Job, bearer: string): Promise<Answer> {
         headers: { 'content-type': 'application/json', authorization: `Bearer ${bearer}` },
         body: JSON.stringify({
           query: `mutation ($input: ${job.mutation === 'requestRefund' ? 'RefundRequestInput' : 'FulfillmentRequestInput'}!, $key: String) {
-            ${job.mutation}(input: $input, idempotencyKey: $key) { id status }
+            ${job.mutation}(input: $input, idempotencyKey: $key) { flow { id status } }
           }`,
           variables: { input: job.input, key: job.idempotencyKey },
         }),
@@ -125,11 +125,11 @@ async function runToEnd(job: Job, bearer: string): Promise<Answer> {
         return false;
       }
       const body = (await res.json().catch(() => ({}))) as {
-        data?: Record<string, { id: string; status: string }> | null;
+        data?: Record<string, { flow: { id: string; status: string } }> | null;
         errors?: Array<{ extensions?: { code?: string } }>;
       };
       last = body;
-      const flow = body.data?.[job.mutation];
+      const flow = body.data?.[job.mutation]?.flow;
       if (flow && flow.status !== 'RUNNING') return { id: flow.id, status: flow.status };
       // Only these say "not yet": the flow is being taken over, or its order is held by one that is.
       const codes = (body.errors ?? []).map((e) => e.extensions?.code);
