@@ -16,6 +16,8 @@ export const AdminErrorCode = {
   INVALID_JSON: 'INVALID_JSON',
   /** The body (or query) is JSON but not what the endpoint takes; `issues` says where. */
   INVALID_INPUT: 'INVALID_INPUT',
+  /** The seed is valid but contradicts what the stand-in holds (an id taken, say). */
+  SEED_REJECTED: 'SEED_REJECTED',
   /** No admin endpoint at this method and path. */
   UNKNOWN_ENDPOINT: 'UNKNOWN_ENDPOINT',
 } as const;
@@ -114,8 +116,24 @@ class AdminAnswer {
   ) {}
 }
 
+const STATUS_OF: Record<AdminErrorCode, number> = {
+  INVALID_JSON: 400,
+  INVALID_INPUT: 400,
+  SEED_REJECTED: 409,
+  UNKNOWN_ENDPOINT: 404,
+};
+
 const invalid = (code: AdminErrorCode, message: string, issues?: unknown) =>
-  new AdminAnswer(code === AdminErrorCode.UNKNOWN_ENDPOINT ? 404 : 400, { error: { code, message, issues } });
+  new AdminAnswer(STATUS_OF[code], { error: { code, message, issues } });
+
+/** Applies a valid seed; a stand-in's refusal (an Error) is the caller's conflict, not a 500. */
+function applySeed<Seed>(options: AdminOptions<Seed>, seed: Seed): unknown {
+  try {
+    return options.applySeed(seed);
+  } catch (error) {
+    throw invalid(AdminErrorCode.SEED_REJECTED, error instanceof Error ? error.message : String(error));
+  }
+}
 
 function parse<T>(schema: z.ZodType<T>, value: unknown): T {
   const result = schema.safeParse(value);
@@ -130,9 +148,7 @@ function parse<T>(schema: z.ZodType<T>, value: unknown): T {
 }
 
 async function readJson(req: IncomingMessage): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  const text = Buffer.concat(chunks).toString('utf8');
+  const text = (await readRequestBody(req)).toString('utf8');
   try {
     return JSON.parse(text || '{}');
   } catch {
@@ -170,7 +186,7 @@ export function createAdmin<Seed>(options: AdminOptions<Seed>): Admin {
     const route = `${req.method} ${url.pathname.slice(ADMIN_PREFIX.length - 1)}`;
     switch (route) {
       case 'POST /seed':
-        return new AdminAnswer(201, { seeded: options.applySeed(parse(options.seed, await readJson(req))) });
+        return new AdminAnswer(201, { seeded: applySeed(options, parse(options.seed, await readJson(req))) });
       case 'GET /journal':
         return new AdminAnswer(200, {
           requests: journal(parse(JournalQuery, Object.fromEntries(url.searchParams))),
@@ -216,17 +232,18 @@ export function createAdmin<Seed>(options: AdminOptions<Seed>): Admin {
       res.on('finish', () => (entry.status = res.statusCode));
       const method = req.method ?? 'GET';
       const fault = faults.find(
-        (f) => f.remaining > 0 && (!f.method || f.method === method) && url.pathname.startsWith(f.path ?? ''),
+        (f) => (!f.method || f.method === method) && url.pathname.startsWith(f.path ?? ''),
       );
       if (!fault) return service(req, res);
-      fault.remaining--;
+      // A spent fault is gone: GET /_admin/faults lists only what will still happen.
+      if (--fault.remaining === 0) faults = faults.filter((f) => f !== fault);
       entry.fault = true;
       void (async () => {
         if (fault.delayMs) await new Promise((resolve) => setTimeout(resolve, fault.delayMs));
         if (fault.reset) return void req.socket.destroy();
         if (fault.status === undefined) return service(req, res);
         // Drain the body first, so the caller reads the answer rather than a reset.
-        for await (const _ of req);
+        await readRequestBody(req);
         const answer = options.errorAnswer(fault.status);
         const body = fault.body ?? answer.body;
         const html = typeof body === 'string';
@@ -240,10 +257,22 @@ export function createAdmin<Seed>(options: AdminOptions<Seed>): Admin {
   };
 }
 
+/** The journal entry of each request in flight, so the body is recorded where the stand-in reads it. */
+const entryOf = new WeakMap<IncomingMessage, JournalEntry>();
+
 /**
- * Journals a request without consuming its body: the body is observed as the HTTP parser pushes it, so
- * the Service's own handler reads the stream as before.
+ * Reads a request's body, and records it on the request's journal entry. Every stand-in reads bodies
+ * through this, so the journal holds exactly what the Service's handler saw, without tapping the stream.
  */
+export async function readRequestBody(req: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  const raw = Buffer.concat(chunks);
+  const entry = entryOf.get(req);
+  if (entry && raw.length > 0) entry.body = parseBody(raw, entry.headers['content-type']);
+  return raw;
+}
+
 function record(req: IncomingMessage, url: URL, entries: JournalEntry[]): JournalEntry {
   const headers: Record<string, string> = {};
   for (const name of JOURNAL_HEADERS) {
@@ -252,14 +281,7 @@ function record(req: IncomingMessage, url: URL, entries: JournalEntry[]): Journa
   }
   const entry: JournalEntry = { method: req.method ?? 'GET', path: url.pathname, query: url.search, headers };
   entries.push(entry);
-  const chunks: Buffer[] = [];
-  const push = req.push.bind(req);
-  req.push = (chunk: unknown, encoding?: BufferEncoding) => {
-    if (chunk === null) {
-      if (chunks.length > 0) entry.body = parseBody(Buffer.concat(chunks), headers['content-type']);
-    } else chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk), encoding));
-    return push(chunk, encoding);
-  };
+  entryOf.set(req, entry);
   return entry;
 }
 

@@ -2,7 +2,7 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
-import { createAdmin, type Admin } from '../admin.js';
+import { createAdmin, readRequestBody, type Admin } from '../admin.js';
 import { compilePredicate, PredicateError } from './predicate.js';
 import {
   CtError,
@@ -165,7 +165,7 @@ export async function startOrderManagement(options: OrderManagementOptions = {})
       const key = `${method} ${url.pathname}`;
       calls.set(key, (calls.get(key) ?? 0) + 1);
       try {
-        const body = await readBody(req);
+        const body = await readRequestBody(req);
         const fault = faults.find(
           (f) =>
             f.remaining > 0 &&
@@ -351,12 +351,6 @@ function parseJson(body: Buffer): unknown {
   } catch {
     throw new CtError(400, 'InvalidJsonInput', 'Request body does not contain valid JSON.');
   }
-}
-
-async function readBody(req: IncomingMessage): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
 }
 
 function safeEqual(a: string, b: string) {

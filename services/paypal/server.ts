@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { crc32 } from 'node:zlib';
 import { z } from 'zod';
-import { createAdmin, type Admin } from '../admin.js';
+import { createAdmin, readRequestBody, type Admin } from '../admin.js';
 
 /**
  * A stand-in for the part of PayPal's REST API the paypal Plugin uses, in PayPal's wire format so the
@@ -672,9 +672,7 @@ export async function startPayPal(options: PayPalStandInOptions = {}): Promise<P
       const target = new URL(req.url ?? '/', 'http://paypal.local');
       const method = (req.method ?? 'GET').toUpperCase();
       const path = target.pathname;
-      const chunks: Buffer[] = [];
-      for await (const chunk of req) chunks.push(chunk as Buffer);
-      const rawBody = Buffer.concat(chunks).toString('utf8');
+      const rawBody = (await readRequestBody(req)).toString('utf8');
       const requestId =
         typeof req.headers['paypal-request-id'] === 'string' ? req.headers['paypal-request-id'] : undefined;
       const running = (inFlight.get(path) ?? 0) + 1;

@@ -2,7 +2,7 @@ import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
-import { createAdmin, type Admin } from '../admin.js';
+import { createAdmin, readRequestBody, type Admin } from '../admin.js';
 
 /**
  * A stand-in for the part of Stripe's API the stripe Plugin uses, speaking Stripe's wire format so the
@@ -571,9 +571,7 @@ export async function startStripe(options: StripeStandInOptions = {}): Promise<S
       const target = new URL(req.url ?? '/', 'http://stripe.local');
       const method = (req.method ?? 'GET').toUpperCase();
       const path = target.pathname;
-      const chunks: Buffer[] = [];
-      for await (const chunk of req) chunks.push(chunk as Buffer);
-      const rawBody = Buffer.concat(chunks).toString('utf8');
+      const rawBody = (await readRequestBody(req)).toString('utf8');
       const requestId = stripeId('req');
       const idempotencyKey =
         typeof req.headers['idempotency-key'] === 'string' ? req.headers['idempotency-key'] : undefined;
