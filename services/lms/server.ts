@@ -10,7 +10,7 @@ import {
   REFUND_REQUESTED_EVENT_TYPE,
   streamFields,
   type EventMetadata,
-} from '../../subgraphs/lms/refund-event.js';
+} from '../../schema/contracts/lms-refund-event.js';
 
 /**
  * A stand-in for the parts of the Open edX LMS (edx-platform) the Coordinator uses, over real HTTP
