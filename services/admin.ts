@@ -93,8 +93,8 @@ export interface AdminOptions<Seed> {
   seed: z.ZodType<Seed>;
   /** Applies a valid seed; its return value is the answer's `seeded`. */
   applySeed(seed: Seed): unknown;
-  /** The real Service's answer to a request failing with `status`. */
-  errorAnswer(status: number): { body: unknown; contentType?: string };
+  /** The real Service's answer to a request to `path` failing with `status`. */
+  errorAnswer(status: number, path: string): { body: unknown; contentType?: string };
 }
 
 /** A stand-in's admin state, for in-process use as well as over HTTP. */
@@ -244,7 +244,7 @@ export function createAdmin<Seed>(options: AdminOptions<Seed>): Admin {
         if (fault.status === undefined) return service(req, res);
         // Drain the body first, so the caller reads the answer rather than a reset.
         await readRequestBody(req);
-        const answer = options.errorAnswer(fault.status);
+        const answer = options.errorAnswer(fault.status, url.pathname);
         const body = fault.body ?? answer.body;
         const html = typeof body === 'string';
         res

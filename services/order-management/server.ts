@@ -155,7 +155,7 @@ export async function startOrderManagement(options: OrderManagementOptions = {})
   const admin = createAdmin({
     seed: OrderManagementSeedSchema,
     applySeed: (data) => store.seed(data),
-    errorAnswer: (status) => ({ body: injected(status, '', store).body() }),
+    errorAnswer: (status, path) => ({ body: injected(status, path, store).body() }),
   });
 
   const server = createServer(

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLms, type LmsStandIn } from '../../services/lms/server.js';
+import { startOrderManagement, type OrderManagement } from '../../services/order-management/server.js';
 import { startStripe, type StripeStandIn } from '../../services/stripe/server.js';
 import { DEMO } from '../../services/demo.js';
 import { startCommerceCoordinator, type CommerceCoordinator } from '../support/commerce.js';
@@ -328,5 +329,49 @@ describe('a refund demo, black-box through the admin APIs and the gateway', () =
     expect(refund.headers['idempotency-key']).toContain(data!.requestRefund.flow.id);
     expect(new URLSearchParams(refund.body).get('payment_intent')).toBe(paymentIntentId);
     expect(new URLSearchParams(refund.body).get('amount')).toBe('12300');
+  });
+});
+
+describe('a stand-in admin API (order management)', () => {
+  let om: OrderManagement;
+  beforeAll(async () => {
+    om = await startOrderManagement();
+  });
+  afterAll(() => om?.close());
+
+  it('answers an injected 404 with commercetools’ error body, naming the resource requested', async () => {
+    const basic = Buffer.from(`${om.clientId}:${om.clientSecret}`).toString('base64');
+    const { body: token } = await call(om.url, 'POST', '/oauth/token', {
+      headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'grant_type=client_credentials',
+    });
+    const seeded = await call(
+      om.url,
+      'POST',
+      '/_admin/seed',
+      json({
+        orders: [
+          {
+            orderNumber: '2U-ADMIN-OM-1',
+            customer: { lmsUserId: 77, username: 'lin', email: 'lin@example.com' },
+            lineItems: [{ title: 'A course', priceCents: 100 }],
+          },
+        ],
+      }),
+    );
+    const orderId = String(seeded.body.seeded.orders[0].id);
+    const read = (id: string) =>
+      call(om.url, 'GET', `/${om.projectKey}/orders/${id}`, {
+        headers: { authorization: `Bearer ${token.access_token}` },
+      });
+    expect((await read(orderId)).body).toMatchObject({ id: orderId, orderNumber: '2U-ADMIN-OM-1' });
+
+    await call(om.url, 'POST', '/_admin/faults', json({ path: `/${om.projectKey}/orders/`, status: 404 }));
+    const missing = await read(orderId);
+    expect(missing.status).toBe(404);
+    expect(missing.body).toMatchObject({
+      statusCode: 404,
+      errors: [{ code: 'ResourceNotFound', message: expect.stringContaining(orderId) }],
+    });
   });
 });
