@@ -62,6 +62,25 @@ export default tseslint.config(
     },
   },
   {
+    // A stand-in speaks its Service's wire format, as the real Service does: it shares with the Plugins
+    // only the Service's published contracts (schema/contracts/), never their code or the core's.
+    files: ['services/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: '(^|/)(gateway|subgraphs)/',
+              message:
+                'A stand-in imports no Plugin and nothing of the core: share a Service contract through schema/contracts/.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     // The flow inspector's page runs in the browser: `tsc -p gateway/inspector` checks its names
     // against the DOM's types, which no-undef does not know.
     files: ['gateway/inspector/static/**/*.js', 'gateway/explorer/page/**/*.js'],

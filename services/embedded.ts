@@ -19,6 +19,10 @@ export interface ServiceStandIns {
   close(): Promise<void>;
 }
 
+/** The stand-ins, in the order they start. */
+export const STAND_IN_NAMES = ['orderManagement', 'stripe', 'paypal', 'lms', 'legacyEcommerce'] as const;
+export type StandInName = (typeof STAND_IN_NAMES)[number];
+
 export const STRIPE_WEBHOOK_SECRET = 'whsec_standin_webhook_secret';
 export const PAYPAL_WEBHOOK_ID = 'WH-STANDIN-0001';
 
@@ -28,19 +32,33 @@ export const PAYPAL_WEBHOOK_ID = 'WH-STANDIN-0001';
  * orders' payments exist at their PSP, the learners in the LMS).
  */
 export async function startServiceStandIns(
-  options: { demo?: boolean; redisUrl?: string; eventStream?: string } = {},
+  options: {
+    demo?: boolean;
+    redisUrl?: string;
+    eventStream?: string;
+    /** Fixed ports; a free one for each left out. */
+    ports?: Partial<Record<StandInName, number>>;
+  } = {},
 ): Promise<ServiceStandIns> {
   const started: Array<{ close(): Promise<void> }> = [];
+  const port = (name: StandInName) => options.ports?.[name] ?? 0;
   try {
-    const orderManagement = await startOrderManagement();
+    const orderManagement = await startOrderManagement({ port: port('orderManagement') });
     started.push(orderManagement);
-    const stripe = await startStripe();
+    const stripe = await startStripe({ port: port('stripe') });
     started.push(stripe);
-    const paypal = await startPayPal();
+    const paypal = await startPayPal({ port: port('paypal') });
     started.push(paypal);
-    const lms = await startLms({ redisUrl: options.redisUrl, eventStream: options.eventStream });
+    const lms = await startLms({
+      port: port('lms'),
+      redisUrl: options.redisUrl,
+      eventStream: options.eventStream,
+    });
     started.push(lms);
-    const legacyEcommerce = await startLegacyEcommerce({ jwtIssuer: lms.issuer });
+    const legacyEcommerce = await startLegacyEcommerce({
+      port: port('legacyEcommerce'),
+      jwtIssuer: lms.issuer,
+    });
     started.push(legacyEcommerce);
 
     if (options.demo ?? true) seedDemo({ orderManagement, stripe, paypal, lms, legacyEcommerce });

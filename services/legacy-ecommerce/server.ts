@@ -1,4 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { z } from 'zod';
+import { createAdmin, djangoErrorAnswer, type Admin } from '../admin.js';
 import type { AddressInfo } from 'node:net';
 import { errors as joseErrors, jwtVerify } from 'jose';
 
@@ -47,6 +49,48 @@ export interface LegacyEcommerceSeed {
   orders?: LegacyOrderInput[];
 }
 
+/** `POST /_admin/seed`: legacy orders, as the ecommerce order API lists them. */
+export const LegacyEcommerceSeedSchema = z
+  .object({
+    orders: z
+      .array(
+        z
+          .object({
+            number: z.string().min(1),
+            username: z.string().min(1),
+            email: z.string().min(1).optional(),
+            datePlaced: z.iso.datetime(),
+            totalExclTax: z
+              .string()
+              .regex(/^-?\d+\.\d{2}$/)
+              .optional(),
+            currency: z.string().length(3).optional(),
+            discount: z
+              .string()
+              .regex(/^-?\d+\.\d{2}$/)
+              .optional(),
+            status: z.string().min(1).optional(),
+            paymentProcessor: z.string().min(1).optional(),
+            lines: z.array(
+              z
+                .object({
+                  title: z.string().min(1),
+                  linePriceExclTax: z.string().regex(/^-?\d+\.\d{2}$/),
+                  courseKey: z.string().min(1).optional(),
+                  certificateType: z.string().min(1).optional(),
+                  quantity: z.number().int().positive().optional(),
+                  status: z.string().min(1).optional(),
+                  productClass: z.string().min(1).optional(),
+                })
+                .strict(),
+            ),
+          })
+          .strict(),
+      )
+      .optional(),
+  })
+  .strict() satisfies z.ZodType<LegacyEcommerceSeed>;
+
 export interface StartLegacyEcommerceOptions {
   /** @default 0 (a free port) */
   port?: number;
@@ -61,6 +105,8 @@ export interface StartLegacyEcommerceOptions {
 export interface LegacyEcommerceStandIn {
   url: string;
   close(): Promise<void>;
+  /** The admin API's state: the journal and faults of `/_admin/` (services/README.md). */
+  admin: Admin;
   /** Requests received whose path starts with `pathPrefix` (all without one). */
   calls(pathPrefix?: string, method?: string): number;
   /** The next `n` requests whose path starts with `pathPrefix` (any without one) answer `status`. */
@@ -222,30 +268,41 @@ export async function startLegacyEcommerce(
     res.writeHead(answer.status, headers).end(payload);
   };
 
-  const server = createServer((req, res) => {
-    const url = new URL(req.url ?? '/', base || 'http://127.0.0.1');
-    requests.push({ method: req.method ?? 'GET', path: url.pathname });
-    const fault = faults.find((f) => f.remaining > 0 && url.pathname.startsWith(f.prefix));
-    if (fault) {
-      fault.remaining--;
-      return send(
-        res,
-        fault.status >= 500
-          ? { status: fault.status, body: `<h1>Server Error (${fault.status})</h1>` }
-          : detail(fault.status, `Injected ${fault.status}.`),
-      );
-    }
-    route(req, url).then(
-      (answer) => send(res, answer),
-      (error: unknown) =>
-        send(
-          res,
-          error && typeof error === 'object' && 'status' in error
-            ? (error as Answer)
-            : { status: 500, body: '<h1>Server Error (500)</h1>' },
-        ),
-    );
+  const seed = (data: LegacyEcommerceSeed) => {
+    for (const order of data.orders ?? []) orders.set(order.number, toJson(order));
+  };
+  const admin = createAdmin({
+    seed: LegacyEcommerceSeedSchema,
+    applySeed: (data) => ({ orders: (seed(data), data.orders?.length ?? 0) }),
+    errorAnswer: djangoErrorAnswer,
   });
+
+  const server = createServer(
+    admin.listener((req, res) => {
+      const url = new URL(req.url ?? '/', base || 'http://127.0.0.1');
+      requests.push({ method: req.method ?? 'GET', path: url.pathname });
+      const fault = faults.find((f) => f.remaining > 0 && url.pathname.startsWith(f.prefix));
+      if (fault) {
+        fault.remaining--;
+        return send(
+          res,
+          fault.status >= 500
+            ? { status: fault.status, body: `<h1>Server Error (${fault.status})</h1>` }
+            : detail(fault.status, `Injected ${fault.status}.`),
+        );
+      }
+      route(req, url).then(
+        (answer) => send(res, answer),
+        (error: unknown) =>
+          send(
+            res,
+            error && typeof error === 'object' && 'status' in error
+              ? (error as Answer)
+              : { status: 500, body: '<h1>Server Error (500)</h1>' },
+          ),
+      );
+    }),
+  );
   await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
@@ -258,8 +315,7 @@ export async function startLegacyEcommerce(
     calls: (pathPrefix = '', method) =>
       requests.filter((r) => r.path.startsWith(pathPrefix) && (!method || r.method === method)).length,
     failNext: (n, status, pathPrefix = '') => void faults.push({ remaining: n, status, prefix: pathPrefix }),
-    seed(seed) {
-      for (const order of seed.orders ?? []) orders.set(order.number, toJson(order));
-    },
+    admin,
+    seed,
   };
 }

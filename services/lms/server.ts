@@ -4,11 +4,13 @@ import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
 import { createClient } from 'redis';
+import { z } from 'zod';
+import { createAdmin, djangoErrorAnswer, readRequestBody, type Admin } from '../admin.js';
 import {
   REFUND_REQUESTED_EVENT_TYPE,
   streamFields,
   type EventMetadata,
-} from '../../subgraphs/lms/refund-event.js';
+} from '../../schema/contracts/lms-refund-event.js';
 
 /**
  * A stand-in for the parts of the Open edX LMS (edx-platform) the Coordinator uses, over real HTTP
@@ -93,6 +95,50 @@ export interface LmsSeed {
   enrollments?: Array<Partial<LmsEnrollment> & { username: string; courseId: string }>;
 }
 
+const SLUG = z.string().min(1);
+
+/** `POST /_admin/seed`: learners, courses, OAuth clients and enrollments, as edx-platform stores them. */
+export const LmsSeedSchema = z
+  .object({
+    users: z
+      .array(
+        z
+          .object({
+            id: z.number().int().positive(),
+            username: SLUG,
+            email: z.string().min(1).optional(),
+            name: z.string().optional(),
+            isStaff: z.boolean().optional(),
+            isActive: z.boolean().optional(),
+            dateJoined: z.iso.datetime().optional(),
+          })
+          .strict(),
+      )
+      .optional(),
+    courses: z
+      .array(
+        z.object({ courseId: SLUG, name: z.string().optional(), modes: z.array(SLUG).optional() }).strict(),
+      )
+      .optional(),
+    clients: z.array(z.object({ clientId: SLUG, clientSecret: SLUG, username: SLUG }).strict()).optional(),
+    enrollments: z
+      .array(
+        z
+          .object({
+            username: SLUG,
+            courseId: SLUG,
+            mode: SLUG.optional(),
+            isActive: z.boolean().optional(),
+            attributes: z
+              .array(z.object({ namespace: SLUG, name: SLUG, value: z.string() }).strict())
+              .optional(),
+          })
+          .strict(),
+      )
+      .optional(),
+  })
+  .strict() satisfies z.ZodType<LmsSeed>;
+
 export interface RefundRequestedInput {
   orderId: string;
   lineItemIds: string[];
@@ -132,6 +178,8 @@ export interface LmsStandIn {
   /** The JWT issuer, `<url>/oauth2`. */
   issuer: string;
   close(): Promise<void>;
+  /** The admin API's state: the journal and faults of `/_admin/` (services/README.md). */
+  admin: Admin;
   /** Requests received whose path starts with `pathPrefix` (all without one), optionally of one method. */
   calls(pathPrefix?: string, method?: string): number;
   /** The next `n` requests whose path starts with `pathPrefix` (any without one) answer `status`. */
@@ -178,9 +226,7 @@ interface Fault {
 }
 
 async function readBody(req: IncomingMessage): Promise<Record<string, unknown>> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  const text = Buffer.concat(chunks).toString('utf8');
+  const text = (await readRequestBody(req)).toString('utf8');
   if (!text) return {};
   const type = req.headers['content-type'] ?? '';
   if (type.includes('application/x-www-form-urlencoded'))
@@ -607,31 +653,42 @@ export async function startLms(options: StartLmsOptions = {}): Promise<LmsStandI
     res.writeHead(answer.status, headers).end(payload);
   };
 
-  const server = createServer((req, res) => {
-    const url = new URL(req.url ?? '/', issuer.replace(/\/oauth2$/, '') || 'http://127.0.0.1');
-    requests.push({ method: req.method ?? 'GET', path: url.pathname });
-    const fault = faults.find((f) => f.remaining > 0 && url.pathname.startsWith(f.prefix));
-    if (fault) fault.remaining--;
-    void (async () => {
-      try {
-        if (fault?.delayMs) await new Promise((resolve) => setTimeout(resolve, fault.delayMs));
-        if (fault?.status) {
-          // Drain the body so the client sees the answer, not a reset.
-          for await (const _ of req);
-          return send(
-            res,
-            fault.status >= 500
-              ? new HttpAnswer(fault.status, `<h1>Server Error (${fault.status})</h1>`)
-              : detail(fault.status, `Injected ${fault.status}.`),
-          );
-        }
-        send(res, await route(req, url));
-      } catch (error) {
-        if (error instanceof HttpAnswer) send(res, error);
-        else send(res, new HttpAnswer(500, '<h1>Server Error (500)</h1>'));
-      }
-    })();
+  const admin = createAdmin({
+    seed: LmsSeedSchema,
+    applySeed: (data) => {
+      seed(data);
+      return Object.fromEntries(Object.entries(data).map(([kind, list]) => [kind, list.length]));
+    },
+    errorAnswer: djangoErrorAnswer,
   });
+
+  const server = createServer(
+    admin.listener((req, res) => {
+      const url = new URL(req.url ?? '/', issuer.replace(/\/oauth2$/, '') || 'http://127.0.0.1');
+      requests.push({ method: req.method ?? 'GET', path: url.pathname });
+      const fault = faults.find((f) => f.remaining > 0 && url.pathname.startsWith(f.prefix));
+      if (fault) fault.remaining--;
+      void (async () => {
+        try {
+          if (fault?.delayMs) await new Promise((resolve) => setTimeout(resolve, fault.delayMs));
+          if (fault?.status) {
+            // Drain the body so the client sees the answer, not a reset.
+            await readRequestBody(req);
+            return send(
+              res,
+              fault.status >= 500
+                ? new HttpAnswer(fault.status, `<h1>Server Error (${fault.status})</h1>`)
+                : detail(fault.status, `Injected ${fault.status}.`),
+            );
+          }
+          send(res, await route(req, url));
+        } catch (error) {
+          if (error instanceof HttpAnswer) send(res, error);
+          else send(res, new HttpAnswer(500, '<h1>Server Error (500)</h1>'));
+        }
+      })();
+    }),
+  );
   await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   issuer = `${url}/oauth2`;
@@ -646,6 +703,7 @@ export async function startLms(options: StartLmsOptions = {}): Promise<LmsStandI
     },
     calls: (pathPrefix = '', method) =>
       requests.filter((r) => r.path.startsWith(pathPrefix) && (!method || r.method === method)).length,
+    admin,
     failNext: (n, status, pathPrefix = '') => void faults.push({ remaining: n, status, prefix: pathPrefix }),
     delayNext: (n, ms, pathPrefix = '') =>
       void faults.push({ remaining: n, delayMs: ms, prefix: pathPrefix }),

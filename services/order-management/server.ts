@@ -1,8 +1,18 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { z } from 'zod';
+import { createAdmin, readRequestBody, type Admin } from '../admin.js';
 import { compilePredicate, PredicateError } from './predicate.js';
-import { CtError, notFound, OrderManagementStore, type ResourceKind, type SeedData } from './store.js';
+import {
+  CtError,
+  LINE_ITEM_STATE_KEYS,
+  notFound,
+  OrderManagementStore,
+  type LineState,
+  type ResourceKind,
+  type SeedData,
+} from './store.js';
 
 export type { SeedData, SeedOrder, SeedCustomer, SeedLineItem, SeedPayment, LineState } from './store.js';
 export { LINE_ITEM_STATE_KEYS, SANCTIONED_STATE_KEY, OrderManagementStore } from './store.js';
@@ -17,8 +27,70 @@ export { LINE_ITEM_STATE_KEYS, SANCTIONED_STATE_KEY, OrderManagementStore } from
  *   GET  /{projectKey}/orders/order-number={orderNumber}
  *   POST /{projectKey}/{orders|payments|customers}/{id}   { version, actions: [...] }  (409 on a stale version)
  *
- * Test controls are in process: `seed`, `failNext`, `calls`, `responses`, `expireTokens`, `store`.
+ * Test controls are in process (`seed`, `failNext`, `calls`, `responses`, `expireTokens`, `store`) and
+ * over HTTP under `/_admin/` (services/README.md).
  */
+const SeedCustomerSchema = z
+  .object({
+    id: z.string().min(1).optional(),
+    lmsUserId: z.number().int().positive(),
+    username: z.string().min(1),
+    email: z.string().min(1),
+    firstName: z.string().optional(),
+    lastName: z.string().optional(),
+  })
+  .strict();
+
+/** `POST /_admin/seed`: customers and their orders, with line items and the payment at its PSP. */
+export const OrderManagementSeedSchema = z
+  .object({
+    customers: z.array(SeedCustomerSchema).optional(),
+    orders: z
+      .array(
+        z
+          .object({
+            id: z.string().min(1).optional(),
+            orderNumber: z.string().min(1),
+            createdAt: z.iso.datetime().optional(),
+            customer: SeedCustomerSchema,
+            orderState: z.enum(['Open', 'Confirmed', 'Complete', 'Cancelled']).optional(),
+            sanctioned: z.boolean().optional(),
+            currency: z.string().length(3).optional(),
+            lineItems: z
+              .array(
+                z
+                  .object({
+                    id: z.string().min(1).optional(),
+                    title: z.string().min(1),
+                    priceCents: z.number().int().min(0),
+                    courseRunKey: z.string().min(1).optional(),
+                    bundleKey: z.string().min(1).optional(),
+                    mode: z.string().min(1).optional(),
+                    state: z
+                      .enum(Object.keys(LINE_ITEM_STATE_KEYS) as [LineState, ...LineState[]])
+                      .optional(),
+                    entitlementUuid: z.string().min(1).optional(),
+                  })
+                  .strict(),
+              )
+              .min(1),
+            payment: z
+              .object({
+                psp: z.enum(['STRIPE', 'PAYPAL']),
+                pspPaymentId: z.string().min(1),
+                pspOrderId: z.string().min(1).optional(),
+                amountCents: z.number().int().min(0).optional(),
+                interfaceCode: z.string().min(1).optional(),
+              })
+              .strict()
+              .optional(),
+          })
+          .strict(),
+      )
+      .optional(),
+  })
+  .strict() satisfies z.ZodType<SeedData>;
+
 export interface OrderManagementOptions {
   /** @default 0 (a free port) */
   port?: number;
@@ -37,6 +109,8 @@ export interface OrderManagement {
   clientId: string;
   clientSecret: string;
   store: OrderManagementStore;
+  /** The admin API's state: the journal and faults of `/_admin/` (services/README.md). */
+  admin: Admin;
   seed(data: SeedData): ReturnType<OrderManagementStore['seed']>;
   /**
    * How many requests `method path` received, e.g. `calls('GET', '/edx-commerce/orders')`; without
@@ -78,65 +152,73 @@ export async function startOrderManagement(options: OrderManagementOptions = {})
       .end(JSON.stringify(body));
   };
 
-  const server = createServer(async (req, res) => {
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    const method = req.method ?? 'GET';
-    const key = `${method} ${url.pathname}`;
-    calls.set(key, (calls.get(key) ?? 0) + 1);
-    try {
-      const body = await readBody(req);
-      const fault = faults.find(
-        (f) =>
-          f.remaining > 0 &&
-          (!f.method || f.method === method) &&
-          (f.pathPrefix ? url.pathname.startsWith(f.pathPrefix) : url.pathname !== '/oauth/token'),
-      );
-      if (fault) {
-        fault.remaining -= 1;
-        throw injected(fault.status, url.pathname, store);
-      }
-      if (url.pathname === '/oauth/token') return token(req, res, body);
-      if (!authorized(req)) throw invalidToken();
-      const [project, resource, id, ...rest] = url.pathname
-        .split('/')
-        .filter(Boolean)
-        .map(decodeURIComponent);
-      if (project !== projectKey || rest.length)
-        throw new CtError(404, 'ResourceNotFound', `No endpoint ${method} ${url.pathname}.`);
-      if (!['orders', 'payments', 'customers', 'states'].includes(resource ?? ''))
-        throw new CtError(404, 'ResourceNotFound', `No endpoint ${method} ${url.pathname}.`);
-      const kind = resource as ResourceKind;
-      const expand = url.searchParams.getAll('expand');
-      if (method === 'GET' && id === undefined) return send(res, 200, query(kind, url.searchParams));
-      if (method === 'GET' && id !== undefined) {
-        const found =
-          kind === 'orders' && id.startsWith('order-number=')
-            ? [...store.orders.values()].find((o) => o.orderNumber === id.slice('order-number='.length))
-            : store.get(kind, id);
-        if (!found) throw notFound(id);
-        return send(res, 200, store.expand(found, expand));
-      }
-      if (method === 'POST' && id !== undefined && kind !== 'states') {
-        const update = parseJson(body) as { version?: unknown; actions?: unknown };
-        const updated = store.update(kind, id, update.version, update.actions);
-        return send(res, 200, store.expand(updated, expand));
-      }
-      throw new CtError(405, 'MethodNotAllowed', `Method ${method} is not allowed on ${url.pathname}.`);
-    } catch (error) {
-      if (error instanceof CtError) {
-        const body =
-          error.statusCode === 401
-            ? {
-                ...error.body(),
-                error: error.code,
-                ...(error.code === 'invalid_client' ? { error_description: error.message } : {}),
-              }
-            : error.body();
-        return send(res, error.statusCode, body);
-      }
-      send(res, 500, new CtError(500, 'General', (error as Error).message).body());
-    }
+  const admin = createAdmin({
+    seed: OrderManagementSeedSchema,
+    applySeed: (data) => store.seed(data),
+    errorAnswer: (status, path) => ({ body: injected(status, path, store).body() }),
   });
+
+  const server = createServer(
+    admin.listener(async (req, res) => {
+      const url = new URL(req.url ?? '/', 'http://localhost');
+      const method = req.method ?? 'GET';
+      const key = `${method} ${url.pathname}`;
+      calls.set(key, (calls.get(key) ?? 0) + 1);
+      try {
+        const body = await readRequestBody(req);
+        const fault = faults.find(
+          (f) =>
+            f.remaining > 0 &&
+            (!f.method || f.method === method) &&
+            (f.pathPrefix ? url.pathname.startsWith(f.pathPrefix) : url.pathname !== '/oauth/token'),
+        );
+        if (fault) {
+          fault.remaining -= 1;
+          throw injected(fault.status, url.pathname, store);
+        }
+        if (url.pathname === '/oauth/token') return token(req, res, body);
+        if (!authorized(req)) throw invalidToken();
+        const [project, resource, id, ...rest] = url.pathname
+          .split('/')
+          .filter(Boolean)
+          .map(decodeURIComponent);
+        if (project !== projectKey || rest.length)
+          throw new CtError(404, 'ResourceNotFound', `No endpoint ${method} ${url.pathname}.`);
+        if (!['orders', 'payments', 'customers', 'states'].includes(resource ?? ''))
+          throw new CtError(404, 'ResourceNotFound', `No endpoint ${method} ${url.pathname}.`);
+        const kind = resource as ResourceKind;
+        const expand = url.searchParams.getAll('expand');
+        if (method === 'GET' && id === undefined) return send(res, 200, query(kind, url.searchParams));
+        if (method === 'GET' && id !== undefined) {
+          const found =
+            kind === 'orders' && id.startsWith('order-number=')
+              ? [...store.orders.values()].find((o) => o.orderNumber === id.slice('order-number='.length))
+              : store.get(kind, id);
+          if (!found) throw notFound(id);
+          return send(res, 200, store.expand(found, expand));
+        }
+        if (method === 'POST' && id !== undefined && kind !== 'states') {
+          const update = parseJson(body) as { version?: unknown; actions?: unknown };
+          const updated = store.update(kind, id, update.version, update.actions);
+          return send(res, 200, store.expand(updated, expand));
+        }
+        throw new CtError(405, 'MethodNotAllowed', `Method ${method} is not allowed on ${url.pathname}.`);
+      } catch (error) {
+        if (error instanceof CtError) {
+          const body =
+            error.statusCode === 401
+              ? {
+                  ...error.body(),
+                  error: error.code,
+                  ...(error.code === 'invalid_client' ? { error_description: error.message } : {}),
+                }
+              : error.body();
+          return send(res, error.statusCode, body);
+        }
+        send(res, 500, new CtError(500, 'General', (error as Error).message).body());
+      }
+    }),
+  );
 
   function token(req: IncomingMessage, res: ServerResponse, body: Buffer) {
     if (req.method !== 'POST') throw new CtError(405, 'MethodNotAllowed', 'Use POST for /oauth/token.');
@@ -210,6 +292,7 @@ export async function startOrderManagement(options: OrderManagementOptions = {})
     clientId,
     clientSecret,
     store,
+    admin,
     seed: (data) => store.seed(data),
     calls: (method, path) =>
       method === undefined
@@ -268,12 +351,6 @@ function parseJson(body: Buffer): unknown {
   } catch {
     throw new CtError(400, 'InvalidJsonInput', 'Request body does not contain valid JSON.');
   }
-}
-
-async function readBody(req: IncomingMessage): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
 }
 
 function safeEqual(a: string, b: string) {

@@ -2,6 +2,8 @@ import { createSign, createVerify, generateKeyPairSync, randomBytes, randomUUID 
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { crc32 } from 'node:zlib';
+import { z } from 'zod';
+import { createAdmin, readRequestBody, type Admin } from '../admin.js';
 
 /**
  * A stand-in for the part of PayPal's REST API the paypal Plugin uses, in PayPal's wire format so the
@@ -44,6 +46,25 @@ export interface CaptureSeed {
   /** The merchant's invoice id (our order number). */
   invoiceId?: string;
 }
+
+/** `POST /_admin/seed`: completed captures, as if customers had paid. */
+export const PayPalSeedSchema = z
+  .object({
+    captures: z
+      .array(
+        z
+          .object({
+            id: z.string().min(1).optional(),
+            orderId: z.string().min(1).optional(),
+            amountCents: z.number().int().positive(),
+            currency: z.string().length(3).optional(),
+            invoiceId: z.string().min(1).optional(),
+          })
+          .strict(),
+      )
+      .optional(),
+  })
+  .strict() satisfies z.ZodType<{ captures?: CaptureSeed[] }>;
 
 /**
  * An answer to inject instead of (or after) the real one, for the next `times` matching calls. Two
@@ -113,6 +134,8 @@ export interface PayPalStandIn {
   /** The URL of the certificate the stand-in signs webhooks with (what `paypal-cert-url` names). */
   certUrl: string;
   close(): Promise<void>;
+  /** The admin API's state: the journal and faults of `/_admin/` (services/README.md). */
+  admin: Admin;
   /** Calls received, oldest first; only those whose path starts with `path` when given. */
   calls(path?: string): PayPalCall[];
   failNext(fault: PayPalFault): void;
@@ -637,65 +660,71 @@ export async function startPayPal(options: PayPalStandInOptions = {}): Promise<P
     throw apiError(404, 'INVALID_RESOURCE_ID', `${method} ${path} is not a resource of this stand-in.`);
   }
 
-  const server = createServer(async (req, res) => {
-    // Requests may arrive in absolute form (through a proxy); only the path matters.
-    const target = new URL(req.url ?? '/', 'http://paypal.local');
-    const method = (req.method ?? 'GET').toUpperCase();
-    const path = target.pathname;
-    const chunks: Buffer[] = [];
-    for await (const chunk of req) chunks.push(chunk as Buffer);
-    const rawBody = Buffer.concat(chunks).toString('utf8');
-    const requestId =
-      typeof req.headers['paypal-request-id'] === 'string' ? req.headers['paypal-request-id'] : undefined;
-    const running = (inFlight.get(path) ?? 0) + 1;
-    inFlight.set(path, running);
-    res.on('close', () => inFlight.set(path, (inFlight.get(path) ?? 1) - 1));
-    const call: PayPalCall = { method, path, requestId, status: 0, replayed: false, inFlight: running };
-    recorded.push(call);
-    const hold = holds.find((h) => !h.released && path.startsWith(h.path));
-    if (hold) await new Promise<void>((resolve) => hold.waiting.push(resolve));
-    const send = (status: number, body: unknown, contentType = 'application/json') => {
-      call.status = status;
-      res
-        .writeHead(status, { 'content-type': contentType, 'paypal-debug-id': debugId() })
-        .end(typeof body === 'string' ? body : JSON.stringify(body));
-    };
-
-    if (method === 'GET' && path === `/v1/notifications/certs/${certName}`)
-      return send(200, publicPem, 'application/x-pem-file');
-
-    try {
-      if (method === 'POST' && path === '/v1/oauth2/token') return send(200, issueToken(req, rawBody));
-      requireToken(req);
-    } catch (error) {
-      if (error instanceof PayPalApiError) return send(error.status, error.body);
-      throw error;
-    }
-
-    const fault = takeFault(method, path);
-    if (fault?.delayMs) await new Promise((r) => setTimeout(r, fault.delayMs));
-    if (fault && !fault.dropResponse) {
-      const error = apiError(
-        fault.status ?? 500,
-        fault.issue,
-        fault.issue ? 'Injected by the stand-in.' : undefined,
-      );
-      return send(error.status, error.body);
-    }
-
-    let answer: { status: number; body: unknown };
-    try {
-      answer = handle(req, method, path, rawBody, call);
-    } catch (error) {
-      if (!(error instanceof PayPalApiError)) return send(500, apiError(500).body);
-      answer = { status: error.status, body: error.body };
-    }
-    if (fault?.dropResponse) {
-      call.status = -1;
-      return void req.socket.destroy();
-    }
-    send(answer.status, answer.body);
+  const admin = createAdmin({
+    seed: PayPalSeedSchema,
+    applySeed: (data) => (data.captures ?? []).map(createCapture),
+    errorAnswer: (status) => ({ body: apiError(status).body }),
   });
+
+  const server = createServer(
+    admin.listener(async (req, res) => {
+      // Requests may arrive in absolute form (through a proxy); only the path matters.
+      const target = new URL(req.url ?? '/', 'http://paypal.local');
+      const method = (req.method ?? 'GET').toUpperCase();
+      const path = target.pathname;
+      const rawBody = (await readRequestBody(req)).toString('utf8');
+      const requestId =
+        typeof req.headers['paypal-request-id'] === 'string' ? req.headers['paypal-request-id'] : undefined;
+      const running = (inFlight.get(path) ?? 0) + 1;
+      inFlight.set(path, running);
+      res.on('close', () => inFlight.set(path, (inFlight.get(path) ?? 1) - 1));
+      const call: PayPalCall = { method, path, requestId, status: 0, replayed: false, inFlight: running };
+      recorded.push(call);
+      const hold = holds.find((h) => !h.released && path.startsWith(h.path));
+      if (hold) await new Promise<void>((resolve) => hold.waiting.push(resolve));
+      const send = (status: number, body: unknown, contentType = 'application/json') => {
+        call.status = status;
+        res
+          .writeHead(status, { 'content-type': contentType, 'paypal-debug-id': debugId() })
+          .end(typeof body === 'string' ? body : JSON.stringify(body));
+      };
+
+      if (method === 'GET' && path === `/v1/notifications/certs/${certName}`)
+        return send(200, publicPem, 'application/x-pem-file');
+
+      try {
+        if (method === 'POST' && path === '/v1/oauth2/token') return send(200, issueToken(req, rawBody));
+        requireToken(req);
+      } catch (error) {
+        if (error instanceof PayPalApiError) return send(error.status, error.body);
+        throw error;
+      }
+
+      const fault = takeFault(method, path);
+      if (fault?.delayMs) await new Promise((r) => setTimeout(r, fault.delayMs));
+      if (fault && !fault.dropResponse) {
+        const error = apiError(
+          fault.status ?? 500,
+          fault.issue,
+          fault.issue ? 'Injected by the stand-in.' : undefined,
+        );
+        return send(error.status, error.body);
+      }
+
+      let answer: { status: number; body: unknown };
+      try {
+        answer = handle(req, method, path, rawBody, call);
+      } catch (error) {
+        if (!(error instanceof PayPalApiError)) return send(500, apiError(500).body);
+        answer = { status: error.status, body: error.body };
+      }
+      if (fault?.dropResponse) {
+        call.status = -1;
+        return void req.socket.destroy();
+      }
+      send(answer.status, answer.body);
+    }),
+  );
 
   function newEvent(fields: {
     event_type: string;
@@ -771,6 +800,7 @@ export async function startPayPal(options: PayPalStandInOptions = {}): Promise<P
         },
       };
     },
+    admin,
     seed: (data) => (data.captures ?? []).map(createCapture),
     createCapture,
     capture: (captureId) => {

@@ -1,6 +1,8 @@
 import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { z } from 'zod';
+import { createAdmin, readRequestBody, type Admin } from '../admin.js';
 
 /**
  * A stand-in for the part of Stripe's API the stripe Plugin uses, speaking Stripe's wire format so the
@@ -42,6 +44,24 @@ export interface PaymentIntentSeed {
   currency?: string;
   metadata?: Record<string, string>;
 }
+
+/** `POST /_admin/seed`: payments as if customers had paid. */
+export const StripeSeedSchema = z
+  .object({
+    paymentIntents: z
+      .array(
+        z
+          .object({
+            id: z.string().startsWith('pi_').optional(),
+            amount: z.number().int().positive(),
+            currency: z.string().length(3).optional(),
+            metadata: z.record(z.string(), z.string()).optional(),
+          })
+          .strict(),
+      )
+      .optional(),
+  })
+  .strict() satisfies z.ZodType<{ paymentIntents?: PaymentIntentSeed[] }>;
 
 /**
  * An answer to inject instead of (or after) the real one, for the next `times` matching calls. Two
@@ -112,6 +132,8 @@ export interface StripeStandIn {
   /** The secret key this stand-in accepts. */
   secretKey: string;
   close(): Promise<void>;
+  /** The admin API's state: the journal and faults of `/_admin/` (services/README.md). */
+  admin: Admin;
   /** Calls received, oldest first; only those whose path starts with `path` when given. */
   calls(path?: string): StripeCall[];
   failNext(fault: StripeFault): void;
@@ -538,132 +560,138 @@ export async function startStripe(options: StripeStandInOptions = {}): Promise<S
     return { ...base, ...fault.error };
   };
 
-  const server = createServer(async (req, res) => {
-    const target = new URL(req.url ?? '/', 'http://stripe.local');
-    const method = (req.method ?? 'GET').toUpperCase();
-    const path = target.pathname;
-    const chunks: Buffer[] = [];
-    for await (const chunk of req) chunks.push(chunk as Buffer);
-    const rawBody = Buffer.concat(chunks).toString('utf8');
-    const requestId = stripeId('req');
-    const idempotencyKey =
-      typeof req.headers['idempotency-key'] === 'string' ? req.headers['idempotency-key'] : undefined;
-    const call: StripeCall = {
-      method,
-      path,
-      query: target.search,
-      idempotencyKey,
-      status: 0,
-      replayed: false,
-    };
-    recorded.push(call);
-
-    const send = (status: number, body: unknown, headers: Record<string, string> = {}) => {
-      call.status = status;
-      res
-        .writeHead(status, {
-          'content-type': 'application/json',
-          'request-id': requestId,
-          'stripe-version': String(req.headers['stripe-version'] ?? API_VERSION),
-          ...(idempotencyKey && method === 'POST' ? { 'idempotency-key': idempotencyKey } : {}),
-          ...headers,
-        })
-        .end(JSON.stringify(body, null, 2));
-    };
-    const sendError = (error: StripeApiError) =>
-      send(error.status, {
-        error: { ...error.error, request_log_url: `https://dashboard.stripe.com/test/logs/${requestId}` },
-      });
-
-    // The public receipt page a charge's receipt_url points at.
-    const receipt = /^\/receipts\/payment\/([A-Za-z0-9]+)$/.exec(path);
-    if (method === 'GET' && receipt) {
-      const charge = charges.get(receipts.get(receipt[1]!) ?? '');
-      if (!charge) return void res.writeHead(404, { 'content-type': 'text/plain' }).end('Not found');
-      return void res
-        .writeHead(200, { 'content-type': 'text/html; charset=utf-8' })
-        .end(
-          `<!doctype html><title>Receipt</title><h1>Receipt</h1><p>${money(charge.amount as number, charge.currency as string)} paid (${charge.id})</p>`,
-        );
-    }
-
-    const denied = authenticate(req);
-    if (denied) return send(401, { error: denied.error }, { 'www-authenticate': 'Basic realm="Stripe"' });
-
-    const fault = takeFault(method, path);
-    if (fault?.delayMs) await new Promise((r) => setTimeout(r, fault.delayMs));
-    if (fault && !fault.dropResponse)
-      return send(
-        fault.status ?? 500,
-        { error: faultError(fault) },
-        fault.shouldRetry === undefined ? {} : { 'stripe-should-retry': String(fault.shouldRetry) },
-      );
-
-    const contentType = String(req.headers['content-type'] ?? '');
-    if (method === 'POST' && rawBody && !contentType.startsWith('application/x-www-form-urlencoded'))
-      return sendError(
-        invalidRequest(400, 'Invalid request: the body must be application/x-www-form-urlencoded.'),
-      );
-    const params = parseStripeParams(method === 'POST' ? rawBody : target.search.slice(1));
-
-    // Idempotency: POSTs only, as Stripe (GETs are idempotent by definition and ignore the key).
-    const saveKey = method === 'POST' && idempotencyKey ? idempotencyKey : undefined;
-    if (saveKey) {
-      const saved = idempotency.get(saveKey);
-      const print = fingerprint(params);
-      if (saved) {
-        if (saved.method !== method || saved.path !== path)
-          return sendError(
-            new StripeApiError(400, {
-              type: 'idempotency_error',
-              message: `Keys for idempotent requests can only be used for the same endpoint they were first used for ('${saved.method} ${saved.path}' vs '${method} ${path}'). Try using a key other than '${saveKey}' if you meant to execute a different request.`,
-            }),
-          );
-        if (saved.fingerprint !== print)
-          return sendError(
-            new StripeApiError(400, {
-              type: 'idempotency_error',
-              message: `Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '${saveKey}' if you meant to execute a different request.`,
-            }),
-          );
-        if (!saved.answer)
-          return sendError(
-            new StripeApiError(409, {
-              type: 'idempotency_error',
-              message: `There is currently another in-progress request using this idempotency key ('${saveKey}'). Please try again later.`,
-            }),
-          );
-        call.replayed = true;
-        return send(saved.answer.status, saved.answer.body, {
-          'idempotent-replayed': 'true',
-          'original-request': saved.requestId,
-        });
-      }
-      idempotency.set(saveKey, { method, path, fingerprint: print, requestId });
-    }
-
-    let answer: { status: number; body: unknown };
-    try {
-      answer = handle(method, path, params);
-    } catch (error) {
-      if (!(error instanceof StripeApiError)) {
-        if (saveKey) idempotency.delete(saveKey);
-        return send(500, { error: { type: 'api_error', message: (error as Error).message } });
-      }
-      answer = {
-        status: error.status,
-        body: {
-          error: { ...error.error, request_log_url: `https://dashboard.stripe.com/test/logs/${requestId}` },
-        },
-      };
-    }
-    if (saveKey) idempotency.get(saveKey)!.answer = answer;
-    if (fault?.dropResponse) {
-      call.status = -1;
-      return void req.socket.destroy();
-    }
-    send(answer.status, answer.body);
+  const admin = createAdmin({
+    seed: StripeSeedSchema,
+    applySeed: (data) => (data.paymentIntents ?? []).map(createPaymentIntent),
+    errorAnswer: (status) => ({ body: { error: faultError({ status }) } }),
   });
+
+  const server = createServer(
+    admin.listener(async (req, res) => {
+      const target = new URL(req.url ?? '/', 'http://stripe.local');
+      const method = (req.method ?? 'GET').toUpperCase();
+      const path = target.pathname;
+      const rawBody = (await readRequestBody(req)).toString('utf8');
+      const requestId = stripeId('req');
+      const idempotencyKey =
+        typeof req.headers['idempotency-key'] === 'string' ? req.headers['idempotency-key'] : undefined;
+      const call: StripeCall = {
+        method,
+        path,
+        query: target.search,
+        idempotencyKey,
+        status: 0,
+        replayed: false,
+      };
+      recorded.push(call);
+
+      const send = (status: number, body: unknown, headers: Record<string, string> = {}) => {
+        call.status = status;
+        res
+          .writeHead(status, {
+            'content-type': 'application/json',
+            'request-id': requestId,
+            'stripe-version': String(req.headers['stripe-version'] ?? API_VERSION),
+            ...(idempotencyKey && method === 'POST' ? { 'idempotency-key': idempotencyKey } : {}),
+            ...headers,
+          })
+          .end(JSON.stringify(body, null, 2));
+      };
+      const sendError = (error: StripeApiError) =>
+        send(error.status, {
+          error: { ...error.error, request_log_url: `https://dashboard.stripe.com/test/logs/${requestId}` },
+        });
+
+      // The public receipt page a charge's receipt_url points at.
+      const receipt = /^\/receipts\/payment\/([A-Za-z0-9]+)$/.exec(path);
+      if (method === 'GET' && receipt) {
+        const charge = charges.get(receipts.get(receipt[1]!) ?? '');
+        if (!charge) return void res.writeHead(404, { 'content-type': 'text/plain' }).end('Not found');
+        return void res
+          .writeHead(200, { 'content-type': 'text/html; charset=utf-8' })
+          .end(
+            `<!doctype html><title>Receipt</title><h1>Receipt</h1><p>${money(charge.amount as number, charge.currency as string)} paid (${charge.id})</p>`,
+          );
+      }
+
+      const denied = authenticate(req);
+      if (denied) return send(401, { error: denied.error }, { 'www-authenticate': 'Basic realm="Stripe"' });
+
+      const fault = takeFault(method, path);
+      if (fault?.delayMs) await new Promise((r) => setTimeout(r, fault.delayMs));
+      if (fault && !fault.dropResponse)
+        return send(
+          fault.status ?? 500,
+          { error: faultError(fault) },
+          fault.shouldRetry === undefined ? {} : { 'stripe-should-retry': String(fault.shouldRetry) },
+        );
+
+      const contentType = String(req.headers['content-type'] ?? '');
+      if (method === 'POST' && rawBody && !contentType.startsWith('application/x-www-form-urlencoded'))
+        return sendError(
+          invalidRequest(400, 'Invalid request: the body must be application/x-www-form-urlencoded.'),
+        );
+      const params = parseStripeParams(method === 'POST' ? rawBody : target.search.slice(1));
+
+      // Idempotency: POSTs only, as Stripe (GETs are idempotent by definition and ignore the key).
+      const saveKey = method === 'POST' && idempotencyKey ? idempotencyKey : undefined;
+      if (saveKey) {
+        const saved = idempotency.get(saveKey);
+        const print = fingerprint(params);
+        if (saved) {
+          if (saved.method !== method || saved.path !== path)
+            return sendError(
+              new StripeApiError(400, {
+                type: 'idempotency_error',
+                message: `Keys for idempotent requests can only be used for the same endpoint they were first used for ('${saved.method} ${saved.path}' vs '${method} ${path}'). Try using a key other than '${saveKey}' if you meant to execute a different request.`,
+              }),
+            );
+          if (saved.fingerprint !== print)
+            return sendError(
+              new StripeApiError(400, {
+                type: 'idempotency_error',
+                message: `Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '${saveKey}' if you meant to execute a different request.`,
+              }),
+            );
+          if (!saved.answer)
+            return sendError(
+              new StripeApiError(409, {
+                type: 'idempotency_error',
+                message: `There is currently another in-progress request using this idempotency key ('${saveKey}'). Please try again later.`,
+              }),
+            );
+          call.replayed = true;
+          return send(saved.answer.status, saved.answer.body, {
+            'idempotent-replayed': 'true',
+            'original-request': saved.requestId,
+          });
+        }
+        idempotency.set(saveKey, { method, path, fingerprint: print, requestId });
+      }
+
+      let answer: { status: number; body: unknown };
+      try {
+        answer = handle(method, path, params);
+      } catch (error) {
+        if (!(error instanceof StripeApiError)) {
+          if (saveKey) idempotency.delete(saveKey);
+          return send(500, { error: { type: 'api_error', message: (error as Error).message } });
+        }
+        answer = {
+          status: error.status,
+          body: {
+            error: { ...error.error, request_log_url: `https://dashboard.stripe.com/test/logs/${requestId}` },
+          },
+        };
+      }
+      if (saveKey) idempotency.get(saveKey)!.answer = answer;
+      if (fault?.dropResponse) {
+        call.status = -1;
+        return void req.socket.destroy();
+      }
+      send(answer.status, answer.body);
+    }),
+  );
 
   async function deliver(event: StripeObject): Promise<WebhookDelivery> {
     if (!webhook) throw new Error('No webhook endpoint is configured on the Stripe stand-in');
@@ -721,6 +749,7 @@ export async function startStripe(options: StripeStandInOptions = {}): Promise<S
     calls: (path) =>
       recorded.filter((c) => path === undefined || c.path.startsWith(path)).map((c) => ({ ...c })),
     failNext: (fault) => void faults.push({ ...fault }),
+    admin,
     seed: (data) => (data.paymentIntents ?? []).map(createPaymentIntent),
     createPaymentIntent,
     refunds: (paymentIntentId) =>

@@ -6,7 +6,7 @@ import {
   parseStreamEntry,
   REFUND_REQUESTED_EVENT_TYPE,
   UnusableMessageError,
-} from './refund-event.js';
+} from '../../schema/contracts/lms-refund-event.js';
 
 /**
  * Consumes the LMS's refund requests from its Redis Streams event bus (edx-event-bus-redis) with a

@@ -4,7 +4,7 @@ import { silentLogger } from '../../gateway/log.js';
 import type { FilterResult, Plugin, PluginRuntime } from '@commerce-coordinator/plugin-sdk';
 import { DEFAULT_LMS_CLIENT, startLms, type LmsStandIn } from '../../services/lms/server.js';
 import { createLmsPlugin } from '../../subgraphs/lms/index.js';
-import { REFUND_REQUESTED_EVENT_TYPE } from '../../subgraphs/lms/refund-event.js';
+import { REFUND_REQUESTED_EVENT_TYPE } from '../../schema/contracts/lms-refund-event.js';
 import {
   adminRedis,
   type AdminRedis,

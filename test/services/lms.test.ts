@@ -1,13 +1,13 @@
 import { decodeJwt, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_LMS_CLIENT, startLms, type LmsStandIn } from '../../services/lms/server.js';
-import { avroDecode, avroEncode } from '../../subgraphs/lms/avro.js';
+import { avroDecode, avroEncode } from '../../schema/contracts/avro.js';
 import {
   decodeRefundRequested,
   parseStreamEntry,
   REFUND_REQUESTED_EVENT_TYPE,
   refundRequestedSchema,
-} from '../../subgraphs/lms/refund-event.js';
+} from '../../schema/contracts/lms-refund-event.js';
 import {
   adminRedis,
   deleteNamespace,
