@@ -20,7 +20,7 @@ import { InProcessDataSource, RemoteDataSource, type FlagEvaluator } from './fed
 import { ClientErrors } from './federation/client-errors.js';
 import { FederatedExecutor } from './federation/executor.js';
 import { OperationLimitsChecker, type OperationLimits } from './federation/operation-limits.js';
-import { buildSupergraph, type BuiltSupergraph } from './federation/supergraph.js';
+import { buildSupergraph, buildSupergraphFromFile, type BuiltSupergraph } from './federation/supergraph.js';
 import { COORDINATOR_SUBGRAPH, coordinatorPlugin } from './flows/api.js';
 import { useFlowEvents, useFlowLogging, useMetrics } from './flows/builtin-plugins.js';
 import { FlowEngine, type ActionCaller } from './flows/engine.js';
@@ -77,6 +77,11 @@ export interface CoordinatorOptions {
   auth?: AuthOptions;
   /** rover.yaml: the subgraphs. */
   roverConfig: string;
+  /**
+   * A composed supergraph file, instead of `roverConfig`: every Plugin subgraph is remote, called at
+   * the routing URL the file gives it (the Coordinator's own subgraph still runs in process).
+   */
+  supergraphFile?: string;
   /** The connections config: filters and signals. */
   connectionsFile: string;
   /**
@@ -241,7 +246,12 @@ export class Coordinator {
   private async open(opened: Array<() => Promise<void>>): Promise<Running> {
     const { options } = this;
     const logger = options.logger;
-    const built = buildSupergraph({ roverConfig: options.roverConfig, connections: options.connectionsFile });
+    const built = options.supergraphFile
+      ? buildSupergraphFromFile({
+          supergraphFile: options.supergraphFile,
+          connections: options.connectionsFile,
+        })
+      : buildSupergraph({ roverConfig: options.roverConfig, connections: options.connectionsFile });
     const signer = this.remoteSigner(built);
     const plugins = await this.loadPlugins(built);
     // In production a Plugin's missing setting stops the start, before anything is opened.
@@ -568,6 +578,7 @@ export class Coordinator {
   }
 
   private isRemote(name: string): boolean {
+    if (this.options.supergraphFile) return true;
     const remote = this.options.remoteSubgraphs ?? [];
     return remote.includes('*') || remote.includes(name);
   }
@@ -582,7 +593,7 @@ export class Coordinator {
     const problem = signingSecretProblem(secret);
     if (problem)
       throw new ConfigError('environment', [
-        `SUBGRAPH_SIGNING_SECRET: ${problem}: REMOTE_SUBGRAPHS names ${remote.join(', ')}, called over HTTP, and each verifies the gateway's calls with this secret`,
+        `SUBGRAPH_SIGNING_SECRET: ${problem}: ${this.options.supergraphFile ? 'SUPERGRAPH_FILE routes to' : 'REMOTE_SUBGRAPHS names'} ${remote.join(', ')}, called over HTTP, and each verifies the gateway's calls with this secret`,
       ]);
     return createCallSigner(secret!);
   }

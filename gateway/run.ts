@@ -55,6 +55,7 @@ async function run(prepare: Prepare | undefined) {
   const companion = await prepare?.(env, logger);
   const coordinator = new Coordinator({
     roverConfig: resolve(env.ROVER_CONFIG),
+    supergraphFile: env.SUPERGRAPH_FILE && resolve(env.SUPERGRAPH_FILE),
     connectionsFile: resolve(env.CONNECTIONS_FILE),
     subgraphsDir: resolve(env.SUBGRAPHS_DIR),
     remoteSubgraphs: env.REMOTE_SUBGRAPHS,
