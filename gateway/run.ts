@@ -110,6 +110,10 @@ async function run(prepare: Prepare | undefined) {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // An explicit reload, as with nginx: what the file watch does, on demand (logged either way).
+  process.on('SIGHUP', () => {
+    if (coordinator.state.phase === 'started') void coordinator.reload();
+  });
   const url = await coordinator.start();
   companion?.started(url);
   logger.info(

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Supergraph } from '@apollo/federation-internals';
 import { buildSchema, print, type GraphQLSchema } from 'graphql';
@@ -20,6 +21,8 @@ export interface BuiltSupergraph {
   /** The generated SDL of the Coordinator subgraph (schema/coordinator.graphql). */
   coordinatorSdl: string;
   supergraphSdl: string;
+  /** Names this configuration in logs and on /readyz: a digest of the supergraph and the connections. */
+  hash: string;
 }
 
 const apiSchemaOf = (sdl: string): GraphQLSchema => Supergraph.build(sdl).apiSchema().toGraphQLJSSchema();
@@ -117,5 +120,11 @@ function withCoordinator(
     ],
     { configFile: rover.file },
   );
-  return { rover, connections, compiled, coordinatorSdl, supergraphSdl };
+  const hash = createHash('sha256')
+    .update(supergraphSdl)
+    .update('\0')
+    .update(JSON.stringify(connections))
+    .digest('hex')
+    .slice(0, 16);
+  return { rover, connections, compiled, coordinatorSdl, supergraphSdl, hash };
 }
