@@ -1,20 +1,31 @@
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { Writable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Supergraph } from '@apollo/federation-internals';
 import type { GraphQLObjectType } from 'graphql';
+import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signToken } from '../../gateway/auth/tokens.js';
 import { DEVELOPMENT_JWT_SECRET } from '../../gateway/env.js';
 import { ConfigError } from '../../gateway/errors.js';
 import { buildSupergraph, buildSupergraphFromFile } from '../../gateway/federation/supergraph.js';
+import { createLogger } from '../../gateway/log.js';
+import { serveSubgraph } from '@commerce-coordinator/plugin-sdk';
+import ordersPlugin from '../fixtures/subgraphs/orders/index.js';
 import { startLedger, type Ledger } from '../fixtures/services/ledger.js';
-import { REQUEST_REFUND, fixture } from '../support/coordinator.js';
+import { REQUEST_REFUND, fixture, startTestCoordinator } from '../support/coordinator.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { gatewayEnv, killGateways, spawnGateway } from '../support/gateway-process.js';
 import { freePort } from '../support/redis.js';
-import { serveFixturePlugins, type RemoteSubgraphs } from '../support/remote-subgraphs.js';
+import { waitFor } from '../support/wait.js';
+import {
+  ASSERTION_HEADER,
+  serveFixturePlugins,
+  type CallClaims,
+  type RemoteSubgraphs,
+} from '../support/remote-subgraphs.js';
 
 /**
  * The gateway started on a composed supergraph file (SUPERGRAPH_FILE), as a router with `--supergraph`:
@@ -116,6 +127,109 @@ describe('a gateway started with SUPERGRAPH_FILE', () => {
     expect(gateway.output()).toMatch(
       /SUBGRAPH_SIGNING_SECRET: .*SUPERGRAPH_FILE routes to orders, payments, payments-v2/,
     );
+  });
+});
+
+describe('a change to the supergraph file', () => {
+  it('reroutes new flows when valid; a broken file keeps the running one, logged naming the file', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const logger = createLogger({
+      destination: new Writable({
+        write(chunk: Buffer, _encoding, done) {
+          for (const line of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(line));
+          done();
+        },
+      }),
+    });
+    const watched = join(dir, 'watched-supergraph.graphql');
+    await copyFile(supergraphFile, watched);
+    const secondOrders = await serveSubgraph(ordersPlugin, {
+      secret: remote.coordinatorOptions.subgraphSigningSecret!,
+    });
+    const t = await startTestCoordinator('supergraph-file-reload', {
+      ledger,
+      overrides: {
+        supergraphFile: watched,
+        subgraphSigningSecret: remote.coordinatorOptions.subgraphSigningSecret,
+        logger,
+        watchConfig: { debounceMs: 50 },
+      },
+    });
+    // The flow steps the second server answered, from the gateway's signed assertion of each call.
+    const secondOrdersSteps: Array<{ flowId: string; stepIndex: number }> = [];
+    secondOrders.server.prependListener('request', (req) => {
+      const assertion = req.headers[ASSERTION_HEADER];
+      const step = typeof assertion === 'string' ? decodeJwt<CallClaims>(assertion).step : undefined;
+      if (step) secondOrdersSteps.push(step);
+    });
+    const servedBySecond = (flowId: string) =>
+      secondOrdersSteps.filter((s) => s.flowId === flowId).map((s) => s.stepIndex);
+    const refund = async (orderId: string) => {
+      const { data } = await t.graphql<{ requestRefund: { flow: { id: string; status: string } } }>(
+        REQUEST_REFUND,
+        { input: { orderId, amount: 5 } },
+      );
+      expect(data?.requestRefund.flow.status).toBe('COMPLETED');
+      return data!.requestRefund.flow.id;
+    };
+    const hash = async () =>
+      ((await (await fetch(`${t.url}/readyz`)).json()) as { config: { hash: string } }).config.hash;
+    try {
+      const first = await hash();
+      expect(servedBySecond(await refund('supergraph-reload-1'))).toEqual([]);
+
+      // The orders subgraph moved: the file routes it to another server.
+      const ordersUrl = remote.servers.get('orders')!.url;
+      const moved = readFileSync(supergraphFile, 'utf8').replace(
+        `url: "${ordersUrl}"`,
+        `url: "${secondOrders.url}"`,
+      );
+      expect(moved).not.toBe(readFileSync(supergraphFile, 'utf8'));
+      await writeFile(watched, moved);
+      await waitFor(async () => expect(await hash()).not.toBe(first), { what: 'the moved supergraph' });
+      // haltIfLegacy, createReturn and recordRefund: on the new server now.
+      expect(servedBySecond(await refund('supergraph-reload-2'))).toEqual([0, 1, 3]);
+
+      const running = await hash();
+      await writeFile(watched, moved.replace('@join__graph(name: "orders"', '@join__graph(nom: "orders"'));
+      const refusal = await waitFor(
+        () => lines.find((l) => String(l.msg).startsWith('configuration not reloaded')) ?? false,
+        { what: 'the refusal to be logged' },
+      );
+      expect(refusal).toMatchObject({ level: 50, file: watched, configHash: running });
+      expect(String(refusal.msg)).toContain(`${watched}:\n  - is not a composed supergraph`);
+      expect(await hash()).toBe(running);
+      expect(servedBySecond(await refund('supergraph-reload-3'))).toEqual([0, 1, 3]);
+    } finally {
+      await t.stop();
+      await secondOrders.close();
+    }
+  });
+
+  it('is re-read on SIGHUP', async () => {
+    const port = await freePort();
+    const gateway = spawnGateway({
+      port,
+      env: gatewayEnv({
+        SUPERGRAPH_FILE: supergraphFile,
+        CONNECTIONS_FILE: fixture('connections.yaml'),
+        SUBGRAPH_SIGNING_SECRET: remote.coordinatorOptions.subgraphSigningSecret,
+        DATABASE_URL: database.url,
+        FLAGS_FILE: fixture('../../flags.json'),
+        PORT: String(port),
+      }),
+    });
+    await gateway.ready();
+    const { config } = (await (await fetch(`${gateway.url}/readyz`)).json()) as { config: { hash: string } };
+    expect(gateway.output()).toContain(`"configHash":"${config.hash}","msg":"configuration loaded"`);
+    gateway.child.kill('SIGHUP');
+    await waitFor(
+      () =>
+        expect(gateway.output()).toContain(`"configHash":"${config.hash}","msg":"configuration reloaded"`),
+      { what: 'the reload SIGHUP asks for' },
+    );
+    // Still serving, not stopped by the signal.
+    expect((await fetch(`${gateway.url}/readyz`)).status).toBe(200);
   });
 });
 
