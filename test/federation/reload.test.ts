@@ -3,6 +3,7 @@ import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serialized } from '../../gateway/federation/reload.js';
 import { createLogger } from '../../gateway/log.js';
@@ -140,6 +141,65 @@ describe('a change to the connections file', () => {
       'refundPayment',
       'recordRefund',
     ]);
+  });
+});
+
+describe('a reload while a flow runs', () => {
+  it('lets the flow finish on the filter it started with; the next flow runs the new one', async () => {
+    const orderId = 'reload-in-flight';
+    // Step 2 (refundPayment) is held at the ledger while the configuration changes.
+    t.ledger.fault({ kind: 'refund', orderId, delayMs: 1_000 });
+    const inFlight = refundSteps(orderId);
+    await waitFor(() => t.ledger.operations().some((o) => o.kind === 'return' && o.orderId === orderId), {
+      what: 'the flow to reach its held step',
+    });
+    await writeFile(connections, original.replace('      - action: recordRefund\n', ''));
+    expect(await t.coordinator.reload()).toMatchObject({ reloaded: true });
+    expect(await refundSteps('reload-after-swap')).toEqual(['haltIfLegacy', 'createReturn', 'refundPayment']);
+    expect(await inFlight).toEqual(['haltIfLegacy', 'createReturn', 'refundPayment', 'recordRefund']);
+  });
+});
+
+describe('a filter removed while one of its flows is running', () => {
+  it('fails the recorded flow clearly when it is recovered, naming the filter', async () => {
+    const withEcho = original.replace(
+      'filters:\n',
+      'filters:\n  caller.echo.again.v1:\n    query: echoCallerAgain\n    input: EchoInput\n    steps:\n      - action: whoCalls\n    result:\n      callerKind: String\n',
+    );
+    await writeFile(connections, withEcho);
+    expect(await t.coordinator.reload()).toMatchObject({ reloaded: true });
+    const { data } = await t.graphql<{ echoCallerAgain: { flow: { id: string } } }>(
+      'query { echoCallerAgain(input: { channel: WEB }) { flow { id } } }',
+    );
+    const flowId = data!.echoCallerAgain.flow.id;
+    await writeFile(connections, original);
+    expect(await t.coordinator.reload()).toMatchObject({ reloaded: true });
+
+    // What a gateway that died mid-flow leaves: the flow running, its lease long expired.
+    const db = new pg.Client({ connectionString: t.database.url });
+    await db.connect();
+    try {
+      await db.query(
+        `UPDATE "FlowRun" SET "status" = 'running', "owner" = 'a-dead-gateway', "heartbeatAt" = now() - interval '1 hour' WHERE "id" = $1`,
+        [flowId],
+      );
+      // Recovery runs in the background of a sweep.
+      await waitFor(
+        async () => {
+          await t.coordinator.components.leases.sweep();
+          const { rows } = await db.query<{ status: string; errorMessage: string }>(
+            `SELECT "status", "errorMessage" FROM "FlowRun" WHERE "id" = $1`,
+            [flowId],
+          );
+          expect(rows).toEqual([
+            { status: 'failed', errorMessage: "The filter 'caller.echo.again.v1' is no longer configured" },
+          ]);
+        },
+        { what: 'the flow of the removed filter to be recovered' },
+      );
+    } finally {
+      await db.end();
+    }
   });
 });
 
