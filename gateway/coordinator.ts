@@ -19,8 +19,10 @@ import { createGatewayContext, type GatewayContext } from './federation/context.
 import { InProcessDataSource, RemoteDataSource, type FlagEvaluator } from './federation/data-sources.js';
 import { ClientErrors } from './federation/client-errors.js';
 import { FederatedExecutor } from './federation/executor.js';
+import { ReloadableGateway } from './federation/reloadable-gateway.js';
+import { serialized, watchFiles } from './federation/reload.js';
 import { OperationLimitsChecker, type OperationLimits } from './federation/operation-limits.js';
-import { buildSupergraph, type BuiltSupergraph } from './federation/supergraph.js';
+import { buildSupergraph, buildSupergraphFromFile, type BuiltSupergraph } from './federation/supergraph.js';
 import { COORDINATOR_SUBGRAPH, coordinatorPlugin } from './flows/api.js';
 import { useFlowEvents, useFlowLogging, useMetrics } from './flows/builtin-plugins.js';
 import { FlowEngine, type ActionCaller } from './flows/engine.js';
@@ -77,6 +79,17 @@ export interface CoordinatorOptions {
   auth?: AuthOptions;
   /** rover.yaml: the subgraphs. */
   roverConfig: string;
+  /**
+   * A composed supergraph file, instead of `roverConfig`: every Plugin subgraph is remote, called at
+   * the routing URL the file gives it (the Coordinator's own subgraph still runs in process).
+   */
+  supergraphFile?: string;
+  /**
+   * Reloads the configuration (rover.yaml and its schema files, or the supergraph file, and the
+   * connections file) when one changes, after this quiet time; `false` reloads only on `reload()`
+   * (SIGHUP). @default { debounceMs: 200 }
+   */
+  watchConfig?: { debounceMs?: number } | false;
   /** The connections config: filters and signals. */
   connectionsFile: string;
   /**
@@ -171,8 +184,16 @@ export type CoordinatorState =
   | { phase: 'stopping' }
   | { phase: 'stopped' };
 
+/** What `reload()` did: the configuration now running, and why the candidate was refused if it was. */
+export type ReloadOutcome =
+  { reloaded: true; hash: string } | { reloaded: false; hash: string; error: Error };
+
 interface Running {
+  /** The configuration new requests and flows run on (replaced whole by a reload). */
   built: BuiltSupergraph;
+  loadedAt: Date;
+  reload(): Promise<ReloadOutcome>;
+  watcher?: { close(): void };
   flags: Flags;
   database: Database;
   bus: SignalBus;
@@ -241,7 +262,7 @@ export class Coordinator {
   private async open(opened: Array<() => Promise<void>>): Promise<Running> {
     const { options } = this;
     const logger = options.logger;
-    const built = buildSupergraph({ roverConfig: options.roverConfig, connections: options.connectionsFile });
+    const built = this.build();
     const signer = this.remoteSigner(built);
     const plugins = await this.loadPlugins(built);
     // In production a Plugin's missing setting stops the start, before anything is opened.
@@ -331,26 +352,37 @@ export class Coordinator {
       leaseMs: options.leaseMs,
     });
 
-    const coordinator = coordinatorPlugin(built.coordinatorSdl, built.connections, {
-      engine,
-      store,
-      log: new OperatorLog(database.prisma),
-      bus,
-      feed,
-      logger,
-      guarded: options.auth !== undefined,
-    });
-    const dataSources = Object.fromEntries(
-      Object.entries(
-        this.dataSources(built, coordinator, plugins, evaluatorFrom(flags), signer, tracing),
-      ).map(([name, source]) => [name, timedDataSource(name, source, metrics)]),
-    );
-    const executor = new FederatedExecutor({ supergraphSdl: built.supergraphSdl, dataSources, flags });
+    // The Coordinator subgraph and the executor are made again, whole, for each reloaded configuration.
+    const log = new OperatorLog(database.prisma);
+    const evaluate = evaluatorFrom(flags);
+    const executorOf = (candidate: BuiltSupergraph, candidateSigner: CallSigner | undefined) => {
+      const coordinator = coordinatorPlugin(candidate.coordinatorSdl, candidate.connections, {
+        engine,
+        store,
+        log,
+        bus,
+        feed,
+        logger,
+        guarded: options.auth !== undefined,
+      });
+      const dataSources = Object.fromEntries(
+        Object.entries(
+          this.dataSources(candidate, coordinator, plugins, evaluate, candidateSigner, tracing),
+        ).map(([name, source]) => [name, timedDataSource(name, source, metrics)]),
+      );
+      return {
+        coordinator,
+        executor: new FederatedExecutor({ supergraphSdl: candidate.supergraphSdl, dataSources, flags }),
+      };
+    };
+    const { coordinator, executor } = executorOf(built, signer);
+    const gateway = new ReloadableGateway(executor);
     const production = options.production ?? false;
-    const limits = new OperationLimitsChecker(options.operationLimits, filterFields(built.connections));
+    const flowFields = filterFields(built.connections);
+    const limits = new OperationLimitsChecker(options.operationLimits, flowFields);
     const clientErrors = new ClientErrors({ production, logger });
     const apollo = new ApolloServer<GatewayContext>({
-      gateway: executor,
+      gateway,
       logger,
       // The Coordinator owns shutdown (drain, then stop): Apollo's own SIGTERM handler would stop the
       // server at once, failing the steps of the flows still draining.
@@ -394,7 +426,15 @@ export class Coordinator {
         const registration = { receiver: receiver.name, signal: signal.name, retry: receiver.retry };
         bus.consume(
           registration,
-          measuredReceiver(metrics, registration, (delivery) => engine.runReceiver(receiver, delivery)),
+          // A reloaded configuration's definition of the receiver, once there is one.
+          measuredReceiver(metrics, registration, (delivery) =>
+            engine.runReceiver(
+              this.running?.built.compiled.signals
+                .get(signal.name)
+                ?.receivers.find((r) => r.name === receiver.name) ?? receiver,
+              delivery,
+            ),
+          ),
         );
       }
     }
@@ -414,6 +454,10 @@ export class Coordinator {
           },
           services: plugins.flatMap((plugin) => (plugin.health ? [plugin.health] : [])),
           timeoutMs: options.readinessTimeoutMs ?? 1_000,
+          info: () =>
+            this.running && {
+              config: { hash: this.running.built.hash, loadedAt: this.running.loadedAt.toISOString() },
+            },
         }),
       ],
     ]);
@@ -522,11 +566,56 @@ export class Coordinator {
         opened.push(stop);
       }
     }
+    const loadedPlugins = new Set(plugins.map((p) => p.name));
+    const reload = serialized(async (): Promise<ReloadOutcome> => {
+      const running = this.running!;
+      try {
+        const candidate = this.build();
+        const added = candidate.rover.subgraphs.filter(
+          (s) => s.name !== COORDINATOR_SUBGRAPH && !this.isRemote(s.name) && !loadedPlugins.has(s.name),
+        );
+        if (added.length)
+          throw new ConfigError(candidate.rover.file, [
+            `subgraphs: ${added.map((s) => s.name).join(', ')} would run in process: a new in-process Plugin needs a restart`,
+          ]);
+        const next = executorOf(candidate, this.remoteSigner(candidate));
+        // Everything that can fail is done: from here the swap is synchronous, so no request or flow
+        // starts between its parts.
+        engine.useConnections(candidate.compiled);
+        flowFields.clear();
+        for (const field of filterFields(candidate.connections)) flowFields.add(field);
+        gateway.swap(next.executor);
+        running.built = candidate;
+        running.loadedAt = new Date();
+        logger.info({ configHash: candidate.hash }, 'configuration reloaded');
+        return { reloaded: true, hash: candidate.hash };
+      } catch (error) {
+        const file = error instanceof ConfigError ? error.file : undefined;
+        logger.error(
+          { file, configHash: running.built.hash },
+          `configuration not reloaded, the running one is kept: ${(error as Error).message}`,
+        );
+        return { reloaded: false, hash: running.built.hash, error: error as Error };
+      }
+    });
+    const watcher =
+      options.watchConfig === false
+        ? undefined
+        : watchFiles(
+            this.configFiles(built),
+            () => void (this.state.phase === 'started' && reload()),
+            options.watchConfig,
+          );
+    if (watcher) opened.push(async () => watcher.close());
+    logger.info({ configHash: built.hash }, 'configuration loaded');
     const { address, port } = server.address() as AddressInfo;
     const host = address.includes(':') ? `[${address}]` : address;
     const url = `http://${host}:${port}`;
     return {
       built,
+      loadedAt: new Date(),
+      reload,
+      watcher,
       flags,
       database,
       bus,
@@ -546,6 +635,33 @@ export class Coordinator {
       tracing,
       url,
     };
+  }
+
+  /**
+   * Re-reads, re-composes and re-validates the configuration; only a valid one replaces the running
+   * one (requests and flows under way finish on theirs). A refused one is logged, one line. SIGHUP.
+   */
+  reload(): Promise<ReloadOutcome> {
+    if (!this.running || this.state.phase !== 'started')
+      return Promise.reject(new Error(`Cannot reload a Coordinator that is ${this.state.phase}`));
+    return this.running.reload();
+  }
+
+  private build(): BuiltSupergraph {
+    const { supergraphFile, roverConfig, connectionsFile } = this.options;
+    return supergraphFile
+      ? buildSupergraphFromFile({ supergraphFile, connections: connectionsFile })
+      : buildSupergraph({ roverConfig, connections: connectionsFile });
+  }
+
+  /** The files a configuration is read from: what the watch reloads on. */
+  private configFiles(built: BuiltSupergraph): string[] {
+    const { supergraphFile, roverConfig, connectionsFile } = this.options;
+    if (supergraphFile) return [supergraphFile, connectionsFile];
+    const schemas = built.rover.subgraphs
+      .filter((s) => s.name !== COORDINATOR_SUBGRAPH)
+      .map((s) => s.schemaFile);
+    return [roverConfig, connectionsFile, ...schemas];
   }
 
   /** Tracing, when configured: its modules (the OpenTelemetry SDK) are not even loaded otherwise. */
@@ -568,6 +684,7 @@ export class Coordinator {
   }
 
   private isRemote(name: string): boolean {
+    if (this.options.supergraphFile) return true;
     const remote = this.options.remoteSubgraphs ?? [];
     return remote.includes('*') || remote.includes(name);
   }
@@ -582,7 +699,7 @@ export class Coordinator {
     const problem = signingSecretProblem(secret);
     if (problem)
       throw new ConfigError('environment', [
-        `SUBGRAPH_SIGNING_SECRET: ${problem}: REMOTE_SUBGRAPHS names ${remote.join(', ')}, called over HTTP, and each verifies the gateway's calls with this secret`,
+        `SUBGRAPH_SIGNING_SECRET: ${problem}: ${this.options.supergraphFile ? 'SUPERGRAPH_FILE routes to' : 'REMOTE_SUBGRAPHS names'} ${remote.join(', ')}, called over HTTP, and each verifies the gateway's calls with this secret`,
       ]);
     return createCallSigner(secret!);
   }
@@ -662,6 +779,7 @@ export class Coordinator {
     const r = this.running!;
     const deadline = AbortSignal.timeout(this.options.shutdownTimeoutMs ?? 10_000);
     this.state = { phase: 'draining' };
+    r.watcher?.close();
     const closed = new Promise<void>((resolveClose) => r.server.close(() => resolveClose()));
     await r.subscriptions.close();
     // Plugins stop taking events in before the flows they started are drained.

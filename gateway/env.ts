@@ -111,6 +111,11 @@ export const envSchema = z.object({
   LAUNCHDARKLY_SDK_KEY: z.string().min(1).optional(),
   FLAGS_FILE: z.string().default(ownFile('flags.json')),
   ROVER_CONFIG: z.string().default(ownFile('rover.yaml')),
+  /**
+   * A composed supergraph file (`npm run compose`): used instead of ROVER_CONFIG, every Plugin called
+   * over HTTP at its routing URL in the file, nothing composed from schema files.
+   */
+  SUPERGRAPH_FILE: z.string().min(1).optional(),
   CONNECTIONS_FILE: z.string().default(ownFile('connections.yaml')),
   SUBGRAPHS_DIR: z.string().default(ownFile('subgraphs')),
   /** Subgraphs called over HTTP at their rover.yaml routing_url instead of in process: names, or `*`. */

@@ -55,6 +55,7 @@ async function run(prepare: Prepare | undefined) {
   const companion = await prepare?.(env, logger);
   const coordinator = new Coordinator({
     roverConfig: resolve(env.ROVER_CONFIG),
+    supergraphFile: env.SUPERGRAPH_FILE && resolve(env.SUPERGRAPH_FILE),
     connectionsFile: resolve(env.CONNECTIONS_FILE),
     subgraphsDir: resolve(env.SUBGRAPHS_DIR),
     remoteSubgraphs: env.REMOTE_SUBGRAPHS,
@@ -109,6 +110,10 @@ async function run(prepare: Prepare | undefined) {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // An explicit reload, as with nginx: what the file watch does, on demand (logged either way).
+  process.on('SIGHUP', () => {
+    if (coordinator.state.phase === 'started') void coordinator.reload();
+  });
   const url = await coordinator.start();
   companion?.started(url);
   logger.info(

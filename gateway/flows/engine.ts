@@ -105,8 +105,11 @@ export class FlowEngine {
   private readonly leaseMs: number;
   private readonly instrumentFlow?: Instrumented<FlowWillStartPayload, FlowDidEndPayload>;
   private readonly instrumentStep?: Instrumented<StepWillRunPayload, StepDidEndPayload>;
+  /** The filters and signals new flows run (and recovered ones are looked up in); see `useConnections`. */
+  private connections: CompiledConnections;
 
   constructor(private readonly options: FlowEngineOptions) {
+    this.connections = options.connections;
     this.idempotencyWaitMs = options.idempotencyWaitMs ?? 30_000;
     this.orderWaitMs = options.orderWaitMs ?? 10_000;
     this.leaseMs = options.leaseMs ?? 15_000;
@@ -131,8 +134,17 @@ export class FlowEngine {
     ]);
   }
 
+  /**
+   * A reloaded configuration: flows started from now on run its filters. A flow already running keeps
+   * the filter it started with; a recorded flow whose filter is gone is recovered as its policy for a
+   * missing filter says (failed, naming the filter).
+   */
+  useConnections(connections: CompiledConnections): void {
+    this.connections = connections;
+  }
+
   filter(name: string): CompiledFilter {
-    const filter = this.options.connections.filters.get(name);
+    const filter = this.connections.filters.get(name);
     if (!filter) throw new DomainError(ErrorCode.NOT_FOUND, `Unknown filter '${name}'`);
     return filter;
   }
@@ -236,7 +248,7 @@ export class FlowEngine {
 
   /** Finishes (or fails, per the filter's policy) a flow a crashed process left running: `flow` is the run it claimed. */
   async recover(flow: FlowRun): Promise<void> {
-    const filter = this.options.connections.filters.get(flow.name);
+    const filter = this.connections.filters.get(flow.name);
     // A cancel the crash interrupted is finished, never undone by resuming the flow.
     if (flow.errorCode === ErrorCode.FLOW_CANCELLED) {
       await this.track(flow.id, this.finishCancel(flow, filter)).catch(ignoreTakenOver);
@@ -279,7 +291,7 @@ export class FlowEngine {
         ErrorCode.BAD_USER_INPUT,
         `Flow ${flowId} is a run of receiver '${previous.receiver}'; redeliver its signal to it instead (redeliverSignal)`,
       );
-    const filter = this.options.connections.filters.get(previous.name);
+    const filter = this.connections.filters.get(previous.name);
     if (!filter)
       throw new DomainError(
         ErrorCode.CONFLICT,
@@ -358,7 +370,7 @@ export class FlowEngine {
     };
     const flow = await this.options.store.takeOverToCancel(flowId, this.options.owner, failure);
     if (!flow) throw notRunning((await this.recordOf(flowId)).status);
-    const filter = this.options.connections.filters.get(flow.name);
+    const filter = this.connections.filters.get(flow.name);
     return this.runToEnd(flow, () => this.finishCancel(flow, filter));
   }
 

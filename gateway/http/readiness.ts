@@ -85,6 +85,8 @@ export function readinessRoute(options: {
   checks: Readonly<Record<string, ReadinessCheck>>;
   services: readonly ServiceHealth[];
   timeoutMs: number;
+  /** What else the probe shows (the loaded configuration's hash). */
+  info?: () => Record<string, unknown> | undefined;
 }): Route {
   return async (_req, res) => {
     const [checks, services] = await Promise.all([
@@ -97,6 +99,7 @@ export function readinessRoute(options: {
       status: !ready ? 'not ready' : degraded ? 'degraded' : 'ready',
       checks,
       services,
+      ...options.info?.(),
     });
   };
 }

@@ -7,6 +7,9 @@ import { startPrivateRedis, type PrivateRedis } from '../support/redis.js';
 import { tryConnect } from '../support/resources.js';
 import { createDeferred, waitFor } from '../support/wait.js';
 
+/** What /readyz shows of the loaded configuration. */
+const LOADED_CONFIG = { hash: expect.stringMatching(/^[0-9a-f]{16}$/), loadedAt: expect.any(String) };
+
 const get = (url: string, headers: Record<string, string> = {}) => fetch(url, { headers });
 const post = (url: string, body: string, contentType = 'application/json') =>
   fetch(url, { method: 'POST', headers: { 'content-type': contentType }, body });
@@ -47,6 +50,7 @@ describe('operations endpoints and HTTP errors (development mode)', () => {
       status: 'ready',
       checks: { database: true, bus: true, flags: true, supergraph: true },
       services: {},
+      config: LOADED_CONFIG,
     });
   });
 
@@ -64,6 +68,7 @@ describe('operations endpoints and HTTP errors (development mode)', () => {
       status: 'not ready',
       checks: { database: true, bus: false, flags: true, supergraph: true },
       services: {},
+      config: LOADED_CONFIG,
     });
     // The process itself is fine: liveness does not depend on Redis.
     expect((await get(`${t.url}/healthz`)).status).toBe(200);
@@ -81,6 +86,7 @@ describe('operations endpoints and HTTP errors (development mode)', () => {
       status: 'ready',
       checks: { database: true, bus: true, flags: true, supergraph: true },
       services: {},
+      config: LOADED_CONFIG,
     });
   });
 
@@ -95,6 +101,7 @@ describe('operations endpoints and HTTP errors (development mode)', () => {
         status: 'not ready',
         checks: { database: true, bus: false, flags: true, supergraph: true },
         services: {},
+        config: LOADED_CONFIG,
       });
       // Liveness depends on neither Redis nor PostgreSQL.
       const health = await fetch(`${t.url}/healthz`, { signal: AbortSignal.timeout(1_000) });
@@ -114,6 +121,7 @@ describe('operations endpoints and HTTP errors (development mode)', () => {
       status: 'ready',
       checks: { database: true, bus: true, flags: true, supergraph: true },
       services: {},
+      config: LOADED_CONFIG,
     });
   });
 

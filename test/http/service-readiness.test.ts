@@ -48,6 +48,7 @@ describe('/readyz and the Services', () => {
       status: 'ready',
       checks: { database: true, bus: true, flags: true, supergraph: true },
       services: { 'order-management': ok, stripe: ok, paypal: ok, lms: ok, 'legacy-ecommerce': ok },
+      config: { hash: expect.stringMatching(/^[0-9a-f]{16}$/), loadedAt: expect.any(String) },
     });
   });
 
