@@ -89,6 +89,7 @@ describe('npm start on the embedded defaults', () => {
       status: 'ready',
       checks: { database: true, bus: true, flags: true, supergraph: true },
       services: { 'order-management': ok, stripe: ok, paypal: ok, lms: ok, 'legacy-ecommerce': ok },
+      config: { hash: expect.stringMatching(/^[0-9a-f]{16}$/), loadedAt: expect.any(String) },
     });
 
     const sandbox = await fetch(`${gateway.url}/graphql`, { headers: { accept: 'text/html' } });
