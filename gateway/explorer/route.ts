@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ErrorCode } from '../errors.js';
 import { sendError, type Route } from '../http/server.js';
-import { staticPageRoutes } from '../http/static-files.js';
+import { pageSecurityHeaders, staticPageRoutes } from '../http/static-files.js';
 
 /** Where the bundled explorer is served. */
 export const EXPLORER_PATH = '/explorer';
@@ -14,22 +14,11 @@ const BUNDLE_DIR = fileURLToPath(new URL('./bundle/', import.meta.url));
  * GraphiQL talks to this gateway's /graphql only. Its editors set style attributes, so inline styles
  * are allowed; scripts are not.
  */
-const SECURITY_HEADERS: Readonly<Record<string, string>> = {
-  'content-security-policy': [
-    "default-src 'none'",
-    "script-src 'self'",
-    "style-src 'self' 'unsafe-inline'",
-    "img-src 'self' data:",
-    "font-src 'self' data:",
-    "connect-src 'self'",
-    "base-uri 'none'",
-    "form-action 'none'",
-    "frame-ancestors 'none'",
-  ].join('; '),
-  'x-content-type-options': 'nosniff',
-  'referrer-policy': 'no-referrer',
-  'cache-control': 'no-cache',
-};
+const SECURITY_HEADERS = pageSecurityHeaders({
+  'style-src': "'self' 'unsafe-inline'",
+  'img-src': "'self' data:",
+  'font-src': "'self' data:",
+});
 
 /**
  * The explorer's routes: GraphiQL, bundled and served from this origin, for developers whose browser

@@ -17,6 +17,36 @@ interface StaticFile {
   contentType: string;
 }
 
+/** CSP directives a page may widen; everything else is the policy every page gets. */
+type PageSources = Partial<Record<'style-src' | 'img-src' | 'font-src', string>>;
+
+/**
+ * The headers of a page the gateway serves: it may load its own files and talk to the gateway's
+ * /graphql (HTTP and websocket), nothing else; no inline script runs even if a record's text reached
+ * the markup, and no other site may frame it.
+ */
+export function pageSecurityHeaders(sources: PageSources = {}): Readonly<Record<string, string>> {
+  const directives: Record<string, string> = {
+    'default-src': "'none'",
+    'script-src': "'self'",
+    'style-src': "'self'",
+    'img-src': "'self'",
+    ...sources,
+    'connect-src': "'self'",
+    'base-uri': "'none'",
+    'form-action': "'none'",
+    'frame-ancestors': "'none'",
+  };
+  return {
+    'content-security-policy': Object.entries(directives)
+      .map(([name, value]) => `${name} ${value}`)
+      .join('; '),
+    'x-content-type-options': 'nosniff',
+    'referrer-policy': 'no-referrer',
+    'cache-control': 'no-cache',
+  };
+}
+
 export interface StaticPage {
   /** Where the page is served: `<path>/` is its index.html, `<path>` redirects there. */
   path: string;

@@ -27,23 +27,7 @@ describe('Ctrl-C on the embedded defaults', () => {
   });
 
   it('SIGINT to the process group stops it cleanly: exit 0, no error, PostgreSQL stopped', async () => {
-    const port = await freePort();
-    const postgresPort = await freePort();
-    const gateway = spawnGateway({
-      port,
-      // The gateway itself leads the group (npm and npx die of a SIGINT whatever their child does).
-      group: true,
-      env: gatewayEnv({
-        DATA_DIR: dataDir,
-        PORT: String(port),
-        EMBEDDED_POSTGRES_PORT: String(postgresPort),
-        LOG_FORMAT: 'json',
-        SERVICES: undefined,
-      }),
-    });
-    await gateway.ready(40_000);
-    const postgres = await postmasterPid(dataDir);
-    expect(isRunning(postgres)).toBe(true);
+    const { gateway, postgres, postgresPort } = await startEmbedded(dataDir);
 
     process.kill(-gateway.child.pid!, 'SIGINT');
 
@@ -60,22 +44,7 @@ describe('Ctrl-C on the embedded defaults', () => {
   }, 60_000);
 
   it('a gateway killed outright (SIGKILL) still takes its PostgreSQL down', async () => {
-    const port = await freePort();
-    const postgresPort = await freePort();
-    const gateway = spawnGateway({
-      port,
-      group: true,
-      env: gatewayEnv({
-        DATA_DIR: dataDir,
-        PORT: String(port),
-        EMBEDDED_POSTGRES_PORT: String(postgresPort),
-        LOG_FORMAT: 'json',
-        SERVICES: undefined,
-      }),
-    });
-    await gateway.ready(40_000);
-    const postgres = await postmasterPid(dataDir);
-    expect(isRunning(postgres)).toBe(true);
+    const { gateway, postgres, postgresPort } = await startEmbedded(dataDir);
 
     process.kill(gateway.child.pid!, 'SIGKILL');
     await gateway.exited;
@@ -88,4 +57,26 @@ describe('Ctrl-C on the embedded defaults', () => {
 /** The embedded server's pid, from the lock file PostgreSQL keeps in its data directory. */
 async function postmasterPid(dataDir: string): Promise<number> {
   return Number((await readFile(join(dataDir, 'postgres', 'postmaster.pid'), 'utf8')).split('\n')[0]);
+}
+
+/** The gateway on its embedded PostgreSQL, leading a process group of its own, once it is ready. */
+async function startEmbedded(dataDir: string) {
+  const port = await freePort();
+  const postgresPort = await freePort();
+  const gateway = spawnGateway({
+    port,
+    // The gateway itself leads the group (npm and npx die of a SIGINT whatever their child does).
+    group: true,
+    env: gatewayEnv({
+      DATA_DIR: dataDir,
+      PORT: String(port),
+      EMBEDDED_POSTGRES_PORT: String(postgresPort),
+      LOG_FORMAT: 'json',
+      SERVICES: undefined,
+    }),
+  });
+  await gateway.ready(40_000);
+  const postgres = await postmasterPid(dataDir);
+  expect(isRunning(postgres)).toBe(true);
+  return { gateway, postgres, postgresPort };
 }

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO } from '../../services/demo.js';
@@ -8,7 +7,13 @@ import { startServiceStandIns, type ServiceStandIns } from '../../services/embed
 import { startBalancer, type Balancer } from '../support/balancer.js';
 import { TEST_JWT_SECRET, token } from '../support/coordinator.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { gatewayEnv, killGateways, spawnGateway, type GatewayProcess } from '../support/gateway-process.js';
+import {
+  gatewayEnv,
+  repositoryConfigEnv,
+  killGateways,
+  spawnGateway,
+  type GatewayProcess,
+} from '../support/gateway-process.js';
 import { seedPaidOrder, standInState, type PaidOrder } from '../support/orders.js';
 import { deleteNamespace, freePort, machineRedisUrl, requireRedis, testNamespace } from '../support/redis.js';
 import { resumingSubscriber, type ResumingSubscriber } from '../support/subscriptions.js';
@@ -21,8 +26,6 @@ import { waitFor } from '../support/wait.js';
  * every flow finished once, every Service effect happened once, every signal reached its receiver once
  * and every subscriber received every event.
  */
-
-const root = (path: string) => fileURLToPath(new URL(`../../${path}`, import.meta.url));
 
 const INSTANCES = 3;
 /** A dead instance's flows and deliveries are taken over after this. */
@@ -58,10 +61,7 @@ beforeAll(async () => {
         port,
         env: gatewayEnv({
           ...services.env,
-          ROVER_CONFIG: root('rover.yaml'),
-          CONNECTIONS_FILE: root('connections.yaml'),
-          SUBGRAPHS_DIR: root('subgraphs'),
-          FLAGS_FILE: root('flags.json'),
+          ...repositoryConfigEnv(),
           DATABASE_URL: database.url,
           REDIS_URL: redisUrl,
           REDIS_KEY_PREFIX: keyPrefix,

@@ -33,6 +33,14 @@ const spawned = new Set<{ child: ChildProcess; group: boolean }>();
  * gateway reads (gateway/env.ts) or vitest set (NODE_ENV=test changes Apollo Server's behaviour), so
  * only `vars` configure it.
  */
+/** The repository's own configuration files, for a gateway process run on the commerce Plugins. */
+export const repositoryConfigEnv = () => ({
+  ROVER_CONFIG: `${repoRoot}rover.yaml`,
+  CONNECTIONS_FILE: `${repoRoot}connections.yaml`,
+  SUBGRAPHS_DIR: `${repoRoot}subgraphs`,
+  FLAGS_FILE: `${repoRoot}flags.json`,
+});
+
 export function gatewayEnv(vars: Record<string, string | undefined>): NodeJS.ProcessEnv {
   const read = new Set(Object.keys(envSchema.shape));
   const env: NodeJS.ProcessEnv = {};

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO } from '../../services/demo.js';
 import { startServiceStandIns, type ServiceStandIns } from '../../services/embedded.js';
@@ -12,7 +11,13 @@ import {
   type TestCoordinator,
 } from '../support/coordinator.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { gatewayEnv, killGateways, spawnGateway, type GatewayProcess } from '../support/gateway-process.js';
+import {
+  gatewayEnv,
+  repositoryConfigEnv,
+  killGateways,
+  spawnGateway,
+  type GatewayProcess,
+} from '../support/gateway-process.js';
 import { deleteNamespace, freePort, machineRedisUrl, requireRedis, testNamespace } from '../support/redis.js';
 
 /**
@@ -20,8 +25,6 @@ import { deleteNamespace, freePort, machineRedisUrl, requireRedis, testNamespace
  * per order at a time, across gateway processes; the next waits (bounded) and then runs against what
  * the first left, or is refused with ORDER_BUSY when the wait runs out, having changed nothing.
  */
-
-const root = (path: string) => fileURLToPath(new URL(`../../${path}`, import.meta.url));
 
 describe('two refund flows of one order (core fixtures)', () => {
   let t: TestCoordinator;
@@ -146,10 +149,7 @@ describe('two gateway processes fulfilling one order at the same moment', () => 
           port,
           env: gatewayEnv({
             ...services.env,
-            ROVER_CONFIG: root('rover.yaml'),
-            CONNECTIONS_FILE: root('connections.yaml'),
-            SUBGRAPHS_DIR: root('subgraphs'),
-            FLAGS_FILE: root('flags.json'),
+            ...repositoryConfigEnv(),
             DATABASE_URL: database.url,
             REDIS_URL: redisUrl,
             REDIS_KEY_PREFIX: keyPrefix,
