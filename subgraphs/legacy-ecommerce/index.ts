@@ -169,7 +169,12 @@ export function createLegacyEcommercePlugin(options: LegacyEcommercePluginOption
           try {
             return { status: await service().client.forwardIosRefund(input.legacyPayload) };
           } catch (error) {
-            // An outage stays a plain error: the signal bus retries the receiver, then dead-letters it.
+            // In the receiver an outage stays a plain error: the signal bus retries it, then dead-letters it.
+            if (error instanceof LegacyEcommerceUnavailableError && ctx.flowId === undefined)
+              throw new DomainError(
+                ErrorCode.SERVICE_UNAVAILABLE,
+                `Legacy ecommerce is unavailable: ${error.message}`,
+              );
             if (error instanceof LegacyEcommerceRejectedError)
               throw new DomainError(
                 ErrorCode.CONFLICT,

@@ -218,3 +218,39 @@ describe('the recordMobileRefund Action (the receiver of mobile.payment.refunded
     expect(isEnrolled(o)).toBe(true);
   });
 });
+
+describe('the forwardIosRefund Action (the receiver of mobile.ios-refund.unmatched.v1)', () => {
+  const FORWARD = `mutation Forward($input: ForwardIosRefundInput!) { forwardIosRefund(input: $input) { status } }`;
+
+  it('hands legacy ecommerce the body byte for byte; an outage fails the call so that it is retried', async () => {
+    const body = `{"signedPayload":"eyJhbGciOiJFUzI1NiJ9.${randomUUID()}.sig"}`;
+    const input = { refundId: 'r-1', transactionIds: ['t-1'], legacyPayload: body };
+    cc.services.legacyEcommerce.failNext(1, 503, '/api/iap/v1/ios/refund/');
+    const outage = await cc.graphql(FORWARD, { input }, cc.tokens.staff);
+    expect(outage.errors?.[0]?.extensions?.code).toBe('SERVICE_UNAVAILABLE');
+    expect(cc.services.legacyEcommerce.iosRefunds()).not.toContain(body);
+    const forwarded = await cc.graphql<{ forwardIosRefund: { status: number } }>(
+      FORWARD,
+      { input },
+      cc.tokens.staff,
+    );
+    expect(forwarded.errors).toBeUndefined();
+    expect(forwarded.data!.forwardIosRefund.status).toBe(200);
+    expect(cc.services.legacyEcommerce.iosRefunds().filter((b) => b === body)).toHaveLength(1);
+  });
+
+  it('a refusal by legacy ecommerce is CONFLICT; learners may not forward', async () => {
+    const refused = await cc.graphql(
+      FORWARD,
+      { input: { refundId: 'r-2', transactionIds: ['t-2'], legacyPayload: '{"notApple":true}' } },
+      cc.tokens.staff,
+    );
+    expect(refused.errors?.[0]?.extensions).toMatchObject({ code: 'CONFLICT', legacyStatus: 400 });
+    const learner = await cc.graphql(
+      FORWARD,
+      { input: { refundId: 'r-3', transactionIds: ['t-3'], legacyPayload: '{"signedPayload":"x"}' } },
+      cc.tokens.ada,
+    );
+    expect(learner.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+  });
+});
