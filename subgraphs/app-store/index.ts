@@ -2,6 +2,7 @@ import { definePlugin } from '@commerce-coordinator/plugin-sdk';
 import type { MobilePurchaseInput } from '../../schema/contracts/mobile-purchase.js';
 import { checkAppStore, verifyAppStorePurchase } from './client.js';
 import { appStoreApiConfig, appStoreVerificationConfig } from './config.js';
+import { handleAppleRefundNotification } from './refund-notifications.js';
 
 /**
  * The app-store Plugin: Apple's App Store as a Service. The Action `verifyAppStorePurchase` (a step of
@@ -27,6 +28,7 @@ export default definePlugin({
         verifyAppStorePurchase(input),
     },
   },
+  routes: [{ method: 'POST', path: '/iap/ios/refund/', handle: handleAppleRefundNotification }],
   config: [appStoreApiConfig, appStoreVerificationConfig],
   health: { service: 'app-store', check: checkAppStore },
 });

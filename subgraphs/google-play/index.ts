@@ -2,6 +2,7 @@ import { definePlugin } from '@commerce-coordinator/plugin-sdk';
 import type { MobilePurchaseInput } from '../../schema/contracts/mobile-purchase.js';
 import { checkGooglePlay, verifyGooglePlayPurchase } from './client.js';
 import { googlePlayApiConfig, googlePlayPushConfig } from './config.js';
+import { handleVoidedPurchasePush } from './voided-purchases.js';
 
 /**
  * The google-play Plugin: Google Play as a Service. The Action `verifyGooglePlayPurchase` (a step of
@@ -27,6 +28,15 @@ export default definePlugin({
         verifyGooglePlayPurchase(input),
     },
   },
+  // Pub/Sub's push carries Google's OIDC token, which the route verifies (not a Coordinator JWT).
+  routes: [
+    {
+      method: 'POST',
+      path: '/iap/android/refund/',
+      handle: handleVoidedPurchasePush,
+      authorization: 'service',
+    },
+  ],
   config: [googlePlayApiConfig, googlePlayPushConfig],
   health: { service: 'google-play', check: checkGooglePlay },
 });

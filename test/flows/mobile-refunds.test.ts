@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { untrustedAppStoreSigner } from '../../services/app-store/server.js';
 import { DEMO } from '../../services/demo.js';
 import { startCommerceCoordinator, type CommerceCoordinator } from '../support/commerce.js';
+import { waitFor } from '../support/wait.js';
 
 /**
  * Refunds made by the mobile app stores, end to end through the gateway: Apple's App Store Server
@@ -252,5 +254,359 @@ describe('the forwardIosRefund Action (the receiver of mobile.ios-refund.unmatch
       cc.tokens.ada,
     );
     expect(learner.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+  });
+});
+
+// ---- Through the stores' webhooks -------------------------------------------------------------------
+
+const SIGNAL = 'mobile.payment.refunded.v1';
+const UNMATCHED = 'mobile.ios-refund.unmatched.v1';
+const LEGACY_FLAG = 'transition.ios-refunds.legacy';
+
+interface Run {
+  id: string;
+  status: string;
+  receiver: string;
+  attempt: number;
+  input: Record<string, unknown>;
+  output: Record<string, unknown> | null;
+}
+
+/** The receiver runs of a signal whose input names `refundId`. */
+async function runs(signal: string, refundId: string): Promise<Run[]> {
+  const result = await cc.graphql<{ flows: Run[] }>(
+    `query Runs($name: String!) { flows(name: $name, limit: 200) { id status receiver attempt input output } }`,
+    { name: signal },
+    cc.tokens.staff,
+  );
+  expect(result.errors).toBeUndefined();
+  return result.data!.flows.filter((f) => f.input.refundId === refundId);
+}
+
+/** Waits for the receiver runs of a refund to have completed, `count` of them. */
+const completedRuns = (signal: string, refundId: string, count = 1) =>
+  waitFor(
+    async () => {
+      const found = await runs(signal, refundId);
+      expect(found.map((r) => r.status)).toEqual(Array(count).fill('COMPLETED'));
+      return found;
+    },
+    { what: `${signal} of ${refundId} completed`, timeoutMs: 15_000 },
+  );
+
+/** A mobile order paid through the App Store stand-in (a $49.99 consumable). */
+function appleOrder(price = 49_990): MobileOrder {
+  const order = seedMobileOrder('ios', Math.round(price / 10));
+  cc.services.appStore.seed({
+    transactions: [{ transactionId: order.transactionId, productId: 'mobile.ios.usd49', price }],
+  });
+  return order;
+}
+
+/** A purchase the App Store holds but the order management Service does not (bought before). */
+function unknownApplePurchase(): string {
+  const [transaction] = cc.services.appStore.seed({
+    transactions: [{ productId: 'mobile.ios.usd49', price: 49_990 }],
+  });
+  return transaction!.transactionId;
+}
+
+/** A mobile order paid through the Google Play stand-in. */
+function googleOrder(paidCents = 12_345): MobileOrder & { purchaseToken: string } {
+  const order = seedMobileOrder('android', paidCents);
+  const purchaseToken = `token-${randomUUID()}`;
+  cc.services.googlePlay.seed({
+    purchases: [{ purchaseToken, orderId: order.transactionId, productId: 'mobile.android.usd123' }],
+  });
+  return { ...order, purchaseToken };
+}
+
+const postApple = (body: string) =>
+  cc.request('/iap/ios/refund/', { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+
+describe('an Apple REFUND notification at POST /iap/ios/refund/', () => {
+  it('is recorded once across redeliveries and concurrent duplicates, then the course is revoked', async () => {
+    const o = appleOrder();
+    const { signedPayload, delivery } = await cc.services.appStore.refund(o.transactionId);
+    expect(delivery!.status).toBe(200);
+    expect(JSON.parse(delivery!.body)).toEqual({ received: true, duplicate: false });
+    // Apple resends an unanswered notification; three redeliveries, then five at once.
+    for (let i = 0; i < 3; i++) {
+      const again = await cc.services.appStore.deliver(signedPayload);
+      expect([again.status, JSON.parse(again.body)]).toEqual([200, { received: true, duplicate: true }]);
+    }
+    const together = await Promise.all(
+      Array.from({ length: 5 }, () => cc.services.appStore.deliver(signedPayload)),
+    );
+    expect(together.map((d) => d.status)).toEqual([200, 200, 200, 200, 200]);
+
+    const [run] = await completedRuns(SIGNAL, o.transactionId);
+    expect(run!.output).toMatchObject({ found: true, orderId: o.orderId, recorded: true, revoked: true });
+    expect(refundTransactions(o)).toMatchObject([
+      {
+        amount: { centAmount: 4_999, currencyCode: 'USD' },
+        interactionId: o.transactionId,
+        state: 'Success',
+      },
+    ]);
+    await waitFor(() => isEnrolled(o) === false, { what: 'the course revoked' });
+    // A second notification of the same refund (a new notificationUUID): its own run, no second refund.
+    await cc.services.appStore.notify({ notificationType: 'REFUND', transactionId: o.transactionId });
+    const both = await completedRuns(SIGNAL, o.transactionId, 2);
+    expect(both.map((r) => r.output?.recorded).sort()).toEqual([false, true]);
+    expect(refundTransactions(o)).toHaveLength(1);
+  });
+
+  it('of another type is answered 200 and does nothing', async () => {
+    const o = appleOrder();
+    for (const notificationType of ['CONSUMPTION_REQUEST', 'REFUND_DECLINED', 'TEST']) {
+      const { delivery } = await cc.services.appStore.notify({
+        notificationType,
+        transactionId: o.transactionId,
+      });
+      expect([delivery!.status, JSON.parse(delivery!.body)]).toEqual([
+        200,
+        { received: true, ignored: notificationType },
+      ]);
+    }
+    // A REFUND of another purchase, processed after those, shows the queue has been worked through.
+    const other = appleOrder();
+    await cc.services.appStore.refund(other.transactionId);
+    await completedRuns(SIGNAL, other.transactionId);
+    expect(await runs(SIGNAL, o.transactionId)).toEqual([]);
+    expect(refundTransactions(o)).toEqual([]);
+    expect(isEnrolled(o)).toBe(true);
+  });
+
+  it('that Apple did not sign is refused (403 INVALID_SIGNATURE) and changes nothing', async () => {
+    const o = appleOrder();
+    const { signedPayload } = await cc.services.appStore.refund(o.transactionId, { deliver: false });
+    const [header, payload] = signedPayload.split('.');
+    const claims = JSON.parse(Buffer.from(payload!, 'base64url').toString('utf8')) as Record<string, unknown>;
+    // The same notification signed by a chain that does not end at the configured root (a forger's).
+    const wrongRoot = await untrustedAppStoreSigner().sign(claims);
+    // Apple's signature over other claims: a notification edited after signing.
+    const edited = Buffer.from(JSON.stringify({ ...claims, notificationUUID: randomUUID() })).toString(
+      'base64url',
+    );
+    const tampered = `${header}.${edited}.${signedPayload.split('.')[2]}`;
+    for (const forged of [wrongRoot, tampered, 'not.a.jws']) {
+      const res = await postApple(JSON.stringify({ signedPayload: forged }));
+      expect(res.status).toBe(403);
+      expect(await res.json()).toMatchObject({ code: 'INVALID_SIGNATURE' });
+    }
+    for (const malformed of [
+      '{"signedPayload":',
+      '{}',
+      JSON.stringify({ signedPayload: 'x'.repeat(70_000) }),
+    ]) {
+      const res = await postApple(malformed);
+      expect(res.status, malformed.slice(0, 30)).toBe(400);
+      expect(await res.json()).toMatchObject({ code: 'BAD_REQUEST' });
+    }
+    expect(await runs(SIGNAL, o.transactionId)).toEqual([]);
+    expect(refundTransactions(o)).toEqual([]);
+    // Apple's own delivery of it still counts, once.
+    const genuine = await cc.services.appStore.deliver(signedPayload);
+    expect(genuine.status).toBe(200);
+    await completedRuns(SIGNAL, o.transactionId);
+    expect(refundTransactions(o)).toHaveLength(1);
+  });
+
+  it('is answered 200 while the order management Service fails, and recorded once it answers again', async () => {
+    const o = appleOrder();
+    const failing = `/${cc.services.env.ORDER_MANAGEMENT_PROJECT_KEY}/payments`;
+    cc.services.orderManagement.failNext(3, 500, failing, 'GET');
+    const { delivery } = await cc.services.appStore.refund(o.transactionId);
+    expect(delivery!.status).toBe(200);
+    const [run] = await completedRuns(SIGNAL, o.transactionId);
+    // The Coordinator retried the receiver (one run, delivered again) until the Service answered.
+    expect(run!.attempt).toBeGreaterThan(1);
+    expect(refundTransactions(o)).toHaveLength(1);
+    await waitFor(() => isEnrolled(o) === false, { what: 'the course revoked' });
+  });
+
+  it('turns Apple’s milli-units into minor units of the currency (JPY has none)', async () => {
+    const o = seedMobileOrder('ios', 1_300);
+    const payment = cc.services.orderManagement.store.payments.get(o.paymentId)!;
+    payment.amountPlanned = { ...payment.amountPlanned, currencyCode: 'JPY' };
+    // ¥1,200.000 in milli-units; the payment planned ¥1,300: Apple's amount is what was refunded.
+    cc.services.appStore.seed({
+      transactions: [
+        { transactionId: o.transactionId, productId: 'mobile.ios.jpy', price: 1_200_000, currency: 'JPY' },
+      ],
+    });
+    await cc.services.appStore.refund(o.transactionId);
+    const [run] = await completedRuns(SIGNAL, o.transactionId);
+    expect(run!.input).toMatchObject({ refundedAmountCents: 1_200, currency: 'JPY' });
+    expect(refundTransactions(o)).toMatchObject([{ amount: { centAmount: 1_200, currencyCode: 'JPY' } }]);
+  });
+
+  it('in another currency than the payment’s is recorded as the amount planned, in the payment’s', async () => {
+    const o = seedMobileOrder('ios', 4_999);
+    // A €45.99 storefront price for a payment recorded at the USD price.
+    cc.services.appStore.seed({
+      transactions: [
+        { transactionId: o.transactionId, productId: 'mobile.ios.usd49', price: 45_990, currency: 'EUR' },
+      ],
+    });
+    await cc.services.appStore.refund(o.transactionId);
+    const [run] = await completedRuns(SIGNAL, o.transactionId);
+    expect(run!.input).toMatchObject({ refundedAmountCents: 4_599, currency: 'EUR' });
+    expect(refundTransactions(o)).toMatchObject([{ amount: { centAmount: 4_999, currencyCode: 'USD' } }]);
+  });
+});
+
+describe('an Apple refund of a purchase the order management Service does not hold', () => {
+  it('is not forwarded to legacy ecommerce while transition.ios-refunds.legacy is off', async () => {
+    cc.testData.update(cc.testData.flag(LEGACY_FLAG).booleanFlag().variationForAll(false));
+    const transactionId = unknownApplePurchase();
+    const { delivery } = await cc.services.appStore.refund(transactionId);
+    expect(delivery!.status).toBe(200);
+    const [run] = await completedRuns(SIGNAL, transactionId);
+    expect(run!.output).toMatchObject({ found: false, forwardedToLegacy: false });
+    expect(run!.input).not.toHaveProperty('legacyPayload');
+    expect(await runs(UNMATCHED, transactionId)).toEqual([]);
+    expect(cc.services.legacyEcommerce.iosRefunds().some((b) => b.includes(delivery!.signedPayload))).toBe(
+      false,
+    );
+  });
+
+  it('is forwarded byte for byte while the flag is on, once, through a legacy outage', async () => {
+    cc.testData.update(cc.testData.flag(LEGACY_FLAG).booleanFlag().variationForAll(true));
+    try {
+      const transactionId = unknownApplePurchase();
+      cc.services.legacyEcommerce.failNext(2, 503, '/api/iap/v1/ios/refund/');
+      const { signedPayload, delivery } = await cc.services.appStore.refund(transactionId);
+      expect(delivery!.status).toBe(200);
+      await cc.services.appStore.deliver(signedPayload);
+      const [forward] = await completedRuns(UNMATCHED, transactionId);
+      expect(forward!.receiver).toBe('forward-ios-refund-to-legacy');
+      expect(forward!.attempt).toBeGreaterThan(1);
+      const sent = JSON.stringify({ signedPayload });
+      expect(cc.services.legacyEcommerce.iosRefunds().filter((b) => b === sent)).toHaveLength(1);
+      // A refund of a purchase the Service does hold stays with the Coordinator, flag or not.
+      const known = appleOrder();
+      const { signedPayload: knownPayload } = await cc.services.appStore.refund(known.transactionId);
+      await completedRuns(SIGNAL, known.transactionId);
+      expect(refundTransactions(known)).toHaveLength(1);
+      expect(await runs(UNMATCHED, known.transactionId)).toEqual([]);
+      expect(cc.services.legacyEcommerce.iosRefunds().some((b) => b.includes(knownPayload))).toBe(false);
+    } finally {
+      cc.testData.update(cc.testData.flag(LEGACY_FLAG).booleanFlag().variationForAll(false));
+    }
+  });
+});
+
+describe('a Google Play voided purchase at POST /iap/android/refund/', () => {
+  const pushAndroid = (body: string, authorization?: string) =>
+    cc.request('/iap/android/refund/', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(authorization ? { authorization } : {}) },
+      body,
+    });
+
+  it('without a valid Google OIDC token is 403, and nothing is recorded', async () => {
+    const o = googleOrder();
+    const { body } = await cc.services.googlePlay.voidPurchase(
+      { purchaseToken: o.purchaseToken, orderId: o.transactionId },
+      { deliver: false },
+    );
+    const now = Math.floor(Date.now() / 1000);
+    const play = cc.services.googlePlay;
+    const tokens: Array<[string, string | undefined]> = [
+      ['missing', undefined],
+      ['not a JWT', 'Bearer not-a-jwt'],
+      ['another scheme', `Basic ${await play.pushToken()}`],
+      ['expired', `Bearer ${await play.pushToken({ iat: now - 7200, exp: now - 3600 })}`],
+      ['another audience', `Bearer ${await play.pushToken({ aud: 'https://attacker.example.com/push' })}`],
+      [
+        'another service account',
+        `Bearer ${await play.pushToken({ email: 'someone@example.iam.gserviceaccount.com' })}`,
+      ],
+      ['another issuer', `Bearer ${await play.pushToken({ iss: 'https://attacker.example.com' })}`],
+    ];
+    for (const [what, authorization] of tokens) {
+      const res = await pushAndroid(body, authorization);
+      expect(res.status, what).toBe(403);
+      expect(await res.json(), what).toMatchObject({ code: 'INVALID_SIGNATURE' });
+    }
+    expect(await runs(SIGNAL, o.transactionId)).toEqual([]);
+    expect(refundTransactions(o)).toEqual([]);
+  });
+
+  it('of another subscription, not a voided purchase, or partial, is answered 200 and ignored', async () => {
+    const o = googleOrder();
+    const play = cc.services.googlePlay;
+    const voided = await play.voidPurchase(
+      { purchaseToken: o.purchaseToken, orderId: o.transactionId },
+      { deliver: false },
+    );
+    const elsewhere = JSON.stringify({
+      ...(JSON.parse(voided.body) as object),
+      subscription: 'projects/other/subscriptions/other-refunds',
+    });
+    const notVoided = play.pushBody({
+      version: '1.0',
+      packageName: play.packageName,
+      eventTimeMillis: String(Date.now()),
+      oneTimeProductNotification: {
+        version: '1.0',
+        notificationType: 1,
+        purchaseToken: o.purchaseToken,
+        sku: 'x',
+      },
+    });
+    const partial = await play.voidPurchase(
+      { purchaseToken: o.purchaseToken, orderId: o.transactionId, refundType: 2 },
+      { deliver: false },
+    );
+    for (const [why, body] of [
+      ['subscription', elsewhere],
+      ['not a voided purchase', notVoided],
+      ['partial refund', partial.body],
+    ] as const) {
+      const delivery = await play.push(body);
+      expect(delivery.status, why).toBe(200);
+      expect(JSON.parse(delivery.body), why).toMatchObject({ received: true, ignored: why });
+    }
+    // A full refund of another purchase, processed after those, shows the queue has been worked through.
+    const other = googleOrder();
+    await play.voidPurchase({ purchaseToken: other.purchaseToken, orderId: other.transactionId });
+    await completedRuns(SIGNAL, other.transactionId);
+    expect(await runs(SIGNAL, o.transactionId)).toEqual([]);
+    expect(refundTransactions(o)).toEqual([]);
+    expect(isEnrolled(o)).toBe(true);
+  });
+
+  it('in full: one refund transaction for the amount planned, the course revoked, redeliveries ignored', async () => {
+    const o = googleOrder(12_345);
+    const play = cc.services.googlePlay;
+    const { delivery } = await play.voidPurchase({
+      purchaseToken: o.purchaseToken,
+      orderId: o.transactionId,
+    });
+    expect(delivery!.status).toBe(200);
+    expect(JSON.parse(delivery!.body)).toMatchObject({ received: true, duplicate: false });
+    const again = await Promise.all([1, 2, 3].map(() => play.push(delivery!.request.body)));
+    expect(again.map((d) => [d.status, JSON.parse(d.body).duplicate])).toEqual([
+      [200, true],
+      [200, true],
+      [200, true],
+    ]);
+    const [run] = await completedRuns(SIGNAL, o.transactionId);
+    expect(run!.output).toMatchObject({ found: true, recorded: true, revoked: true });
+    expect(refundTransactions(o)).toMatchObject([
+      {
+        amount: { centAmount: 12_345, currencyCode: 'USD' },
+        interactionId: o.transactionId,
+        state: 'Success',
+      },
+    ]);
+    await waitFor(() => isEnrolled(o) === false, { what: 'the course revoked' });
+    // Pub/Sub may also push the same notification again under a new messageId: no second refund.
+    await play.voidPurchase({ purchaseToken: o.purchaseToken, orderId: o.transactionId });
+    await completedRuns(SIGNAL, o.transactionId, 2);
+    expect(refundTransactions(o)).toHaveLength(1);
   });
 });
