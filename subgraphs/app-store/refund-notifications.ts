@@ -1,4 +1,5 @@
 import {
+  ConfigError,
   domainCodeOf,
   ErrorCode,
   type PluginRuntime,
@@ -81,6 +82,9 @@ export async function handleAppleRefundNotification(
   try {
     notification = await verifyAppStoreNotification(readAppStoreNotificationBody(request.rawBody));
   } catch (error) {
+    // Not configured here (no Apple roots): Apple's retries may find it configured, a 500 would not say why.
+    if (error instanceof ConfigError)
+      return refuseWebhook(ErrorCode.SERVICE_UNAVAILABLE, 'App Store notifications are not configured');
     if (!(error instanceof AppStoreNotificationError)) throw error;
     runtime.logger.warn({ reason: error.reason }, 'app store notification: refused');
     return refuseWebhook(error.extensions.code as ErrorCode, error.message);

@@ -1,4 +1,5 @@
 import {
+  ConfigError,
   domainCodeOf,
   ErrorCode,
   type PluginRuntime,
@@ -54,6 +55,9 @@ export async function handleVoidedPurchasePush(
   try {
     push = await verifyPubSubPush(typeof header === 'string' ? header : undefined, request.rawBody);
   } catch (error) {
+    // Not configured here (no audience): Pub/Sub's retries may find it configured.
+    if (error instanceof ConfigError)
+      return refuseWebhook(ErrorCode.SERVICE_UNAVAILABLE, 'Google Play notifications are not configured');
     if (!(error instanceof PubSubPushError)) throw error;
     runtime.logger.warn({ reason: error.reason }, 'google play push: refused');
     return refuseWebhook(error.extensions.code as ErrorCode, error.message);

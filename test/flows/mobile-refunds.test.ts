@@ -188,6 +188,33 @@ describe('the recordMobileRefund Action (the receiver of mobile.payment.refunded
     expect(refundTransactions(o)).toEqual([]);
   });
 
+  it('records nothing on a payment already refunded in full by another refund, and revokes nothing', async () => {
+    const o = seedMobileOrder('ios');
+    const payment = cc.services.orderManagement.store.payments.get(o.paymentId)!;
+    payment.transactions.push({
+      id: randomUUID(),
+      timestamp: new Date().toISOString(),
+      type: 'Refund',
+      amount: { ...payment.amountPlanned },
+      interactionId: 'refund-made-elsewhere',
+      state: 'Success',
+    });
+    const result = await record({
+      paymentInterface: 'ios_iap_edx',
+      transactionIds: [o.transactionId],
+      refundId: o.transactionId,
+      refundedAmountCents: 4_999,
+      currency: 'USD',
+    });
+    expect(result.data!.recordMobileRefund).toMatchObject({
+      found: true,
+      recorded: false,
+      transactionId: null,
+      revoked: false,
+    });
+    expect(refundTransactions(o).map((t) => t.interactionId)).toEqual(['refund-made-elsewhere']);
+  });
+
   it('links a return refunded in the Merchant Center without a transaction to the refund', async () => {
     const o = seedMobileOrder('ios');
     const order = cc.services.orderManagement.store.orders.get(o.orderId)!;
@@ -354,6 +381,27 @@ describe('an Apple REFUND notification at POST /iap/ios/refund/', () => {
     await cc.services.appStore.notify({ notificationType: 'REFUND', transactionId: o.transactionId });
     const both = await completedRuns(SIGNAL, o.transactionId, 2);
     expect(both.map((r) => r.output?.recorded).sort()).toEqual([false, true]);
+    expect(refundTransactions(o)).toHaveLength(1);
+  });
+
+  it('two notifications of one refund arriving at once record it once', async () => {
+    const o = appleOrder();
+    const signed = await Promise.all(
+      [1, 2, 3].map(() =>
+        cc.services.appStore.notify(
+          { notificationType: 'REFUND', transactionId: o.transactionId },
+          { deliver: false },
+        ),
+      ),
+    );
+    const deliveries = await Promise.all(signed.map((n) => cc.services.appStore.deliver(n.signedPayload)));
+    expect(deliveries.map((d) => [d.status, JSON.parse(d.body).duplicate])).toEqual([
+      [200, false],
+      [200, false],
+      [200, false],
+    ]);
+    const all = await completedRuns(SIGNAL, o.transactionId, 3);
+    expect(all.filter((r) => r.output?.recorded)).toHaveLength(1);
     expect(refundTransactions(o)).toHaveLength(1);
   });
 
