@@ -546,6 +546,46 @@ describe('an Apple refund of a purchase the order management Service does not ho
   });
 });
 
+describe('a mobile refund whose receiver fails for good', () => {
+  it('is kept as a dead letter, and completes when an operator replays it', async () => {
+    cc.testData.update(cc.testData.flag(LEGACY_FLAG).booleanFlag().variationForAll(true));
+    try {
+      const transactionId = unknownApplePurchase();
+      // Legacy ecommerce refuses the forward (a 400 is not retried: it would refuse it again).
+      cc.services.legacyEcommerce.failNext(1, 400, '/api/iap/v1/ios/refund/');
+      const { signedPayload, delivery } = await cc.services.appStore.refund(transactionId);
+      expect(delivery!.status).toBe(200);
+      type Letter = { id: string; receiver: string; payload: { refundId: string }; error: { code: string } };
+      const DEAD = `query Dead { deadLetters(receiver: "forward-ios-refund-to-legacy") { id receiver payload error { code } } }`;
+      const [letter] = await waitFor(
+        async () => {
+          const { data } = await cc.graphql<{ deadLetters: Letter[] }>(DEAD, {}, cc.tokens.staff);
+          const mine = data!.deadLetters.filter((l) => l.payload.refundId === transactionId);
+          expect(mine).toHaveLength(1);
+          return mine;
+        },
+        { what: 'the forward dead-lettered', timeoutMs: 15_000 },
+      );
+      expect(letter!.error.code).toBe('CONFLICT');
+      const sent = JSON.stringify({ signedPayload });
+      expect(cc.services.legacyEcommerce.iosRefunds()).not.toContain(sent);
+      const replay = await cc.graphql<{ replayDeadLetters: number }>(
+        `mutation Replay($ids: [ID!]) { replayDeadLetters(ids: $ids, reason: "legacy ecommerce fixed") }`,
+        { ids: [letter!.id] },
+        cc.tokens.staff,
+      );
+      expect(replay.errors).toBeUndefined();
+      expect(replay.data!.replayDeadLetters).toBe(1);
+      await waitFor(() => cc.services.legacyEcommerce.iosRefunds().filter((b) => b === sent).length === 1, {
+        what: 'the replayed forward',
+        timeoutMs: 15_000,
+      });
+    } finally {
+      cc.testData.update(cc.testData.flag(LEGACY_FLAG).booleanFlag().variationForAll(false));
+    }
+  });
+});
+
 describe('a Google Play voided purchase at POST /iap/android/refund/', () => {
   const pushAndroid = (body: string, authorization?: string) =>
     cc.request('/iap/android/refund/', {
