@@ -51,7 +51,8 @@ export function pluginRoutes(
         const path = route.path;
         let response: RouteResponse;
         try {
-          const principal = await deps.authenticate(routeAuthorization(req));
+          const principal =
+            route.authorization === 'service' ? undefined : await deps.authenticate(routeAuthorization(req));
           const url = new URL(req.url ?? path, 'http://localhost');
           response = await route.handle(
             {

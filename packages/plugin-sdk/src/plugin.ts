@@ -95,6 +95,12 @@ export interface Route {
    */
   aliases?: readonly string[];
   handle(request: RouteRequest, runtime: PluginRuntime): Promise<RouteResponse>;
+  /**
+   * `service`: the Service proves who it is with its own scheme in `Authorization` (Pub/Sub's Google
+   * OIDC token, say), which the route verifies itself; the gateway does not read it as a caller's JWT
+   * (nor cookies), and `principal` is absent. @default 'coordinator'
+   */
+  authorization?: 'coordinator' | 'service';
 }
 
 export interface RouteRequest {
