@@ -3,6 +3,7 @@ import { DEFAULT_LMS_CLIENT, startLms, type LmsStandIn } from './lms/server.js';
 import { startOrderManagement, type OrderManagement } from './order-management/server.js';
 import { startPayPal, type PayPalStandIn } from './paypal/server.js';
 import { startStripe, type StripeStandIn } from './stripe/server.js';
+import { startOrderFulfillment, type OrderFulfillmentStandIn } from './order-fulfillment/server.js';
 import { DEMO, daysAgo, demoOrderAge } from './demo.js';
 
 /** Every Service stand-in, started together, with the configuration the plugins read to reach them. */
@@ -14,17 +15,27 @@ export interface ServiceStandIns {
   paypal: PayPalStandIn;
   lms: LmsStandIn;
   legacyEcommerce: LegacyEcommerceStandIn;
-  /** Points the PSPs' webhooks at a running Coordinator. */
+  orderFulfillment: OrderFulfillmentStandIn;
+  /** Points the PSPs' (and the Order Fulfillment service's) webhooks at a running Coordinator. */
   connectWebhooks(coordinatorUrl: string): void;
   close(): Promise<void>;
 }
 
 /** The stand-ins, in the order they start. */
-export const STAND_IN_NAMES = ['orderManagement', 'stripe', 'paypal', 'lms', 'legacyEcommerce'] as const;
+export const STAND_IN_NAMES = [
+  'orderManagement',
+  'stripe',
+  'paypal',
+  'lms',
+  'legacyEcommerce',
+  'orderFulfillment',
+] as const;
 export type StandInName = (typeof STAND_IN_NAMES)[number];
 
 export const STRIPE_WEBHOOK_SECRET = 'whsec_standin_webhook_secret';
 export const PAYPAL_WEBHOOK_ID = 'WH-STANDIN-0001';
+/** The shared secret the Order Fulfillment service signs its completion webhooks with. */
+export const ORDER_FULFILLMENT_WEBHOOK_SECRET = 'of-standin-webhook-secret';
 
 /**
  * Starts the stand-ins of every Service the commerce plugins wrap, on free ports. With `demo`, seeds
@@ -60,6 +71,8 @@ export async function startServiceStandIns(
       jwtIssuer: lms.issuer,
     });
     started.push(legacyEcommerce);
+    const orderFulfillment = await startOrderFulfillment({ port: port('orderFulfillment') });
+    started.push(orderFulfillment);
 
     if (options.demo ?? true) seedDemo({ orderManagement, stripe, paypal, lms, legacyEcommerce });
 
@@ -87,6 +100,9 @@ export async function startServiceStandIns(
       LEGACY_ECOMMERCE_CLIENT_SECRET: DEFAULT_LMS_CLIENT.clientSecret,
       COMMERCE_FRONTEND_URL: `${orderManagement.url}/checkout/`,
       LEGACY_BASKET_URL: `${legacyEcommerce.url}/basket/add/`,
+      ORDER_FULFILLMENT_URL: orderFulfillment.url,
+      ORDER_FULFILLMENT_API_KEY: orderFulfillment.apiKey,
+      ORDER_FULFILLMENT_WEBHOOK_SECRET,
     };
     return {
       env,
@@ -95,9 +111,14 @@ export async function startServiceStandIns(
       paypal,
       lms,
       legacyEcommerce,
+      orderFulfillment,
       connectWebhooks(coordinatorUrl) {
         stripe.setWebhook({ url: `${coordinatorUrl}/stripe/webhook/`, secret: STRIPE_WEBHOOK_SECRET });
         paypal.setWebhook({ url: `${coordinatorUrl}/paypal/webhook/`, webhookId: PAYPAL_WEBHOOK_ID });
+        orderFulfillment.setWebhook({
+          url: `${coordinatorUrl}/order-fulfillment/fulfillment-response-webhook`,
+          secret: ORDER_FULFILLMENT_WEBHOOK_SECRET,
+        });
       },
       close: () => closeAll(started),
     };
