@@ -114,8 +114,11 @@ export interface OrderFulfillmentStandIn {
   revocations(): RevokeLineRequest[];
   /** Requests received whose path starts with `pathPrefix`. */
   calls(pathPrefix?: string, method?: string): number;
-  /** Sends the reports not yet delivered (held while `autoReport` is false); answers each delivery. */
-  deliverPending(): Promise<WebhookDelivery[]>;
+  /**
+   * Sends the reports not yet delivered (held while `autoReport` is false), of one order when given;
+   * answers each delivery.
+   */
+  deliverPending(orderId?: string): Promise<WebhookDelivery[]>;
   /** Signs and sends any report (the same body twice is a redelivery), as the service's bus would. */
   report(
     report: FulfillmentReport,
@@ -308,9 +311,10 @@ export async function startOrderFulfillment(
     revocations: () => [...revoked.values()].map((r) => structuredClone(r)),
     calls: (pathPrefix = '', method) =>
       requests.filter((r) => r.path.startsWith(pathPrefix) && (!method || r.method === method)).length,
-    async deliverPending() {
+    async deliverPending(orderId) {
       const deliveries: WebhookDelivery[] = [];
       for (const line of lines.values()) {
+        if (orderId !== undefined && line.request.order_id !== orderId) continue;
         const delivery = await reportLine(line);
         if (delivery) deliveries.push(delivery);
       }
