@@ -20,8 +20,9 @@ import { createAdmin, djangoErrorAnswer, readRequestBody, type Admin } from '../
  *   with the shared secret.
  *
  * Authentication of the API is the reference client's `X-Edx-Api-Key` header; a missing or wrong key is
- * DRF's 401 / 403. Both endpoints are idempotent: a line already fulfilled (order id, line item id)
- * answers as before without fulfilling or reporting again, a line already revoked answers `revoked`.
+ * DRF's 401 / 403. Both endpoints are idempotent: a line asked for again (order id, line item id) is
+ * not fulfilled twice (one whose report went out is reported again: see the fulfill handler), a line
+ * already revoked answers `revoked`.
  */
 
 export const FULFILLMENT_SIGNATURE_HEADER = 'x-fulfillment-webhook-signature';
@@ -93,7 +94,10 @@ export interface OrderFulfillmentWebhook {
 /** `POST /_admin/seed`: which course runks / course UUIDs the service fails to fulfill. */
 export const OrderFulfillmentSeedSchema = z
   .object({
-    /** `course_id`s (course run keys or course UUIDs) whose fulfillment reports `is_fulfilled: false`. */
+    /**
+     * The `course_id`s (course run keys or course UUIDs) whose fulfillment reports `is_fulfilled: false`,
+     * instead of those seeded before.
+     */
     failing: z.array(z.string().min(1)).optional(),
     /** false: fulfillments are held until `deliverPending` (the service is slow); true: reported at once. */
     autoReport: z.boolean().optional(),
@@ -224,28 +228,34 @@ export async function startOrderFulfillment(
       const request = await readBody(req, FulfillOrderRequestSchema);
       if (isAnswer(request)) return request;
       const key = `${request.order_id}/${request.line_item_id}`;
-      let line = lines.get(key);
-      if (!line) {
+      const existing = lines.get(key);
+      // A line asked for again after its report went out (the order's fulfillment ran again): a line
+      // that failed is tried again, one fulfilled keeps its entitlement; either is reported again, so
+      // the Coordinator never waits for a report already spent. One not yet reported is left as it is.
+      if (!existing || existing.reported) {
         const fulfilled = !failing.has(request.course_id);
-        line = {
+        const uuid =
+          existing?.report.is_fulfilled && existing.report.entitlement_uuid
+            ? existing.report.entitlement_uuid
+            : randomUUID();
+        const line: FulfilledLine = {
           request,
           reported: false,
-          report: {
-            fulfillment_type: request.fulfillment_type,
-            is_fulfilled: fulfilled,
-            ...(fulfilled && request.fulfillment_type === 'entitlement'
-              ? { entitlement_uuid: randomUUID() }
-              : {}),
-            order_id: request.order_id,
-            line_item_id: request.line_item_id,
-          },
+          report: existing?.report.is_fulfilled
+            ? existing.report
+            : {
+                fulfillment_type: request.fulfillment_type,
+                is_fulfilled: fulfilled,
+                ...(fulfilled && request.fulfillment_type === 'entitlement'
+                  ? { entitlement_uuid: uuid }
+                  : {}),
+                order_id: request.order_id,
+                line_item_id: request.line_item_id,
+              },
         };
         lines.set(key, line);
         // The service works asynchronously: the report follows the answer.
-        if (autoReport) {
-          const toReport = line;
-          setTimeout(() => void reportLine(toReport).catch(() => undefined), 20);
-        }
+        if (autoReport) setTimeout(() => void reportLine(line).catch(() => undefined), 20);
       }
       return {
         status: 200,
@@ -274,7 +284,10 @@ export async function startOrderFulfillment(
   };
 
   const seed = (data: OrderFulfillmentSeed) => {
-    for (const course of data.failing ?? []) failing.add(course);
+    if (data.failing) {
+      failing.clear();
+      for (const course of data.failing) failing.add(course);
+    }
     if (data.autoReport !== undefined) autoReport = data.autoReport;
   };
   const admin = createAdmin({

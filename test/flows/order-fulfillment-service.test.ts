@@ -363,6 +363,22 @@ describe('the fulfillment flow with the flag on: forwarded to the Order Fulfillm
     });
   });
 
+  it('a line that failed is forwarded again when the order is fulfilled again, and can then succeed', async () => {
+    const order = seedOrder([{}]);
+    of().seed({ failing: [order.lines[0]!.courseRunKey!] });
+    await flagOnFor(order.id);
+    await fulfill(order.id);
+    await of().deliverPending(order.id);
+    expect(lineStates(order.id)).toEqual({ [order.lineIds[0]!]: 'FAILURE' });
+
+    of().seed({ failing: [] });
+    const again = await fulfill(order.id);
+    expect(again.status).toBe('COMPLETED');
+    expect(lineStates(order.id)).toEqual({ [order.lineIds[0]!]: 'PROCESSING' });
+    expect((await of().deliverPending(order.id)).map((d) => d.status)).toEqual([200]);
+    expect(lineStates(order.id)).toEqual({ [order.lineIds[0]!]: 'SUCCESS' });
+  });
+
   it('reported by the service on its own (as it runs by default): the lines end SUCCESS', async () => {
     of().seed({ autoReport: true });
     const order = seedOrder([{}, { kind: 'BUNDLE' }]);
