@@ -5,6 +5,7 @@ import { startPayPal, type PayPalStandIn } from './paypal/server.js';
 import { startStripe, type StripeStandIn } from './stripe/server.js';
 import { startAppStore, type AppStoreStandIn } from './app-store/server.js';
 import { startGooglePlay, type GooglePlayStandIn } from './google-play/server.js';
+import { startOrderFulfillment, type OrderFulfillmentStandIn } from './order-fulfillment/server.js';
 import { DEMO, daysAgo, demoOrderAge } from './demo.js';
 
 /** Every Service stand-in, started together, with the configuration the plugins read to reach them. */
@@ -19,6 +20,8 @@ export interface ServiceStandIns {
   appStore: AppStoreStandIn;
   googlePlay: GooglePlayStandIn;
   /** Points the PSPs' webhooks at a running Coordinator. */
+  orderFulfillment: OrderFulfillmentStandIn;
+  /** Points the PSPs' (and the Order Fulfillment service's) webhooks at a running Coordinator. */
   connectWebhooks(coordinatorUrl: string): void;
   close(): Promise<void>;
 }
@@ -32,6 +35,7 @@ export const STAND_IN_NAMES = [
   'legacyEcommerce',
   'appStore',
   'googlePlay',
+  'orderFulfillment',
 ] as const;
 export type StandInName = (typeof STAND_IN_NAMES)[number];
 
@@ -42,6 +46,8 @@ export const GOOGLE_PUBSUB_AUDIENCE = 'commerce-coordinator-play-notifications';
 /** Where the stores' notifications go (the paths the reference's iap app serves). */
 export const APP_STORE_NOTIFICATION_PATH = '/iap/ios/refund/';
 export const GOOGLE_PLAY_PUSH_PATH = '/iap/android/refund/';
+/** The shared secret the Order Fulfillment service signs its completion webhooks with. */
+export const ORDER_FULFILLMENT_WEBHOOK_SECRET = 'of-standin-webhook-secret';
 
 /**
  * Starts the stand-ins of every Service the commerce plugins wrap, on free ports. With `demo`, seeds
@@ -81,6 +87,8 @@ export async function startServiceStandIns(
     started.push(appStore);
     const googlePlay = await startGooglePlay({ port: port('googlePlay') });
     started.push(googlePlay);
+    const orderFulfillment = await startOrderFulfillment({ port: port('orderFulfillment') });
+    started.push(orderFulfillment);
 
     if (options.demo ?? true) {
       seedDemo({ orderManagement, stripe, paypal, lms, legacyEcommerce });
@@ -129,6 +137,9 @@ export async function startServiceStandIns(
       GOOGLE_PUBSUB_CERTS_URL: googlePlay.certsUrl,
       GOOGLE_PUBSUB_SERVICE_ACCOUNT_EMAIL: googlePlay.pushServiceAccountEmail,
       GOOGLE_PLAY_REFUND_SUBSCRIPTION: googlePlay.subscription,
+      ORDER_FULFILLMENT_URL: orderFulfillment.url,
+      ORDER_FULFILLMENT_API_KEY: orderFulfillment.apiKey,
+      ORDER_FULFILLMENT_WEBHOOK_SECRET,
     };
     return {
       env,
@@ -139,6 +150,7 @@ export async function startServiceStandIns(
       legacyEcommerce,
       appStore,
       googlePlay,
+      orderFulfillment,
       connectWebhooks(coordinatorUrl) {
         stripe.setWebhook({ url: `${coordinatorUrl}/stripe/webhook/`, secret: STRIPE_WEBHOOK_SECRET });
         paypal.setWebhook({ url: `${coordinatorUrl}/paypal/webhook/`, webhookId: PAYPAL_WEBHOOK_ID });
@@ -146,6 +158,10 @@ export async function startServiceStandIns(
         googlePlay.setPush({
           url: `${coordinatorUrl}${GOOGLE_PLAY_PUSH_PATH}`,
           audience: GOOGLE_PUBSUB_AUDIENCE,
+        });
+        orderFulfillment.setWebhook({
+          url: `${coordinatorUrl}/order-fulfillment/fulfillment-response-webhook`,
+          secret: ORDER_FULFILLMENT_WEBHOOK_SECRET,
         });
       },
       close: () => closeAll(started),

@@ -705,7 +705,13 @@ export class FlowEngine {
     let flowDidEnd: (end: FlowDidEndPayload) => void = () => {};
     const end = await instrumented(this.instrumentFlow, start, async (): Promise<FlowDidEndPayload> => {
       flowDidEnd = invokeStartHooks(plugins, (p) => p.flowWillStart, start, logger);
-      const flagContext = this.options.flagContext({ name: receiver.name, input });
+      // The order the run is about (its payload's orderId) is in the flag context, as for a filter's
+      // steps: a Transition-to-Plugin flag targeted at an order moves its receivers' Actions too.
+      const flagContext = this.options.flagContext({
+        name: receiver.name,
+        input,
+        orderId: flow.orderId ?? undefined,
+      });
       // The bus owns retries of receivers (with backoff across processes): one attempt per delivery.
       const once = compileRetryPolicy({ maximumAttempts: 1 });
       const result = await this.runStep(

@@ -66,6 +66,7 @@ export const OrderManagementSeedSchema = z
                     courseRunKey: z.string().min(1).optional(),
                     bundleKey: z.string().min(1).optional(),
                     mode: z.string().min(1).optional(),
+                    lob: z.string().min(1).optional(),
                     state: z
                       .enum(Object.keys(LINE_ITEM_STATE_KEYS) as [LineState, ...LineState[]])
                       .optional(),

@@ -180,6 +180,8 @@ export interface SeedLineItem {
   bundleKey?: string;
   /** The course mode (variant attribute `mode`). @default 'verified' */
   mode?: string;
+  /** The line of business (variant attribute `lob`); absent means edx, as the reference reads it. */
+  lob?: string;
   state?: LineState;
   entitlementUuid?: string;
 }
@@ -555,7 +557,10 @@ export class OrderManagementStore {
           variant: {
             id: 1,
             sku: line.courseRunKey ?? line.bundleKey,
-            attributes: [{ name: 'mode', value: line.mode ?? 'verified' }],
+            attributes: [
+              { name: 'mode', value: line.mode ?? 'verified' },
+              ...(line.lob ? [{ name: 'lob', value: line.lob }] : []),
+            ],
           },
           price: { id: randomUUID(), value: money(line.priceCents, currency) },
           quantity: 1,

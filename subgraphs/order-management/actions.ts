@@ -142,6 +142,8 @@ export async function createReturn(input: { orderId: string; lineItemIds: string
         courseRunKey: line.courseRunKey,
         bundleKey: line.bundleKey,
         entitlementUuid: line.entitlementUuid,
+        mode: line.mode,
+        lob: line.lob,
       })),
   };
 }
@@ -335,6 +337,7 @@ export async function startFulfillment(input: { orderId: string }, ctx: ActionCo
         courseRunKey: line.courseRunKey,
         bundleKey: line.bundleKey,
         mode: line.mode,
+        lob: line.lob,
       })),
   };
 }

@@ -103,6 +103,8 @@ export function lineView(line: CtLineItem) {
     state: lineState(line),
     entitlementUuid: field(line, 'entitlementUuid') ?? null,
     mode: String(line.variant.attributes?.find((a) => a.name === 'mode')?.value ?? 'verified'),
+    // The line of business the Order Fulfillment service fulfills it for (the reference's default: edx).
+    lob: String(line.variant.attributes?.find((a) => a.name === 'lob')?.value ?? 'edx'),
   };
 }
 

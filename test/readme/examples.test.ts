@@ -61,6 +61,7 @@ describe('README.md example operations', () => {
       'mutation Retire {',
       'GET /orders/unified/order_history/',
       'query MobilePurchases {',
+      'mutation ReportFulfillment {',
     ]);
   });
 

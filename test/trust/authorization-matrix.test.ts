@@ -66,6 +66,10 @@ const MATRIX: Record<string, Row> = {
     query: `mutation { requestFulfillment(input: { orderId: "${unknownOrder}" }) { flow { id } } }`,
     expect: 'UFFAA',
   },
+  reportFulfillment: {
+    query: `mutation { reportFulfillment(input: { orderId: "${unknownOrder}", fulfillments: [] }) { flow { id } } }`,
+    expect: 'UFFAA',
+  },
   retireLearner: {
     query: 'mutation { retireLearner(input: { lmsUserId: 999999 }) { flow { id } } }',
     expect: 'UFFAA',
