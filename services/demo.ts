@@ -31,6 +31,18 @@ export const DEMO = {
   },
   legacyOrders: { adaRecent: 'EDX-100001', adaOld: 'EDX-100002' },
   /**
+   * In-app purchases of the demo course (USD 149) in the mobile apps, not yet ordered: what the app
+   * sends as its purchase token (App Store: the transaction id; Google Play: the purchase token).
+   */
+  mobilePurchases: {
+    ios: { purchaseToken: '2000000000149001', productId: 'mobile.ios.usd149', price: 149_000 },
+    android: {
+      purchaseToken: 'demo-play-token-ada-0001.AO-J1OxDemoCourse149',
+      orderId: 'GPA.3300-0149-0001-00001',
+      productId: 'mobile.android.usd149',
+    },
+  },
+  /**
    * What the mobile apps sell (the courses' USD standalone prices; store products
    * mobile.<ios|android>.usd149) and the order-number counter, past the demo orders above.
    */
