@@ -240,7 +240,12 @@ export async function nextOrderNumber(_input: Record<string, never>, ctx: Action
     const thisYear = value?.year === year ? value : undefined;
     const mine = ctx.idempotencyKey && thisYear?.allocations.find((a) => a.key === ctx.idempotencyKey);
     if (mine) return { orderNumber: formatOrderNumber(year, mine.counter) };
-    const counter = (thisYear?.counter ?? 0) + 1;
+    let counter = (thisYear?.counter ?? 0) + 1;
+    // Numbers that orders already have (placed by another system, or before the counter) are skipped.
+    for (let skipped = 0; await orderNumberTaken(formatOrderNumber(year, counter)); skipped++) {
+      if (skipped >= 1000) throw new Error(`The counter of ${year} is far behind the order numbers in use`);
+      counter += 1;
+    }
     if (counter > 999_999) throw new Error(`The order numbers of ${year} are used up (999999)`);
     try {
       await execute(
@@ -267,6 +272,10 @@ export async function nextOrderNumber(_input: Record<string, never>, ctx: Action
       await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * attempt));
     }
   }
+}
+
+async function orderNumberTaken(orderNumber: string): Promise<boolean> {
+  return (await orderManagementClient().get('orders', `order-number=${encodeURIComponent(orderNumber)}`)) !== undefined;
 }
 
 export const formatOrderNumber = (year: number, counter: number) =>
@@ -316,7 +325,7 @@ export async function createMobileCart(
     throw badInput(`paymentProcessor '${input.paymentProcessor}' is not ios_iap or android_iap`);
   const currency = input.currencyCode.toUpperCase();
   const centAmount = minorUnits(input.price, currency);
-  const { client, ct, execute } = api();
+  const { ct, execute } = api();
   // The USD standalone price is what the store sold and what the payment records (reference step 4).
   const prices = await execute<{ results: Array<{ value: Money }> }>(
     'GET /standalone-prices',
@@ -377,7 +386,6 @@ export async function createMobileCart(
       throw badInput(`The order management Service refused the cart: ${(error as Error).message}`);
     } else throw error;
   }
-  void client;
   return {
     cartId: cart.id,
     usdCentAmount: usd.centAmount,
@@ -502,7 +510,6 @@ export async function attachMobilePayment(
         throw error;
     }
   }
-  void ctx;
   return { paymentId: payment.id, paymentReused: reused };
 }
 
