@@ -137,7 +137,7 @@ describe('an App Store purchase', () => {
       method: 'POST',
       token: t.tokens.orderManagement,
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ id: `evt-mobile-${orderId}`, detail: { resource: { id: orderId } } }),
+      body: JSON.stringify({ id: `evt-mobile-${orderId}`, detail: { id: `msg-${orderId}`, resource: { id: orderId } } }),
     });
     expect(res.status, await res.clone().text()).toBe(200);
     expect(await res.json()).toMatchObject({ status: 'COMPLETED' });
