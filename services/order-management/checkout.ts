@@ -140,7 +140,8 @@ const conflict = (id: string, expected: unknown, actual: number) =>
 const KEY = /^[A-Za-z0-9_-]{2,256}$/;
 
 function customFrom(draft: unknown): CustomFields | undefined {
-  const custom = draft as { type?: { key?: string; id?: string }; fields?: Record<string, unknown> } | undefined;
+  const custom = draft as
+    { type?: { key?: string; id?: string }; fields?: Record<string, unknown> } | undefined;
   if (!custom || typeof custom !== 'object') return undefined;
   const type = custom.type ?? {};
   if (!type.key && !type.id) throw missing('custom -> type');
@@ -178,7 +179,11 @@ export class Checkout {
       if (method === 'GET' && id !== undefined && rest.length === 1) {
         const found = this.customObjects.get(`${id}/${rest[0]}`);
         if (!found)
-          throw new CtError(404, 'ResourceNotFound', `The CustomObject with ID '${id}/${rest[0]}' was not found.`);
+          throw new CtError(
+            404,
+            'ResourceNotFound',
+            `The CustomObject with ID '${id}/${rest[0]}' was not found.`,
+          );
         return { status: 200, body: found };
       }
       if (method === 'POST' && id === undefined) return this.writeCustomObject(body);
@@ -201,7 +206,8 @@ export class Checkout {
         const cart = this.carts.get(id);
         if (!cart) throw notFound(id);
         const version = Number(search.get('version'));
-        if (!search.has('version') || !Number.isInteger(version)) throw invalidInput('version: Missing required value');
+        if (!search.has('version') || !Number.isInteger(version))
+          throw invalidInput('version: Missing required value');
         if (version !== cart.version) throw conflict(id, version, cart.version);
         this.carts.delete(id);
         return { status: 200, body: cart };
@@ -251,7 +257,8 @@ export class Checkout {
     if (typeof draft.currency !== 'string' || !/^[A-Z]{3}$/.test(draft.currency)) throw missing('currency');
     const currency = draft.currency;
     if (draft.key !== undefined) {
-      if (typeof draft.key !== 'string' || !KEY.test(draft.key)) throw invalidInput(`Invalid key '${String(draft.key)}'.`);
+      if (typeof draft.key !== 'string' || !KEY.test(draft.key))
+        throw invalidInput(`Invalid key '${String(draft.key)}'.`);
       const taken = [...this.carts.values()].find((c) => c.key === draft.key);
       if (taken) throw duplicate('key', draft.key, { typeId: 'cart', id: taken.id });
     }
@@ -259,10 +266,15 @@ export class Checkout {
     if (draft.customerId !== undefined) {
       customer = this.store.customers.get(String(draft.customerId));
       if (!customer)
-        throw new CtError(400, 'ReferencedResourceNotFound', `The referenced object of type 'customer' with ID '${String(draft.customerId)}' was not found.`, {
-          typeId: 'customer',
-          id: draft.customerId,
-        });
+        throw new CtError(
+          400,
+          'ReferencedResourceNotFound',
+          `The referenced object of type 'customer' with ID '${String(draft.customerId)}' was not found.`,
+          {
+            typeId: 'customer',
+            id: draft.customerId,
+          },
+        );
     }
     const drafts = Array.isArray(draft.lineItems) ? (draft.lineItems as Array<Record<string, unknown>>) : [];
     const initial = this.store.stateByKey(LINE_ITEM_STATE_KEYS.INITIAL)!;
@@ -270,7 +282,8 @@ export class Checkout {
       const product = typeof line.sku === 'string' ? this.products.get(line.sku) : undefined;
       if (!product) throw invalidInput(`No published product with an sku '${String(line.sku)}' exists.`);
       const quantity = line.quantity === undefined ? 1 : Number(line.quantity);
-      if (!Number.isInteger(quantity) || quantity < 1) throw invalidInput('quantity must be a positive integer.');
+      if (!Number.isInteger(quantity) || quantity < 1)
+        throw invalidInput('quantity must be a positive integer.');
       const external = line.externalPrice as { currencyCode?: unknown; centAmount?: unknown } | undefined;
       let price: Money;
       if (external) {
@@ -336,10 +349,15 @@ export class Checkout {
         case 'addPayment': {
           const ref = (action.payment ?? {}) as { id?: string };
           if (!ref.id || !this.store.payments.has(ref.id))
-            throw new CtError(400, 'ReferencedResourceNotFound', `The referenced object of type 'payment' with ID '${String(ref.id)}' was not found.`, {
-              typeId: 'payment',
-              id: ref.id,
-            });
+            throw new CtError(
+              400,
+              'ReferencedResourceNotFound',
+              `The referenced object of type 'payment' with ID '${String(ref.id)}' was not found.`,
+              {
+                typeId: 'payment',
+                id: ref.id,
+              },
+            );
           next.paymentInfo ??= { payments: [] };
           next.paymentInfo.payments.push({ typeId: 'payment', id: ref.id });
           break;
@@ -349,7 +367,10 @@ export class Checkout {
           const address = action.address as { country?: unknown } | undefined;
           const field = action.action === 'setBillingAddress' ? 'billingAddress' : 'shippingAddress';
           if (!address) delete next[field];
-          else if (typeof address.country !== 'string' || !/^[A-Z]{2}(-[A-Z0-9]{1,3})?$/.test(address.country))
+          else if (
+            typeof address.country !== 'string' ||
+            !/^[A-Z]{2}(-[A-Z0-9]{1,3})?$/.test(address.country)
+          )
             throw invalidInput(`address -> country: '${String(address.country)}' is not a country code.`);
           else next[field] = { country: address.country };
           break;
@@ -378,16 +399,23 @@ export class Checkout {
     const ref = (draft.cart ?? {}) as { id?: unknown };
     const cart = typeof ref.id === 'string' ? this.carts.get(ref.id) : undefined;
     if (!cart)
-      throw new CtError(400, 'ReferencedResourceNotFound', `The referenced object of type 'cart' with ID '${String(ref.id)}' was not found.`, {
-        typeId: 'cart',
-        id: ref.id,
-      });
+      throw new CtError(
+        400,
+        'ReferencedResourceNotFound',
+        `The referenced object of type 'cart' with ID '${String(ref.id)}' was not found.`,
+        {
+          typeId: 'cart',
+          id: ref.id,
+        },
+      );
     if (typeof draft.version !== 'number') throw missing('version');
     if (draft.version !== cart.version) throw conflict(cart.id, draft.version, cart.version);
-    if (cart.cartState !== 'Active') throw invalidOperation(`Cart '${cart.id}' is not active (${cart.cartState}).`);
+    if (cart.cartState !== 'Active')
+      throw invalidOperation(`Cart '${cart.id}' is not active (${cart.cartState}).`);
     const orderNumber = draft.orderNumber;
     if (orderNumber !== undefined) {
-      if (typeof orderNumber !== 'string' || !orderNumber) throw invalidInput('orderNumber must be a string.');
+      if (typeof orderNumber !== 'string' || !orderNumber)
+        throw invalidInput('orderNumber must be a string.');
       const taken = [...this.store.orders.values()].find((o) => o.orderNumber === orderNumber);
       if (taken) throw duplicate('orderNumber', orderNumber, { typeId: 'order', id: taken.id });
     }
@@ -415,7 +443,12 @@ export class Checkout {
       returnInfo: [],
       ...(cart.custom ? { custom: clone(cart.custom) } : {}),
     };
-    this.carts.set(cart.id, { ...cart, cartState: 'Ordered', version: cart.version + 1, lastModifiedAt: now });
+    this.carts.set(cart.id, {
+      ...cart,
+      cartState: 'Ordered',
+      version: cart.version + 1,
+      lastModifiedAt: now,
+    });
     this.store.orders.set(order.id, order);
     return order;
   }
@@ -426,7 +459,8 @@ export class Checkout {
     if (!Number.isInteger(planned.centAmount) || typeof planned.currencyCode !== 'string')
       throw missing('amountPlanned');
     if (draft.key !== undefined) {
-      if (typeof draft.key !== 'string' || !KEY.test(draft.key)) throw invalidInput(`Invalid key '${String(draft.key)}'.`);
+      if (typeof draft.key !== 'string' || !KEY.test(draft.key))
+        throw invalidInput(`Invalid key '${String(draft.key)}'.`);
       const taken = [...this.store.payments.values()].find((p) => p.key === draft.key);
       if (taken) throw duplicate('key', draft.key, { typeId: 'payment', id: taken.id });
     }
@@ -473,13 +507,19 @@ export class Checkout {
     const customers = [...this.store.customers.values()];
     const sameEmail = customers.find((c) => c.email.toLowerCase() === email.toLowerCase());
     if (sameEmail)
-      throw new CtError(400, 'DuplicateField', `There is already an existing customer with the provided email.`, {
-        field: 'email',
-        duplicateValue: email,
-        conflictingResource: { typeId: 'customer', id: sameEmail.id },
-      });
+      throw new CtError(
+        400,
+        'DuplicateField',
+        `There is already an existing customer with the provided email.`,
+        {
+          field: 'email',
+          duplicateValue: email,
+          conflictingResource: { typeId: 'customer', id: sameEmail.id },
+        },
+      );
     if (draft.key !== undefined) {
-      if (typeof draft.key !== 'string' || !KEY.test(draft.key)) throw invalidInput(`Invalid key '${String(draft.key)}'.`);
+      if (typeof draft.key !== 'string' || !KEY.test(draft.key))
+        throw invalidInput(`Invalid key '${String(draft.key)}'.`);
       const taken = customers.find((c) => c.key === draft.key);
       if (taken) throw duplicate('key', draft.key, { typeId: 'customer', id: taken.id });
     }
@@ -504,7 +544,12 @@ export class Checkout {
   seed(data: CheckoutSeed) {
     const now = new Date().toISOString();
     for (const p of data.products ?? []) {
-      this.products.set(p.sku, { id: randomUUID(), sku: p.sku, name: { 'en-US': p.title }, mode: p.mode ?? 'verified' });
+      this.products.set(p.sku, {
+        id: randomUUID(),
+        sku: p.sku,
+        name: { 'en-US': p.title },
+        mode: p.mode ?? 'verified',
+      });
       for (const [id, price] of this.standalonePrices)
         if (price.sku === p.sku && price.value.currencyCode === 'USD') this.standalonePrices.delete(id);
       const price: StandalonePrice = {
@@ -517,7 +562,8 @@ export class Checkout {
       };
       this.standalonePrices.set(price.id, price);
     }
-    for (const o of data.customObjects ?? []) this.writeCustomObject({ container: o.container, key: o.key, value: o.value });
+    for (const o of data.customObjects ?? [])
+      this.writeCustomObject({ container: o.container, key: o.key, value: o.value });
     const payments: Payment[] = [];
     for (const p of data.mobilePayments ?? []) {
       const payment = this.createPayment(mobilePaymentDraft(p.method, p.transactionId, p.usdCents));
@@ -530,7 +576,9 @@ export class Checkout {
     }
     const carts: Cart[] = [];
     for (const c of data.carts ?? []) {
-      const customer = [...this.store.customers.values()].find((x) => x.custom?.fields.lmsUserId === c.lmsUserId);
+      const customer = [...this.store.customers.values()].find(
+        (x) => x.custom?.fields.lmsUserId === c.lmsUserId,
+      );
       if (!customer) throw new Error(`No customer with LMS user id ${c.lmsUserId} for a seeded cart`);
       const cart = this.createCart({ currency: 'USD', customerId: customer.id, lineItems: [{ sku: c.sku }] });
       if (c.id) {
@@ -545,7 +593,11 @@ export class Checkout {
 }
 
 /** A mobile in-app purchase payment as the reference records it (also the Plugin's draft). */
-export function mobilePaymentDraft(method: 'ios_iap' | 'android_iap', transactionId: string, usdCents: number) {
+export function mobilePaymentDraft(
+  method: 'ios_iap' | 'android_iap',
+  transactionId: string,
+  usdCents: number,
+) {
   const amount = { currencyCode: 'USD', centAmount: usdCents };
   return {
     key: transactionId.replace(/[^A-Za-z0-9_-]/g, '_'),

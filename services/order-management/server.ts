@@ -106,7 +106,11 @@ export const OrderManagementSeedSchema = z
     carts: z
       .array(
         z
-          .object({ id: z.string().min(1).optional(), lmsUserId: z.number().int().positive(), sku: z.string().min(1) })
+          .object({
+            id: z.string().min(1).optional(),
+            lmsUserId: z.number().int().positive(),
+            sku: z.string().min(1),
+          })
           .strict(),
       )
       .optional(),
@@ -330,9 +334,7 @@ export async function startOrderManagement(options: OrderManagementOptions = {})
         throw new CtError(400, 'InvalidInput', `Malformed parameter: where: ${error.message}`);
       throw error;
     }
-    let results = [...collection].filter((r) =>
-      matchers.every((m) => m(r)),
-    );
+    let results = [...collection].filter((r) => matchers.every((m) => m(r)));
     for (const sort of params.getAll('sort').reverse()) {
       const [field, direction] = sort.trim().split(/\s+/) as [string, string | undefined];
       const sign = direction?.toLowerCase() === 'desc' ? -1 : 1;

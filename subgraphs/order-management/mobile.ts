@@ -66,8 +66,7 @@ const PAYMENT_TYPE = '2u-mobile-payment';
 const badInput = (message: string) => new DomainError(ErrorCode.BAD_USER_INPUT, message);
 const conflict = (message: string, details?: Record<string, unknown>) =>
   new DomainError(ErrorCode.CONFLICT, message, details);
-const errorCode = (error: unknown) =>
-  error instanceof OrderManagementError ? error.code : undefined;
+const errorCode = (error: unknown) => (error instanceof OrderManagementError ? error.code : undefined);
 const isStatus = (error: unknown, status: number) =>
   error instanceof OrderManagementError && error.status === status;
 
@@ -147,7 +146,12 @@ export async function ensureMobileCustomer(
   const names = namesOf(input.fullName);
   const email = input.email?.trim() || undefined;
   const find = () =>
-    client.query('customers', 'custom(fields(lmsUserId = :lmsUserId))', { lmsUserId: input.lmsUserId }, { limit: 2 });
+    client.query(
+      'customers',
+      'custom(fields(lmsUserId = :lmsUserId))',
+      { lmsUserId: input.lmsUserId },
+      { limit: 2 },
+    );
   let found = await find();
   if (!found.length) {
     if (!email) throw badInput(`The LMS has no email for learner ${input.username}: no customer can be made`);
@@ -275,7 +279,10 @@ export async function nextOrderNumber(_input: Record<string, never>, ctx: Action
 }
 
 async function orderNumberTaken(orderNumber: string): Promise<boolean> {
-  return (await orderManagementClient().get('orders', `order-number=${encodeURIComponent(orderNumber)}`)) !== undefined;
+  return (
+    (await orderManagementClient().get('orders', `order-number=${encodeURIComponent(orderNumber)}`)) !==
+    undefined
+  );
 }
 
 export const formatOrderNumber = (year: number, counter: number) =>
@@ -393,8 +400,21 @@ export async function createMobileCart(
   };
 }
 
-/** Compensation of createMobileCart: the cart goes unless an order was placed from it. */
+/**
+ * Compensation of createMobileCart: the cart goes. A cart an order was placed from stays, and the
+ * compensation is refused (CONFLICT): the order exists, so the flow ends FAILED for a retry to finish it
+ * from its failed step, rather than COMPENSATED as if nothing had been made.
+ */
 export async function deleteMobileCart(input: { cartId: string }) {
+  const cart = await getCart(input.cartId);
+  if (cart?.cartState === 'Ordered') {
+    const { client } = api();
+    const [order] = await client.query('orders', 'cart(id = :cart)', { cart: cart.id }, { limit: 1 });
+    throw conflict(`An order was placed from cart ${cart.id}: the cart is not deleted`, {
+      cartId: cart.id,
+      ...(order ? { orderId: order.id, orderNumber: order.orderNumber } : {}),
+    });
+  }
   return { cartDeleted: await deleteCart(input.cartId) };
 }
 
@@ -427,7 +447,12 @@ export async function attachMobilePayment(
   let reused = false;
   for (let attempt = 1; !payment; attempt++) {
     if (attempt > 10) throw new Error(`The payment of ${input.transactionId} kept changing; try again`);
-    const [existing] = (await client.query('payments', 'key = :key', { key }, { limit: 1 })) as MobilePayment[];
+    const [existing] = (await client.query(
+      'payments',
+      'key = :key',
+      { key },
+      { limit: 1 },
+    )) as MobilePayment[];
     if (!existing) {
       try {
         payment = await execute<MobilePayment>(
@@ -463,7 +488,12 @@ export async function attachMobilePayment(
       break;
     }
     // Paid for an order, or held by a cart still being checked out: not this order's to take.
-    const orders = await client.query('orders', 'paymentInfo(payments(id = :payment))', { payment: existing.id }, { limit: 1 });
+    const orders = await client.query(
+      'orders',
+      'paymentInfo(payments(id = :payment))',
+      { payment: existing.id },
+      { limit: 1 },
+    );
     if (orders[0]) throw used({ orderId: orders[0].id, orderNumber: orders[0].orderNumber });
     const carts = await queryCarts('paymentInfo(payments(id = :payment))', { payment: existing.id });
     const other = carts.find((c) => c.id !== input.cartId);
@@ -472,11 +502,17 @@ export async function attachMobilePayment(
     if (holderCart) throw used({ cartId: holderCart.id });
     // Dangling: its flow failed after creating it. Claimed at its version, so only one order takes it.
     try {
-      payment = await client.update('payments', existing.id, existing.version, [
-        existing.custom
-          ? { action: 'setCustomField', name: 'cartId', value: input.cartId }
-          : { action: 'setCustomType', ...claim(input.cartId) },
-      ]);
+      payment = await client.update(
+        'payments',
+        existing.id,
+        existing.version,
+        [
+          existing.custom
+            ? { action: 'setCustomField', name: 'cartId', value: input.cartId }
+            : { action: 'setCustomType', ...claim(input.cartId) },
+        ],
+        ctx.idempotencyKey,
+      );
       reused = true;
     } catch (error) {
       if (!(error instanceof OrderManagementError && error.isConflict)) throw error;
@@ -506,7 +542,10 @@ export async function attachMobilePayment(
       await updateCart(cart, actions);
       break;
     } catch (error) {
-      if (!(error instanceof OrderManagementError && (error.isConflict || error.status === 404)) || attempt >= 6)
+      if (
+        !(error instanceof OrderManagementError && (error.isConflict || error.status === 404)) ||
+        attempt >= 6
+      )
         throw error;
     }
   }
@@ -520,7 +559,8 @@ export async function placeMobileOrder(input: { cartId: string }, ctx: ActionCon
   let order: CtOrder | undefined;
   for (let attempt = 1; !order; attempt++) {
     const cart = await getCart(input.cartId);
-    if (!cart) throw conflict('The cart of this order was replaced by another checkout of the learner; try again');
+    if (!cart)
+      throw conflict('The cart of this order was replaced by another checkout of the learner; try again');
     if (cart.cartState === 'Ordered') {
       // A retried step: the order was placed from this cart before.
       [order] = await client.query('orders', 'cart(id = :cart)', { cart: cart.id }, { limit: 1 });
@@ -549,9 +589,12 @@ export async function placeMobileOrder(input: { cartId: string }, ctx: ActionCon
     } catch (error) {
       if (error instanceof OrderManagementError && error.isConflict && attempt < 6) continue;
       if (errorCode(error) === 'DuplicateField')
-        throw conflict(`Order number ${orderNumber} is taken: the order-number counter is behind the orders`, {
-          orderNumber,
-        });
+        throw conflict(
+          `Order number ${orderNumber} is taken: the order-number counter is behind the orders`,
+          {
+            orderNumber,
+          },
+        );
       if (errorCode(error) === 'ReferencedResourceNotFound')
         throw conflict('The cart of this order was replaced by another checkout of the learner; try again');
       throw error;
@@ -562,7 +605,8 @@ export async function placeMobileOrder(input: { cartId: string }, ctx: ActionCon
   const placed = await client.updateWithRetry(
     'orders',
     order.id,
-    (current) => current.lineItems.flatMap((line) => (lineState(line) === 'INITIAL' ? moveLine(line, 'PENDING') : [])),
+    (current) =>
+      current.lineItems.flatMap((line) => (lineState(line) === 'INITIAL' ? moveLine(line, 'PENDING') : [])),
     { correlationId: ctx.idempotencyKey },
   );
   return { orderId: placed.id, orderNumber: placed.orderNumber ?? order.orderNumber ?? '' };

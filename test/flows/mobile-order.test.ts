@@ -20,7 +20,9 @@ const YEAR = new Date().getUTCFullYear();
 
 beforeAll(async () => {
   t = await startCommerceCoordinator('mobile-order');
-  t.services.lms.seed({ users: [{ id: grace.lmsUserId, username: grace.username, email: grace.email, name: grace.name }] });
+  t.services.lms.seed({
+    users: [{ id: grace.lmsUserId, username: grace.username, email: grace.email, name: grace.name }],
+  });
   graceToken = await token({ kind: 'learner', lmsUserId: grace.lmsUserId, username: grace.username });
 }, 90_000);
 afterAll(() => t?.stop());
@@ -44,7 +46,9 @@ function googlePurchase(overrides: Record<string, unknown> = {}) {
   const purchaseToken = `play-token-${n}.AO-J1Ox${'x'.repeat(40)}`;
   const orderId = `GPA.3300-0149-${String(n).padStart(4, '0')}-70000`;
   t.services.googlePlay.seed({
-    purchases: [{ purchaseToken, orderId, productId: 'mobile.android.usd149', regionCode: 'DE', ...overrides }],
+    purchases: [
+      { purchaseToken, orderId, productId: 'mobile.android.usd149', regionCode: 'DE', ...overrides },
+    ],
   });
   return { purchaseToken, orderId };
 }
@@ -83,9 +87,11 @@ const stateKey = (id: string) => om().store.states.get(id)?.key;
 const counter = () => om().checkout.customObjects.get('coordinator/order-number');
 
 describe('an App Store purchase', () => {
-  it('becomes a placed order: the learner\'s web cart is replaced, the order Complete and Paid, its lines pending fulfillment', async () => {
+  it("becomes a placed order: the learner's web cart is replaced, the order Complete and Paid, its lines pending fulfillment", async () => {
     // A web checkout ada left behind.
-    const [webCart] = om().seed({ carts: [{ lmsUserId: DEMO.learners.ada.lmsUserId, sku: DEMO_COURSE }] }).carts;
+    const [webCart] = om().seed({
+      carts: [{ lmsUserId: DEMO.learners.ada.lmsUserId, sku: DEMO_COURSE }],
+    }).carts;
     const before = counter()!.value as { year: number; counter: number };
     const transactionId = applePurchase();
 
@@ -101,7 +107,11 @@ describe('an App Store purchase', () => {
     expect(order.orderNumber).toBe(`2U-${YEAR}${String(after.counter).padStart(6, '0')}`);
     if (before.year === YEAR) expect(after.counter).toBe(before.counter + 1);
     const placed = order as typeof order & { paymentState?: string; shipmentState?: string };
-    expect([placed.orderState, placed.paymentState, placed.shipmentState]).toEqual(['Complete', 'Paid', 'Shipped']);
+    expect([placed.orderState, placed.paymentState, placed.shipmentState]).toEqual([
+      'Complete',
+      'Paid',
+      'Shipped',
+    ]);
     expect(order.custom?.fields).toMatchObject({ lmsUserId: 3, lmsUsername: 'ada', mobileOrder: true });
     expect(order.lineItems).toHaveLength(1);
     const [line] = order.lineItems;
@@ -119,15 +129,15 @@ describe('an App Store purchase', () => {
       paymentMethodInfo: { method: 'ios_iap', paymentInterface: 'ios_iap_edx' },
       paymentStatus: { interfaceCode: 'succeeded' },
     });
-    expect(payment!.transactions.map((x) => [x.type, x.state, x.interactionId, x.amount.centAmount])).toEqual([
-      ['Charge', 'Success', transactionId, 14_900],
-    ]);
+    expect(payment!.transactions.map((x) => [x.type, x.state, x.interactionId, x.amount.centAmount])).toEqual(
+      [['Charge', 'Success', transactionId, 14_900]],
+    );
     // The web cart is gone; the order's cart is ordered.
     expect(om().checkout.carts.has(webCart!.id)).toBe(false);
     expect(activeCartsOf(3)).toEqual([]);
   });
 
-  it('is then fulfilled by the order management Service\'s event: the learner is enrolled', async () => {
+  it("is then fulfilled by the order management Service's event: the learner is enrolled", async () => {
     const transactionId = applePurchase();
     const created = await createOrder(body(transactionId, { course_run_key: DEMO_COURSE }), t.tokens.bob);
     expect(created.status).toBe(201);
@@ -137,19 +147,26 @@ describe('an App Store purchase', () => {
       method: 'POST',
       token: t.tokens.orderManagement,
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ id: `evt-mobile-${orderId}`, detail: { id: `msg-${orderId}`, resource: { id: orderId } } }),
+      body: JSON.stringify({
+        id: `evt-mobile-${orderId}`,
+        detail: { id: `msg-${orderId}`, resource: { id: orderId } },
+      }),
     });
     expect(res.status, await res.clone().text()).toBe(200);
     expect(await res.json()).toMatchObject({ status: 'COMPLETED' });
     const order = om().store.orders.get(orderId)!;
-    expect(order.lineItems.map((l) => stateKey(l.state[0]!.state.id))).toEqual(['2u-fulfillment-success-state']);
+    expect(order.lineItems.map((l) => stateKey(l.state[0]!.state.id))).toEqual([
+      '2u-fulfillment-success-state',
+    ]);
     const enrollments = t.services.lms
       .state()
       .enrollments.filter((e) => e.attributes?.some((a) => a.name === 'order_id' && a.value === orderId));
-    expect(enrollments.map((e) => [e.username, e.courseId, e.isActive])).toEqual([['bob', DEMO_COURSE, true]]);
+    expect(enrollments.map((e) => [e.username, e.courseId, e.isActive])).toEqual([
+      ['bob', DEMO_COURSE, true],
+    ]);
   });
 
-  it('makes a customer for a learner the Service does not know, with the LMS\'s names and email', async () => {
+  it("makes a customer for a learner the Service does not know, with the LMS's names and email", async () => {
     expect(customerOf(grace.lmsUserId)).toBeUndefined();
     const res = await createOrder(body(applePurchase()), graceToken);
     expect(res.status).toBe(201);
@@ -164,32 +181,43 @@ describe('an App Store purchase', () => {
     expect(order.customerEmail).toBe(grace.email);
   });
 
-  it('in another currency: the line at the app\'s price, the payment at the USD price', async () => {
+  it("in another currency: the line at the app's price, the payment at the USD price", async () => {
     const transactionId = applePurchase();
     const res = await createOrder(body(transactionId, { currency_code: 'jpy', price: 22_800 }));
     expect(res.status).toBe(201);
     const order = om().store.orders.get(String(res.body.order_id))!;
     expect(order.lineItems[0]!.totalPrice).toMatchObject({ centAmount: 22_800, currencyCode: 'JPY' });
-    expect(paymentsWithKey(transactionId)[0]!.amountPlanned).toMatchObject({ centAmount: 14_900, currencyCode: 'USD' });
+    expect(paymentsWithKey(transactionId)[0]!.amountPlanned).toMatchObject({
+      centAmount: 14_900,
+      currencyCode: 'USD',
+    });
   });
 });
 
 describe('a Google Play purchase', () => {
-  it('becomes a placed order paid by Google\'s order id, in the buyer\'s country', async () => {
+  it("becomes a placed order paid by Google's order id, in the buyer's country", async () => {
     const { purchaseToken, orderId } = googlePurchase();
     const res = await createOrder(body(purchaseToken, { payment_processor: 'android_iap' }));
     expect(res.status).toBe(201);
-    const order = om().store.orders.get(String(res.body.order_id))! as ReturnType<typeof om>['store']['orders'] extends Map<string, infer O> ? O & { billingAddress?: { country: string } } : never;
+    const order = om().store.orders.get(String(res.body.order_id))! as ReturnType<
+      typeof om
+    >['store']['orders'] extends Map<string, infer O>
+      ? O & { billingAddress?: { country: string } }
+      : never;
     const [payment] = paymentsWithKey(orderId.replace(/[^A-Za-z0-9_-]/g, '_'));
     expect(payment).toMatchObject({
       interfaceId: orderId,
       paymentMethodInfo: { method: 'android_iap', paymentInterface: 'android_iap_edx' },
       paymentStatus: { interfaceCode: 'succeeded' },
     });
-    expect(payment!.transactions.map((x) => [x.type, x.state, x.interactionId])).toEqual([['Charge', 'Success', orderId]]);
+    expect(payment!.transactions.map((x) => [x.type, x.state, x.interactionId])).toEqual([
+      ['Charge', 'Success', orderId],
+    ]);
     expect(order.paymentInfo?.payments.map((p) => p.id)).toEqual([payment!.id]);
     expect(order.billingAddress).toEqual({ country: 'DE' });
-    expect(order.lineItems[0]!.state.map((s) => stateKey(s.state.id))).toEqual(['2u-fulfillment-pending-state']);
+    expect(order.lineItems[0]!.state.map((s) => stateKey(s.state.id))).toEqual([
+      '2u-fulfillment-pending-state',
+    ]);
   });
 });
 
@@ -262,7 +290,10 @@ describe('what the app sends', () => {
     );
     expect(staff.errors).toBeUndefined();
     const order = om().store.orders.get(staff.data!.createMobileOrder.orderId)!;
-    expect(order.custom?.fields).toMatchObject({ lmsUserId: DEMO.learners.bob.lmsUserId, lmsUsername: 'bob' });
+    expect(order.custom?.fields).toMatchObject({
+      lmsUserId: DEMO.learners.bob.lmsUserId,
+      lmsUsername: 'bob',
+    });
   });
 });
 
@@ -370,6 +401,42 @@ describe('a purchase that paid already', () => {
     expect(ordersPaidBy(payment!.id).map((o) => o.id)).toEqual([retried.body.order_id]);
   });
 
+  it('an order placed whose lines could not move: the order is kept, and a retry of the flow finishes it', async () => {
+    const transactionId = applePurchase();
+    // Order updates fail; creating the order (POST /orders) does not.
+    om().admin.injectFault({ method: 'POST', path: '/edx-commerce/orders/', status: 503, times: 50 });
+    let res;
+    try {
+      res = await createOrder(body(transactionId));
+    } finally {
+      om().admin.clearFaults();
+    }
+    expect(res.status).toBe(500);
+    const flowId = String(res.body.flowId);
+    const [payment] = paymentsWithKey(transactionId);
+    const [order] = ordersPaidBy(payment!.id);
+    expect(order!.lineItems[0]!.state.map((s) => stateKey(s.state.id))).toEqual(['Initial']);
+    // Its cart stays (ordered): the compensation refuses to pretend nothing was made.
+    const cartRef = (order as typeof order & { cart?: { id: string } }).cart!;
+    expect(om().checkout.carts.get(cartRef.id)?.cartState).toBe('Ordered');
+
+    const retried = await t.graphql<{ retryFlow: { status: string } }>(
+      `mutation($id: ID!) { retryFlow(id: $id, reason: "order management is back") { status } }`,
+      { id: flowId },
+      t.tokens.staff,
+    );
+    expect(retried.errors).toBeUndefined();
+    expect(retried.data!.retryFlow.status).toBe('COMPLETED');
+    const [again, ...more] = ordersPaidBy(payment!.id);
+    expect(more).toEqual([]);
+    expect(again!.id).toBe(order!.id);
+    expect(again!.orderNumber).toBe(order!.orderNumber);
+    expect(again!.lineItems[0]!.state.map((s) => stateKey(s.state.id))).toEqual([
+      '2u-fulfillment-pending-state',
+    ]);
+    expect(paymentsWithKey(transactionId)).toHaveLength(1);
+  });
+
   it('sent several times at once makes one order and one payment; the other requests answer 409', async () => {
     const transactionId = applePurchase();
     const results = await Promise.all([
@@ -405,9 +472,11 @@ describe('order numbers', () => {
     expect(Math.min(...counters)).toBeGreaterThan(before);
   });
 
-  it('start again in a new year: last year\'s counter gives way to the first free number of this year', async () => {
+  it("start again in a new year: last year's counter gives way to the first free number of this year", async () => {
     om().seed({
-      customObjects: [{ container: 'coordinator', key: 'order-number', value: { year: YEAR - 1, counter: 41_234 } }],
+      customObjects: [
+        { container: 'coordinator', key: 'order-number', value: { year: YEAR - 1, counter: 41_234 } },
+      ],
     });
     const res = await createOrder(body(applePurchase()));
     expect(res.status).toBe(201);
