@@ -89,6 +89,11 @@ export interface FilterResult {
 export interface Route {
   method: 'GET' | 'POST';
   path: string;
+  /**
+   * Other exact paths the route answers at, the same way: where a Service calls the system the
+   * Coordinator replaces today, so it can move without changing its calls. `request.path` is `path`.
+   */
+  aliases?: readonly string[];
   handle(request: RouteRequest, runtime: PluginRuntime): Promise<RouteResponse>;
 }
 
