@@ -68,9 +68,10 @@ const createOrderBody = z.object({
   payment_processor: z.string(),
 });
 
+/** The reference's error body `{ error }`, with the one shape of every route's errors beside it. */
 const answer = (status: number, code: string, error: string, flowId?: string): RouteResponse => ({
   status,
-  body: { error, code, ...(flowId ? { flowId } : {}) },
+  body: { error, code, message: error, ...(flowId ? { flowId } : {}) },
 });
 
 /**
