@@ -60,6 +60,7 @@ describe('README.md example operations', () => {
       'query RecentFlows {',
       'mutation Retire {',
       'GET /orders/unified/order_history/',
+      'query MobilePurchases {',
       'POST /iap/create-order/',
     ]);
   });
