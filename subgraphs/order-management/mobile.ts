@@ -437,10 +437,10 @@ export async function attachMobilePayment(
   const { client, ct, execute } = api();
   const key = paymentKeyOf(input.transactionId);
   const claim = (cartId: string) => ({ type: { typeId: 'type', key: PAYMENT_TYPE }, fields: { cartId } });
-  const used = (details: Record<string, unknown>) =>
+  // Which order or cart holds it is not said: it may be another learner's (a token sent twice).
+  const used = () =>
     conflict(`The purchase ${input.transactionId} already paid for another order`, {
       transactionId: input.transactionId,
-      ...details,
     });
 
   let payment: MobilePayment | undefined;
@@ -494,12 +494,12 @@ export async function attachMobilePayment(
       { payment: existing.id },
       { limit: 1 },
     );
-    if (orders[0]) throw used({ orderId: orders[0].id, orderNumber: orders[0].orderNumber });
+    if (orders[0]) throw used();
     const carts = await queryCarts('paymentInfo(payments(id = :payment))', { payment: existing.id });
     const other = carts.find((c) => c.id !== input.cartId);
-    if (other) throw used({ cartId: other.id });
+    if (other) throw used();
     const holderCart = typeof holder === 'string' ? await getCart(holder) : undefined;
-    if (holderCart) throw used({ cartId: holderCart.id });
+    if (holderCart) throw used();
     // Dangling: its flow failed after creating it. Claimed at its version, so only one order takes it.
     try {
       payment = await client.update(
