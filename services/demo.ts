@@ -42,6 +42,14 @@ export const DEMO = {
       productId: 'mobile.android.usd149',
     },
   },
+  /**
+   * What the mobile apps sell (the courses' USD standalone prices; store products
+   * mobile.<ios|android>.usd149) and the order-number counter, past the demo orders above.
+   */
+  mobile: {
+    prices: { 'course-v1:edX+DemoX+2026': 14_900, 'course-v1:HarvardX+CS50+2026': 14_900 },
+    orderNumberCounter: { year: 2026, counter: 5 },
+  },
 } as const;
 
 export const demoOrderAge = { adaStripe: 20, adaPayPal: 10, bobPlaced: 0, bobSanctioned: 1, adaUnpaid: 5 };

@@ -317,6 +317,15 @@ function seedDemo(s: {
       },
     ],
   });
+  // The catalogue the mobile apps sell from, and the order numbers after the demo orders'.
+  s.orderManagement.seed({
+    products: Object.values(courses).map((c) => ({
+      sku: c.courseId,
+      title: c.name,
+      usdCents: DEMO.mobile.prices[c.courseId],
+    })),
+    customObjects: [{ container: 'coordinator', key: 'order-number', value: DEMO.mobile.orderNumberCounter }],
+  });
   s.legacyEcommerce.seed({
     orders: [
       {

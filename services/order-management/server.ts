@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
 import { createAdmin, readRequestBody, type Admin } from '../admin.js';
+import { Checkout, type CheckoutSeed } from './checkout.js';
 import { compilePredicate, PredicateError } from './predicate.js';
 import {
   CtError,
@@ -15,6 +16,7 @@ import {
 } from './store.js';
 
 export type { SeedData, SeedOrder, SeedCustomer, SeedLineItem, SeedPayment, LineState } from './store.js';
+export type { CheckoutSeed, SeedProduct, SeedCart, SeedMobilePayment, SeedCustomObject } from './checkout.js';
 export { LINE_ITEM_STATE_KEYS, SANCTIONED_STATE_KEY, OrderManagementStore } from './store.js';
 
 /**
@@ -89,8 +91,47 @@ export const OrderManagementSeedSchema = z
           .strict(),
       )
       .optional(),
+    // The checkout side (checkout.ts): the catalogue, active carts, dangling mobile payments, custom objects.
+    products: z
+      .array(
+        z
+          .object({
+            sku: z.string().min(1),
+            title: z.string().min(1),
+            usdCents: z.number().int().min(0),
+            mode: z.string().min(1).optional(),
+          })
+          .strict(),
+      )
+      .optional(),
+    carts: z
+      .array(
+        z
+          .object({
+            id: z.string().min(1).optional(),
+            lmsUserId: z.number().int().positive(),
+            sku: z.string().min(1),
+          })
+          .strict(),
+      )
+      .optional(),
+    mobilePayments: z
+      .array(
+        z
+          .object({
+            id: z.string().min(1).optional(),
+            method: z.enum(['ios_iap', 'android_iap']),
+            transactionId: z.string().min(1),
+            usdCents: z.number().int().min(0),
+          })
+          .strict(),
+      )
+      .optional(),
+    customObjects: z
+      .array(z.object({ container: z.string().min(1), key: z.string().min(1), value: z.unknown() }).strict())
+      .optional(),
   })
-  .strict() satisfies z.ZodType<SeedData>;
+  .strict() satisfies z.ZodType<SeedData & CheckoutSeed>;
 
 export interface OrderManagementOptions {
   /** @default 0 (a free port) */
@@ -100,7 +141,7 @@ export interface OrderManagementOptions {
   /** The API client's credentials. @default 'coordinator' / 'coordinator-secret' */
   clientId?: string;
   clientSecret?: string;
-  seed?: SeedData;
+  seed?: SeedData & CheckoutSeed;
 }
 
 export interface OrderManagement {
@@ -110,9 +151,13 @@ export interface OrderManagement {
   clientId: string;
   clientSecret: string;
   store: OrderManagementStore;
+  /** Carts, the catalogue and custom objects (checkout.ts). */
+  checkout: Checkout;
   /** The admin API's state: the journal and faults of `/_admin/` (services/README.md). */
   admin: Admin;
-  seed(data: SeedData): ReturnType<OrderManagementStore['seed']>;
+  seed(
+    data: SeedData & CheckoutSeed,
+  ): ReturnType<OrderManagementStore['seed']> & ReturnType<Checkout['seed']>;
   /**
    * How many requests `method path` received, e.g. `calls('GET', '/edx-commerce/orders')`; without
    * arguments, how many requests of any kind.
@@ -140,7 +185,13 @@ export async function startOrderManagement(options: OrderManagementOptions = {})
   const clientId = options.clientId ?? 'coordinator';
   const clientSecret = options.clientSecret ?? 'coordinator-secret';
   const store = new OrderManagementStore();
-  if (options.seed) store.seed(options.seed);
+  const checkout = new Checkout(store);
+  // Customers and orders first: seeded carts belong to customers.
+  const seed = (data: SeedData & CheckoutSeed) => {
+    const { products, carts, mobilePayments, customObjects, ...orders } = data;
+    return { ...store.seed(orders), ...checkout.seed({ products, carts, mobilePayments, customObjects }) };
+  };
+  if (options.seed) seed(options.seed);
   const tokens = new Map<string, number>();
   const calls = new Map<string, number>();
   const statuses = new Map<number, number>();
@@ -155,7 +206,7 @@ export async function startOrderManagement(options: OrderManagementOptions = {})
 
   const admin = createAdmin({
     seed: OrderManagementSeedSchema,
-    applySeed: (data) => store.seed(data),
+    applySeed: (data) => seed(data),
     errorAnswer: (status, path) => ({ body: injected(status, path, store).body() }),
   });
 
@@ -183,13 +234,25 @@ export async function startOrderManagement(options: OrderManagementOptions = {})
           .split('/')
           .filter(Boolean)
           .map(decodeURIComponent);
+        if (project === projectKey && resource !== undefined) {
+          const answer = checkout.handle(
+            method,
+            [resource, ...(id === undefined ? [] : [id]), ...rest],
+            url.searchParams,
+            method === 'POST' && body.length ? parseJson(body) : undefined,
+          );
+          if (answer) return send(res, answer.status, answer.body);
+          const collection = method === 'GET' && id === undefined ? checkout.collection(resource) : undefined;
+          if (collection) return send(res, 200, query(collection, url.searchParams));
+        }
         if (project !== projectKey || rest.length)
           throw new CtError(404, 'ResourceNotFound', `No endpoint ${method} ${url.pathname}.`);
         if (!['orders', 'payments', 'customers', 'states'].includes(resource ?? ''))
           throw new CtError(404, 'ResourceNotFound', `No endpoint ${method} ${url.pathname}.`);
         const kind = resource as ResourceKind;
         const expand = url.searchParams.getAll('expand');
-        if (method === 'GET' && id === undefined) return send(res, 200, query(kind, url.searchParams));
+        if (method === 'GET' && id === undefined)
+          return send(res, 200, query((store[kind] as Map<string, unknown>).values(), url.searchParams));
         if (method === 'GET' && id !== undefined) {
           const found =
             kind === 'orders' && id.startsWith('order-number=')
@@ -252,7 +315,7 @@ export async function startOrderManagement(options: OrderManagementOptions = {})
     return expires !== undefined && expires > Date.now();
   }
 
-  function query(kind: ResourceKind, params: URLSearchParams) {
+  function query(collection: Iterable<unknown>, params: URLSearchParams) {
     const variables = new Map<string, string[]>();
     for (const [name, value] of params) {
       if (name.startsWith('var.'))
@@ -272,9 +335,7 @@ export async function startOrderManagement(options: OrderManagementOptions = {})
         throw new CtError(400, 'InvalidInput', `Malformed parameter: where: ${error.message}`);
       throw error;
     }
-    let results = [...(store[kind] as Map<string, unknown>).values()].filter((r) =>
-      matchers.every((m) => m(r)),
-    );
+    let results = [...collection].filter((r) => matchers.every((m) => m(r)));
     for (const sort of params.getAll('sort').reverse()) {
       const [field, direction] = sort.trim().split(/\s+/) as [string, string | undefined];
       const sign = direction?.toLowerCase() === 'desc' ? -1 : 1;
@@ -293,8 +354,9 @@ export async function startOrderManagement(options: OrderManagementOptions = {})
     clientId,
     clientSecret,
     store,
+    checkout,
     admin,
-    seed: (data) => store.seed(data),
+    seed,
     calls: (method, path) =>
       method === undefined
         ? [...calls.values()].reduce((sum, n) => sum + n, 0)

@@ -112,6 +112,7 @@ export interface Payment extends Versioned {
   paymentMethodInfo: { paymentInterface?: string; method?: string };
   paymentStatus: { interfaceCode?: string; interfaceText?: string };
   transactions: Transaction[];
+  custom?: CustomFields;
 }
 
 export type ResourceKind = 'orders' | 'payments' | 'customers' | 'states';
@@ -457,6 +458,20 @@ export class OrderManagementStore {
         if (!transaction)
           throw invalidOperation(`A transaction with ID '${String(action.transactionId)}' does not exist.`);
         transaction.state = action.state as TransactionState;
+        return;
+      }
+      case 'setCustomField':
+        if (!payment.custom) throw invalidOperation('The payment has no custom type.');
+        setField(payment.custom.fields, action);
+        return;
+      case 'setCustomType': {
+        const type = (action.type ?? {}) as ResourceIdentifier;
+        if (!type.key && !type.id) delete payment.custom;
+        else
+          payment.custom = {
+            type: type.id ? { typeId: 'type', id: type.id } : typeRef(type.key!),
+            fields: clone((action.fields ?? {}) as Record<string, unknown>),
+          };
         return;
       }
       default:

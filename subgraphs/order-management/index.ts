@@ -14,6 +14,15 @@ import { recordMobileRefund, type MobileRefundInput } from './mobile-refunds.js'
 import { readOrderManagementConfig, readRetirementSalt } from './config.js';
 import { orderView, pspOf, successfulPayment, type OrderView } from './model.js';
 import { fulfillRoute, sanctionedRoute } from './routes.js';
+import {
+  attachMobilePayment,
+  createMobileCart,
+  deleteMobileCart,
+  ensureMobileCustomer,
+  nextOrderNumber,
+  placeMobileOrder,
+  replaceActiveCart,
+} from './mobile.js';
 
 /**
  * The order-management Plugin: wraps the order management Service (commercetools). It owns the
@@ -95,6 +104,14 @@ export default definePlugin({
       completeFulfillment: ['staff', 'service'],
       anonymizeCustomer: ['staff', 'service'],
       recordMobileRefund: ['staff', 'service'],
+      // Steps of the mobile order flow (learners run the flow, not these).
+      ensureMobileCustomer: ['staff', 'service'],
+      replaceActiveCart: ['staff', 'service'],
+      nextOrderNumber: ['staff', 'service'],
+      createMobileCart: ['staff', 'service'],
+      deleteMobileCart: ['staff', 'service'],
+      attachMobilePayment: ['staff', 'service'],
+      placeMobileOrder: ['staff', 'service'],
     },
   },
   resolvers: {
@@ -173,6 +190,19 @@ export default definePlugin({
         anonymizeCustomer(input, ctx),
       recordMobileRefund: (_: unknown, { input }: Input<MobileRefundInput>, ctx) =>
         recordMobileRefund(input, ctx),
+      ensureMobileCustomer: (_: unknown, { input }: Input<Parameters<typeof ensureMobileCustomer>[0]>, ctx) =>
+        ensureMobileCustomer(input, ctx),
+      replaceActiveCart: (_: unknown, { input }: Input<Parameters<typeof replaceActiveCart>[0]>) =>
+        replaceActiveCart(input),
+      nextOrderNumber: (_: unknown, _args: unknown, ctx: ActionContext) => nextOrderNumber({}, ctx),
+      createMobileCart: (_: unknown, { input }: Input<Parameters<typeof createMobileCart>[0]>, ctx) =>
+        createMobileCart(input, ctx),
+      deleteMobileCart: (_: unknown, { input }: Input<Parameters<typeof deleteMobileCart>[0]>) =>
+        deleteMobileCart(input),
+      attachMobilePayment: (_: unknown, { input }: Input<Parameters<typeof attachMobilePayment>[0]>, ctx) =>
+        attachMobilePayment(input, ctx),
+      placeMobileOrder: (_: unknown, { input }: Input<Parameters<typeof placeMobileOrder>[0]>, ctx) =>
+        placeMobileOrder(input, ctx),
     },
   },
   routes: [fulfillRoute, sanctionedRoute],

@@ -89,6 +89,7 @@ describe('the production build', () => {
       'legacy-ecommerce',
       'app-store',
       'google-play',
+      'mobile-apps',
     ])
       for (const file of ['index.js', 'schema.graphql'])
         expect(existsSync(join(build.dir, 'subgraphs', plugin, file)), `${plugin}/${file}`).toBe(true);

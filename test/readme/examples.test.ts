@@ -62,6 +62,7 @@ describe('README.md example operations', () => {
       'GET /orders/unified/order_history/',
       'query MobilePurchases {',
       'mutation ReportFulfillment {',
+      'POST /iap/create-order/',
     ]);
   });
 
