@@ -12,7 +12,8 @@ import {
 import { orderManagementClient } from './client.js';
 import { readOrderManagementConfig, readRetirementSalt } from './config.js';
 import { orderView, pspOf, successfulPayment, type OrderView } from './model.js';
-import { fulfillRoute, sanctionedRoute } from './routes.js';
+import { fulfillRoute, returnedRoute, sanctionedRoute } from './routes.js';
+import { settleReturn } from './returns.js';
 
 /**
  * The order-management Plugin: wraps the order management Service (commercetools). It owns the
@@ -88,6 +89,7 @@ export default definePlugin({
     Mutation: {
       createReturn: ['staff', 'service'],
       markReturnNotRefunded: ['staff', 'service'],
+      settleReturn: ['staff', 'service'],
       recordRefundTransaction: ['staff', 'service'],
       startFulfillment: ['staff', 'service'],
       failFulfillment: ['staff', 'service'],
@@ -151,6 +153,8 @@ export default definePlugin({
     Mutation: {
       createReturn: (_: unknown, { input }: Input<Parameters<typeof createReturn>[0]>, ctx) =>
         createReturn(input, ctx),
+      settleReturn: (_: unknown, { input }: Input<Parameters<typeof settleReturn>[0]>, ctx) =>
+        settleReturn(input, ctx),
       markReturnNotRefunded: (
         _: unknown,
         { input }: Input<Parameters<typeof markReturnNotRefunded>[0]>,
@@ -171,7 +175,7 @@ export default definePlugin({
         anonymizeCustomer(input, ctx),
     },
   },
-  routes: [fulfillRoute, sanctionedRoute],
+  routes: [fulfillRoute, sanctionedRoute, returnedRoute],
   config: [readOrderManagementConfig, readRetirementSalt],
   health: { service: 'order-management', check: () => orderManagementClient().check() },
 });
