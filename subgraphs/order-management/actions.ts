@@ -32,6 +32,8 @@ import {
   settledStatusOf,
   settlementOf,
   storeRefundOf,
+  awaitingStoreRefund,
+  isStorePayment,
   storeRefundShareCents,
   type ReturnPlan,
 } from './returns.js';
@@ -299,6 +301,14 @@ export async function recordRefundTransaction(
           }),
         { correlationId: ctx.idempotencyKey },
       ),
+    );
+  } else if (transaction.state !== 'Failure' && isStorePayment(payment)) {
+    // A mobile store's refund notification: the store refunds the whole purchase, so the returns of
+    // the order awaiting it (settleReturn left them Initial) are refunded by it.
+    await service(() =>
+      client.updateWithRetry('orders', order.id, (current) => awaitingStoreRefund(current, transaction.id), {
+        correlationId: ctx.idempotencyKey,
+      }),
     );
   }
   return { transactionId: transaction.id, orderId: order.id, recorded };

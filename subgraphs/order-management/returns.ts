@@ -163,6 +163,28 @@ export function storeRefundShareCents(order: CtOrder, payment: CtPayment, lineIt
   return lineItemIds.reduce((sum, id) => sum + (shares.get(id) ?? 0), 0);
 }
 
+/** Whether a mobile store took the payment (and refunds it). */
+export function isStorePayment(payment: CtPayment): boolean {
+  const psp = pspOf(payment);
+  return psp !== undefined && STORE_PSPS.has(psp.psp);
+}
+
+/** The updates that settle the order's returns awaiting a store's refund with its transaction. */
+export function awaitingStoreRefund(order: CtOrder, transactionId: string): UpdateAction[] {
+  return (order.returnInfo ?? [])
+    .flatMap((info) => info.items)
+    .filter((item) => item.paymentState === 'Initial')
+    .flatMap((item) => [
+      { action: 'setReturnPaymentState', returnItemId: item.id, paymentState: 'Refunded' },
+      {
+        action: 'setReturnItemCustomType',
+        returnItemId: item.id,
+        type: { typeId: 'type', key: 'returnItemCustomType' },
+        fields: { transactionId },
+      },
+    ]);
+}
+
 /** How the return of `order`'s new lines is settled (see ReturnSettlement). */
 export function settlementOf(order: CtOrder, newLines: number): ReturnSettlement {
   if (!newLines) return 'ALREADY_RETURNED';
@@ -245,15 +267,7 @@ export async function settleReturn(
         const payment = successfulPayment(current);
         const refund = payment && storeRefundOf(payment);
         if (!refund) return [];
-        return open.flatMap((item) => [
-          { action: 'setReturnPaymentState', returnItemId: item.id, paymentState: 'Refunded' },
-          {
-            action: 'setReturnItemCustomType',
-            returnItemId: item.id,
-            type: { typeId: 'type', key: 'returnItemCustomType' },
-            fields: { transactionId: refund.id },
-          },
-        ]);
+        return awaitingStoreRefund({ ...current, returnInfo: [info] }, refund.id);
       },
       { current: order, correlationId: ctx.idempotencyKey },
     );

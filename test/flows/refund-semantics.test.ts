@@ -422,7 +422,7 @@ describe('a refund request on a mobile order', () => {
     },
   );
 
-  it('not refunded by the store yet: the return stays Initial, awaiting the store’s refund; no PSP call', async () => {
+  it('not refunded by the store yet: the return stays Initial until the store’s refund is recorded; no PSP call', async () => {
     const order = seedMobileOrder('ANDROID_IAP');
     const calls = pspRefundCalls();
 
@@ -438,6 +438,35 @@ describe('a refund request on a mobile order', () => {
     const again = await requestRefund(order.orderId, [order.lineItemIds[0]!]);
     expect(again.answer).toMatchObject({ alreadyRefunded: true, refundStatus: 'already_returned' });
     expect(returnItems(order.orderId)).toHaveLength(1);
+
+    // The store's refund notification records the refund (the payment.refunded.v1 receiver's Action):
+    // the return awaiting it is Refunded against it.
+    const recorded = await cc.graphql<{
+      recordRefundTransaction: { transactionId: string; recorded: boolean };
+    }>(
+      `mutation ($input: RecordRefundTransactionInput!) {
+        recordRefundTransaction(input: $input) { transactionId recorded }
+      }`,
+      {
+        input: {
+          pspPaymentId: order.transactionId,
+          pspRefundId: order.transactionId,
+          refundedAmountCents: 4_999,
+          currency: 'USD',
+          refundStatus: 'succeeded',
+          refundCreatedAt: new Date().toISOString(),
+        },
+      },
+      cc.tokens.staff,
+    );
+    expect(recorded.errors).toBeUndefined();
+    const { transactionId } = recorded.data!.recordRefundTransaction;
+    expect(returnItems(order.orderId)).toEqual([
+      expect.objectContaining({
+        paymentState: 'Refunded',
+        custom: expect.objectContaining({ fields: { transactionId } }),
+      }),
+    ]);
   });
 });
 
