@@ -411,14 +411,20 @@ describe('a refund request on a mobile order', () => {
       await new Promise((resolve) => setTimeout(resolve, 300));
       expect(await revocations(order.orderId)).toEqual([]);
 
-      // The order's payment reads as the store's.
+      // The order's payment reads as the store's, without an error from a PSP.
       const read = await cc.graphql<{ order: { payment: { psp: string; pspPaymentId: string } } }>(
-        'query ($id: ID!) { order(id: $id) { payment { psp pspPaymentId } } }',
+        'query ($id: ID!) { order(id: $id) { payment { psp pspPaymentId paypal { status } stripe { status } } } }',
         { id: order.orderId },
         cc.tokens.staff,
       );
       expect(read.errors).toBeUndefined();
-      expect(read.data?.order.payment).toEqual({ psp, pspPaymentId: order.transactionId });
+      // Neither PSP Plugin asks its PSP about a store's transaction.
+      expect(read.data?.order.payment).toEqual({
+        psp,
+        pspPaymentId: order.transactionId,
+        paypal: null,
+        stripe: null,
+      });
     },
   );
 
