@@ -564,6 +564,27 @@ describe('POST /order-management/returned (ReturnInfoAdded)', () => {
     );
   });
 
+  it('the same return announced by two events at once: one flow, one PSP refund', async () => {
+    const order = seedPaidOrder(cc, 'PAYPAL');
+    const index = returnInMerchantCenter(order.orderId, [order.lineItemIds[0]!]);
+
+    const answers = await Promise.all([
+      postReturned(returnInfoAdded(order.orderId, index)),
+      postReturned(returnInfoAdded(order.orderId, index)),
+    ]);
+
+    // One ran it; the other found it running (202) or answered its record.
+    for (const answer of answers) expect([200, 202]).toContain(answer.status);
+    expect(answers.some((a) => a.status === 200 && a.body.status === 'COMPLETED')).toBe(true);
+    await waitFor(async () => {
+      const flows = (await flowsOf(order.orderId)).filter((f) => f.name === 'order.refund.requested.v1');
+      expect(flows.map((f) => f.status)).toEqual(['COMPLETED']);
+    });
+    expect(pspRefunds(order)).toEqual([14_900]);
+    expect(refundTransactions(order.orderId)).toHaveLength(1);
+    expect(returnItems(order.orderId).map((i) => i.paymentState)).toEqual(['Refunded']);
+  });
+
   it('a Merchant Center return of a line another return refunded reuses that refund, no PSP call', async () => {
     const order = seedPaidOrder(cc, 'PAYPAL');
     const refunded = await requestRefund(order.orderId, [order.lineItemIds[0]!]);
