@@ -18,6 +18,8 @@ export interface OrderPaymentReference {
   lmsUserId?: number | null;
   /** PayPal: the PayPal order of the capture, from the order management Plugin. */
   pspOrderId?: string | null;
+  /** Whose payment it is (STRIPE, PAYPAL, IOS_IAP, ANDROID_IAP), from the order management Plugin. */
+  psp?: string | null;
 }
 
 /**

@@ -26,6 +26,17 @@ import {
   successfulPayment,
   type LineItemState,
 } from './model.js';
+import {
+  COORDINATOR_RETURN_PREFIX,
+  planReturn,
+  settledStatusOf,
+  settlementOf,
+  storeRefundOf,
+  awaitingStoreRefund,
+  isStorePayment,
+  storeRefundShareCents,
+  type ReturnPlan,
+} from './returns.js';
 
 /**
  * The order-management Plugin's Actions (mutations). Each is safe to retry: a retried step re-reads
@@ -68,7 +79,10 @@ async function service<T>(work: () => Promise<T>): Promise<T> {
 
 // ---- Refunds ------------------------------------------------------------------------------------
 
-export async function createReturn(input: { orderId: string; lineItemIds: string[] }, ctx: ActionContext) {
+export async function createReturn(
+  input: { orderId: string; lineItemIds: string[]; returnId?: string | null },
+  ctx: ActionContext,
+) {
   const { orderId, lineItemIds } = input;
   if (!lineItemIds.length) throw badInput('lineItemIds is empty: name the lines to return');
   const duplicates = lineItemIds.filter((id, i) => lineItemIds.indexOf(id) !== i);
@@ -81,61 +95,54 @@ export async function createReturn(input: { orderId: string; lineItemIds: string
     throw badInput(`Order ${order.orderNumber ?? orderId} has no line item ${unknown.join(', ')}`);
 
   // The return's id comes from the step's idempotency key, so a retried step finds the return it made.
-  const returnId = ctx.idempotencyKey
-    ? `ret-${createHash('sha256').update(`${orderId}:${ctx.idempotencyKey}`).digest('hex').slice(0, 32)}`
+  const newReturnId = ctx.idempotencyKey
+    ? `${COORDINATOR_RETURN_PREFIX}${createHash('sha256').update(`${orderId}:${ctx.idempotencyKey}`).digest('hex').slice(0, 32)}`
     : randomUUID();
+  // Lines already returned are answered, not returned again (the reference's "Refund already
+  // created"): a retried or duplicate request is a success that refunds nothing twice.
+  let plan: ReturnPlan | undefined;
   const updated = await service(() =>
     orderManagementClient().updateWithRetry(
       'orders',
       orderId,
       (current) => {
-        if (current.returnInfo?.some((r) => r.returnTrackingId === returnId)) return [];
-        // A line may be returned again only if its earlier return was not refunded.
-        const taken = lineItemIds.filter((id) =>
-          current.returnInfo?.some((r) =>
-            r.items.some((i) => i.lineItemId === id && i.paymentState !== 'NotRefunded'),
-          ),
-        );
-        if (taken.length)
-          throw new DomainError(
-            ErrorCode.CONFLICT,
-            `Line items ${taken.join(', ')} of order ${current.orderNumber} are already returned`,
-            {
-              lineItemIds: taken,
-            },
-          );
-        return [
-          {
-            action: 'addReturnInfo',
-            returnTrackingId: returnId,
-            returnDate: new Date().toISOString(),
-            items: lineItemIds.map((lineItemId) => ({
-              quantity: 1,
-              lineItemId,
-              shipmentState: 'Returned',
-              comment: 'Refund requested through the Commerce Coordinator',
-            })),
-          },
-        ];
+        plan = planReturn(current, { lineItemIds, newReturnId, adopt: input.returnId });
+        return plan.actions;
       },
       { current: order, correlationId: ctx.idempotencyKey },
     ),
   );
+  const { returnId, newLineItemIds, alreadyReturned } = plan!;
 
   const view = orderView(updated);
   const payment = successfulPayment(updated);
   const psp = payment && pspOf(payment);
+  const settlement = settlementOf(updated, newLineItemIds.length);
+  const storeRefund = settlement === 'STORE_REFUND' && payment ? storeRefundOf(payment) : undefined;
   return {
-    returnId,
+    // Nothing new returned: the return that holds the first line asked for.
+    returnId: returnId ?? alreadyReturned[0]?.returnId ?? input.returnId ?? newReturnId,
     orderNumber: view.orderNumber,
     lmsUserId: view.lmsUserId,
     username: view.username,
     psp: psp?.psp ?? null,
     pspPaymentId: psp?.pspPaymentId ?? null,
-    refundAmountCents: payment && psp ? refundAmountCents(updated, payment, returnId) : 0,
+    refundAmountCents:
+      !payment || !psp || !returnId
+        ? 0
+        : settlement === 'STORE_REFUND'
+          ? storeRefundShareCents(updated, payment, newLineItemIds)
+          : refundAmountCents(updated, payment, returnId),
     currency: payment?.amountPlanned.currencyCode ?? updated.totalPrice.currencyCode,
+    settlement,
+    alreadyRefunded: newLineItemIds.length === 0,
+    alreadyReturnedItems: alreadyReturned,
+    refundStatus: settledStatusOf(settlement, updated, alreadyReturned),
+    // Already returned: the first line's refund; a mobile store's refund: its transaction.
+    transactionId: storeRefund?.id ?? (returnId ? null : (alreadyReturned[0]?.transactionId ?? null)),
+    // Only the lines returned now: the lines returned before were revoked by their own flow.
     returnedItems: view.lineItems
-      .filter((line) => lineItemIds.includes(line.id))
+      .filter((line) => newLineItemIds.includes(line.id))
       .map((line) => ({
         lineItemId: line.id,
         kind: line.kind,
@@ -296,6 +303,14 @@ export async function recordRefundTransaction(
           }),
         { correlationId: ctx.idempotencyKey },
       ),
+    );
+  } else if (transaction.state !== 'Failure' && isStorePayment(payment)) {
+    // A mobile store's refund notification: the store refunds the whole purchase, so the returns of
+    // the order awaiting it (settleReturn left them Initial) are refunded by it.
+    await service(() =>
+      client.updateWithRetry('orders', order.id, (current) => awaitingStoreRefund(current, transaction.id), {
+        correlationId: ctx.idempotencyKey,
+      }),
     );
   }
   return { transactionId: transaction.id, orderId: order.id, recorded };

@@ -13,7 +13,6 @@ import { orderManagementClient } from './client.js';
 import { recordMobileRefund, type MobileRefundInput } from './mobile-refunds.js';
 import { readOrderManagementConfig, readRetirementSalt } from './config.js';
 import { orderView, pspOf, successfulPayment, type OrderView } from './model.js';
-import { fulfillRoute, sanctionedRoute } from './routes.js';
 import {
   attachMobilePayment,
   createMobileCart,
@@ -23,6 +22,8 @@ import {
   placeMobileOrder,
   replaceActiveCart,
 } from './mobile.js';
+import { fulfillRoute, returnedRoute, sanctionedRoute } from './routes.js';
+import { settleReturn } from './returns.js';
 
 /**
  * The order-management Plugin: wraps the order management Service (commercetools). It owns the
@@ -98,6 +99,7 @@ export default definePlugin({
     Mutation: {
       createReturn: ['staff', 'service'],
       markReturnNotRefunded: ['staff', 'service'],
+      settleReturn: ['staff', 'service'],
       recordRefundTransaction: ['staff', 'service'],
       startFulfillment: ['staff', 'service'],
       failFulfillment: ['staff', 'service'],
@@ -170,6 +172,8 @@ export default definePlugin({
     Mutation: {
       createReturn: (_: unknown, { input }: Input<Parameters<typeof createReturn>[0]>, ctx) =>
         createReturn(input, ctx),
+      settleReturn: (_: unknown, { input }: Input<Parameters<typeof settleReturn>[0]>, ctx) =>
+        settleReturn(input, ctx),
       markReturnNotRefunded: (
         _: unknown,
         { input }: Input<Parameters<typeof markReturnNotRefunded>[0]>,
@@ -205,7 +209,7 @@ export default definePlugin({
         placeMobileOrder(input, ctx),
     },
   },
-  routes: [fulfillRoute, sanctionedRoute],
+  routes: [fulfillRoute, sanctionedRoute, returnedRoute],
   config: [readOrderManagementConfig, readRetirementSalt],
   health: { service: 'order-management', check: () => orderManagementClient().check() },
 });

@@ -7,7 +7,10 @@ import type { CtLineItem, CtOrder, CtPayment, CtReturnInfo, CtReturnItem, Update
  */
 
 export type LineItemState = 'INITIAL' | 'PENDING' | 'PROCESSING' | 'SUCCESS' | 'FAILURE';
-export type Psp = 'STRIPE' | 'PAYPAL';
+export type Psp = 'STRIPE' | 'PAYPAL' | 'IOS_IAP' | 'ANDROID_IAP';
+
+/** The payment interfaces of mobile in-app purchases: the store (Apple, Google) refunds them, not us. */
+export const STORE_PSPS: ReadonlySet<Psp> = new Set(['IOS_IAP', 'ANDROID_IAP']);
 
 /** The keys of the line item States provisioned in the project. */
 export const LINE_STATE_KEYS: Record<LineItemState, string> = {
@@ -115,7 +118,10 @@ export function successfulPayment(order: CtOrder): CtPayment | undefined {
     .find((payment) => payment?.paymentStatus.interfaceCode === 'succeeded');
 }
 
-/** The PSP and its payment id: Stripe's PaymentIntent (interfaceId), PayPal's capture (the Charge). */
+/**
+ * The PSP and its payment id: Stripe's PaymentIntent (interfaceId), PayPal's capture (the Charge), a
+ * mobile store's transaction (interfaceId: Apple's transactionId, Google's orderId).
+ */
 export function pspOf(payment: CtPayment): { psp: Psp; pspPaymentId: string } | undefined {
   switch (payment.paymentMethodInfo.paymentInterface) {
     case 'stripe_edx':
@@ -124,8 +130,12 @@ export function pspOf(payment: CtPayment): { psp: Psp; pspPaymentId: string } | 
       const charge = payment.transactions.find((t) => t.type === 'Charge' && t.state === 'Success');
       return charge?.interactionId ? { psp: 'PAYPAL', pspPaymentId: charge.interactionId } : undefined;
     }
+    case 'ios_iap_edx':
+      return payment.interfaceId ? { psp: 'IOS_IAP', pspPaymentId: payment.interfaceId } : undefined;
+    case 'android_iap_edx':
+      return payment.interfaceId ? { psp: 'ANDROID_IAP', pspPaymentId: payment.interfaceId } : undefined;
     default:
-      // Mobile in-app purchases and other processors are not refunded through a PSP here.
+      // Other processors are not refunded through the Coordinator.
       return undefined;
   }
 }
@@ -190,7 +200,11 @@ export function refundAmountCents(order: CtOrder, payment: CtPayment, returnId: 
     [...new Set(lineItemIds)].reduce((sum, id) => sum + (shares.get(id) ?? 0), 0);
   const returns = order.returnInfo ?? [];
   const thisReturn = returns.find((r) => returnIdOf(r) === returnId);
-  const own = shareOf(thisReturn?.items.flatMap((i) => (i.lineItemId ? [i.lineItemId] : [])) ?? []);
+  // Items of this return already settled (a line refunded by an earlier return) are not refunded again.
+  const own = shareOf(
+    thisReturn?.items.flatMap((i) => (i.lineItemId && i.paymentState === 'Initial' ? [i.lineItemId] : [])) ??
+      [],
+  );
   const claimedByOthers = shareOf(
     returns
       .filter((r) => r !== thisReturn)

@@ -126,3 +126,76 @@ export const sanctionedRoute: Route = {
     return { status: 200, body: { published: true, duplicate } };
   },
 };
+
+/**
+ * commercetools' ReturnInfoAdded message: `detail.returnInfo` is the return added to the order
+ * (`detail.resource.id`), by the Coordinator's own refund flow or by staff in the Merchant Center.
+ */
+const returnInfoAddedSchema = z.object({
+  returnInfo: z.object({
+    returnTrackingId: z.string().min(1).optional(),
+    items: z
+      .array(z.object({ id: z.string().min(1), lineItemId: z.string().min(1).optional() }).passthrough())
+      .min(1)
+      .max(500),
+  }),
+});
+
+/**
+ * A return was added to an order: its items go through the refund flow of that return (createReturn
+ * adopts it, never adds a second). One flow per return, whatever event announces it: a redelivered
+ * event, or another event for the same return, finds the recorded flow, so a return is refunded once.
+ * The Coordinator's own returns come back here too; their flow refunded them, so they are answered as
+ * already returned.
+ */
+export const returnedRoute: Route = {
+  method: 'POST',
+  path: '/order-management/returned',
+  aliases: ['/commercetools/returned', '/orders/returned'],
+  async handle(request, runtime) {
+    const accepted = accept(request);
+    if (isResponse(accepted)) return accepted;
+    // The envelope's schema keeps only what every event has: the message itself is read from the body.
+    const body = JSON.parse(request.rawBody.toString('utf8')) as { detail?: unknown };
+    const parsed = returnInfoAddedSchema.safeParse(body.detail);
+    if (!parsed.success)
+      return error(
+        400,
+        ErrorCode.BAD_USER_INPUT,
+        `The event is not a ReturnInfoAdded message: ${parsed.error.issues
+          .map((issue) => `detail.${issue.path.join('.')}: ${issue.message}`)
+          .join('; ')}`,
+      );
+    const { returnInfo } = parsed.data;
+    const lineItemIds = [...new Set(returnInfo.items.flatMap((i) => (i.lineItemId ? [i.lineItemId] : [])))];
+    if (!lineItemIds.length)
+      return error(400, ErrorCode.BAD_USER_INPUT, 'The return has no line item returns (lineItemId)');
+    // No flow for an event about an order the Service does not have (a forged or stale event).
+    if (!(await orderManagementClient().getOrder(accepted.orderId)))
+      return error(404, ErrorCode.NOT_FOUND, `No order ${accepted.orderId}`);
+    // The id a return is known by (model.ts returnIdOf): its tracking id, else its first item's id.
+    const returnId = returnInfo.returnTrackingId ?? returnInfo.items[0]!.id;
+    try {
+      const result = await runtime.runFilter(
+        'order.refund.requested.v1',
+        { orderId: accepted.orderId, lineItemIds, returnId },
+        { idempotencyKey: `returned:${accepted.orderId}:${returnId}`, principal: request.principal },
+      );
+      const { error: refusal } = result;
+      if (result.status === 'REJECTED' && refusal && isErrorCode(refusal.code))
+        return error(httpStatusOf(refusal.code), refusal.code, refusal.message);
+      return {
+        status: 200,
+        body: {
+          flowId: result.flowId,
+          status: result.status,
+          ...(result.error ? { error: result.error } : {}),
+        },
+      };
+    } catch (failure) {
+      if (domainCodeOf(failure) === ErrorCode.FLOW_IN_PROGRESS)
+        return error(202, ErrorCode.FLOW_IN_PROGRESS, (failure as Error).message);
+      throw failure;
+    }
+  },
+};

@@ -54,7 +54,8 @@ const captures = (ctx: ActionContext) =>
  */
 async function orderPaymentAtPayPal(payment: OrderPaymentReference, _: unknown, ctx: ActionContext) {
   authorizePaymentDetails(ctx, payment);
-  if (isStripeId(payment.pspPaymentId)) return null;
+  // A payment of another PSP (psp from the order management Plugin; an id such as pi_… when absent).
+  if (isStripeId(payment.pspPaymentId) || (payment.psp && payment.psp !== 'PAYPAL')) return null;
   const details = await captures(ctx).load(
     JSON.stringify([payment.pspPaymentId, payment.pspOrderId ?? null]),
   );

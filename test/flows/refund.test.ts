@@ -191,6 +191,8 @@ function expectRefundSteps(flow: FlowRun, o: SeededOrder, refundCents: number) {
       : (['refundPayPalPayment', 'refundStripePayment'] as const);
   expect(flow.steps.map((s) => [s.action, s.status])).toEqual([
     ['createReturn', 'COMPLETED'],
+    // A PSP refunds this return: the step settling returns no PSP refunds does not run.
+    ['settleReturn', 'SKIPPED'],
     ['refundStripePayment', o.psp === 'STRIPE' ? 'COMPLETED' : 'SKIPPED'],
     ['refundPayPalPayment', o.psp === 'PAYPAL' ? 'COMPLETED' : 'SKIPPED'],
     ['recordRefundTransaction', 'COMPLETED'],
@@ -308,10 +310,13 @@ describe.each(['STRIPE', 'PAYPAL'] as const)('the refund flow of a %s-paid order
       expect(enrollment(order, 0)?.isActive).toBe(false);
       expect(enrollment(order, 1)?.isActive).toBe(false);
     });
-    // Nothing is left to refund: another request for a line is refused before any PSP call.
+    // Nothing is left to refund: another request for a line is answered as already refunded (the
+    // reference's "Refund already created", a success since issue 11) before any PSP call.
     const calls = pspRefundCalls(order);
     const third = await requestRefund(order, [order.lineItemIds[0]!]);
-    expect(third.error?.extensions?.code).toBe('CONFLICT');
+    expect(third.error).toBeUndefined();
+    expect(third.flow?.status).toBe('HALTED');
+    expect(third.flow?.output).toMatchObject({ alreadyRefunded: true, refundStatus: 'already_refunded' });
     expect(pspRefundCalls(order)).toBe(calls);
     expect(pspRefunds(order)).toHaveLength(2);
   });
@@ -337,16 +342,22 @@ describe('an already refunded payment is never refunded twice', () => {
     expect(await refundFlows(order)).toHaveLength(1);
   });
 
-  it('a new request for lines already returned is a CONFLICT, with no PSP call', async () => {
+  // Was a CONFLICT before issue 11: a retried request (the LMS asking again) is the reference's
+  // idempotent "Refund already created". test/flows/refund-semantics.test.ts asserts the answer.
+  it('a new request for lines already returned is answered as already refunded, with no PSP call', async () => {
     const order = seedOrder('PAYPAL');
     expect((await requestRefund(order, [order.lineItemIds[0]!])).flow?.status).toBe('COMPLETED');
 
     const again = await requestRefund(order, [order.lineItemIds[0]!]);
 
-    expect(again.error?.extensions).toMatchObject({ code: 'CONFLICT', lineItemIds: [order.lineItemIds[0]] });
+    expect(again.error).toBeUndefined();
+    expect(again.flow?.output).toMatchObject({ alreadyRefunded: true, refundStatus: 'already_refunded' });
     const flows = await refundFlows(order);
-    expect(flows.map((f) => f.status)).toEqual(['COMPLETED', 'FAILED']);
-    expect(flows[1]!.steps.map((s) => [s.action, s.status])).toEqual([['createReturn', 'FAILED']]);
+    expect(flows.map((f) => f.status)).toEqual(['COMPLETED', 'HALTED']);
+    expect(flows[1]!.steps.map((s) => [s.action, s.status])).toEqual([
+      ['createReturn', 'COMPLETED'],
+      ['settleReturn', 'HALTED'],
+    ]);
     expect(pspRefundCalls(order)).toBe(1);
     expect(pspRefunds(order)).toHaveLength(1);
     expect(refundTransactions(order)).toHaveLength(1);
@@ -612,6 +623,7 @@ describe('a PSP rejection', () => {
       const refundStep = psp === 'STRIPE' ? 'refundStripePayment' : 'refundPayPalPayment';
       expect(record!.steps.map((s) => [s.action, s.status])).toEqual([
         ['createReturn', 'COMPENSATED'],
+        ['settleReturn', 'SKIPPED'],
         ...(psp === 'PAYPAL' ? [['refundStripePayment', 'SKIPPED']] : []),
         [refundStep, 'FAILED'],
         ['markReturnNotRefunded', 'COMPLETED'],
@@ -659,6 +671,7 @@ describe('a failure after the money moved', () => {
     expect(record!.status).toBe('FAILED');
     expect(record!.steps.map((s) => [s.action, s.status])).toEqual([
       ['createReturn', 'COMPLETED'],
+      ['settleReturn', 'SKIPPED'],
       ['refundStripePayment', 'SKIPPED'],
       ['refundPayPalPayment', 'COMPLETED'],
       ['recordRefundTransaction', 'FAILED'],
@@ -674,8 +687,10 @@ describe('a failure after the money moved', () => {
     expect(pspRefunds(order)).toHaveLength(1);
     expect(refundTransactions(order)).toEqual([]);
     expect(returnItems(order).map((i) => i.paymentState)).toEqual(['Initial']);
+    // Asked again, the line is answered as already returned (in flight): no second refund.
     const again = await requestRefund(order, [order.lineItemIds[0]!]);
-    expect(again.error?.extensions?.code).toBe('CONFLICT');
+    expect(again.error).toBeUndefined();
+    expect(again.flow?.output).toMatchObject({ alreadyRefunded: true, refundStatus: 'already_returned' });
     expect(pspRefunds(order)).toHaveLength(1);
     expect(enrollment(order, 0)?.isActive).toBe(true);
     expect(await revocations(order)).toEqual([]);

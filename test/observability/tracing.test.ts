@@ -121,7 +121,7 @@ describe('the trace of a refund', () => {
     // Started in the request it belongs to: nothing earlier to link to.
     expect(flowSpan.span.links).toEqual([]);
 
-    // One span per step that ran (the PayPal refund was skipped by its `when`), in order.
+    // One span per step that ran (settleReturn and the PayPal refund were skipped by their `when`), in order.
     expect(flowSpan.children.map((s) => s.name)).toEqual([
       'step createReturn',
       'step refundStripePayment',
@@ -130,15 +130,15 @@ describe('the trace of a refund', () => {
     const [createReturn, refundStripe, recordRefund] = flowSpan.children as [SpanNode, SpanNode, SpanNode];
     expect(refundStripe.span.attributes).toMatchObject({
       'coordinator.flow.id': flow.id,
-      'coordinator.step.index': 1,
+      'coordinator.step.index': 2,
       'coordinator.action': 'refundStripePayment',
       'coordinator.step.attempt': 1,
-      'coordinator.step.idempotency_key': `${flow.id}:1`,
+      'coordinator.step.idempotency_key': `${flow.id}:2`,
       'coordinator.implementation': 'stripe',
       'coordinator.step.status': 'completed',
     });
     expect(createReturn.attribute('coordinator.implementation')).toBe('order-management');
-    expect(recordRefund.attribute('coordinator.step.index')).toBe(3);
+    expect(recordRefund.attribute('coordinator.step.index')).toBe(4);
 
     // Each step's Action call, the fetch of the Plugin that implements it, and that Plugin's Service calls.
     for (const [step, action, subgraph, service] of [
@@ -213,8 +213,13 @@ describe('the trace of a refund', () => {
     exporter.reset();
     const caller = callerTraceparent();
 
-    // The same line again: the order management Service refuses the return (CONFLICT).
-    const again = await refund({ orderId: order.orderId, lineItemIds }, caller.traceparent);
+    // The order management Service refuses the return (400: CONFLICT). The same line again would not
+    // do: it is answered as already refunded.
+    cc.services.orderManagement.failNext(1, 400, '/edx-commerce/orders', 'POST');
+    const again = await refund(
+      { orderId: order.orderId, lineItemIds: [order.lineItemIds[1]!] },
+      caller.traceparent,
+    );
     expect(again.errors?.[0]?.extensions).toMatchObject({ code: 'CONFLICT' });
     const forest = spanForest(exporter);
 

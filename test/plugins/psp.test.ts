@@ -1095,7 +1095,7 @@ describe('the two PSP subgraphs', () => {
       'stripe: StripePayment @join__field(graph: STRIPE, requires: "lmsUserId")',
     );
     expect(supergraphSdl).toContain(
-      'paypal: PayPalCapture @join__field(graph: PAYPAL, requires: "lmsUserId pspOrderId")',
+      'paypal: PayPalCapture @join__field(graph: PAYPAL, requires: "lmsUserId pspOrderId psp")',
     );
   });
 });

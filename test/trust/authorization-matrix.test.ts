@@ -100,6 +100,10 @@ const MATRIX: Record<string, Row> = {
     query: `mutation { markReturnNotRefunded(input: { orderId: "${unknownOrder}", returnId: "r" }) { returnId } }`,
     expect: STEP_ONLY,
   },
+  settleReturn: {
+    query: `mutation { settleReturn(input: { orderId: "${unknownOrder}", returnId: "r", settlement: NO_PAYMENT }) { returnId } }`,
+    expect: STEP_ONLY,
+  },
   recordRefundTransaction: {
     query: `mutation { recordRefundTransaction(input: { pspPaymentId: "pi_unknown", pspRefundId: "re_x", refundedAmountCents: 1, currency: "USD", refundStatus: "succeeded", refundCreatedAt: "2026-01-01T00:00:00Z" }) { transactionId } }`,
     expect: STEP_ONLY,
