@@ -180,6 +180,8 @@ export interface SeedLineItem {
   bundleKey?: string;
   /** The course mode (variant attribute `mode`). @default 'verified' */
   mode?: string;
+  /** A credit-mode line's credit provider (variant attribute `credit-provider`). */
+  creditProvider?: string;
   state?: LineState;
   entitlementUuid?: string;
 }
@@ -555,7 +557,10 @@ export class OrderManagementStore {
           variant: {
             id: 1,
             sku: line.courseRunKey ?? line.bundleKey,
-            attributes: [{ name: 'mode', value: line.mode ?? 'verified' }],
+            attributes: [
+              { name: 'mode', value: line.mode ?? 'verified' },
+              ...(line.creditProvider ? [{ name: 'credit-provider', value: line.creditProvider }] : []),
+            ],
           },
           price: { id: randomUUID(), value: money(line.priceCents, currency) },
           quantity: 1,

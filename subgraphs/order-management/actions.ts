@@ -323,6 +323,7 @@ export async function startFulfillment(input: { orderId: string }, ctx: ActionCo
   const view = orderView(updated);
   return {
     orderNumber: view.orderNumber,
+    datePlaced: view.createdAt,
     lmsUserId: view.lmsUserId,
     username: view.username,
     email: view.email,
@@ -335,6 +336,7 @@ export async function startFulfillment(input: { orderId: string }, ctx: ActionCo
         courseRunKey: line.courseRunKey,
         bundleKey: line.bundleKey,
         mode: line.mode,
+        creditProvider: line.creditProvider,
       })),
   };
 }

@@ -12,6 +12,7 @@ import {
 import { orderManagementClient } from './client.js';
 import { readOrderManagementConfig, readRetirementSalt } from './config.js';
 import { orderView, pspOf, successfulPayment, type OrderView } from './model.js';
+import { refundLines } from './refund-lines.js';
 import { fulfillRoute, sanctionedRoute } from './routes.js';
 
 /**
@@ -84,6 +85,7 @@ export default definePlugin({
       order: ['learner', 'staff', 'service'],
       orderByNumber: ['learner', 'staff', 'service'],
       ordersForLearner: ['learner', 'staff', 'service'],
+      refundLines: ['staff', 'service'],
     },
     Mutation: {
       createReturn: ['staff', 'service'],
@@ -130,6 +132,8 @@ export default definePlugin({
         for (const view of views) orders(ctx).prime(view.id, view);
         return views;
       },
+      refundLines: (_: unknown, { input }: Input<Parameters<typeof refundLines>[0]>, ctx) =>
+        refundLines(input, ctx),
     },
     Order: {
       __resolveReference: async (ref: { id: string }, ctx: ActionContext) => {

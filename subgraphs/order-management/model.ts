@@ -86,6 +86,12 @@ const field = (line: CtLineItem, name: string): string | undefined => {
   return typeof value === 'string' && value ? value : undefined;
 };
 
+/** A variant attribute's text value; null when absent or empty. */
+const variantText = (line: CtLineItem, name: string): string | null => {
+  const value = line.variant.attributes?.find((a) => a.name === name)?.value;
+  return typeof value === 'string' && value ? value : null;
+};
+
 export function lineView(line: CtLineItem) {
   const bundleKey = field(line, 'bundleKey');
   // The custom field `kind` says it; older lines without it are bundles when they carry a bundle key.
@@ -103,6 +109,7 @@ export function lineView(line: CtLineItem) {
     state: lineState(line),
     entitlementUuid: field(line, 'entitlementUuid') ?? null,
     mode: String(line.variant.attributes?.find((a) => a.name === 'mode')?.value ?? 'verified'),
+    creditProvider: variantText(line, 'credit-provider'),
   };
 }
 
