@@ -190,6 +190,7 @@ function expectRefundSteps(flow: FlowRun, o: SeededOrder, refundCents: number) {
       ? (['refundStripePayment', 'refundPayPalPayment'] as const)
       : (['refundPayPalPayment', 'refundStripePayment'] as const);
   expect(flow.steps.map((s) => [s.action, s.status])).toEqual([
+    ['refundLines', 'COMPLETED'],
     ['createReturn', 'COMPLETED'],
     ['refundStripePayment', o.psp === 'STRIPE' ? 'COMPLETED' : 'SKIPPED'],
     ['refundPayPalPayment', o.psp === 'PAYPAL' ? 'COMPLETED' : 'SKIPPED'],
@@ -346,7 +347,10 @@ describe('an already refunded payment is never refunded twice', () => {
     expect(again.error?.extensions).toMatchObject({ code: 'CONFLICT', lineItemIds: [order.lineItemIds[0]] });
     const flows = await refundFlows(order);
     expect(flows.map((f) => f.status)).toEqual(['COMPLETED', 'FAILED']);
-    expect(flows[1]!.steps.map((s) => [s.action, s.status])).toEqual([['createReturn', 'FAILED']]);
+    expect(flows[1]!.steps.map((s) => [s.action, s.status])).toEqual([
+      ['refundLines', 'COMPLETED'],
+      ['createReturn', 'FAILED'],
+    ]);
     expect(pspRefundCalls(order)).toBe(1);
     expect(pspRefunds(order)).toHaveLength(1);
     expect(refundTransactions(order)).toHaveLength(1);
@@ -611,6 +615,7 @@ describe('a PSP rejection', () => {
       });
       const refundStep = psp === 'STRIPE' ? 'refundStripePayment' : 'refundPayPalPayment';
       expect(record!.steps.map((s) => [s.action, s.status])).toEqual([
+        ['refundLines', 'COMPLETED'],
         ['createReturn', 'COMPENSATED'],
         ...(psp === 'PAYPAL' ? [['refundStripePayment', 'SKIPPED']] : []),
         [refundStep, 'FAILED'],
@@ -658,6 +663,7 @@ describe('a failure after the money moved', () => {
     const [record] = await refundFlows(order);
     expect(record!.status).toBe('FAILED');
     expect(record!.steps.map((s) => [s.action, s.status])).toEqual([
+      ['refundLines', 'COMPLETED'],
       ['createReturn', 'COMPLETED'],
       ['refundStripePayment', 'SKIPPED'],
       ['refundPayPalPayment', 'COMPLETED'],

@@ -123,22 +123,28 @@ describe('the trace of a refund', () => {
 
     // One span per step that ran (the PayPal refund was skipped by its `when`), in order.
     expect(flowSpan.children.map((s) => s.name)).toEqual([
+      'step refundLines',
       'step createReturn',
       'step refundStripePayment',
       'step recordRefundTransaction',
     ]);
-    const [createReturn, refundStripe, recordRefund] = flowSpan.children as [SpanNode, SpanNode, SpanNode];
+    const [, createReturn, refundStripe, recordRefund] = flowSpan.children as [
+      SpanNode,
+      SpanNode,
+      SpanNode,
+      SpanNode,
+    ];
     expect(refundStripe.span.attributes).toMatchObject({
       'coordinator.flow.id': flow.id,
-      'coordinator.step.index': 1,
+      'coordinator.step.index': 2,
       'coordinator.action': 'refundStripePayment',
       'coordinator.step.attempt': 1,
-      'coordinator.step.idempotency_key': `${flow.id}:1`,
+      'coordinator.step.idempotency_key': `${flow.id}:2`,
       'coordinator.implementation': 'stripe',
       'coordinator.step.status': 'completed',
     });
     expect(createReturn.attribute('coordinator.implementation')).toBe('order-management');
-    expect(recordRefund.attribute('coordinator.step.index')).toBe(3);
+    expect(recordRefund.attribute('coordinator.step.index')).toBe(4);
 
     // Each step's Action call, the fetch of the Plugin that implements it, and that Plugin's Service calls.
     for (const [step, action, subgraph, service] of [
@@ -237,8 +243,9 @@ describe('the trace of a refund', () => {
       expect(node.span.events.map((e) => [e.name, e.attributes?.['exception.type']])).toEqual([
         ['exception', 'CONFLICT'],
       ]);
-    // Nothing to undo before the first step: no compensation ran, so no other step span.
-    expect(flowSpan.children.map((s) => s.name)).toEqual(['step createReturn']);
+    // Nothing to undo before the return (the lines step only reads): no compensation ran, so no
+    // other step span.
+    expect(flowSpan.children.map((s) => s.name)).toEqual(['step refundLines', 'step createReturn']);
   });
 
   it("traces a Service's webhook, and links the receiver run of the signal it commits back to it", async () => {

@@ -59,6 +59,7 @@ describe('README.md example operations', () => {
       'POST /order-management/sanctioned',
       'query RecentFlows {',
       'mutation Retire {',
+      'POST /lms/refund/',
     ]);
   });
 
