@@ -414,6 +414,9 @@ export async function startLms(options: StartLmsOptions = {}): Promise<LmsStandI
   }
 
   // ---- enrollment API (openedx/core/djangoapps/enrollments/views.py) ----
+  /** The enrollment attributes a mode requires (`namespace:name`), as edx-platform's REQUIRED_ATTRIBUTES. */
+  const REQUIRED_ATTRIBUTES: Record<string, string[]> = { credit: ['credit:provider_id'] };
+
   function enroll(caller: LmsUser, body: Record<string, unknown>): HttpAnswer {
     const details = (body.course_details ?? {}) as { course_id?: unknown };
     const courseId = typeof details.course_id === 'string' ? details.course_id : '';
@@ -443,8 +446,36 @@ export async function startLms(options: StartLmsOptions = {}): Promise<LmsStandI
       return new HttpAnswer(400, {
         message: `The [${mode}] course mode is expired or otherwise unavailable for course run [${courseId}].`,
       });
-    const attributes = [...(existing?.attributes ?? [])];
     const given = Array.isArray(body.enrollment_attributes) ? body.enrollment_attributes : [];
+    // enrollments/api.py `_invalid_attribute`: each attribute names its namespace, name and value.
+    for (const raw of given as unknown[]) {
+      const missing = ['namespace', 'name', 'value'].find(
+        (key) => !raw || typeof raw !== 'object' || !(key in raw),
+      );
+      if (missing) {
+        const message = `'${missing}' not in enrollment attribute`;
+        return new HttpAnswer(400, { message, localizedMessage: message });
+      }
+    }
+    // enrollments/views.py REQUIRED_ATTRIBUTES: changing an enrollment to a mode that needs attributes
+    // (credit: its provider), when attributes are given, needs those.
+    const modeChanged =
+      existing !== undefined && typeof body.mode === 'string' && body.mode !== existing.mode;
+    const activeChanged =
+      existing !== undefined && typeof body.is_active === 'boolean' && body.is_active !== existing.isActive;
+    if (given.length && (modeChanged || activeChanged)) {
+      const required = REQUIRED_ATTRIBUTES[mode] ?? [];
+      const named = new Set(
+        (given as EnrollmentAttribute[]).map((a) => `${String(a.namespace)}:${String(a.name)}`),
+      );
+      if (required.some((r) => !named.has(r)))
+        return new HttpAnswer(400, {
+          message: `Missing enrollment attributes: requested mode=${mode} required attributes=[${required
+            .map((r) => `'${r}'`)
+            .join(', ')}]`,
+        });
+    }
+    const attributes = [...(existing?.attributes ?? [])];
     for (const raw of given as Array<Partial<EnrollmentAttribute>>) {
       if (!raw?.namespace || !raw.name) continue;
       const attribute = {

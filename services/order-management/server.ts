@@ -73,6 +73,7 @@ export const OrderManagementSeedSchema = z
                       .enum(Object.keys(LINE_ITEM_STATE_KEYS) as [LineState, ...LineState[]])
                       .optional(),
                     entitlementUuid: z.string().min(1).optional(),
+                    creditProvider: z.string().min(1).optional(),
                   })
                   .strict(),
               )

@@ -183,6 +183,8 @@ export interface SeedLineItem {
   mode?: string;
   /** The line of business (variant attribute `lob`); absent means edx, as the reference reads it. */
   lob?: string;
+  /** A credit-mode line's credit provider (variant attribute `credit-provider`). */
+  creditProvider?: string;
   state?: LineState;
   entitlementUuid?: string;
 }
@@ -575,6 +577,7 @@ export class OrderManagementStore {
             attributes: [
               { name: 'mode', value: line.mode ?? 'verified' },
               ...(line.lob ? [{ name: 'lob', value: line.lob }] : []),
+              ...(line.creditProvider ? [{ name: 'credit-provider', value: line.creditProvider }] : []),
             ],
           },
           price: { id: randomUUID(), value: money(line.priceCents, currency) },

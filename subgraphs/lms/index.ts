@@ -12,12 +12,14 @@ import {
   LmsRejectedError,
   LmsUnavailableError,
   type LmsAccount,
+  type EnrollmentAttribute,
   type LmsEntitlement,
   type OrderEnrollment,
 } from './client.js';
 import { lmsConfig, lmsEventBusConfig, type Env } from './config.js';
 import { startRefundConsumer } from './event-consumer.js';
 import { userRetirementRoute } from './retirement-route.js';
+import { refundRoute } from './refund-route.js';
 
 /**
  * The LMS (Open edX) Service Plugin: fulfils orders (enrollments, entitlements), revokes returned
@@ -32,12 +34,15 @@ interface FulfillOrderInput {
   orderNumber: string;
   lmsUserId: number;
   username: string;
+  /** ISO 8601. */
+  datePlaced?: string | null;
   lineItems: Array<{
     lineItemId: string;
     kind: Kind;
     courseRunKey?: string | null;
     bundleKey?: string | null;
     mode?: string | null;
+    creditProvider?: string | null;
   }>;
 }
 
@@ -64,6 +69,36 @@ interface LineFulfillment {
 const DEFAULT_MODE = 'verified';
 /** The enrollment attributes' namespace, read back by the LMS's refund flow. */
 const ORDER_NAMESPACE = 'order';
+/**
+ * The system the order comes from, as the reference names it in `order.source_system`: the order
+ * management Service (commercetools), whose order id and line item id the other attributes give.
+ */
+const ORDER_SOURCE_SYSTEM = 'commercetools';
+const CREDIT_MODE = 'credit';
+
+/**
+ * The enrollment attributes of a course line, as the reference writes them (lms/tasks.py): the LMS
+ * keeps them with the enrollment, and its refund request names the order and line by them. A credit
+ * line names its credit provider too, which the LMS requires of a credit enrollment.
+ */
+function enrollmentAttributes(
+  input: FulfillOrderInput,
+  line: FulfillOrderInput['lineItems'][number],
+  mode: string,
+): EnrollmentAttribute[] {
+  return [
+    { namespace: ORDER_NAMESPACE, name: 'order_number', value: input.orderNumber },
+    { namespace: ORDER_NAMESPACE, name: 'order_id', value: input.orderId },
+    { namespace: ORDER_NAMESPACE, name: 'line_item_id', value: line.lineItemId },
+    ...(input.datePlaced
+      ? [{ namespace: ORDER_NAMESPACE, name: 'date_placed', value: input.datePlaced }]
+      : []),
+    { namespace: ORDER_NAMESPACE, name: 'source_system', value: ORDER_SOURCE_SYSTEM },
+    ...(mode === CREDIT_MODE && line.creditProvider
+      ? [{ namespace: 'credit', name: 'provider_id', value: line.creditProvider }]
+      : []),
+  ];
+}
 
 const toEnrollment = (e: OrderEnrollment) => ({
   username: e.user,
@@ -192,17 +227,13 @@ export function createLmsPlugin(options: LmsPluginOptions = {}): Plugin {
                   refused('A COURSE line needs a courseRunKey');
                   continue;
                 }
+                const mode = line.mode ?? DEFAULT_MODE;
                 await lms().enroll({
                   username: input.username,
                   courseRunKey: line.courseRunKey,
-                  mode: line.mode ?? DEFAULT_MODE,
+                  mode,
                   isActive: true,
-                  attributes: [
-                    { namespace: ORDER_NAMESPACE, name: 'order_number', value: input.orderNumber },
-                    { namespace: ORDER_NAMESPACE, name: 'order_id', value: input.orderId },
-                    { namespace: ORDER_NAMESPACE, name: 'line_item_id', value: line.lineItemId },
-                    { namespace: ORDER_NAMESPACE, name: 'source_system', value: 'commerce-coordinator' },
-                  ],
+                  attributes: enrollmentAttributes(input, line, mode),
                 });
                 fulfillments.push({
                   lineItemId: line.lineItemId,
@@ -321,8 +352,9 @@ export function createLmsPlugin(options: LmsPluginOptions = {}): Plugin {
         LMS_EVENT_BUS_REDIS_URL: config.LMS_EVENT_BUS_REDIS_URL,
       });
     },
-    // The REST paths the LMS calls (its refund_seat override and retirement pipeline).
-    routes: [userRetirementRoute],
+    // The REST paths the LMS calls: its refund_seat override (beside its event bus) and its retirement
+    // pipeline.
+    routes: [refundRoute, userRetirementRoute],
     config: [() => lmsConfig(env), () => lmsEventBusConfig(env)],
     health: { service: 'lms', check: () => lms().check() },
   });

@@ -340,6 +340,7 @@ export async function startFulfillment(input: { orderId: string }, ctx: ActionCo
   const view = orderView(updated);
   return {
     orderNumber: view.orderNumber,
+    datePlaced: view.createdAt,
     lmsUserId: view.lmsUserId,
     username: view.username,
     email: view.email,
@@ -353,6 +354,7 @@ export async function startFulfillment(input: { orderId: string }, ctx: ActionCo
         bundleKey: line.bundleKey,
         mode: line.mode,
         lob: line.lob,
+        creditProvider: line.creditProvider,
       })),
   };
 }

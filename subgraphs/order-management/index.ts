@@ -24,6 +24,7 @@ import {
 } from './mobile.js';
 import { fulfillRoute, returnedRoute, sanctionedRoute } from './routes.js';
 import { settleReturn } from './returns.js';
+import { refundLines } from './refund-lines.js';
 
 /**
  * The order-management Plugin: wraps the order management Service (commercetools). It owns the
@@ -95,6 +96,7 @@ export default definePlugin({
       order: ['learner', 'staff', 'service'],
       orderByNumber: ['learner', 'staff', 'service'],
       ordersForLearner: ['learner', 'staff', 'service'],
+      refundLines: ['staff', 'service'],
     },
     Mutation: {
       createReturn: ['staff', 'service'],
@@ -151,6 +153,8 @@ export default definePlugin({
         for (const view of views) orders(ctx).prime(view.id, view);
         return views;
       },
+      refundLines: (_: unknown, { input }: Input<Parameters<typeof refundLines>[0]>, ctx) =>
+        refundLines(input, ctx),
     },
     Order: {
       __resolveReference: async (ref: { id: string }, ctx: ActionContext) => {

@@ -89,6 +89,12 @@ const field = (line: CtLineItem, name: string): string | undefined => {
   return typeof value === 'string' && value ? value : undefined;
 };
 
+/** A variant attribute's text value; null when absent or empty. */
+const variantText = (line: CtLineItem, name: string): string | null => {
+  const value = line.variant.attributes?.find((a) => a.name === name)?.value;
+  return typeof value === 'string' && value ? value : null;
+};
+
 export function lineView(line: CtLineItem) {
   const bundleKey = field(line, 'bundleKey');
   // The custom field `kind` says it; older lines without it are bundles when they carry a bundle key.
@@ -108,6 +114,7 @@ export function lineView(line: CtLineItem) {
     mode: String(line.variant.attributes?.find((a) => a.name === 'mode')?.value ?? 'verified'),
     // The line of business the Order Fulfillment service fulfills it for (the reference's default: edx).
     lob: String(line.variant.attributes?.find((a) => a.name === 'lob')?.value ?? 'edx'),
+    creditProvider: variantText(line, 'credit-provider'),
   };
 }
 

@@ -112,9 +112,11 @@ export const sanctionedRoute: Route = {
     if (!order) return error(404, ErrorCode.NOT_FOUND, `No order ${accepted.orderId}`);
     const view = orderView(order);
     if (view.state !== 'SANCTIONED') {
-      runtime.logger.info(
-        { orderId: view.id, state: view.state },
-        'order state event: the order is not sanctioned',
+      // The Service announces sanctions only: an event about an order that is not sanctioned is a
+      // misrouted or stale event, which the operators should see (the reference logs an error).
+      runtime.logger.warn(
+        { orderId: view.id, orderNumber: view.orderNumber, state: view.state, eventId: accepted.envelope.id },
+        'order state event: the order is not sanctioned, nothing deactivated',
       );
       return { status: 200, body: { published: false, state: view.state } };
     }

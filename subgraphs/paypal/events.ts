@@ -53,8 +53,11 @@ const refund = z
     };
   });
 
+/** The merchant's invoice id a refund carries (PayPal copies the capture's): our order number. */
+const invoice = z.object({ invoice_id: z.string().max(127).optional() });
+
 export type PayPalEvent =
-  | { kind: 'refunded'; id: string; type: string; refund: PspRefund }
+  | { kind: 'refunded'; id: string; type: string; refund: PspRefund; invoiceId?: string }
   /** A type the Plugin does not handle. */
   | { kind: 'other'; id: string; type: string }
   | { kind: 'malformed'; message: string };
@@ -71,5 +74,6 @@ export function readPayPalEvent(rawBody: Buffer): PayPalEvent {
       kind: 'malformed',
       message: `The ${type} event ${id} is malformed: ${describeIssues(parsed.error, ['resource'])}`,
     };
-  return { kind: 'refunded', id, type, refund: parsed.data };
+  const invoiceId = invoice.safeParse(resource).data?.invoice_id;
+  return { kind: 'refunded', id, type, refund: parsed.data, ...(invoiceId ? { invoiceId } : {}) };
 }

@@ -6,6 +6,7 @@ import {
   type RouteRequest,
   type RouteResponse,
 } from '@commerce-coordinator/plugin-sdk';
+import { foreignOrderReason } from '../../schema/contracts/order-source.js';
 import { publishPaymentRefunds, refuseWebhook } from '../../schema/contracts/refund-payment.js';
 import { verifyWebhookSignature, type Transmission } from './client.js';
 import { payPalApiBase, payPalWebhookId, payPalWebhookLimits } from './config.js';
@@ -28,6 +29,8 @@ import { VerificationGate } from './verification.js';
  * flight 429 TOO_MANY_REQUESTS with Retry-After (PayPal retries any non-2xx); a transmission already
  * asked about gets the same answer without a call. Not verified: 403 INVALID_SIGNATURE. PayPal
  * unreachable: 503 SERVICE_UNAVAILABLE.
+ * A verified refund of a legacy ecommerce order (its `invoice_id` is `EDX-…`) is answered 200 and
+ * logged, with no signal: that service records its own refunds.
  */
 export async function handlePayPalWebhook(
   request: RouteRequest,
@@ -73,6 +76,15 @@ export async function handlePayPalWebhook(
       ErrorCode.SERVICE_UNAVAILABLE,
       'PayPal could not verify the signature now; retry later',
     );
+  }
+  // PayPal payments carry no source system: only the order number tells whose they are.
+  const foreign = foreignOrderReason({ orderNumber: event.invoiceId }, '');
+  if (foreign) {
+    runtime.logger.info(
+      { eventId: event.id, pspPaymentId: event.refund.pspPaymentId, reason: foreign },
+      'paypal webhook: refund of a payment that is not the Coordinator’s, acknowledged without effect',
+    );
+    return { status: 200, body: { received: true, ignored: event.type, reason: foreign } };
   }
   return { status: 200, body: await publishPaymentRefunds(runtime, 'PAYPAL', [event.refund]) };
 }

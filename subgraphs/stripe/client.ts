@@ -261,6 +261,15 @@ export async function refundsOfCharge(chargeId: string, paymentIntentId?: string
   return refunds.reverse();
 }
 
+/** A PaymentIntent's metadata: what the checkout that created it wrote (order number, source system). */
+export async function paymentIntentMetadata(paymentIntentId: string): Promise<Record<string, string>> {
+  try {
+    return (await stripe().paymentIntents.retrieve(paymentIntentId)).metadata ?? {};
+  } catch (error) {
+    throw asDomainError(error);
+  }
+}
+
 /**
  * Whether Stripe answers this account's key: the cheapest authenticated read (one refund), which the
  * stand-in answers as Stripe does. For /readyz.

@@ -18,6 +18,14 @@ const webhook = z.object({
   STRIPE_WEBHOOK_SECRET: z.string().min(1),
 });
 
+const source = z.object({
+  /**
+   * The `source_system` the checkout writes in the metadata of the Coordinator's PaymentIntents: a
+   * refund of a payment tagged with another system is not the Coordinator's to record.
+   */
+  STRIPE_SOURCE_SYSTEM: z.string().min(1).max(500).default('commercetools'),
+});
+
 const HINTS: Record<string, string> = {
   STRIPE_API_BASE: 'the Stripe API base URL, e.g. https://api.stripe.com',
   STRIPE_SECRET_KEY: "the Stripe account's secret key (sk_live_… / sk_test_…)",
@@ -39,4 +47,8 @@ export function stripeApiConfig(env: Env = process.env): StripeApiConfig {
 
 export function stripeWebhookSecret(env: Env = process.env): string {
   return read(webhook, env).STRIPE_WEBHOOK_SECRET;
+}
+
+export function stripeSourceSystem(env: Env = process.env): string {
+  return read(source, env).STRIPE_SOURCE_SYSTEM;
 }

@@ -11,8 +11,9 @@ import {
   refuseWebhook,
   type PspRefund,
 } from '../../schema/contracts/refund-payment.js';
-import { pspRefundOf, refundsOfCharge } from './client.js';
-import { stripeWebhookSecret } from './config.js';
+import { foreignOrderReason } from '../../schema/contracts/order-source.js';
+import { paymentIntentMetadata, pspRefundOf, refundsOfCharge } from './client.js';
+import { stripeSourceSystem, stripeWebhookSecret } from './config.js';
 import { readStripeEvent, type StripeChargeEvent, type StripeRefundEvent } from './events.js';
 import { stripeSignatureProblem } from './signature.js';
 
@@ -26,7 +27,11 @@ import { stripeSignatureProblem } from './signature.js';
  * - Event types not handled are answered 200 and ignored, where the reference answered 422: Stripe
  *   retries every non-2xx delivery for three days and then disables the endpoint, and an event we do
  *   not handle will not become handleable by being retried.
- * - Stripe unreachable while listing a charge's refunds is 503 SERVICE_UNAVAILABLE: Stripe retries.
+ * - A refund of a payment that is not the Coordinator's (its PaymentIntent's metadata names a legacy
+ *   `EDX-…` order, or another `source_system` than STRIPE_SOURCE_SYSTEM) is answered 200 and logged,
+ *   with no signal: the account is shared with those systems, which record their own refunds.
+ * - Stripe unreachable while listing a charge's refunds or reading its PaymentIntent is 503
+ *   SERVICE_UNAVAILABLE: Stripe retries.
  */
 export async function handleStripeWebhook(
   request: RouteRequest,
@@ -54,16 +59,26 @@ export async function handleStripeWebhook(
   }
 
   let refunds: PspRefund[];
+  let foreign: Map<string, string>;
   try {
     refunds =
       event.kind === 'charge.refunded'
         ? await refundsOfRefundedCharge(event.charge)
         : refundOfEvent(event.refund);
+    foreign = await foreignPayments(refunds);
   } catch (error) {
     if (domainCodeOf(error) || error instanceof ConfigError) throw error;
     runtime.logger.warn({ err: error, eventId: event.id }, 'stripe webhook: Stripe unavailable');
     return refuseWebhook(ErrorCode.SERVICE_UNAVAILABLE, 'Stripe could not be reached; retry later');
   }
+  for (const [pspPaymentId, reason] of foreign)
+    runtime.logger.info(
+      { eventId: event.id, type: event.type, pspPaymentId, reason },
+      'stripe webhook: refund of a payment that is not the Coordinator’s, acknowledged without effect',
+    );
+  if (foreign.size && refunds.every((refund) => foreign.has(refund.pspPaymentId)))
+    return { status: 200, body: { received: true, ignored: event.type, reason: [...foreign.values()][0] } };
+  refunds = refunds.filter((refund) => !foreign.has(refund.pspPaymentId));
   const announced = refunds.filter((refund) => refund.pspPaymentId);
   if (announced.length < refunds.length)
     runtime.logger.warn(
@@ -72,6 +87,24 @@ export async function handleStripeWebhook(
     );
   if (!announced.length) return { status: 200, body: { received: true, ignored: event.type } };
   return { status: 200, body: await publishPaymentRefunds(runtime, 'STRIPE', announced) };
+}
+
+/**
+ * The PaymentIntents among the refunds' that are not the Coordinator's, each with why: what the checkout
+ * that created it wrote in its metadata (the event's objects do not carry it). One read per PaymentIntent.
+ */
+async function foreignPayments(refunds: readonly PspRefund[]): Promise<Map<string, string>> {
+  const foreign = new Map<string, string>();
+  const ours = stripeSourceSystem();
+  for (const pspPaymentId of new Set(refunds.map((refund) => refund.pspPaymentId).filter(Boolean))) {
+    const metadata = await paymentIntentMetadata(pspPaymentId);
+    const reason = foreignOrderReason(
+      { orderNumber: metadata.order_number, sourceSystem: metadata.source_system },
+      ours,
+    );
+    if (reason) foreign.set(pspPaymentId, reason);
+  }
+  return foreign;
 }
 
 const idOf = (reference: string | { id: string } | null | undefined) =>

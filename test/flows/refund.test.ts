@@ -190,6 +190,7 @@ function expectRefundSteps(flow: FlowRun, o: SeededOrder, refundCents: number) {
       ? (['refundStripePayment', 'refundPayPalPayment'] as const)
       : (['refundPayPalPayment', 'refundStripePayment'] as const);
   expect(flow.steps.map((s) => [s.action, s.status])).toEqual([
+    ['refundLines', 'COMPLETED'],
     ['createReturn', 'COMPLETED'],
     // A PSP refunds this return: the step settling returns no PSP refunds does not run.
     ['settleReturn', 'SKIPPED'],
@@ -355,6 +356,7 @@ describe('an already refunded payment is never refunded twice', () => {
     const flows = await refundFlows(order);
     expect(flows.map((f) => f.status)).toEqual(['COMPLETED', 'HALTED']);
     expect(flows[1]!.steps.map((s) => [s.action, s.status])).toEqual([
+      ['refundLines', 'COMPLETED'],
       ['createReturn', 'COMPLETED'],
       ['settleReturn', 'HALTED'],
     ]);
@@ -622,6 +624,7 @@ describe('a PSP rejection', () => {
       });
       const refundStep = psp === 'STRIPE' ? 'refundStripePayment' : 'refundPayPalPayment';
       expect(record!.steps.map((s) => [s.action, s.status])).toEqual([
+        ['refundLines', 'COMPLETED'],
         ['createReturn', 'COMPENSATED'],
         ['settleReturn', 'SKIPPED'],
         ...(psp === 'PAYPAL' ? [['refundStripePayment', 'SKIPPED']] : []),
@@ -670,6 +673,7 @@ describe('a failure after the money moved', () => {
     const [record] = await refundFlows(order);
     expect(record!.status).toBe('FAILED');
     expect(record!.steps.map((s) => [s.action, s.status])).toEqual([
+      ['refundLines', 'COMPLETED'],
       ['createReturn', 'COMPLETED'],
       ['settleReturn', 'SKIPPED'],
       ['refundStripePayment', 'SKIPPED'],

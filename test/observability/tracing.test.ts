@@ -123,11 +123,17 @@ describe('the trace of a refund', () => {
 
     // One span per step that ran (settleReturn and the PayPal refund were skipped by their `when`), in order.
     expect(flowSpan.children.map((s) => s.name)).toEqual([
+      'step refundLines',
       'step createReturn',
       'step refundStripePayment',
       'step recordRefundTransaction',
     ]);
-    const [createReturn, refundStripe, recordRefund] = flowSpan.children as [SpanNode, SpanNode, SpanNode];
+    const [, createReturn, refundStripe, recordRefund] = flowSpan.children as [
+      SpanNode,
+      SpanNode,
+      SpanNode,
+      SpanNode,
+    ];
     expect(refundStripe.span.attributes).toMatchObject({
       'coordinator.flow.id': flow.id,
       'coordinator.step.index': 2,
@@ -242,8 +248,9 @@ describe('the trace of a refund', () => {
       expect(node.span.events.map((e) => [e.name, e.attributes?.['exception.type']])).toEqual([
         ['exception', 'CONFLICT'],
       ]);
-    // Nothing to undo before the first step: no compensation ran, so no other step span.
-    expect(flowSpan.children.map((s) => s.name)).toEqual(['step createReturn']);
+    // Nothing to undo before the return (the lines step only reads): no compensation ran, so no
+    // other step span.
+    expect(flowSpan.children.map((s) => s.name)).toEqual(['step refundLines', 'step createReturn']);
   });
 
   it("traces a Service's webhook, and links the receiver run of the signal it commits back to it", async () => {

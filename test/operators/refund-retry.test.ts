@@ -68,15 +68,17 @@ describe('retrying the refund flow', () => {
 
     expect(flow).toMatchObject({ status: 'COMPLETED', attempt: 2 });
     expect(steps(flow)).toEqual([
-      // The undone return and the refused refund get new keys: their old ones would replay what is gone.
-      ['createReturn', 'COMPLETED', 'F:0:2'],
-      ['settleReturn', 'SKIPPED', 'F:1'],
-      ['refundStripePayment', 'COMPLETED', 'F:2:2'],
-      ['refundPayPalPayment', 'SKIPPED', 'F:3'],
-      ['recordRefundTransaction', 'COMPLETED', 'F:4'],
-      ['markReturnNotRefunded', 'COMPLETED', 'F:5'],
+      // The lines as named (read-only) keep their key; the undone return and the refused refund get new
+      // keys: their old ones would replay what is gone.
+      ['refundLines', 'COMPLETED', 'F:0'],
+      ['createReturn', 'COMPLETED', 'F:1:2'],
+      ['settleReturn', 'SKIPPED', 'F:2'],
+      ['refundStripePayment', 'COMPLETED', 'F:3:2'],
+      ['refundPayPalPayment', 'SKIPPED', 'F:4'],
+      ['recordRefundTransaction', 'COMPLETED', 'F:5'],
+      ['markReturnNotRefunded', 'COMPLETED', 'F:6'],
     ]);
-    expect(flow.steps[5]!.compensates).toBe(0);
+    expect(flow.steps[6]!.compensates).toBe(1);
     const state = standInState(cc, order);
     // The first return stays NotRefunded; the second is the one refunded, once, at the PSP.
     expect(state.returns.map((r) => [r.returnTrackingId, r.items.map((i) => i.paymentState)])).toEqual([
@@ -101,13 +103,14 @@ describe('retrying the refund flow', () => {
 
     expect(flow).toMatchObject({ status: 'COMPLETED', attempt: 2 });
     expect(steps(flow)).toEqual([
-      ['createReturn', 'COMPLETED', 'F:0'],
-      ['settleReturn', 'SKIPPED', 'F:1'],
-      ['refundStripePayment', 'SKIPPED', 'F:2'],
-      ['refundPayPalPayment', 'COMPLETED', 'F:3'],
-      ['recordRefundTransaction', 'COMPLETED', 'F:4:2'],
+      ['refundLines', 'COMPLETED', 'F:0'],
+      ['createReturn', 'COMPLETED', 'F:1'],
+      ['settleReturn', 'SKIPPED', 'F:2'],
+      ['refundStripePayment', 'SKIPPED', 'F:3'],
+      ['refundPayPalPayment', 'COMPLETED', 'F:4'],
+      ['recordRefundTransaction', 'COMPLETED', 'F:5:2'],
       // The first run's compensation, refused because the money had moved, stays on the record.
-      ['markReturnNotRefunded', 'FAILED', 'F:5'],
+      ['markReturnNotRefunded', 'FAILED', 'F:6'],
     ]);
     const state = standInState(cc, order);
     expect(state.pspRefunds).toEqual([14_900]);

@@ -66,6 +66,7 @@ describe('README.md example operations', () => {
       'mutation ReportFulfillment {',
       'mutation RefundUnpaid {',
       'POST /iap/create-order/',
+      'POST /lms/refund/',
     ]);
   });
 

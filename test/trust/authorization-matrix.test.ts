@@ -85,6 +85,10 @@ const MATRIX: Record<string, Row> = {
     query: `{ orderReceipt(input: { orderNumber: "${order.orderNumber}" }) { flow { id } } }`,
     expect: 'UAFAF',
   },
+  findRefundLines: {
+    query: `{ findRefundLines(input: { orderNumber: "${order.orderNumber}", entitlementUuid: "none" }) { orderId } }`,
+    expect: 'UFFAA',
+  },
   // Anyone signed in checks out for themself (bob here for bob); not a Service.
   checkoutPage: { query: '{ checkoutPage(input: { query: "sku=1" }) { flow { id } } }', expect: 'UAAAF' },
 
@@ -92,6 +96,10 @@ const MATRIX: Record<string, Row> = {
   order: { query: `{ order(id: "${order.id}") { id } }`, expect: 'UAFAA' },
   orderByNumber: { query: `{ orderByNumber(orderNumber: "${order.orderNumber}") { id } }`, expect: 'UAFAA' },
   ordersForLearner: { query: `{ ordersForLearner(lmsUserId: ${ada.lmsUserId}) { id } }`, expect: 'UAFAA' },
+  refundLines: {
+    query: `{ refundLines(input: { orderId: "${unknownOrder}", lineItemIds: [] }) { orderId } }`,
+    expect: STEP_ONLY,
+  },
   createReturn: {
     query: `mutation { createReturn(input: { orderId: "${order.id}", lineItemIds: [] }) { returnId } }`,
     expect: STEP_ONLY,
