@@ -4,6 +4,8 @@ import { startOrderManagement, type OrderManagement } from './order-management/s
 import { startPayPal, type PayPalStandIn } from './paypal/server.js';
 import { startStripe, type StripeStandIn } from './stripe/server.js';
 import { DEMO, daysAgo, demoOrderAge } from './demo.js';
+import { startBraze, type BrazeStandIn } from './braze/server.js';
+import { startSegment, type SegmentStandIn } from './segment/server.js';
 
 /** Every Service stand-in, started together, with the configuration the plugins read to reach them. */
 export interface ServiceStandIns {
@@ -14,17 +16,32 @@ export interface ServiceStandIns {
   paypal: PayPalStandIn;
   lms: LmsStandIn;
   legacyEcommerce: LegacyEcommerceStandIn;
+  /** The learner email Service (Braze's role): keeps every Canvas send. */
+  braze: BrazeStandIn;
+  /** The analytics Service (Segment's role): keeps every event. */
+  segment: SegmentStandIn;
   /** Points the PSPs' webhooks at a running Coordinator. */
   connectWebhooks(coordinatorUrl: string): void;
   close(): Promise<void>;
 }
 
 /** The stand-ins, in the order they start. */
-export const STAND_IN_NAMES = ['orderManagement', 'stripe', 'paypal', 'lms', 'legacyEcommerce'] as const;
+export const STAND_IN_NAMES = [
+  'orderManagement',
+  'stripe',
+  'paypal',
+  'lms',
+  'legacyEcommerce',
+  'braze',
+  'segment',
+] as const;
 export type StandInName = (typeof STAND_IN_NAMES)[number];
 
 export const STRIPE_WEBHOOK_SECRET = 'whsec_standin_webhook_secret';
 export const PAYPAL_WEBHOOK_ID = 'WH-STANDIN-0001';
+/** The Braze Canvases the learner email Plugin triggers (the reference's two). */
+export const BRAZE_ORDER_CONFIRMATION_CANVAS_ID = 'canvas-order-confirmation';
+export const BRAZE_FULFILLMENT_ERROR_CANVAS_ID = 'canvas-fulfillment-error';
 
 /**
  * Starts the stand-ins of every Service the commerce plugins wrap, on free ports. With `demo`, seeds
@@ -60,6 +77,13 @@ export async function startServiceStandIns(
       jwtIssuer: lms.issuer,
     });
     started.push(legacyEcommerce);
+    const braze = await startBraze({
+      port: port('braze'),
+      canvasIds: [BRAZE_ORDER_CONFIRMATION_CANVAS_ID, BRAZE_FULFILLMENT_ERROR_CANVAS_ID],
+    });
+    started.push(braze);
+    const segment = await startSegment({ port: port('segment') });
+    started.push(segment);
 
     if (options.demo ?? true) seedDemo({ orderManagement, stripe, paypal, lms, legacyEcommerce });
 
@@ -87,6 +111,15 @@ export async function startServiceStandIns(
       LEGACY_ECOMMERCE_CLIENT_SECRET: DEFAULT_LMS_CLIENT.clientSecret,
       COMMERCE_FRONTEND_URL: `${orderManagement.url}/checkout/`,
       LEGACY_BASKET_URL: `${legacyEcommerce.url}/basket/add/`,
+      BRAZE_API_URL: braze.url,
+      BRAZE_API_KEY: braze.apiKey,
+      BRAZE_ORDER_CONFIRMATION_CANVAS_ID,
+      BRAZE_FULFILLMENT_ERROR_CANVAS_ID,
+      // Once-per-order emails are remembered in Redis when there is one (the stream's namespace).
+      ...(options.redisUrl ? { NOTIFICATIONS_REDIS_URL: options.redisUrl } : {}),
+      ...(options.eventStream ? { NOTIFICATIONS_KEY_PREFIX: `${options.eventStream}:notifications:` } : {}),
+      SEGMENT_HOST: segment.url,
+      SEGMENT_WRITE_KEY: segment.writeKey,
     };
     return {
       env,
@@ -95,6 +128,8 @@ export async function startServiceStandIns(
       paypal,
       lms,
       legacyEcommerce,
+      braze,
+      segment,
       connectWebhooks(coordinatorUrl) {
         stripe.setWebhook({ url: `${coordinatorUrl}/stripe/webhook/`, secret: STRIPE_WEBHOOK_SECRET });
         paypal.setWebhook({ url: `${coordinatorUrl}/paypal/webhook/`, webhookId: PAYPAL_WEBHOOK_ID });
