@@ -249,8 +249,7 @@ export function compileConnections(
       const on = emit.on ?? 'completed';
       // A flow fails at any step: only its input and its failure are sure to be there.
       const failure = { type: new GraphQLNonNull(FLOW_FAILURE), origin: 'the flow failure' };
-      const provided: Provided =
-        on === 'failed' ? new Map([...completed, ['failure', failure]]) : completed;
+      const provided: Provided = on === 'failed' ? new Map([...completed, ['failure', failure]]) : completed;
       const sure: Provided = on === 'failed' ? new Map([...flowInput, ['failure', failure]]) : completed;
       const signal = connections.signals[emit.signal];
       if (!signal) {

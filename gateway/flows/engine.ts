@@ -975,14 +975,16 @@ function emitsOf(filter: CompiledFilter, flowData: Data, outcome: Outcome): Sign
     failed && 'failure' in outcome
       ? { ...flowData, failure: { type: outcome.failure.type, message: outcome.failure.message } }
       : flowData;
-  return filter.emits.filter((emit) => emit.on === (failed ? 'failed' : 'completed')).map((emit) => {
-    const payload: Data = {};
-    for (const field of Object.keys(emit.payloadType.getFields())) {
-      const value = valueAt(data, emit.mapping[field] ?? field);
-      if (value !== undefined) payload[field] = value;
-    }
-    return { name: emit.signal, payload };
-  });
+  return filter.emits
+    .filter((emit) => emit.on === (failed ? 'failed' : 'completed'))
+    .map((emit) => {
+      const payload: Data = {};
+      for (const field of Object.keys(emit.payloadType.getFields())) {
+        const value = valueAt(data, emit.mapping[field] ?? field);
+        if (value !== undefined) payload[field] = value;
+      }
+      return { name: emit.signal, payload };
+    });
 }
 
 /** A phase through its plugins' wrappers, or as it is when none wraps it. */

@@ -98,8 +98,7 @@ export async function startSegment(options: SegmentOptions = {}): Promise<Segmen
     url,
     writeKey,
     admin,
-    events: (name) =>
-      received.filter((m) => name === undefined || (m.type === 'track' && m.event === name)),
+    events: (name) => received.filter((m) => name === undefined || (m.type === 'track' && m.event === name)),
     async close() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));

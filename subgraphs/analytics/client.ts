@@ -32,7 +32,11 @@ export class SegmentClient {
         { ...identity, event: event.event, messageId: event.messageId, properties: event.properties },
         (error) =>
           error
-            ? reject(new Error(`Segment did not accept '${event.event}': ${String((error as Error).message ?? error)}`))
+            ? reject(
+                new Error(
+                  `Segment did not accept '${event.event}': ${String((error as Error).message ?? error)}`,
+                ),
+              )
             : resolve(),
       );
     });

@@ -35,7 +35,8 @@ export const refundMessageId = (pspRefundId: string) =>
 
 /** ISO 4217 minor units: most currencies 2, a few 0 or 3. */
 const minorUnits = (currency: string) =>
-  new Intl.NumberFormat('en-US', { style: 'currency', currency }).resolvedOptions().maximumFractionDigits ?? 2;
+  new Intl.NumberFormat('en-US', { style: 'currency', currency }).resolvedOptions().maximumFractionDigits ??
+  2;
 
 export interface AnalyticsPluginOptions {
   env?: Env;
@@ -56,7 +57,10 @@ export function createAnalyticsPlugin(options: AnalyticsPluginOptions = {}): Plu
           if (!input.pspRefundId) return { tracked: false, reason: 'no PSP refund', messageId: null };
           const { refundAmountCents, currency } = input;
           if (refundAmountCents === null || refundAmountCents === undefined || refundAmountCents < 0)
-            throw new DomainError(ErrorCode.BAD_USER_INPUT, 'refundAmountCents must be a non-negative amount');
+            throw new DomainError(
+              ErrorCode.BAD_USER_INPUT,
+              'refundAmountCents must be a non-negative amount',
+            );
           if (!currency || !/^[A-Za-z]{3}$/.test(currency))
             throw new DomainError(ErrorCode.BAD_USER_INPUT, 'currency must be an ISO 4217 code');
           const code = currency.toUpperCase();

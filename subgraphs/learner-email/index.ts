@@ -1,4 +1,10 @@
-import { definePlugin, DomainError, ErrorCode, type ActionContext, type Plugin } from '@commerce-coordinator/plugin-sdk';
+import {
+  definePlugin,
+  DomainError,
+  ErrorCode,
+  type ActionContext,
+  type Plugin,
+} from '@commerce-coordinator/plugin-sdk';
 import { BrazeClient, BrazeRejectedError } from './client.js';
 import {
   brazeConfig,
@@ -166,7 +172,9 @@ export function createLearnerEmailPlugin(options: LearnerEmailPluginOptions = {}
       Mutation: {
         sendOrderConfirmation: async (
           _: unknown,
-          { input }: { input: { orderId: string; order: EmailedOrder; lineItemStates: Array<{ state: LineState }> } },
+          {
+            input,
+          }: { input: { orderId: string; order: EmailedOrder; lineItemStates: Array<{ state: LineState }> } },
           ctx: ActionContext,
         ) => {
           const { order } = input;
@@ -199,7 +207,8 @@ export function createLearnerEmailPlugin(options: LearnerEmailPluginOptions = {}
           ctx: ActionContext,
         ) => {
           const { order } = input;
-          if (!order) return { sent: false, reason: 'the order was not read before the failure', dispatchId: null };
+          if (!order)
+            return { sent: false, reason: 'the order was not read before the failure', dispatchId: null };
           if (order.id !== input.orderId)
             throw new DomainError(ErrorCode.BAD_USER_INPUT, 'order.id is not the orderId');
           // The lines that failed, each with its error: refused by the LMS, or all those the failed
