@@ -30,6 +30,18 @@ export const DEMO = {
     adaUnpaid: { id: '6a1f0c7e-1d2b-4c3a-9e8f-000000000005', orderNumber: '2U-2026000005' },
   },
   legacyOrders: { adaRecent: 'EDX-100001', adaOld: 'EDX-100002' },
+  /**
+   * In-app purchases of the demo course (USD 149) in the mobile apps, not yet ordered: what the app
+   * sends as its purchase token (App Store: the transaction id; Google Play: the purchase token).
+   */
+  mobilePurchases: {
+    ios: { purchaseToken: '2000000000149001', productId: 'mobile.ios.usd149', price: 149_000 },
+    android: {
+      purchaseToken: 'demo-play-token-ada-0001.AO-J1OxDemoCourse149',
+      orderId: 'GPA.3300-0149-0001-00001',
+      productId: 'mobile.android.usd149',
+    },
+  },
 } as const;
 
 export const demoOrderAge = { adaStripe: 20, adaPayPal: 10, bobPlaced: 0, bobSanctioned: 1, adaUnpaid: 5 };

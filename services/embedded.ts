@@ -3,6 +3,8 @@ import { DEFAULT_LMS_CLIENT, startLms, type LmsStandIn } from './lms/server.js';
 import { startOrderManagement, type OrderManagement } from './order-management/server.js';
 import { startPayPal, type PayPalStandIn } from './paypal/server.js';
 import { startStripe, type StripeStandIn } from './stripe/server.js';
+import { startAppStore, type AppStoreStandIn } from './app-store/server.js';
+import { startGooglePlay, type GooglePlayStandIn } from './google-play/server.js';
 import { DEMO, daysAgo, demoOrderAge } from './demo.js';
 import { startBraze, type BrazeStandIn } from './braze/server.js';
 import { startSegment, type SegmentStandIn } from './segment/server.js';
@@ -16,6 +18,8 @@ export interface ServiceStandIns {
   paypal: PayPalStandIn;
   lms: LmsStandIn;
   legacyEcommerce: LegacyEcommerceStandIn;
+  appStore: AppStoreStandIn;
+  googlePlay: GooglePlayStandIn;
   /** The learner email Service (Braze's role): keeps every Canvas send. */
   braze: BrazeStandIn;
   /** The analytics Service (Segment's role): keeps every event. */
@@ -32,6 +36,8 @@ export const STAND_IN_NAMES = [
   'paypal',
   'lms',
   'legacyEcommerce',
+  'appStore',
+  'googlePlay',
   'braze',
   'segment',
 ] as const;
@@ -39,6 +45,11 @@ export type StandInName = (typeof STAND_IN_NAMES)[number];
 
 export const STRIPE_WEBHOOK_SECRET = 'whsec_standin_webhook_secret';
 export const PAYPAL_WEBHOOK_ID = 'WH-STANDIN-0001';
+/** The audience the Google Play stand-in's Pub/Sub push puts in its OIDC tokens. */
+export const GOOGLE_PUBSUB_AUDIENCE = 'commerce-coordinator-play-notifications';
+/** Where the stores' notifications go (the paths the reference's iap app serves). */
+export const APP_STORE_NOTIFICATION_PATH = '/iap/ios/refund/';
+export const GOOGLE_PLAY_PUSH_PATH = '/iap/android/refund/';
 /** The Braze Canvases the learner email Plugin triggers (the reference's two). */
 export const BRAZE_ORDER_CONFIRMATION_CANVAS_ID = 'canvas-order-confirmation';
 export const BRAZE_FULFILLMENT_ERROR_CANVAS_ID = 'canvas-fulfillment-error';
@@ -77,6 +88,10 @@ export async function startServiceStandIns(
       jwtIssuer: lms.issuer,
     });
     started.push(legacyEcommerce);
+    const appStore = await startAppStore({ port: port('appStore') });
+    started.push(appStore);
+    const googlePlay = await startGooglePlay({ port: port('googlePlay') });
+    started.push(googlePlay);
     const braze = await startBraze({
       port: port('braze'),
       canvasIds: [BRAZE_ORDER_CONFIRMATION_CANVAS_ID, BRAZE_FULFILLMENT_ERROR_CANVAS_ID],
@@ -85,7 +100,10 @@ export async function startServiceStandIns(
     const segment = await startSegment({ port: port('segment') });
     started.push(segment);
 
-    if (options.demo ?? true) seedDemo({ orderManagement, stripe, paypal, lms, legacyEcommerce });
+    if (options.demo ?? true) {
+      seedDemo({ orderManagement, stripe, paypal, lms, legacyEcommerce });
+      seedDemoMobilePurchases({ appStore, googlePlay });
+    }
 
     const env: Record<string, string> = {
       ORDER_MANAGEMENT_URL: orderManagement.url,
@@ -111,6 +129,24 @@ export async function startServiceStandIns(
       LEGACY_ECOMMERCE_CLIENT_SECRET: DEFAULT_LMS_CLIENT.clientSecret,
       COMMERCE_FRONTEND_URL: `${orderManagement.url}/checkout/`,
       LEGACY_BASKET_URL: `${legacyEcommerce.url}/basket/add/`,
+      APP_STORE_API_BASE: appStore.url,
+      APP_STORE_ENVIRONMENT: appStore.environment,
+      APP_STORE_PRIVATE_KEY: appStore.privateKey,
+      APP_STORE_KEY_ID: appStore.keyId,
+      APP_STORE_ISSUER_ID: appStore.issuerId,
+      APP_STORE_BUNDLE_ID: appStore.bundleId,
+      APP_STORE_ROOT_CERTIFICATES: appStore.rootCertificate.toString('base64'),
+      // The stand-in's chain has no OCSP responder; its certificates are checked at the signing date.
+      APP_STORE_ONLINE_CHECKS: 'false',
+      APP_STORE_RETRY_WAIT_MS: '100',
+      GOOGLE_PLAY_API_BASE: `${googlePlay.url}/`,
+      GOOGLE_PLAY_PACKAGE_NAME: googlePlay.packageName,
+      GOOGLE_PLAY_SERVICE_ACCOUNT_KEY: googlePlay.serviceAccountKey,
+      GOOGLE_PLAY_RETRY_WAIT_MS: '100',
+      GOOGLE_PUBSUB_AUDIENCE,
+      GOOGLE_PUBSUB_CERTS_URL: googlePlay.certsUrl,
+      GOOGLE_PUBSUB_SERVICE_ACCOUNT_EMAIL: googlePlay.pushServiceAccountEmail,
+      GOOGLE_PLAY_REFUND_SUBSCRIPTION: googlePlay.subscription,
       BRAZE_API_URL: braze.url,
       BRAZE_API_KEY: braze.apiKey,
       BRAZE_ORDER_CONFIRMATION_CANVAS_ID,
@@ -128,11 +164,18 @@ export async function startServiceStandIns(
       paypal,
       lms,
       legacyEcommerce,
+      appStore,
+      googlePlay,
       braze,
       segment,
       connectWebhooks(coordinatorUrl) {
         stripe.setWebhook({ url: `${coordinatorUrl}/stripe/webhook/`, secret: STRIPE_WEBHOOK_SECRET });
         paypal.setWebhook({ url: `${coordinatorUrl}/paypal/webhook/`, webhookId: PAYPAL_WEBHOOK_ID });
+        appStore.setNotificationUrl(`${coordinatorUrl}${APP_STORE_NOTIFICATION_PATH}`);
+        googlePlay.setPush({
+          url: `${coordinatorUrl}${GOOGLE_PLAY_PUSH_PATH}`,
+          audience: GOOGLE_PUBSUB_AUDIENCE,
+        });
       },
       close: () => closeAll(started),
     };
@@ -312,6 +355,19 @@ function seedDemo(s: {
         paymentProcessor: 'cybersource',
         lines: [{ title: 'Older Legacy Course', linePriceExclTax: '49.00' }],
       },
+    ],
+  });
+}
+
+/** The demo's in-app purchases, at the store each was made in (services/demo.ts). */
+function seedDemoMobilePurchases(s: { appStore: AppStoreStandIn; googlePlay: GooglePlayStandIn }) {
+  const { ios, android } = DEMO.mobilePurchases;
+  s.appStore.seed({
+    transactions: [{ transactionId: ios.purchaseToken, productId: ios.productId, price: ios.price }],
+  });
+  s.googlePlay.seed({
+    purchases: [
+      { purchaseToken: android.purchaseToken, orderId: android.orderId, productId: android.productId },
     ],
   });
 }

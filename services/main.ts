@@ -8,8 +8,9 @@ import { STAND_IN_NAMES, startServiceStandIns } from './embedded.js';
 const USAGE = `usage: npm run stand-ins -- [--no-demo] [--port-base N] [--coordinator-url URL]
   --no-demo            start empty (seed through POST /_admin/seed)
   --port-base N        order management on N+1, Stripe N+2, PayPal N+3, LMS N+4, legacy ecommerce N+5,
-                       Braze N+6, Segment N+7; 0: free ports (default 4100)
-  --coordinator-url    where Stripe and PayPal deliver webhooks (default http://127.0.0.1:4000)`;
+                       App Store N+6, Google Play N+7, Braze N+8, Segment N+9;
+                       0: free ports (default 4100)
+  --coordinator-url    where Stripe, PayPal and the stores deliver webhooks (default http://127.0.0.1:4000)`;
 
 const Args = z.object({
   demo: z.boolean(),

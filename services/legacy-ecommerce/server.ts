@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { z } from 'zod';
-import { createAdmin, djangoErrorAnswer, type Admin } from '../admin.js';
+import { createAdmin, djangoErrorAnswer, readRequestBody, type Admin } from '../admin.js';
 import type { AddressInfo } from 'node:net';
 import { errors as joseErrors, jwtVerify } from 'jose';
 
@@ -12,7 +12,9 @@ import { errors as joseErrors, jwtVerify } from 'jose';
  *   Django REST framework way (`{ count, next, previous, results }`, pages start at 1, a page past the
  *   end is `404 {"detail": "Invalid page."}`), in the legacy order JSON shape (`number` "EDX-100004",
  *   `date_placed`, `total_excl_tax` as a decimal string, `lines`, `user`, `billing_address`, …);
- * - the receipt page `GET /checkout/receipt/?order_number=EDX-100004` (HTML).
+ * - the receipt page `GET /checkout/receipt/?order_number=EDX-100004` (HTML);
+ * - `POST /api/iap/v1/ios/refund/`: Apple refund notifications (`{"signedPayload": …}`) the Coordinator
+ *   forwards when it holds no payment for them; 200 `{}`, 400 without a signedPayload.
  *
  * Authentication is ecommerce's: a JWT issued by the LMS (`Authorization: JWT <token>`), checked with
  * the LMS's HS256 key (devstack's `lms-secret`, audience `lms-key`). Staff (`administrator`) may read any
@@ -112,6 +114,8 @@ export interface LegacyEcommerceStandIn {
   /** The next `n` requests whose path starts with `pathPrefix` (any without one) answer `status`. */
   failNext(n: number, status: number, pathPrefix?: string): void;
   seed(seed: LegacyEcommerceSeed): void;
+  /** The bodies of the Apple refund notifications received at POST /api/iap/v1/ios/refund/, in order. */
+  iosRefunds(): string[];
 }
 
 const MAX_PAGE_SIZE = 100;
@@ -148,6 +152,7 @@ export async function startLegacyEcommerce(
     Record<string, unknown> & { number: string; date_placed: string; user: { username: string } }
   >();
   const requests: Array<{ method: string; path: string }> = [];
+  const iosRefunds: string[] = [];
   const faults: Array<{ remaining: number; status: number; prefix: string }> = [];
   let base = '';
 
@@ -221,6 +226,22 @@ export async function startLegacyEcommerce(
       const order = orders.get(url.searchParams.get('order_number') ?? '');
       if (!order) return { status: 404, body: '<h1>Not Found</h1>' };
       return { status: 200, body: `<html><body><h1>Receipt for order ${order.number}</h1></body></html>` };
+    }
+    if (url.pathname === '/api/iap/v1/ios/refund/') {
+      // Ecommerce's IOSRefundView: Apple (and the Coordinator forwarding Apple's body) call it without
+      // credentials; it reads the App Store Server Notification's signedPayload itself.
+      if (req.method !== 'POST') return detail(405, `Method "${req.method}" not allowed.`);
+      const raw = (await readRequestBody(req)).toString('utf8');
+      let signedPayload: unknown;
+      try {
+        signedPayload = (JSON.parse(raw) as { signedPayload?: unknown } | null)?.signedPayload;
+      } catch {
+        return detail(400, 'JSON parse error.');
+      }
+      if (typeof signedPayload !== 'string' || !signedPayload)
+        return detail(400, 'signedPayload: This field is required.');
+      iosRefunds.push(raw);
+      return { status: 200, body: {} };
     }
     if (url.pathname === '/api/v2/orders/' || url.pathname === '/api/v2/orders') {
       if (req.method !== 'GET') return detail(405, `Method "${req.method}" not allowed.`);
@@ -317,5 +338,6 @@ export async function startLegacyEcommerce(
     failNext: (n, status, pathPrefix = '') => void faults.push({ remaining: n, status, prefix: pathPrefix }),
     admin,
     seed,
+    iosRefunds: () => [...iosRefunds],
   };
 }

@@ -135,6 +135,37 @@ export class LegacyEcommerceClient {
     await this.orders(new URLSearchParams({ page_size: '1' }));
   }
 
+  /**
+   * `POST /api/iap/v1/ios/refund/` with an Apple notification's body exactly as Apple sent it: legacy
+   * ecommerce verifies Apple's signature itself, so not a byte may change (CC's `refund_for_ios`).
+   * Answers ecommerce's status.
+   */
+  async forwardIosRefund(body: string): Promise<number> {
+    const path = '/api/iap/v1/ios/refund/';
+    for (let attempt = 1; ; attempt++) {
+      const res = await this.fetchOnce(`${this.config.LEGACY_ECOMMERCE_URL}${path}`, {
+        method: 'POST',
+        headers: {
+          authorization: `JWT ${await this.token.get()}`,
+          'content-type': 'application/json',
+          accept: 'application/json',
+        },
+        body,
+      });
+      const answer = await readJson(res);
+      if (res.status === 401 && attempt === 1) {
+        this.token.invalidate();
+        continue;
+      }
+      if (res.status >= 500 || [401, 403, 408, 429].includes(res.status))
+        throw new LegacyEcommerceUnavailableError(
+          `POST ${path}: legacy ecommerce answered ${res.status} (${messageOf(res.status, answer)})`,
+        );
+      if (!res.ok) throw new LegacyEcommerceRejectedError(messageOf(res.status, answer), res.status);
+      return res.status;
+    }
+  }
+
   private async orders(query: URLSearchParams): Promise<LegacyOrderPage> {
     const url = `${this.config.LEGACY_ECOMMERCE_URL}/api/v2/orders/?${query}`;
     for (let attempt = 1; ; attempt++) {

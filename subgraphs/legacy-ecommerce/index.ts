@@ -114,6 +114,8 @@ export function createLegacyEcommercePlugin(options: LegacyEcommercePluginOption
     // A learner reads their own legacy orders (checked); the receipt URL is the receipt flow's step.
     access: {
       Query: { legacyOrders: ['learner', 'staff', 'service'], legacyReceiptUrl: ['staff', 'service'] },
+      // The receiver of unmatched Apple refunds.
+      Mutation: { forwardIosRefund: ['staff', 'service'] },
     },
     resolvers: {
       Query: {
@@ -153,6 +155,34 @@ export function createLegacyEcommercePlugin(options: LegacyEcommercePluginOption
               `${orderNumber} is not a legacy ecommerce order number`,
             );
           return { url: receiptUrl(orderNumber) };
+        },
+      },
+      Mutation: {
+        forwardIosRefund: async (
+          _: unknown,
+          { input }: { input: { refundId: string; legacyPayload: string } },
+          ctx: ActionContext,
+        ) => {
+          requirePrincipal(ctx.principal);
+          if (!input.legacyPayload.trim())
+            throw new DomainError(ErrorCode.BAD_USER_INPUT, 'legacyPayload is empty: nothing to forward');
+          try {
+            return { status: await service().client.forwardIosRefund(input.legacyPayload) };
+          } catch (error) {
+            // In the receiver an outage stays a plain error: the signal bus retries it, then dead-letters it.
+            if (error instanceof LegacyEcommerceUnavailableError && ctx.flowId === undefined)
+              throw new DomainError(
+                ErrorCode.SERVICE_UNAVAILABLE,
+                `Legacy ecommerce is unavailable: ${error.message}`,
+              );
+            if (error instanceof LegacyEcommerceRejectedError)
+              throw new DomainError(
+                ErrorCode.CONFLICT,
+                `Legacy ecommerce refused the Apple refund ${input.refundId}: ${error.message}`,
+                { legacyStatus: error.status },
+              );
+            throw error;
+          }
         },
       },
     },

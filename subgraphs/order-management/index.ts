@@ -10,6 +10,7 @@ import {
   startFulfillment,
 } from './actions.js';
 import { orderManagementClient } from './client.js';
+import { recordMobileRefund, type MobileRefundInput } from './mobile-refunds.js';
 import { readOrderManagementConfig, readRetirementSalt } from './config.js';
 import { orderView, pspOf, successfulPayment, type OrderView } from './model.js';
 import { fulfillRoute, sanctionedRoute } from './routes.js';
@@ -93,6 +94,7 @@ export default definePlugin({
       failFulfillment: ['staff', 'service'],
       completeFulfillment: ['staff', 'service'],
       anonymizeCustomer: ['staff', 'service'],
+      recordMobileRefund: ['staff', 'service'],
     },
   },
   resolvers: {
@@ -169,6 +171,8 @@ export default definePlugin({
         completeFulfillment(input, ctx),
       anonymizeCustomer: (_: unknown, { input }: Input<Parameters<typeof anonymizeCustomer>[0]>, ctx) =>
         anonymizeCustomer(input, ctx),
+      recordMobileRefund: (_: unknown, { input }: Input<MobileRefundInput>, ctx) =>
+        recordMobileRefund(input, ctx),
     },
   },
   routes: [fulfillRoute, sanctionedRoute],

@@ -80,7 +80,16 @@ describe('the production build', () => {
     expect(problems).toEqual([]);
     expect([...seen]).toEqual(expect.arrayContaining(['pg', '@apollo/server', 'graphql']));
     // Every in-process Plugin has its entry module and its schema beside it.
-    for (const plugin of ['order-management', 'stripe', 'stripe-v2', 'paypal', 'lms', 'legacy-ecommerce'])
+    for (const plugin of [
+      'order-management',
+      'stripe',
+      'stripe-v2',
+      'paypal',
+      'lms',
+      'legacy-ecommerce',
+      'app-store',
+      'google-play',
+    ])
       for (const file of ['index.js', 'schema.graphql'])
         expect(existsSync(join(build.dir, 'subgraphs', plugin, file)), `${plugin}/${file}`).toBe(true);
   });

@@ -88,7 +88,15 @@ describe('npm start on the embedded defaults', () => {
     expect(await readyz.json()).toEqual({
       status: 'ready',
       checks: { database: true, bus: true, flags: true, supergraph: true },
-      services: { 'order-management': ok, stripe: ok, paypal: ok, lms: ok, 'legacy-ecommerce': ok },
+      services: {
+        'order-management': ok,
+        stripe: ok,
+        paypal: ok,
+        lms: ok,
+        'legacy-ecommerce': ok,
+        'app-store': ok,
+        'google-play': ok,
+      },
       config: { hash: expect.stringMatching(/^[0-9a-f]{16}$/), loadedAt: expect.any(String) },
     });
 

@@ -60,6 +60,10 @@ describe('production, no Service configured', () => {
       /^order-management plugin: RETIREMENT_SALT is not set/,
       /^legacy-ecommerce plugin: LEGACY_ECOMMERCE_URL is not set/,
       /^frontend-apps plugin: COMMERCE_FRONTEND_URL is not set/,
+      /^app-store plugin: APP_STORE_PRIVATE_KEY is not set/,
+      /^app-store plugin: APP_STORE_ROOT_CERTIFICATES is not set/,
+      /^google-play plugin: GOOGLE_PLAY_SERVICE_ACCOUNT_KEY is not set/,
+      /^google-play plugin: GOOGLE_PUBSUB_AUDIENCE is not set/,
     ])
       expect(problems).toContainEqual(expect.stringMatching(expected));
     expect(coordinator.state.phase).toBe('stopped');
@@ -90,6 +94,8 @@ describe('development, no Service configured', () => {
       reason: expect.stringMatching(/^not configured: LMS_URL is not set/),
     });
     expect(Object.keys(body.services).sort()).toEqual([
+      'app-store',
+      'google-play',
       'legacy-ecommerce',
       'lms',
       'order-management',

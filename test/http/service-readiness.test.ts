@@ -47,7 +47,15 @@ describe('/readyz and the Services', () => {
     expect(body).toEqual({
       status: 'ready',
       checks: { database: true, bus: true, flags: true, supergraph: true },
-      services: { 'order-management': ok, stripe: ok, paypal: ok, lms: ok, 'legacy-ecommerce': ok },
+      services: {
+        'order-management': ok,
+        stripe: ok,
+        paypal: ok,
+        lms: ok,
+        'legacy-ecommerce': ok,
+        'app-store': ok,
+        'google-play': ok,
+      },
       config: { hash: expect.stringMatching(/^[0-9a-f]{16}$/), loadedAt: expect.any(String) },
     });
   });

@@ -59,6 +59,8 @@ describe('README.md example operations', () => {
       'POST /order-management/sanctioned',
       'query RecentFlows {',
       'mutation Retire {',
+      'GET /orders/unified/order_history/',
+      'query MobilePurchases {',
     ]);
   });
 

@@ -182,6 +182,18 @@ const MATRIX: Record<string, Row> = {
     query: `mutation { refundPayPalPayment(input: { pspPaymentId: "CAP-UNKNOWN", refundAmountCents: 1, currency: "USD" }) { pspRefundId } }`,
     expect: STEP_ONLY,
   },
+
+  // ---- The stores: steps of the mobile order flow (an unknown purchase: PAYMENT_REQUIRED once authorised).
+  verifyAppStorePurchase: {
+    query:
+      '{ verifyAppStorePurchase(input: { purchaseToken: "1", productId: "mobile.ios.usd1" }) { transactionId } }',
+    expect: STEP_ONLY,
+  },
+  verifyGooglePlayPurchase: {
+    query:
+      '{ verifyGooglePlayPurchase(input: { purchaseToken: "unknown", productId: "mobile.android.usd1" }) { transactionId } }',
+    expect: STEP_ONLY,
+  },
 };
 
 /** Fields of the federated Order that other Plugins and the Coordinator add: ada's order, by caller. */
@@ -221,7 +233,14 @@ async function verdict(row: Row, caller: Caller): Promise<Verdict> {
   if (codes.includes('FORBIDDEN')) return 'F';
   // Anything else must be an answer past the checks: never a broken request.
   for (const code of codes)
-    expect(['BAD_USER_INPUT', 'NOT_FOUND', 'CONFLICT', 'STEP_FAILED', 'SERVICE_UNAVAILABLE']).toContain(code);
+    expect([
+      'BAD_USER_INPUT',
+      'NOT_FOUND',
+      'CONFLICT',
+      'STEP_FAILED',
+      'SERVICE_UNAVAILABLE',
+      'PAYMENT_REQUIRED',
+    ]).toContain(code);
   return 'A';
 }
 

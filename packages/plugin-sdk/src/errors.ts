@@ -51,6 +51,11 @@ export const ErrorCode = {
   SERVICE_UNAVAILABLE: 'SERVICE_UNAVAILABLE',
   SHUTTING_DOWN: 'SHUTTING_DOWN',
   INTERNAL_SERVER_ERROR: 'INTERNAL_SERVER_ERROR',
+  /**
+   * The store (App Store, Google Play) holds no completed purchase for what was asked: none made, not
+   * finished, cancelled or refunded. Nothing to sell against it until the buyer pays.
+   */
+  PAYMENT_REQUIRED: 'PAYMENT_REQUIRED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -84,6 +89,8 @@ export function httpStatusOf(code: ErrorCode): number {
       return 400;
     case ErrorCode.UNAUTHENTICATED:
       return 401;
+    case ErrorCode.PAYMENT_REQUIRED:
+      return 402;
     case ErrorCode.INVALID_SIGNATURE:
     case ErrorCode.FORBIDDEN:
       return 403;

@@ -89,7 +89,18 @@ export interface FilterResult {
 export interface Route {
   method: 'GET' | 'POST';
   path: string;
+  /**
+   * Other exact paths the route answers at, the same way: where a Service calls the system the
+   * Coordinator replaces today, so it can move without changing its calls. `request.path` is `path`.
+   */
+  aliases?: readonly string[];
   handle(request: RouteRequest, runtime: PluginRuntime): Promise<RouteResponse>;
+  /**
+   * `service`: the Service proves who it is with its own scheme in `Authorization` (Pub/Sub's Google
+   * OIDC token, say), which the route verifies itself; the gateway does not read it as a caller's JWT
+   * (nor cookies), and `principal` is absent. @default 'coordinator'
+   */
+  authorization?: 'coordinator' | 'service';
 }
 
 export interface RouteRequest {
