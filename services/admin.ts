@@ -252,7 +252,10 @@ export function createAdmin<Seed>(options: AdminOptions<Seed>): Admin {
             'content-type': answer.contentType ?? (html ? 'text/html; charset=utf-8' : 'application/json'),
           })
           .end(html ? body : JSON.stringify(body));
-      })();
+      })().catch(() => {
+        // The caller gave up during the delay (its timeout): there is nobody to answer.
+        res.destroy();
+      });
     },
   };
 }

@@ -7,6 +7,8 @@ import { startAppStore, type AppStoreStandIn } from './app-store/server.js';
 import { startGooglePlay, type GooglePlayStandIn } from './google-play/server.js';
 import { startOrderFulfillment, type OrderFulfillmentStandIn } from './order-fulfillment/server.js';
 import { DEMO, daysAgo, demoOrderAge } from './demo.js';
+import { startBraze, type BrazeStandIn } from './braze/server.js';
+import { startSegment, type SegmentStandIn } from './segment/server.js';
 
 /** Every Service stand-in, started together, with the configuration the plugins read to reach them. */
 export interface ServiceStandIns {
@@ -19,9 +21,12 @@ export interface ServiceStandIns {
   legacyEcommerce: LegacyEcommerceStandIn;
   appStore: AppStoreStandIn;
   googlePlay: GooglePlayStandIn;
-  /** Points the PSPs' webhooks at a running Coordinator. */
+  /** The learner email Service (Braze's role): keeps every Canvas send. */
+  braze: BrazeStandIn;
+  /** The analytics Service (Segment's role): keeps every event. */
+  segment: SegmentStandIn;
   orderFulfillment: OrderFulfillmentStandIn;
-  /** Points the PSPs' (and the Order Fulfillment service's) webhooks at a running Coordinator. */
+  /** Points the PSPs', the stores' and the Order Fulfillment service's webhooks at a running Coordinator. */
   connectWebhooks(coordinatorUrl: string): void;
   close(): Promise<void>;
 }
@@ -36,6 +41,8 @@ export const STAND_IN_NAMES = [
   'appStore',
   'googlePlay',
   'orderFulfillment',
+  'braze',
+  'segment',
 ] as const;
 export type StandInName = (typeof STAND_IN_NAMES)[number];
 
@@ -48,6 +55,9 @@ export const APP_STORE_NOTIFICATION_PATH = '/iap/ios/refund/';
 export const GOOGLE_PLAY_PUSH_PATH = '/iap/android/refund/';
 /** The shared secret the Order Fulfillment service signs its completion webhooks with. */
 export const ORDER_FULFILLMENT_WEBHOOK_SECRET = 'of-standin-webhook-secret';
+/** The Braze Canvases the learner email Plugin triggers (the reference's two). */
+export const BRAZE_ORDER_CONFIRMATION_CANVAS_ID = 'canvas-order-confirmation';
+export const BRAZE_FULFILLMENT_ERROR_CANVAS_ID = 'canvas-fulfillment-error';
 
 /**
  * Starts the stand-ins of every Service the commerce plugins wrap, on free ports. With `demo`, seeds
@@ -89,6 +99,13 @@ export async function startServiceStandIns(
     started.push(googlePlay);
     const orderFulfillment = await startOrderFulfillment({ port: port('orderFulfillment') });
     started.push(orderFulfillment);
+    const braze = await startBraze({
+      port: port('braze'),
+      canvasIds: [BRAZE_ORDER_CONFIRMATION_CANVAS_ID, BRAZE_FULFILLMENT_ERROR_CANVAS_ID],
+    });
+    started.push(braze);
+    const segment = await startSegment({ port: port('segment') });
+    started.push(segment);
 
     if (options.demo ?? true) {
       seedDemo({ orderManagement, stripe, paypal, lms, legacyEcommerce });
@@ -140,6 +157,15 @@ export async function startServiceStandIns(
       ORDER_FULFILLMENT_URL: orderFulfillment.url,
       ORDER_FULFILLMENT_API_KEY: orderFulfillment.apiKey,
       ORDER_FULFILLMENT_WEBHOOK_SECRET,
+      BRAZE_API_URL: braze.url,
+      BRAZE_API_KEY: braze.apiKey,
+      BRAZE_ORDER_CONFIRMATION_CANVAS_ID,
+      BRAZE_FULFILLMENT_ERROR_CANVAS_ID,
+      // Once-per-order emails are remembered in Redis when there is one (the stream's namespace).
+      ...(options.redisUrl ? { NOTIFICATIONS_REDIS_URL: options.redisUrl } : {}),
+      ...(options.eventStream ? { NOTIFICATIONS_KEY_PREFIX: `${options.eventStream}:notifications:` } : {}),
+      SEGMENT_HOST: segment.url,
+      SEGMENT_WRITE_KEY: segment.writeKey,
     };
     return {
       env,
@@ -151,6 +177,8 @@ export async function startServiceStandIns(
       appStore,
       googlePlay,
       orderFulfillment,
+      braze,
+      segment,
       connectWebhooks(coordinatorUrl) {
         stripe.setWebhook({ url: `${coordinatorUrl}/stripe/webhook/`, secret: STRIPE_WEBHOOK_SECRET });
         paypal.setWebhook({ url: `${coordinatorUrl}/paypal/webhook/`, webhookId: PAYPAL_WEBHOOK_ID });

@@ -8,7 +8,7 @@ import { STAND_IN_NAMES, startServiceStandIns } from './embedded.js';
 const USAGE = `usage: npm run stand-ins -- [--no-demo] [--port-base N] [--coordinator-url URL]
   --no-demo            start empty (seed through POST /_admin/seed)
   --port-base N        order management on N+1, Stripe N+2, PayPal N+3, LMS N+4, legacy ecommerce N+5,
-                       App Store N+6, Google Play N+7, Order Fulfillment N+8;
+                       App Store N+6, Google Play N+7, Order Fulfillment N+8, Braze N+9, Segment N+10;
                        0: free ports (default 4100)
   --coordinator-url    where Stripe, PayPal, the stores and Order Fulfillment deliver webhooks (default http://127.0.0.1:4000)`;
 

@@ -1,5 +1,8 @@
 import { readFileSync } from 'node:fs';
 import {
+  GraphQLNonNull,
+  GraphQLObjectType,
+  GraphQLString,
   getNamedType,
   isEnumType,
   isInputObjectType,
@@ -49,7 +52,18 @@ export interface CompiledEmit {
   signal: string;
   payloadType: GraphQLInputObjectType;
   mapping: Readonly<Record<string, string>>;
+  /** Emitted when the flow completes, or when it fails (`failure` then in its data). */
+  on: 'completed' | 'failed';
 }
+
+/** What a failed flow's `failure` holds for an `on: failed` signal's payload. */
+const FLOW_FAILURE = new GraphQLObjectType({
+  name: 'FlowFailure',
+  fields: {
+    type: { type: new GraphQLNonNull(GraphQLString) },
+    message: { type: new GraphQLNonNull(GraphQLString) },
+  },
+});
 
 export interface CompiledFilter {
   name: string;
@@ -224,9 +238,19 @@ export function compileConnections(
     return { action, document: actionDocument(action, schema, include), mapping, ...(as ? { as } : {}) };
   };
 
-  const compileEmits = (filterName: string, filter: FilterDefinition, provided: Provided): CompiledEmit[] =>
+  const compileEmits = (
+    filterName: string,
+    filter: FilterDefinition,
+    completed: Provided,
+    flowInput: Provided,
+  ): CompiledEmit[] =>
     (filter.emits ?? []).flatMap((emit, i) => {
       const where = `filters.${filterName}.emits[${i}]`;
+      const on = emit.on ?? 'completed';
+      // A flow fails at any step: only its input and its failure are sure to be there.
+      const failure = { type: new GraphQLNonNull(FLOW_FAILURE), origin: 'the flow failure' };
+      const provided: Provided = on === 'failed' ? new Map([...completed, ['failure', failure]]) : completed;
+      const sure: Provided = on === 'failed' ? new Map([...flowInput, ['failure', failure]]) : completed;
       const signal = connections.signals[emit.signal];
       if (!signal) {
         problems.push(`${where}: unknown signal '${emit.signal}' (declare it under signals)`);
@@ -242,13 +266,17 @@ export function compileConnections(
           problems.push(
             `${where}: payload field '${field.name}' of '${emit.signal}' is provided by neither the flow input nor a step`,
           );
+        } else if (from && isRequiredField(field.type) && !lookUp(sure, source)) {
+          problems.push(
+            `${where}: payload field '${field.name}' of '${emit.signal}' is required but '${source}' (from ${from.origin}) is absent when the flow fails before that step: make it nullable`,
+          );
         } else if (from && !isCompatible(field.type, from.type)) {
           problems.push(
             `${where}: payload field '${field.name}' expects ${String(field.type)} but '${source}' is ${String(from.type)} (from ${from.origin})`,
           );
         }
       }
-      return [{ signal: emit.signal, payloadType, mapping }];
+      return [{ signal: emit.signal, payloadType, mapping, on }];
     });
 
   const fieldNames = new Map<string, string>();
@@ -282,6 +310,7 @@ export function compileConnections(
         { type: f.type, origin: `flow input ${inputType.name}` },
       ]),
     );
+    const flowInput: Provided = new Map(provided);
     const filterRetry = { ...DEFAULT_STEP_RETRY, ...filter.retry };
     const steps: CompiledStep[] = [];
     filter.steps.forEach((step, index) => {
@@ -321,7 +350,7 @@ export function compileConnections(
       // same fields (they implement the same Action contract).
       addResultFields(provided, call, index);
     });
-    const emits = compileEmits(name, filter, provided);
+    const emits = compileEmits(name, filter, provided, flowInput);
     const result = compileResult(`${where}.result`, filter, schema, provided, problems);
     filters.set(name, { name, definition: filter, inputType, steps, emits, result });
   }

@@ -61,6 +61,13 @@ const emitSchema = z
     signal: connectionName,
     /** `{ payloadField: accumulatedField }` for fields named differently in the flow. */
     input: inputMapping.optional(),
+    /**
+     * When the signal is emitted: `completed` (the default), or `failed` — the flow ended FAILED or
+     * COMPENSATED, its steps' retries spent. A failed flow's payload is taken from the data as it was
+     * when it failed, plus `failure` (`{ type, message }`, the error that failed it); fields of steps
+     * that never ran are absent, so such a signal's payload names them nullable.
+     */
+    on: z.enum(['completed', 'failed']).default('completed'),
   })
   .strict();
 
@@ -111,7 +118,10 @@ const filterSchema = z
     /** Retries of a step's transient failures. @default { maximumAttempts: 3 } */
     retry: retryPolicySchema.optional(),
     steps: z.array(stepSchema).min(1, 'a filter needs at least one step'),
-    /** Signals emitted, in the flow's final transaction, when the flow completes (not when it halts). */
+    /**
+     * Signals emitted, in the flow's final transaction, when the flow completes (not when it halts), or
+     * with `on: failed` when it fails.
+     */
     emits: z.array(emitSchema).optional(),
     /**
      * What the caller gets, typed: `{ field: Type }` or `{ field: { type, from: data.path } }`. The

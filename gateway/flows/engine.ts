@@ -523,7 +523,7 @@ export class FlowEngine {
       filter.name,
       recorder,
       () => this.runSteps(filter, recorder, initial, from, done),
-      (data) => emitsOf(filter, data),
+      (data, outcome) => emitsOf(filter, data, outcome),
     );
   }
 
@@ -532,7 +532,7 @@ export class FlowEngine {
     name: string,
     recorder: FlowRecorder,
     run: () => Promise<Outcome>,
-    emits: (data: Data) => SignalDraft[] = () => [],
+    emits: (data: Data, outcome: Outcome) => SignalDraft[] = () => [],
   ): Promise<FlowRunWithSteps> {
     const { plugins, logger } = this.options;
     const { flow } = recorder;
@@ -559,7 +559,7 @@ export class FlowEngine {
           logger.error({ err: error, flowId: flow.id }, 'flow interrupted');
         throw error;
       }
-      const signals = outcome.status === FlowStatus.COMPLETED ? emits(outcome.data) : [];
+      const signals = emits(outcome.data, outcome);
       recorded = await recorder.finish({
         status: outcome.status,
         output: outcome.data,
@@ -970,15 +970,27 @@ function stripTypename(value: unknown): unknown {
   return out;
 }
 
-function emitsOf(filter: CompiledFilter, data: Data): SignalDraft[] {
-  return filter.emits.map((emit) => {
-    const payload: Data = {};
-    for (const field of Object.keys(emit.payloadType.getFields())) {
-      const value = valueAt(data, emit.mapping[field] ?? field);
-      if (value !== undefined) payload[field] = value;
-    }
-    return { name: emit.signal, payload };
-  });
+/**
+ * The signals a flow's end emits: those `on: completed` when it completed, those `on: failed` (with the
+ * failure in their data) when it failed or was compensated; none when it halted.
+ */
+function emitsOf(filter: CompiledFilter, flowData: Data, outcome: Outcome): SignalDraft[] {
+  const failed = outcome.status === FlowStatus.FAILED || outcome.status === FlowStatus.COMPENSATED;
+  if (outcome.status !== FlowStatus.COMPLETED && !failed) return [];
+  const data: Data =
+    failed && 'failure' in outcome
+      ? { ...flowData, failure: { type: outcome.failure.type, message: outcome.failure.message } }
+      : flowData;
+  return filter.emits
+    .filter((emit) => emit.on === (failed ? 'failed' : 'completed'))
+    .map((emit) => {
+      const payload: Data = {};
+      for (const field of Object.keys(emit.payloadType.getFields())) {
+        const value = valueAt(data, emit.mapping[field] ?? field);
+        if (value !== undefined) payload[field] = value;
+      }
+      return { name: emit.signal, payload };
+    });
 }
 
 /** A phase through its plugins' wrappers, or as it is when none wraps it. */

@@ -344,6 +344,7 @@ export async function startFulfillment(input: { orderId: string }, ctx: ActionCo
     lmsUserId: view.lmsUserId,
     username: view.username,
     email: view.email,
+    order: view,
     lineItems: updated.lineItems
       .map(lineView)
       .filter((line) => line.state !== 'SUCCESS')

@@ -263,6 +263,10 @@ export function orderView(order: CtOrder) {
     username: String(order.custom?.fields.lmsUsername ?? ''),
     email: order.customerEmail ?? '',
     createdAt: order.createdAt,
+    totalCents: order.totalPrice.centAmount,
+    currency: order.totalPrice.currencyCode,
+    // Written by the mobile checkout (the reference's custom field): an in-app purchase.
+    mobileOrder: order.custom?.fields.mobileOrder === true,
     state: order.state?.obj?.key === SANCTIONED_STATE_KEY ? 'SANCTIONED' : ORDER_STATES[order.orderState],
     lineItems: order.lineItems.map(lineView),
     payment:

@@ -177,7 +177,8 @@ async function flow(id: string): Promise<FlowRecord> {
 }
 async function flowsOf(orderId: string): Promise<FlowRecord[]> {
   const res = await c.graphql<{ flows: FlowRecord[] }>(
-    `query ($orderId: String!) { flows(orderId: $orderId, limit: 200) { ${FLOW_FIELDS} } }`,
+    // The fulfillment flows (not the runs of its signals' receivers: the learner's emails).
+    `query ($orderId: String!) { flows(orderId: $orderId, name: "order.fulfillment.requested.v1", limit: 200) { ${FLOW_FIELDS} } }`,
     { orderId },
     c.tokens.staff,
   );

@@ -125,7 +125,9 @@ describe('the federated Order entity', () => {
     for (const entry of page) {
       const seeded = orders.find((o) => o.id === entry.id)!;
       const lineId = seeded.lineItems[0]!.id;
-      expect(entry).toEqual({
+      // The fulfillment's flow; the receivers of its signals (the learner's emails) run on their own time.
+      const flows = entry.flows?.filter((f) => f.name === 'order.fulfillment.requested.v1');
+      expect({ ...entry, flows }).toEqual({
         id: seeded.id,
         orderNumber: seeded.orderNumber,
         state: 'COMPLETE',

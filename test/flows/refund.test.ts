@@ -175,7 +175,9 @@ async function flowsOf(o: SeededOrder): Promise<FlowRun[]> {
 const refundFlows = async (o: SeededOrder) =>
   (await flowsOf(o)).filter((f) => f.name === 'order.refund.requested.v1');
 const revocations = async (o: SeededOrder) =>
-  (await flowsOf(o)).filter((f) => f.name === 'order.refunded.v1');
+  (await flowsOf(o)).filter(
+    (f) => f.name === 'order.refunded.v1' && f.receiver === 'revoke-returned-line-items',
+  );
 
 const step = (flow: FlowRun, action: string) => {
   const found = flow.steps.find((s) => s.action === action);

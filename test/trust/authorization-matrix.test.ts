@@ -148,6 +148,20 @@ const MATRIX: Record<string, Row> = {
     expect: STEP_ONLY,
   },
 
+  // ---- learner-email and analytics: receivers of the fulfillment's and refunds' signals.
+  sendOrderConfirmation: {
+    query: `mutation { sendOrderConfirmation(input: { orderId: "${unknownOrder}", order: { id: "${unknownOrder}", orderNumber: "2U-0", lmsUserId: 999999, username: "nobody", email: "nobody@example.com", createdAt: "2026-01-01T00:00:00Z", totalCents: 0, currency: "USD", mobileOrder: false, lineItems: [] }, lineItemStates: [] }) { sent } }`,
+    expect: STEP_ONLY,
+  },
+  sendFulfillmentErrorEmail: {
+    query: `mutation { sendFulfillmentErrorEmail(input: { orderId: "${unknownOrder}" }) { sent } }`,
+    expect: STEP_ONLY,
+  },
+  trackOrderRefunded: {
+    query: 'mutation { trackOrderRefunded(input: {}) { tracked } }',
+    expect: STEP_ONLY,
+  },
+
   // ---- legacy-ecommerce
   legacyOrders: { query: `{ legacyOrders(username: "${ada.username}") { number } }`, expect: 'UAFAA' },
   legacyReceiptUrl: { query: '{ legacyReceiptUrl(orderNumber: "EDX-100001") { url } }', expect: STEP_ONLY },
