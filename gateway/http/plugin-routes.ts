@@ -1,6 +1,7 @@
 import { ConfigError, domainCodeOf, ErrorCode } from '../errors.js';
 import type { Plugin, PluginRuntime, Principal, RouteResponse } from '@commerce-coordinator/plugin-sdk';
 import { loginRedirect, routeAuthorization, wantsLogin, type BrowserLogin } from './browser.js';
+import { isPathPattern, pathParams, PathParamError, patternShape } from './route-paths.js';
 import { sendError, type Route } from './server.js';
 
 /**
@@ -24,10 +25,10 @@ export function pluginRoutes(
     const runtime = deps.runtime(plugin);
     const byPath = new Map<string, NonNullable<Plugin['routes']>[number][]>();
     for (const route of plugin.routes ?? []) {
-      const owner = owners.get(route.path);
+      const owner = owners.get(patternShape(route.path));
       if (owner && owner !== plugin.name)
         problems.push(`subgraphs.${plugin.name}: route ${route.path} is already served by plugin '${owner}'`);
-      owners.set(route.path, plugin.name);
+      owners.set(patternShape(route.path), plugin.name);
       byPath.set(route.path, [...(byPath.get(route.path) ?? []), route]);
     }
     for (const [path, candidates] of byPath) {
@@ -39,12 +40,24 @@ export function pluginRoutes(
         }
         let response: RouteResponse;
         try {
-          const principal = await deps.authenticate(routeAuthorization(req));
           const url = new URL(req.url ?? path, 'http://localhost');
+          // Before the caller is verified: a malformed path is refused the same for everyone.
+          let params: Record<string, string> = {};
+          if (isPathPattern(path)) {
+            try {
+              params = pathParams(path, url.pathname);
+            } catch (error) {
+              if (error instanceof PathParamError)
+                return sendError(res, ErrorCode.BAD_REQUEST, error.message);
+              throw error;
+            }
+          }
+          const principal = await deps.authenticate(routeAuthorization(req));
           response = await route.handle(
             {
               method: req.method!,
               path,
+              params,
               headers: req.headers,
               query: url.searchParams,
               rawQuery: url.search.slice(1),
