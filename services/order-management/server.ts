@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
 import { createAdmin, readRequestBody, type Admin } from '../admin.js';
+import { CATALOG_RESOURCES, CatalogSeedSchema, OrderManagementCatalog } from './catalog.js';
 import { compilePredicate, PredicateError } from './predicate.js';
 import {
   CtError,
@@ -16,6 +17,7 @@ import {
 
 export type { SeedData, SeedOrder, SeedCustomer, SeedLineItem, SeedPayment, LineState } from './store.js';
 export { LINE_ITEM_STATE_KEYS, SANCTIONED_STATE_KEY, OrderManagementStore } from './store.js';
+export { OrderManagementCatalog, type CatalogSeed } from './catalog.js';
 
 /**
  * A stand-in for the order management Service (commercetools Composable Commerce): the subset of its
@@ -26,6 +28,7 @@ export { LINE_ITEM_STATE_KEYS, SANCTIONED_STATE_KEY, OrderManagementStore } from
  *   GET  /{projectKey}/{orders|payments|customers}/{id}?expand=…
  *   GET  /{projectKey}/orders/order-number={orderNumber}
  *   POST /{projectKey}/{orders|payments|customers}/{id}   { version, actions: [...] }  (409 on a stale version)
+ *   GET  /{projectKey}/{discount-codes|cart-discounts|product-projections[/search]|standalone-prices}  (catalog.ts)
  *
  * Test controls are in process (`seed`, `failNext`, `calls`, `responses`, `expireTokens`, `store`) and
  * over HTTP under `/_admin/` (services/README.md).
@@ -88,6 +91,8 @@ export const OrderManagementSeedSchema = z
           .strict(),
       )
       .optional(),
+    /** Discounts, products and prices (catalog.ts). */
+    catalog: CatalogSeedSchema.optional(),
   })
   .strict() satisfies z.ZodType<SeedData>;
 
@@ -109,6 +114,8 @@ export interface OrderManagement {
   clientId: string;
   clientSecret: string;
   store: OrderManagementStore;
+  /** Discount codes, cart discounts, products and standalone prices. */
+  catalog: OrderManagementCatalog;
   /** The admin API's state: the journal and faults of `/_admin/` (services/README.md). */
   admin: Admin;
   seed(data: SeedData): ReturnType<OrderManagementStore['seed']>;
@@ -140,6 +147,7 @@ export async function startOrderManagement(options: OrderManagementOptions = {})
   const clientSecret = options.clientSecret ?? 'coordinator-secret';
   const store = new OrderManagementStore();
   if (options.seed) store.seed(options.seed);
+  const catalog = new OrderManagementCatalog(store);
   const tokens = new Map<string, number>();
   const calls = new Map<string, number>();
   const statuses = new Map<number, number>();
@@ -154,7 +162,7 @@ export async function startOrderManagement(options: OrderManagementOptions = {})
 
   const admin = createAdmin({
     seed: OrderManagementSeedSchema,
-    applySeed: (data) => store.seed(data),
+    applySeed: (data) => ({ ...store.seed(data), catalog: catalog.seed(data.catalog) }),
     errorAnswer: (status, path) => ({ body: injected(status, path, store).body() }),
   });
 
@@ -182,6 +190,14 @@ export async function startOrderManagement(options: OrderManagementOptions = {})
           .split('/')
           .filter(Boolean)
           .map(decodeURIComponent);
+        if (project === projectKey && method === 'GET' && CATALOG_RESOURCES.includes(resource ?? '')) {
+          const answer = catalog.answer(
+            resource!,
+            [id, ...rest].filter((s) => s !== undefined),
+            url.searchParams,
+          );
+          if (answer !== undefined) return send(res, 200, answer);
+        }
         if (project !== projectKey || rest.length)
           throw new CtError(404, 'ResourceNotFound', `No endpoint ${method} ${url.pathname}.`);
         if (!['orders', 'payments', 'customers', 'states'].includes(resource ?? ''))
@@ -280,7 +296,11 @@ export async function startOrderManagement(options: OrderManagementOptions = {})
       const value = (r: unknown) => String((r as Record<string, unknown>)[field] ?? '');
       results = [...results].sort((a, b) => sign * value(a).localeCompare(value(b)));
     }
-    const page = results.slice(offset, offset + limit).map((r) => store.expand(r, params.getAll('expand')));
+    const expand = params.getAll('expand');
+    // Redeemed discount codes live in the catalogue: it expands `discountCodes[*].discountCode`.
+    const page = results
+      .slice(offset, offset + limit)
+      .map((r) => catalog.expand(store.expand(r, expand), expand));
     return { limit, offset, count: page.length, total: results.length, results: page };
   }
 
@@ -292,6 +312,7 @@ export async function startOrderManagement(options: OrderManagementOptions = {})
     clientId,
     clientSecret,
     store,
+    catalog,
     admin,
     seed: (data) => store.seed(data),
     calls: (method, path) =>
