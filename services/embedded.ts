@@ -4,6 +4,7 @@ import { startOrderManagement, type OrderManagement } from './order-management/s
 import { startPayPal, type PayPalStandIn } from './paypal/server.js';
 import { startStripe, type StripeStandIn } from './stripe/server.js';
 import { DEMO, daysAgo, demoOrderAge } from './demo.js';
+import { seedPricingDemo } from './demo-pricing.js';
 
 /** Every Service stand-in, started together, with the configuration the plugins read to reach them. */
 export interface ServiceStandIns {
@@ -252,6 +253,7 @@ function seedDemo(s: {
       },
     ],
   });
+  seedPricingDemo(s.orderManagement);
   s.legacyEcommerce.seed({
     orders: [
       {

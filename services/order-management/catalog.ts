@@ -442,6 +442,8 @@ export class OrderManagementCatalog {
       if (path === 'discountCodes[*].discountCode')
         for (const entry of (copy.discountCodes as Array<{ discountCode?: unknown }>) ?? [])
           resolve(entry.discountCode);
+      if (path === 'masterVariant.attributes[*].value')
+        for (const a of (copy.masterVariant as Variant | undefined)?.attributes ?? []) resolve(a.value);
       if (path === 'variants[*].attributes[*].value')
         for (const v of (copy.variants as Variant[] | undefined) ?? [])
           for (const a of v.attributes) resolve(a.value);

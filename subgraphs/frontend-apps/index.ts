@@ -10,6 +10,7 @@ import {
 } from '@commerce-coordinator/plugin-sdk';
 import { frontendAppsConfig } from './config.js';
 import { HISTORY_CUTOFF_DAYS, mergeHistory } from './history.js';
+import { pricingRoutes } from './pricing-routes.js';
 
 /** Transition-to-Coordinator flags, evaluated per learner (percentage rollouts target `user`). */
 export const Flags = {
@@ -163,6 +164,8 @@ export default definePlugin({
         return redirectFrom(result);
       },
     },
+    // Discount code info, first-time discount, program price, credit checkout.
+    ...pricingRoutes,
   ],
   config: [frontendAppsConfig],
 });

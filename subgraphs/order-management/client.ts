@@ -341,6 +341,9 @@ export function createOrderManagementClient(config: OrderManagementConfig, optio
   }
 
   return {
+    /** The SDK's project API and its call wrapper, for the catalogue reads of pricing.ts. */
+    api,
+    execute,
     get,
     query,
     update,

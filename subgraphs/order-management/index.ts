@@ -13,6 +13,12 @@ import { orderManagementClient } from './client.js';
 import { readOrderManagementConfig, readRetirementSalt } from './config.js';
 import { orderView, pspOf, successfulPayment, type OrderView } from './model.js';
 import { fulfillRoute, sanctionedRoute } from './routes.js';
+import {
+  creditVariant,
+  discountCodeApplicability,
+  firstTimeDiscountEligible,
+  programPriceInfo,
+} from './pricing.js';
 
 /**
  * The order-management Plugin: wraps the order management Service (commercetools). It owns the
@@ -84,6 +90,11 @@ export default definePlugin({
       order: ['learner', 'staff', 'service'],
       orderByNumber: ['learner', 'staff', 'service'],
       ordersForLearner: ['learner', 'staff', 'service'],
+      // Steps of the pricing flows (connections.yaml says who runs those).
+      discountCodeApplicability: ['staff', 'service'],
+      firstTimeDiscountEligible: ['staff', 'service'],
+      programPriceInfo: ['staff', 'service'],
+      creditVariant: ['staff', 'service'],
     },
     Mutation: {
       createReturn: ['staff', 'service'],
@@ -130,6 +141,11 @@ export default definePlugin({
         for (const view of views) orders(ctx).prime(view.id, view);
         return views;
       },
+      discountCodeApplicability: (_: unknown, { input }: Input<unknown>, ctx) =>
+        discountCodeApplicability(input, ctx),
+      firstTimeDiscountEligible: (_: unknown, { input }: Input<unknown>) => firstTimeDiscountEligible(input),
+      programPriceInfo: (_: unknown, { input }: Input<unknown>) => programPriceInfo(input),
+      creditVariant: (_: unknown, { input }: Input<unknown>) => creditVariant(input),
     },
     Order: {
       __resolveReference: async (ref: { id: string }, ctx: ActionContext) => {
