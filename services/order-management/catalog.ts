@@ -202,6 +202,21 @@ export class OrderManagementCatalog {
       standalonePrices: [] as StandalonePrice[],
     };
     if (!seed) return created;
+    // Every reference is checked before anything is stored: a rejected seed leaves nothing behind.
+    const discountKeys = new Set([
+      ...[...this.cartDiscounts.values()].map((d) => d.key),
+      ...(seed.cartDiscounts ?? []).map((d) => d.key),
+    ]);
+    const codes = new Set([
+      ...[...this.discountCodes.values()].map((c) => c.code),
+      ...(seed.discountCodes ?? []).map((c) => c.code),
+    ]);
+    for (const c of seed.discountCodes ?? [])
+      if (!discountKeys.has(c.cartDiscount))
+        throw new CtError(400, 'InvalidInput', `No cart discount with key '${c.cartDiscount}'.`);
+    for (const r of seed.redemptions ?? [])
+      if (!codes.has(r.code) || ![...this.store.orders.values()].some((o) => o.orderNumber === r.orderNumber))
+        throw new CtError(400, 'InvalidInput', `No order ${r.orderNumber} or discount code ${r.code}.`);
     const now = new Date().toISOString();
     const versioned = () => ({ id: randomUUID(), version: 1, createdAt: now, lastModifiedAt: now });
     for (const d of seed.cartDiscounts ?? []) {
