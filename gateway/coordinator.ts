@@ -441,25 +441,25 @@ export class Coordinator {
     const leases = startLeaseKeeper({ store, engine, owner: this.owner, leaseMs: options.leaseMs, logger });
     opened.push(async () => leases.stop());
 
+    const readiness = readinessRoute({
+      checks: {
+        database: () => database.ready(),
+        bus: () => bus.ready(),
+        flags: async () => flags.ready(),
+        supergraph: async () => this.state.phase === 'started',
+      },
+      services: plugins.flatMap((plugin) => (plugin.health ? [plugin.health] : [])),
+      timeoutMs: options.readinessTimeoutMs ?? 1_000,
+      info: () =>
+        this.running && {
+          config: { hash: this.running.built.hash, loadedAt: this.running.loadedAt.toISOString() },
+        },
+    });
     const routes = new Map<string, Route>([
       ['/healthz', (_req, res) => sendJson(res, 200, { status: 'ok' })],
-      [
-        '/readyz',
-        readinessRoute({
-          checks: {
-            database: () => database.ready(),
-            bus: () => bus.ready(),
-            flags: async () => flags.ready(),
-            supergraph: async () => this.state.phase === 'started',
-          },
-          services: plugins.flatMap((plugin) => (plugin.health ? [plugin.health] : [])),
-          timeoutMs: options.readinessTimeoutMs ?? 1_000,
-          info: () =>
-            this.running && {
-              config: { hash: this.running.built.hash, loadedAt: this.running.loadedAt.toISOString() },
-            },
-        }),
-      ],
+      ['/readyz', readiness],
+      // The path the reference system's load balancers and monitors probe: 503 when the database is down.
+      ['/health', readiness],
     ]);
     if (options.inspector ?? true) for (const [path, route] of inspectorRoutes()) routes.set(path, route);
     // The explorer introspects the schema, which production does not offer.
@@ -486,6 +486,7 @@ export class Coordinator {
       authenticate: (header) => authenticator.authenticate(header),
       file: built.rover.file,
       login: options.browserLogin,
+      reserved: [...routes.keys(), '/graphql', '/'],
     }))
       routes.set(path, tracing ? tracing.route(path, route) : route);
     const context = async (req?: IncomingMessage) => {

@@ -16,36 +16,48 @@ export function pluginRoutes(
     file: string;
     /** Sends an anonymous browser that a route answers 401 to the LMS login instead. */
     login?: BrowserLogin;
+    /** The Coordinator's own paths (/graphql, /healthz, …): no Plugin route may take one over. */
+    reserved?: Iterable<string>;
   },
 ): Map<string, Route> {
   const routes = new Map<string, Route>();
   const owners = new Map<string, string>();
+  const reserved = new Set(deps.reserved ?? []);
   const problems: string[] = [];
   for (const plugin of plugins) {
     const runtime = deps.runtime(plugin);
     const byPath = new Map<string, NonNullable<Plugin['routes']>[number][]>();
     for (const route of plugin.routes ?? []) {
-      const owner = owners.get(patternShape(route.path));
-      if (owner && owner !== plugin.name)
-        problems.push(`subgraphs.${plugin.name}: route ${route.path} is already served by plugin '${owner}'`);
-      owners.set(patternShape(route.path), plugin.name);
-      byPath.set(route.path, [...(byPath.get(route.path) ?? []), route]);
+      // A route's aliases are paths of its own: one Plugin's alias cannot shadow another's route.
+      for (const served of new Set([route.path, ...(route.aliases ?? [])])) {
+        if (reserved.has(served))
+          problems.push(`subgraphs.${plugin.name}: route ${served} is the Coordinator's own`);
+        const owner = owners.get(patternShape(served));
+        if (owner && owner !== plugin.name)
+          problems.push(`subgraphs.${plugin.name}: route ${served} is already served by plugin '${owner}'`);
+        owners.set(patternShape(served), plugin.name);
+        const same = byPath.get(served) ?? [];
+        if (same.some((r) => r.method === route.method))
+          problems.push(`subgraphs.${plugin.name}: route ${route.method} ${served} is declared twice`);
+        byPath.set(served, [...same, route]);
+      }
     }
-    for (const [path, candidates] of byPath) {
-      routes.set(path, async (req, res, rawBody) => {
+    for (const [served, candidates] of byPath) {
+      routes.set(served, async (req, res, rawBody) => {
         const route = candidates.find((r) => r.method === req.method);
         if (!route) {
           res.setHeader('allow', candidates.map((r) => r.method).join(', '));
-          return sendError(res, ErrorCode.METHOD_NOT_ALLOWED, `${req.method} ${path} is not served`);
+          return sendError(res, ErrorCode.METHOD_NOT_ALLOWED, `${req.method} ${served} is not served`);
         }
+        const path = route.path;
         let response: RouteResponse;
         try {
           const url = new URL(req.url ?? path, 'http://localhost');
           // Before the caller is verified: a malformed path is refused the same for everyone.
           let params: Record<string, string> = {};
-          if (isPathPattern(path)) {
+          if (isPathPattern(served)) {
             try {
-              params = pathParams(path, url.pathname);
+              params = pathParams(served, url.pathname);
             } catch (error) {
               if (error instanceof PathParamError)
                 return sendError(res, ErrorCode.BAD_REQUEST, error.message);

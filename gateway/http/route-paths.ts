@@ -45,7 +45,7 @@ function specificity(a: readonly string[], b: readonly string[]): number {
  * The patterns among `routes`' keys, ready to match a request's path. `find` answers the pattern a
  * path matches (the route's key, for a bounded metrics label) and its value, or undefined.
  */
-export function compilePatterns<T>(routes: ReadonlyMap<string, T>) {
+export function compilePatterns<T>(routes: ReadonlyMap<string, T>, exact: ReadonlySet<string> = new Set()) {
   const compiled: Array<CompiledPattern<T>> = [];
   for (const [pattern, value] of routes)
     if (isPathPattern(pattern)) compiled.push({ pattern, segments: pattern.split('/'), value });
@@ -53,7 +53,7 @@ export function compilePatterns<T>(routes: ReadonlyMap<string, T>) {
   return {
     size: compiled.length,
     find(pathname: string): { pattern: string; value: T } | undefined {
-      if (!compiled.length) return undefined;
+      if (!compiled.length || exact.has(pathname)) return undefined;
       const segments = pathname.split('/');
       for (const candidate of compiled)
         if (segmentsMatch(candidate.segments, segments))

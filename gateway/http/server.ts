@@ -42,7 +42,7 @@ export interface HttpServerOptions {
 }
 
 /** Answered while the gateway drains, and on the connections kept for them when it is full. */
-const HEALTH_PATHS: ReadonlySet<string> = new Set(['/healthz', '/readyz']);
+const HEALTH_PATHS: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/health']);
 
 export function sendJson(res: ServerResponse, status: number, body: unknown) {
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8' }).end(JSON.stringify(body));
@@ -75,7 +75,8 @@ export function createHttpServer(options: HttpServerOptions): Server {
   const maxBodyBytes = options.maxBodyBytes ?? 1 << 20;
   const limits = resolveHttpLimits(options.limits);
   const served = new Set([...options.routes.keys(), '/graphql', '/']);
-  const patterns = compilePatterns(options.routes);
+  // A route with parameters never takes what the server serves itself (/graphql, the landing page).
+  const patterns = compilePatterns(options.routes, served);
   const observers = options.observers ?? [];
   const corsOrigins = new Set(options.corsOrigins ?? []);
   const server = createServer(

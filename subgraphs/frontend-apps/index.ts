@@ -10,6 +10,7 @@ import {
 } from '@commerce-coordinator/plugin-sdk';
 import { frontendAppsConfig } from './config.js';
 import { HISTORY_CUTOFF_DAYS, mergeHistory } from './history.js';
+import { orderHistoryRoute } from './history-route.js';
 import { pricingRoutes } from './pricing-routes.js';
 
 /** Transition-to-Coordinator flags, evaluated per learner (percentage rollouts target `user`). */
@@ -129,6 +130,7 @@ export default definePlugin({
     },
   },
   routes: [
+    orderHistoryRoute,
     {
       // The receipt link of the order history page and of emails (the reference's order_receipt view).
       method: 'GET',

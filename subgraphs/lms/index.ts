@@ -17,6 +17,7 @@ import {
 } from './client.js';
 import { lmsConfig, lmsEventBusConfig, type Env } from './config.js';
 import { startRefundConsumer } from './event-consumer.js';
+import { userRetirementRoute } from './retirement-route.js';
 
 /**
  * The LMS (Open edX) Service Plugin: fulfils orders (enrollments, entitlements), revokes returned
@@ -320,6 +321,8 @@ export function createLmsPlugin(options: LmsPluginOptions = {}): Plugin {
         LMS_EVENT_BUS_REDIS_URL: config.LMS_EVENT_BUS_REDIS_URL,
       });
     },
+    // The REST paths the LMS calls (its refund_seat override and retirement pipeline).
+    routes: [userRetirementRoute],
     config: [() => lmsConfig(env), () => lmsEventBusConfig(env)],
     health: { service: 'lms', check: () => lms().check() },
   });

@@ -66,6 +66,8 @@ const isResponse = (value: object): value is RouteResponse => 'status' in value;
 export const fulfillRoute: Route = {
   method: 'POST',
   path: '/order-management/fulfill',
+  // Where the order management Service's subscription delivers to the reference system today.
+  aliases: ['/commercetools/fulfill', '/orders/fulfill'],
   async handle(request, runtime) {
     const accepted = accept(request);
     if (isResponse(accepted)) return accepted;
@@ -102,6 +104,7 @@ export const fulfillRoute: Route = {
 export const sanctionedRoute: Route = {
   method: 'POST',
   path: '/order-management/sanctioned',
+  aliases: ['/commercetools/sanctioned', '/orders/sanctioned'],
   async handle(request, runtime) {
     const accepted = accept(request);
     if (isResponse(accepted)) return accepted;

@@ -39,6 +39,8 @@ beforeAll(async () => {
         echo('/lms/credit/checkout/:courseRunKey/'),
         echo('/catalog/:org/:course/runs/'),
         echo('/catalog/:org/featured/runs/'),
+        // Would match /graphql: the server's own paths are never a pattern's.
+        echo('/:anything'),
       ]),
     ],
     {
@@ -150,6 +152,17 @@ describe('route paths with parameters', () => {
     expect((await get(`/lms/credit/checkout/${'x'.repeat(MAX_PARAM_LENGTH)}/`)).status).toBe(200);
     const huge = await fetch(`${base}/lms/credit/checkout/${'%41'.repeat(5000)}/`);
     expect(huge.status).toBe(400);
+  });
+
+  it('never let a pattern take the GraphQL endpoint', async () => {
+    expect((await get('/other')).body.route).toBe('/:anything');
+    const res = await fetch(`${base}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+    });
+    // Reaches the GraphQL handler (here without Apollo: a 500), never the Plugin route.
+    expect(seen.some((s) => s.route === '/:anything' && s.params?.anything === 'graphql')).toBe(false);
+    expect(res.status).not.toBe(200);
   });
 
   it('label metrics with the pattern, never the raw path', () => {

@@ -36,6 +36,7 @@ export {
   type AccessToken,
   type IssuedToken,
 } from './access-token.js';
+export { jsonBodyOf, routeError, unfinishedFilterAnswer } from './route-answers.js';
 export { serveSubgraph, type ServeSubgraphOptions, type SubgraphServer } from './serve.js';
 export {
   ConfigError,

@@ -93,6 +93,11 @@ export interface Route {
    * decoded as `request.params.name` (an exact path of another route wins over it).
    */
   path: string;
+  /**
+   * Other exact paths the route answers at, the same way: where a Service calls the system the
+   * Coordinator replaces today, so it can move without changing its calls. `request.path` is `path`.
+   */
+  aliases?: readonly string[];
   handle(request: RouteRequest, runtime: PluginRuntime): Promise<RouteResponse>;
 }
 
