@@ -54,3 +54,23 @@ export const DEMO = {
 
 export const demoOrderAge = { adaStripe: 20, adaPayPal: 10, bobPlaced: 0, bobSanctioned: 1, adaUnpaid: 5 };
 export { daysAgo };
+
+/**
+ * The demo catalogue's prices and discounts (services/demo-pricing.ts seeds them): what the discount
+ * code, first-time discount, program price and credit checkout examples of README.md read.
+ */
+export const DEMO_PRICING = {
+  /** 25 % off courses of the demo course's product (its cart predicate names it). */
+  welcomeCode: 'WELCOME25',
+  /** 10 % off a first order, once per customer: ada redeemed it on 2U-2026000002. */
+  firstOrderCode: 'FIRSTORDER10',
+  /** Course keys of the program's two courses, and their entitlements' standalone prices. */
+  programCourses: {
+    demo: { courseKey: 'edX+DemoX', entitlementSku: 'ENT-EDX-DEMOX', priceCents: 14_900 },
+    cs50: { courseKey: 'HarvardX+CS50', entitlementSku: 'ENT-HARVARDX-CS50', priceCents: 19_900 },
+  },
+  /** The program's own offer: $50 off (an absolute cart discount naming the bundle). */
+  programOfferCents: 5_000,
+  /** The variant selling the demo course run for credit. */
+  creditSku: 'CREDIT-EDX-DEMOX-2026',
+} as const;

@@ -9,6 +9,7 @@ import { startOrderFulfillment, type OrderFulfillmentStandIn } from './order-ful
 import { DEMO, daysAgo, demoOrderAge } from './demo.js';
 import { startBraze, type BrazeStandIn } from './braze/server.js';
 import { startSegment, type SegmentStandIn } from './segment/server.js';
+import { seedPricingDemo } from './demo-pricing.js';
 
 /** Every Service stand-in, started together, with the configuration the plugins read to reach them. */
 export interface ServiceStandIns {
@@ -354,6 +355,7 @@ function seedDemo(s: {
     })),
     customObjects: [{ container: 'coordinator', key: 'order-number', value: DEMO.mobile.orderNumberCounter }],
   });
+  seedPricingDemo(s.orderManagement);
   s.legacyEcommerce.seed({
     orders: [
       {

@@ -1,6 +1,7 @@
 import { ConfigError, domainCodeOf, ErrorCode } from '../errors.js';
 import type { Plugin, PluginRuntime, Principal, RouteResponse } from '@commerce-coordinator/plugin-sdk';
 import { loginRedirect, routeAuthorization, wantsLogin, type BrowserLogin } from './browser.js';
+import { isPathPattern, pathParams, PathParamError, patternShape } from './route-paths.js';
 import { sendError, type Route } from './server.js';
 
 /**
@@ -31,10 +32,10 @@ export function pluginRoutes(
       for (const served of new Set([route.path, ...(route.aliases ?? [])])) {
         if (reserved.has(served))
           problems.push(`subgraphs.${plugin.name}: route ${served} is the Coordinator's own`);
-        const owner = owners.get(served);
+        const owner = owners.get(patternShape(served));
         if (owner && owner !== plugin.name)
           problems.push(`subgraphs.${plugin.name}: route ${served} is already served by plugin '${owner}'`);
-        owners.set(served, plugin.name);
+        owners.set(patternShape(served), plugin.name);
         const same = byPath.get(served) ?? [];
         if (same.some((r) => r.method === route.method))
           problems.push(`subgraphs.${plugin.name}: route ${route.method} ${served} is declared twice`);
@@ -51,13 +52,26 @@ export function pluginRoutes(
         const path = route.path;
         let response: RouteResponse;
         try {
+          const url = new URL(req.url ?? path, 'http://localhost');
+          // Before the caller is verified: a malformed path is refused the same for everyone.
+          let params: Record<string, string> = {};
+          if (isPathPattern(served)) {
+            try {
+              params = pathParams(served, url.pathname);
+            } catch (error) {
+              if (error instanceof PathParamError)
+                return sendError(res, ErrorCode.BAD_REQUEST, error.message);
+              throw error;
+            }
+          }
+          // A route whose Authorization header is the Service's own (a store's push token) verifies it itself.
           const principal =
             route.authorization === 'service' ? undefined : await deps.authenticate(routeAuthorization(req));
-          const url = new URL(req.url ?? path, 'http://localhost');
           response = await route.handle(
             {
               method: req.method!,
               path,
+              params,
               headers: req.headers,
               query: url.searchParams,
               rawQuery: url.search.slice(1),

@@ -15,6 +15,7 @@ import {
   type HttpLimits,
 } from './connection-limits.js';
 import { handleCors } from './cors.js';
+import { compilePatterns } from './route-paths.js';
 
 /** A REST route beside /graphql (health checks, webhooks). */
 export type Route = (req: IncomingMessage, res: ServerResponse, body: Buffer) => Promise<void> | void;
@@ -25,7 +26,7 @@ export interface HttpServerOptions {
   operationLimits?: Pick<OperationLimitsChecker, 'checkTokens'>;
   /** Builds the gateway context of a GraphQL request. */
   context(req: IncomingMessage): Promise<GatewayContext>;
-  /** Exact paths (e.g. `/healthz`) to handlers. */
+  /** Exact paths (e.g. `/healthz`) to handlers; a path with `:name` segments matches as route-paths.ts says. */
   routes: ReadonlyMap<string, Route>;
   /** While true, new requests get 503 SHUTTING_DOWN. */
   draining(): boolean;
@@ -74,6 +75,8 @@ export function createHttpServer(options: HttpServerOptions): Server {
   const maxBodyBytes = options.maxBodyBytes ?? 1 << 20;
   const limits = resolveHttpLimits(options.limits);
   const served = new Set([...options.routes.keys(), '/graphql', '/']);
+  // A route with parameters never takes what the server serves itself (/graphql, the landing page).
+  const patterns = compilePatterns(options.routes, served);
   const observers = options.observers ?? [];
   const corsOrigins = new Set(options.corsOrigins ?? []);
   const server = createServer(
@@ -86,7 +89,7 @@ export function createHttpServer(options: HttpServerOptions): Server {
     async (req, res) => {
       const requestId = requestIdOf(req.headers[REQUEST_ID_HEADER]);
       res.setHeader(REQUEST_ID_HEADER, requestId);
-      if (observers.length) observeEnd(req, res, requestId, served, observers, options.logger);
+      if (observers.length) observeEnd(req, res, requestId, served, observers, options.logger, patterns);
       try {
         const url = new URL(req.url ?? '/', 'http://localhost');
         if (handleCors(req, res, corsOrigins)) return;
@@ -111,7 +114,7 @@ export function createHttpServer(options: HttpServerOptions): Server {
             `Request body over ${maxBodyBytes} bytes`,
           );
         }
-        const route = options.routes.get(url.pathname);
+        const route = options.routes.get(url.pathname) ?? patterns.find(url.pathname)?.value;
         if (route) return await route(req, res, body);
         if (url.pathname === '/graphql' || url.pathname === '/')
           return await graphql(options, req, res, url, body);
@@ -137,6 +140,7 @@ function observeEnd(
   served: ReadonlySet<string>,
   observers: readonly RequestObserver[],
   logger: Logger,
+  patterns?: ReturnType<typeof compilePatterns>,
 ) {
   const started = performance.now();
   res.once('close', () => {
@@ -144,7 +148,7 @@ function observeEnd(
     const end = {
       requestId,
       method: req.method ?? 'GET',
-      route: routeLabel(path, served),
+      route: routeLabel(path, served, (p) => patterns?.find(p)?.pattern),
       path: path.slice(0, 256),
       status: res.writableFinished ? res.statusCode : 499,
       durationMs: performance.now() - started,

@@ -18,9 +18,13 @@ export function methodLabel(method: string | undefined): string {
   return method && METHODS.has(method) ? method : OTHER;
 }
 
-/** An exact route path the server serves, else `(unmatched)`: never the raw path. */
-export function routeLabel(pathname: string, routes: ReadonlySet<string>): string {
-  return routes.has(pathname) ? pathname : UNMATCHED_ROUTE;
+/** An exact route path the server serves, or the pattern it matched, else `(unmatched)`: never the raw path. */
+export function routeLabel(
+  pathname: string,
+  routes: ReadonlySet<string>,
+  patternOf?: (pathname: string) => string | undefined,
+): string {
+  return routes.has(pathname) ? pathname : (patternOf?.(pathname) ?? UNMATCHED_ROUTE);
 }
 
 /** Longest operation name kept as a label value; GraphQL names have no length limit of their own. */

@@ -62,6 +62,7 @@ export interface StandalonePrice {
   version: number;
   sku: string;
   value: Money;
+  active: boolean;
   createdAt: string;
   lastModifiedAt: string;
 }
@@ -557,6 +558,7 @@ export class Checkout {
         version: 1,
         sku: p.sku,
         value: money(p.usdCents, 'USD'),
+        active: true,
         createdAt: now,
         lastModifiedAt: now,
       };

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
 import { createAdmin, readRequestBody, type Admin } from '../admin.js';
 import { Checkout, type CheckoutSeed } from './checkout.js';
+import { CATALOG_RESOURCES, CatalogSeedSchema, OrderManagementCatalog, type CatalogSeed } from './catalog.js';
 import { compilePredicate, PredicateError } from './predicate.js';
 import {
   CtError,
@@ -18,6 +19,7 @@ import {
 export type { SeedData, SeedOrder, SeedCustomer, SeedLineItem, SeedPayment, LineState } from './store.js';
 export type { CheckoutSeed, SeedProduct, SeedCart, SeedMobilePayment, SeedCustomObject } from './checkout.js';
 export { LINE_ITEM_STATE_KEYS, SANCTIONED_STATE_KEY, OrderManagementStore } from './store.js';
+export { OrderManagementCatalog, type CatalogSeed } from './catalog.js';
 
 /**
  * A stand-in for the order management Service (commercetools Composable Commerce): the subset of its
@@ -28,6 +30,7 @@ export { LINE_ITEM_STATE_KEYS, SANCTIONED_STATE_KEY, OrderManagementStore } from
  *   GET  /{projectKey}/{orders|payments|customers}/{id}?expand=…
  *   GET  /{projectKey}/orders/order-number={orderNumber}
  *   POST /{projectKey}/{orders|payments|customers}/{id}   { version, actions: [...] }  (409 on a stale version)
+ *   GET  /{projectKey}/{discount-codes|cart-discounts|product-projections[/search]|standalone-prices}  (catalog.ts)
  *
  * Test controls are in process (`seed`, `failNext`, `calls`, `responses`, `expireTokens`, `store`) and
  * over HTTP under `/_admin/` (services/README.md).
@@ -131,6 +134,8 @@ export const OrderManagementSeedSchema = z
     customObjects: z
       .array(z.object({ container: z.string().min(1), key: z.string().min(1), value: z.unknown() }).strict())
       .optional(),
+    /** Discounts, products and prices (catalog.ts). */
+    catalog: CatalogSeedSchema.optional(),
   })
   .strict() satisfies z.ZodType<SeedData & CheckoutSeed>;
 
@@ -154,6 +159,8 @@ export interface OrderManagement {
   store: OrderManagementStore;
   /** Carts, the catalogue and custom objects (checkout.ts). */
   checkout: Checkout;
+  /** Discount codes, cart discounts, products and standalone prices. */
+  catalog: OrderManagementCatalog;
   /** The admin API's state: the journal and faults of `/_admin/` (services/README.md). */
   admin: Admin;
   seed(
@@ -187,10 +194,16 @@ export async function startOrderManagement(options: OrderManagementOptions = {})
   const clientSecret = options.clientSecret ?? 'coordinator-secret';
   const store = new OrderManagementStore();
   const checkout = new Checkout(store);
+  // One standalone-prices endpoint: the checkout's products' prices and the catalogue's.
+  const catalog = new OrderManagementCatalog(store, checkout.standalonePrices);
   // Customers and orders first: seeded carts belong to customers.
-  const seed = (data: SeedData & CheckoutSeed) => {
-    const { products, carts, mobilePayments, customObjects, ...orders } = data;
-    return { ...store.seed(orders), ...checkout.seed({ products, carts, mobilePayments, customObjects }) };
+  const seed = (data: SeedData & CheckoutSeed & { catalog?: CatalogSeed }) => {
+    const { products, carts, mobilePayments, customObjects, catalog: catalogSeed, ...orders } = data;
+    return {
+      ...store.seed(orders),
+      ...checkout.seed({ products, carts, mobilePayments, customObjects }),
+      catalog: catalog.seed(catalogSeed),
+    };
   };
   if (options.seed) seed(options.seed);
   const tokens = new Map<string, number>();
@@ -235,6 +248,14 @@ export async function startOrderManagement(options: OrderManagementOptions = {})
           .split('/')
           .filter(Boolean)
           .map(decodeURIComponent);
+        if (project === projectKey && method === 'GET' && CATALOG_RESOURCES.includes(resource ?? '')) {
+          const answer = catalog.answer(
+            resource!,
+            [id, ...rest].filter((s) => s !== undefined),
+            url.searchParams,
+          );
+          if (answer !== undefined) return send(res, 200, answer);
+        }
         if (project === projectKey && resource !== undefined) {
           const answer = checkout.handle(
             method,
@@ -343,7 +364,11 @@ export async function startOrderManagement(options: OrderManagementOptions = {})
       const value = (r: unknown) => String((r as Record<string, unknown>)[field] ?? '');
       results = [...results].sort((a, b) => sign * value(a).localeCompare(value(b)));
     }
-    const page = results.slice(offset, offset + limit).map((r) => store.expand(r, params.getAll('expand')));
+    const expand = params.getAll('expand');
+    // Redeemed discount codes live in the catalogue: it expands `discountCodes[*].discountCode`.
+    const page = results
+      .slice(offset, offset + limit)
+      .map((r) => catalog.expand(store.expand(r, expand), expand));
     return { limit, offset, count: page.length, total: results.length, results: page };
   }
 
@@ -356,6 +381,7 @@ export async function startOrderManagement(options: OrderManagementOptions = {})
     clientSecret,
     store,
     checkout,
+    catalog,
     admin,
     seed,
     calls: (method, path) =>

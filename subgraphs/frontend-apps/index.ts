@@ -11,6 +11,7 @@ import {
 import { frontendAppsConfig } from './config.js';
 import { HISTORY_CUTOFF_DAYS, mergeHistory } from './history.js';
 import { orderHistoryRoute } from './history-route.js';
+import { pricingRoutes } from './pricing-routes.js';
 
 /** Transition-to-Coordinator flags, evaluated per learner (percentage rollouts target `user`). */
 export const Flags = {
@@ -165,6 +166,8 @@ export default definePlugin({
         return redirectFrom(result);
       },
     },
+    // Discount code info, first-time discount, program price, credit checkout.
+    ...pricingRoutes,
   ],
   config: [frontendAppsConfig],
 });

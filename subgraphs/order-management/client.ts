@@ -342,7 +342,7 @@ export function createOrderManagementClient(config: OrderManagementConfig, optio
 
   return {
     // The SDK's request builders and their error mapping, for the Actions on carts, custom objects and
-    // drafts (mobile.ts) that the helpers here do not cover.
+    // drafts (mobile.ts) and the catalogue reads (pricing.ts) that the helpers here do not cover.
     api,
     execute,
     get,

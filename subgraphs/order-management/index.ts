@@ -25,6 +25,12 @@ import {
 import { fulfillRoute, returnedRoute, sanctionedRoute } from './routes.js';
 import { settleReturn } from './returns.js';
 import { refundLines } from './refund-lines.js';
+import {
+  creditVariant,
+  discountCodeApplicability,
+  firstTimeDiscountEligible,
+  programPriceInfo,
+} from './pricing.js';
 
 /**
  * The order-management Plugin: wraps the order management Service (commercetools). It owns the
@@ -97,6 +103,11 @@ export default definePlugin({
       orderByNumber: ['learner', 'staff', 'service'],
       ordersForLearner: ['learner', 'staff', 'service'],
       refundLines: ['staff', 'service'],
+      // Steps of the pricing flows (connections.yaml says who runs those).
+      discountCodeApplicability: ['staff', 'service'],
+      firstTimeDiscountEligible: ['staff', 'service'],
+      programPriceInfo: ['staff', 'service'],
+      creditVariant: ['staff', 'service'],
     },
     Mutation: {
       createReturn: ['staff', 'service'],
@@ -155,6 +166,11 @@ export default definePlugin({
       },
       refundLines: (_: unknown, { input }: Input<Parameters<typeof refundLines>[0]>, ctx) =>
         refundLines(input, ctx),
+      discountCodeApplicability: (_: unknown, { input }: Input<unknown>, ctx) =>
+        discountCodeApplicability(input, ctx),
+      firstTimeDiscountEligible: (_: unknown, { input }: Input<unknown>) => firstTimeDiscountEligible(input),
+      programPriceInfo: (_: unknown, { input }: Input<unknown>) => programPriceInfo(input),
+      creditVariant: (_: unknown, { input }: Input<unknown>) => creditVariant(input),
     },
     Order: {
       __resolveReference: async (ref: { id: string }, ctx: ActionContext) => {

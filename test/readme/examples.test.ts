@@ -67,6 +67,11 @@ describe('README.md example operations', () => {
       'mutation RefundUnpaid {',
       'POST /iap/create-order/',
       'POST /lms/refund/',
+      'GET /lms/discount-code-info/?code=WELCOME25&course_run_key=course-v1:edX%2BDemoX%2B2026',
+      'POST /lms/first-time-discount-eligible/',
+      'GET /lms/program-price-info/0f5b7c2e-4d1a-4a8e-9c3b-2d6f1e8a7b90/?course_key=edX%2BDemoX&course_key=HarvardX%2BCS50',
+      'query ProgramPrice {',
+      'GET /lms/credit/checkout/course-v1:edX+DemoX+2026/',
     ]);
   });
 

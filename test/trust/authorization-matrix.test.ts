@@ -210,6 +210,41 @@ const MATRIX: Record<string, Row> = {
       '{ verifyGooglePlayPurchase(input: { purchaseToken: "unknown", productId: "mobile.android.usd1" }) { transactionId } }',
     expect: STEP_ONLY,
   },
+  // ---- Before a purchase: any signed-in caller asks about discount codes and program prices; the
+  // first-time discount is the LMS's (staff, Services); credit checkout is for people.
+  discountCodeInfo: {
+    query:
+      '{ discountCodeInfo(input: { code: "WELCOME25", courseRunKey: "course-v1:edX+DemoX+2026" }) { flow { id } } }',
+    expect: 'UAAAA',
+  },
+  firstTimeDiscountEligibility: {
+    query: '{ firstTimeDiscountEligibility(input: { email: "ada@example.com", code: "X" }) { flow { id } } }',
+    expect: 'UFFAA',
+  },
+  programPrice: {
+    query: '{ programPrice(input: { bundleKey: "none", courseKeys: ["edX+DemoX"] }) { flow { id } } }',
+    expect: 'UAAAA',
+  },
+  creditCheckout: {
+    query: '{ creditCheckout(input: { courseRunKey: "course-v1:edX+DemoX+2026" }) { flow { id } } }',
+    expect: 'UAAAF',
+  },
+  discountCodeApplicability: {
+    query: '{ discountCodeApplicability(input: { code: "WELCOME25", courseRunKey: "x" }) { isApplicable } }',
+    expect: STEP_ONLY,
+  },
+  firstTimeDiscountEligible: {
+    query: '{ firstTimeDiscountEligible(input: { email: "ada@example.com", code: "X" }) { isEligible } }',
+    expect: STEP_ONLY,
+  },
+  programPriceInfo: {
+    query: '{ programPriceInfo(input: { bundleKey: "none", courseKeys: ["x"] }) { totalInclTaxCents } }',
+    expect: STEP_ONLY,
+  },
+  creditVariant: {
+    query: '{ creditVariant(input: { courseRunKey: "x" }) { creditSku } }',
+    expect: STEP_ONLY,
+  },
 };
 
 /** Fields of the federated Order that other Plugins and the Coordinator add: ada's order, by caller. */

@@ -88,6 +88,10 @@ export interface FilterResult {
 /** A REST endpoint a Service calls (a webhook), served by the gateway at `path` exactly. */
 export interface Route {
   method: 'GET' | 'POST';
+  /**
+   * The exact path, or one with parameters: a segment `:name` matches one non-empty segment, given
+   * decoded as `request.params.name` (an exact path of another route wins over it).
+   */
   path: string;
   /**
    * Other exact paths the route answers at, the same way: where a Service calls the system the
@@ -105,7 +109,10 @@ export interface Route {
 
 export interface RouteRequest {
   method: string;
+  /** The route's path as declared (its pattern, for a path with parameters). */
   path: string;
+  /** The decoded `:name` segments of the path (the gateway always sets it; empty for an exact path). */
+  params?: Readonly<Record<string, string>>;
   /** Lower-case names, as Node gives them. */
   headers: IncomingHttpHeaders;
   query: URLSearchParams;
