@@ -590,7 +590,7 @@ export class Checkout {
       }
       carts.push(cart);
     }
-    return { payments, carts };
+    return { mobilePayments: payments, carts };
   }
 }
 

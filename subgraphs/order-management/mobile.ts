@@ -433,7 +433,11 @@ export async function attachMobilePayment(
   const processor = input.paymentProcessor as MobileProcessor;
   if (processor !== 'ios_iap' && processor !== 'android_iap')
     throw badInput(`paymentProcessor '${input.paymentProcessor}' is not ios_iap or android_iap`);
-  if (!input.transactionId) throw badInput('transactionId is empty');
+  // A payment key is 2 to 256 characters for the Service: a transaction id outside that is no store's.
+  if (input.transactionId.length < 2 || input.transactionId.length > 256)
+    throw badInput('transactionId must be 2 to 256 characters');
+  // No payment is made for a cart that does not exist (it would be left dangling).
+  if (!(await getCart(input.cartId))) throw new DomainError(ErrorCode.NOT_FOUND, `No cart ${input.cartId}`);
   const { client, ct, execute } = api();
   const key = paymentKeyOf(input.transactionId);
   const claim = (cartId: string) => ({ type: { typeId: 'type', key: PAYMENT_TYPE }, fields: { cartId } });

@@ -4,6 +4,7 @@ import {
   ErrorCode,
   httpStatusOf,
   isErrorCode,
+  type PluginRuntime,
   type Route,
   type RouteRequest,
   type RouteResponse,
@@ -62,6 +63,39 @@ function accept(request: RouteRequest): { envelope: Envelope; orderId: string } 
 
 const isResponse = (value: object): value is RouteResponse => 'status' in value;
 
+/**
+ * Runs the flow an event asks for, once per idempotency key. A flow that ran answers 200 however it
+ * ended (its record says); one refused before it ran (bad input, a caller it does not admit) is an error
+ * answer with the status of why; the same event's flow running elsewhere is accepted (202): it will
+ * finish there.
+ */
+async function runEventFlow(
+  runtime: PluginRuntime,
+  request: RouteRequest,
+  filter: string,
+  input: Record<string, unknown>,
+  idempotencyKey: string,
+): Promise<RouteResponse> {
+  try {
+    const result = await runtime.runFilter(filter, input, { idempotencyKey, principal: request.principal });
+    const { error: refusal } = result;
+    if (result.status === 'REJECTED' && refusal && isErrorCode(refusal.code))
+      return error(httpStatusOf(refusal.code), refusal.code, refusal.message);
+    return {
+      status: 200,
+      body: {
+        flowId: result.flowId,
+        status: result.status,
+        ...(result.error ? { error: result.error } : {}),
+      },
+    };
+  } catch (failure) {
+    if (domainCodeOf(failure) === ErrorCode.FLOW_IN_PROGRESS)
+      return error(202, ErrorCode.FLOW_IN_PROGRESS, (failure as Error).message);
+    throw failure;
+  }
+}
+
 /** An order was placed (a line item moved to the pending state): run the fulfillment flow. */
 export const fulfillRoute: Route = {
   method: 'POST',
@@ -71,32 +105,14 @@ export const fulfillRoute: Route = {
   async handle(request, runtime) {
     const accepted = accept(request);
     if (isResponse(accepted)) return accepted;
-    try {
-      // One flow per event: a redelivered event finds its flow by the idempotency key.
-      const result = await runtime.runFilter(
-        'order.fulfillment.requested.v1',
-        { orderId: accepted.orderId },
-        { idempotencyKey: `fulfill:${accepted.envelope.id}`, principal: request.principal },
-      );
-      // A flow that ran answers 200 however it ended (its record says); one refused before it ran
-      // (bad input, a caller it does not admit) is an error answer, with the status of why.
-      const { error: refusal } = result;
-      if (result.status === 'REJECTED' && refusal && isErrorCode(refusal.code))
-        return error(httpStatusOf(refusal.code), refusal.code, refusal.message);
-      return {
-        status: 200,
-        body: {
-          flowId: result.flowId,
-          status: result.status,
-          ...(result.error ? { error: result.error } : {}),
-        },
-      };
-    } catch (failure) {
-      // The same event's flow runs elsewhere: accepted, it will finish there.
-      if (domainCodeOf(failure) === ErrorCode.FLOW_IN_PROGRESS)
-        return error(202, ErrorCode.FLOW_IN_PROGRESS, (failure as Error).message);
-      throw failure;
-    }
+    // One flow per event: a redelivered event finds its flow by the idempotency key.
+    return runEventFlow(
+      runtime,
+      request,
+      'order.fulfillment.requested.v1',
+      { orderId: accepted.orderId },
+      `fulfill:${accepted.envelope.id}`,
+    );
   },
 };
 
@@ -177,27 +193,12 @@ export const returnedRoute: Route = {
       return error(404, ErrorCode.NOT_FOUND, `No order ${accepted.orderId}`);
     // The id a return is known by (model.ts returnIdOf): its tracking id, else its first item's id.
     const returnId = returnInfo.returnTrackingId ?? returnInfo.items[0]!.id;
-    try {
-      const result = await runtime.runFilter(
-        'order.refund.requested.v1',
-        { orderId: accepted.orderId, lineItemIds, returnId },
-        { idempotencyKey: `returned:${accepted.orderId}:${returnId}`, principal: request.principal },
-      );
-      const { error: refusal } = result;
-      if (result.status === 'REJECTED' && refusal && isErrorCode(refusal.code))
-        return error(httpStatusOf(refusal.code), refusal.code, refusal.message);
-      return {
-        status: 200,
-        body: {
-          flowId: result.flowId,
-          status: result.status,
-          ...(result.error ? { error: result.error } : {}),
-        },
-      };
-    } catch (failure) {
-      if (domainCodeOf(failure) === ErrorCode.FLOW_IN_PROGRESS)
-        return error(202, ErrorCode.FLOW_IN_PROGRESS, (failure as Error).message);
-      throw failure;
-    }
+    return runEventFlow(
+      runtime,
+      request,
+      'order.refund.requested.v1',
+      { orderId: accepted.orderId, lineItemIds, returnId },
+      `returned:${accepted.orderId}:${returnId}`,
+    );
   },
 };

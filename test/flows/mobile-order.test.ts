@@ -372,7 +372,7 @@ describe('a purchase that paid already', () => {
     const transactionId = applePurchase();
     const [dangling] = om().seed({
       mobilePayments: [{ method: 'ios_iap', transactionId, usdCents: 14_900 }],
-    }).payments;
+    }).mobilePayments;
     const res = await createOrder(body(transactionId));
     expect(res.status).toBe(201);
     const order = om().store.orders.get(String(res.body.order_id))!;

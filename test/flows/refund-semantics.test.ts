@@ -98,13 +98,14 @@ async function requestRefund(
 interface FlowRecord {
   id: string;
   name: string;
+  receiver: string | null;
   status: string;
   input: { returnedItems?: Array<{ lineItemId: string }> };
 }
 
 async function flowsOf(orderId: string): Promise<FlowRecord[]> {
   const result = await cc.graphql<{ flows: FlowRecord[] }>(
-    'query ($orderId: String) { flows(orderId: $orderId, limit: 50) { id name status input } }',
+    'query ($orderId: String) { flows(orderId: $orderId, limit: 50) { id name receiver status input } }',
     { orderId },
     cc.tokens.staff,
   );
@@ -112,12 +113,13 @@ async function flowsOf(orderId: string): Promise<FlowRecord[]> {
   return [...result.data!.flows].reverse();
 }
 const revocations = async (orderId: string) =>
-  (await flowsOf(orderId)).filter((f) => f.name === 'order.refunded.v1');
+  (await flowsOf(orderId)).filter((f) => f.receiver === 'revoke-returned-line-items');
 
 const stepsOf = (answer: RefundAnswer) => answer.flow.steps.map((s) => [s.action, s.status]);
 
 /** The steps of a flow that settled its return itself and halted before any PSP step. */
 const SETTLED_STEPS = [
+  ['refundLines', 'COMPLETED'],
   ['createReturn', 'COMPLETED'],
   ['settleReturn', 'HALTED'],
 ];

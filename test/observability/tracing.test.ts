@@ -136,15 +136,15 @@ describe('the trace of a refund', () => {
     ];
     expect(refundStripe.span.attributes).toMatchObject({
       'coordinator.flow.id': flow.id,
-      'coordinator.step.index': 2,
+      'coordinator.step.index': 3,
       'coordinator.action': 'refundStripePayment',
       'coordinator.step.attempt': 1,
-      'coordinator.step.idempotency_key': `${flow.id}:2`,
+      'coordinator.step.idempotency_key': `${flow.id}:3`,
       'coordinator.implementation': 'stripe',
       'coordinator.step.status': 'completed',
     });
     expect(createReturn.attribute('coordinator.implementation')).toBe('order-management');
-    expect(recordRefund.attribute('coordinator.step.index')).toBe(4);
+    expect(recordRefund.attribute('coordinator.step.index')).toBe(5);
 
     // Each step's Action call, the fetch of the Plugin that implements it, and that Plugin's Service calls.
     for (const [step, action, subgraph, service] of [

@@ -469,13 +469,23 @@ describe('order-management plugin: createReturn', () => {
     expect(stored(order.id).returnInfo).toHaveLength(0);
   });
 
-  it('answers CONFLICT when the lines are already returned', async () => {
+  it('answers lines already returned as such, adding no second return (the refund flow settles it)', async () => {
     const order = seedOrder();
     const input = { orderId: order.id, lineItemIds: lineIds(order) };
     expect((await run(CREATE_RETURN, { input })).errors).toBeUndefined();
-    const again = await run(CREATE_RETURN, { input });
-    expect(codeOf(again)).toBe('CONFLICT');
-    expect(again.errors![0]!.extensions).toMatchObject({ lineItemIds: lineIds(order) });
+    const again = await run(
+      CREATE_RETURN.replace(
+        'returnId\n',
+        'returnId\n      settlement\n      alreadyReturnedItems { lineItemId }\n',
+      ),
+      { input },
+    );
+    expect(again.errors).toBeUndefined();
+    const answer = (again.data as { createReturn: { settlement: string; alreadyReturnedItems: unknown[] } })
+      .createReturn;
+    expect(answer.settlement).toBe('ALREADY_RETURNED');
+    expect(answer.alreadyReturnedItems).toEqual(lineIds(order).map((lineItemId) => ({ lineItemId })));
+    expect(stored(order.id).returnInfo).toHaveLength(1);
   });
 
   it('is a step of the refund flow: never called by a learner directly, not even on their own order', async () => {
