@@ -20,44 +20,13 @@ import { lmsConfig, lmsEventBusConfig, type Env } from './config.js';
 import { startRefundConsumer } from './event-consumer.js';
 import { userRetirementRoute } from './retirement-route.js';
 import { refundRoute } from './refund-route.js';
+import type { FulfillOrderInput, RevokeLineItemsInput } from '../../schema/contracts/fulfillment.js';
 
 /**
  * The LMS (Open edX) Service Plugin: fulfils orders (enrollments, entitlements), revokes returned
  * items, deactivates sanctioned learners, adds enrollments to the `Order` entity, and consumes the
  * LMS's refund requests from its event bus.
  */
-
-type Kind = 'COURSE' | 'BUNDLE';
-
-interface FulfillOrderInput {
-  orderId: string;
-  orderNumber: string;
-  lmsUserId: number;
-  username: string;
-  /** ISO 8601. */
-  datePlaced?: string | null;
-  lineItems: Array<{
-    lineItemId: string;
-    kind: Kind;
-    courseRunKey?: string | null;
-    bundleKey?: string | null;
-    mode?: string | null;
-    creditProvider?: string | null;
-  }>;
-}
-
-interface RevokeLineItemsInput {
-  orderId: string;
-  lmsUserId: number;
-  username: string;
-  returnedItems: Array<{
-    lineItemId: string;
-    kind: Kind;
-    courseRunKey?: string | null;
-    bundleKey?: string | null;
-    entitlementUuid?: string | null;
-  }>;
-}
 
 interface LineFulfillment {
   lineItemId: string;

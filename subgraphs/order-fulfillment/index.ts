@@ -2,6 +2,7 @@ import { definePlugin, DomainError, ErrorCode } from '@commerce-coordinator/plug
 import { orderFulfillmentClient, OrderFulfillmentRejectedError, type FulfillOrderPayload } from './client.js';
 import { orderFulfillmentApiConfig, orderFulfillmentWebhookSecret } from './config.js';
 import { handleFulfillmentReport } from './webhook.js';
+import type { FulfillOrderInput, RevokeLineItemsInput } from '../../schema/contracts/fulfillment.js';
 
 /**
  * The order-fulfillment Plugin: 2U's Order Fulfillment service (the reference's order_fulfillment app,
@@ -20,38 +21,6 @@ import { handleFulfillmentReport } from './webhook.js';
 /** The reference's default line of business. */
 const DEFAULT_LOB = 'edx';
 const DEFAULT_MODE = 'verified';
-
-type Kind = 'COURSE' | 'BUNDLE';
-
-interface FulfillOrderInput {
-  orderId: string;
-  orderNumber: string;
-  lmsUserId: number;
-  username: string;
-  lineItems: Array<{
-    lineItemId: string;
-    kind: Kind;
-    courseRunKey?: string | null;
-    bundleKey?: string | null;
-    mode?: string | null;
-    lob?: string | null;
-  }>;
-}
-
-interface RevokeLineItemsInput {
-  orderId: string;
-  lmsUserId: number;
-  username: string;
-  returnedItems: Array<{
-    lineItemId: string;
-    kind: Kind;
-    courseRunKey?: string | null;
-    bundleKey?: string | null;
-    entitlementUuid?: string | null;
-    mode?: string | null;
-    lob?: string | null;
-  }>;
-}
 
 const badInput = (message: string, extensions?: Record<string, unknown>) =>
   new DomainError(ErrorCode.BAD_USER_INPUT, message, extensions);
