@@ -1,6 +1,6 @@
 /**
  * One gateway of the federation benchmark, in a process of its own (so its RSS and CPU are its own):
- * `node --import tsx bench/federation/gateway-process.ts <coordinator|apollo|hive|coordinator-apollo-fetcher|coordinator-node-fetch> <subgraphs base>`.
+ * `node --import tsx bench/federation/gateway-process.ts <coordinator|apollo|hive|hive-router-runtime|coordinator-apollo-fetcher|coordinator-node-fetch> <subgraphs base>`.
  * Prints one JSON line `{"url": ..., "pid": ...}` once it listens on a free port.
  */
 import { createServer, type Server } from 'node:http';
@@ -80,10 +80,19 @@ async function apollo(): Promise<string> {
   return url.replace('localhost', '127.0.0.1');
 }
 
-/** Hive Gateway's runtime with its defaults, on node:http. */
-async function hive(): Promise<string> {
+/**
+ * Hive Gateway's runtime on node:http: with its defaults (the JS stitching planner and executor), or
+ * with `@graphql-hive/router-runtime` (Hive Router's Rust query planner, a native addon, and the
+ * executor built for it), as `hive-gateway supergraph --hive-router-runtime` runs it.
+ */
+async function hive(runtime: 'js' | 'router-runtime'): Promise<string> {
   const { createGatewayRuntime } = await import('@graphql-hive/gateway');
-  const gateway = createGatewayRuntime({ supergraph: supergraphSdl });
+  const gateway = createGatewayRuntime({
+    supergraph: supergraphSdl,
+    ...(runtime === 'router-runtime'
+      ? { unifiedGraphHandler: (await import('@graphql-hive/router-runtime')).unifiedGraphHandler }
+      : {}),
+  });
   const server = createServer(gateway);
   return `${await listening(server)}/graphql`;
 }
@@ -93,8 +102,17 @@ const start = {
   'coordinator-apollo-fetcher': () => coordinator('apollo'),
   'coordinator-node-fetch': () => coordinator('node'),
   apollo,
-  hive,
-}[kind as 'coordinator' | 'coordinator-apollo-fetcher' | 'coordinator-node-fetch' | 'apollo' | 'hive'];
+  hive: () => hive('js'),
+  'hive-router-runtime': () => hive('router-runtime'),
+}[
+  kind as
+    | 'coordinator'
+    | 'coordinator-apollo-fetcher'
+    | 'coordinator-node-fetch'
+    | 'apollo'
+    | 'hive'
+    | 'hive-router-runtime'
+];
 if (!start) throw new Error(`unknown gateway '${kind}'`);
 const url = await start();
 process.stdout.write(`${JSON.stringify({ url, pid: process.pid })}\n`);

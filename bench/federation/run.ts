@@ -4,7 +4,7 @@ import { barChart, percentile, table, writeResults } from '../lib/report.js';
 import { referenceResponse } from './reference.js';
 import { scenario } from './scenario.js';
 
-export const GATEWAYS = ['coordinator', 'apollo', 'hive'] as const;
+export const GATEWAYS = ['coordinator', 'apollo', 'hive', 'hive-router-runtime'] as const;
 /** The Coordinator before a fetch lever (make-fetch-happen, then Node's fetch), to measure it. */
 export type GatewayName = (typeof GATEWAYS)[number] | 'coordinator-apollo-fetcher' | 'coordinator-node-fetch';
 /**
@@ -19,6 +19,7 @@ const LABELS: Record<GatewayName, string> = {
   coordinator: 'Coordinator (FederatedExecutor)',
   apollo: '@apollo/gateway (Apollo Server 5)',
   hive: 'Hive Gateway (JS)',
+  'hive-router-runtime': 'Hive Gateway + router-runtime (Rust planner)',
 };
 
 function parseEntry(entry: GatewayEntry): { name: GatewayName; flags?: string[] } {
