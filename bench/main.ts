@@ -23,7 +23,10 @@ const { values, positionals } = parseArgs({
     /** The results' file name under bench/results/ (federation only). */
     out: { type: 'string' },
     minutes: { type: 'string' },
-    /** Flows only: a CPU profile of the Coordinator's measured load, written to <file>-<concurrency>-<round>. */
+    /**
+     * Flows: a CPU profile of the Coordinator's measured load, written to <file>-<concurrency>-<round>.
+     * Federation: a directory for the Coordinator gateway processes' CPU profiles (warm-up included).
+     */
     'cpu-prof': { type: 'string' },
   },
 });
@@ -38,6 +41,7 @@ if (which.includes('federation')) {
     secondsPerRound: num(values.seconds, 10, 3),
     gateways: (values.gateways?.split(',') as GatewayEntry[] | undefined) ?? GATEWAYS,
     ...(values.out ? { write: values.out } : {}),
+    ...(values['cpu-prof'] ? { cpuProfileDir: values['cpu-prof'] } : {}),
   });
 }
 if (which.includes('flows')) {

@@ -1,6 +1,6 @@
 /**
  * One gateway of the federation benchmark, in a process of its own (so its RSS and CPU are its own):
- * `node --import tsx bench/federation/gateway-process.ts <coordinator|apollo|hive|hive-router-runtime|coordinator-apollo-fetcher|coordinator-node-fetch> <subgraphs base>`.
+ * `node --import tsx bench/federation/gateway-process.ts <coordinator|apollo|hive|hive-router-runtime|coordinator-apollo-executor|coordinator-apollo-fetcher|coordinator-node-fetch> <subgraphs base>`.
  * Prints one JSON line `{"url": ..., "pid": ...}` once it listens on a free port.
  */
 import { createServer, type Server } from 'node:http';
@@ -37,9 +37,13 @@ const nodeFetch: RemoteGraphQLDataSource['fetcher'] = (url, init) =>
 /**
  * This Coordinator's gateway as gateway/coordinator.ts builds it, every subgraph remote. With
  * `fetcher`, its subgraph fetches go through @apollo/gateway's default fetcher (make-fetch-happen) or
- * Node's fetch, as before the fetch levers: to measure a lever in the same run.
+ * Node's fetch, as before the fetch levers; with `execution: 'apollo'`, its plans run on
+ * @apollo/gateway's executeQueryPlan, as before the compiled executor: to measure a lever in the same run.
  */
-async function coordinator(fetcher?: 'apollo' | 'node'): Promise<string> {
+async function coordinator(
+  fetcher?: 'apollo' | 'node',
+  execution: 'compiled' | 'apollo' = 'compiled',
+): Promise<string> {
   // Every call is signed, as the Coordinator signs its remote subgraphs' calls; the bench's subgraphs
   // do not check the assertion.
   const signer = createCallSigner('federation-bench-subgraph-signing-secret');
@@ -58,6 +62,7 @@ async function coordinator(fetcher?: 'apollo' | 'node'): Promise<string> {
   const executor = new FederatedExecutor({
     supergraphSdl,
     dataSources,
+    execution,
     // The scenario has no progressive overrides: no flag is ever evaluated.
     flags: { evaluate: async (flag, _context, fallback) => ({ flag, value: fallback, reason: 'bench' }) },
   });
@@ -99,6 +104,7 @@ async function hive(runtime: 'js' | 'router-runtime'): Promise<string> {
 
 const start = {
   coordinator: () => coordinator(),
+  'coordinator-apollo-executor': () => coordinator(undefined, 'apollo'),
   'coordinator-apollo-fetcher': () => coordinator('apollo'),
   'coordinator-node-fetch': () => coordinator('node'),
   apollo,
@@ -107,6 +113,7 @@ const start = {
 }[
   kind as
     | 'coordinator'
+    | 'coordinator-apollo-executor'
     | 'coordinator-apollo-fetcher'
     | 'coordinator-node-fetch'
     | 'apollo'

@@ -5,8 +5,15 @@ import { referenceResponse } from './reference.js';
 import { scenario } from './scenario.js';
 
 export const GATEWAYS = ['coordinator', 'apollo', 'hive', 'hive-router-runtime'] as const;
-/** The Coordinator before a fetch lever (make-fetch-happen, then Node's fetch), to measure it. */
-export type GatewayName = (typeof GATEWAYS)[number] | 'coordinator-apollo-fetcher' | 'coordinator-node-fetch';
+/**
+ * The Coordinator before a lever, to measure it: its plans on executeQueryPlan (before the compiled
+ * executor); its subgraph fetches on make-fetch-happen, then Node's fetch (before the fetch levers).
+ */
+export type GatewayName =
+  | (typeof GATEWAYS)[number]
+  | 'coordinator-apollo-executor'
+  | 'coordinator-apollo-fetcher'
+  | 'coordinator-node-fetch';
 /**
  * A gateway to measure: a name, or `<name>@<node flags>` to run it with those Node flags instead of its
  * usual ones (`npm start`'s for the Coordinator), e.g. `coordinator@--max-semi-space-size=32`;
@@ -14,9 +21,10 @@ export type GatewayName = (typeof GATEWAYS)[number] | 'coordinator-apollo-fetche
  */
 export type GatewayEntry = GatewayName | `${GatewayName}@${string}`;
 const LABELS: Record<GatewayName, string> = {
+  'coordinator-apollo-executor': 'Coordinator, executeQueryPlan',
   'coordinator-apollo-fetcher': 'Coordinator, make-fetch-happen',
   'coordinator-node-fetch': 'Coordinator, Node fetch',
-  coordinator: 'Coordinator (FederatedExecutor)',
+  coordinator: 'Coordinator (FederatedExecutor, compiled plans)',
   apollo: '@apollo/gateway (Apollo Server 5)',
   hive: 'Hive Gateway (JS)',
   'hive-router-runtime': 'Hive Gateway + router-runtime (Rust planner)',
@@ -52,6 +60,8 @@ export interface FederationOptions {
   headroomSeconds?: number;
   /** Extra node flags for one gateway's process (e.g. --cpu-prof). */
   nodeArgs?: Partial<Record<GatewayName, string[]>>;
+  /** Write each Coordinator gateway process's CPU profile (node --cpu-prof) into this directory. */
+  cpuProfileDir?: string;
   /** Extra environment for the gateway processes. */
   env?: Partial<Record<GatewayName, NodeJS.ProcessEnv>>;
   /** Label gateways differently in the output (e.g. to compare a variant). */
@@ -216,6 +226,13 @@ export async function runFederation(options: FederationOptions = {}): Promise<Fe
             nodeArgs: [
               ...(flags ?? (kind.startsWith('coordinator') ? gatewayNodeFlags() : [])),
               ...(options.nodeArgs?.[kind] ?? []),
+              ...(options.cpuProfileDir && kind.startsWith('coordinator')
+                ? [
+                    '--cpu-prof',
+                    `--cpu-prof-dir=${options.cpuProfileDir}`,
+                    `--cpu-prof-name=${kind}.cpuprofile`,
+                  ]
+                : []),
             ],
             env: options.env?.[kind],
           },
