@@ -245,11 +245,11 @@ export const compiledCases: Array<[string, string, Record<string, unknown>?]> = 
     'an interface with @key across subgraphs',
     `{ media { id title ... on Movie { duration } ... on Song { artist } } }`,
   ],
-];
-
-/** Plans the executor leaves to executeQueryPlan (data rewrites, introspection): the fallback. */
-export const fallbackCases: Array<[string, string, Record<string, unknown>?]> = [
   ['@interfaceObject (a __typename rewrite)', `{ topRated { id rating title ... on Movie { duration } } }`],
   ['@interfaceObject from the interface side', `{ media { id title rating } }`],
+];
+
+/** Plans the executor leaves to executeQueryPlan (introspection): the fallback. */
+export const fallbackCases: Array<[string, string, Record<string, unknown>?]> = [
   ['schema introspection', `{ __schema { queryType { name } } topProducts(first: 1) { upc } }`],
 ];

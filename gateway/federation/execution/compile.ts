@@ -1,12 +1,20 @@
 import type { Operation } from '@apollo/federation-internals';
-import type { FetchNode, PlanNode, QueryPlan, ResponsePath } from '@apollo/query-planner';
+import { applyRewrites } from '@apollo/gateway/dist/dataRewrites.js';
+import type { FetchDataRewrite, FetchNode, PlanNode, QueryPlan, ResponsePath } from '@apollo/query-planner';
 import type { GraphQLSchema } from 'graphql';
 import { compileRepresentation, type RepresentationBuilder } from './representations.js';
 import { compileResponseShape, selectsIntrospection, type ResponseShaper } from './response-shape.js';
 
 /** A plan node with what it needs at run time worked out once. */
 export type CompiledNode =
-  | { kind: 'Fetch'; fetch: FetchNode; representation?: RepresentationBuilder }
+  | {
+      kind: 'Fetch';
+      fetch: FetchNode;
+      representation?: RepresentationBuilder;
+      /** The plan's data rewrites (@interfaceObject's __typename), on representations and answers. */
+      rewriteInput?: (value: Record<string, unknown>) => void;
+      rewriteOutput?: (value: Record<string, unknown>) => void;
+    }
   | { kind: 'Flatten'; path: ResponsePath; node: CompiledNode }
   | { kind: 'Sequence' | 'Parallel'; nodes: CompiledNode[] }
   | {
@@ -28,8 +36,7 @@ function unsupported(node: PlanNode | QueryPlan['node']): string | undefined {
   if (!node) return undefined;
   switch (node.kind) {
     case 'Fetch':
-      if (node.inputRewrites?.length || node.outputRewrites?.length || node.contextRewrites?.length)
-        return 'data rewrites';
+      if (node.contextRewrites?.length) return 'context rewrites';
       return node.hasDefers ? '@defer' : undefined;
     case 'Flatten':
       return unsupported(node.node);
@@ -45,7 +52,7 @@ function unsupported(node: PlanNode | QueryPlan['node']): string | undefined {
 
 /**
  * Compiles a query plan for the executor, or returns the reason it cannot (a Defer or Subscription
- * node, data rewrites, schema introspection): those plans run on executeQueryPlan instead.
+ * node, context rewrites (@fromContext), schema introspection): those plans run on executeQueryPlan instead.
  */
 export function compilePlan(
   plan: QueryPlan,
@@ -63,6 +70,8 @@ export function compilePlan(
           kind: 'Fetch',
           fetch: node,
           representation: node.requires ? compileRepresentation(supergraph, node.requires) : undefined,
+          rewriteInput: rewriter(supergraph, node.inputRewrites),
+          rewriteOutput: rewriter(supergraph, node.outputRewrites),
         };
       case 'Flatten':
         return { kind: 'Flatten', path: node.path, node: compile(node.node) };
@@ -84,4 +93,10 @@ export function compilePlan(
     }
   };
   return { node: plan.node && compile(plan.node as PlanNode), shape: compileResponseShape(operation) };
+}
+
+/** executeQueryPlan's own rewriting (not exported from the package root), bound to the plan's rewrites. */
+function rewriter(supergraph: GraphQLSchema, rewrites: FetchDataRewrite[] | undefined) {
+  if (!rewrites?.length) return undefined;
+  return (value: Record<string, unknown>) => applyRewrites(supergraph, rewrites, value);
 }

@@ -116,7 +116,7 @@ async function runFetch(
   node: Extract<CompiledNode, { kind: 'Fetch' }>,
   cursor: Cursor,
 ): Promise<void> {
-  const { fetch, representation } = node;
+  const { fetch, representation, rewriteInput, rewriteOutput } = node;
   const service = execution.dataSources[fetch.serviceName];
   if (!service) throw new Error(`Couldn't find service with name "${fetch.serviceName}"`);
   const entities = Array.isArray(cursor.data) ? cursor.data.filter((e) => e != null) : [cursor.data];
@@ -132,6 +132,7 @@ async function runFetch(
 
   if (!representation) {
     const received = await send(execution, node, cursor, variables);
+    if (received && rewriteOutput) rewriteOutput(received);
     for (const entity of entities) mergeInto(entity, received);
     return;
   }
@@ -141,6 +142,7 @@ async function runFetch(
   for (const entity of entities) {
     const built = representation(entity);
     if (built && built.__typename) {
+      rewriteInput?.(built);
       representations.push(built);
       owners.push(entity);
     }
@@ -157,6 +159,7 @@ async function runFetch(
   for (let i = 0; i < owners.length; i++) {
     const entity = answered[i] as Entity | null | undefined;
     if (entity && !entity.__typename) entity.__typename = owners[i]!.__typename;
+    if (entity && rewriteOutput) rewriteOutput(entity);
     mergeInto(owners[i]!, entity);
   }
 }
