@@ -248,6 +248,24 @@ function applySteps(
         }
         continue;
       }
+      // Most fields are valid leaves seen once: answered here, without updateOutput's result objects.
+      const shape = step.type;
+      if (outputValue === undefined) {
+        const leaf =
+          shape.kind === 'leaf'
+            ? shape
+            : shape.kind === 'nonNull' && shape.ofType.kind === 'leaf'
+              ? shape.ofType
+              : undefined;
+        if (leaf && inputValue !== null && leaf.valid(inputValue)) {
+          output[responseName] = inputValue;
+          continue;
+        }
+        if (leaf === shape && inputValue === null) {
+          output[responseName] = null;
+          continue;
+        }
+      }
       path.push(responseName);
       const { updated, isInvalid } = updateOutput(
         outputValue,
