@@ -227,11 +227,9 @@ export async function runFederation(options: FederationOptions = {}): Promise<Fe
               ...(flags ?? (kind.startsWith('coordinator') ? gatewayNodeFlags() : [])),
               ...(options.nodeArgs?.[kind] ?? []),
               ...(options.cpuProfileDir && kind.startsWith('coordinator')
-                ? [
-                    '--cpu-prof',
-                    `--cpu-prof-dir=${options.cpuProfileDir}`,
-                    `--cpu-prof-name=${kind}.cpuprofile`,
-                  ]
+                ? // One directory per gateway, Node naming each thread's file: tsx's loader runs in a
+                  // thread of its own, whose profile a fixed name would keep instead of the gateway's.
+                  ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}/${kind}`]
                 : []),
             ],
             env: options.env?.[kind],
