@@ -94,14 +94,23 @@ async function runNode(execution: Execution, node: CompiledNode, cursor: Cursor 
 
 /** The objects at `path` below `value`, lists flattened (`@`); null or undefined where a step is. */
 function flatten(value: Data | null | undefined, path: ResponsePath): Data | null | undefined {
-  let current: unknown = value;
-  for (let i = 0; i < path.length; i++) {
+  return flattenFrom(value, path, 0);
+}
+
+function flattenFrom(value: unknown, path: ResponsePath, from: number): Data | null | undefined {
+  let current = value;
+  for (let i = from; i < path.length; i++) {
     if (current === undefined || current === null) return current;
     const step = path[i];
     if (step === '@') {
-      const rest = path.slice(i + 1);
       // Nulls stay in the list (as flattenResultsAtPath keeps them); the fetch skips them.
-      return (current as Data[]).flatMap((element) => flatten(element, rest)) as Entity[];
+      const out: unknown[] = [];
+      for (const element of current as unknown[]) {
+        const below = flattenFrom(element, path, i + 1);
+        if (Array.isArray(below)) for (const e of below) out.push(e);
+        else out.push(below);
+      }
+      return out as Entity[];
     }
     if (typeof step !== 'string') throw new Error(`Unexpected ${typeof step} found in path`);
     if (Array.isArray(current)) throw new Error(`Unexpected array in result for path element ${step}`);
