@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { IncomingMessage, Server } from 'node:http';
-import type { GraphQLFormattedError } from 'graphql';
 import type { AddressInfo } from 'node:net';
 import { ApolloServer } from '@apollo/server';
 import { ApolloServerPluginLandingPageProductionDefault } from '@apollo/server/plugin/landingPage/default';
@@ -9,7 +8,7 @@ import type { GraphQLDataSource } from '@apollo/gateway';
 import { createAuthenticator, type AuthOptions, type Authenticator } from './auth/authenticator.js';
 import { requestAuthorization, subscriberAuthorization } from './auth/cookies.js';
 import { filterField, type Connections } from './connections/schema.js';
-import { ConfigError, DomainError, ErrorCode, UnreachableCaseError, isErrorCode } from './errors.js';
+import { ConfigError, DomainError, ErrorCode, UnreachableCaseError } from './errors.js';
 import { openDatabase, type Database } from './db/database.js';
 import { createMemoryEventFeed } from './events/memory-feed.js';
 import { createRedisEventFeed } from './events/redis-feed.js';
@@ -18,6 +17,7 @@ import { createFlags, type Flags, type FlagsOptions } from './flags/flags.js';
 import { createGatewayContext, type GatewayContext } from './federation/context.js';
 import { InProcessDataSource, RemoteDataSource, type FlagEvaluator } from './federation/data-sources.js';
 import { ClientErrors } from './federation/client-errors.js';
+import { formatGatewayError } from './federation/public-codes.js';
 import { FederatedExecutor } from './federation/executor.js';
 import { ReloadableGateway } from './federation/reloadable-gateway.js';
 import { serialized, watchFiles } from './federation/reload.js';
@@ -25,7 +25,8 @@ import { OperationLimitsChecker, type OperationLimits } from './federation/opera
 import { buildSupergraph, buildSupergraphFromFile, type BuiltSupergraph } from './federation/supergraph.js';
 import { COORDINATOR_SUBGRAPH, coordinatorPlugin } from './flows/api.js';
 import { useFlowEvents, useFlowLogging, useMetrics } from './flows/builtin-plugins.js';
-import { FlowEngine, type ActionCaller } from './flows/engine.js';
+import { createActionCaller } from './flows/action-calls.js';
+import { FlowEngine } from './flows/engine.js';
 import type { FlowPlugin } from './flows/hooks.js';
 import { startFlowEndEvents } from './flows/end-events.js';
 import { startLeaseKeeper } from './flows/leases.js';
@@ -200,6 +201,8 @@ interface Running {
   feed: EventFeed;
   store: FlowStore;
   engine: FlowEngine;
+  /** The executor GraphQL operations and flows' Action calls run on. */
+  gateway: ReloadableGateway;
   apollo: ApolloServer<GatewayContext>;
   dispatcher: OutboxDispatcher;
   leases: { stop(): void; sweep(): Promise<void> };
@@ -315,19 +318,16 @@ export class Coordinator {
       traceContext: tracing?.currentTraceContext,
     });
 
-    // Actions run through the gateway's Apollo Server, created below: the engine and the gateway refer
-    // to each other (the Coordinator subgraph's mutations run flows whose steps run through the gateway).
-    const callAction: ActionCaller = async (call, variables, context) => {
-      // Marked internal: the rules for client operations (limits, masking) do not apply to it, and its
-      // errors reach the step's record as they are (the caller of the flow sees them masked).
-      const response = await apollo.executeOperation(
-        { query: call.document, variables },
-        { contextValue: { ...context, internal: true } },
-      );
-      if (response.body.kind !== 'single')
-        throw new Error('Incremental delivery is not supported for Actions');
-      return response.body.singleResult as Awaited<ReturnType<ActionCaller>>;
-    };
+    // Actions run on the gateway's executor, created below: the engine and the gateway refer to each
+    // other (the Coordinator subgraph's mutations run flows whose steps run through the gateway).
+    const production = options.production ?? false;
+    const callAction = createActionCaller({
+      executor: () => gateway.executor,
+      formatError: formatGatewayError,
+      includeStacktrace: !production,
+      logger,
+      observe: tracing?.actionCall,
+    });
     const engine = new FlowEngine({
       store,
       connections: built.compiled,
@@ -377,7 +377,6 @@ export class Coordinator {
     };
     const { coordinator, executor } = executorOf(built, signer);
     const gateway = new ReloadableGateway(executor);
-    const production = options.production ?? false;
     const flowFields = filterFields(built.connections);
     const limits = new OperationLimitsChecker(options.operationLimits, flowFields);
     const clientErrors = new ClientErrors({ production, logger });
@@ -401,10 +400,7 @@ export class Coordinator {
       ],
       // Masking is the client-errors plugin's (the engine's own Action calls keep their errors whole);
       // here every error gets a code, Apollo's own ones as the public codes say them.
-      formatError: (formatted, error) => ({
-        ...formatted,
-        extensions: { ...formatted.extensions, code: publicCodeOf(formatted, error) },
-      }),
+      formatError: formatGatewayError,
     });
     await apollo.start();
     opened.push(() => apollo.stop());
@@ -623,6 +619,7 @@ export class Coordinator {
       feed,
       store,
       engine,
+      gateway,
       apollo,
       dispatcher,
       leases,
@@ -810,31 +807,6 @@ export class Coordinator {
     this.running = undefined;
     this.options.logger.info('coordinator stopped');
   }
-}
-
-/** Apollo Server's codes that the public codes name otherwise. */
-const APOLLO_CODES: Readonly<Record<string, ErrorCode>> = {
-  // No operation to run in the document (an unknown operationName, several operations and none named).
-  OPERATION_RESOLUTION_FAILURE: ErrorCode.BAD_REQUEST,
-};
-
-/**
- * Every error a client reads carries one of the public codes: a library's own code is mapped to one, an
- * error Apollo Server refuses a request with but gives no code (a persisted query's hash that does not
- * match its query) is BAD_REQUEST, and anything else — @apollo/gateway's DOWNSTREAM_SERVICE_ERROR for a
- * Plugin's error without a code, or no code at all — is INTERNAL_SERVER_ERROR.
- */
-function publicCodeOf(formatted: GraphQLFormattedError, error: unknown): ErrorCode {
-  const code = formatted.extensions?.code;
-  // Apollo Server fills in INTERNAL_SERVER_ERROR for an error without a code: the original says.
-  const original = (error as { extensions?: { code?: unknown; http?: { status?: number } } } | undefined)
-    ?.extensions;
-  const status = original?.http?.status;
-  if (original?.code === undefined && status !== undefined && status >= 400 && status < 500)
-    return ErrorCode.BAD_REQUEST;
-  if (isErrorCode(code)) return code;
-  if (typeof code === 'string' && APOLLO_CODES[code]) return APOLLO_CODES[code];
-  return ErrorCode.INTERNAL_SERVER_ERROR;
 }
 
 /** The root fields that run a filter, as `<root type>.<field>`: each runs a recorded flow. */

@@ -1,6 +1,7 @@
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
 import type { ApolloServerPlugin } from '@apollo/server';
 import type { GraphQLDataSource } from '@apollo/gateway';
+import type { GatewayExecutionResult } from '@apollo/server-gateway-interface';
 import { Kind, type OperationDefinitionNode } from 'graphql';
 import type { GatewayContext } from '../federation/context.js';
 import { Attr, recordFailure, recordThrown } from './span-attributes.js';
@@ -77,6 +78,47 @@ export class RequestTracing {
         };
       },
     };
+  }
+
+  /**
+   * An Action call the flow engine hands the executor itself (not through Apollo Server): the same
+   * `action <name>` span, child of the step's, that `plugin()` makes for an operation marked internal.
+   */
+  action(
+    { action, context }: { action: string; context: GatewayContext },
+    run: () => Promise<GatewayExecutionResult>,
+  ): Promise<GatewayExecutionResult> {
+    const { scope, spans } = this;
+    const step = context.step;
+    const span = scope.tracer.startSpan(
+      `action ${action}`,
+      {
+        kind: SpanKind.INTERNAL,
+        attributes: {
+          [Attr.ACTION]: action,
+          ...(step
+            ? {
+                [Attr.FLOW_ID]: step.flowId,
+                [Attr.STEP_INDEX]: step.stepIndex,
+                [Attr.STEP_ATTEMPT]: step.attempt,
+                [Attr.IDEMPOTENCY_KEY]: step.idempotencyKey,
+              }
+            : {}),
+        },
+      },
+      scope.active(),
+    );
+    spans.set(context, span);
+    return run().then((result) => {
+      const errors = result.errors ?? [];
+      for (const error of errors)
+        recordFailure(span, { type: codeOf(error.extensions), message: error.message });
+      if (errors.length) span.setStatus({ code: SpanStatusCode.ERROR, message: errors[0]?.message });
+      const implementation = context.implementations?.[0];
+      if (implementation) span.setAttribute(Attr.IMPLEMENTATION, implementation);
+      span.end();
+      return result;
+    });
   }
 
   /** `source` with each fetch a span, child of its operation's, active while the subgraph runs. */

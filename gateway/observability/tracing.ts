@@ -21,6 +21,7 @@ import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
 import { UnreachableCaseError } from '../errors.js';
 import type { GatewayContext } from '../federation/context.js';
+import type { ActionCallObserver } from '../flows/action-calls.js';
 import type { FlowPlugin } from '../flows/hooks.js';
 import type { Route } from '../http/server.js';
 import type { Logger } from '../log.js';
@@ -72,6 +73,8 @@ export interface Tracing {
   readonly flowPlugin: FlowPlugin;
   /** Spans of GraphQL operations: clients' requests and flows' Action calls. */
   readonly apolloPlugin: ApolloServerPlugin<GatewayContext>;
+  /** Spans of the Action calls the flow engine hands the executor itself. */
+  readonly actionCall: ActionCallObserver;
   /** `source` with a span per fetch, active while the subgraph runs. */
   dataSource(
     name: string,
@@ -115,6 +118,7 @@ export function startTracing(
   return {
     flowPlugin: useFlowTracing(scope),
     apolloPlugin: requests.plugin(),
+    actionCall: (call, run) => requests.action(call, run),
     dataSource: (name, source, remote) => requests.dataSource(name, source, remote),
     route: (path, route) => tracedRoute(scope, path, route),
     currentTraceContext: () => scope.inject(),
