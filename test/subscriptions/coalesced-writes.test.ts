@@ -1,4 +1,4 @@
-import type { AddressInfo, Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
 import { createCoalescedWrites } from '../../gateway/subscriptions/coalesced-writes.js';
@@ -26,13 +26,13 @@ async function pair(): Promise<{ server: WebSocket; client: WebSocket; received:
 
 /** Counts the writes (write/writev calls) the server's TCP socket makes. */
 function countWrites(ws: WebSocket): () => number {
-  const tcp = (ws as unknown as { _socket: Socket & Record<string, (...args: unknown[]) => void> })._socket;
+  const tcp = (ws as unknown as { _socket: Record<string, (...args: unknown[]) => void> })._socket;
   let writes = 0;
   for (const method of ['_write', '_writev'] as const) {
-    const original = tcp[method]!.bind(tcp);
+    const original = tcp[method]!;
     tcp[method] = (...args: unknown[]) => {
       writes++;
-      original(...args);
+      original.apply(tcp, args);
     };
   }
   return () => writes;
