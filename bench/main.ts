@@ -75,3 +75,6 @@ if (which.includes('soak')) {
     await soaks[load]({ minutes: num(values.minutes, 10, 1) });
   }
 }
+// Done: a benchmark's Coordinator can leave a handle open (a socket closing, a timer) that would keep
+// this process, and with it the machine's benchmark lock, alive.
+process.exit(0);
