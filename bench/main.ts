@@ -1,13 +1,16 @@
 /**
  * `npm run bench [-- federation flows signals] [--quick] [...]`: the benchmarks of issue 4, side by side
  * on this machine; tables on stdout, JSON and SVG under bench/results/. Without names, all three run;
- * `soak` (10 minutes of federation load, RSS per minute) runs only when named.
+ * `soak [--load federation|flows|signals]` (10 minutes of each load, RSS per minute) runs only when named.
  */
 import { parseArgs } from 'node:util';
 import { runFederation, GATEWAYS, type GatewayEntry } from './federation/run.js';
 import { runFlows } from './flows/run.js';
 import { runSignals } from './signals/run.js';
-import { runSoak } from './federation/soak.js';
+import { runFederationSoak } from './federation/soak.js';
+import { runFlowsSoak } from './flows/soak.js';
+import { runSignalsSoak } from './signals/soak.js';
+import { SOAK_LOADS, type SoakLoad } from './lib/soak.js';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -23,9 +26,12 @@ const { values, positionals } = parseArgs({
     /** The results' file name under bench/results/ (federation only). */
     out: { type: 'string' },
     minutes: { type: 'string' },
+    /** Soak only: federation, flows or signals (comma-separated); all three in sequence by default. */
+    load: { type: 'string' },
     /**
-     * Flows: a CPU profile of the Coordinator's measured load, written to <file>-<concurrency>-<round>.
-     * Federation: a directory for the Coordinator gateway processes' CPU profiles (warm-up included).
+     * Flows and signals: a CPU profile of the Coordinator's measured load, written to
+     * <file>-<concurrency>-<round>. Federation: a directory for the Coordinator gateway processes' CPU
+     * profiles (warm-up included).
      */
     'cpu-prof': { type: 'string' },
   },
@@ -60,10 +66,20 @@ if (which.includes('signals')) {
     subscribers: num(values.subscribers, 100, 20),
     rate: num(values.rate, 100, 50),
     seconds: num(values.seconds, 5, 2),
+    ...(values['cpu-prof'] ? { cpuProfile: values['cpu-prof'] } : {}),
   });
 }
 if (which.includes('soak')) {
-  // Not in the default set: 10 minutes of federation load on the Coordinator, for the memory target.
-  console.log('\n== Federation soak (RSS over time) ==');
-  await runSoak({ minutes: num(values.minutes, 10, 1) });
+  // Not in the default set: 10 minutes of each load on one Coordinator, RSS per minute, for the memory target.
+  const loads = (values.load?.split(',') as SoakLoad[] | undefined) ?? SOAK_LOADS;
+  const unknown = loads.filter((load) => !SOAK_LOADS.includes(load));
+  if (unknown.length) throw new Error(`Unknown soak load ${unknown.join(', ')}: ${SOAK_LOADS.join(', ')}`);
+  const soaks = { federation: runFederationSoak, flows: runFlowsSoak, signals: runSignalsSoak };
+  for (const load of loads) {
+    console.log(`\n== ${load} soak (RSS over time) ==`);
+    await soaks[load]({ minutes: num(values.minutes, 10, 1) });
+  }
 }
+// Done: a benchmark's Coordinator can leave a handle open (a socket closing, a timer) that would keep
+// this process, and with it the machine's benchmark lock, alive.
+process.exit(0);

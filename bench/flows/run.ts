@@ -49,7 +49,7 @@ export interface FlowBenchResult {
   durability: { completedFlows: number; recordedCompletedFlows: number; recordedCompletedSteps: number };
 }
 
-const MUTATION = /* GraphQL */ `
+export const MUTATION = /* GraphQL */ `
   mutation Purchase($input: BenchPurchaseInput!) {
     benchPurchase(input: $input) {
       flow {
@@ -65,7 +65,7 @@ const MUTATION = /* GraphQL */ `
 `;
 
 /** Runs `flow` from `concurrency` workers for `seconds`; returns each completed flow's latency. */
-async function load(
+export async function load(
   concurrency: number,
   seconds: number,
   flow: () => Promise<boolean>,

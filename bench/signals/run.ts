@@ -1,6 +1,8 @@
 import { startFixtureCoordinator } from '../lib/fixture-coordinator.js';
-import { spawnNode } from '../lib/processes.js';
+import { cpuSeconds, spawnNode } from '../lib/processes.js';
+import { profiled } from '../lib/profile.js';
 import { barChart, percentile, table, writeResults } from '../lib/report.js';
+import type { SourceReport } from './source-process.js';
 
 process.env.APOLLO_TELEMETRY_DISABLED ??= '1';
 const SIGNAL = 'bench.purchased.v1';
@@ -12,6 +14,8 @@ export interface SignalBenchOptions {
   rate?: number;
   /** @default 5 */
   seconds?: number;
+  /** Write a CPU profile of the Coordinator (this process) while the signals are sent, to this file. */
+  cpuProfile?: string;
   /** @default 'signals'; false writes nothing */
   write?: string | false;
   log?: (line: string) => void;
@@ -27,9 +31,17 @@ interface Latencies {
 }
 
 export interface SignalBenchResult {
-  settings: Required<Omit<SignalBenchOptions, 'write' | 'log'>>;
+  settings: Required<Omit<SignalBenchOptions, 'write' | 'log' | 'cpuProfile'>>;
   committed: number;
+  /** Committed signals per second over the source's sending time; `settings.rate` was offered. */
   achievedRate: number;
+  /** Webhooks answered more than 1 s after they were due. */
+  lateCommits: number;
+  /**
+   * CPU per committed signal, in ms: the Coordinator (route, outbox, bus, receiver run, feed and
+   * subscriptions) and the subscribers' process, measured from the first webhook to the last delivery.
+   */
+  cpuMsPerSignal: { coordinator: number; subscribers: number };
   failedCommits: number;
   /** Why the source's webhook requests failed, with how many of each. */
   failureReasons: Record<string, number>;
@@ -55,6 +67,7 @@ export async function runSignals(options: SignalBenchOptions = {}): Promise<Sign
   receiverStarts.clear();
   const bench = await startFixtureCoordinator('bench-signals', { outboxPollMs: 50 });
   let subscribers: Awaited<ReturnType<typeof spawnNode<unknown>>> | undefined;
+  let source: Awaited<ReturnType<typeof spawnNode<unknown>>> | undefined;
   try {
     const { url } = bench;
     subscribers = await spawnNode<unknown>(
@@ -66,43 +79,37 @@ export async function runSignals(options: SignalBenchOptions = {}): Promise<Sign
       `${settings.subscribers} graphql-ws subscribers connected to ${url}; committing ${settings.rate} signals/s`,
     );
 
-    // Open loop: every 10 ms, the signals due by then, whatever the previous ones are doing.
-    let sent = 0;
-    let failedCommits = 0;
-    const failureReasons = new Map<string, number>();
-    const fail = (reason: string) => {
-      failedCommits++;
-      failureReasons.set(reason, (failureReasons.get(reason) ?? 0) + 1);
+    // The webhook source in a process of its own: sharing the Coordinator's core, it fell behind its rate.
+    source = await spawnNode<unknown>(
+      'bench/signals/source-process.ts',
+      [url, String(settings.rate), String(settings.seconds)],
+      { ipc: true },
+    );
+    const sourceChild = source.child;
+    const cpu0 = process.cpuUsage();
+    const subscribersCpu0 = cpuSeconds(subscribers.ready.pid);
+    const sending = new Promise<SourceReport>((resolve) =>
+      sourceChild.once('message', (m) => resolve(m as never)),
+    );
+    const sourceReport = await profiled(options.cpuProfile, async () => {
+      sourceChild.send({ type: 'start' });
+      const report = await sending;
+      // Let the last deliveries arrive.
+      const deadline = performance.now() + 10_000;
+      while (receiverStarts.size < commitTimes.size && performance.now() < deadline)
+        await new Promise((r) => setTimeout(r, 100));
+      await new Promise((r) => setTimeout(r, 1_000));
+      return report;
+    });
+    const cpu = process.cpuUsage(cpu0);
+    const subscribersCpuMs = (cpuSeconds(subscribers.ready.pid) - subscribersCpu0) * 1000;
+    const { failed: failedCommits, failureReasons } = sourceReport;
+    const achievedRate = commitTimes.size / sourceReport.seconds;
+    const perSignal = (ms: number) => (commitTimes.size ? ms / commitTimes.size : 0);
+    const cpuMsPerSignal = {
+      coordinator: perSignal((cpu.user + cpu.system) / 1000),
+      subscribers: perSignal(subscribersCpuMs),
     };
-    const inflight = new Set<Promise<void>>();
-    const started = performance.now();
-    const total = settings.rate * settings.seconds;
-    while (sent < total) {
-      const due = Math.min(total, Math.floor(((performance.now() - started) / 1000) * settings.rate));
-      for (; sent < due; sent++) {
-        const orderId = `s-${sent}`;
-        const p = fetch(`${url}/shop/signal`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ orderId }),
-        })
-          .then(async (res) => {
-            await res.arrayBuffer();
-            if (!res.ok) fail(`HTTP ${res.status}`);
-          })
-          .catch((error: Error) => fail((error.cause as Error | undefined)?.message ?? error.message))
-          .finally(() => inflight.delete(p));
-        inflight.add(p);
-      }
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    await Promise.all(inflight);
-    const achievedRate = commitTimes.size / ((performance.now() - started) / 1000);
-    // Let the last deliveries arrive.
-    const deadline = performance.now() + 10_000;
-    while (receiverStarts.size < commitTimes.size && performance.now() < deadline)
-      await new Promise((r) => setTimeout(r, 100));
-    await new Promise((r) => setTimeout(r, 1_000));
 
     const receiverLatencies: number[] = [];
     for (const [orderId, committed] of commitTimes) {
@@ -129,8 +136,10 @@ export async function runSignals(options: SignalBenchOptions = {}): Promise<Sign
       settings,
       committed: commitTimes.size,
       achievedRate,
+      lateCommits: sourceReport.late,
+      cpuMsPerSignal,
       failedCommits,
-      failureReasons: Object.fromEntries(failureReasons),
+      failureReasons,
       receiverStart,
       subscriberDelivery,
     };
@@ -161,10 +170,16 @@ export async function runSignals(options: SignalBenchOptions = {}): Promise<Sign
       ),
     );
     log(
-      `${result.committed} signals committed at ${achievedRate.toFixed(0)}/s (target ${settings.rate}/s), ${failedCommits} failed` +
+      `${result.committed} signals committed at ${achievedRate.toFixed(0)}/s (offered ${settings.rate}/s), ${failedCommits} failed` +
         (failedCommits
-          ? ` (${[...failureReasons].map(([reason, n]) => `${n} × ${reason}`).join(', ')})`
-          : ''),
+          ? ` (${Object.entries(failureReasons)
+              .map(([reason, n]) => `${n} × ${reason}`)
+              .join(', ')})`
+          : '') +
+        `, ${sourceReport.late} answered > 1 s late`,
+    );
+    log(
+      `CPU per signal: Coordinator ${cpuMsPerSignal.coordinator.toFixed(2)} ms, subscribers' process ${cpuMsPerSignal.subscribers.toFixed(2)} ms`,
     );
     if (options.write !== false) {
       const svg = barChart(
@@ -192,6 +207,7 @@ export async function runSignals(options: SignalBenchOptions = {}): Promise<Sign
     }
     return result;
   } finally {
+    await source?.stop();
     await subscribers?.stop();
     await bench.stop();
   }

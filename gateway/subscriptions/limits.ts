@@ -6,6 +6,7 @@ import { useServer, type Extra } from 'graphql-ws/use/ws';
 import type { WebSocketServer } from 'ws';
 import { z } from 'zod';
 import { ConfigError, ErrorCode } from '../errors.js';
+import { createCoalescedWrites } from './coalesced-writes.js';
 
 /** What a graphql-ws connection may hold, and how long it may stay without using it. */
 export interface SubscriptionLimits {
@@ -30,8 +31,9 @@ export interface SubscriptionLimits {
    */
   idleTimeoutMs: number;
   /**
-   * Events sent to subscribers in one turn of the event loop, all connections together, before the
-   * fan-out lets other work (health checks, new connections, requests) run.
+   * Socket writes in one turn of the event loop, all connections together, before the fan-out lets
+   * other work (health checks, new connections, requests) run. A socket's frames of one turn are one
+   * write (`coalesced-writes.ts`): only its first takes from the budget.
    * @default 256
    */
   framesPerTurn: number;
@@ -159,6 +161,9 @@ export function useServerWithLimits(
 ): ReturnType<typeof useServer> {
   const { onConnect, onSubscribe, onNext, onComplete } = options;
   const take = createTurnBudget(limits.framesPerTurn);
+  const writes = createCoalescedWrites();
+  // Before graphql-ws's own listener (added by useServer below): every send it makes is coalesced.
+  wss.on('connection', (ws) => writes.coalesce(ws));
   const idle = new WeakMap<Ctx, IdleWatch>();
   const limited: Options = {
     ...options,
@@ -183,7 +188,7 @@ export function useServerWithLimits(
       return onSubscribe?.(ctx, id, payload);
     },
     onNext: async (ctx, id, payload, args, result) => {
-      await take();
+      if (!writes.holding(ctx.extra.socket)) await take();
       return onNext?.(ctx, id, payload, args, result);
     },
     onComplete: (ctx, id, payload) => {

@@ -3,6 +3,8 @@ import { referenceResponse } from '../../bench/federation/reference.js';
 import { runFederation } from '../../bench/federation/run.js';
 import { runFlows } from '../../bench/flows/run.js';
 import { runSignals } from '../../bench/signals/run.js';
+import { runFlowsSoak } from '../../bench/flows/soak.js';
+import { runSignalsSoak } from '../../bench/signals/soak.js';
 
 // The benchmarks stay out of `npm test`; this proves each still runs, for a couple of seconds each,
 // and that every response it checked was correct.
@@ -60,9 +62,31 @@ describe('the benchmarks (smoke)', () => {
   it('signals: every committed signal reaches the receiver and every subscriber', async () => {
     const result = await runSignals({ subscribers: 5, rate: 20, seconds: 1, write: false, log });
     expect(result.committed).toBe(20);
+    expect(result.achievedRate).toBeGreaterThan(0);
     expect(result.failedCommits).toBe(0);
+    expect(result.cpuMsPerSignal.coordinator).toBeGreaterThan(0);
     expect(result.receiverStart.missing).toBe(0);
     expect(result.subscriberDelivery.missing).toBe(0);
     expect(result.subscriberDelivery.errors).toBe(0);
   }, 60_000);
+
+  it('soaks: flows and signals each sample the Coordinator RSS after every "minute", all correct', async () => {
+    const flows = await runFlowsSoak({ minutes: 2, sampleSeconds: 0.5, write: false, log });
+    const signals = await runSignalsSoak({
+      minutes: 2,
+      sampleSeconds: 1,
+      rate: 20,
+      subscribers: 5,
+      write: false,
+      log,
+    });
+    for (const result of [flows, signals]) {
+      expect(result.rssMiB).toHaveLength(2);
+      expect(result.rssMiB.every((rss) => rss > 0)).toBe(true);
+      expect(result.operations).toBeGreaterThan(0);
+      expect(result.incorrect).toBe(0);
+      expect(Number.isFinite(result.growthPercent)).toBe(true);
+    }
+    expect(signals.operations).toBe(40);
+  }, 90_000);
 });
