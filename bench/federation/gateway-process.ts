@@ -1,8 +1,12 @@
 /**
  * One gateway of the federation benchmark, in a process of its own (so its RSS and CPU are its own):
- * `node --import tsx bench/federation/gateway-process.ts <coordinator|apollo|hive|hive-router-runtime|coordinator-apollo-fetcher|coordinator-node-fetch> <subgraphs base>`.
- * Prints one JSON line `{"url": ..., "pid": ...}` once it listens on a free port.
+ * `node --import tsx bench/federation/gateway-process.ts <coordinator|coordinator-workers|apollo|hive|hive-router-runtime|coordinator-apollo-fetcher|coordinator-node-fetch> <subgraphs base>`.
+ * Prints one JSON line `{"url": ..., "pid": ...}` once it listens on a free port. `coordinator-workers`
+ * runs the Coordinator's gateway on COORDINATOR_WORKERS (default 2) node:cluster workers sharing that
+ * port, each with the same supergraph and subgraphs, as WORKERS runs the Coordinator; `pid` is the
+ * primary's (the bench counts the processes under it).
  */
+import cluster from 'node:cluster';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ApolloGateway, RemoteGraphQLDataSource } from '@apollo/gateway';
@@ -97,23 +101,58 @@ async function hive(runtime: 'js' | 'router-runtime'): Promise<string> {
   return `${await listening(server)}/graphql`;
 }
 
-const start = {
-  coordinator: () => coordinator(),
-  'coordinator-apollo-fetcher': () => coordinator('apollo'),
-  'coordinator-node-fetch': () => coordinator('node'),
-  apollo,
-  hive: () => hive('js'),
-  'hive-router-runtime': () => hive('router-runtime'),
-}[
-  kind as
-    | 'coordinator'
-    | 'coordinator-apollo-fetcher'
-    | 'coordinator-node-fetch'
-    | 'apollo'
-    | 'hive'
-    | 'hive-router-runtime'
-];
-if (!start) throw new Error(`unknown gateway '${kind}'`);
-const url = await start();
-process.stdout.write(`${JSON.stringify({ url, pid: process.pid })}\n`);
-process.on('SIGTERM', () => process.exit(0));
+/**
+ * The primary: forks the workers, each running `coordinator()`, and answers their shared URL (a port
+ * 0 listen in workers is one port for all, node:cluster's rule).
+ */
+async function coordinatorWorkers(): Promise<string> {
+  const count = Number(process.env.COORDINATOR_WORKERS ?? 2);
+  const urls = await Promise.all(
+    Array.from(
+      { length: count },
+      () =>
+        new Promise<string>((resolve, reject) => {
+          const worker = cluster.fork();
+          worker.once('message', (message: { url: string }) => resolve(message.url));
+          worker.once('exit', (code) => reject(new Error(`a worker exited (${code}) before it listened`)));
+        }),
+    ),
+  );
+  if (new Set(urls).size !== 1) throw new Error(`the workers listen apart: ${urls.join(', ')}`);
+  process.on('SIGTERM', () => {
+    for (const worker of Object.values(cluster.workers ?? {})) worker?.kill('SIGKILL');
+  });
+  return urls[0]!;
+}
+
+if (cluster.isWorker) {
+  process.send!({ url: await coordinator() });
+  // Exits with the primary (node:cluster ends a worker whose primary's channel closes).
+} else {
+  await main();
+}
+
+async function main() {
+  const start = {
+    coordinator: () => coordinator(),
+    'coordinator-workers': coordinatorWorkers,
+    'coordinator-apollo-fetcher': () => coordinator('apollo'),
+    'coordinator-node-fetch': () => coordinator('node'),
+    apollo,
+    hive: () => hive('js'),
+    'hive-router-runtime': () => hive('router-runtime'),
+  }[
+    kind as
+      | 'coordinator'
+      | 'coordinator-workers'
+      | 'coordinator-apollo-fetcher'
+      | 'coordinator-node-fetch'
+      | 'apollo'
+      | 'hive'
+      | 'hive-router-runtime'
+  ];
+  if (!start) throw new Error(`unknown gateway '${kind}'`);
+  const url = await start();
+  process.stdout.write(`${JSON.stringify({ url, pid: process.pid })}\n`);
+  process.on('SIGTERM', () => process.exit(0));
+}

@@ -6,7 +6,8 @@ import { scenario } from './scenario.js';
 
 export const GATEWAYS = ['coordinator', 'apollo', 'hive', 'hive-router-runtime'] as const;
 /** The Coordinator before a fetch lever (make-fetch-happen, then Node's fetch), to measure it. */
-export type GatewayName = (typeof GATEWAYS)[number] | 'coordinator-apollo-fetcher' | 'coordinator-node-fetch';
+export type GatewayName =
+  (typeof GATEWAYS)[number] | 'coordinator-workers' | 'coordinator-apollo-fetcher' | 'coordinator-node-fetch';
 /**
  * A gateway to measure: a name, or `<name>@<node flags>` to run it with those Node flags instead of its
  * usual ones (`npm start`'s for the Coordinator), e.g. `coordinator@--max-semi-space-size=32`;
@@ -17,6 +18,7 @@ const LABELS: Record<GatewayName, string> = {
   'coordinator-apollo-fetcher': 'Coordinator, make-fetch-happen',
   'coordinator-node-fetch': 'Coordinator, Node fetch',
   coordinator: 'Coordinator (FederatedExecutor)',
+  'coordinator-workers': 'Coordinator on node:cluster workers',
   apollo: '@apollo/gateway (Apollo Server 5)',
   hive: 'Hive Gateway (JS)',
   'hive-router-runtime': 'Hive Gateway + router-runtime (Rust planner)',
@@ -52,6 +54,8 @@ export interface FederationOptions {
   headroomSeconds?: number;
   /** Extra node flags for one gateway's process (e.g. --cpu-prof). */
   nodeArgs?: Partial<Record<GatewayName, string[]>>;
+  /** The workers of `coordinator-workers`. @default 2 */
+  workers?: number;
   /** Extra environment for the gateway processes. */
   env?: Partial<Record<GatewayName, NodeJS.ProcessEnv>>;
   /** Label gateways differently in the output (e.g. to compare a variant). */
@@ -86,8 +90,11 @@ export interface GatewayResult {
   incorrect: number;
   firstIncorrect?: string;
   errors: number;
+  /** The gateway's processes' peaks summed (an upper bound of their peak together). */
   peakRssMiB: number;
-  /** The gateway process's CPU use while measured, in cores (1 = one core busy). */
+  /** Each process's peak, the gateway's first (its workers after it, for `coordinator-workers`). */
+  processPeakRssMiB: number[];
+  /** The gateway process's (and its workers') CPU use while measured, in cores (1 = one core busy). */
   cpuCores: number;
   /** The subgraphs process's CPU use while this gateway was measured, in cores. */
   subgraphsCpuCores: number;
@@ -217,7 +224,12 @@ export async function runFederation(options: FederationOptions = {}): Promise<Fe
               ...(flags ?? (kind.startsWith('coordinator') ? gatewayNodeFlags() : [])),
               ...(options.nodeArgs?.[kind] ?? []),
             ],
-            env: options.env?.[kind],
+            env: {
+              ...(kind === 'coordinator-workers'
+                ? { COORDINATOR_WORKERS: String(options.workers ?? 2) }
+                : {}),
+              ...options.env?.[kind],
+            },
           },
         );
         started.push(gateway);
@@ -281,7 +293,7 @@ export async function runFederation(options: FederationOptions = {}): Promise<Fe
         incorrect: sum((s) => s.incorrect),
         ...(firstIncorrect ? { firstIncorrect } : {}),
         errors: sum((s) => s.errors),
-        peakRssMiB: memory(g.process.ready.pid).peakRssMiB,
+        ...peaks(g.process.ready.pid),
         cpuCores: total.cpu / total.seconds,
         subgraphsCpuCores: total.subgraphsCpu / total.seconds,
         loadGeneratorCpuCores: total.loadCpu / total.seconds,
@@ -345,6 +357,11 @@ export async function runFederation(options: FederationOptions = {}): Promise<Fe
       `(while measured, the load generator used ${results.map((r) => `${(r.loadGeneratorCpuCores * 100).toFixed(0)} %`).join(' / ')} ` +
         `of a core and the subgraphs ${results.map((r) => `${(r.subgraphsCpuCores * 100).toFixed(0)} %`).join(' / ')})`,
     );
+    for (const r of results)
+      log(
+        `${r.label}: ${((r.cpuCores * 1000) / r.requestsPerSecond).toFixed(2)} ms of gateway CPU per request; ` +
+          `peak RSS per process ${r.processPeakRssMiB.join(' / ')} MiB`,
+      );
     for (const [name, value] of Object.entries(ratios)) log(`${name}: ${value.toFixed(2)}`);
 
     if (options.write !== false) {
@@ -375,4 +392,9 @@ export async function runFederation(options: FederationOptions = {}): Promise<Fe
   } finally {
     for (const child of started.reverse()) await child.stop();
   }
+}
+
+function peaks(pid: number): Pick<GatewayResult, 'peakRssMiB' | 'processPeakRssMiB'> {
+  const { peakRssMiB, processes } = memory(pid);
+  return { peakRssMiB, processPeakRssMiB: processes.map((p) => Math.round(p.peakRssMiB)) };
 }
