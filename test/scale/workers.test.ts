@@ -1,4 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Agent, request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signToken } from '../../gateway/auth/tokens.js';
@@ -9,6 +12,8 @@ import {
   gatewayEnv,
   isRunning,
   killGateways,
+  portOpen,
+  repositoryConfigEnv,
   spawnGateway,
   type GatewayProcess,
 } from '../support/gateway-process.js';
@@ -240,3 +245,44 @@ it('WORKERS=2 without REDIS_URL refuses to start, saying why', async () => {
     'WORKERS: more than 1 needs REDIS_URL: the in-process signal bus and event feed cannot span worker processes',
   );
 });
+
+it('`npm start` on WORKERS=2: one embedded PostgreSQL and one set of stand-ins for both workers', async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'cc-workers-'));
+  // Run as root, PostgreSQL runs as the postgres user, which must reach the data directory.
+  await chmod(dataDir, 0o755);
+  const namespace = `${testNamespace('workers-embedded')}:`;
+  try {
+    const [port, postgresPort] = [await freePort(), await freePort()];
+    const started = spawnGateway({
+      port,
+      command: [process.execPath, '--import', 'tsx', 'launcher/main.ts'],
+      env: gatewayEnv({
+        ...repositoryConfigEnv(),
+        SERVICES: 'stand-ins',
+        WORKERS: '2',
+        REDIS_URL: redisUrl,
+        REDIS_KEY_PREFIX: namespace,
+        DATA_DIR: dataDir,
+        EMBEDDED_POSTGRES_PORT: String(postgresPort),
+        PORT: String(port),
+        LOG_LEVEL: 'info',
+      }),
+    });
+    await started.ready(90_000);
+    await waitFor(() => started.output().includes('"msg":"every worker started"'), {
+      timeoutMs: 60_000,
+      what: 'both workers to start',
+    });
+    const output = started.output();
+    expect(output.match(/"msg":"embedded PostgreSQL is running"/g)).toHaveLength(1);
+    expect(output.match(/"msg":"Service stand-ins running/g)).toHaveLength(1);
+    expect(output.match(/"msg":"coordinator started"/g)).toHaveLength(2);
+    expect(await portOpen(postgresPort)).toBe(true);
+    started.child.kill('SIGTERM');
+    expect(await started.exited, started.output()).toEqual({ code: 0, signal: null });
+    expect(await portOpen(postgresPort)).toBe(false);
+  } finally {
+    await deleteNamespace(redisUrl, namespace);
+    await rm(dataDir, { recursive: true, force: true });
+  }
+}, 150_000);
