@@ -95,10 +95,13 @@ export const envSchema = z.object({
    * per core). More than 1 needs REDIS_URL: the in-process bus and feed cannot span processes.
    */
   WORKERS: z
-    .union([
-      z.literal('auto').transform(() => availableParallelism()),
-      z.coerce.number().int('must be a whole number or auto').min(1, 'must be 1 or more, or auto'),
-    ])
+    .preprocess(
+      (value) => (value === 'auto' ? availableParallelism() : value),
+      z.coerce
+        .number({ message: 'must be a whole number or auto' })
+        .int('must be a whole number or auto')
+        .min(1, 'must be 1 or more, or auto'),
+    )
     .default(1),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** `auto`: pretty lines (pino-pretty) on a terminal outside production, JSON otherwise. */
