@@ -19,6 +19,8 @@ const { values, positionals } = parseArgs({
     rounds: { type: 'string' },
     seconds: { type: 'string' },
     gateways: { type: 'string' },
+    /** The workers of the `coordinator-workers` gateway, or of the flows' Coordinator process. */
+    workers: { type: 'string' },
     concurrency: { type: 'string' },
     latency: { type: 'string' },
     subscribers: { type: 'string' },
@@ -46,6 +48,7 @@ if (which.includes('federation')) {
     rounds: num(values.rounds, 3, 1),
     secondsPerRound: num(values.seconds, 10, 3),
     gateways: (values.gateways?.split(',') as GatewayEntry[] | undefined) ?? GATEWAYS,
+    ...(values.workers ? { workers: Number(values.workers) } : {}),
     ...(values.out ? { write: values.out } : {}),
     ...(values['cpu-prof'] ? { cpuProfileDir: values['cpu-prof'] } : {}),
   });
@@ -57,6 +60,7 @@ if (which.includes('flows')) {
     secondsPerRound: num(values.seconds, 5, 2),
     concurrency: values.concurrency?.split(',').map(Number) ?? [1, 10, 100],
     serviceLatencyMs: num(values.latency, 5, 5),
+    ...(values.workers ? { workers: Number(values.workers) } : {}),
     ...(values['cpu-prof'] ? { cpuProfile: values['cpu-prof'] } : {}),
   });
 }

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import type { AuthOptions } from './auth/authenticator.js';
@@ -89,6 +90,19 @@ export const envSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(4000),
   HOST: z.string().default('127.0.0.1'),
   NODE_ENV: z.string().default('development'),
+  /**
+   * Worker processes (node:cluster) sharing PORT, each a whole Coordinator: a number, or `auto` (one
+   * per core). More than 1 needs REDIS_URL: the in-process bus and feed cannot span processes.
+   */
+  WORKERS: z
+    .preprocess(
+      (value) => (value === 'auto' ? availableParallelism() : value),
+      z.coerce
+        .number({ message: 'must be a whole number or auto' })
+        .int('must be a whole number or auto')
+        .min(1, 'must be 1 or more, or auto'),
+    )
+    .default(1),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** `auto`: pretty lines (pino-pretty) on a terminal outside production, JSON otherwise. */
   LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
@@ -319,6 +333,11 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): Env {
       path: ['SUBGRAPH_SIGNING_SECRET'],
       message:
         "must differ from JWT_SECRET: a subgraph must not take a caller's token for the gateway's call",
+    })
+    .refine((e) => e.WORKERS === 1 || e.REDIS_URL !== undefined, {
+      path: ['WORKERS'],
+      message:
+        'more than 1 needs REDIS_URL: the in-process signal bus and event feed cannot span worker processes',
     })
     .safeParse(set);
   if (!parsed.success) {

@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import { announceWorker, isClusterWorker, runPrimary } from './cluster.js';
 import { Coordinator } from './coordinator.js';
 import {
   authOptions,
@@ -52,7 +53,10 @@ async function run(prepare: Prepare | undefined) {
     level: env.LOG_LEVEL,
     pretty: prettyLogs(env.LOG_FORMAT, env.NODE_ENV === 'production', process.stdout.isTTY === true),
   });
-  const companion = await prepare?.(env, logger);
+  // WORKERS > 1: this process is the primary; its workers run the rest of this function, without the
+  // companion (the primary runs it once for them all).
+  if (env.WORKERS > 1 && !isClusterWorker()) return runPrimary(env, logger, prepare);
+  const companion = isClusterWorker() ? undefined : await prepare?.(env, logger);
   const coordinator = new Coordinator({
     roverConfig: resolve(env.ROVER_CONFIG),
     supergraphFile: env.SUPERGRAPH_FILE && resolve(env.SUPERGRAPH_FILE),
@@ -116,6 +120,7 @@ async function run(prepare: Prepare | undefined) {
   });
   const url = await coordinator.start();
   companion?.started(url);
+  if (isClusterWorker()) announceWorker(url, coordinator.components.metrics.registry);
   logger.info(
     `GraphQL and Sandbox at ${url}/graphql; health at ${url}/healthz and ${url}/readyz; metrics at ${coordinator.components.metricsUrl}`,
   );

@@ -1,8 +1,10 @@
 /**
  * One gateway of the federation benchmark, in a process of its own (so its RSS and CPU are its own):
  * `node --import tsx bench/federation/gateway-process.ts <coordinator|apollo|hive|hive-router-runtime|coordinator-apollo-executor|coordinator-apollo-fetcher|coordinator-node-fetch> <subgraphs base>`.
- * Prints one JSON line `{"url": ..., "pid": ...}` once it listens on a free port.
+ * Prints one JSON line `{"url": ..., "pid": ...}` once it listens on a free port; as a node:cluster
+ * worker of bench/federation/workers-process.ts, it sends `{url}` to its primary instead.
  */
+import cluster from 'node:cluster';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ApolloGateway, RemoteGraphQLDataSource } from '@apollo/gateway';
@@ -122,5 +124,10 @@ const start = {
 ];
 if (!start) throw new Error(`unknown gateway '${kind}'`);
 const url = await start();
-process.stdout.write(`${JSON.stringify({ url, pid: process.pid })}\n`);
-process.on('SIGTERM', () => process.exit(0));
+if (cluster.isWorker) {
+  // Exits with the primary (node:cluster ends a worker whose primary's channel closes).
+  process.send!({ url });
+} else {
+  process.stdout.write(`${JSON.stringify({ url, pid: process.pid })}\n`);
+  process.on('SIGTERM', () => process.exit(0));
+}

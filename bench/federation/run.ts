@@ -7,10 +7,12 @@ import { scenario } from './scenario.js';
 export const GATEWAYS = ['coordinator', 'apollo', 'hive', 'hive-router-runtime'] as const;
 /**
  * The Coordinator before a lever, to measure it: its plans on executeQueryPlan (before the compiled
- * executor); its subgraph fetches on make-fetch-happen, then Node's fetch (before the fetch levers).
+ * executor); its subgraph fetches on make-fetch-happen, then Node's fetch (before the fetch levers);
+ * and the Coordinator on node:cluster workers.
  */
 export type GatewayName =
   | (typeof GATEWAYS)[number]
+  | 'coordinator-workers'
   | 'coordinator-apollo-executor'
   | 'coordinator-apollo-fetcher'
   | 'coordinator-node-fetch';
@@ -25,6 +27,7 @@ const LABELS: Record<GatewayName, string> = {
   'coordinator-apollo-fetcher': 'Coordinator, make-fetch-happen',
   'coordinator-node-fetch': 'Coordinator, Node fetch',
   coordinator: 'Coordinator (FederatedExecutor, compiled plans)',
+  'coordinator-workers': 'Coordinator on node:cluster workers',
   apollo: '@apollo/gateway (Apollo Server 5)',
   hive: 'Hive Gateway (JS)',
   'hive-router-runtime': 'Hive Gateway + router-runtime (Rust planner)',
@@ -62,6 +65,8 @@ export interface FederationOptions {
   nodeArgs?: Partial<Record<GatewayName, string[]>>;
   /** Write each Coordinator gateway process's CPU profile (node --cpu-prof) into this directory. */
   cpuProfileDir?: string;
+  /** The workers of `coordinator-workers`. @default 2 */
+  workers?: number;
   /** Extra environment for the gateway processes. */
   env?: Partial<Record<GatewayName, NodeJS.ProcessEnv>>;
   /** Label gateways differently in the output (e.g. to compare a variant). */
@@ -96,8 +101,11 @@ export interface GatewayResult {
   incorrect: number;
   firstIncorrect?: string;
   errors: number;
+  /** The gateway's processes' peaks summed (an upper bound of their peak together). */
   peakRssMiB: number;
-  /** The gateway process's CPU use while measured, in cores (1 = one core busy). */
+  /** Each process's peak, the gateway's first (its workers after it, for `coordinator-workers`). */
+  processPeakRssMiB: number[];
+  /** The gateway process's (and its workers') CPU use while measured, in cores (1 = one core busy). */
   cpuCores: number;
   /** The subgraphs process's CPU use while this gateway was measured, in cores. */
   subgraphsCpuCores: number;
@@ -219,8 +227,10 @@ export async function runFederation(options: FederationOptions = {}): Promise<Fe
       try {
         const { name: kind, flags } = parseEntry(name);
         const gateway = await spawnNode<{ url: string }>(
-          'bench/federation/gateway-process.ts',
-          [kind, subgraphs.ready.base],
+          kind === 'coordinator-workers'
+            ? 'bench/federation/workers-process.ts'
+            : 'bench/federation/gateway-process.ts',
+          kind === 'coordinator-workers' ? [subgraphs.ready.base] : [kind, subgraphs.ready.base],
           {
             // Ours as `npm start` runs it; the others with their defaults.
             nodeArgs: [
@@ -232,7 +242,12 @@ export async function runFederation(options: FederationOptions = {}): Promise<Fe
                   ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}/${kind}`]
                 : []),
             ],
-            env: options.env?.[kind],
+            env: {
+              ...(kind === 'coordinator-workers'
+                ? { COORDINATOR_WORKERS: String(options.workers ?? 2) }
+                : {}),
+              ...options.env?.[kind],
+            },
           },
         );
         started.push(gateway);
@@ -296,7 +311,7 @@ export async function runFederation(options: FederationOptions = {}): Promise<Fe
         incorrect: sum((s) => s.incorrect),
         ...(firstIncorrect ? { firstIncorrect } : {}),
         errors: sum((s) => s.errors),
-        peakRssMiB: memory(g.process.ready.pid).peakRssMiB,
+        ...peaks(g.process.ready.pid),
         cpuCores: total.cpu / total.seconds,
         subgraphsCpuCores: total.subgraphsCpu / total.seconds,
         loadGeneratorCpuCores: total.loadCpu / total.seconds,
@@ -360,6 +375,11 @@ export async function runFederation(options: FederationOptions = {}): Promise<Fe
       `(while measured, the load generator used ${results.map((r) => `${(r.loadGeneratorCpuCores * 100).toFixed(0)} %`).join(' / ')} ` +
         `of a core and the subgraphs ${results.map((r) => `${(r.subgraphsCpuCores * 100).toFixed(0)} %`).join(' / ')})`,
     );
+    for (const r of results)
+      log(
+        `${r.label}: ${((r.cpuCores * 1000) / r.requestsPerSecond).toFixed(2)} ms of gateway CPU per request; ` +
+          `peak RSS per process ${r.processPeakRssMiB.join(' / ')} MiB`,
+      );
     for (const [name, value] of Object.entries(ratios)) log(`${name}: ${value.toFixed(2)}`);
 
     if (options.write !== false) {
@@ -390,4 +410,9 @@ export async function runFederation(options: FederationOptions = {}): Promise<Fe
   } finally {
     for (const child of started.reverse()) await child.stop();
   }
+}
+
+function peaks(pid: number): Pick<GatewayResult, 'peakRssMiB' | 'processPeakRssMiB'> {
+  const { peakRssMiB, processes } = memory(pid);
+  return { peakRssMiB, processPeakRssMiB: processes.map((p) => Math.round(p.peakRssMiB)) };
 }

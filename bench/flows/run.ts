@@ -2,7 +2,7 @@ import pg from 'pg';
 import type { FlowPlugin } from '../../gateway/flows/hooks.js';
 import { machinePostgresUrl } from '../../test/support/database.js';
 import { startFixtureCoordinator, type FixtureCoordinator } from '../lib/fixture-coordinator.js';
-import { spawnNode } from '../lib/processes.js';
+import { cpuSeconds, gatewayNodeFlags, spawnNode, type NodeChild } from '../lib/processes.js';
 import { profiled } from '../lib/profile.js';
 import { barChart, percentile, table, writeResults } from '../lib/report.js';
 
@@ -21,6 +21,12 @@ export interface FlowBenchOptions {
   warmupSeconds?: number;
   /** PostgreSQL single-row insert commit rate, measured for this long. @default 3 s */
   commitSeconds?: number;
+  /**
+   * Run the Coordinator in a process of its own on this many node:cluster workers
+   * (bench/flows/coordinator-process.ts) instead of in this process beside the load. Its CPU is then
+   * counted too (the process and its workers), beside this process's.
+   */
+  workers?: number;
   /** Write a CPU profile of the Coordinator's measured load (this process) to this file. */
   cpuProfile?: string;
   /** @default 'flows'; false writes nothing */
@@ -37,12 +43,19 @@ export interface ModeResult {
   p99Ms: number;
   flows: number;
   incorrect: number;
-  /** This process's CPU use while measured, in cores: the Coordinator (or the direct script) and the load. */
+  /**
+   * CPU use while measured, in cores: this process (the load, and the Coordinator or the direct
+   * script), plus the Coordinator's own processes when it runs on workers.
+   */
   cpuCores: number;
+  /** The Coordinator's processes' share of `cpuCores`, when it runs on workers. */
+  coordinatorCpuCores?: number;
 }
 
 export interface FlowBenchResult {
-  settings: Required<Omit<FlowBenchOptions, 'write' | 'log' | 'cpuProfile'>>;
+  settings: Required<Omit<FlowBenchOptions, 'write' | 'log' | 'cpuProfile' | 'workers'>> & {
+    workers?: number;
+  };
   results: ModeResult[];
   ratios: Array<{ concurrency: number; latencyP50: number; latencyP99: number; throughput: number }>;
   postgres: { commitsPerSecond1Connection: number; commitsPerSecond10Connections: number };
@@ -132,6 +145,7 @@ export async function runFlows(options: FlowBenchOptions = {}): Promise<FlowBenc
     secondsPerRound: options.secondsPerRound ?? 5,
     warmupSeconds: options.warmupSeconds ?? 1,
     commitSeconds: options.commitSeconds ?? 3,
+    ...(options.workers ? { workers: options.workers } : {}),
   };
   const service = await spawnNode<{ url: string }>('bench/flows/service-process.ts', [
     String(settings.serviceLatencyMs),
@@ -146,12 +160,24 @@ export async function runFlows(options: FlowBenchOptions = {}): Promise<FlowBenc
     },
   };
   let bench: FixtureCoordinator | undefined;
+  let ownProcess: NodeChild<{ url: string; databaseUrl: string; redisUrl: string }> | undefined;
   try {
-    bench = await startFixtureCoordinator('bench-flows', { flowPlugins: [counter] });
-    const { coordinator, database, redisUrl } = bench;
-    const url = `${bench.url}/graphql`;
+    if (options.workers) {
+      ownProcess = await spawnNode('bench/flows/coordinator-process.ts', [], {
+        nodeArgs: gatewayNodeFlags(),
+        env: { COORDINATOR_WORKERS: String(options.workers) },
+      });
+    } else {
+      bench = await startFixtureCoordinator('bench-flows', { flowPlugins: [counter] });
+    }
+    const database = bench?.database ?? { url: ownProcess!.ready.databaseUrl };
+    const redisUrl = bench?.redisUrl ?? ownProcess!.ready.redisUrl;
+    const url = `${bench?.url ?? ownProcess!.ready.url}/graphql`;
+    /** The Coordinator's processes' CPU seconds so far; 0 in this process (counted with the load). */
+    const coordinatorCpu = () => (ownProcess ? cpuSeconds(ownProcess.ready.pid) : 0);
     log(
-      `Coordinator at ${url} (PostgreSQL database ${database.name}, Redis ${redisUrl}); Service stand-in ` +
+      `Coordinator at ${url} (${ownProcess ? `pid ${ownProcess.ready.pid} on ${options.workers} workers` : 'in this process'}, ` +
+        `PostgreSQL ${database.url.replace(/\/\/[^@]*@/, '//')}, Redis ${redisUrl}); Service stand-in ` +
         `at ${service.ready.url} answering after ${settings.serviceLatencyMs} ms`,
     );
     let seq = 0;
@@ -165,11 +191,13 @@ export async function runFlows(options: FlowBenchOptions = {}): Promise<FlowBenc
         data?: { benchPurchase: { flow: { status: string; steps: Array<{ status: string }> } } };
       };
       const flow = body.data?.benchPurchase.flow;
-      return (
+      const completed =
         flow?.status === 'COMPLETED' &&
         flow.steps.length === 4 &&
-        flow.steps.every((s) => s.status === 'COMPLETED')
-      );
+        flow.steps.every((s) => s.status === 'COMPLETED');
+      // In this process the counter Flow Plugin counts them; on workers, their answers do.
+      if (completed && ownProcess) completedFlows++;
+      return completed;
     };
     const direct = async () => {
       const orderId = `d-${++seq}`;
@@ -196,6 +224,7 @@ export async function runFlows(options: FlowBenchOptions = {}): Promise<FlowBenc
       const incorrect = { coordinator: 0, direct: 0 };
       const seconds = { coordinator: 0, direct: 0 };
       const cpu = { coordinator: 0, direct: 0 };
+      const ownCpu = { coordinator: 0, direct: 0 };
       for (const mode of ['coordinator', 'direct'] as const)
         await load(concurrency, settings.warmupSeconds, modes[mode]);
       for (let round = 0; round < settings.rounds; round++) {
@@ -203,9 +232,13 @@ export async function runFlows(options: FlowBenchOptions = {}): Promise<FlowBenc
           round % 2 === 0 ? (['coordinator', 'direct'] as const) : (['direct', 'coordinator'] as const);
         for (const mode of order) {
           const measure = () => load(concurrency, settings.secondsPerRound, modes[mode]);
-          const r = await (mode === 'coordinator'
+          const cpu0 = coordinatorCpu();
+          const r = await (mode === 'coordinator' && !ownProcess
             ? profiled(profileFile(concurrency, round), measure)
             : measure());
+          const used = coordinatorCpu() - cpu0;
+          ownCpu[mode] += used;
+          r.cpuSeconds += used;
           samples[mode].push(...r.latencies);
           incorrect[mode] += r.incorrect;
           seconds[mode] += r.seconds;
@@ -223,6 +256,7 @@ export async function runFlows(options: FlowBenchOptions = {}): Promise<FlowBenc
           flows: samples[mode].length,
           incorrect: incorrect[mode],
           cpuCores: cpu[mode] / seconds[mode],
+          ...(ownProcess ? { coordinatorCpuCores: ownCpu[mode] / seconds[mode] } : {}),
         });
       }
       log(`${concurrency} concurrent flows measured`);
@@ -238,7 +272,7 @@ export async function runFlows(options: FlowBenchOptions = {}): Promise<FlowBenc
       };
     });
     // Every flow the Coordinator completed is durably recorded: its run and its four steps.
-    await coordinator.components.dispatcher.flush().catch(() => {});
+    await bench?.coordinator.components.dispatcher.flush().catch(() => {});
     const db = new pg.Client({ connectionString: database.url });
     await db.connect();
     const recorded = await db.query<{ flows: string; steps: string }>(
@@ -262,7 +296,18 @@ export async function runFlows(options: FlowBenchOptions = {}): Promise<FlowBenc
     log('');
     log(
       table(
-        ['mode', 'concurrent', 'flows/s', 'p50 ms', 'p95 ms', 'p99 ms', 'flows', 'incorrect', 'CPU cores'],
+        [
+          'mode',
+          'concurrent',
+          'flows/s',
+          'p50 ms',
+          'p95 ms',
+          'p99 ms',
+          'flows',
+          'incorrect',
+          'CPU cores',
+          'CPU ms/flow',
+        ],
         results.map((r) => [
           r.mode,
           r.concurrency,
@@ -273,6 +318,7 @@ export async function runFlows(options: FlowBenchOptions = {}): Promise<FlowBenc
           r.flows,
           r.incorrect,
           r.cpuCores,
+          (r.cpuCores * 1000) / r.flowsPerSecond,
         ]),
       ),
     );
@@ -304,6 +350,7 @@ export async function runFlows(options: FlowBenchOptions = {}): Promise<FlowBenc
     return result;
   } finally {
     await bench?.stop();
+    await ownProcess?.stop();
     await service.stop();
   }
 }

@@ -29,17 +29,11 @@ export async function startFixtureCoordinator(
   const redisUrl = await requireRedis(machineRedisUrl());
   const namespace = testNamespace(label);
   const database = await createTestDatabase('bench');
-  const coordinator = new Coordinator({
-    roverConfig: fixture('rover.yaml'),
-    connectionsFile: fixture('connections.yaml'),
-    subgraphsDir: fixture('subgraphs'),
-    database: { url: database.url },
-    redis: { url: redisUrl, keyPrefix: `${namespace}:` },
-    flags: { testData: new integrations.TestData() },
-    port: 0,
-    logger: silentLogger,
-    ...options,
-  });
+  const coordinator = fixtureCoordinator(
+    database.url,
+    { url: redisUrl, keyPrefix: `${namespace}:` },
+    options,
+  );
   const stop = async () => {
     await coordinator.stop().catch(() => {});
     await database.drop();
@@ -51,4 +45,23 @@ export async function startFixtureCoordinator(
     await stop();
     throw error;
   }
+}
+
+/** The benchmarks' Coordinator on the database and Redis namespace given, not started, on a free port. */
+export function fixtureCoordinator(
+  databaseUrl: string,
+  redis: { url: string; keyPrefix: string },
+  options: Pick<CoordinatorOptions, 'flowPlugins' | 'outboxPollMs'> = {},
+): Coordinator {
+  return new Coordinator({
+    roverConfig: fixture('rover.yaml'),
+    connectionsFile: fixture('connections.yaml'),
+    subgraphsDir: fixture('subgraphs'),
+    database: { url: databaseUrl },
+    redis,
+    flags: { testData: new integrations.TestData() },
+    port: 0,
+    logger: silentLogger,
+    ...options,
+  });
 }

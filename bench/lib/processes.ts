@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
@@ -78,16 +78,66 @@ export function spawnNode<T>(
 
 const TICK = 100; // USER_HZ on Linux
 
-/** CPU seconds (user + system) a process has used so far, from /proc. */
-export function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / TICK;
+/** `pid` and every process under it (node:cluster workers, a native runtime's helpers), from /proc. */
+export function processTree(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue; // Exited while read.
+    }
+    const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    children.set(parent, [...(children.get(parent) ?? []), Number(entry)]);
+  }
+  const tree = [pid];
+  for (let i = 0; i < tree.length; i++) tree.push(...(children.get(tree[i]!) ?? []));
+  return tree;
 }
 
-/** Resident set size now and at its peak (VmHWM), in MiB, from /proc. */
-export function memory(pid: number): { rssMiB: number; peakRssMiB: number } {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+/** CPU seconds (user + system) one process has used so far, from /proc; 0 once it is gone. */
+function ownCpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / TICK;
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU seconds (user + system) a process and the processes under it have used so far. */
+export function cpuSeconds(pid: number): number {
+  return processTree(pid).reduce((sum, p) => sum + ownCpuSeconds(p), 0);
+}
+
+/** One process's resident set size now and at its peak (VmHWM), in MiB, from /proc. */
+function ownMemory(pid: number): { pid: number; rssMiB: number; peakRssMiB: number } {
+  let status = '';
+  try {
+    status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    // Gone: nothing resident.
+  }
   const kib = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0);
-  return { rssMiB: kib('VmRSS') / 1024, peakRssMiB: kib('VmHWM') / 1024 };
+  return { pid, rssMiB: kib('VmRSS') / 1024, peakRssMiB: kib('VmHWM') / 1024 };
+}
+
+/**
+ * Resident set size now and at its peak, in MiB, of a process and the processes under it: the sums
+ * (the peak's sum is an upper bound: each process's peak may fall at another time), and each one's.
+ */
+export function memory(pid: number): {
+  rssMiB: number;
+  peakRssMiB: number;
+  processes: Array<{ pid: number; rssMiB: number; peakRssMiB: number }>;
+} {
+  const processes = processTree(pid).map(ownMemory);
+  return {
+    rssMiB: processes.reduce((sum, p) => sum + p.rssMiB, 0),
+    peakRssMiB: processes.reduce((sum, p) => sum + p.peakRssMiB, 0),
+    processes,
+  };
 }

@@ -137,6 +137,8 @@ export class CoordinatorMetrics {
         .finally(() => (pending = undefined)));
     new Gauge({
       name: 'coordinator_outbox_backlog',
+      // Every worker reads the same outbox: their aggregate (WORKERS > 1) is the one value, not a sum.
+      aggregator: 'max',
       help: 'Signals committed to the outbox and not yet published (counted up to 100,000)',
       registers: [this.registry],
       async collect() {
@@ -146,6 +148,7 @@ export class CoordinatorMetrics {
     });
     new Gauge({
       name: 'coordinator_outbox_oldest_signal_age_seconds',
+      aggregator: 'max',
       help: 'Age of the oldest signal waiting in the outbox; 0 when none waits',
       registers: [this.registry],
       async collect() {

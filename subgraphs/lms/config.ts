@@ -24,7 +24,10 @@ const eventBusSchema = z.object({
   LMS_EVENT_BUS_STREAM: text.default('commerce-order-lifecycle'),
   /** The consumer group: one per consuming service. */
   LMS_EVENT_BUS_GROUP: text.default('commerce-coordinator'),
-  /** Unique per process and stable across its restarts, so its pending entries come back to it. */
+  /**
+   * Unique per process and stable across its restarts, so its pending entries come back to it; a
+   * Coordinator worker's (WORKERS > 1) has `:worker-<index>` appended.
+   */
   LMS_EVENT_BUS_CONSUMER: text.default(hostname()),
   /** Entries pending this long at another (dead) consumer are claimed (XAUTOCLAIM). */
   LMS_EVENT_BUS_CLAIM_IDLE_MS: positiveInt.default(60_000),
@@ -50,5 +53,12 @@ const HINTS: Record<string, string> = {
 export const lmsConfig = (env: Env): LmsConfig => readPluginEnv('lms', lmsSchema, env, HINTS);
 
 /** The event-bus consumer settings. */
-export const lmsEventBusConfig = (env: Env): LmsEventBusConfig =>
-  readPluginEnv('lms', eventBusSchema, env, HINTS);
+export function lmsEventBusConfig(env: Env): LmsEventBusConfig {
+  const config = readPluginEnv('lms', eventBusSchema, env, HINTS);
+  // The Coordinator's workers (WORKERS > 1) share the host: each is a consumer of its own, named by its
+  // index so that a replaced worker gets its pending entries back.
+  const worker = env.WORKER_INDEX;
+  return worker === undefined
+    ? config
+    : { ...config, LMS_EVENT_BUS_CONSUMER: `${config.LMS_EVENT_BUS_CONSUMER}:worker-${worker}` };
+}

@@ -59,6 +59,51 @@ describe('the benchmarks (smoke)', () => {
     expect(result.durability.recordedCompletedSteps).toBe(4 * result.durability.completedFlows);
   }, 60_000);
 
+  it('federation on node:cluster workers: both answer correctly and the bench counts every process', async () => {
+    const result = await runFederation({
+      gateways: ['coordinator-workers'],
+      workers: 2,
+      connections: 10,
+      warmupRequests: 10,
+      rounds: 1,
+      secondsPerRound: 1,
+      headroomSeconds: 0,
+      write: false,
+      log,
+    });
+    expect(result.unavailable).toEqual([]);
+    const [gateway] = result.gateways;
+    expect(gateway!.incorrect, gateway!.firstIncorrect).toBe(0);
+    expect(gateway!.correct).toBe(gateway!.requests);
+    // The primary and its two workers, each holding a Coordinator's gateway (well above the primary).
+    expect(gateway!.processPeakRssMiB).toHaveLength(3);
+    const [primary, ...workers] = gateway!.processPeakRssMiB;
+    for (const worker of workers) expect(worker).toBeGreaterThan(primary!);
+    expect(gateway!.peakRssMiB).toBeCloseTo(primary! + workers[0]! + workers[1]!, -1);
+  }, 90_000);
+
+  it('flow overhead with the Coordinator on two workers: every flow completed and recorded', async () => {
+    const result = await runFlows({
+      concurrency: [4],
+      workers: 2,
+      rounds: 1,
+      secondsPerRound: 0.5,
+      warmupSeconds: 0.2,
+      commitSeconds: 0.3,
+      write: false,
+      log,
+    });
+    for (const r of result.results) {
+      expect(r.flows).toBeGreaterThan(0);
+      expect(r.incorrect).toBe(0);
+    }
+    const coordinator = result.results.find((r) => r.mode === 'coordinator')!;
+    expect(coordinator.coordinatorCpuCores).toBeGreaterThan(0);
+    expect(result.durability.completedFlows).toBeGreaterThan(0);
+    expect(result.durability.recordedCompletedFlows).toBe(result.durability.completedFlows);
+    expect(result.durability.recordedCompletedSteps).toBe(4 * result.durability.completedFlows);
+  }, 90_000);
+
   it('signals: every committed signal reaches the receiver and every subscriber', async () => {
     const result = await runSignals({ subscribers: 5, rate: 20, seconds: 1, write: false, log });
     expect(result.committed).toBe(20);

@@ -1,9 +1,11 @@
 import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { silentLogger } from '../../gateway/log.js';
 import type { FilterResult, Plugin, PluginRuntime } from '@commerce-coordinator/plugin-sdk';
 import { DEFAULT_LMS_CLIENT, startLms, type LmsStandIn } from '../../services/lms/server.js';
 import { createLmsPlugin } from '../../subgraphs/lms/index.js';
+import { lmsEventBusConfig } from '../../subgraphs/lms/config.js';
 import { REFUND_REQUESTED_EVENT_TYPE } from '../../schema/contracts/lms-refund-event.js';
 import {
   adminRedis,
@@ -612,5 +614,18 @@ describe('lms plugin: refund requests from the LMS event bus', () => {
   it('does not consume without LMS_EVENT_BUS_REDIS_URL', async () => {
     const { runtime } = recordingRuntime();
     expect(await createLmsPlugin({ env: lmsEnv() }).start!(runtime)).toBeUndefined();
+  });
+});
+
+describe('lms plugin: the event-bus consumer name', () => {
+  // Two workers of one host (WORKERS > 1) must not share a consumer: each would take the other's
+  // pending entries for its own after a restart. Each names itself by its worker index, stable across
+  // the worker's replacement.
+  it('is the host name, with the worker index when the Coordinator runs on workers', () => {
+    expect(lmsEventBusConfig({}).LMS_EVENT_BUS_CONSUMER).toBe(hostname());
+    expect(lmsEventBusConfig({ WORKER_INDEX: '1' }).LMS_EVENT_BUS_CONSUMER).toBe(`${hostname()}:worker-1`);
+    expect(
+      lmsEventBusConfig({ LMS_EVENT_BUS_CONSUMER: 'lms-a', WORKER_INDEX: '0' }).LMS_EVENT_BUS_CONSUMER,
+    ).toBe('lms-a:worker-0');
   });
 });
