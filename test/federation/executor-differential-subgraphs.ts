@@ -237,6 +237,11 @@ export const compiledCases: Array<[string, string, Record<string, unknown>?]> = 
     `{ me { reviews { product { reviews { author { reviews { product { name shippingEstimate } } } } } } } }`,
   ],
   [
+    // The entity fetches send each distinct representation once: their errors still reach every copy.
+    'errors and non-null violations in entity fetches of repeated entities',
+    `{ reviews { author { id name reviews { product { upc warehouse mustExist } } } } }`,
+  ],
+  [
     'arguments and variables passed to subgraphs',
     `query ($n: Int) { topProducts(first: $n) { upc name } user(id: "u3") { name username } }`,
     { n: 3 },

@@ -1,7 +1,7 @@
 import type { GraphQLDataSource, GraphQLDataSourceProcessOptions } from '@apollo/gateway';
 import type { ResponsePath } from '@apollo/query-planner';
 import type { GatewayExecutionResult, GatewayGraphQLRequestContext } from '@apollo/server-gateway-interface';
-import { GraphQLError } from 'graphql';
+import { GraphQLError, type GraphQLFormattedError } from 'graphql';
 import type { CompiledNode, CompiledPlan } from './compile.js';
 import { errorPathMapper, subgraphError } from './errors.js';
 import { mergeInto } from './merge.js';
@@ -146,20 +146,32 @@ async function runFetch(
     return;
   }
 
+  // Equal representations are sent once (the scenario's products recur in every review): the
+  // subgraph resolves, and the gateway serializes and parses, each distinct entity once.
   const representations: Entity[] = [];
-  const owners: Entity[] = [];
+  /** Per representation sent, the entities it completes, each with its position among all built. */
+  const owners: Array<Array<{ entity: Entity; position: number }>> = [];
+  const sent = new Map<string, number>();
+  let built = 0;
   for (const entity of entities) {
-    const built = representation(entity);
-    if (built && built.__typename) {
-      rewriteInput?.(built);
-      representations.push(built);
-      owners.push(entity);
+    const rep = representation(entity);
+    if (!rep || !rep.__typename) continue;
+    rewriteInput?.(rep);
+    const key = JSON.stringify(rep);
+    let index = sent.get(key);
+    if (index === undefined) {
+      index = representations.push(rep) - 1;
+      sent.set(key, index);
+      owners.push([]);
     }
+    owners[index]!.push({ entity, position: built++ });
   }
   if (representations.length < 1) return;
   if ('representations' in variables) throw new Error(`Variables cannot contain key "representations"`);
   variables.representations = representations;
-  const received = await send(execution, node, cursor, variables);
+  const received = await send(execution, node, cursor, variables, (index) =>
+    owners[index]?.map((o) => o.position),
+  );
   if (!received) return;
   const answered = received._entities;
   if (!Array.isArray(answered)) throw new Error(`Expected "data._entities" in response to be an array`);
@@ -167,10 +179,44 @@ async function runFetch(
     throw new Error(`Expected "data._entities" to contain ${representations.length} elements`);
   for (let i = 0; i < owners.length; i++) {
     const entity = answered[i] as Entity | null | undefined;
-    if (entity && !entity.__typename) entity.__typename = owners[i]!.__typename;
+    const completes = owners[i]!;
+    if (entity && !entity.__typename) entity.__typename = completes[0]!.entity.__typename;
     if (entity && rewriteOutput) rewriteOutput(entity);
-    mergeInto(owners[i]!, entity);
+    // Every further entity gets a copy: merges adopt objects, and later fetches and the response
+    // shaping must never meet one object at two places of the response.
+    for (let j = 0; j < completes.length; j++)
+      mergeInto(completes[j]!.entity, j === 0 || !entity ? entity : copyData(entity));
   }
+}
+
+/** A deep copy of parsed JSON data (objects and lists; leaves are immutable). */
+function copyData<T>(value: T): T {
+  if (Array.isArray(value)) return value.map(copyData) as T;
+  if (value === null || typeof value !== 'object') return value;
+  const copy = Object.create(null) as Record<string, unknown>;
+  for (const key in value) copy[key] = copyData((value as Record<string, unknown>)[key]);
+  return copy as T;
+}
+
+/**
+ * A deduplicated entity fetch's errors as the subgraph would have answered every representation: an
+ * error at `_entities.<i>` once for each entity that representation stands for, in their order.
+ */
+function entityErrorsPerEntity(
+  errors: readonly GraphQLFormattedError[],
+  positionsOf: (index: number) => number[] | undefined,
+): GraphQLFormattedError[] {
+  const placed: Array<{ at: number; error: GraphQLFormattedError }> = [];
+  for (const error of errors) {
+    const [head, index, ...rest] = error.path ?? [];
+    const positions = head === '_entities' && typeof index === 'number' ? positionsOf(index) : undefined;
+    // Errors not about one entity come first, in their order (the sort is stable).
+    if (!positions) placed.push({ at: -1, error });
+    else
+      for (const position of positions)
+        placed.push({ at: position, error: { ...error, path: ['_entities', position, ...rest] } });
+  }
+  return placed.sort((a, b) => a.at - b.at).map((p) => p.error);
 }
 
 /** One subgraph request through its data source, with every field executeQueryPlan passes. */
@@ -179,6 +225,8 @@ async function send(
   { fetch, representation }: Extract<CompiledNode, { kind: 'Fetch' }>,
   cursor: Cursor,
   variables: Record<string, unknown>,
+  /** For an entity fetch, the positions (among the entities built) that representation `i` stands for. */
+  positionsOf?: (index: number) => number[] | undefined,
 ): Promise<Entity | null | undefined> {
   const { requestContext } = execution;
   const response = await execution.dataSources[fetch.serviceName]!.process({
@@ -191,12 +239,11 @@ async function send(
     pathInIncomingRequest: cursor.path,
   });
   if (response.errors) {
+    const errors = positionsOf ? entityErrorsPerEntity(response.errors, positionsOf) : response.errors;
     const mapPath = errorPathMapper(!!representation, cursor.path, cursor.fullResult);
-    execution.errors.push(
-      ...response.errors.map((e) => subgraphError(e, fetch.serviceName, mapPath(e.path))),
-    );
+    execution.errors.push(...errors.map((e) => subgraphError(e, fetch.serviceName, mapPath(e.path))));
     if (!response.extensions?.ftv1) {
-      const paths = response.errors.map((error) => ({ subgraph: fetch.serviceName, path: error.path }));
+      const paths = errors.map((error) => ({ subgraph: fetch.serviceName, path: error.path }));
       const metrics = requestContext.metrics as { nonFtv1ErrorPaths?: unknown[] } | undefined;
       if (metrics) metrics.nonFtv1ErrorPaths = [...(metrics.nonFtv1ErrorPaths ?? []), ...paths];
     }
