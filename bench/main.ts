@@ -4,7 +4,7 @@
  * `soak [--load federation|flows|signals]` (10 minutes of each load, RSS per minute) runs only when named.
  */
 import { parseArgs } from 'node:util';
-import { runFederation, GATEWAYS, type GatewayEntry } from './federation/run.js';
+import { runFederation, DEFAULT_GATEWAYS, type GatewayEntry } from './federation/run.js';
 import { runFlows } from './flows/run.js';
 import { runSignals } from './signals/run.js';
 import { runFederationSoak } from './federation/soak.js';
@@ -47,7 +47,7 @@ if (which.includes('federation')) {
   await runFederation({
     rounds: num(values.rounds, 3, 1),
     secondsPerRound: num(values.seconds, 10, 3),
-    gateways: (values.gateways?.split(',') as GatewayEntry[] | undefined) ?? GATEWAYS,
+    gateways: (values.gateways?.split(',') as GatewayEntry[] | undefined) ?? DEFAULT_GATEWAYS,
     ...(values.workers ? { workers: Number(values.workers) } : {}),
     ...(values.out ? { write: values.out } : {}),
     ...(values['cpu-prof'] ? { cpuProfileDir: values['cpu-prof'] } : {}),

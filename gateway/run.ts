@@ -1,6 +1,5 @@
 import { resolve } from 'node:path';
 import { announceWorker, isClusterWorker, runPrimary } from './cluster.js';
-import { Coordinator } from './coordinator.js';
 import {
   authOptions,
   browserLogin,
@@ -57,6 +56,9 @@ async function run(prepare: Prepare | undefined) {
   // companion (the primary runs it once for them all).
   if (env.WORKERS > 1 && !isClusterWorker()) return runPrimary(env, logger, prepare);
   const companion = isClusterWorker() ? undefined : await prepare?.(env, logger);
+  // Loaded here, not at the top: a primary of workers never runs a Coordinator, and its memory should
+  // not hold the gateway's code.
+  const { Coordinator } = await import('./coordinator.js');
   const coordinator = new Coordinator({
     roverConfig: resolve(env.ROVER_CONFIG),
     supergraphFile: env.SUPERGRAPH_FILE && resolve(env.SUPERGRAPH_FILE),

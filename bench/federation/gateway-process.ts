@@ -2,7 +2,7 @@
  * One gateway of the federation benchmark, in a process of its own (so its RSS and CPU are its own):
  * `node --import tsx bench/federation/gateway-process.ts <coordinator|apollo|hive|hive-router-runtime|coordinator-apollo-executor|coordinator-apollo-fetcher|coordinator-node-fetch> <subgraphs base>`.
  * Prints one JSON line `{"url": ..., "pid": ...}` once it listens on a free port; as a node:cluster
- * worker of bench/federation/workers-process.ts, it sends `{url}` to its primary instead.
+ * worker of bench/federation/workers-process.mjs, it sends `{url}` to its primary instead.
  */
 import cluster from 'node:cluster';
 import { createServer, type Server } from 'node:http';

@@ -1,10 +1,23 @@
 import autocannon from 'autocannon';
-import { cpuSeconds, gatewayNodeFlags, memory, spawnNode, type NodeChild } from '../lib/processes.js';
+import {
+  cpuSeconds,
+  gatewayNodeFlags,
+  memory,
+  sampleTreeRss,
+  spawnNode,
+  type NodeChild,
+} from '../lib/processes.js';
 import { barChart, percentile, table, writeResults } from '../lib/report.js';
 import { referenceResponse } from './reference.js';
 import { scenario } from './scenario.js';
 
-export const GATEWAYS = ['coordinator', 'apollo', 'hive', 'hive-router-runtime'] as const;
+export const GATEWAYS = [
+  'coordinator',
+  'coordinator-workers',
+  'apollo',
+  'hive',
+  'hive-router-runtime',
+] as const;
 /**
  * The Coordinator before a lever, to measure it: its plans on executeQueryPlan (before the compiled
  * executor); its subgraph fetches on make-fetch-happen, then Node's fetch (before the fetch levers);
@@ -12,7 +25,6 @@ export const GATEWAYS = ['coordinator', 'apollo', 'hive', 'hive-router-runtime']
  */
 export type GatewayName =
   | (typeof GATEWAYS)[number]
-  | 'coordinator-workers'
   | 'coordinator-apollo-executor'
   | 'coordinator-apollo-fetcher'
   | 'coordinator-node-fetch';
@@ -22,6 +34,18 @@ export type GatewayName =
  * `coordinator@` runs it with Node's defaults.
  */
 export type GatewayEntry = GatewayName | `${GatewayName}@${string}`;
+/**
+ * What `npm run bench -- federation` compares. The workers run with a 32 MiB young generation each:
+ * two at `npm start`'s 64 MiB hold more than Hive Gateway + router-runtime at its peak
+ * (bench/results/federation-workers.json).
+ */
+export const DEFAULT_GATEWAYS: readonly GatewayEntry[] = [
+  'coordinator',
+  'coordinator-workers@--max-semi-space-size=32',
+  'apollo',
+  'hive',
+  'hive-router-runtime',
+];
 const LABELS: Record<GatewayName, string> = {
   'coordinator-apollo-executor': 'Coordinator, executeQueryPlan',
   'coordinator-apollo-fetcher': 'Coordinator, make-fetch-happen',
@@ -105,6 +129,8 @@ export interface GatewayResult {
   peakRssMiB: number;
   /** Each process's peak, the gateway's first (its workers after it, for `coordinator-workers`). */
   processPeakRssMiB: number[];
+  /** The largest total RSS of the gateway's processes sampled at once (every 250 ms) while measured. */
+  sampledPeakRssMiB: number;
   /** The gateway process's (and its workers') CPU use while measured, in cores (1 = one core busy). */
   cpuCores: number;
   /** The subgraphs process's CPU use while this gateway was measured, in cores. */
@@ -189,7 +215,7 @@ export async function runFederation(options: FederationOptions = {}): Promise<Fe
     rounds: options.rounds ?? 3,
     secondsPerRound: options.secondsPerRound ?? 10,
   };
-  const names = options.gateways ?? GATEWAYS;
+  const names = options.gateways ?? DEFAULT_GATEWAYS;
   const label = (entry: GatewayEntry) => {
     const { name, flags } = parseEntry(entry);
     if (options.labels?.[name]) return options.labels[name];
@@ -228,7 +254,7 @@ export async function runFederation(options: FederationOptions = {}): Promise<Fe
         const { name: kind, flags } = parseEntry(name);
         const gateway = await spawnNode<{ url: string }>(
           kind === 'coordinator-workers'
-            ? 'bench/federation/workers-process.ts'
+            ? 'bench/federation/workers-process.mjs'
             : 'bench/federation/gateway-process.ts',
           kind === 'coordinator-workers' ? [subgraphs.ready.base] : [kind, subgraphs.ready.base],
           {
@@ -268,7 +294,7 @@ export async function runFederation(options: FederationOptions = {}): Promise<Fe
     const totals = new Map(
       gateways.map((g) => [
         g.name,
-        { samples: [] as LoadSample[], cpu: 0, subgraphsCpu: 0, seconds: 0, loadCpu: 0 },
+        { samples: [] as LoadSample[], cpu: 0, subgraphsCpu: 0, seconds: 0, loadCpu: 0, sampledPeakRss: 0 },
       ]),
     );
     for (let round = 0; round < settings.rounds; round++) {
@@ -277,10 +303,12 @@ export async function runFederation(options: FederationOptions = {}): Promise<Fe
         const total = totals.get(g.name)!;
         const cpu0 = cpuSeconds(g.process.ready.pid);
         const sub0 = cpuSeconds(subgraphs.ready.pid);
+        const rss = sampleTreeRss(g.process.ready.pid);
         const sample = await drive(g.process.ready.url, {
           connections: settings.connections,
           seconds: settings.secondsPerRound,
         });
+        total.sampledPeakRss = Math.max(total.sampledPeakRss, rss.stop());
         total.cpu += cpuSeconds(g.process.ready.pid) - cpu0;
         total.subgraphsCpu += cpuSeconds(subgraphs.ready.pid) - sub0;
         total.seconds += sample.seconds;
@@ -312,6 +340,7 @@ export async function runFederation(options: FederationOptions = {}): Promise<Fe
         ...(firstIncorrect ? { firstIncorrect } : {}),
         errors: sum((s) => s.errors),
         ...peaks(g.process.ready.pid),
+        sampledPeakRssMiB: total.sampledPeakRss,
         cpuCores: total.cpu / total.seconds,
         subgraphsCpuCores: total.subgraphsCpu / total.seconds,
         loadGeneratorCpuCores: total.loadCpu / total.seconds,
@@ -319,14 +348,16 @@ export async function runFederation(options: FederationOptions = {}): Promise<Fe
     });
 
     const ratios: Record<string, number> = {};
-    const by = new Map(results.map((r) => [r.gateway, r]));
-    const ours = by.get('coordinator');
-    if (ours) {
-      for (const other of results.filter((r) => r !== ours)) {
-        ratios[`requestsPerSecond coordinator/${other.gateway}`] =
-          ours.requestsPerSecond / other.requestsPerSecond;
-        ratios[`p99 coordinator/${other.gateway}`] = ours.p99Ms / other.p99Ms;
-        ratios[`peakRss coordinator/${other.gateway}`] = ours.peakRssMiB / other.peakRssMiB;
+    // The Coordinator in one process and on workers, each against every gateway that is not ours.
+    const oursNames = new Set<string>(['coordinator', 'coordinator-workers']);
+    const isOurs = (r: GatewayResult) => oursNames.has(parseEntry(r.gateway as GatewayEntry).name);
+    for (const ours of results.filter(isOurs)) {
+      for (const other of results.filter((r) => r !== ours && !(isOurs(r) && r.gateway > ours.gateway))) {
+        const pair = `${ours.gateway}/${other.gateway}`;
+        ratios[`requestsPerSecond ${pair}`] = ours.requestsPerSecond / other.requestsPerSecond;
+        ratios[`p99 ${pair}`] = ours.p99Ms / other.p99Ms;
+        ratios[`peakRss ${pair}`] = ours.peakRssMiB / other.peakRssMiB;
+        ratios[`sampledPeakRss ${pair}`] = ours.sampledPeakRssMiB / other.sampledPeakRssMiB;
       }
     }
     const result: FederationResult = {
@@ -378,7 +409,8 @@ export async function runFederation(options: FederationOptions = {}): Promise<Fe
     for (const r of results)
       log(
         `${r.label}: ${((r.cpuCores * 1000) / r.requestsPerSecond).toFixed(2)} ms of gateway CPU per request; ` +
-          `peak RSS per process ${r.processPeakRssMiB.join(' / ')} MiB`,
+          `peak RSS per process ${r.processPeakRssMiB.join(' / ')} MiB, ` +
+          `largest total sampled at once ${r.sampledPeakRssMiB.toFixed(0)} MiB`,
       );
     for (const [name, value] of Object.entries(ratios)) log(`${name}: ${value.toFixed(2)}`);
 

@@ -28,13 +28,17 @@ process.once('exit', () => {
   for (const child of children) child.kill('SIGKILL');
 });
 
-/** Starts `node --import tsx <script> ...args` and waits for its first stdout line (JSON). */
+/**
+ * Starts `node --import tsx <script> ...args` (a `.mjs` script without tsx) and waits for its first
+ * stdout line (JSON).
+ */
 export function spawnNode<T>(
   script: string,
   args: readonly string[] = [],
   options: { nodeArgs?: readonly string[]; env?: NodeJS.ProcessEnv; timeoutMs?: number; ipc?: boolean } = {},
 ): Promise<NodeChild<T>> {
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), '--import', 'tsx', script, ...args], {
+  const loader = script.endsWith('.mjs') ? [] : ['--import', 'tsx'];
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), ...loader, script, ...args], {
     cwd: repoRoot,
     env: { ...process.env, APOLLO_TELEMETRY_DISABLED: '1', NODE_ENV: 'production', ...options.env },
     stdio: options.ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'],
@@ -139,5 +143,27 @@ export function memory(pid: number): {
     rssMiB: processes.reduce((sum, p) => sum + p.rssMiB, 0),
     peakRssMiB: processes.reduce((sum, p) => sum + p.peakRssMiB, 0),
     processes,
+  };
+}
+
+/**
+ * Samples the total resident set of `pid` and the processes under it every `intervalMs` until
+ * stopped, and answers the largest total seen: the memory a process tree held at once, which the sum
+ * of its processes' own peaks overstates (each may peak at another time). A peak shorter than the
+ * interval can be missed.
+ */
+export function sampleTreeRss(pid: number, intervalMs = 250): { stop(): number } {
+  let peak = 0;
+  const sample = () => {
+    peak = Math.max(peak, memory(pid).rssMiB);
+  };
+  sample();
+  const timer = setInterval(sample, intervalMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      sample();
+      return peak;
+    },
   };
 }
