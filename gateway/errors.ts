@@ -1,5 +1,5 @@
-import type { GraphQLError } from 'graphql';
-import { domainCodeOf } from '@commerce-coordinator/plugin-sdk/errors';
+import { GraphQLError } from 'graphql';
+import { domainCodeOf, type ErrorCode } from '@commerce-coordinator/plugin-sdk/errors';
 
 // The public codes and the errors Plugins throw are the Plugin SDK's: the contract both sides share.
 export {
@@ -40,4 +40,16 @@ export function toFailure(error: unknown): Failure {
   if (error instanceof Error)
     return { type: error.name || 'Error', message: error.message, nonRetryable: false };
   return { type: 'Error', message: String(error), nonRetryable: false };
+}
+
+/** `error` with a public code, as Apollo Server gives its parse and validation errors over HTTP. */
+export function withErrorCode(error: GraphQLError, code: ErrorCode): GraphQLError {
+  return new GraphQLError(error.message, {
+    nodes: error.nodes,
+    source: error.source,
+    positions: error.positions,
+    path: error.path,
+    originalError: error.originalError,
+    extensions: { ...error.extensions, code },
+  });
 }

@@ -15,6 +15,7 @@ import {
   type GraphQLFormattedError,
   type OperationDefinitionNode,
 } from 'graphql';
+import { ErrorCode, withErrorCode } from '../errors.js';
 import type { GatewayContext } from '../federation/context.js';
 import type { FederatedExecutor } from '../federation/executor.js';
 import type { Logger } from '../log.js';
@@ -115,10 +116,11 @@ function prepareAction(executor: FederatedExecutor, query: string): PreparedActi
   try {
     document = parse(query);
   } catch (error) {
-    return { errors: [withCode(asGraphQLError(error), 'GRAPHQL_PARSE_FAILED')] };
+    return { errors: [withErrorCode(asGraphQLError(error), ErrorCode.GRAPHQL_PARSE_FAILED)] };
   }
   const invalid = validate(executor.schema, document);
-  if (invalid.length) return { errors: invalid.map((e) => withCode(e, 'GRAPHQL_VALIDATION_FAILED')) };
+  if (invalid.length)
+    return { errors: invalid.map((e) => withErrorCode(e, ErrorCode.GRAPHQL_VALIDATION_FAILED)) };
   const operation = getOperationAST(document);
   if (!operation)
     return {
@@ -158,17 +160,6 @@ function asGraphQLError(error: unknown): GraphQLError {
   if (error instanceof GraphQLError) return error;
   if (error instanceof Error) return new GraphQLError(error.message, { originalError: error });
   return new GraphQLError(`Unexpected error value: ${String(error)}`);
-}
-
-function withCode(error: GraphQLError, code: string): GraphQLError {
-  return new GraphQLError(error.message, {
-    nodes: error.nodes,
-    source: error.source,
-    positions: error.positions,
-    path: error.path,
-    originalError: error.originalError,
-    extensions: { ...error.extensions, code },
-  });
 }
 
 /** The executor is handed a cache; Action calls keep nothing in it. */

@@ -15,7 +15,7 @@ import type { ClientErrors } from '../federation/client-errors.js';
 import type { GatewayContext } from '../federation/context.js';
 import { noOperationMessage } from '../federation/executor.js';
 import type { OperationLimitsChecker } from '../federation/operation-limits.js';
-import { ErrorCode } from '../errors.js';
+import { ErrorCode, withErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import { acceptWithinCap, useServerWithLimits, type SubscriptionLimits } from './limits.js';
 import { createSharedSubscribe } from './shared-execution.js';
@@ -69,11 +69,11 @@ export function attachSubscriptions(options: {
         try {
           document = parse(payload.query);
         } catch (error) {
-          if (error instanceof GraphQLError) return [withCode(error, ErrorCode.GRAPHQL_PARSE_FAILED)];
+          if (error instanceof GraphQLError) return [withErrorCode(error, ErrorCode.GRAPHQL_PARSE_FAILED)];
           throw error;
         }
         const invalid = validate(options.schema, document).map((e) =>
-          withCode(e, ErrorCode.GRAPHQL_VALIDATION_FAILED),
+          withErrorCode(e, ErrorCode.GRAPHQL_VALIDATION_FAILED),
         );
         if (invalid.length) return options.clientErrors.validationErrors(invalid);
         const operation = getOperationAST(document, payload.operationName);
@@ -137,15 +137,4 @@ export function attachSubscriptions(options: {
       await new Promise<void>((resolve) => wss.close(() => resolve()));
     },
   };
-}
-
-/** The error with a public code, as Apollo Server gives its parse and validation errors over HTTP. */
-function withCode(error: GraphQLError, code: ErrorCode): GraphQLError {
-  return new GraphQLError(error.message, {
-    nodes: error.nodes,
-    source: error.source,
-    positions: error.positions,
-    originalError: error.originalError,
-    extensions: { ...error.extensions, code },
-  });
 }

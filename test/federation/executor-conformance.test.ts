@@ -49,6 +49,15 @@ const REVIEW_FIELDS = /* GraphQL */ `
   }
 `;
 
+const SKIP_AND_INCLUDE = `query ($withReviews: Boolean!, $skipStock: Boolean!) {
+  topProducts(first: 2) {
+    upc
+    reviews @include(if: $withReviews) { id }
+    inStock @skip(if: $skipStock)
+    ... on Product @include(if: $withReviews) { shippingEstimate }
+  }
+}`;
+
 const CASES: Case[] = [
   { name: 'a root field of one subgraph', query: '{ users { id name email address { city country } } }' },
   {
@@ -133,26 +142,12 @@ const CASES: Case[] = [
   },
   {
     name: '@skip and @include with variables, in both states',
-    query: `query ($withReviews: Boolean!, $skipStock: Boolean!) {
-      topProducts(first: 2) {
-        upc
-        reviews @include(if: $withReviews) { id }
-        inStock @skip(if: $skipStock)
-        ... on Product @include(if: $withReviews) { shippingEstimate }
-      }
-    }`,
+    query: SKIP_AND_INCLUDE,
     variables: { withReviews: true, skipStock: true },
   },
   {
     name: '@skip and @include with variables, the other way round',
-    query: `query ($withReviews: Boolean!, $skipStock: Boolean!) {
-      topProducts(first: 2) {
-        upc
-        reviews @include(if: $withReviews) { id }
-        inStock @skip(if: $skipStock)
-        ... on Product @include(if: $withReviews) { shippingEstimate }
-      }
-    }`,
+    query: SKIP_AND_INCLUDE,
     variables: { withReviews: false, skipStock: false },
   },
   {
