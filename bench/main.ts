@@ -25,7 +25,7 @@ const { values, positionals } = parseArgs({
     latency: { type: 'string' },
     subscribers: { type: 'string' },
     rate: { type: 'string' },
-    /** The results' file name under bench/results/ (federation only). */
+    /** The results' file name under bench/results/, when one benchmark runs. */
     out: { type: 'string' },
     minutes: { type: 'string' },
     /** Soak only: federation, flows or signals (comma-separated); all three in sequence by default. */
@@ -39,6 +39,12 @@ const { values, positionals } = parseArgs({
   },
 });
 const which = positionals.length ? positionals : ['federation', 'flows', 'signals'];
+const measured = which.filter((name) => name !== 'soak');
+if (values.out && measured.length !== 1)
+  throw new Error(
+    `--out names the results of one benchmark; ${measured.length} would run (${measured.join(', ')})`,
+  );
+const out = values.out ? { write: values.out } : {};
 const num = (value: string | undefined, full: number, quick: number) =>
   value !== undefined ? Number(value) : values.quick ? quick : full;
 
@@ -49,7 +55,7 @@ if (which.includes('federation')) {
     secondsPerRound: num(values.seconds, 10, 3),
     gateways: (values.gateways?.split(',') as GatewayEntry[] | undefined) ?? DEFAULT_GATEWAYS,
     ...(values.workers ? { workers: Number(values.workers) } : {}),
-    ...(values.out ? { write: values.out } : {}),
+    ...out,
     ...(values['cpu-prof'] ? { cpuProfileDir: values['cpu-prof'] } : {}),
   });
 }
@@ -62,6 +68,7 @@ if (which.includes('flows')) {
     serviceLatencyMs: num(values.latency, 5, 5),
     ...(values.workers ? { workers: Number(values.workers) } : {}),
     ...(values['cpu-prof'] ? { cpuProfile: values['cpu-prof'] } : {}),
+    ...out,
   });
 }
 if (which.includes('signals')) {
@@ -71,6 +78,7 @@ if (which.includes('signals')) {
     rate: num(values.rate, 100, 50),
     seconds: num(values.seconds, 5, 2),
     ...(values['cpu-prof'] ? { cpuProfile: values['cpu-prof'] } : {}),
+    ...out,
   });
 }
 if (which.includes('soak')) {

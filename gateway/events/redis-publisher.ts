@@ -4,21 +4,27 @@ import { pause } from '../signals/redis-bus.js';
 import { isConnectionError, whenReady, type RedisLink } from '../signals/redis-connection.js';
 
 /**
- * Appends the event and announces it with its stream id in one step: pub/sub messages then arrive in
+ * Appends events and announces each with its stream id, in one step: pub/sub messages then arrive in
  * the order of their ids even with many publishers, which the "newer than the last delivered" rule of
  * subscribers relies on. Once per (producer, sequence number): the producer key holds the highest
  * number appended, so an event sent again after its reply was lost (a timed-out command that Redis ran
  * once it answered again) is not appended twice. A producer appends in sequence order (see
  * `createFeedPublisher`), so "not above the highest" means "already appended".
- * KEYS: stream, producer. ARGV: retain, topic, type, data, time, channel, message body, sequence, producer TTL.
- * Returns the entry's id, or false for an event already appended.
+ * KEYS: stream, producer. ARGV: retain, producer TTL, then per event: topic, type, data, time, channel,
+ * message body, sequence.
  */
 const PUBLISH_SCRIPT = `
-if tonumber(ARGV[8]) <= tonumber(redis.call('GET', KEYS[2]) or '0') then return false end
-redis.call('SET', KEYS[2], ARGV[8], 'PX', ARGV[9])
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'topic', ARGV[2], 'type', ARGV[3], 'data', ARGV[4], 'time', ARGV[5])
-redis.call('PUBLISH', ARGV[6], id .. ' ' .. ARGV[7])
-return id`;
+local highest = tonumber(redis.call('GET', KEYS[2]) or '0')
+for i = 3, #ARGV, 7 do
+  local seq = tonumber(ARGV[i + 6])
+  if seq > highest then
+    local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'topic', ARGV[i], 'type', ARGV[i + 1], 'data', ARGV[i + 2], 'time', ARGV[i + 3])
+    redis.call('PUBLISH', ARGV[i + 4], id .. ' ' .. ARGV[i + 5])
+    highest = seq
+  end
+end
+redis.call('SET', KEYS[2], highest, 'PX', ARGV[2])
+return highest`;
 
 /**
  * How long a producer's highest sequence number is kept after its last publish. An event sent twice
@@ -26,10 +32,17 @@ return id`;
  * far more than that, and there is one such key per gateway process.
  */
 const PRODUCER_TTL_MS = 3_600_000;
-/** Queued events sent per round trip while catching up. */
+/** Most events sent in one round trip (one script call): a turn's events, or queued ones catching up. */
 const BATCH = 100;
 /** Between attempts while Redis refuses connections (or a connection dies as soon as it is ready). */
 const RETRY_PAUSE_MS = 250;
+
+/** An event of this turn and its publisher's promise. */
+interface Publishing {
+  event: QueuedEvent;
+  resolve(): void;
+  reject(error: unknown): void;
+}
 
 interface QueuedEvent {
   /** Assigned when first sent, and kept for every later send: it is what makes a resend harmless. */
@@ -89,22 +102,25 @@ export function createFeedPublisher(options: FeedPublisherOptions): FeedPublishe
   const body = (event: QueuedEvent) =>
     `{"topic":${JSON.stringify(event.topic)},"type":${JSON.stringify(event.type)},"data":${event.json},"time":${JSON.stringify(event.time)}}`;
 
-  /** Numbers events as they go out: the order of sends on the one connection is the order of numbers. */
-  const send = (event: QueuedEvent) => {
-    event.seq ??= ++seq;
-    return cmd.eval(
-      PUBLISH_SCRIPT,
-      [options.streamKey, producerKey],
-      options.retain,
-      event.topic,
-      event.type,
-      event.json,
-      event.time,
-      options.channelOf(event.topic),
-      body(event),
-      event.seq,
-      PRODUCER_TTL_MS,
-    );
+  /**
+   * Numbers events as they go out, and appends them in one script call: the order of sends on the one
+   * connection is the order of numbers.
+   */
+  const send = (events: readonly QueuedEvent[]) => {
+    const args: Array<string | number> = [options.retain, PRODUCER_TTL_MS];
+    for (const event of events) {
+      event.seq ??= ++seq;
+      args.push(
+        event.topic,
+        event.type,
+        event.json,
+        event.time,
+        options.channelOf(event.topic),
+        body(event),
+        event.seq,
+      );
+    }
+    return cmd.eval(PUBLISH_SCRIPT, [options.streamKey, producerKey], ...args);
   };
 
   const drop = (count: number, why: string) => {
@@ -146,22 +162,19 @@ export function createFeedPublisher(options: FeedPublisherOptions): FeedPublishe
         continue;
       }
       const batch = queue.splice(0, BATCH);
-      const results = await Promise.allSettled(batch.map(send));
-      // On one connection commands run in order: an event whose successor was appended was appended
-      // (or refused) itself, and its resend is recognised by its number.
-      const again = batch.filter((_, i) => {
-        const result = results[i]!;
-        return result.status === 'rejected' && isConnectionError(result.reason);
-      });
-      const refused = results.flatMap((r) =>
-        r.status === 'rejected' && !isConnectionError(r.reason) ? [r.reason as unknown] : [],
+      // The batch is one script call: appended (or refused) as a whole; a resend after a lost
+      // connection is recognised by the events' numbers.
+      const error = await send(batch).then(
+        () => undefined,
+        (reason: unknown) => ({ reason }),
       );
-      if (refused.length) {
+      const again = error && isConnectionError(error.reason) ? batch : [];
+      if (error && !again.length) {
         logger.error(
-          { err: refused[0], count: refused.length },
+          { err: error.reason, count: batch.length },
           'Redis refused feed events; they are dropped',
         );
-        outage.refused += refused.length;
+        outage.refused += batch.length;
       }
       queue.unshift(...again);
       if (queue.length > maxQueued) {
@@ -183,9 +196,44 @@ export function createFeedPublisher(options: FeedPublisherOptions): FeedPublishe
       );
   };
 
+  /** Events published in this turn of the event loop: sent together once it ends. */
+  let turn: Publishing[] = [];
+
+  /** Sends directly, one script call per BATCH; an event whose send loses the connection is queued. */
+  const sendTurn = async () => {
+    const waiting = turn;
+    turn = [];
+    // FIFO: turns that wait here for the first connection go out in their order.
+    await options.connected();
+    for (let i = 0; i < waiting.length; i += BATCH) {
+      const chunk = waiting.slice(i, i + BATCH);
+      if (flushing || stopping.signal.aborted) {
+        for (const { event, resolve } of chunk) {
+          enqueue(event);
+          resolve();
+        }
+        continue;
+      }
+      const sent: Promise<void> = send(chunk.map((p) => p.event))
+        .then(
+          () => chunk.forEach((p) => p.resolve()),
+          (error: unknown) => {
+            for (const { event, resolve, reject } of chunk) {
+              if (isConnectionError(error)) {
+                enqueue(event);
+                resolve();
+              } else reject(error);
+            }
+          },
+        )
+        .finally(() => direct.delete(sent));
+      direct.add(sent);
+    }
+  };
+
   return {
-    async publish(topic, type, data) {
-      if (stopping.signal.aborted) throw new Error('The event feed is closed');
+    publish(topic, type, data) {
+      if (stopping.signal.aborted) return Promise.reject(new Error('The event feed is closed'));
       const event: QueuedEvent = {
         seq: undefined,
         topic,
@@ -193,30 +241,25 @@ export function createFeedPublisher(options: FeedPublisherOptions): FeedPublishe
         json: JSON.stringify(data),
         time: new Date().toISOString(),
       };
-      if (flushing) return enqueue(event);
-      await options.connected();
-      if (flushing) return enqueue(event);
-      let refusal: { error: unknown } | undefined;
-      const sent: Promise<void> = send(event)
-        .then(
-          () => undefined,
-          (error: unknown) => {
-            if (isConnectionError(error)) enqueue(event);
-            else refusal = { error };
-          },
-        )
-        .finally(() => direct.delete(sent));
-      direct.add(sent);
-      await sent;
-      if (refusal) throw refusal.error;
+      if (flushing) {
+        enqueue(event);
+        return Promise.resolve();
+      }
+      // One round trip for every event of the turn (a flow's step end and the next step's start,
+      // a batch of signals, many flows' events under load), not one each.
+      return new Promise<void>((resolve, reject) => {
+        turn.push({ event, resolve, reject });
+        if (turn.length === 1) setImmediate(() => void sendTurn());
+      });
     },
 
     async close(timeoutMs) {
-      if (flushing && cmd.isReady) {
-        let timer: NodeJS.Timeout | undefined;
-        await Promise.race([flushed, new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
-        clearTimeout(timer);
-      }
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)));
+      // This turn's events go out now, as they would have without the close.
+      if (turn.length) await Promise.race([sendTurn(), timeout]);
+      if (flushing && cmd.isReady) await Promise.race([flushed, timeout]);
+      clearTimeout(timer);
       stopping.abort();
       if (queue.length) {
         logger.warn({ lost: queue.length }, 'Feed events not published before the feed closed are lost');

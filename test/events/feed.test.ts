@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { createMemoryEventFeed } from '../../gateway/events/memory-feed.js';
 import { pino } from 'pino';
+import { createClient } from 'redis';
 import { createRedisEventFeed, type RedisEventFeedOptions } from '../../gateway/events/redis-feed.js';
 import type { FeedEvent } from '../../gateway/events/types.js';
 import { createLogger, silentLogger } from '../../gateway/log.js';
@@ -204,6 +205,29 @@ describe('Redis event feed through an outage', () => {
     await publisher.publish('t', 'END', { n: 6 });
     expect(await next(live)).toEqual(['END', 6]);
     expect(await next(resumed)).toEqual(['END', 6]);
+  });
+
+  it('sends the events published in one turn in one script call per hundred, in order, once each', async () => {
+    const { redis, publisher, live } = await privateFeeds();
+    const stats = createClient({ url: redis.url });
+    await stats.connect();
+    onTestFinished(() => stats.close());
+    // Counted by the server: what the publisher sent, whatever the client library does.
+    const scriptCalls = async () => {
+      const info = String(await stats.sendCommand(['INFO', 'commandstats']));
+      return Number(/cmdstat_eval:calls=(\d+)/.exec(info)?.[1] ?? 0);
+    };
+    const before = await scriptCalls();
+    // One turn: a flow's step end and the next step's start, a batch of signals, many flows at once.
+    await Promise.all(Array.from({ length: 250 }, (_, i) => publisher.publish('t', 'BURST', { n: i + 1 })));
+    expect((await scriptCalls()) - before).toBe(3);
+    for (let n = 1; n <= 250; n++) expect(await next(live)).toEqual(['BURST', n]);
+
+    // Across turns, each publish goes out on its own (nothing waits for a batch to fill).
+    const across = await scriptCalls();
+    for (let n = 251; n <= 253; n++) await publisher.publish('t', 'SINGLE', { n });
+    expect((await scriptCalls()) - across).toBe(3);
+    for (let n = 251; n <= 253; n++) expect(await next(live)).toEqual(['SINGLE', n]);
   });
 
   it('holds at most maxQueued events while Redis is down, drops the oldest, and logs how many', async () => {
