@@ -1,6 +1,6 @@
 import { STATUS_CODES } from 'node:http';
 import type { RemoteGraphQLDataSource } from '@apollo/gateway';
-import { Agent, request } from 'undici';
+import { Agent, request, type Dispatcher } from 'undici';
 
 type Fetcher = RemoteGraphQLDataSource['fetcher'];
 type FetcherResponse = Awaited<ReturnType<Fetcher>>;
@@ -88,14 +88,33 @@ class SubgraphResponse implements FetcherResponse {
 export function createSubgraphFetcher(options: { connectionsPerOrigin?: number } = {}): Fetcher {
   const dispatcher = new Agent({ connections: options.connectionsPerOrigin ?? 64, keepAliveTimeout: 30_000 });
   return async (url, init = {}) => {
-    const response = await request(url, {
-      method: (init.method ?? 'POST') as 'POST',
-      headers: init.headers,
-      body: init.body,
-      signal: init.signal,
-      dispatcher,
-    });
-    const body = await response.body.text();
+    let response: Dispatcher.ResponseData;
+    let body: string;
+    try {
+      response = await request(url, {
+        method: (init.method ?? 'POST') as 'POST',
+        headers: init.headers,
+        body: init.body,
+        signal: init.signal,
+        dispatcher,
+      });
+      body = await response.body.text();
+    } catch (error) {
+      throw transportError(url, error, init.signal);
+    }
     return new SubgraphResponse(url, response.statusCode, new SubgraphHeaders(response.headers), body);
   };
+}
+
+/**
+ * undici's errors name the socket address at most ("connect ECONNREFUSED 127.0.0.1:4001"): an
+ * operator reading a step's failure needs the subgraph's URL, as @apollo/gateway's fetcher gives it.
+ * The code (ECONNREFUSED, UND_ERR_…) stays on the error; an abort stays the caller's own reason.
+ */
+function transportError(url: string, error: unknown, signal: AbortSignal | null | undefined): unknown {
+  if (signal?.aborted || !(error instanceof Error)) return error;
+  const cause = error as Error & { code?: string };
+  const wrapped = new Error(`request to ${url} failed, reason: ${cause.message}`, { cause });
+  if (cause.code) Object.assign(wrapped, { code: cause.code });
+  return wrapped;
 }
