@@ -62,9 +62,9 @@ export async function runSignals(options: SignalBenchOptions = {}): Promise<Sign
     seconds: options.seconds ?? 5,
   };
   process.env.BENCH_SERVICE_URL ??= 'http://127.0.0.1:9';
-  const { commitTimes, receiverStarts } = await import('../flows/fixture/subgraphs/shop/index.js');
-  commitTimes.clear();
-  receiverStarts.clear();
+  const { commitTimes, receiverStarts, clearTimes } =
+    await import('../flows/fixture/subgraphs/shop/index.js');
+  clearTimes();
   const bench = await startFixtureCoordinator('bench-signals', { outboxPollMs: 50 });
   let subscribers: Awaited<ReturnType<typeof spawnNode<unknown>>> | undefined;
   let source: Awaited<ReturnType<typeof spawnNode<unknown>>> | undefined;

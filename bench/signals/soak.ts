@@ -18,7 +18,8 @@ export async function runSignalsSoak(
   const subscriberCount = options.subscribers ?? 100;
   const seconds = options.sampleSeconds ?? 60;
   process.env.BENCH_SERVICE_URL ??= 'http://127.0.0.1:9';
-  const { commitTimes, receiverStarts } = await import('../flows/fixture/subgraphs/shop/index.js');
+  const { commitTimes, receiverStarts, clearTimes } =
+    await import('../flows/fixture/subgraphs/shop/index.js');
   const bench = await startFixtureCoordinator('bench-signals-soak', { outboxPollMs: 50 });
   const started: Array<{ stop(): Promise<void> }> = [];
   try {
@@ -44,8 +45,7 @@ export async function runSignalsSoak(
       rssMiB: ownRssMiB,
       minute: async () => {
         // The bench's own records of each minute are dropped after it, so they do not count as growth.
-        commitTimes.clear();
-        receiverStarts.clear();
+        clearTimes();
         const report = await new Promise<SourceReport>((resolve) => {
           source.child.once('message', (m) => resolve(m as never));
           source.child.send({ type: 'start', prefix: `m${++minute}-` });
