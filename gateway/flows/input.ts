@@ -1,3 +1,4 @@
+import { KEY_MAX_LENGTH } from '@commerce-coordinator/plugin-sdk';
 import { DomainError, ErrorCode } from '../errors.js';
 
 /**
@@ -7,9 +8,9 @@ import { DomainError, ErrorCode } from '../errors.js';
  */
 export const FlowInputLimits = {
   /** Characters of an idempotency key. */
-  idempotencyKey: 255,
+  idempotencyKey: KEY_MAX_LENGTH,
   /** Characters of the order id a filter's orderKey names. */
-  orderId: 255,
+  orderId: KEY_MAX_LENGTH,
   /** Bytes of the input as JSON. */
   inputBytes: 256 * 1024,
 } as const;

@@ -10,6 +10,7 @@ import {
   orderManagementClient,
   OrderManagementError,
   type CtOrder,
+  type CtPayment,
   type CtTransaction,
   type UpdateAction,
 } from './client.js';
@@ -22,6 +23,7 @@ import {
   orderView,
   pspOf,
   refundAmountCents,
+  refundedCents,
   returnIdOf,
   successfulPayment,
   type LineItemState,
@@ -201,6 +203,38 @@ const TRANSACTION_STATES: Record<string, CtTransaction['state']> = {
   cancelled: 'Failure',
 };
 
+/**
+ * Why a refund new to the payment cannot be recorded, if it cannot: the refunds that took money back
+ * (Success, Pending) would add up to more than was paid, or the refund alone is more than the payment
+ * (a failed one took nothing back, but no PSP makes it either). The record and the PSP then disagree —
+ * an event naming a refund the PSP does not hold, a refund recorded by hand — and recording it would
+ * leave the order unrefundable (refundAmountCents 0 for ever): CONFLICT, for staff to resolve.
+ */
+function overRecorded(
+  payment: CtPayment,
+  refund: { pspPaymentId: string; pspRefundId: string; refundedAmountCents: number },
+  state: CtTransaction['state'],
+): DomainError | undefined {
+  const paid = payment.amountPlanned.centAmount;
+  const recorded = refundedCents(payment);
+  const total = state === 'Failure' ? recorded : recorded + refund.refundedAmountCents;
+  if (refund.refundedAmountCents <= paid && total <= paid) return undefined;
+  const { pspPaymentId, pspRefundId, refundedAmountCents } = refund;
+  return new DomainError(
+    ErrorCode.CONFLICT,
+    total > paid
+      ? `Refund ${pspRefundId} of ${refundedAmountCents} would bring the refunds recorded on payment ${pspPaymentId} to ${total}, more than its ${paid}: it is not recorded`
+      : `Refund ${pspRefundId} of ${refundedAmountCents} is more than payment ${pspPaymentId}'s ${paid}: it is not recorded`,
+    { pspRefundId, refundedAmountCents, recordedRefundCents: recorded, paymentAmountCents: paid },
+  );
+}
+
+/**
+ * Records a PSP refund on the order's payment, once per refund (`pspRefundId`), and settles its return.
+ * A refund new to the payment that would bring its recorded refunds past what was paid is refused
+ * with CONFLICT and nothing is recorded (`overRecorded`): whoever asks (a PSP webhook's signal, the
+ * refund flow, staff), the record never says more went back than was paid.
+ */
 export async function recordRefundTransaction(
   input: {
     pspPaymentId: string;
@@ -255,7 +289,10 @@ export async function recordRefundTransaction(
       (current): UpdateAction[] => {
         const existing = current.transactions.find(isThisRefund);
         recorded = !existing;
-        if (!existing)
+        if (!existing) {
+          // Checked on the payment as now stored: two refunds recorded at once are checked in turn.
+          const refused = overRecorded(current, input, state);
+          if (refused) throw refused;
           return [
             {
               action: 'addTransaction',
@@ -271,6 +308,7 @@ export async function recordRefundTransaction(
               },
             },
           ];
+        }
         // A later event may settle a pending refund; a settled one never changes (events arrive out of order).
         const settled = existing.state === 'Success' || existing.state === 'Failure';
         return settled || existing.state === state

@@ -6,6 +6,7 @@ import {
   type QueryParam,
 } from '@commercetools/platform-sdk';
 import { ClientBuilder } from '@commercetools/ts-client';
+import { DomainError, ErrorCode } from '@commerce-coordinator/plugin-sdk';
 import { readOrderManagementConfig, type OrderManagementConfig } from './config.js';
 
 /**
@@ -145,7 +146,22 @@ interface SdkError {
   error?: unknown;
 }
 
-/** The SDK's rejection as an OrderManagementError (the Service answered) or a plain Error (it did not). */
+/** `what` (a method and path) short enough for a message, whatever id it names. */
+const briefly = (what: string) => (what.length > 80 ? `${what.slice(0, 80)}…` : what);
+
+/**
+ * The Service's answers that refuse a request for its size: its URL (414) or its request line and
+ * headers (431, Node's answer to a request line over its 16 KB), which grow with the ids and values a
+ * caller gave. Retrying the same request cannot help, so these are the caller's input being too long:
+ * BAD_USER_INPUT (not SERVICE_UNAVAILABLE, which every webhook sender and flow would retry for ever;
+ * not a bare error, which would be an INTERNAL_SERVER_ERROR for what the caller can fix).
+ */
+const TOO_LONG = new Set([414, 431]);
+
+/**
+ * The SDK's rejection as an OrderManagementError (the Service answered), a BAD_USER_INPUT DomainError
+ * (the Service refused the request as too long) or a plain Error (it did not answer).
+ */
 function serviceError(failure: unknown, what: string): Error {
   let error = failure as SdkError | undefined;
   // A network failure is wrapped: `{ body: null, error: NetworkError }`.
@@ -153,6 +169,12 @@ function serviceError(failure: unknown, what: string): Error {
     error = error.error as SdkError;
   const status = error?.statusCode;
   if (typeof status === 'number' && status > 0) {
+    if (TOO_LONG.has(status))
+      return new DomainError(
+        ErrorCode.BAD_USER_INPUT,
+        `The order management Service refused ${briefly(what)} as too long (${status}): a value of the request is too long for it`,
+        { serviceStatus: status },
+      );
     const body =
       error?.body && typeof error.body === 'object'
         ? (error.body as OrderManagementError['body'])
@@ -176,6 +198,26 @@ export function createOrderManagementClient(config: OrderManagementConfig, optio
   // The SDK times out API calls itself (`timeout`); its token request gets the same limit from its fetch.
   const timedFetch = (input: string | URL | Request, init: RequestInit = {}) =>
     fetch(input, { ...init, signal: init.signal ?? AbortSignal.timeout(timeoutMs) });
+  // The SDK parses every answer as JSON and, when it cannot, rejects without the status, as if the
+  // Service had not answered. A refusal for size rarely is JSON (Node's 431 has no body, a proxy's 414
+  // is a page), so it is given a commercetools error body for its status and stays the answer it was.
+  // (Other answers that are not JSON are left as they were: a page of a server that is not the Service.)
+  const apiFetch = async (input: string | URL | Request, init?: RequestInit) => {
+    const response = await fetch(input, init);
+    if (!TOO_LONG.has(response.status)) return response;
+    const text = await response.text();
+    try {
+      JSON.parse(text);
+      return new Response(text, response);
+    } catch {
+      const message = `${response.status} ${response.statusText || 'error'} (the answer is not JSON)`;
+      return new Response(JSON.stringify({ statusCode: response.status, message }), {
+        status: response.status,
+        statusText: response.statusText,
+        headers: { 'content-type': 'application/json' },
+      });
+    }
+  };
   // The SDK keeps the client-credentials token (and gets a new one on a 401, then retries once).
   const ctpClient = new ClientBuilder()
     .withClientCredentialsFlow({
@@ -185,7 +227,7 @@ export function createOrderManagementClient(config: OrderManagementConfig, optio
       scopes: config.scope.split(/\s+/).filter(Boolean),
       httpClient: timedFetch,
     })
-    .withHttpMiddleware({ host: config.apiUrl, httpClient: fetch, timeout: timeoutMs })
+    .withHttpMiddleware({ host: config.apiUrl, httpClient: apiFetch, timeout: timeoutMs })
     .build();
   const api = createApiBuilderFromCtpClient(ctpClient).withProjectKey({ projectKey: config.projectKey });
   const resources = (kind: Kind) =>

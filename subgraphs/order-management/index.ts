@@ -13,6 +13,7 @@ import { orderManagementClient } from './client.js';
 import { recordMobileRefund, type MobileRefundInput } from './mobile-refunds.js';
 import { readOrderManagementConfig, readRetirementSalt } from './config.js';
 import { orderView, pspOf, successfulPayment, type OrderView } from './model.js';
+import { checkOrderKey, orderKeyProblem } from './order-keys.js';
 import {
   attachMobilePayment,
   createMobileCart,
@@ -37,11 +38,17 @@ import {
  * federated `Order` entity and the Actions on orders of the refund, fulfillment and retirement flows.
  */
 
-/** The request's orders by id: every load of one request is one Service call. */
+/**
+ * The request's orders by id: every load of one request is one Service call. An id no order can have
+ * (over the bound) is refused on its own, never sent: it would fail the call of the whole batch.
+ */
 const orders = (ctx: ActionContext) =>
   ctx.loader<string, OrderView | null>('order-management:orders', async (ids) => {
-    const found = new Map((await orderManagementClient().getOrders(ids)).map((o) => [o.id, o]));
+    const asked = ids.filter((id) => !orderKeyProblem(id));
+    const found = new Map((await orderManagementClient().getOrders(asked)).map((o) => [o.id, o]));
     return ids.map((id) => {
+      const problem = orderKeyProblem(id);
+      if (problem) return new DomainError(ErrorCode.BAD_USER_INPUT, problem);
       const order = found.get(id);
       if (!order) return null;
       try {
@@ -93,6 +100,17 @@ const payments = (ctx: ActionContext) =>
 
 type Input<T> = { input: T };
 
+/**
+ * An Action on one order (`input.orderId`): the order id is checked against the bound before the
+ * Action runs, so none of them sends the Service an id no order can have.
+ */
+const onOrder =
+  <I extends { orderId: string }, R>(action: (input: I, ctx: ActionContext) => R) =>
+  (_: unknown, { input }: Input<I>, ctx: ActionContext): R => {
+    checkOrderKey(input.orderId);
+    return action(input, ctx);
+  };
+
 export default definePlugin({
   name: 'order-management',
   schemaFile: new URL('./schema.graphql', import.meta.url),
@@ -132,11 +150,13 @@ export default definePlugin({
   resolvers: {
     Query: {
       order: async (_: unknown, { id }: { id: string }, ctx) => {
+        checkOrderKey(id);
         const order = await orders(ctx).load(id);
         if (order) requireOrderAccess(ctx, order.lmsUserId);
         return order;
       },
       orderByNumber: async (_: unknown, { orderNumber }: { orderNumber: string }, ctx) => {
+        checkOrderKey(orderNumber, 'order number');
         const found = await orderManagementClient().get(
           'orders',
           `order-number=${encodeURIComponent(orderNumber)}`,
@@ -164,8 +184,11 @@ export default definePlugin({
         for (const view of views) orders(ctx).prime(view.id, view);
         return views;
       },
-      refundLines: (_: unknown, { input }: Input<Parameters<typeof refundLines>[0]>, ctx) =>
-        refundLines(input, ctx),
+      refundLines: (_: unknown, { input }: Input<Parameters<typeof refundLines>[0]>, ctx) => {
+        checkOrderKey(input.orderId);
+        checkOrderKey(input.orderNumber, 'order number');
+        return refundLines(input, ctx);
+      },
       discountCodeApplicability: (_: unknown, { input }: Input<unknown>, ctx) =>
         discountCodeApplicability(input, ctx),
       firstTimeDiscountEligible: (_: unknown, { input }: Input<unknown>) => firstTimeDiscountEligible(input),
@@ -190,26 +213,17 @@ export default definePlugin({
       },
     },
     Mutation: {
-      createReturn: (_: unknown, { input }: Input<Parameters<typeof createReturn>[0]>, ctx) =>
-        createReturn(input, ctx),
-      settleReturn: (_: unknown, { input }: Input<Parameters<typeof settleReturn>[0]>, ctx) =>
-        settleReturn(input, ctx),
-      markReturnNotRefunded: (
-        _: unknown,
-        { input }: Input<Parameters<typeof markReturnNotRefunded>[0]>,
-        ctx,
-      ) => markReturnNotRefunded(input, ctx),
+      createReturn: onOrder(createReturn),
+      settleReturn: onOrder(settleReturn),
+      markReturnNotRefunded: onOrder(markReturnNotRefunded),
       recordRefundTransaction: (
         _: unknown,
         { input }: Input<Parameters<typeof recordRefundTransaction>[0]>,
         ctx,
       ) => recordRefundTransaction(input, ctx),
-      startFulfillment: (_: unknown, { input }: Input<Parameters<typeof startFulfillment>[0]>, ctx) =>
-        startFulfillment(input, ctx),
-      failFulfillment: (_: unknown, { input }: Input<Parameters<typeof failFulfillment>[0]>, ctx) =>
-        failFulfillment(input, ctx),
-      completeFulfillment: (_: unknown, { input }: Input<Parameters<typeof completeFulfillment>[0]>, ctx) =>
-        completeFulfillment(input, ctx),
+      startFulfillment: onOrder(startFulfillment),
+      failFulfillment: onOrder(failFulfillment),
+      completeFulfillment: onOrder(completeFulfillment),
       anonymizeCustomer: (_: unknown, { input }: Input<Parameters<typeof anonymizeCustomer>[0]>, ctx) =>
         anonymizeCustomer(input, ctx),
       recordMobileRefund: (_: unknown, { input }: Input<MobileRefundInput>, ctx) =>
@@ -219,8 +233,10 @@ export default definePlugin({
       replaceActiveCart: (_: unknown, { input }: Input<Parameters<typeof replaceActiveCart>[0]>) =>
         replaceActiveCart(input),
       nextOrderNumber: (_: unknown, _args: unknown, ctx: ActionContext) => nextOrderNumber({}, ctx),
-      createMobileCart: (_: unknown, { input }: Input<Parameters<typeof createMobileCart>[0]>, ctx) =>
-        createMobileCart(input, ctx),
+      createMobileCart: (_: unknown, { input }: Input<Parameters<typeof createMobileCart>[0]>, ctx) => {
+        checkOrderKey(input.orderNumber, 'order number');
+        return createMobileCart(input, ctx);
+      },
       deleteMobileCart: (_: unknown, { input }: Input<Parameters<typeof deleteMobileCart>[0]>) =>
         deleteMobileCart(input),
       attachMobilePayment: (_: unknown, { input }: Input<Parameters<typeof attachMobilePayment>[0]>, ctx) =>

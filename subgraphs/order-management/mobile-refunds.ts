@@ -104,13 +104,15 @@ async function findPayment(paymentInterface: string, ids: string[]): Promise<CtP
  * The refund in the payment's currency. Google announces no amount: the payment's amountPlanned (a
  * voided purchase is refunded in full). Apple's is in the storefront's currency; the payment holds the
  * USD price charged, so an Apple refund in another currency is recorded as the full amountPlanned (Apple
- * refunds an in-app purchase whole), and a same-currency one as Apple says, up to the amount planned.
+ * refunds an in-app purchase whole), and a same-currency one as Apple says. Either way at most what the
+ * refunds already recorded left of the payment: the record never says more went back than was paid.
  */
 function refundAmount(input: MobileRefundInput, payment: CtPayment): number {
   const planned = payment.amountPlanned;
-  if (input.refundedAmountCents == null || input.currency == null) return planned.centAmount;
-  if (input.currency.toUpperCase() !== planned.currencyCode) return planned.centAmount;
-  return Math.min(input.refundedAmountCents, planned.centAmount);
+  const left = Math.max(0, planned.centAmount - refundedCents(payment));
+  if (input.refundedAmountCents == null || input.currency == null) return left;
+  if (input.currency.toUpperCase() !== planned.currencyCode) return left;
+  return Math.min(input.refundedAmountCents, left);
 }
 
 export async function recordMobileRefund(input: MobileRefundInput, ctx: ActionContext) {

@@ -11,6 +11,7 @@ import {
 } from '@commerce-coordinator/plugin-sdk';
 import { orderManagementClient } from './client.js';
 import { orderView } from './model.js';
+import { orderKeyProblem } from './order-keys.js';
 
 /**
  * The order management Service's events, delivered by its subscription through an EventBridge-like
@@ -32,7 +33,10 @@ const error = (status: number, code: string, message: string): RouteResponse => 
   body: { code, message },
 });
 
-/** Only the Service (a service JWT) or staff may deliver events; then the envelope must be well formed. */
+/**
+ * Only the Service (a service JWT) or staff may deliver events; then the envelope must be well formed,
+ * and name an order id that an order can have (checked here, before any route asks the Service).
+ */
 function accept(request: RouteRequest): { envelope: Envelope; orderId: string } | RouteResponse {
   if (!request.principal)
     return error(
@@ -58,7 +62,10 @@ function accept(request: RouteRequest): { envelope: Envelope; orderId: string } 
         .join('; ')}`,
     );
   const envelope = parsed.data;
-  return { envelope, orderId: envelope.detail.resource?.id ?? envelope.detail.id };
+  const orderId = envelope.detail.resource?.id ?? envelope.detail.id;
+  const problem = orderKeyProblem(orderId);
+  if (problem) return error(400, ErrorCode.BAD_USER_INPUT, problem);
+  return { envelope, orderId };
 }
 
 const isResponse = (value: object): value is RouteResponse => 'status' in value;

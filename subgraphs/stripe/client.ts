@@ -45,8 +45,8 @@ const statusOf = (status: string | null | undefined): PspRefund['refundStatus'] 
       ? 'pending'
       : 'failed';
 
-/** The fields of a Refund the Plugin reads: an SDK Refund, or one a webhook event carries. */
-export interface StripeRefundFields {
+/** The fields of a Refund the Plugin reads, from the SDK (never from a webhook event's body). */
+interface StripeRefundFields {
   id: string;
   amount: number;
   currency: string;
@@ -240,12 +240,25 @@ export async function paymentIntentDetails(paymentIntentId: string): Promise<Str
 }
 
 /**
- * A refund in the contract's shape, as the API lists it or an event carries it. A refund without its
- * PaymentIntent (of a charge made without one, or not expanded) gets `paymentIntentId`.
+ * A refund in the contract's shape, as the API answers it. A refund without its PaymentIntent (of a
+ * charge made without one, or not expanded) gets `paymentIntentId`.
  */
-export function pspRefundOf(refund: StripeRefundFields, paymentIntentId?: string): PspRefund {
+function pspRefundOf(refund: StripeRefundFields, paymentIntentId?: string): PspRefund {
   const result = toResult(refund);
   return result.pspPaymentId || !paymentIntentId ? result : { ...result, pspPaymentId: paymentIntentId };
+}
+
+/**
+ * A refund as Stripe holds it now, read back by id: a webhook event names the refund, and only Stripe
+ * says what it is (its amount, status and PaymentIntent). One Stripe does not have (`resource_missing`)
+ * is NOT_FOUND.
+ */
+export async function refundById(refundId: string): Promise<PspRefund> {
+  try {
+    return pspRefundOf(await stripe().refunds.retrieve(refundId));
+  } catch (error) {
+    throw asDomainError(error);
+  }
 }
 
 /** Every refund of a charge, oldest first, as Stripe has them now (current statuses): one call per 100. */

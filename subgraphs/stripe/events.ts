@@ -27,7 +27,11 @@ const charge = z.object({
   payment_intent: reference,
 });
 
-/** The events about one Refund (the older `charge.refund.updated` and the newer `refund.*`). */
+/**
+ * The events about one Refund (the older `charge.refund.updated` and the newer `refund.*`). Only its id
+ * is used: the webhook reads the refund back from Stripe. The rest is checked as Stripe sends it, so a
+ * body that is not a refund is still refused (400).
+ */
 const refund = z.object({
   id,
   object: z.literal('refund'),

@@ -12,7 +12,7 @@ import {
   type PspRefund,
 } from '../../schema/contracts/refund-payment.js';
 import { foreignOrderReason } from '../../schema/contracts/order-source.js';
-import { paymentIntentMetadata, pspRefundOf, refundsOfCharge } from './client.js';
+import { paymentIntentMetadata, refundById, refundsOfCharge } from './client.js';
 import { stripeSourceSystem, stripeWebhookSecret } from './config.js';
 import { readStripeEvent, type StripeChargeEvent, type StripeRefundEvent } from './events.js';
 import { stripeSignatureProblem } from './signature.js';
@@ -30,8 +30,11 @@ import { stripeSignatureProblem } from './signature.js';
  * - A refund of a payment that is not the Coordinator's (its PaymentIntent's metadata names a legacy
  *   `EDX-…` order, or another `source_system` than STRIPE_SOURCE_SYSTEM) is answered 200 and logged,
  *   with no signal: the account is shared with those systems, which record their own refunds.
- * - Stripe unreachable while listing a charge's refunds or reading its PaymentIntent is 503
- *   SERVICE_UNAVAILABLE: Stripe retries.
+ * - Refunds are read from Stripe, never from the event's body: `charge.refunded` lists its charge's
+ *   refunds, the refund events read their refund by id. A refund (or PaymentIntent) Stripe does not
+ *   have is 404 NOT_FOUND and publishes nothing.
+ * - Stripe unreachable while reading refunds or a PaymentIntent is 503 SERVICE_UNAVAILABLE: Stripe
+ *   retries.
  */
 export async function handleStripeWebhook(
   request: RouteRequest,
@@ -64,7 +67,7 @@ export async function handleStripeWebhook(
     refunds =
       event.kind === 'charge.refunded'
         ? await refundsOfRefundedCharge(event.charge)
-        : refundOfEvent(event.refund);
+        : await refundOfEvent(event.refund);
     foreign = await foreignPayments(refunds);
   } catch (error) {
     if (domainCodeOf(error) || error instanceof ConfigError) throw error;
@@ -120,7 +123,13 @@ function refundsOfRefundedCharge(charge: StripeChargeEvent): Promise<PspRefund[]
   return refundsOfCharge(charge.id, idOf(charge.payment_intent));
 }
 
-/** The refund a refund event carries, as it was when the event happened (a later status has its own). */
-function refundOfEvent(refund: StripeRefundEvent): PspRefund[] {
-  return [pspRefundOf(refund)];
+/**
+ * The refund a refund event names, as Stripe holds it now. The body is signed with the endpoint's
+ * secret, and the secret vouches only that the body came from someone holding it: the amount, status
+ * and PaymentIntent it states are not taken. One read; a refund Stripe does not have is NOT_FOUND (404,
+ * as a refund of a PaymentIntent Stripe does not have), nothing published. A later status than the
+ * event's is published under its own id, so the event announcing it is answered as a duplicate.
+ */
+async function refundOfEvent(refund: StripeRefundEvent): Promise<PspRefund[]> {
+  return [await refundById(refund.id)];
 }

@@ -140,6 +140,21 @@ describe('the recordMobileRefund Action (the receiver of mobile.payment.refunded
     ]);
   });
 
+  it('records a second refund of a payment as at most what is left of it: the record never says more went back', async () => {
+    const o = seedMobileOrder('ios', 1_000);
+    const refund = (refundId: string, refundedAmountCents: number) =>
+      record({
+        paymentInterface: 'ios_iap_edx',
+        transactionIds: [o.transactionId],
+        refundId,
+        refundedAmountCents,
+        currency: 'USD',
+      });
+    expect((await refund(`${o.transactionId}-part`, 300)).data!.recordMobileRefund.recorded).toBe(true);
+    expect((await refund(`${o.transactionId}-whole`, 1_000)).data!.recordMobileRefund.recorded).toBe(true);
+    expect(refundTransactions(o).map((t) => t.amount.centAmount)).toEqual([300, 700]);
+  });
+
   it('a Google refund (no amount) is the payment’s amountPlanned; a learner may not record one', async () => {
     const o = seedMobileOrder('android', 12_345);
     const input = {

@@ -1,40 +1,15 @@
-import { execute, parse, type ExecutionResult } from 'graphql';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ExecutionResult } from 'graphql';
+import { describe, expect, it } from 'vitest';
+import { executeOrderManagement, useOrderManagementStandIn } from '../support/order-management.js';
 import { domainCodeOf } from '../../gateway/errors.js';
 import { silentLogger } from '../../gateway/log.js';
-import {
-  createActionContext,
-  type FilterResult,
-  type PluginRuntime,
-  type Principal,
-  type RouteRequest,
-} from '@commerce-coordinator/plugin-sdk';
-import {
-  startOrderManagement,
-  type OrderManagement,
-  type SeedOrder,
-} from '../../services/order-management/server.js';
+import type { FilterResult, PluginRuntime, Principal, RouteRequest } from '@commerce-coordinator/plugin-sdk';
+import type { SeedOrder } from '../../services/order-management/server.js';
 import plugin from '../../subgraphs/order-management/index.js';
 
 // The plugin's schema executed as the gateway executes it, against the stand-in over real HTTP.
 
-let om: OrderManagement;
-const savedEnv = { ...process.env };
-
-beforeAll(async () => {
-  om = await startOrderManagement({});
-  Object.assign(process.env, {
-    ORDER_MANAGEMENT_URL: om.url,
-    ORDER_MANAGEMENT_PROJECT_KEY: om.projectKey,
-    ORDER_MANAGEMENT_CLIENT_ID: om.clientId,
-    ORDER_MANAGEMENT_CLIENT_SECRET: om.clientSecret,
-    RETIREMENT_SALT: 'test-retirement-salt',
-  });
-});
-afterAll(async () => {
-  process.env = savedEnv;
-  await om?.close();
-});
+const standIn = useOrderManagementStandIn();
 
 const service: Principal = { kind: 'service', subject: 'lms-client', service: 'lms' };
 const staff: Principal = { kind: 'staff', subject: 'staff-1', username: 'grace' };
@@ -63,12 +38,7 @@ async function run<T = Record<string, unknown>>(
     idempotencyKey: options.key ?? `test-key-${++keys}`,
     flowId: options.flowId,
   };
-  return (await execute({
-    schema: plugin.schema,
-    document: parse(document),
-    variableValues: variables,
-    contextValue: createActionContext(identity, []),
-  })) as ExecutionResult<T>;
+  return executeOrderManagement<T>(document, variables, identity);
 }
 
 const codeOf = (result: ExecutionResult) => result.errors?.[0]?.extensions?.code;
@@ -77,7 +47,7 @@ let learnerIds = 5000;
 let orderNumbers = 0;
 function seedOrder(overrides: Partial<SeedOrder> = {}) {
   const lmsUserId = overrides.customer?.lmsUserId ?? ++learnerIds;
-  const [order] = om.seed({
+  const [order] = standIn.om.seed({
     orders: [
       {
         orderNumber: `2U-2026${String(++orderNumbers).padStart(6, '0')}`,
@@ -97,9 +67,10 @@ function seedOrder(overrides: Partial<SeedOrder> = {}) {
   return order!;
 }
 const lineIds = (order: { lineItems: Array<{ id: string }> }) => order.lineItems.map((l) => l.id);
-const stored = (id: string) => om.store.orders.get(id)!;
+const stored = (id: string) => standIn.om.store.orders.get(id)!;
 const storedState = (orderId: string, lineId: string) =>
-  om.store.states.get(stored(orderId).lineItems.find((l) => l.id === lineId)!.state[0]!.state.id)!.key;
+  standIn.om.store.states.get(stored(orderId).lineItems.find((l) => l.id === lineId)!.state[0]!.state.id)!
+    .key;
 
 const CREATE_RETURN = /* GraphQL */ `
   mutation ($input: CreateReturnInput!) {
@@ -564,7 +535,7 @@ describe('order-management plugin: recordRefundTransaction', () => {
       recorded: false,
     });
 
-    const payment = om.store.payments.get(stored(order.id).paymentInfo!.payments[0]!.id)!;
+    const payment = standIn.om.store.payments.get(stored(order.id).paymentInfo!.payments[0]!.id)!;
     expect(payment.transactions.filter((t) => t.type === 'Refund')).toEqual([
       expect.objectContaining({
         id: first.data!.recordRefundTransaction.transactionId,
@@ -600,7 +571,7 @@ describe('order-management plugin: recordRefundTransaction', () => {
     const order = seedOrder();
     const pi = `pi_${orderNumbers}`;
     const refundState = () =>
-      om.store.payments
+      standIn.om.store.payments
         .get(stored(order.id).paymentInfo!.payments[0]!.id)!
         .transactions.find((t) => t.interactionId === 're_p')!.state;
     await run(RECORD_REFUND, { input: refundInput(pi, 're_p', 4900, { refundStatus: 'pending' }) });
@@ -632,7 +603,9 @@ describe('order-management plugin: recordRefundTransaction', () => {
     ]);
     expect(results.map((r) => r.errors)).toEqual([undefined, undefined]);
     expect(results.map((r) => r.data!.recordRefundTransaction.recorded).sort()).toEqual([false, true]);
-    const payment = [...om.store.payments.values()].find((p) => p.interfaceId === `pi_${orderNumbers}`)!;
+    const payment = [...standIn.om.store.payments.values()].find(
+      (p) => p.interfaceId === `pi_${orderNumbers}`,
+    )!;
     expect(payment.transactions.filter((t) => t.interactionId === 're_race')).toHaveLength(1);
   });
 
@@ -692,7 +665,7 @@ describe('order-management plugin: fulfillment', () => {
   it('startFulfillment moves every line not yet SUCCESS to PROCESSING in one update', async () => {
     const order = fourLines();
     const [n, p, f, d] = lineIds(order) as [string, string, string, string];
-    const updates = () => om.calls('POST', `/${om.projectKey}/orders/${order.id}`);
+    const updates = () => standIn.om.calls('POST', `/${standIn.om.projectKey}/orders/${order.id}`);
     const result = await run<{ startFulfillment: Record<string, unknown> }>(START, {
       input: { orderId: order.id },
     });
@@ -735,11 +708,11 @@ describe('order-management plugin: fulfillment', () => {
 
   it('startFulfillment re-reads and retries when the order changed meanwhile (409)', async () => {
     const order = fourLines();
-    om.failNext(2, 409, `/${om.projectKey}/orders/${order.id}`, 'POST');
-    const before = om.responses(409);
+    standIn.om.failNext(2, 409, `/${standIn.om.projectKey}/orders/${order.id}`, 'POST');
+    const before = standIn.om.responses(409);
     const result = await run(START, { input: { orderId: order.id } });
     expect(result.errors).toBeUndefined();
-    expect(om.responses(409) - before).toBe(2);
+    expect(standIn.om.responses(409) - before).toBe(2);
     expect(storedState(order.id, order.lineItems[0]!.id)).toBe('2u-fulfillment-processing-state');
   });
 
@@ -815,7 +788,7 @@ describe('order-management plugin: fulfillment', () => {
       ],
     });
     const [a, b] = lineIds(order) as [string, string];
-    const before = om.responses(409);
+    const before = standIn.om.responses(409);
     const results = await Promise.all([
       run(COMPLETE, { input: { orderId: order.id, fulfillments: [{ lineItemId: a, fulfilled: true }] } }),
       run(COMPLETE, { input: { orderId: order.id, fulfillments: [{ lineItemId: b, fulfilled: false }] } }),
@@ -826,7 +799,7 @@ describe('order-management plugin: fulfillment', () => {
       '2u-fulfillment-failure-state',
     ]);
     // They did collide: one of them met a version conflict and re-applied on the re-read order.
-    expect(om.responses(409) - before).toBeGreaterThanOrEqual(1);
+    expect(standIn.om.responses(409) - before).toBeGreaterThanOrEqual(1);
   });
 
   it('completeFulfillment answers BAD_USER_INPUT for unknown or repeated lines', async () => {
@@ -849,17 +822,17 @@ describe('order-management plugin: fulfillment', () => {
     const order = seedOrder({
       lineItems: [{ title: 'A', priceCents: 1, courseRunKey: 'c', state: 'PROCESSING' }],
     });
-    om.failNext(1, 503, `/${om.projectKey}/orders/${order.id}`);
+    standIn.om.failNext(1, 503, `/${standIn.om.projectKey}/orders/${order.id}`);
     const input = { orderId: order.id, fulfillments: [{ lineItemId: lineIds(order)[0], fulfilled: true }] };
     const unavailable = await run(COMPLETE, { input });
     expect(unavailable.errors).toHaveLength(1);
     expect(domainCodeOf(unavailable.errors![0])).toBeUndefined();
     expect(unavailable.errors![0]!.message).toContain('503');
 
-    const before = om.responses(409);
-    om.failNext(6, 409, `/${om.projectKey}/orders/${order.id}`, 'POST');
+    const before = standIn.om.responses(409);
+    standIn.om.failNext(6, 409, `/${standIn.om.projectKey}/orders/${order.id}`, 'POST');
     const conflicts = await run(COMPLETE, { input });
-    expect(om.responses(409) - before).toBe(6);
+    expect(standIn.om.responses(409) - before).toBe(6);
     expect(domainCodeOf(conflicts.errors?.[0])).toBeUndefined();
     expect(conflicts.errors![0]!.message).toContain('409');
   });
@@ -872,7 +845,9 @@ describe('order-management plugin: anonymizeCustomer', () => {
     const result = await run(ANONYMIZE, { input: { lmsUserId } }, { principal: staff });
     expect(result.errors).toBeUndefined();
     expect(result.data).toEqual({ anonymizeCustomer: { customersRetired: 1 } });
-    const customer = [...om.store.customers.values()].find((c) => c.custom?.fields.lmsUserId === lmsUserId)!;
+    const customer = [...standIn.om.store.customers.values()].find(
+      (c) => c.custom?.fields.lmsUserId === lmsUserId,
+    )!;
     const hashed = /^retired_user_[0-9a-f]{64}$/;
     expect(customer).toMatchObject({
       firstName: expect.stringMatching(hashed),
@@ -887,7 +862,7 @@ describe('order-management plugin: anonymizeCustomer', () => {
     expect((await run(ANONYMIZE, { input: { lmsUserId } }, { principal: staff })).data).toEqual({
       anonymizeCustomer: { customersRetired: 1 },
     });
-    const after = om.store.customers.get(customer.id)!;
+    const after = standIn.om.store.customers.get(customer.id)!;
     expect({ ...after, version: 0, lastModifiedAt: '' }).toEqual({
       ...snapshot,
       version: 0,
@@ -1024,10 +999,10 @@ describe('order-management plugin: queries and the Order entity', () => {
     const customer = { lmsUserId, username: `learner${lmsUserId}`, email: `l${lmsUserId}@example.com` };
     const ids = Array.from({ length: 50 }, () => seedOrder({ customer }).id);
     await run(ORDER, { id: ids[0] }, { principal: staff }); // a token, so only order calls are counted below
-    const queries = () => om.calls('GET', `/${om.projectKey}/orders`);
+    const queries = () => standIn.om.calls('GET', `/${standIn.om.projectKey}/orders`);
     const before = queries();
     const readsById = () =>
-      ids.reduce((sum, id) => sum + om.calls('GET', `/${om.projectKey}/orders/${id}`), 0);
+      ids.reduce((sum, id) => sum + standIn.om.calls('GET', `/${standIn.om.projectKey}/orders/${id}`), 0);
     const byIdBefore = readsById();
     const result = await run<{ _entities: Array<{ id: string; orderNumber: string; lmsUserId: number }> }>(
       'query ($r: [_Any!]!) { _entities(representations: $r) { ... on Order { id orderNumber lmsUserId lineItems { state } } } }',
@@ -1066,7 +1041,8 @@ describe('order-management plugin: queries and the Order entity', () => {
     }));
     await run(ORDER, { id: stripePaid.id }, { principal: staff }); // a token, so only reads are counted below
     const reads = () =>
-      om.calls('GET', `/${om.projectKey}/payments`) + om.calls('GET', `/${om.projectKey}/orders`);
+      standIn.om.calls('GET', `/${standIn.om.projectKey}/payments`) +
+      standIn.om.calls('GET', `/${standIn.om.projectKey}/orders`);
     const before = reads();
     const result = await run<{ _entities: Array<Record<string, unknown> | null> }>(
       PAYMENTS,
@@ -1086,7 +1062,7 @@ describe('order-management plugin: queries and the Order entity', () => {
 
   it('gets a new token when the Service no longer accepts the cached one', async () => {
     const order = seedOrder();
-    om.expireTokens();
+    standIn.om.expireTokens();
     const result = await run<OrderResult>(ORDER, { id: order.id }, { principal: staff });
     expect(result.errors).toBeUndefined();
     expect(result.data!.order.id).toBe(order.id);
@@ -1221,5 +1197,109 @@ describe('order-management plugin: routes', () => {
         runtime,
       ),
     ).toMatchObject({ status: 404, body: { code: 'NOT_FOUND' } });
+  });
+});
+
+// Whichever path asks (a PSP webhook's signal, the refund flow, staff), a refund that would push the
+// payment's recorded refunds (Success and Pending) past its amount is refused with CONFLICT.
+describe('recordRefundTransaction: the recorded refunds stay within the payment', () => {
+  /** A paid order of one 19,999-cent line (the tester's), paid with its own PaymentIntent. */
+  const paidOrder = () => {
+    const order = seedOrder({
+      lineItems: [{ title: 'Capped course', priceCents: 19_999, courseRunKey: 'course-v1:Cap+C1+2026' }],
+    });
+    return { order, pspPaymentId: `pi_${orderNumbers}` };
+  };
+  const record = (
+    pspPaymentId: string,
+    pspRefundId: string,
+    cents: number,
+    extra: Record<string, unknown> = {},
+  ) => run<RecordRefund>(RECORD_REFUND, { input: refundInput(pspPaymentId, pspRefundId, cents, extra) });
+  const refunds = (orderId: string) =>
+    standIn.om.store.payments
+      .get(standIn.om.store.orders.get(orderId)!.paymentInfo!.payments[0]!.id)!
+      .transactions.filter((t) => t.type === 'Refund')
+      .map((t) => [t.interactionId, t.amount.centAmount, t.state]);
+  const errorOf = (result: ExecutionResult) => ({
+    code: result.errors?.[0]?.extensions?.code,
+    message: result.errors?.[0]?.message,
+  });
+
+  it('refuses a refund larger than the payment with CONFLICT, recording nothing (the tester’s re_huge_1)', async () => {
+    const { order, pspPaymentId } = paidOrder();
+
+    const result = await record(pspPaymentId, 're_huge_1', 99_999_999);
+
+    expect(errorOf(result)).toEqual({
+      code: 'CONFLICT',
+      message: `Refund re_huge_1 of 99999999 would bring the refunds recorded on payment ${pspPaymentId} to 99999999, more than its 19999: it is not recorded`,
+    });
+    expect(result.errors?.[0]?.extensions).toMatchObject({
+      pspRefundId: 're_huge_1',
+      refundedAmountCents: 99_999_999,
+      recordedRefundCents: 0,
+      paymentAmountCents: 19_999,
+    });
+    expect(refunds(order.id)).toEqual([]);
+    // What is left can still be recorded.
+    expect((await record(pspPaymentId, 're_real', 19_999)).errors).toBeUndefined();
+    expect(refunds(order.id)).toEqual([['re_real', 19_999, 'Success']]);
+  });
+
+  it('counts Success and Pending refunds, not Failure ones: up to the payment exactly, not one cent more', async () => {
+    const { order, pspPaymentId } = paidOrder();
+    expect((await record(pspPaymentId, 're_a', 10_000)).errors).toBeUndefined();
+    expect((await record(pspPaymentId, 're_b', 5_000, { refundStatus: 'pending' })).errors).toBeUndefined();
+    // A failed refund took nothing back: it is recorded and counts for nothing.
+    expect((await record(pspPaymentId, 're_c', 9_000, { refundStatus: 'failed' })).errors).toBeUndefined();
+
+    const over = await record(pspPaymentId, 're_d', 5_000);
+    expect(errorOf(over).code).toBe('CONFLICT');
+    expect(over.errors?.[0]?.extensions).toMatchObject({ recordedRefundCents: 15_000 });
+
+    expect((await record(pspPaymentId, 're_e', 4_999)).errors).toBeUndefined();
+    expect(errorOf(await record(pspPaymentId, 're_f', 1)).code).toBe('CONFLICT');
+    expect(refunds(order.id)).toEqual([
+      ['re_a', 10_000, 'Success'],
+      ['re_b', 5_000, 'Pending'],
+      ['re_c', 9_000, 'Failure'],
+      ['re_e', 4_999, 'Success'],
+    ]);
+    // A refund already recorded is answered as before (a retry, a redelivery), the payment full or not,
+    // and a pending one still settles.
+    const again = await record(pspPaymentId, 're_a', 10_000);
+    expect(again.errors).toBeUndefined();
+    expect(again.data!.recordRefundTransaction.recorded).toBe(false);
+    expect((await record(pspPaymentId, 're_b', 5_000)).errors).toBeUndefined();
+    expect(refunds(order.id)).toContainEqual(['re_b', 5_000, 'Success']);
+  });
+
+  it('refuses a refund of a return that would over-record, leaving the return Initial', async () => {
+    const { order, pspPaymentId } = paidOrder();
+    expect((await record(pspPaymentId, 're_dashboard', 19_999)).errors).toBeUndefined();
+    const created = await run<{ createReturn: { returnId: string } }>(CREATE_RETURN, {
+      input: { orderId: order.id, lineItemIds: [order.lineItems[0]!.id] },
+    });
+    expect(created.errors).toBeUndefined();
+    const { returnId } = created.data!.createReturn;
+
+    const result = await record(pspPaymentId, 're_return', 19_999, { returnId });
+
+    expect(errorOf(result).code).toBe('CONFLICT');
+    expect(refunds(order.id)).toEqual([['re_dashboard', 19_999, 'Success']]);
+    expect(standIn.om.store.orders.get(order.id)!.returnInfo[0]!.items.map((i) => i.paymentState)).toEqual([
+      'Initial',
+    ]);
+  });
+
+  it('records one of two refunds recorded at once that each fit but not together', async () => {
+    const { order, pspPaymentId } = paidOrder();
+    const results = await Promise.all([
+      record(pspPaymentId, 're_one', 15_000),
+      record(pspPaymentId, 're_two', 15_000),
+    ]);
+    expect(results.map((r) => errorOf(r).code ?? 'ok').sort()).toEqual(['CONFLICT', 'ok']);
+    expect(refunds(order.id)).toHaveLength(1);
   });
 });

@@ -2,14 +2,14 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { execute, parse, type ExecutionResult } from 'graphql';
+import type { ExecutionResult } from 'graphql';
 import Stripe from 'stripe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { executePlugin } from '../support/plugins.js';
 import { domainCodeOf, ErrorCode, httpStatusOf } from '../../gateway/errors.js';
 import { composeSupergraph } from '../../gateway/federation/compose.js';
 import { silentLogger } from '../../gateway/log.js';
 import {
-  createActionContext,
   type Plugin,
   type PluginRuntime,
   type Principal,
@@ -117,12 +117,7 @@ async function run<T = Record<string, unknown>>(
     idempotencyKey: options.key === null ? undefined : (options.key ?? `psp-test-key-${++keys}`),
     flowId: options.flowId ?? 'flow-psp-test',
   };
-  return (await execute({
-    schema: plugin.schema,
-    document: parse(document),
-    variableValues: variables,
-    contextValue: createActionContext(identity, []),
-  })) as ExecutionResult<T>;
+  return executePlugin<T>(plugin.schema, document, variables, identity);
 }
 
 const errorOf = (result: ExecutionResult) => result.errors?.[0];

@@ -167,6 +167,28 @@ describe('Stripe stand-in', () => {
     expect(notFound).toMatchObject({ statusCode: 404, code: 'resource_missing' });
   });
 
+  it('retrieves a refund by id as it is now, and answers resource_missing 404 for one it does not have', async () => {
+    const { id } = standIn.createPaymentIntent({ amount: 1000 });
+    const { refund } = await standIn.refundFromDashboard(id, 400, { status: 'pending', deliver: false });
+    await standIn.settleRefund(refund.id, 'succeeded', { deliver: false });
+    expect(await stripe.refunds.retrieve(refund.id)).toMatchObject({
+      id: refund.id,
+      object: 'refund',
+      amount: 400,
+      currency: 'usd',
+      status: 'succeeded',
+      payment_intent: id,
+    });
+    const missing = await rejection(stripe.refunds.retrieve('re_huge_1'));
+    expect(missing).toMatchObject({
+      statusCode: 404,
+      type: 'StripeInvalidRequestError',
+      code: 'resource_missing',
+      param: 'id',
+      message: "No such refund: 're_huge_1'",
+    });
+  });
+
   it('replays a request with the same Idempotency-Key and parameters, refunding once', async () => {
     const { id } = standIn.createPaymentIntent({ amount: 2000 });
     const params = { payment_intent: id, amount: 500, metadata: { order_number: '2U-1' } };

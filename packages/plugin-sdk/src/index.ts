@@ -29,6 +29,7 @@ export {
   type Principal,
 } from './principal.js';
 export { readPluginEnv, type Env } from './config.js';
+export { KEY_MAX_LENGTH } from './limits.js';
 export {
   accessToken,
   clientCredentialsRequest,
