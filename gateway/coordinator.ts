@@ -485,17 +485,19 @@ export class Coordinator {
       reserved: [...routes.keys(), '/graphql', '/'],
     }))
       routes.set(path, tracing ? tracing.route(path, route) : route);
-    const context = async (req?: IncomingMessage) => {
+    /** The gateway context of a caller, its credentials (`Authorization`'s value) read and verified. */
+    const contextOf = async (credentials: () => string | undefined) => {
       let principal;
       try {
-        // The edX JWT cookies count when no Authorization header is sent (see requestAuthorization).
-        principal = await authenticator.authenticate(req && requestAuthorization(req.headers));
+        principal = await authenticator.authenticate(credentials());
       } catch (error) {
         // Apollo answers an error thrown here with this HTTP status.
         throw new DomainError(ErrorCode.UNAUTHENTICATED, (error as Error).message, { http: { status: 401 } });
       }
       return createGatewayContext({ flagContext: principalFlagContext(principal), principal });
     };
+    // The edX JWT cookies count when no Authorization header is sent (see requestAuthorization).
+    const context = (req?: IncomingMessage) => contextOf(() => req && requestAuthorization(req.headers));
     const httpLimits = resolveHttpLimits(options.httpLimits);
     const server = createHttpServer({
       apollo,
@@ -513,23 +515,18 @@ export class Coordinator {
       server,
       path: '/graphql',
       schema: coordinator.schema,
+      graphSchema: () => gateway.executor.schema,
       apollo,
       operationLimits: limits,
       clientErrors,
-      context: () => context(),
+      context: (params, request) => contextOf(() => subscriberAuthorization(params, request.headers)),
       // Flow events and signals carry learners' data: staff and Services only, once callers are verified.
-      authorize: options.auth
-        ? async (params, request) => {
-            try {
-              const principal = await authenticator.authenticate(
-                subscriberAuthorization(params, request.headers),
-              );
-              return principal !== undefined && principal.kind !== 'learner';
-            } catch {
-              return false;
-            }
+      ...(options.auth
+        ? {
+            maySubscribe: ({ principal }: GatewayContext) =>
+              principal !== undefined && principal.kind !== 'learner',
           }
-        : undefined,
+        : {}),
       logger,
       limits: resolveSubscriptionLimits(options.subscriptionLimits ?? {}, httpLimits),
     });

@@ -88,6 +88,8 @@ export function createAuthenticator(options: AuthOptions): Authenticator {
     key = () => secret;
   }
   const verifyOptions = {
+    // A token without an expiry would be good for ever; the LMS's always carry one.
+    requiredClaims: ['exp'],
     ...(options.issuer ? { issuer: options.issuer } : {}),
     ...(options.audience ? { audience: options.audience } : {}),
   };

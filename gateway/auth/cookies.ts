@@ -80,12 +80,14 @@ export function isSameOrigin(headers: IncomingHttpHeaders): boolean {
 
 /**
  * The credentials of a graphql-ws connection: the `authorization` of its `connection_init` payload, or
- * else the edX JWT cookies of its handshake, when a page of the gateway's own origin opened it.
+ * its handshake's `Authorization` header (which no page can set on a websocket), or else the edX JWT
+ * cookies of its handshake, when a page of the gateway's own origin opened it.
  */
 export function subscriberAuthorization(
   connectionParams: Readonly<Record<string, unknown>> | undefined,
   headers: IncomingHttpHeaders,
 ): string | undefined {
   if (typeof connectionParams?.authorization === 'string') return connectionParams.authorization;
+  if (headers.authorization) return headers.authorization;
   return isSameOrigin(headers) ? authorizationFromCookies(headers.cookie) : undefined;
 }

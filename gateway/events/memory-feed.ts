@@ -116,6 +116,13 @@ export interface MemoryEventFeedOptions {
 
 const cursorPattern = /^\d+$/;
 
+/** A cursor the feed did not issue (BAD_USER_INPUT), named in the message as far as 100 characters. */
+export const invalidCursor = (cursor: string) =>
+  new DomainError(
+    ErrorCode.BAD_USER_INPUT,
+    `Invalid cursor '${cursor.length > 100 ? `${cursor.slice(0, 100)}…` : cursor}'`,
+  );
+
 /** The in-process EventFeed: one process, a ring of the last `retain` events, cursors counting up. */
 export function createMemoryEventFeed(options: MemoryEventFeedOptions): EventFeed {
   const retain = Math.max(1, options.retain ?? 10_000);
@@ -148,8 +155,8 @@ export function createMemoryEventFeed(options: MemoryEventFeedOptions): EventFee
       const subscription = { topics: new Set(topics), queue: undefined as unknown as FeedQueue };
       const queue = createFeedQueue(() => subscriptions.delete(subscription), signal);
       subscription.queue = queue;
-      if (after !== undefined && !cursorPattern.test(after)) {
-        queue.fail(new DomainError(ErrorCode.BAD_USER_INPUT, `Invalid cursor '${after}'`));
+      if (after !== undefined && !(cursorPattern.test(after) && Number.isSafeInteger(Number(after)))) {
+        queue.fail(invalidCursor(after));
         return queue.iterable;
       }
       if (closed) {

@@ -1,4 +1,3 @@
-import { DomainError, ErrorCode } from '../errors.js';
 import { z } from 'zod';
 import type { Logger } from '../log.js';
 import { BusUnavailableError, fieldsRecord, streamEntries } from '../signals/redis-bus.js';
@@ -9,7 +8,7 @@ import {
   type RedisConnection,
   type RedisLink,
 } from '../signals/redis-connection.js';
-import { createFeedQueue, type FeedQueue } from './memory-feed.js';
+import { createFeedQueue, invalidCursor, type FeedQueue } from './memory-feed.js';
 import { createFeedPublisher } from './redis-publisher.js';
 import type { EventFeed, FeedEvent } from './types.js';
 
@@ -38,6 +37,17 @@ const JOIN_WAIT_MS = 10_000;
 /** Live events held while a subscription catches up; past this, it ends instead of growing without bound. */
 const MAX_BUFFERED = 10_000;
 const cursorPattern = /^\d+-\d+$/;
+const LARGEST_ID_PART = 2n ** 64n - 1n;
+
+/**
+ * A Redis stream id a subscription can resume after: two parts of 64 bits at most, short of the
+ * largest id (nothing comes after it). Redis refuses any other with an error that has no code.
+ */
+function isStreamId(cursor: string): boolean {
+  if (!cursorPattern.test(cursor) || cursor.length > 41) return false;
+  const [ms, seq] = cursor.split('-').map(BigInt) as [bigint, bigint];
+  return ms <= LARGEST_ID_PART && seq <= LARGEST_ID_PART && (ms < LARGEST_ID_PART || seq < LARGEST_ID_PART);
+}
 
 const eventBodySchema = z.object({
   topic: z.string(),
@@ -307,8 +317,8 @@ export function createRedisEventFeed(options: RedisEventFeedOptions): EventFeed 
       };
       let joined = false;
       subscription.queue = createFeedQueue(() => joined && release(subscription), signal);
-      if (after !== undefined && !cursorPattern.test(after)) {
-        subscription.queue.fail(new DomainError(ErrorCode.BAD_USER_INPUT, `Invalid cursor '${after}'`));
+      if (after !== undefined && !isStreamId(after)) {
+        subscription.queue.fail(invalidCursor(after));
       } else if (closed || !subscription.channels.length) {
         subscription.queue.end();
       } else if (!subscription.queue.ended) {

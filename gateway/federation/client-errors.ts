@@ -3,6 +3,7 @@ import type { GraphQLError, GraphQLFormattedError } from 'graphql';
 import { ErrorCode, domainCodeOf } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { GatewayContext } from './context.js';
+import { answeredWithCode } from './public-codes.js';
 
 /** What a client reads instead of an error that carries none of the public codes, in production. */
 export const MASKED_MESSAGE = 'Internal server error';
@@ -49,9 +50,12 @@ export class ClientErrors {
     };
   }
 
-  /** Logs an error that is not a domain error, with what the log needs to find its request. */
+  /**
+   * Logs an error that is not a domain error nor a client's mistake answered with a code, with what
+   * the log needs to find its request.
+   */
   log(error: GraphQLError | Error, operationName: string | null | undefined) {
-    if (domainCodeOf(error)) return;
+    if (domainCodeOf(error) || answeredWithCode(error)) return;
     const graphql = error as Partial<GraphQLError>;
     this.options.logger.error(
       {

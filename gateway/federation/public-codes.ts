@@ -1,5 +1,5 @@
-import type { GraphQLFormattedError } from 'graphql';
-import { ErrorCode, isErrorCode } from '../errors.js';
+import type { GraphQLError, GraphQLFormattedError } from 'graphql';
+import { domainCodeOf, ErrorCode, isErrorCode } from '../errors.js';
 
 /** Apollo Server's codes that the public codes name otherwise. */
 const APOLLO_CODES: Readonly<Record<string, ErrorCode>> = {
@@ -10,6 +10,17 @@ const APOLLO_CODES: Readonly<Record<string, ErrorCode>> = {
 /** Every error gets a code, Apollo's own ones as the public codes say them. */
 export function formatGatewayError(formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError {
   return { ...formatted, extensions: { ...formatted.extensions, code: publicCodeOf(formatted, error) } };
+}
+
+/**
+ * Whether a client reads `error` with a public code other than INTERNAL_SERVER_ERROR: a mistake of its
+ * own, answered as such (what Apollo Server refuses keeps its own code until formatted, the public one
+ * on its original error).
+ */
+export function answeredWithCode(error: GraphQLError | Error): boolean {
+  const { extensions, originalError } = error as Partial<GraphQLError>;
+  if (domainCodeOf(originalError)) return true;
+  return publicCodeOf({ message: error.message, extensions }, error) !== ErrorCode.INTERNAL_SERVER_ERROR;
 }
 
 /**

@@ -35,6 +35,7 @@ import { OperatorActions } from './operators.js';
 import { flowFieldsOf } from './selection.js';
 import type { FlowRead, FlowRunWithSteps, FlowStore, OutboxSignal } from './store.js';
 import { StepStatus } from './status.js';
+import { mapAsyncIterable } from '../subscriptions/map-iterable.js';
 
 /** The name of the Coordinator's own subgraph in rover.yaml. */
 export const COORDINATOR_SUBGRAPH = 'coordinator';
@@ -721,18 +722,25 @@ export function coordinatorPlugin(
           args: { flowId?: string; name?: string; after?: string },
           ctx: { signal?: AbortSignal },
         ) =>
-          mapEvents(feedOf().subscribe(['flows'], { after: args.after, signal: ctx?.signal }), (e) =>
+          mapAsyncIterable(feedOf().subscribe(['flows'], { after: args.after, signal: ctx?.signal }), (e) =>
             (!args.flowId || e.data.flowId === args.flowId) && (!args.name || e.data.name === args.name)
               ? flowEventPayload(e)
               : undefined,
           ),
       },
       signals: {
-        subscribe: (_: unknown, args: { name: string; after?: string }, ctx: { signal?: AbortSignal }) =>
-          mapEvents(
+        subscribe: (_: unknown, args: { name: string; after?: string }, ctx: { signal?: AbortSignal }) => {
+          // A name no signal has would wait for ever: a typo must not fail silently.
+          if (!connections.signals[args.name])
+            throw new DomainError(
+              ErrorCode.BAD_USER_INPUT,
+              `No signal '${clipped(args.name)}' is configured`,
+            );
+          return mapAsyncIterable(
             feedOf().subscribe([`signal:${args.name}`], { after: args.after, signal: ctx?.signal }),
             signalPayload,
-          ),
+          );
+        },
       },
     },
   };
@@ -747,6 +755,9 @@ export function coordinatorPlugin(
     access: {},
   };
 }
+
+/** A caller's value in a message: at most 100 characters of it. */
+const clipped = (value: string) => (value.length > 100 ? `${value.slice(0, 100)}…` : value);
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -766,13 +777,3 @@ const flowEventPayload = payloadPerEvent((e) => ({
   flowEvents: { ...e.data, cursor: e.cursor, type: e.type, time: e.time, data: e.data },
 }));
 const signalPayload = payloadPerEvent((e) => ({ signals: { ...e.data, cursor: e.cursor, time: e.time } }));
-
-async function* mapEvents<T>(
-  events: AsyncIterable<FeedEvent>,
-  map: (e: FeedEvent) => T | undefined,
-): AsyncGenerator<T> {
-  for await (const event of events) {
-    const mapped = map(event);
-    if (mapped !== undefined) yield mapped;
-  }
-}

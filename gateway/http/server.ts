@@ -91,7 +91,9 @@ export function createHttpServer(options: HttpServerOptions): Server {
       res.setHeader(REQUEST_ID_HEADER, requestId);
       if (observers.length) observeEnd(req, res, requestId, served, observers, options.logger, patterns);
       try {
-        const url = new URL(req.url ?? '/', 'http://localhost');
+        const url = requestUrl(req);
+        // Node's parser takes any request target without spaces ("//[/", "http://%zz/"): not a routing failure.
+        if (!url) return sendError(res, ErrorCode.BAD_REQUEST, 'The request target is not a valid URL');
         if (handleCors(req, res, corsOrigins)) return;
         const health = HEALTH_PATHS.has(url.pathname);
         if (budget.reserved(req.socket)) {
@@ -99,7 +101,7 @@ export function createHttpServer(options: HttpServerOptions): Server {
           res.setHeader('connection', 'close');
           if (!health) {
             res.setHeader('retry-after', String(RETRY_AFTER_SECONDS));
-            return refuse(res, url, ErrorCode.SERVICE_UNAVAILABLE, TOO_MANY_CONNECTIONS);
+            return refuse(res, url.pathname, ErrorCode.SERVICE_UNAVAILABLE, TOO_MANY_CONNECTIONS);
           }
         }
         if (options.draining() && !health) {
@@ -120,10 +122,10 @@ export function createHttpServer(options: HttpServerOptions): Server {
           return await graphql(options, req, res, url, body);
         sendError(res, ErrorCode.NOT_FOUND, `No route ${req.method} ${url.pathname}`);
       } catch (error) {
-        options.logger.error({ err: error, requestId, path: routedPath(req) }, 'request failed');
-        if (!res.headersSent) {
-          sendGraphQLError(res, ErrorCode.INTERNAL_SERVER_ERROR, 'Internal server error');
-        } else res.end();
+        const path = routedPath(req);
+        options.logger.error({ err: error, requestId, path }, 'request failed');
+        if (!res.headersSent) refuse(res, path, ErrorCode.INTERNAL_SERVER_ERROR, 'Internal server error');
+        else res.end();
       }
     },
   );
@@ -163,18 +165,23 @@ function observeEnd(
   });
 }
 
-/** The path a request is routed by, without its query string. */
-function routedPath(req: IncomingMessage): string {
+/** The request's target as a URL; undefined when it is not one. */
+function requestUrl(req: IncomingMessage): URL | undefined {
   try {
-    return new URL(req.url ?? '/', 'http://localhost').pathname;
+    return new URL(req.url ?? '/', 'http://localhost');
   } catch {
-    return (req.url ?? '/').split('?')[0]!;
+    return undefined;
   }
 }
 
+/** The path a request is routed by, without its query string. */
+function routedPath(req: IncomingMessage): string {
+  return requestUrl(req)?.pathname ?? (req.url ?? '/').split('?')[0]!;
+}
+
 /** A refusal in the shape of what was asked: a GraphQL error for /graphql, a REST error elsewhere. */
-function refuse(res: ServerResponse, url: URL, code: ErrorCode, message: string) {
-  if (url.pathname === '/graphql' || url.pathname === '/') sendGraphQLError(res, code, message);
+function refuse(res: ServerResponse, path: string, code: ErrorCode, message: string) {
+  if (path === '/graphql' || path === '/') sendGraphQLError(res, code, message);
   else sendError(res, code, message);
 }
 

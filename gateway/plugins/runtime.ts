@@ -5,7 +5,13 @@ import type { FlowEngine } from '../flows/engine.js';
 import type { FlowStore } from '../flows/store.js';
 import type { Logger } from '../log.js';
 import type { FlagEvaluator } from '../federation/data-sources.js';
-import type { FilterResult, Plugin, PluginRuntime, Principal } from '@commerce-coordinator/plugin-sdk';
+import {
+  KEY_MAX_LENGTH,
+  type FilterResult,
+  type Plugin,
+  type PluginRuntime,
+  type Principal,
+} from '@commerce-coordinator/plugin-sdk';
 
 /** The LaunchDarkly context of a caller: the learner (or staff member) by LMS id when known. */
 export function principalFlagContext(principal: Principal | undefined, orderId?: string) {
@@ -45,6 +51,12 @@ export function createPluginRuntime(
       if (!deps.signals.has(signal))
         throw new Error(`${source} published '${signal}', which the connections config does not declare`);
       // What the outbox cannot store is the sender's bad input, answered as such (a 400 to a webhook).
+      // The id is indexed (it dedupes the event): too long, PostgreSQL would refuse the insert.
+      if (id.length > KEY_MAX_LENGTH)
+        throw new DomainError(
+          ErrorCode.BAD_USER_INPUT,
+          `The event id is longer than ${KEY_MAX_LENGTH} characters`,
+        );
       const path = unstorablePath({ payload, id });
       if (path)
         throw new DomainError(

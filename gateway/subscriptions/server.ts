@@ -2,7 +2,9 @@ import type { IncomingMessage, Server } from 'node:http';
 import type { ApolloServer } from '@apollo/server';
 import {
   GraphQLError,
+  OperationTypeNode,
   getOperationAST,
+  getVariableValues,
   parse,
   print,
   validate,
@@ -15,7 +17,7 @@ import type { ClientErrors } from '../federation/client-errors.js';
 import type { GatewayContext } from '../federation/context.js';
 import { noOperationMessage } from '../federation/executor.js';
 import type { OperationLimitsChecker } from '../federation/operation-limits.js';
-import { ErrorCode, withErrorCode } from '../errors.js';
+import { domainCodeOf, ErrorCode, withErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import { acceptWithinCap, useServerWithLimits, type SubscriptionLimits } from './limits.js';
 import { createSharedSubscribe } from './shared-execution.js';
@@ -30,21 +32,28 @@ export function attachSubscriptions(options: {
   path: string;
   /** The Coordinator subgraph's schema: it owns the Subscription type. */
   schema: GraphQLSchema;
+  /** The gateway's schema now (a reload replaces it): queries and mutations are checked against it. */
+  graphSchema(): GraphQLSchema;
   apollo: ApolloServer<GatewayContext>;
-  context(): Promise<GatewayContext>;
+  /**
+   * The gateway context of an operation of a connection, from its `connection_init` payload (where
+   * clients put `authorization`) and its upgrade request (its headers and cookies). Built for each
+   * operation, so a token that expired since the connection opened no longer counts; a token that
+   * does not verify throws (a DomainError: UNAUTHENTICATED).
+   */
+  context(
+    connectionParams: Readonly<Record<string, unknown>> | undefined,
+    request: IncomingMessage,
+  ): Promise<GatewayContext>;
   /** The operation limits, applied to every operation before it runs. */
   operationLimits?: OperationLimitsChecker;
   /** What clients see of errors (masked in production). */
   clientErrors: ClientErrors;
   /**
-   * Decides whether a connection may subscribe, from its `connection_init` payload (where clients put
-   * `authorization`) and its upgrade request (its cookies and origin). Refused connections are closed
-   * with 4403.
+   * Whether the caller of a context may subscribe; a connection whose caller may not is closed with
+   * 4403, and a subscribe sent once its token no longer verifies is refused. @default anyone
    */
-  authorize?(
-    connectionParams: Readonly<Record<string, unknown>> | undefined,
-    request: IncomingMessage,
-  ): Promise<boolean>;
+  maySubscribe?(context: GatewayContext): boolean;
   logger: Logger;
   /** Caps and timeouts of the connections (resolved by `resolveSubscriptionLimits`). */
   limits: SubscriptionLimits;
@@ -57,12 +66,18 @@ export function attachSubscriptions(options: {
   const disposable = useServerWithLimits(
     {
       schema: options.schema,
-      onConnect: async (ctx) =>
-        options.authorize ? options.authorize(ctx.connectionParams, ctx.extra.request) : true,
-      // Parsed, validated and measured here, so a refused operation is an error message for it alone:
-      // graphql-ws itself closes the whole socket (4500, ending the client's other subscriptions) when
-      // a query does not parse.
-      onSubscribe: (_ctx, _id, payload) => {
+      onConnect: async (ctx) => {
+        try {
+          const context = await options.context(ctx.connectionParams, ctx.extra.request);
+          return options.maySubscribe?.(context) ?? true;
+        } catch {
+          return false;
+        }
+      },
+      // Parsed and measured here, so a refused operation is an error message for it alone: graphql-ws
+      // itself closes the whole socket (4500, ending the client's other subscriptions) when a query
+      // does not parse.
+      onSubscribe: async (ctx, _id, payload) => {
         const tokens = options.operationLimits?.checkTokens(payload.query);
         if (tokens) return [tokens];
         let document: DocumentNode;
@@ -72,10 +87,6 @@ export function attachSubscriptions(options: {
           if (error instanceof GraphQLError) return [withErrorCode(error, ErrorCode.GRAPHQL_PARSE_FAILED)];
           throw error;
         }
-        const invalid = validate(options.schema, document).map((e) =>
-          withErrorCode(e, ErrorCode.GRAPHQL_VALIDATION_FAILED),
-        );
-        if (invalid.length) return options.clientErrors.validationErrors(invalid);
         const operation = getOperationAST(document, payload.operationName);
         if (!operation)
           return [
@@ -83,20 +94,44 @@ export function attachSubscriptions(options: {
               extensions: { code: ErrorCode.BAD_REQUEST },
             }),
           ];
-        operationNames.set(payload, operation.name?.value);
+        let context: GatewayContext;
+        try {
+          context = await options.context(ctx.connectionParams, ctx.extra.request);
+        } catch (error) {
+          const code = domainCodeOf(error);
+          if (!code) throw error;
+          return [new GraphQLError((error as Error).message, { extensions: { code } })];
+        }
         const variables = payload.variables ?? undefined;
-        const refusal = options.operationLimits?.checkOperation(
-          options.schema,
-          document,
-          operation,
-          variables,
+        // A query or mutation is checked against the whole graph, then goes through the gateway as an
+        // HTTP one does (`execute`: Apollo Server and its errors); a subscription is the Coordinator
+        // subgraph's own.
+        const subscription = operation.operation === OperationTypeNode.SUBSCRIPTION;
+        if (subscription && options.maySubscribe && !options.maySubscribe(context))
+          return [
+            new GraphQLError('Subscriptions are for staff and Services', {
+              extensions: { code: ErrorCode.FORBIDDEN },
+            }),
+          ];
+        const schema = subscription ? options.schema : options.graphSchema();
+        const invalid = validate(schema, document).map((e) =>
+          withErrorCode(e, ErrorCode.GRAPHQL_VALIDATION_FAILED),
         );
+        if (invalid.length) return options.clientErrors.validationErrors(invalid);
+        operationNames.set(payload, operation.name?.value);
+        // Measured here for every operation, so a refusal is this operation's error message (Apollo
+        // Server measures a query again, and finds it within the limits).
+        const refusal = options.operationLimits?.checkOperation(schema, document, operation, variables);
         if (refusal) return [refusal];
+        // Coerced here, so wrong variables are this operation's error message, with a code.
+        const coerced = getVariableValues(schema, operation.variableDefinitions ?? [], variables ?? {});
+        if (coerced.errors) return coerced.errors.map((e) => withErrorCode(e, ErrorCode.BAD_USER_INPUT));
         return {
-          schema: options.schema,
+          schema,
           document,
           operationName: payload.operationName,
           variableValues: variables,
+          contextValue: context,
         };
       },
       subscribe: createSharedSubscribe(),
@@ -107,7 +142,7 @@ export function attachSubscriptions(options: {
             variables: (args.variableValues ?? undefined) as Record<string, unknown> | undefined,
             operationName: args.operationName ?? undefined,
           },
-          { contextValue: await options.context() },
+          { contextValue: args.contextValue as GatewayContext },
         );
         return result.body.kind === 'single' ? (result.body.singleResult as never) : { errors: [] };
       },

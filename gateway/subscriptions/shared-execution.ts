@@ -1,4 +1,5 @@
 import { createSourceEventStream, execute, print, type ExecutionArgs, type ExecutionResult } from 'graphql';
+import { mapAsyncIterable } from './map-iterable.js';
 
 type Result = ExecutionResult | Promise<ExecutionResult>;
 
@@ -25,31 +26,7 @@ export function createSharedSubscribe(): (
       if (!result) byOperation.set(operation, (result = execute({ ...args, rootValue: payload })));
       return result;
     };
-    return mapResults(source, resultOf);
-  };
-}
-
-/** Like graphql-js's own mapping: `return()` reaches the source at once, even while it waits for an event. */
-function mapResults(
-  source: AsyncIterable<unknown>,
-  resultOf: (payload: unknown) => Result,
-): AsyncIterableIterator<ExecutionResult> {
-  const events = source[Symbol.asyncIterator]();
-  return {
-    async next() {
-      const event = await events.next();
-      return event.done ? event : { done: false, value: await resultOf(event.value) };
-    },
-    async return(): Promise<IteratorResult<ExecutionResult>> {
-      await events.return?.();
-      return { done: true, value: undefined };
-    },
-    async throw(error: unknown): Promise<IteratorResult<ExecutionResult>> {
-      await events.return?.();
-      throw error;
-    },
-    [Symbol.asyncIterator]() {
-      return this;
-    },
+    // Like graphql-js's own mapping, `return()` reaches the source at once.
+    return mapAsyncIterable(source, resultOf);
   };
 }

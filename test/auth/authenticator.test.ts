@@ -54,6 +54,18 @@ describe('callers are verified from their JWT', () => {
     expect(await codeOf(auth.authenticate(`Bearer ${noId}`))).toBe('UNAUTHENTICATED');
   });
 
+  it('refuses a token without an expiry: it would be good for ever', async () => {
+    const forever = await new SignJWT({ preferred_username: 'ada', user_id: 3 })
+      .setProtectedHeader({ alg: 'HS256' })
+      .setSubject('ada')
+      .setIssuedAt()
+      .sign(new TextEncoder().encode(SECRET));
+    await expect(auth.authenticate(`Bearer ${forever}`)).rejects.toMatchObject({
+      message: 'The token is not valid: missing required "exp" claim',
+      extensions: { code: 'UNAUTHENTICATED' },
+    });
+  });
+
   it('checks issuer and audience when configured', async () => {
     const strict = createAuthenticator({ secret: SECRET, issuer: 'https://lms', audience: 'coordinator' });
     const good = await signToken(

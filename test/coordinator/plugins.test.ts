@@ -1,7 +1,14 @@
-import { createHmac } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lifecycle, WEBHOOK_SECRET } from '../fixtures/subgraphs/payments/index.js';
-import { startTestCoordinator, token, type TestCoordinator } from '../support/coordinator.js';
+import WebSocket from 'ws';
+import { signToken } from '../../gateway/auth/tokens.js';
+import {
+  startTestCoordinator,
+  TEST_JWT_SECRET,
+  token,
+  type TestCoordinator,
+} from '../support/coordinator.js';
 import { collect, subscriptionClient } from '../support/subscriptions.js';
 import { waitFor } from '../support/wait.js';
 
@@ -223,6 +230,21 @@ describe("a Plugin's route (a Service's webhook)", () => {
     expect(t.ledger.operations().filter((o) => o.orderId === orderId)).toHaveLength(1);
   });
 
+  it('answers an event id longer than 255 characters with 400 BAD_USER_INPUT, and commits nothing', async () => {
+    // Incompressible: PostgreSQL's index on the signal's dedupe key took it whole, and refused it.
+    const id = randomBytes(1400).toString('hex');
+    const orderId = `long-id-${Date.now()}`;
+    const res = await send({ id, orderId, refundId: 're-1' });
+    expect({ status: res.status, body: await res.json() }).toEqual({
+      status: 400,
+      body: { code: 'BAD_USER_INPUT', message: 'The event id is longer than 255 characters' },
+    });
+    const outbox = t.coordinator.components.database.prisma.outboxSignal;
+    expect(await outbox.count({ where: { payload: { path: ['orderId'], equals: orderId } } })).toBe(0);
+    // At 255 characters it is an event like any other.
+    expect((await send({ id: 'e'.repeat(255), orderId, refundId: 're-1' })).status).toBe(200);
+  });
+
   it('answers what the plugin answers to a bad signature, and 405 to another method', async () => {
     const res = await send({ id: 'evt-forged', orderId: 'x', refundId: 'y' }, 'wrong-secret');
     expect(res.status).toBe(403);
@@ -267,6 +289,88 @@ describe("a Plugin's background work", () => {
     expect(lifecycle.started).toBe(before.started + 1);
     await other.stop();
     expect(lifecycle.stopped).toBe(before.stopped + 1);
+  });
+});
+
+describe('queries, mutations and subscribes over the socket, once callers are verified', () => {
+  const connect = (authorization: string, options: Parameters<typeof subscriptionClient>[1] = {}) => {
+    const client = subscriptionClient(t.url, { connectionParams: { authorization }, ...options });
+    clients.push(client);
+    return client;
+  };
+  const clients: Array<ReturnType<typeof subscriptionClient>> = [];
+  afterAll(async () => {
+    await Promise.all(clients.map((c) => c.dispose()));
+  });
+  const once = async (client: ReturnType<typeof subscriptionClient>, query: string, variables = {}) => {
+    const run = collect(client, { query, variables }, (d) => d);
+    await Promise.race([run.completed.promise, run.failed.promise]);
+    return {
+      events: run.events,
+      errors: run.resultErrors,
+      failed: run.failed.settled ? await run.failed.promise : undefined,
+    };
+  };
+  const codes = (errors: unknown) =>
+    (errors as Array<{ extensions?: { code?: string } }>).map((e) => e.extensions?.code);
+
+  it("runs a query as the connection's caller, against the whole graph (a Plugin's field too)", async () => {
+    const client = connect(`Bearer ${staff}`);
+    expect(await once(client, '{ caller { callerKind callerName } }')).toEqual({
+      events: [{ caller: { callerKind: 'staff', callerName: 'grace' } }],
+      errors: [],
+      failed: undefined,
+    });
+    expect((await once(client, FLOWS)).events).toEqual([{ flows: expect.any(Array) }]);
+    // Refused as over HTTP, as an error message for it: an unknown field, variables of the wrong type.
+    expect(codes((await once(client, '{ nope }')).failed)).toEqual(['GRAPHQL_VALIDATION_FAILED']);
+    const wrong = await once(client, 'query($n: Int) { flows(limit: $n) { id } }', { n: 'many' });
+    expect(codes(wrong.failed)).toEqual(['BAD_USER_INPUT']);
+  });
+
+  it('counts an Authorization header on the handshake, as README says', async () => {
+    class WithHeader extends WebSocket {
+      constructor(address: string, protocols?: string | string[]) {
+        super(address, protocols, { headers: { authorization: `Bearer ${staff}` } });
+      }
+    }
+    const client = subscriptionClient(t.url, { webSocketImpl: WithHeader });
+    clients.push(client);
+    expect((await once(client, '{ caller { callerKind } }')).events).toEqual([
+      { caller: { callerKind: 'staff' } },
+    ]);
+  });
+
+  it("refuses an operation sent after the connection's token expired with UNAUTHENTICATED", async () => {
+    const shortLived = await signToken(
+      TEST_JWT_SECRET,
+      { kind: 'staff', username: 'brief' },
+      { expiresIn: '1s' },
+    );
+    const client = connect(`Bearer ${shortLived}`);
+    // Open while the token expires: a lazy client would otherwise close the socket in between.
+    const held = collect(
+      client,
+      { query: 'subscription { signals(name: "payment.refunded.v1") { id } }' },
+      (d) => d,
+    );
+    expect((await once(client, '{ caller { callerKind } }')).events).toEqual([
+      { caller: { callerKind: 'staff' } },
+    ]);
+    await new Promise((resolve) => setTimeout(resolve, 2_100));
+    const query = await once(client, '{ caller { callerKind } }');
+    expect(codes(query.failed)).toEqual(['UNAUTHENTICATED']);
+    const subscription = await once(client, 'subscription { signals(name: "payment.refunded.v1") { id } }');
+    expect(codes(subscription.failed)).toEqual(['UNAUTHENTICATED']);
+    expect(held.failed.settled).toBe(false);
+    held.unsubscribe();
+  });
+
+  it('refuses subscription variables of the wrong type, or missing, with BAD_USER_INPUT', async () => {
+    const client = connect(`Bearer ${staff}`);
+    const query = 'subscription($n: String!) { signals(name: $n) { id } }';
+    for (const variables of [{ n: { a: 1 } }, {}])
+      expect(codes((await once(client, query, variables)).failed)).toEqual(['BAD_USER_INPUT']);
   });
 });
 

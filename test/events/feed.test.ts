@@ -56,6 +56,41 @@ describe('Redis event feed', () => {
     expect(resumed.data.n).toBeGreaterThan(2);
   });
 
+  it('refuses a cursor whose parts are beyond a stream id (64 bits each) as invalid, not with a Redis error', async () => {
+    const namespace = testNamespace('feed cursor range');
+    const feed = createRedisEventFeed({ url, keyPrefix: namespace, logger: testLogger });
+    onTestFinished(async () => {
+      await feed.close();
+      await deleteNamespace(url, namespace);
+    });
+    const [huge, max] = ['1'.repeat(5000), '18446744073709551615'];
+    // Nothing comes after the largest id: Redis refuses to read from it, uncoded.
+    for (const after of [
+      '18446744073709551616-0',
+      '1-99999999999999999999999',
+      `${huge}-0`,
+      `${max}-${max}`,
+    ]) {
+      const iterator = feed.subscribe(['t'], { after })[Symbol.asyncIterator]();
+      await expect(iterator.next()).rejects.toMatchObject({
+        message: `Invalid cursor '${after.length > 100 ? `${after.slice(0, 100)}…` : after}'`,
+        extensions: { code: 'BAD_USER_INPUT' },
+      });
+    }
+    // The id before it is still one: the subscription waits for what comes after it.
+    const iterable = feed.subscribe(['t'], { after: `${max}-18446744073709551614` });
+    const largest = iterable[Symbol.asyncIterator]();
+    const outcome = await Promise.race([
+      largest.next().then(
+        () => 'an event',
+        (error: Error) => error.message,
+      ),
+      new Promise((resolve) => setTimeout(resolve, 300, 'waiting')),
+    ]);
+    expect(outcome).toBe('waiting');
+    await largest.return?.();
+  });
+
   it('serves many subscriptions opened at once on a fresh feed (its pub/sub connection still connecting)', async () => {
     // The first subscription opens the pub/sub connection and the others subscribe while it connects.
     // (Under load the benchmark saw such bursts fail: a SUBSCRIBE ahead of the client's readiness check.)

@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../gateway/log.js';
 import { startTestCoordinator, type TestCoordinator } from '../support/coordinator.js';
 import { collect, subscriptionClient } from '../support/subscriptions.js';
 
@@ -7,8 +9,18 @@ type ErrorBody = { errors?: Array<{ message: string; extensions?: { code?: strin
 /** Every GraphQL request the gateway cannot run is refused with a 4xx and one of the public codes. */
 describe('bad GraphQL requests over HTTP', () => {
   let t: TestCoordinator;
+  /** What the Coordinator logged at error level. */
+  const errorLines: Array<{ msg: string; code?: string }> = [];
   beforeAll(async () => {
-    t = await startTestCoordinator('http-bad-requests', { redis: false });
+    t = await startTestCoordinator('http-bad-requests', {
+      redis: false,
+      overrides: {
+        logger: createLogger({
+          level: 'error',
+          destination: { write: (line: string) => void errorLines.push(JSON.parse(line) as never) },
+        }),
+      },
+    });
   });
   afterAll(async () => t?.stop());
 
@@ -145,6 +157,20 @@ describe('bad GraphQL requests over HTTP', () => {
     });
     expect(res.status).toBe(405);
     expect((await answer(res)).codes).toEqual(['BAD_REQUEST']);
+  });
+
+  it('logs no error for a mistake of the client it answers with a code', async () => {
+    errorLines.length = 0;
+    const hash = (v: string) => createHash('sha256').update(v).digest('hex');
+    const query = '{ __typename }';
+    const answers = await Promise.all([
+      post({ query: 'query A { __typename }', operationName: 'B' }),
+      post({ query: 'query A { __typename } query B { __typename }' }),
+      post({ query, extensions: { persistedQuery: { version: 2, sha256Hash: hash(query) } } }),
+      post({ query, extensions: { persistedQuery: { version: 1, sha256Hash: hash('another') } } }),
+    ]);
+    expect(answers.map((a) => a.status)).toEqual([400, 400, 400, 400]);
+    expect(errorLines).toEqual([]);
   });
 
   it('still runs a document of several operations when operationName picks one', async () => {

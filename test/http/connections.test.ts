@@ -13,7 +13,7 @@ import {
   resolveHttpLimits,
 } from '../../gateway/http/connection-limits.js';
 import { createHttpServer } from '../../gateway/http/server.js';
-import { silentLogger } from '../../gateway/log.js';
+import { createLogger, silentLogger } from '../../gateway/log.js';
 import { resolveSubscriptionLimits } from '../../gateway/subscriptions/limits.js';
 import { startTestCoordinator, type TestCoordinator } from '../support/coordinator.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
@@ -94,6 +94,10 @@ interface GraphQLWs {
   send(message: Record<string, unknown>): void;
 }
 
+/** Whether subscription `id` of `c` delivered an event (a `next` with data, not errors). */
+const delivered = (c: GraphQLWs, id: string) =>
+  c.messages.some((m) => m.type === 'next' && m.id === id && (m.payload as { data?: unknown }).data);
+
 /** A graphql-transport-ws connection on a raw WebSocket: the test decides every message. */
 async function graphqlWs(url: string, { init = true }: { init?: boolean } = {}): Promise<GraphQLWs> {
   const ws = new WebSocket(wsUrl(url), 'graphql-transport-ws');
@@ -134,6 +138,8 @@ async function graphqlWs(url: string, { init = true }: { init?: boolean } = {}):
 }
 
 const SIGNALS = 'subscription Signals($name: String!) { signals(name: $name) { id } }';
+/** A signal of the fixture's connections (one no flow of these tests emits): the feed serves declared signals only. */
+const SIGNAL = 'order.refunded.v1';
 const subscribe = (c: GraphQLWs, id: string, name: string) =>
   c.send({ id, type: 'subscribe', payload: { query: SIGNALS, variables: { name } } });
 
@@ -280,9 +286,9 @@ describe('connection caps', () => {
   it('refuses a subscription beyond the cap of a connection with TOO_MANY_REQUESTS, and keeps the others', async () => {
     const c = await graphqlWs(t.url);
     await c.next('connection_ack');
-    subscribe(c, 'a', 'caps.a');
-    subscribe(c, 'b', 'caps.b');
-    subscribe(c, 'c', 'caps.c');
+    subscribe(c, 'a', SIGNAL);
+    subscribe(c, 'b', SIGNAL);
+    subscribe(c, 'c', SIGNAL);
     const refused = await c.next('error', 'c');
     expect(refused.payload).toEqual([
       {
@@ -293,19 +299,19 @@ describe('connection caps', () => {
     // The two accepted ones still deliver (graphql-ws does not acknowledge a subscription: probe it).
     await waitFor(
       async () => {
-        await publishSignal(t, 'caps.a', 'a-probe');
-        await publishSignal(t, 'caps.b', 'b-probe');
-        return c.messages.some((m) => m.id === 'a') && c.messages.some((m) => m.id === 'b');
+        await publishSignal(t, SIGNAL, 'a-probe');
+        await publishSignal(t, SIGNAL, 'b-probe');
+        return delivered(c, 'a') && delivered(c, 'b');
       },
       { what: 'both subscriptions to deliver', intervalMs: 50 },
     );
     // Completing one frees its place (graphql-ws reads a connection's messages in order).
     c.send({ id: 'a', type: 'complete' });
-    subscribe(c, 'd', 'caps.d');
+    subscribe(c, 'd', SIGNAL);
     await waitFor(
       async () => {
-        await publishSignal(t, 'caps.d', 'd-probe');
-        return c.messages.some((m) => m.type === 'next' && m.id === 'd');
+        await publishSignal(t, SIGNAL, 'd-probe');
+        return delivered(c, 'd');
       },
       { what: 'a subscription after one completed', intervalMs: 50 },
     );
@@ -360,7 +366,7 @@ describe('connection timeouts', () => {
     const active = await graphqlWs(t.url);
     await idle.next('connection_ack');
     await active.next('connection_ack');
-    subscribe(active, 's', 'timeouts.s');
+    subscribe(active, 's', SIGNAL);
     // graphql-ws clients ping to keep a connection alive: that is not using it.
     const pings = setInterval(() => idle.ws.readyState === WebSocket.OPEN && idle.send({ type: 'ping' }), 50);
     try {
@@ -372,8 +378,8 @@ describe('connection timeouts', () => {
     expect(await idle.closed.promise).toEqual({ code: 1000, reason: 'Idle' });
     await waitFor(
       async () => {
-        await publishSignal(t, 'timeouts.s', 'after-idle');
-        return active.messages.some((m) => m.type === 'next' && m.id === 's');
+        await publishSignal(t, SIGNAL, 'after-idle');
+        return delivered(active, 's');
       },
       { what: 'the subscribed websocket to deliver after the idle one closed', intervalMs: 50 },
     );
@@ -411,7 +417,7 @@ describe('a subscription fan-out', () => {
             JSON.stringify({
               id: '1',
               type: 'subscribe',
-              payload: { query: SIGNALS, variables: { name: 'burst' } },
+              payload: { query: SIGNALS, variables: { name: SIGNAL } },
             }),
           );
         } else if (message.type === 'next') {
@@ -424,14 +430,14 @@ describe('a subscription fan-out', () => {
     let probe = 0;
     await waitFor(
       async () => {
-        await publishSignal(t, 'burst', `probe-${probe++}`);
+        await publishSignal(t, SIGNAL, `probe-${probe++}`);
         return ready.size === subscribers;
       },
       { timeoutMs: 30_000, intervalMs: 200, what: 'every subscriber to receive a probe' },
     );
     const delivered = () => [...received.values()].reduce((a, b) => a + b, 0);
 
-    for (let i = 0; i < burst; i++) void publishSignal(t, 'burst', `event-${i}`);
+    for (let i = 0; i < burst; i++) void publishSignal(t, SIGNAL, `event-${i}`);
     const health = await request(`${t.url}/healthz`);
     const deliveredWhenHealthy = delivered();
     expect(health.status).toBe(200);
@@ -471,6 +477,68 @@ describe('an HTTP server without subscriptions', () => {
       for (const socket of accepted) socket.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
+  });
+});
+
+describe('requests the server cannot route', () => {
+  let server: ReturnType<typeof createHttpServer>;
+  let url: string;
+  const errors: string[] = [];
+  beforeAll(async () => {
+    server = createHttpServer({
+      apollo: undefined as never,
+      context: async () => undefined as never,
+      routes: new Map([
+        [
+          '/broken',
+          () => {
+            throw new Error('a route that fails');
+          },
+        ],
+      ]),
+      draining: () => false,
+      logger: createLogger({
+        level: 'error',
+        destination: { write: (line: string) => void errors.push(line) },
+      }),
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+
+  /** One request with `target` as it is on the request line: its status and JSON body. */
+  const send = (target: string) =>
+    new Promise<{ status: number; body: unknown }>((resolve, reject) => {
+      const { hostname, port } = new URL(url);
+      httpRequest({ host: hostname, port, path: target, agent: false }, (res) => {
+        let body = '';
+        res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+        res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(body) as unknown }));
+      })
+        .on('error', reject)
+        .end();
+    });
+
+  it('answers a request target that is not a URL with 400 BAD_REQUEST, and logs no error', async () => {
+    for (const target of ['//[/', 'http://[', 'http://%zz/graphql', 'http://a%20b/'])
+      expect({ target, ...(await send(target)) }).toEqual({
+        target,
+        status: 400,
+        body: { code: 'BAD_REQUEST', message: 'The request target is not a valid URL' },
+      });
+    expect(errors).toEqual([]);
+  });
+
+  it('answers a REST route that fails with 500 in the REST shape, and logs it', async () => {
+    expect(await send('/broken')).toEqual({
+      status: 500,
+      body: { code: 'INTERNAL_SERVER_ERROR', message: 'Internal server error' },
+    });
+    expect(errors.map((line) => (JSON.parse(line) as { msg: string }).msg)).toEqual(['request failed']);
   });
 });
 

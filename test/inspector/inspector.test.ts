@@ -95,10 +95,14 @@ async function signedIn(jwt = staff): Promise<Page> {
   return page;
 }
 
+/** Waits until the page shows the view of `hash` (`#/…`): the one it was at may still be on screen. */
+const shown = (page: Page, hash: string) =>
+  page.waitForFunction((view) => document.getElementById('view')?.dataset.shown === view, hash);
+
 /** Goes to one of the page's views (`#/…`) and waits until it shows it. */
 async function show(page: Page, hash: string) {
   await page.goto(`${t.url}/inspector/${hash}`);
-  await page.waitForFunction((shown) => document.getElementById('view')?.dataset.shown === shown, hash);
+  await shown(page, hash);
 }
 
 const text = async (page: Page, selector: string) =>
@@ -259,8 +263,10 @@ describe('the flow inspector page', () => {
     await receiver.waitFor();
     expect(await signal.locator('h3').textContent()).toMatch(/^order\.refunded\.v1 [0-9a-f-]{36}$/);
     await waitFor(async () => expect(await receiver.textContent()).toContain('COMPLETED'));
+    const run = (await receiver.locator('a').getAttribute('href'))!;
     await receiver.locator('a').click();
-    await page.locator('ol.timeline').waitFor();
+    // The flow's own timeline is on screen until the receiver run's replaces it.
+    await shown(page, run);
     expect(await text(page, 'h1')).toContain('order.refunded.v1 → revoke-enrollment');
   });
 

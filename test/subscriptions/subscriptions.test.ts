@@ -2,7 +2,14 @@ import type { Client } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { REQUEST_REFUND, startTestCoordinator, type TestCoordinator } from '../support/coordinator.js';
-import { deleteNamespace, machineRedisUrl, requireRedis, testNamespace } from '../support/redis.js';
+import {
+  adminRedis,
+  deleteNamespace,
+  machineRedisUrl,
+  requireRedis,
+  testNamespace,
+  type AdminRedis,
+} from '../support/redis.js';
 import {
   collect,
   compareCursors,
@@ -370,6 +377,19 @@ describe('graphql-ws protocol errors', () => {
       'Field "signals" argument "name" of type "String!" is required, but it was not provided.',
     );
 
+    const unknownSignal = collect(
+      c,
+      { query: `subscription { signals(name: "${'x'.repeat(300)}") { id } }` },
+      (d) => d,
+    );
+    await unknownSignal.completed.promise;
+    expect(unknownSignal.resultErrors).toEqual([
+      expect.objectContaining({
+        message: `No signal '${'x'.repeat(100)}…' is configured`,
+        extensions: expect.objectContaining({ code: 'BAD_USER_INPUT' }),
+      }),
+    ]);
+
     const badCursor = collect(
       c,
       { query: 'subscription { flowEvents(after: "not-a-cursor") { cursor } }' },
@@ -401,5 +421,59 @@ describe('graphql-ws protocol errors', () => {
     });
     // Closed by the timeout (3 s by default), not at once.
     expect(Date.now() - openedAt).toBeGreaterThanOrEqual(2_500);
+  });
+});
+
+describe('a subscription that ends', () => {
+  let t: TestCoordinator;
+  let keyPrefix: string;
+  let admin: AdminRedis;
+
+  beforeAll(async () => {
+    keyPrefix = `${testNamespace('subscriptions-end')}:`;
+    const url = await requireRedis(machineRedisUrl());
+    admin = await adminRedis(url);
+    t = await startTestCoordinator('subscriptions-end', { overrides: { redis: { url, keyPrefix } } });
+  });
+  afterAll(async () => {
+    await t?.stop();
+    await admin?.close();
+    await deleteNamespace(machineRedisUrl(), keyPrefix);
+  });
+
+  /** How many of the Coordinator's subscriptions listen to `topic`'s channel. */
+  const listeners = async (topic: string) => {
+    const [channel] = await admin.call<string[]>('PUBSUB', 'CHANNELS', `${keyPrefix}*feed:${topic}`);
+    if (!channel) return 0;
+    const [, count] = await admin.call<[string, number]>('PUBSUB', 'NUMSUB', channel);
+    return count;
+  };
+
+  // No flow runs and no signal is sent here: before, a subscription held its queue and its channel
+  // until an event came.
+  it('lets go of its feed subscription at once when the client completes it, or disconnects', async () => {
+    const c = subscriptionClient(t.url);
+    const [flows, signal] = ['flows', 'signal:payment.refunded.v1'];
+    const completed = flowEvents(c);
+    const disconnected = collect(
+      c,
+      { query: SIGNALS, variables: { name: 'payment.refunded.v1' } },
+      (d) => d.signals as SignalEvent,
+    );
+    await waitFor(async () => (await listeners(flows)) === 1 && (await listeners(signal)) === 1, {
+      what: 'both subscriptions to listen',
+    });
+    completed.unsubscribe();
+    await waitFor(async () => (await listeners(flows)) === 0, {
+      timeoutMs: 3_000,
+      what: 'the completed subscription to stop listening',
+    });
+    expect(await listeners(signal)).toBe(1);
+    await c.dispose();
+    await waitFor(async () => (await listeners(signal)) === 0, {
+      timeoutMs: 3_000,
+      what: 'the subscription of the closed socket to stop listening',
+    });
+    expect(disconnected.events).toEqual([]);
   });
 });
