@@ -487,14 +487,19 @@ export class Coordinator {
       routes.set(path, tracing ? tracing.route(path, route) : route);
     /** The gateway context of a caller, its credentials (`Authorization`'s value) read and verified. */
     const contextOf = async (credentials: () => string | undefined) => {
-      let principal;
+      let verified;
       try {
-        principal = await authenticator.authenticate(credentials());
+        verified = await authenticator.verify(credentials());
       } catch (error) {
         // Apollo answers an error thrown here with this HTTP status.
         throw new DomainError(ErrorCode.UNAUTHENTICATED, (error as Error).message, { http: { status: 401 } });
       }
-      return createGatewayContext({ flagContext: principalFlagContext(principal), principal });
+      const principal = verified?.principal;
+      return createGatewayContext({
+        flagContext: principalFlagContext(principal),
+        principal,
+        ...(verified?.expiresAt !== undefined ? { credentialsExpireAt: verified.expiresAt } : {}),
+      });
     };
     // The edX JWT cookies count when no Authorization header is sent (see requestAuthorization).
     const context = (req?: IncomingMessage) => contextOf(() => req && requestAuthorization(req.headers));
@@ -817,10 +822,9 @@ function filterFields(connections: Connections): Set<string> {
 }
 
 /** Without verification keys: requests are anonymous, and a token cannot be checked so is refused. */
-const openAuthenticator: Authenticator = {
-  async authenticate(authorization) {
-    if (authorization)
-      throw new DomainError(ErrorCode.UNAUTHENTICATED, 'This Coordinator has no keys to verify tokens with');
-    return undefined;
-  },
+const refuseTokens = async (authorization: string | undefined): Promise<undefined> => {
+  if (authorization)
+    throw new DomainError(ErrorCode.UNAUTHENTICATED, 'This Coordinator has no keys to verify tokens with');
+  return undefined;
 };
+const openAuthenticator: Authenticator = { authenticate: refuseTokens, verify: refuseTokens };

@@ -21,12 +21,21 @@ export interface AuthOptions {
   audience?: string;
 }
 
+/** A caller whose token verified. */
+export interface Verified {
+  principal: Principal;
+  /** When the token expires, in ms since the epoch: a websocket it opened is closed then. */
+  expiresAt?: number;
+}
+
 export interface Authenticator {
   /**
    * The principal of a request's `Authorization: Bearer <JWT>`, or undefined without one. A token that
    * does not verify is an error (UNAUTHENTICATED), never an anonymous request.
    */
   authenticate(authorization: string | undefined): Promise<Principal | undefined>;
+  /** The same, with when the token expires. */
+  verify(authorization: string | undefined): Promise<Verified | undefined>;
 }
 
 // The claims of an edX JWT (edx-drf-extensions): learners carry their LMS id and username; staff have
@@ -94,20 +103,19 @@ export function createAuthenticator(options: AuthOptions): Authenticator {
     ...(options.audience ? { audience: options.audience } : {}),
   };
 
-  return {
-    async authenticate(authorization) {
-      if (!authorization) return undefined;
-      const match = /^(?:Bearer|JWT)\s+(\S+)$/i.exec(authorization);
-      if (!match) throw unauthenticated('Authorization must be "Bearer <JWT>"');
-      try {
-        const { payload } = await jwtVerify(match[1]!, key, verifyOptions);
-        return principalFromClaims(payload);
-      } catch (error) {
-        if (error instanceof DomainError) throw error;
-        throw unauthenticated(`The token is not valid: ${(error as Error).message}`);
-      }
-    },
+  const verify = async (authorization: string | undefined): Promise<Verified | undefined> => {
+    if (!authorization) return undefined;
+    const match = /^(?:Bearer|JWT)\s+(\S+)$/i.exec(authorization);
+    if (!match) throw unauthenticated('Authorization must be "Bearer <JWT>"');
+    try {
+      const { payload } = await jwtVerify(match[1]!, key, verifyOptions);
+      return { principal: principalFromClaims(payload), expiresAt: payload.exp! * 1000 };
+    } catch (error) {
+      if (error instanceof DomainError) throw error;
+      throw unauthenticated(`The token is not valid: ${(error as Error).message}`);
+    }
   };
+  return { verify, authenticate: async (authorization) => (await verify(authorization))?.principal };
 }
 
 const unauthenticated = (message: string) => new DomainError(ErrorCode.UNAUTHENTICATED, message);

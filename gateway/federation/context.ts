@@ -29,6 +29,8 @@ export interface GatewayContext {
   internal?: true;
   /** The verified caller; sent to every subgraph the request reaches. */
   principal?: Principal;
+  /** When the caller's token expires (ms since the epoch): a websocket it opened is closed then. */
+  credentialsExpireAt?: number;
   /** Who and what the request is about, for Transition-to-Plugin flags. */
   flagContext: LDContext;
   /** Filled by the executor: the flags that decided progressive overrides for this request. */
@@ -43,6 +45,7 @@ export function createGatewayContext(init: {
   flagContext: LDContext;
   step?: StepIdentity;
   principal?: Principal;
+  credentialsExpireAt?: number;
 }): GatewayContext {
   return { ...init, decisions: [], implementations: [], emitted: [] };
 }

@@ -12,7 +12,7 @@ import {
   type ExecutionArgs,
   type GraphQLSchema,
 } from 'graphql';
-import { WebSocketServer } from 'ws';
+import { WebSocketServer, type WebSocket } from 'ws';
 import type { ClientErrors } from '../federation/client-errors.js';
 import type { GatewayContext } from '../federation/context.js';
 import { noOperationMessage } from '../federation/executor.js';
@@ -67,12 +67,16 @@ export function attachSubscriptions(options: {
     {
       schema: options.schema,
       onConnect: async (ctx) => {
+        let context: GatewayContext;
         try {
-          const context = await options.context(ctx.connectionParams, ctx.extra.request);
-          return options.maySubscribe?.(context) ?? true;
+          context = await options.context(ctx.connectionParams, ctx.extra.request);
         } catch {
           return false;
         }
+        if (!(options.maySubscribe?.(context) ?? true)) return false;
+        if (context.credentialsExpireAt !== undefined)
+          closeWhenExpired(ctx.extra.socket, context.credentialsExpireAt);
+        return true;
       },
       // Parsed and measured here, so a refused operation is an error message for it alone: graphql-ws
       // itself closes the whole socket (4500, ending the client's other subscriptions) when a query
@@ -172,4 +176,23 @@ export function attachSubscriptions(options: {
       await new Promise<void>((resolve) => wss.close(() => resolve()));
     },
   };
+}
+
+/** The longest a timer waits (about 24.8 days); a token good for longer is watched in steps. */
+const LONGEST_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * Closes a connection with 4403 once the token it was opened with expires: its subscriptions would
+ * otherwise stream on for as long as it stays open. graphql-ws clients connect again on 4403, with the
+ * credentials they hold then.
+ */
+function closeWhenExpired(socket: WebSocket, expiresAt: number): void {
+  let timer: NodeJS.Timeout;
+  const watch = () => {
+    const left = expiresAt - Date.now();
+    if (left <= 0) return socket.close(4403, 'The token expired');
+    timer = setTimeout(watch, Math.min(left, LONGEST_TIMER_MS)).unref();
+  };
+  socket.once('close', () => clearTimeout(timer));
+  watch();
 }

@@ -286,8 +286,9 @@ async function refundOfFullyRefunded(captureId: string, returnId: string | undef
     throw asDomainError(error);
   }
   if (refunded) return refundOfReturn(captureId, returnId);
+  // The record says all was refunded, PayPal does not: they disagree, for staff to resolve.
   throw new DomainError(
-    ErrorCode.BAD_USER_INPUT,
+    ErrorCode.CONFLICT,
     `refundAmountCents is 0 but PayPal has not fully refunded capture ${captureId}: there is nothing to refund`,
     { psp: 'paypal' },
   );

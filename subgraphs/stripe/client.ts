@@ -150,7 +150,8 @@ async function refundOfReturn(paymentIntentId: string, returnId: string | undefi
 /**
  * Nothing is left to refund (the refunds recorded on the order add up to the payment, e.g. one made in
  * the dashboard): a PaymentIntent Stripe fully refunded answers as a refund request would
- * (`charge_already_refunded`); any other is refused, since Stripe refunds no amount of 0.
+ * (`charge_already_refunded`); any other is a CONFLICT: the record and Stripe disagree (and Stripe
+ * refunds no amount of 0).
  */
 async function refundOfFullyRefunded(
   paymentIntentId: string,
@@ -165,8 +166,9 @@ async function refundOfFullyRefunded(
     throw asDomainError(error);
   }
   if (refunded) return refundOfReturn(paymentIntentId, returnId);
+  // The record says all was refunded, Stripe does not: they disagree, for staff to resolve.
   throw new DomainError(
-    ErrorCode.BAD_USER_INPUT,
+    ErrorCode.CONFLICT,
     `refundAmountCents is 0 but Stripe has not fully refunded PaymentIntent ${paymentIntentId}: there is nothing to refund`,
     { psp: 'stripe' },
   );

@@ -159,6 +159,12 @@ describe('bad GraphQL requests over HTTP', () => {
     expect((await answer(res)).codes).toEqual(['BAD_REQUEST']);
   });
 
+  // Apollo's APQ protocol: its clients send the query again on this answer, with status 200.
+  it('answers a persisted query hash it does not know with 200 PERSISTED_QUERY_NOT_FOUND', async () => {
+    const res = await post({ extensions: { persistedQuery: { version: 1, sha256Hash: 'a'.repeat(64) } } });
+    expect(await answer(res)).toEqual({ status: 200, codes: ['PERSISTED_QUERY_NOT_FOUND'] });
+  });
+
   it('logs no error for a mistake of the client it answers with a code', async () => {
     errorLines.length = 0;
     const hash = (v: string) => createHash('sha256').update(v).digest('hex');
