@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO } from '../../services/demo.js';
@@ -241,6 +242,14 @@ describe('three instances behind a round-robin balancer, one SIGKILLed midway', 
     const answers = new Map<string, Answer>();
     let answered = 0;
     const victim = gateways[INSTANCES - 1]!;
+    // Killed midway while it runs a flow: killed between two of its flows, it would leave none to take over.
+    const victimRuns = async () => {
+      const { rows } = await db.query<{ n: number }>(
+        `select count(*)::int as n from "FlowRun" where "status" = 'running' and "owner" like $1`,
+        [`${hostname()}:${victim.child.pid}:%`],
+      );
+      return rows[0]!.n > 0;
+    };
     let killed: Promise<unknown> | undefined;
     const queue = [...jobs];
     await Promise.all(
@@ -249,8 +258,12 @@ describe('three instances behind a round-robin balancer, one SIGKILLed midway', 
           answers.set(job.idempotencyKey, await runToEnd(job, staff));
           if (++answered === Math.floor(jobs.length / 2)) {
             expect(balancer.accepted[INSTANCES - 1]).toBeGreaterThan(0);
-            victim.child.kill('SIGKILL');
-            killed = victim.exited;
+            killed = waitFor(victimRuns, { intervalMs: 2, what: 'the instance to kill to run a flow' }).then(
+              () => {
+                victim.child.kill('SIGKILL');
+                return victim.exited;
+              },
+            );
           }
         }
       }),
