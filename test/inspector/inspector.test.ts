@@ -218,8 +218,10 @@ describe('the flow inspector page', () => {
     const now = new Date().toISOString();
     await show(page, `#/flows?from=${encodeURIComponent(started)}&to=${encodeURIComponent(now)}`);
     await flowRow(page, order('done')).waitFor();
-    // The form shows the window searched, in UTC.
-    expect(await page.locator('#flow-search input[name=from]').inputValue()).toBe(started.slice(0, 19));
+    // The form shows the window searched, in UTC (a datetime-local input leaves out seconds of 00).
+    expect(await page.locator('#flow-search input[name=from]').inputValue()).toBe(
+      started.slice(0, 19).replace(/:00$/, ''),
+    );
   });
 
   it("shows a flow as a timeline of its steps, with each step's record and the compensation", async () => {
