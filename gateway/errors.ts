@@ -53,3 +53,6 @@ export function withErrorCode(error: GraphQLError, code: ErrorCode): GraphQLErro
     extensions: { ...error.extensions, code },
   });
 }
+
+/** A caller's value as a message quotes it: at most 100 characters of it. */
+export const clipped = (value: string): string => (value.length > 100 ? `${value.slice(0, 100)}…` : value);

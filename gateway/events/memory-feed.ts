@@ -1,4 +1,4 @@
-import { DomainError, ErrorCode } from '../errors.js';
+import { clipped, DomainError, ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { EventFeed, FeedEvent } from './types.js';
 
@@ -116,12 +116,9 @@ export interface MemoryEventFeedOptions {
 
 const cursorPattern = /^\d+$/;
 
-/** A cursor the feed did not issue (BAD_USER_INPUT), named in the message as far as 100 characters. */
+/** A cursor the feed did not issue (BAD_USER_INPUT). */
 export const invalidCursor = (cursor: string) =>
-  new DomainError(
-    ErrorCode.BAD_USER_INPUT,
-    `Invalid cursor '${cursor.length > 100 ? `${cursor.slice(0, 100)}…` : cursor}'`,
-  );
+  new DomainError(ErrorCode.BAD_USER_INPUT, `Invalid cursor '${clipped(cursor)}'`);
 
 /** The in-process EventFeed: one process, a ring of the last `retain` events, cursors counting up. */
 export function createMemoryEventFeed(options: MemoryEventFeedOptions): EventFeed {

@@ -23,7 +23,7 @@ import {
 import { valueAt } from '../connections/flow-data.js';
 import { FLOW_RECORD_FIELD, resultFields, resultTypeName } from '../connections/result.js';
 import { filterField, type Connections } from '../connections/schema.js';
-import { DomainError, ErrorCode } from '../errors.js';
+import { clipped, DomainError, ErrorCode } from '../errors.js';
 import { requireStaff, type ActionContext, type Plugin } from '@commerce-coordinator/plugin-sdk';
 import type { EventFeed, FeedEvent } from '../events/types.js';
 import type { Logger } from '../log.js';
@@ -755,9 +755,6 @@ export function coordinatorPlugin(
     access: {},
   };
 }
-
-/** A caller's value in a message: at most 100 characters of it. */
-const clipped = (value: string) => (value.length > 100 ? `${value.slice(0, 100)}…` : value);
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
