@@ -9,6 +9,11 @@ export interface CoalescedWrites {
   holding(ws: WebSocket): boolean;
   /** Makes `ws` write the frames sent to it in one turn of the event loop together. */
   coalesce(ws: WebSocket): void;
+  /**
+   * Sends a text frame on a coalesced `ws`: nothing to wait for while the socket holds less than the
+   * high-water mark (or is closed), else the write to wait for.
+   */
+  send(ws: WebSocket, data: string): Promise<void> | undefined;
 }
 
 type Send = WebSocket['send'];
@@ -27,6 +32,11 @@ export function createCoalescedWrites(highWaterBytes = COALESCE_HIGH_WATER_BYTES
   const held = new WeakSet<WebSocket>();
   return {
     holding: (ws) => held.has(ws),
+    send(ws, data) {
+      if (ws.readyState !== ws.OPEN) return undefined;
+      if (ws.bufferedAmount < highWaterBytes) return void ws.send(data);
+      return new Promise((resolve, reject) => ws.send(data, (error) => (error ? reject(error) : resolve())));
+    },
     coalesce(ws) {
       // ws's TCP socket, set once the connection is established (it is, on 'connection').
       const tcp = (ws as unknown as { _socket?: Socket | null })._socket;

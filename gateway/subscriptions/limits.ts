@@ -7,6 +7,7 @@ import type { WebSocketServer } from 'ws';
 import { z } from 'zod';
 import { ConfigError, ErrorCode } from '../errors.js';
 import { createCoalescedWrites } from './coalesced-writes.js';
+import { streamFrames, type FrameStream } from './frames.js';
 
 /** What a graphql-ws connection may hold, and how long it may stay without using it. */
 export interface SubscriptionLimits {
@@ -159,7 +160,7 @@ export function useServerWithLimits(
   wss: WebSocketServer,
   limits: SubscriptionLimits,
 ): ReturnType<typeof useServer> {
-  const { onConnect, onSubscribe, onNext, onComplete } = options;
+  const { onConnect, onSubscribe, onOperation, onNext, onComplete } = options;
   const take = createTurnBudget(limits.framesPerTurn);
   const writes = createCoalescedWrites();
   // Before graphql-ws's own listener (added by useServer below): every send it makes is coalesced.
@@ -186,6 +187,20 @@ export function useServerWithLimits(
         ];
       }
       return onSubscribe?.(ctx, id, payload);
+    },
+    // A subscription's events are framed here, each payload serialised once for all its subscribers;
+    // graphql-ws sends the rest (a query's or mutation's one result, errors, complete).
+    onOperation: async (ctx, id, payload, args, result) => {
+      const operation = (await onOperation?.(ctx, id, payload, args, result)) ?? result;
+      if (!(Symbol.asyncIterator in operation)) return operation;
+      const socket = ctx.extra.socket;
+      return streamFrames(operation, {
+        id,
+        open: () => id in ctx.subscriptions,
+        format: (next) => onNext?.(ctx, id, payload, args, next) as ReturnType<FrameStream['format']>,
+        beforeSend: () => (writes.holding(socket) ? undefined : take()),
+        send: (frame) => writes.send(socket, frame),
+      });
     },
     onNext: async (ctx, id, payload, args, result) => {
       if (!writes.holding(ctx.extra.socket)) await take();
