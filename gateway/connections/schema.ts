@@ -48,13 +48,24 @@ const stepSchema = z
      */
     compensate: graphqlName.optional(),
     /**
+     * Whether the compensation also runs when the later step's outcome is unknown: a mutation that
+     * failed without a refusal (a timeout, a 5xx) may have acted. Only for a compensation that is right
+     * whatever that step did (one that leaves alone what succeeded); otherwise the step stays done, the
+     * flow ends FAILED and a retry replays the failed step under its key. @default false
+     */
+    compensateOnUnknownOutcome: z.boolean().optional(),
+    /**
      * Runs the step only when every named field of the accumulated data has the value (or one of the
      * values); otherwise it is recorded as skipped. Alternative Implementations chosen by data (the
      * order's PSP) are steps with exclusive conditions.
      */
     when: z.record(dataPath, z.union([whenValue, z.array(whenValue).min(1)])).optional(),
   })
-  .strict();
+  .strict()
+  .refine((step) => step.compensateOnUnknownOutcome === undefined || step.compensate, {
+    message: 'compensateOnUnknownOutcome needs a compensate Action',
+    path: ['compensateOnUnknownOutcome'],
+  });
 
 const emitSchema = z
   .object({

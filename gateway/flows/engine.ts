@@ -616,7 +616,9 @@ export class FlowEngine {
         await recorder.setStepStatus(step.index, StepStatus.SKIPPED);
         continue;
       }
-      const compensated = await this.compensate(recorder, filter, step.index, data, flagContext);
+      const compensated = await this.compensate(recorder, filter, step.index, data, flagContext, {
+        outcomeUnknown: mayHaveActed(step, result.failure),
+      });
       return {
         status: compensated ? FlowStatus.COMPENSATED : FlowStatus.FAILED,
         data,
@@ -630,6 +632,9 @@ export class FlowEngine {
   /**
    * Undoes, in reverse order, every completed step that declares a compensation. Returns whether
    * there was something to undo and all of it was undone; each compensation is recorded as a step.
+   * With `outcomeUnknown` (the failed step may have acted) only the compensations declared safe
+   * whatever it did run: the others would record what its effect may contradict (a return reopened
+   * while its refund went through), so their steps stay done and a retry replays the failed one.
    */
   private async compensate(
     recorder: FlowRecorder,
@@ -637,12 +642,13 @@ export class FlowEngine {
     failedIndex: number,
     data: Data,
     flagContext: GatewayContext['flagContext'],
+    { outcomeUnknown = false } = {},
   ): Promise<boolean> {
-    const done = filter.steps
-      .slice(0, failedIndex)
-      .filter((s) => s.compensate)
+    const compensable = filter.steps.slice(0, failedIndex).filter((s) => s.compensate);
+    const undoing = compensable
+      .filter((s) => !outcomeUnknown || s.definition.compensateOnUnknownOutcome)
       .reverse();
-    if (!done.length) return false;
+    if (!undoing.length) return false;
     await recorder.flush();
     const record = await this.recordOf(recorder.flow.id);
     const completed = new Set(
@@ -651,9 +657,10 @@ export class FlowEngine {
     // Compensations are recorded after every step the record holds, earlier runs' compensations
     // included (a retried flow's), so none is overwritten and each has a key of its own.
     let next = Math.max(filter.steps.length, ...record.steps.map((s) => s.index + 1));
-    let all = true;
+    // A completed step held back is not undone.
+    let all = compensable.every((s) => undoing.includes(s) || !completed.has(s.index));
     let undone = 0;
-    for (const step of done) {
+    for (const step of undoing) {
       if (!completed.has(step.index)) continue;
       // A compensation an earlier attempt left unfinished (cut short, or failed transiently) may
       // have acted: it is run again under its own index and key, not as a new one.
@@ -878,6 +885,14 @@ function doneSteps(record: FlowRunWithSteps, filter: CompiledFilter, from: numbe
 
 /** A step its Service refused (a domain error): its Action did nothing. */
 const isRefusal = (step: FlowStep) => (step.failure as unknown as Failure | null)?.nonRetryable === true;
+
+/**
+ * Whether a failed step may have acted: a domain error says what the Service did (a refusal, or a
+ * "not now" that did nothing) and a query acts on nothing, but any other failure of a mutation (a
+ * timeout, a 5xx, its attempts spent) may have come after the Service acted.
+ */
+const mayHaveActed = (step: CompiledStep, failure: Failure) =>
+  step.action.operation === 'mutation' && !failure.nonRetryable;
 
 /**
  * The idempotency key of each recorded step for the next run of the flow: the key it was recorded
