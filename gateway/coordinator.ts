@@ -16,6 +16,7 @@ import type { EventFeed } from './events/types.js';
 import { createFlags, type Flags, type FlagsOptions } from './flags/flags.js';
 import { createGatewayContext, type GatewayContext } from './federation/context.js';
 import { InProcessDataSource, RemoteDataSource, type FlagEvaluator } from './federation/data-sources.js';
+import { callerRequiredPlugin } from './federation/caller-required.js';
 import { ClientErrors } from './federation/client-errors.js';
 import { formatGatewayError } from './federation/public-codes.js';
 import { FederatedExecutor } from './federation/executor.js';
@@ -394,6 +395,7 @@ export class Coordinator {
         production
           ? ApolloServerPluginLandingPageProductionDefault({ footer: false })
           : sandboxWithFallback(),
+        ...(options.auth ? [callerRequiredPlugin()] : []),
         limits.plugin(),
         clientErrors.plugin(),
         graphqlMetricsPlugin(metrics, { maxOperationNames: options.metrics?.maxOperationNames }),

@@ -10,6 +10,7 @@ import {
   validate,
   type DocumentNode,
   type ExecutionArgs,
+  type OperationDefinitionNode,
   type GraphQLSchema,
 } from 'graphql';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -134,7 +135,9 @@ export function attachSubscriptions(options: {
           schema,
           document,
           operationName: payload.operationName,
-          variableValues: variables,
+          // The declared ones only: the rest reach nothing, and a subscription's are part of the key
+          // its shared results are found by (a deeply nested junk variable could not be serialised).
+          variableValues: declaredVariables(operation, variables),
           contextValue: context,
         };
       },
@@ -176,6 +179,19 @@ export function attachSubscriptions(options: {
       await new Promise<void>((resolve) => wss.close(() => resolve()));
     },
   };
+}
+
+function declaredVariables(
+  operation: OperationDefinitionNode,
+  variables: Readonly<Record<string, unknown>> | undefined,
+): Record<string, unknown> | undefined {
+  if (!variables) return undefined;
+  const declared: Record<string, unknown> = {};
+  for (const { variable } of operation.variableDefinitions ?? []) {
+    const name = variable.name.value;
+    if (Object.hasOwn(variables, name)) declared[name] = variables[name];
+  }
+  return declared;
 }
 
 /** The longest a timer waits (about 24.8 days); a token good for longer is watched in steps. */

@@ -1,4 +1,12 @@
-import { createSourceEventStream, execute, print, type ExecutionArgs, type ExecutionResult } from 'graphql';
+import {
+  createSourceEventStream,
+  execute,
+  GraphQLError,
+  print,
+  type ExecutionArgs,
+  type ExecutionResult,
+} from 'graphql';
+import { ErrorCode } from '../errors.js';
 import { mapAsyncIterable } from './map-iterable.js';
 
 type Result = ExecutionResult | Promise<ExecutionResult>;
@@ -15,9 +23,21 @@ export function createSharedSubscribe(): (
 ) => Promise<AsyncIterableIterator<ExecutionResult> | ExecutionResult> {
   const results = new WeakMap<object, Map<string, Result>>();
   return async (args) => {
+    let operation: string;
+    try {
+      operation = `${args.operationName ?? ''}\n${JSON.stringify(args.variableValues ?? {})}\n${print(args.document)}`;
+    } catch (error) {
+      // graphql-ws closes the whole connection (4500) on a throw here: this subscription fails alone.
+      return {
+        errors: [
+          new GraphQLError(`The subscription's variables cannot be serialised: ${String(error)}`, {
+            extensions: { code: ErrorCode.BAD_USER_INPUT },
+          }),
+        ],
+      };
+    }
     const source = await createSourceEventStream(args);
     if (!(Symbol.asyncIterator in source)) return source;
-    const operation = `${args.operationName ?? ''}\n${JSON.stringify(args.variableValues ?? {})}\n${print(args.document)}`;
     const resultOf = (payload: unknown): Result => {
       if (payload === null || typeof payload !== 'object') return execute({ ...args, rootValue: payload });
       let byOperation = results.get(payload);

@@ -107,6 +107,17 @@ describe('shared execution of subscriptions', () => {
     expect(await pending).toEqual({ done: true, value: undefined });
   });
 
+  it('answers variables too deep to serialise with an error of its own, opening no source', async () => {
+    const { source, schema } = setup();
+    let deep: unknown = 'x';
+    for (let i = 0; i < 100_000; i++) deep = [deep];
+    const result = await createSharedSubscribe()({ schema, document, variableValues: { p: deep } });
+    expect(result).toMatchObject({
+      errors: [expect.objectContaining({ extensions: { code: 'BAD_USER_INPUT' } })],
+    });
+    expect(source.size()).toBe(0);
+  });
+
   it('answers a subscription the schema refuses with its errors, as graphql-js does', async () => {
     const { schema } = setup();
     const result = await createSharedSubscribe()({ schema, document: parse('subscription { nope }') });
