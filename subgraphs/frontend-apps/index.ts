@@ -146,7 +146,8 @@ export default definePlugin({
           { orderNumber },
           { principal: request.principal },
         );
-        // Receipts do not move: let the browser keep the redirect for a month, as the reference did.
+        // Receipts do not move: let the browser keep the redirect for a month, as the reference did. The
+        // gateway marks it private (plugin-routes.ts): the receipt URL is a link to the learner's payment.
         return redirectFrom(result, 2_591_000);
       },
     },

@@ -10,7 +10,8 @@ import { startCommerceCoordinator, type CommerceCoordinator } from '../support/c
  */
 
 const CHECKOUT_FLAG = 'transition.checkout.coordinator';
-const RECEIPT_CACHE = 'max-age=2591000';
+// A signed-in caller's redirect: kept by the browser for a month, never by a shared cache.
+const RECEIPT_CACHE = 'private, max-age=2591000';
 
 interface FlowStep {
   index: number;
@@ -213,7 +214,8 @@ describe('receipts (GET /orders/unified/order_receipt/)', () => {
       const res = await cc.request(path(orderNumber), { token: cc.tokens.ada });
       expect(res.status).toBe(404);
       expect(res.headers.get('location')).toBeNull();
-      expect(res.headers.get('cache-control')).toBeNull();
+      // No freshness given; private as every answer to a signed-in caller is.
+      expect(res.headers.get('cache-control')).toBe('private');
       const body = (await res.json()) as { code: string; flowId: string };
       expect(body.code).toBe('NOT_FOUND');
       expect((await flowById(body.flowId)).status).toBe('FAILED');
