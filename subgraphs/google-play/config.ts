@@ -60,10 +60,19 @@ const push = z.object({
   GOOGLE_PUBSUB_CERTS_URL: z
     .url({ protocol: /^https?$/ })
     .default('https://www.googleapis.com/oauth2/v1/certs'),
-  /** The push subscription's service account: the only `email` accepted in a push's token. */
-  GOOGLE_PUBSUB_SERVICE_ACCOUNT_EMAIL: z.email().optional(),
-  /** The push subscription refunds come through (projects/…/subscriptions/…); others are not ours. */
-  GOOGLE_PLAY_REFUND_SUBSCRIPTION: text.optional(),
+  /**
+   * The push subscription's service account: the only `email` accepted in a push's token. Required:
+   * any Google Cloud project can create a push subscription to our endpoint with our audience, and its
+   * tokens are as Google-signed as ours; only the service account tells them apart.
+   */
+  GOOGLE_PUBSUB_SERVICE_ACCOUNT_EMAIL: z.email(),
+  /**
+   * The push subscription refunds come through (projects/…/subscriptions/…); others are not ours.
+   * Required: without it every subscription would count as the refund one.
+   */
+  GOOGLE_PLAY_REFUND_SUBSCRIPTION: text.regex(/^projects\/[^/\s]+\/subscriptions\/[^/\s]+$/, {
+    message: 'not a subscription name (projects/<project>/subscriptions/<subscription>)',
+  }),
 });
 
 const HINTS: Record<string, string> = {
@@ -72,7 +81,10 @@ const HINTS: Record<string, string> = {
   GOOGLE_PLAY_SERVICE_ACCOUNT_KEY:
     'the JSON key of a service account with access to the app in the Play Console',
   GOOGLE_PUBSUB_AUDIENCE: "the audience of the push subscription's authentication (its OIDC token's aud)",
-  GOOGLE_PUBSUB_SERVICE_ACCOUNT_EMAIL: "the push subscription's service account email",
+  GOOGLE_PUBSUB_SERVICE_ACCOUNT_EMAIL:
+    "the email of the push subscription's service account (its authentication's service account), the only one whose pushes are trusted",
+  GOOGLE_PLAY_REFUND_SUBSCRIPTION:
+    'the full name of the push subscription Google Play refunds come through, projects/<project>/subscriptions/<subscription>',
 };
 
 const read = <T extends z.ZodType>(schema: T, env: Env) => readPluginEnv('google-play', schema, env, HINTS);
@@ -101,8 +113,8 @@ export function googlePlayApiConfig(env: Env = process.env): GooglePlayApiConfig
 export interface GooglePlayPushConfig {
   audience: string;
   certsUrl: URL;
-  serviceAccountEmail?: string;
-  subscription?: string;
+  serviceAccountEmail: string;
+  subscription: string;
 }
 
 export function googlePlayPushConfig(env: Env = process.env): GooglePlayPushConfig {

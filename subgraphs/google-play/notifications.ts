@@ -8,8 +8,9 @@ import { googlePlayPushConfig, type GooglePlayPushConfig } from './config.js';
  * receiving the push uses. Pub/Sub POSTs `{ message: { data, messageId, publishTime }, subscription }`
  * with `Authorization: Bearer <OIDC token>`, which google-auth-library checks: Google's signature (keys
  * from GOOGLE_PUBSUB_CERTS_URL), issuer accounts.google.com, audience GOOGLE_PUBSUB_AUDIENCE, not
- * expired; and here, the push service account (GOOGLE_PUBSUB_SERVICE_ACCOUNT_EMAIL, verified) when one
- * is configured.
+ * expired; and here, the push service account (GOOGLE_PUBSUB_SERVICE_ACCOUNT_EMAIL, verified). Both
+ * that and GOOGLE_PLAY_REFUND_SUBSCRIPTION are required: a token Google signed with our audience is what
+ * any Google Cloud project's push subscription to our endpoint gets.
  */
 
 /** Why a push is refused: not Google's (403 INVALID_SIGNATURE) or not a Pub/Sub push (400 BAD_REQUEST). */
@@ -67,7 +68,7 @@ export interface PubSubPush {
   messageId: string;
   /** The subscription that pushed it (projects/…/subscriptions/…). */
   subscription: string;
-  /** Whether that is GOOGLE_PLAY_REFUND_SUBSCRIPTION (true when none is configured). */
+  /** Whether that is GOOGLE_PLAY_REFUND_SUBSCRIPTION. */
   isRefundSubscription: boolean;
   publishTime?: string;
   notification: DeveloperNotification;
@@ -93,7 +94,8 @@ const malformed = (message: string): never => {
 };
 
 /**
- * Verifies a Pub/Sub push's OIDC token and reads its real-time developer notification. Throws a
+ * Verifies a Pub/Sub push's OIDC token and reads its real-time developer notification. Throws the
+ * ConfigError of googlePlayPushConfig, before reading anything, when a setting is missing; else a
  * PubSubPushError: INVALID_SIGNATURE when the token is missing, forged, expired, for another audience or
  * from another service account; BAD_REQUEST when the body is not a push of a developer notification.
  */
@@ -125,10 +127,7 @@ export async function verifyPubSubPush(
       'invalid-token',
     );
   }
-  if (
-    config.serviceAccountEmail &&
-    (claims?.email !== config.serviceAccountEmail || claims.email_verified !== true)
-  )
+  if (claims?.email !== config.serviceAccountEmail || claims.email_verified !== true)
     refuse("The push's token is not the push subscription's service account", 'wrong-service-account');
 
   if (body.length > MAX_PUSH_BODY * 2) malformed('The push body is too large');
@@ -153,7 +152,7 @@ export async function verifyPubSubPush(
   return {
     messageId: (message.messageId ?? message.message_id)!,
     subscription,
-    isRefundSubscription: config.subscription === undefined || config.subscription === subscription,
+    isRefundSubscription: config.subscription === subscription,
     ...(message.publishTime ? { publishTime: message.publishTime } : {}),
     notification: developerNotification.data,
   };

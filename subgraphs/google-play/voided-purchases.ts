@@ -17,7 +17,8 @@ import { PubSubPushError, verifyPubSubPush } from './notifications.js';
  *
  * - The push's `Authorization: Bearer <Google OIDC JWT>` must verify (Google's keys, the configured
  *   audience, not expired, the push service account): else 403 INVALID_SIGNATURE, as the reference's
- *   authentication answered 403, nothing read from the body.
+ *   authentication answered 403, nothing read from the body. So is a push while the audience, the push
+ *   service account or the refund subscription is not configured (all three are required).
  * - Answered 200 and ignored: another subscription's push, a notification that is not a
  *   voidedPurchaseNotification, a partial refund (`refundType` other than 1, FULL_REFUND).
  * - A verified body that is not a Pub/Sub push of a developer notification: 400 BAD_REQUEST.
@@ -55,9 +56,16 @@ export async function handleVoidedPurchasePush(
   try {
     push = await verifyPubSubPush(typeof header === 'string' ? header : undefined, request.rawBody);
   } catch (error) {
-    // Not configured here (no audience): Pub/Sub's retries may find it configured.
-    if (error instanceof ConfigError)
-      return refuseWebhook(ErrorCode.SERVICE_UNAVAILABLE, 'Google Play notifications are not configured');
+    // Not configured here (no audience, service account or subscription): nothing tells our push from
+    // another project's, so it is not verified. Pub/Sub pushes again on any status but 2xx/102, so a
+    // genuine push still arrives once the settings are there; the operator is told what is missing.
+    if (error instanceof ConfigError) {
+      runtime.logger.error({ problems: error.problems }, 'google play push: not configured, refused');
+      return refuseWebhook(
+        ErrorCode.INVALID_SIGNATURE,
+        'The push cannot be verified: Google Play notifications are not configured',
+      );
+    }
     if (!(error instanceof PubSubPushError)) throw error;
     runtime.logger.warn({ reason: error.reason }, 'google play push: refused');
     return refuseWebhook(error.extensions.code as ErrorCode, error.message);
