@@ -34,7 +34,7 @@ import {
   settledStatusOf,
   settlementOf,
   storeRefundOf,
-  awaitingStoreRefund,
+  settleStoreRefundReturns,
   isStorePayment,
   storeRefundShareCents,
   type ReturnPlan,
@@ -343,13 +343,9 @@ export async function recordRefundTransaction(
       ),
     );
   } else if (transaction.state !== 'Failure' && isStorePayment(payment)) {
-    // A mobile store's refund notification: the store refunds the whole purchase, so the returns of
-    // the order awaiting it (settleReturn left them Initial) are refunded by it.
-    await service(() =>
-      client.updateWithRetry('orders', order.id, (current) => awaitingStoreRefund(current, transaction.id), {
-        correlationId: ctx.idempotencyKey,
-      }),
-    );
+    // A mobile store's refund: the store refunds the whole purchase, so the returns of the order
+    // awaiting it (settleReturn left them Initial) are refunded by it.
+    await settleStoreRefundReturns(order.id, transaction.id, ctx);
   }
   return { transactionId: transaction.id, orderId: order.id, recorded };
 }

@@ -2,18 +2,19 @@ import { DomainError, ErrorCode, type ActionContext } from '@commerce-coordinato
 import {
   orderManagementClient,
   OrderManagementError,
-  type CtOrder,
   type CtPayment,
   type CtTransaction,
   type UpdateAction,
 } from './client.js';
 import { lineView, lmsUserIdOf, refundedCents } from './model.js';
+import { settleStoreRefundReturns, storeRefundOf } from './returns.js';
 
 /**
  * Refunds made by the mobile app stores (reference §5.12): Apple's App Store Server Notifications
  * (REFUND) and Google Play's voided purchases, announced by the app-store and google-play Plugins'
  * webhooks as the signal `mobile.payment.refunded.v1`. Its receiver records the refund on the order's
- * mobile payment once, links a return already refunded in the Merchant Center to it, and has the
+ * mobile payment once, settles the order's returns with it (a staff refund's return awaiting it is
+ * Refunded against it, a return already refunded in the Merchant Center linked to it), and has the
  * order's lines revoked (`order.refunded.v1`); a refund of a payment the Service does not hold is
  * handed to legacy ecommerce when the Transition-to-Coordinator flag said so when it arrived.
  */
@@ -183,7 +184,11 @@ export async function recordMobileRefund(input: MobileRefundInput, ctx: ActionCo
     ),
   );
   const transaction = updated.transactions.find(isThisRefund);
-  const linkedReturnItems = transaction ? await linkMerchantCenterReturns(order, transaction.id, ctx) : 0;
+  // The order's returns awaiting the store's refund (a staff refund answered awaiting_store_refund)
+  // are settled by it, and those refunded in the Merchant Center linked to it; on a payment refunded in
+  // full by an earlier refund, by that one. Also on a redelivery: what is settled stays as it is.
+  const settledBy = transaction ?? storeRefundOf(updated);
+  const linkedReturnItems = settledBy ? await settleStoreRefundReturns(order.id, settledBy.id, ctx) : 0;
 
   // The lines are revoked whenever this refund is on the payment, also when an earlier attempt wrote
   // it and failed after: the LMS's revoke is idempotent, a lost revoke is not.
@@ -211,33 +216,4 @@ export async function recordMobileRefund(input: MobileRefundInput, ctx: ActionCo
     revoked: Boolean(transaction),
     forwardedToLegacy: false,
   };
-}
-
-/**
- * A return made in the Merchant Center for a mobile refund is Refunded there without a refund
- * transaction: its items get this refund's transaction id (reference §5.12 step 4), their states as
- * they are.
- */
-async function linkMerchantCenterReturns(order: CtOrder, transactionId: string, ctx: ActionContext) {
-  let linked = 0;
-  await service(() =>
-    orderManagementClient().updateWithRetry(
-      'orders',
-      order.id,
-      (current) => {
-        const unlinked = (current.returnInfo ?? [])
-          .flatMap((info) => info.items)
-          .filter((item) => item.paymentState === 'Refunded' && !item.custom?.fields.transactionId);
-        linked = unlinked.length;
-        return unlinked.map((item) => ({
-          action: 'setReturnItemCustomType',
-          returnItemId: item.id,
-          type: { typeId: 'type', key: 'returnItemCustomType' },
-          fields: { ...(item.custom?.fields ?? {}), transactionId },
-        }));
-      },
-      { current: order, correlationId: ctx.idempotencyKey },
-    ),
-  );
-  return linked;
 }

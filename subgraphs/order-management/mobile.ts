@@ -66,6 +66,9 @@ const PAYMENT_TYPE = '2u-mobile-payment';
 const badInput = (message: string) => new DomainError(ErrorCode.BAD_USER_INPUT, message);
 const conflict = (message: string, details?: Record<string, unknown>) =>
   new DomainError(ErrorCode.CONFLICT, message, details);
+/** The flow's cart is gone or was checked out elsewhere: CONFLICT, for the app to send the request again. */
+const cartReplaced = (cartId: string) =>
+  conflict('The cart of this order was replaced by another checkout of the learner; try again', { cartId });
 const errorCode = (error: unknown) => (error instanceof OrderManagementError ? error.code : undefined);
 const isStatus = (error: unknown, status: number) =>
   error instanceof OrderManagementError && error.status === status;
@@ -207,13 +210,22 @@ export async function ensureMobileCustomer(
   };
 }
 
-/** Deletes the customer's active carts (a web checkout left behind): the mobile order gets a fresh one. */
+/** Whether a cart is a mobile order's (createMobileCart's), not a web checkout's. */
+const isMobileCart = (cart: CtCart) => cart.custom?.fields.mobileOrder === true;
+
+/**
+ * Deletes the customer's active web-checkout carts (one left behind): the mobile order gets a fresh
+ * cart of its own. The carts of mobile orders are not touched: such a cart belongs to another mobile
+ * order of the learner being made at the same moment (a second device, the app's queue of unfinished
+ * purchases), already paid at the store; deleting it would leave that purchase without its order. Its
+ * own flow deletes it if it fails (deleteMobileCart), or orders it.
+ */
 export async function replaceActiveCart(input: { customerId: string }) {
   const carts = await queryCarts('customerId = :customerId and cartState = "Active"', {
     customerId: input.customerId,
   });
   let replaced = 0;
-  for (const cart of carts) if (await deleteCart(cart.id)) replaced += 1;
+  for (const cart of carts) if (!isMobileCart(cart) && (await deleteCart(cart.id))) replaced += 1;
   return { replacedCarts: replaced };
 }
 
@@ -436,8 +448,10 @@ export async function attachMobilePayment(
   // A payment key is 2 to 256 characters for the Service: a transaction id outside that is no store's.
   if (input.transactionId.length < 2 || input.transactionId.length > 256)
     throw badInput('transactionId must be 2 to 256 characters');
-  // No payment is made for a cart that does not exist (it would be left dangling).
-  if (!(await getCart(input.cartId))) throw new DomainError(ErrorCode.NOT_FOUND, `No cart ${input.cartId}`);
+  // No payment is made for a cart that does not exist (it would be left dangling). The flow made the
+  // cart a step before, so it was deleted meanwhile (a checkout of the learner's elsewhere): a request
+  // sent again makes a new one.
+  if (!(await getCart(input.cartId))) throw cartReplaced(input.cartId);
   const { client, ct, execute } = api();
   const key = paymentKeyOf(input.transactionId);
   const claim = (cartId: string) => ({ type: { typeId: 'type', key: PAYMENT_TYPE }, fields: { cartId } });
@@ -527,9 +541,7 @@ export async function attachMobilePayment(
     const cart = await getCart(input.cartId);
     if (!cart || cart.cartState !== 'Active') {
       if (cart?.paymentInfo?.payments.some((p) => p.id === payment.id)) break;
-      throw conflict(`The cart of this order was replaced by another checkout of the learner; try again`, {
-        cartId: input.cartId,
-      });
+      throw cartReplaced(input.cartId);
     }
     const actions: UpdateAction[] = [];
     if (!cart.paymentInfo?.payments.some((p) => p.id === payment.id))
@@ -563,8 +575,7 @@ export async function placeMobileOrder(input: { cartId: string }, ctx: ActionCon
   let order: CtOrder | undefined;
   for (let attempt = 1; !order; attempt++) {
     const cart = await getCart(input.cartId);
-    if (!cart)
-      throw conflict('The cart of this order was replaced by another checkout of the learner; try again');
+    if (!cart) throw cartReplaced(input.cartId);
     if (cart.cartState === 'Ordered') {
       // A retried step: the order was placed from this cart before.
       [order] = await client.query('orders', 'cart(id = :cart)', { cart: cart.id }, { limit: 1 });
@@ -599,8 +610,7 @@ export async function placeMobileOrder(input: { cartId: string }, ctx: ActionCon
             orderNumber,
           },
         );
-      if (errorCode(error) === 'ReferencedResourceNotFound')
-        throw conflict('The cart of this order was replaced by another checkout of the learner; try again');
+      if (errorCode(error) === 'ReferencedResourceNotFound') throw cartReplaced(input.cartId);
       throw error;
     }
   }

@@ -169,20 +169,65 @@ export function isStorePayment(payment: CtPayment): boolean {
   return psp !== undefined && STORE_PSPS.has(psp.psp);
 }
 
-/** The updates that settle the order's returns awaiting a store's refund with its transaction. */
+/**
+ * The updates that settle the order's returns with a mobile store's refund, its Refund transaction:
+ * the store refunds the whole purchase, so every item awaiting it (Initial: a staff refund answered
+ * `awaiting_store_refund`) is Refunded against it, and an item refunded in the Merchant Center without a
+ * transaction is linked to it (reference §5.12 step 4). Planned on the order as it is now: an item
+ * settled or linked before is left alone, so planning again (a redelivery) changes nothing.
+ */
 export function awaitingStoreRefund(order: CtOrder, transactionId: string): UpdateAction[] {
+  const linkTo = (item: CtReturnItem): UpdateAction => ({
+    action: 'setReturnItemCustomType',
+    returnItemId: item.id,
+    type: { typeId: 'type', key: 'returnItemCustomType' },
+    fields: { ...(item.custom?.fields ?? {}), transactionId },
+  });
   return (order.returnInfo ?? [])
     .flatMap((info) => info.items)
-    .filter((item) => item.paymentState === 'Initial')
-    .flatMap((item) => [
-      { action: 'setReturnPaymentState', returnItemId: item.id, paymentState: 'Refunded' },
-      {
-        action: 'setReturnItemCustomType',
-        returnItemId: item.id,
-        type: { typeId: 'type', key: 'returnItemCustomType' },
-        fields: { transactionId },
+    .flatMap((item): UpdateAction[] => {
+      if (item.paymentState === 'Initial')
+        return [
+          { action: 'setReturnPaymentState', returnItemId: item.id, paymentState: 'Refunded' },
+          linkTo(item),
+        ];
+      if (item.paymentState === 'Refunded' && !transactionIdOf(item)) return [linkTo(item)];
+      return [];
+    });
+}
+
+/**
+ * Settles the order's returns with a mobile store's refund (see {@link awaitingStoreRefund}): the one
+ * place every path that records a store's refund on a payment calls once it is recorded (the receiver of
+ * `mobile.payment.refunded.v1`, recordRefundTransaction), while settleReturn settles a return made after
+ * it. The order is read after the refund was recorded, never before: a return a staff refund adds
+ * meanwhile is either seen here, or its settleReturn sees the refund (it reads the payment after adding
+ * the return), so whichever comes first the return ends Refunded. Idempotent: a redelivery settles
+ * nothing twice. Answers how many return items were settled or linked.
+ */
+export async function settleStoreRefundReturns(
+  orderId: string,
+  transactionId: string,
+  ctx: ActionContext,
+): Promise<number> {
+  let settled = 0;
+  try {
+    await orderManagementClient().updateWithRetry(
+      'orders',
+      orderId,
+      (current) => {
+        const actions = awaitingStoreRefund(current, transactionId);
+        settled = new Set(actions.map((a) => a.returnItemId)).size;
+        return actions;
       },
-    ]);
+      { correlationId: ctx.idempotencyKey },
+    );
+  } catch (error) {
+    if (error instanceof OrderManagementError && error.status === 400)
+      throw new DomainError(ErrorCode.CONFLICT, `The order management Service refused: ${error.message}`);
+    throw error;
+  }
+  return settled;
 }
 
 /** How the return of `order`'s new lines is settled (see ReturnSettlement). */
