@@ -77,7 +77,10 @@ describe('the caller', () => {
       { token: learner },
     );
     expect(data!.caller).toEqual({ callerKind: 'learner', callerName: 'ada' });
-    expect((await t.graphql<{ caller: unknown }>('{ caller { callerKind } }')).data!.caller).toBeNull();
+    // Without a token nothing is planned, let alone run (caller-required.ts).
+    const anonymous = await t.graphql<{ caller: unknown }>('{ caller { callerKind } }');
+    expect(anonymous.data).toBeUndefined();
+    expect(anonymous.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
   });
 
   it("reaches every step of a flow it starts, and is recorded as the flow's starter", async () => {
