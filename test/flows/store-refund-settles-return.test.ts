@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO } from '../../services/demo.js';
 import { startCommerceCoordinator, type CommerceCoordinator } from '../support/commerce.js';
+import { paidByStore } from '../support/orders.js';
 import { waitFor } from '../support/wait.js';
 
 /**
@@ -84,13 +85,12 @@ function mobileOrder(store: Store, lines = 1): MobileOrder {
       },
     ],
   });
-  const order = orders[0]!;
-  const payment = cc.services.orderManagement.store.payments.get(payments[0]!.id)!;
-  const method = store === 'ios' ? 'ios_iap' : 'android_iap';
-  payment.paymentMethodInfo = { method, paymentInterface: `${method}_edx` };
-  payment.interfaceId = transactionId;
-  payment.key = transactionId.replace(/[^A-Za-z0-9_-]/g, '_');
-  order.custom!.fields.mobileOrder = true;
+  const { order, payment } = paidByStore(
+    cc,
+    { order: orders[0]!, payment: payments[0]! },
+    store,
+    transactionId,
+  );
   const purchaseToken = `token-${randomUUID()}`;
   if (store === 'ios')
     cc.services.appStore.seed({

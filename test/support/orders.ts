@@ -117,3 +117,24 @@ export async function flowsOfOrder(
   if (result.errors) throw new Error(`flows of ${orderId}: ${JSON.stringify(result.errors)}`);
   return result.data!.flows;
 }
+
+/**
+ * Makes an order seeded in the order management stand-in one a mobile store paid, as the create-order
+ * flow writes it: its payment the store's (method, interface), keyed by the store's transaction id.
+ */
+export function paidByStore(
+  cc: Pick<CommerceCoordinator, 'services'>,
+  seeded: { order: { id: string }; payment: { id: string } },
+  store: 'ios' | 'android',
+  transactionId: string,
+) {
+  const { store: stored } = cc.services.orderManagement;
+  const order = stored.orders.get(seeded.order.id)!;
+  const payment = stored.payments.get(seeded.payment.id)!;
+  const method = store === 'ios' ? 'ios_iap' : 'android_iap';
+  payment.paymentMethodInfo = { method, paymentInterface: `${method}_edx` };
+  payment.interfaceId = transactionId;
+  payment.key = transactionId.replace(/[^A-Za-z0-9_-]/g, '_');
+  order.custom!.fields.mobileOrder = true;
+  return { order, payment };
+}
