@@ -269,10 +269,13 @@ it('`npm start` on WORKERS=2: one embedded PostgreSQL and one set of stand-ins f
       }),
     });
     await started.ready(90_000);
-    await waitFor(() => started.output().includes('"msg":"every worker started"'), {
-      timeoutMs: 60_000,
-      what: 'both workers to start',
-    });
+    // A worker's log line may reach the pipe after the primary's (its logger flushes on its own).
+    await waitFor(
+      () =>
+        started.output().includes('"msg":"every worker started"') &&
+        (started.output().match(/"msg":"coordinator started"/g)?.length ?? 0) >= 2,
+      { timeoutMs: 60_000, what: 'both workers to start' },
+    );
     const output = started.output();
     expect(output.match(/"msg":"embedded PostgreSQL is running"/g)).toHaveLength(1);
     expect(output.match(/"msg":"Service stand-ins running/g)).toHaveLength(1);
