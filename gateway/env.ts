@@ -178,6 +178,12 @@ export const envSchema = z.object({
   JWT_ISSUER: z.string().optional(),
   JWT_AUDIENCE: z.string().optional(),
   /**
+   * The OAuth clients whose client-credentials tokens act as a Service (`AuthOptions.serviceClients`):
+   * required with a key source.
+   * @default lms,order-management on the development key
+   */
+  JWT_SERVICE_CLIENTS: commaList.optional(),
+  /**
    * `stand-ins` starts a local stand-in of every Service, seeded with demo data, and points the plugins
    * at it (the embedded default); `configured` uses the plugins' own variables (STRIPE_API_BASE, …).
    * Read by `npm start` (launcher/main.ts); gateway/main.ts, the production entry, refuses `stand-ins`.
@@ -212,16 +218,36 @@ export type Env = z.infer<typeof envSchema>;
 /** Signs the tokens of `npm run token` on the embedded default; never accepted in production. */
 export const DEVELOPMENT_JWT_SECRET = 'commerce-coordinator-development-only';
 
+/** The Services of the embedded default, which `npm run token -- service <id>` speaks for. */
+export const DEVELOPMENT_SERVICE_CLIENTS: readonly string[] = ['lms', 'order-management'];
+
 /** How callers are verified: the configured key source, or the development secret outside production. */
 export function authOptions(env: Env): AuthOptions {
   const common = { issuer: env.JWT_ISSUER, audience: env.JWT_AUDIENCE };
-  if (env.JWT_JWKS_URL || env.JWT_PUBLIC_KEYS || env.JWT_SECRET)
-    return { jwksUrl: env.JWT_JWKS_URL, publicKeys: env.JWT_PUBLIC_KEYS, secret: env.JWT_SECRET, ...common };
+  if (env.JWT_JWKS_URL || env.JWT_PUBLIC_KEYS || env.JWT_SECRET) {
+    if (!env.JWT_SERVICE_CLIENTS?.length)
+      throw new ConfigError('environment', [
+        'JWT_SERVICE_CLIENTS: list the OAuth client ids (or their application users) of the Services that ' +
+          'call the Coordinator, comma-separated (e.g. lms,order-management); any other client-credentials ' +
+          'token is read as the user it was issued for',
+      ]);
+    return {
+      jwksUrl: env.JWT_JWKS_URL,
+      publicKeys: env.JWT_PUBLIC_KEYS,
+      secret: env.JWT_SECRET,
+      serviceClients: env.JWT_SERVICE_CLIENTS,
+      ...common,
+    };
+  }
   if (env.NODE_ENV === 'production')
     throw new ConfigError('environment', [
       'NODE_ENV=production needs JWT_JWKS_URL, JWT_PUBLIC_KEYS or JWT_SECRET to verify callers',
     ]);
-  return { secret: DEVELOPMENT_JWT_SECRET, ...common };
+  return {
+    secret: DEVELOPMENT_JWT_SECRET,
+    serviceClients: env.JWT_SERVICE_CLIENTS ?? DEVELOPMENT_SERVICE_CLIENTS,
+    ...common,
+  };
 }
 
 /** The variable of each connection limit. */

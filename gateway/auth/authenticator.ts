@@ -19,6 +19,12 @@ export interface AuthOptions {
   secret?: string;
   issuer?: string;
   audience?: string;
+  /**
+   * The OAuth clients whose client-credentials tokens stand for a Service (JWT_SERVICE_CLIENTS): by the
+   * token's `client_id`, or, as the LMS issues them without one, by its application user's username.
+   * @default none: every client-credentials token is read as the user it was issued for
+   */
+  serviceClients?: readonly string[];
 }
 
 /** A caller whose token verified. */
@@ -50,12 +56,22 @@ const claimsSchema = z.object({
   client_id: z.string().optional(),
 });
 
-export function principalFromClaims(payload: JWTPayload): Principal {
+export function principalFromClaims(payload: JWTPayload, serviceClients: ReadonlySet<string>): Principal {
   const parsed = claimsSchema.safeParse(payload);
   if (!parsed.success) throw unauthenticated('The token has no subject');
   const claims = parsed.data;
-  if (claims.grant_type === 'client-credentials' || claims.grant_type === 'client_credentials')
-    return { kind: 'service', subject: claims.sub, service: claims.client_id ?? claims.sub };
+  // The LMS gives client credentials to any application it registers (an enterprise customer's API
+  // integration among them), each for a user of its own. Only our Services act as a Service; any other
+  // client is the user its token was issued for, as the LMS reads it.
+  if (claims.grant_type === 'client-credentials' || claims.grant_type === 'client_credentials') {
+    const client = claims.client_id ?? claims.preferred_username;
+    if (client !== undefined && serviceClients.has(client))
+      return { kind: 'service', subject: claims.sub, service: client };
+    if (!claims.preferred_username)
+      throw unauthenticated(
+        `The client ${client ?? claims.sub} is not one of the Coordinator's Services (JWT_SERVICE_CLIENTS) and its token names no user`,
+      );
+  }
   if (!claims.preferred_username) throw unauthenticated('The token has no preferred_username');
   if (claims.administrator)
     return {
@@ -96,6 +112,7 @@ export function createAuthenticator(options: AuthOptions): Authenticator {
     const secret = new TextEncoder().encode(options.secret);
     key = () => secret;
   }
+  const serviceClients = new Set(options.serviceClients);
   const verifyOptions = {
     // A token without an expiry would be good for ever; the LMS's always carry one.
     requiredClaims: ['exp'],
@@ -109,7 +126,7 @@ export function createAuthenticator(options: AuthOptions): Authenticator {
     if (!match) throw unauthenticated('Authorization must be "Bearer <JWT>"');
     try {
       const { payload } = await jwtVerify(match[1]!, key, verifyOptions);
-      return { principal: principalFromClaims(payload), expiresAt: payload.exp! * 1000 };
+      return { principal: principalFromClaims(payload, serviceClients), expiresAt: payload.exp! * 1000 };
     } catch (error) {
       if (error instanceof DomainError) throw error;
       throw unauthenticated(`The token is not valid: ${(error as Error).message}`);

@@ -16,7 +16,7 @@ const codeOf = (run: Promise<unknown>) =>
   );
 
 describe('callers are verified from their JWT', () => {
-  const auth = createAuthenticator({ secret: SECRET });
+  const auth = createAuthenticator({ secret: SECRET, serviceClients: ['lms'] });
 
   it('maps a learner, a staff member and a Service to their principal', async () => {
     const learner = await signToken(SECRET, { kind: 'learner', lmsUserId: 7, username: 'ada', email: 'a@x' });
@@ -35,6 +35,34 @@ describe('callers are verified from their JWT', () => {
       subject: 'lms',
       service: 'lms',
     });
+  });
+
+  it("reads another client's credentials as the user they were issued for", async () => {
+    const issued = (claims: Record<string, unknown>) =>
+      new SignJWT({ grant_type: 'client-credentials', ...claims })
+        .setProtectedHeader({ alg: 'HS256' })
+        .setSubject('an-anonymous-id')
+        .setExpirationTime('1m')
+        .sign(new TextEncoder().encode(SECRET));
+    const worker = await issued({ preferred_username: 'discovery_worker', administrator: true });
+    expect(await auth.authenticate(`Bearer ${worker}`)).toMatchObject({
+      kind: 'staff',
+      username: 'discovery_worker',
+    });
+    const integration = await issued({ client_id: 'acme', preferred_username: 'acme_admin', user_id: 12 });
+    expect(await auth.authenticate(`Bearer ${integration}`)).toMatchObject({
+      kind: 'learner',
+      lmsUserId: 12,
+    });
+    // A listed client, named by its application user as the LMS's tokens carry no client_id.
+    const lms = await issued({ preferred_username: 'lms' });
+    expect(await auth.authenticate(`Bearer ${lms}`)).toEqual({
+      kind: 'service',
+      subject: 'an-anonymous-id',
+      service: 'lms',
+    });
+    const unnamed = await signToken(SECRET, { kind: 'service', clientId: 'not-ours' });
+    expect(await codeOf(auth.authenticate(`Bearer ${unnamed}`))).toBe('UNAUTHENTICATED');
   });
 
   it('treats a request without a token as anonymous', async () => {

@@ -76,6 +76,7 @@ describe('compose.yaml', () => {
       SERVICES: 'configured',
     });
     expect(coordinator!.environment!.JWT_SECRET).toMatch(/^\$\{JWT_SECRET:\?/);
+    expect(coordinator!.environment!.JWT_SERVICE_CLIENTS).toMatch(/^\$\{JWT_SERVICE_CLIENTS:\?/);
     expect(demo!.profiles).toEqual(['demo']);
     expect(demo!.environment).toMatchObject({ SERVICES: 'stand-ins' });
   });
@@ -83,7 +84,7 @@ describe('compose.yaml', () => {
   it.runIf(composeClient)('is valid to `docker compose config`', () => {
     execFileSync('docker', ['compose', '--profile', 'demo', 'config', '--quiet'], {
       cwd: repoRoot,
-      env: { ...process.env, JWT_SECRET: 'compose-config-check-secret' },
+      env: { ...process.env, JWT_SECRET: 'compose-config-check-secret', JWT_SERVICE_CLIENTS: 'lms' },
     });
   });
 });

@@ -109,6 +109,7 @@ describe('the production build', () => {
         REDIS_URL: redisUrl,
         REDIS_KEY_PREFIX: prefix,
         JWT_SECRET,
+        JWT_SERVICE_CLIENTS: 'lms,order-management',
         // Production runs against configured Services: here the stand-ins, by their variables.
         ...standIns.env,
       }),

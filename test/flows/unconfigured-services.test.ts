@@ -5,7 +5,7 @@ import { Coordinator, type CoordinatorOptions } from '../../gateway/coordinator.
 import { ConfigError } from '../../gateway/errors.js';
 import { silentLogger } from '../../gateway/log.js';
 import { DEMO } from '../../services/demo.js';
-import { TEST_JWT_SECRET, token } from '../support/coordinator.js';
+import { TEST_AUTH, token } from '../support/coordinator.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 
 /**
@@ -28,7 +28,7 @@ const options = (): CoordinatorOptions => ({
   subgraphsDir: root('subgraphs'),
   database: { url: database.url },
   flags: { testData: new integrations.TestData() },
-  auth: { secret: TEST_JWT_SECRET },
+  auth: TEST_AUTH,
   port: 0,
   logger: silentLogger,
 });

@@ -6,7 +6,7 @@ import { DEMO } from '../../services/demo.js';
 import { LINE_ITEM_STATE_KEYS } from '../../services/order-management/store.js';
 import { startServiceStandIns, type ServiceStandIns } from '../../services/embedded.js';
 import { startBalancer, type Balancer } from '../support/balancer.js';
-import { TEST_JWT_SECRET, token } from '../support/coordinator.js';
+import { TEST_AUTH, TEST_JWT_SECRET, token } from '../support/coordinator.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import {
   gatewayEnv,
@@ -67,6 +67,7 @@ beforeAll(async () => {
           REDIS_URL: redisUrl,
           REDIS_KEY_PREFIX: keyPrefix,
           JWT_SECRET: TEST_JWT_SECRET,
+          JWT_SERVICE_CLIENTS: TEST_AUTH.serviceClients.join(','),
           FLOW_LEASE_MS: String(LEASE_MS),
           PORT: String(port),
           LOG_LEVEL: 'warn',

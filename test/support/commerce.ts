@@ -4,7 +4,7 @@ import { Coordinator, type CoordinatorOptions } from '../../gateway/coordinator.
 import { silentLogger } from '../../gateway/log.js';
 import { DEMO } from '../../services/demo.js';
 import { startServiceStandIns, type ServiceStandIns } from '../../services/embedded.js';
-import { TEST_JWT_SECRET, token } from './coordinator.js';
+import { TEST_AUTH, token } from './coordinator.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
 import { adminRedis, deleteNamespace, machineRedisUrl, requireRedis, testNamespace } from './redis.js';
 
@@ -63,7 +63,7 @@ export async function startCommerceCoordinator(
     redis: { url: redisUrl, keyPrefix: `${namespace}:` },
     // The repository's flags.json, as on the embedded default, or TestData for tests that flip flags.
     flags: options.flags === 'flags.json' ? { flagsFile: root('flags.json') } : { testData },
-    auth: { secret: TEST_JWT_SECRET },
+    auth: TEST_AUTH,
     port: 0,
     logger: silentLogger,
     outboxPollMs: 50,

@@ -12,6 +12,11 @@ process.env.APOLLO_TELEMETRY_DISABLED ??= '1';
 /** The HS256 secret test Coordinators verify callers with; `token()` signs with it. */
 export const TEST_JWT_SECRET = 'test-secret-of-the-test-coordinators';
 export const token = (subject: TokenSubject) => signToken(TEST_JWT_SECRET, subject);
+/** The clients whose tokens the test Coordinators take for a Service: the LMS, order management, a scraper. */
+export const TEST_AUTH = {
+  secret: TEST_JWT_SECRET,
+  serviceClients: ['lms', 'order-management', 'prometheus'],
+} as const;
 
 export const fixture = (path: string) => fileURLToPath(new URL(`../fixtures/${path}`, import.meta.url));
 
@@ -58,7 +63,7 @@ export async function startTestCoordinator(
     redis: redisUrl ? { url: redisUrl, keyPrefix } : undefined,
     flags: { testData },
     // The core's tests run open; `authenticated: true` verifies callers' tokens (signed by `token()`).
-    auth: options.authenticated ? { secret: TEST_JWT_SECRET } : undefined,
+    auth: options.authenticated ? TEST_AUTH : undefined,
     port: 0,
     logger: silentLogger,
     outboxPollMs: 50,

@@ -6,6 +6,7 @@ import { startCommerceCoordinator, type CommerceCoordinator } from '../support/c
 import {
   REQUEST_REFUND,
   startTestCoordinator,
+  TEST_AUTH,
   TEST_JWT_SECRET,
   token,
   type TestCoordinator,
@@ -154,6 +155,7 @@ describe('two gateway processes fulfilling one order at the same moment', () => 
             REDIS_URL: redisUrl,
             REDIS_KEY_PREFIX: keyPrefix,
             JWT_SECRET: TEST_JWT_SECRET,
+            JWT_SERVICE_CLIENTS: TEST_AUTH.serviceClients.join(','),
             PORT: String(port),
             LOG_LEVEL: 'warn',
           }),
