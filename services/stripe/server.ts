@@ -157,6 +157,15 @@ export interface StripeStandIn {
     status: 'succeeded' | 'failed',
     options?: Pick<DashboardRefundOptions, 'deliver'>,
   ): Promise<DashboardRefund>;
+  /**
+   * A refund that had succeeded fails later, as card refunds do when the card was closed meanwhile
+   * (`failure_reason` expired_or_canceled_card): it moves to failed and its amount goes back onto the
+   * charge; then its signed `charge.refund.updated` event (`previous_attributes.status` succeeded).
+   */
+  failSucceededRefund(
+    refundId: string,
+    options?: Pick<DashboardRefundOptions, 'deliver'>,
+  ): Promise<DashboardRefund>;
   /** Signs and delivers any event (`id`, `created`… filled in), e.g. a type the endpoint does not handle. */
   sendEvent(event: {
     type: string;
@@ -693,6 +702,15 @@ export async function startStripe(options: StripeStandInOptions = {}): Promise<S
     }),
   );
 
+  /** A refund that failed: the money goes back onto the charge, which can be refunded again. */
+  function failRefund(refund: StripeObject): void {
+    const charge = charges.get(refund.charge as string)!;
+    charge.amount_refunded = (charge.amount_refunded as number) - (refund.amount as number);
+    charge.refunded = false;
+    refund.failure_reason = 'expired_or_canceled_card';
+    refund.failure_balance_transaction = stripeId('txn');
+  }
+
   async function deliver(event: StripeObject): Promise<WebhookDelivery> {
     if (!webhook) throw new Error('No webhook endpoint is configured on the Stripe stand-in');
     // Stripe sends events pretty-printed; the signature covers these exact bytes.
@@ -787,15 +805,24 @@ export async function startStripe(options: StripeStandInOptions = {}): Promise<S
       if (refund.status !== 'pending')
         throw new Error(`Refund ${refundId} is ${String(refund.status)}, not pending`);
       refund.status = status;
-      if (status === 'failed') {
-        // The money goes back onto the charge: it can be refunded again.
-        const charge = charges.get(refund.charge as string)!;
-        charge.amount_refunded = (charge.amount_refunded as number) - (refund.amount as number);
-        charge.refunded = false;
-        refund.failure_reason = 'expired_or_canceled_card';
-        refund.failure_balance_transaction = stripeId('txn');
-      }
+      if (status === 'failed') failRefund(refund);
       const event = newEvent('charge.refund.updated', refund, { previous_attributes: { status: 'pending' } });
+      return {
+        refund: structuredClone(refund),
+        event: structuredClone(event),
+        ...(await deliverUnlessHeld(options, event)),
+      };
+    },
+    async failSucceededRefund(refundId, options = {}) {
+      const refund = refunds.get(refundId);
+      if (!refund) throw new Error(`No such refund: '${refundId}'`);
+      if (refund.status !== 'succeeded')
+        throw new Error(`Refund ${refundId} is ${String(refund.status)}, not succeeded`);
+      refund.status = 'failed';
+      failRefund(refund);
+      const event = newEvent('charge.refund.updated', refund, {
+        previous_attributes: { status: 'succeeded', failure_reason: null, failure_balance_transaction: null },
+      });
       return {
         refund: structuredClone(refund),
         event: structuredClone(event),

@@ -36,6 +36,7 @@ import {
   storeRefundOf,
   settleStoreRefundReturns,
   isStorePayment,
+  transactionIdOf,
   storeRefundShareCents,
   type ReturnPlan,
 } from './returns.js';
@@ -119,7 +120,7 @@ export async function createReturn(
   const view = orderView(updated);
   const payment = successfulPayment(updated);
   const psp = payment && pspOf(payment);
-  const settlement = settlementOf(updated, newLineItemIds.length);
+  const settlement = settlementOf(updated, newLineItemIds);
   const storeRefund = settlement === 'STORE_REFUND' && payment ? storeRefundOf(payment) : undefined;
   return {
     // Nothing new returned: the return that holds the first line asked for.
@@ -309,8 +310,10 @@ export async function recordRefundTransaction(
             },
           ];
         }
-        // A later event may settle a pending refund; a settled one never changes (events arrive out of order).
-        const settled = existing.state === 'Success' || existing.state === 'Failure';
+        // A later event may settle a pending refund; a failed one never changes, nor does a succeeded one,
+        // except to fail: a card refund Stripe reported succeeded can fail later (a closed card), and the
+        // money is then back with us (events arrive out of order, but nothing follows a failure).
+        const settled = existing.state === 'Failure' || (existing.state === 'Success' && state !== 'Failure');
         return settled || existing.state === state
           ? []
           : [{ action: 'changeTransactionState', transactionId: existing.id, state }];
@@ -320,29 +323,58 @@ export async function recordRefundTransaction(
   );
   const transaction = updatedPayment.transactions.find(isThisRefund)!;
 
+  /** The refund's state as the order (read with its payment) holds it now: a later event may have failed it. */
+  const stateNow = (current: CtOrder) =>
+    current.paymentInfo?.payments
+      .flatMap((ref) => ref.obj?.transactions ?? [])
+      .find((t) => t.id === transaction.id)?.state ?? transaction.state;
   if (input.returnId) {
-    const target = transaction.state === 'Failure' ? 'NotRefunded' : 'Refunded';
+    await service(() =>
+      client.updateWithRetry(
+        'orders',
+        order.id,
+        (current) => {
+          const target = stateNow(current) === 'Failure' ? 'NotRefunded' : 'Refunded';
+          return (current.returnInfo?.find((r) => returnIdOf(r) === input.returnId)?.items ?? []).flatMap(
+            (item) => {
+              if (item.paymentState === target || item.paymentState === 'Refunded') return [];
+              return [
+                { action: 'setReturnPaymentState', returnItemId: item.id, paymentState: target },
+                {
+                  action: 'setReturnItemCustomType',
+                  returnItemId: item.id,
+                  type: { typeId: 'type', key: 'returnItemCustomType' },
+                  fields: { transactionId: transaction.id },
+                },
+              ];
+            },
+          );
+        },
+        { correlationId: ctx.idempotencyKey },
+      ),
+    );
+  }
+  if (transaction.state === 'Failure') {
+    // The PSP failed the refund (a pending one its card network refused): nothing went back, so the
+    // returns settled with it are not refunded. Marked NotRefunded, their lines may be asked for again;
+    // left Refunded, they would be taken for ever while the money was never given back.
     await service(() =>
       client.updateWithRetry(
         'orders',
         order.id,
         (current) =>
-          (current.returnInfo?.find((r) => returnIdOf(r) === input.returnId)?.items ?? []).flatMap((item) => {
-            if (item.paymentState === target || item.paymentState === 'Refunded') return [];
-            return [
-              { action: 'setReturnPaymentState', returnItemId: item.id, paymentState: target },
-              {
-                action: 'setReturnItemCustomType',
-                returnItemId: item.id,
-                type: { typeId: 'type', key: 'returnItemCustomType' },
-                fields: { transactionId: transaction.id },
-              },
-            ];
-          }),
+          (current.returnInfo ?? [])
+            .flatMap((info) => info.items)
+            .filter((item) => item.paymentState === 'Refunded' && transactionIdOf(item) === transaction.id)
+            .map((item) => ({
+              action: 'setReturnPaymentState',
+              returnItemId: item.id,
+              paymentState: 'NotRefunded',
+            })),
         { correlationId: ctx.idempotencyKey },
       ),
     );
-  } else if (transaction.state !== 'Failure' && isStorePayment(payment)) {
+  } else if (!input.returnId && isStorePayment(payment)) {
     // A mobile store's refund: the store refunds the whole purchase, so the returns of the order
     // awaiting it (settleReturn left them Initial) are refunded by it.
     await settleStoreRefundReturns(order.id, transaction.id, ctx);
@@ -355,19 +387,37 @@ export async function recordRefundTransaction(
 const lineStates = (order: CtOrder) =>
   order.lineItems.map((line) => ({ lineItemId: line.id, state: lineState(line) }));
 
+/**
+ * The lines a return holds whose money is being or was given back (an item Initial or Refunded): they
+ * are never fulfilled again, or the learner would have both the course and the refund.
+ */
+const returnedLines = (order: CtOrder) =>
+  new Set(
+    (order.returnInfo ?? [])
+      .flatMap((info) => info.items)
+      .filter(
+        (item) => item.lineItemId && (item.paymentState === 'Initial' || item.paymentState === 'Refunded'),
+      )
+      .map((item) => item.lineItemId!),
+  );
+
 export async function startFulfillment(input: { orderId: string }, ctx: ActionContext) {
   const order = await readOrder(input.orderId);
-  // Every line not yet fulfilled moves to PROCESSING in one update (the reference's commit 41c5ca3b).
+  // Every line not yet fulfilled moves to PROCESSING in one update (the reference's commit 41c5ca3b),
+  // but a returned one: a new message for an order whose failed line was refunded meanwhile.
+  let returned = returnedLines(order);
   const updated = await service(() =>
     orderManagementClient().updateWithRetry(
       'orders',
       input.orderId,
-      (current) =>
-        current.lineItems.flatMap((line) =>
-          lineState(line) === 'SUCCESS' || lineState(line) === 'PROCESSING'
+      (current) => {
+        returned = returnedLines(current);
+        return current.lineItems.flatMap((line) =>
+          lineState(line) === 'SUCCESS' || lineState(line) === 'PROCESSING' || returned.has(line.id)
             ? []
             : moveLine(line, 'PROCESSING'),
-        ),
+        );
+      },
       { current: order, correlationId: ctx.idempotencyKey },
     ),
   );
@@ -381,7 +431,7 @@ export async function startFulfillment(input: { orderId: string }, ctx: ActionCo
     order: view,
     lineItems: updated.lineItems
       .map(lineView)
-      .filter((line) => line.state !== 'SUCCESS')
+      .filter((line) => line.state !== 'SUCCESS' && !returned.has(line.id))
       .map((line) => ({
         lineItemId: line.id,
         kind: line.kind,

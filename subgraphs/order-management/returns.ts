@@ -37,7 +37,7 @@ export interface AlreadyReturnedItem {
 }
 
 const STATE_NAMES = { Initial: 'INITIAL', Refunded: 'REFUNDED', NonRefundable: 'NON_REFUNDABLE' } as const;
-const transactionIdOf = (item: CtReturnItem) =>
+export const transactionIdOf = (item: CtReturnItem) =>
   (item.custom?.fields.transactionId as string | undefined) ?? null;
 
 export interface ReturnPlan {
@@ -231,12 +231,16 @@ export async function settleStoreRefundReturns(
 }
 
 /** How the return of `order`'s new lines is settled (see ReturnSettlement). */
-export function settlementOf(order: CtOrder, newLines: number): ReturnSettlement {
-  if (!newLines) return 'ALREADY_RETURNED';
+export function settlementOf(order: CtOrder, newLineItemIds: readonly string[]): ReturnSettlement {
+  if (!newLineItemIds.length) return 'ALREADY_RETURNED';
   const payment = successfulPayment(order);
   const psp = payment && pspOf(payment);
   if (!payment || !psp || payment.amountPlanned.centAmount === 0) return 'NO_PAYMENT';
-  return STORE_PSPS.has(psp.psp) ? 'STORE_REFUND' : 'PSP_REFUND';
+  if (STORE_PSPS.has(psp.psp)) return 'STORE_REFUND';
+  // Free lines of a paid order (a course given with another) have no share of the payment: nothing
+  // was paid for them, and a PSP refunds no amount of 0.
+  const shares = lineShares(order.lineItems, payment.amountPlanned.centAmount);
+  return newLineItemIds.some((id) => (shares.get(id) ?? 0) > 0) ? 'PSP_REFUND' : 'NO_PAYMENT';
 }
 
 /** What the caller is told of a return that no PSP refund step follows (the PSP's status otherwise). */
@@ -285,7 +289,13 @@ export async function settleReturn(
   const order = await client.getOrder(input.orderId);
   if (!order) throw new DomainError(ErrorCode.NOT_FOUND, `No order ${input.orderId}`);
   requireOrderAccess(ctx, lmsUserIdOf(order));
-  const actual = settlementOf(order, 1);
+  const held = order.returnInfo?.find((r) => returnIdOf(r) === input.returnId);
+  if (!held)
+    throw new DomainError(ErrorCode.NOT_FOUND, `Order ${order.orderNumber} has no return ${input.returnId}`);
+  const actual = settlementOf(
+    order,
+    held.items.flatMap((item) => (item.lineItemId ? [item.lineItemId] : [])),
+  );
   if (actual !== input.settlement)
     throw new DomainError(
       ErrorCode.CONFLICT,

@@ -1,0 +1,143 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startCommerceCoordinator, type CommerceCoordinator } from '../support/commerce.js';
+import { seedPaidOrder, standInState } from '../support/orders.js';
+import { waitFor } from '../support/wait.js';
+
+/**
+ * A return the refund flow recorded Refunded against a PSP refund that was still pending, which
+ * the PSP then fails (the money goes back onto the charge). The record must follow the PSP: the return
+ * may not stay Refunded against a Failure transaction, or its lines can never be refunded again while
+ * nothing was given back.
+ */
+
+let cc: CommerceCoordinator;
+beforeAll(async () => {
+  cc = await startCommerceCoordinator('flows-refund-fails-later');
+});
+afterAll(async () => {
+  await cc?.stop();
+});
+
+const REFUND = /* GraphQL */ `
+  mutation ($input: RefundRequestInput!, $key: String) {
+    requestRefund(input: $input, idempotencyKey: $key) {
+      refundAmountCents
+      refundStatus
+      pspRefundId
+      alreadyRefunded
+      flow {
+        status
+      }
+    }
+  }
+`;
+type Refund = {
+  requestRefund: {
+    refundAmountCents: number | null;
+    refundStatus: string | null;
+    pspRefundId: string | null;
+    alreadyRefunded: boolean | null;
+    flow: { status: string };
+  };
+};
+
+describe('a pending PSP refund a return was settled with, then failed by the PSP', () => {
+  it('Stripe: the return no longer counts as refunded; its line can be refunded again', async () => {
+    const order = seedPaidOrder(cc, 'STRIPE', { prices: [14_900, 14_900] });
+    // Someone refunds the whole payment in the dashboard; the refund is pending (its event held back).
+    const { refund: dashboard } = await cc.services.stripe.refundFromDashboard(
+      order.pspPaymentId,
+      undefined,
+      {
+        status: 'pending',
+        deliver: false,
+      },
+    );
+
+    // Staff refunds line A: Stripe says the charge is refunded, the flow answers the pending refund.
+    const first = await cc.graphql<Refund>(
+      REFUND,
+      {
+        input: { orderId: order.orderId, lineItemIds: [order.lineItemIds[0]] },
+        key: `pf-1-${order.orderId}`,
+      },
+      cc.tokens.staff,
+    );
+    expect(first.errors).toBeUndefined();
+    expect(first.data!.requestRefund).toMatchObject({ pspRefundId: dashboard.id, refundStatus: 'pending' });
+    expect(standInState(cc, order).returnItems.map((i) => i.paymentState)).toEqual(['Refunded']);
+
+    // The card network refuses: the refund fails, the money is back on the charge (nothing refunded).
+    const settled = await cc.services.stripe.settleRefund(dashboard.id, 'failed');
+    expect(settled.delivery?.status).toBe(200);
+    await waitFor(
+      () =>
+        expect(standInState(cc, order).refundTransactions.map((t) => [t.interactionId, t.state])).toEqual([
+          [dashboard.id, 'Failure'],
+        ]),
+      { what: 'the refund recorded Failure' },
+    );
+    expect(
+      cc.services.stripe.charge(String(cc.services.stripe.refunds(order.pspPaymentId)[0]!.charge))!
+        .amount_refunded,
+    ).toBe(0);
+
+    // The record must not say line A was refunded: nothing was.
+    await waitFor(
+      () => expect(standInState(cc, order).returnItems.map((i) => i.paymentState)).not.toContain('Refunded'),
+      { what: 'the return no longer Refunded', timeoutMs: 3_000 },
+    );
+
+    // And line A can be refunded: the learner gets the line's share, once.
+    const again = await cc.graphql<Refund>(
+      REFUND,
+      {
+        input: { orderId: order.orderId, lineItemIds: [order.lineItemIds[0]] },
+        key: `pf-2-${order.orderId}`,
+      },
+      cc.tokens.staff,
+    );
+    expect(again.errors).toBeUndefined();
+    expect(again.data!.requestRefund).toMatchObject({
+      alreadyRefunded: false,
+      refundAmountCents: 14_900,
+      refundStatus: 'succeeded',
+      flow: { status: 'COMPLETED' },
+    });
+    const state = standInState(cc, order);
+    expect(state.pspRefunds.sort()).toEqual([14_900, 29_800]);
+    expect(
+      state.refundTransactions.filter((t) => t.state === 'Success').map((t) => t.amount.centAmount),
+    ).toEqual([14_900]);
+  });
+
+  it('Stripe: the Coordinator’s own refund, succeeded, then failed by the card network', async () => {
+    const order = seedPaidOrder(cc, 'STRIPE', { prices: [14_900, 14_900] });
+    const first = await cc.graphql<Refund>(
+      REFUND,
+      {
+        input: { orderId: order.orderId, lineItemIds: [order.lineItemIds[0]] },
+        key: `sf-1-${order.orderId}`,
+      },
+      cc.tokens.staff,
+    );
+    expect(first.data!.requestRefund).toMatchObject({
+      refundStatus: 'succeeded',
+      flow: { status: 'COMPLETED' },
+    });
+    const refundId = first.data!.requestRefund.pspRefundId!;
+
+    // Days later the card turns out closed: Stripe fails the refund (succeeded → failed), money back on the charge.
+    const failed = await cc.services.stripe.failSucceededRefund(refundId);
+    expect(failed.delivery?.status).toBe(200);
+
+    await waitFor(
+      () =>
+        expect(standInState(cc, order).refundTransactions.map((t) => [t.interactionId, t.state])).toEqual([
+          [refundId, 'Failure'],
+        ]),
+      { what: 'the refund recorded Failure, as Stripe holds it', timeoutMs: 3_000 },
+    );
+    expect(standInState(cc, order).returnItems.map((i) => i.paymentState)).toEqual(['NotRefunded']);
+  });
+});
