@@ -59,6 +59,21 @@ export function checkRefundRequest(action: string, input: RefundPaymentInput, ct
 }
 
 /**
+ * The refund a PSP already holds for this return and has not failed or cancelled, among the payment's
+ * refunds: looked for before a refund is made, because a PSP keeps idempotency keys only for a while
+ * (Stripe 24 hours). A step retried after that (an operator's `retryFlow` of a refund whose answer was
+ * lost) would otherwise refund the return a second time under the very key that made the first.
+ */
+export function standingRefundOfReturn<T>(
+  refunds: readonly T[],
+  returnId: string,
+  returnOf: (refund: T) => string | undefined,
+  failed: (refund: T) => boolean,
+): T | undefined {
+  return refunds.find((refund) => returnOf(refund) === returnId && !failed(refund));
+}
+
+/**
  * Which refund answers a return's refund request to a payment the PSP says is fully refunded, among
  * the payment's refunds (newest first), each naming the return it was made for or none: the one made
  * for this return (an earlier attempt whose idempotency key the PSP no longer keeps), else the latest

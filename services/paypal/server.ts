@@ -139,6 +139,8 @@ export interface PayPalStandIn {
   /** Calls received, oldest first; only those whose path starts with `path` when given. */
   calls(path?: string): PayPalCall[];
   failNext(fault: PayPalFault): void;
+  /** Drops the faults not used yet. */
+  clearFaults(): void;
   /** Holds every call whose path starts with `path` (before it is answered) until released. */
   hold(path: string): PayPalHold;
   seed(data: { captures?: CaptureSeed[] }): PayPalObject[];
@@ -147,6 +149,11 @@ export interface PayPalStandIn {
   capture(captureId: string): PayPalObject | undefined;
   /** The refunds of a capture (or all), newest first. */
   refunds(captureId?: string): PayPalObject[];
+  /**
+   * PayPal keeps a PayPal-Request-Id's answer for a limited time (hours to days by API), then forgets
+   * it: a request with the id after that is performed again. This forgets every id now.
+   */
+  forgetRequestIds(): void;
   /** Makes every issued access token expire now. */
   expireTokens(): void;
   /** A refund made by a person on paypal.com, followed by its signed `PAYMENT.CAPTURE.REFUNDED` event. */
@@ -789,6 +796,7 @@ export async function startPayPal(options: PayPalStandInOptions = {}): Promise<P
     calls: (path) =>
       recorded.filter((c) => path === undefined || c.path.startsWith(path)).map((c) => ({ ...c })),
     failNext: (fault) => void faults.push({ ...fault }),
+    clearFaults: () => void faults.splice(0),
     hold(path) {
       const hold = { path, waiting: [] as Array<() => void>, released: false };
       holds.push(hold);
@@ -812,6 +820,7 @@ export async function startPayPal(options: PayPalStandInOptions = {}): Promise<P
         .filter((r) => captureId === undefined || r.captureId === captureId)
         .reverse()
         .map(refundJson),
+    forgetRequestIds: () => requestIds.clear(),
     expireTokens() {
       for (const token of tokens.keys()) tokens.set(token, 0);
     },

@@ -137,10 +137,17 @@ export interface StripeStandIn {
   /** Calls received, oldest first; only those whose path starts with `path` when given. */
   calls(path?: string): StripeCall[];
   failNext(fault: StripeFault): void;
+  /** Drops the faults not used yet. */
+  clearFaults(): void;
   seed(data: { paymentIntents?: PaymentIntentSeed[] }): StripeObject[];
   createPaymentIntent(seed: PaymentIntentSeed): StripeObject;
   /** The refunds of a PaymentIntent (or all), newest first. */
   refunds(paymentIntentId?: string): StripeObject[];
+  /**
+   * Stripe keeps an Idempotency-Key's answer for 24 hours, then forgets it: a request with the key
+   * after that is performed again. This forgets every key now.
+   */
+  forgetIdempotencyKeys(): void;
   charge(chargeId: string): StripeObject | undefined;
   /** A refund made by a person in the Stripe dashboard, followed by its signed `charge.refunded` event. */
   refundFromDashboard(
@@ -767,6 +774,7 @@ export async function startStripe(options: StripeStandInOptions = {}): Promise<S
     calls: (path) =>
       recorded.filter((c) => path === undefined || c.path.startsWith(path)).map((c) => ({ ...c })),
     failNext: (fault) => void faults.push({ ...fault }),
+    clearFaults: () => void faults.splice(0),
     admin,
     seed: (data) => (data.paymentIntents ?? []).map(createPaymentIntent),
     createPaymentIntent,
@@ -774,6 +782,7 @@ export async function startStripe(options: StripeStandInOptions = {}): Promise<S
       refundsNewestFirst((r) => paymentIntentId === undefined || r.payment_intent === paymentIntentId).map(
         (r) => structuredClone(r),
       ),
+    forgetIdempotencyKeys: () => idempotency.clear(),
     charge: (chargeId) => {
       const charge = charges.get(chargeId);
       return charge && structuredClone(charge);

@@ -22,6 +22,7 @@ import {
 import {
   refundAnsweringReturn,
   refundedForOtherReturns,
+  standingRefundOfReturn,
   type PspRefund,
 } from '../../schema/contracts/refund-payment.js';
 
@@ -216,7 +217,8 @@ const returnOfRefund = (refund: Refund): string | undefined => refund.customId |
 
 /**
  * Refunds `amountCents` of a capture, once: `idempotencyKey` is sent as PayPal-Request-Id, so a retry
- * gets the same refund back, and the refund names its return (`custom_id`). A capture PayPal says is
+ * gets the same refund back, and the refund names its return (`custom_id`); a refund PayPal already holds
+ * for the return is answered, not made again, once PayPal no longer keeps the id (`standingRefundOfReturn`). A capture PayPal says is
  * already fully refunded (`CAPTURE_FULLY_REFUNDED`) answers the refund that took this return's money
  * back (`refundAnsweringReturn`), never another return's: when every refund is another return's, a
  * CONFLICT.
@@ -230,6 +232,15 @@ export async function refundCapture(request: {
 }): Promise<PspRefund> {
   const currency = request.currency.toUpperCase();
   if (request.amountCents === 0) return refundOfFullyRefunded(request.captureId, request.returnId);
+  if (request.returnId) {
+    const standing = standingRefundOfReturn(
+      await currentRefundsOf(request.captureId),
+      request.returnId,
+      returnOfRefund,
+      (refund) => refund.status === 'FAILED' || refund.status === 'CANCELLED',
+    );
+    if (standing?.id) return toResult(standing, request.captureId);
+  }
   try {
     const { result } = await paypal().payments.refundCapturedPayment({
       captureId: request.captureId,
@@ -248,19 +259,25 @@ export async function refundCapture(request: {
   }
 }
 
-/** The refund of a fully refunded capture that answers the return's request (see refundCapture). */
-async function refundOfReturn(captureId: string, returnId: string | undefined): Promise<PspRefund> {
-  let refunds: Refund[];
+/**
+ * A capture's refunds as they are now, newest first. The order lists refunds as they were, perhaps not
+ * all their fields: each refund resource has its current status and its custom_id. A payment has a
+ * refund per return at most, and a few from paypal.com.
+ */
+async function currentRefundsOf(captureId: string): Promise<Refund[]> {
   try {
-    // The order lists refunds as they were, perhaps not all their fields: each refund resource has its
-    // current status and its custom_id. A payment has a refund per return at most, and a few from paypal.com.
     const listed = await refundsOfCapture(captureId);
-    refunds = await Promise.all(
+    return await Promise.all(
       listed.map(async (r) => (r.id ? (await paypal().payments.getRefund({ refundId: r.id })).result : r)),
     );
   } catch (error) {
     throw asDomainError(error);
   }
+}
+
+/** The refund of a fully refunded capture that answers the return's request (see refundCapture). */
+async function refundOfReturn(captureId: string, returnId: string | undefined): Promise<PspRefund> {
+  const refunds = await currentRefundsOf(captureId);
   const refund = refundAnsweringReturn(refunds, returnId, returnOfRefund);
   if (refund?.id) return toResult(refund, captureId);
   throw refundedForOtherReturns({

@@ -4,6 +4,7 @@ import { stripeApiConfig } from './config.js';
 import {
   refundAnsweringReturn,
   refundedForOtherReturns,
+  standingRefundOfReturn,
   type PspRefund,
 } from '../../schema/contracts/refund-payment.js';
 
@@ -92,6 +93,8 @@ const returnOfRefund = (refund: Stripe.Refund): string | undefined => refund.met
 /**
  * Refunds `amountCents` of a PaymentIntent, once: `idempotencyKey` makes a retry get the same refund
  * back, and the refund names its order and its return in its metadata (`order_number`, `return_id`).
+ * A refund Stripe already holds for the return is answered, not made again, once Stripe no longer
+ * keeps the key (`standingRefundOfReturn`).
  * A PaymentIntent Stripe says is already fully refunded (`charge_already_refunded`) answers the refund
  * that took this return's money back (`refundAnsweringReturn`), never another return's: when every
  * refund is another return's, a CONFLICT.
@@ -104,6 +107,15 @@ export async function refundPaymentIntent(request: {
   idempotencyKey: string;
 }): Promise<PspRefund> {
   if (request.amountCents === 0) return refundOfFullyRefunded(request.paymentIntentId, request.returnId);
+  if (request.returnId) {
+    const standing = standingRefundOfReturn(
+      await refundsOf(request.paymentIntentId),
+      request.returnId,
+      returnOfRefund,
+      (refund) => refund.status === 'failed' || refund.status === 'canceled',
+    );
+    if (standing) return toResult(standing);
+  }
   const metadata = {
     ...(request.orderNumber ? { order_number: request.orderNumber } : {}),
     ...(request.returnId ? { return_id: request.returnId } : {}),
@@ -125,17 +137,20 @@ export async function refundPaymentIntent(request: {
   }
 }
 
-/** The refund of a fully refunded PaymentIntent that answers the return's request (see refundPaymentIntent). */
-async function refundOfReturn(paymentIntentId: string, returnId: string | undefined): Promise<PspRefund> {
-  let refunds: Stripe.Refund[];
+/** A PaymentIntent's refunds, newest first, every page: a refund per return at most, and a few from the dashboard. */
+async function refundsOf(paymentIntentId: string): Promise<Stripe.Refund[]> {
   try {
-    // Newest first, every page: a payment has a refund per return at most, and a few from the dashboard.
-    refunds = await stripe()
+    return await stripe()
       .refunds.list({ payment_intent: paymentIntentId, limit: 100 })
       .autoPagingToArray({ limit: 10_000 });
   } catch (error) {
     throw asDomainError(error);
   }
+}
+
+/** The refund of a fully refunded PaymentIntent that answers the return's request (see refundPaymentIntent). */
+async function refundOfReturn(paymentIntentId: string, returnId: string | undefined): Promise<PspRefund> {
+  const refunds = await refundsOf(paymentIntentId);
   const refund = refundAnsweringReturn(refunds, returnId, returnOfRefund);
   if (refund) return toResult(refund);
   throw refundedForOtherReturns({

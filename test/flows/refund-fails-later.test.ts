@@ -138,6 +138,10 @@ describe('a pending PSP refund a return was settled with, then failed by the PSP
         ]),
       { what: 'the refund recorded Failure, as Stripe holds it', timeoutMs: 3_000 },
     );
-    expect(standInState(cc, order).returnItems.map((i) => i.paymentState)).toEqual(['NotRefunded']);
+    // The payment is recorded first, then its returns: each in an update of its own.
+    await waitFor(
+      () => expect(standInState(cc, order).returnItems.map((i) => i.paymentState)).toEqual(['NotRefunded']),
+      { what: 'the return settled with the failed refund to be NotRefunded', timeoutMs: 3_000 },
+    );
   });
 });

@@ -37,17 +37,32 @@ type RefundAnswer = {
 const refund = (orderId: string, lineItemIds: string[]) =>
   cc.graphql<RefundAnswer>(REFUND, { input: { orderId, lineItemIds }, key: randomUUID() }, cc.tokens.staff);
 
-const faults = {
-  // The SDK's two retries, then the step's four more attempts of three calls each: 14 answers of 500.
-  STRIPE: () => {
-    cc.services.stripe.failNext({ method: 'POST', path: '/v1/refunds', dropResponse: true });
-    cc.services.stripe.failNext({ method: 'POST', path: '/v1/refunds', status: 500, times: 14 });
-  },
-  PAYPAL: () => {
-    cc.services.paypal.failNext({ method: 'POST', path: '/v2/payments/captures/', dropResponse: true });
-    cc.services.paypal.failNext({ method: 'POST', path: '/v2/payments/captures/', status: 500, times: 4 });
-  },
+/**
+ * The PSP makes the refund but its answer is lost (the connection drops), and from then on it answers
+ * every call 500 (`unreachable`), the Plugin's look for a refund the return already has included,
+ * until `reachable` again.
+ */
+const psps = {
+  STRIPE: { standIn: () => cc.services.stripe, refund: '/v1/refunds', all: '/v1/' },
+  PAYPAL: { standIn: () => cc.services.paypal, refund: '/v2/payments/captures/', all: '/v2/' },
 };
+async function refundLostThenDown(psp: keyof typeof psps, orderId: string, lineItemIds: string[]) {
+  const { standIn, refund: path, all } = psps[psp];
+  const posts = () =>
+    standIn()
+      .calls(path)
+      .filter((c) => c.method === 'POST').length;
+  const before = posts();
+  standIn().failNext({ method: 'POST', path, dropResponse: true, delayMs: 300 });
+  const answer = refund(orderId, lineItemIds);
+  await waitFor(() => expect(posts()).toBeGreaterThan(before), { what: 'the refund call to arrive' });
+  standIn().failNext({ path: all, status: 500, times: 10_000 });
+  try {
+    return await answer;
+  } finally {
+    standIn().clearFaults();
+  }
+}
 
 describe('a PSP refund whose answer was lost, then the PSP failing every retry', () => {
   it.each(['STRIPE', 'PAYPAL'] as const)(
@@ -55,9 +70,8 @@ describe('a PSP refund whose answer was lost, then the PSP failing every retry',
     async (psp) => {
       const order = seedPaidOrder(cc, psp, { prices: [14_900, 9_900] });
       const line = order.lineItemIds[1]!;
-      faults[psp]();
 
-      const first = await refund(order.orderId, [line]);
+      const first = await refundLostThenDown(psp, order.orderId, [line]);
       expect(first.errors?.[0]?.extensions).toMatchObject({ code: 'STEP_FAILED', flowStatus: 'FAILED' });
       const flowId = String(first.errors![0]!.extensions!.flowId);
       // The PSP did refund the line's share; the return still holds the line.
@@ -85,6 +99,39 @@ describe('a PSP refund whose answer was lost, then the PSP failing every retry',
       await waitFor(() => expect(standInState(cc, order).enrolled).toEqual([true, false]), {
         what: 'the refunded line to be revoked',
       });
+    },
+    90_000,
+  );
+});
+
+const forgetKeys = {
+  STRIPE: () => cc.services.stripe.forgetIdempotencyKeys(),
+  PAYPAL: () => cc.services.paypal.forgetRequestIds(),
+};
+
+describe('the same refund retried after the PSP forgot its idempotency key', () => {
+  it.each(['STRIPE', 'PAYPAL'] as const)(
+    '%s: the retry finds the refund made for the return, and makes none',
+    async (psp) => {
+      const order = seedPaidOrder(cc, psp, { prices: [14_900, 9_900] });
+      const first = await refundLostThenDown(psp, order.orderId, [order.lineItemIds[1]!]);
+      expect(first.errors?.[0]?.extensions).toMatchObject({ code: 'STEP_FAILED', flowStatus: 'FAILED' });
+      expect(standInState(cc, order).pspRefunds).toEqual([9_900]);
+
+      // The operator retries days later: the key means nothing to the PSP any more (Stripe keeps keys
+      // 24 hours); the refund made for the return is found, not made again.
+      forgetKeys[psp]();
+      const retried = await cc.graphql<{ retryFlow: { status: string } }>(
+        `mutation ($id: ID!) { retryFlow(id: $id, reason: "after the weekend") { status } }`,
+        { id: String(first.errors![0]!.extensions!.flowId) },
+        cc.tokens.staff,
+      );
+      expect(retried.errors).toBeUndefined();
+      expect(retried.data?.retryFlow.status).toBe('COMPLETED');
+      const state = standInState(cc, order);
+      expect(state.pspRefunds).toEqual([9_900]);
+      expect(state.refundTransactions.map((t) => t.amount.centAmount)).toEqual([9_900]);
+      expect(state.returnItems.map((i) => i.paymentState)).toEqual(['Refunded']);
     },
     90_000,
   );
