@@ -7,7 +7,7 @@ import { createServer, type Server } from 'node:http';
 import { resolve } from 'node:path';
 import { AggregatorRegistry, type Registry } from 'prom-client';
 import { openDatabase } from './db/database.js';
-import type { Env } from './env.js';
+import { databaseTimeouts, type Env } from './env.js';
 import type { Logger } from './log.js';
 import type { Companion, Prepare } from './run.js';
 
@@ -52,8 +52,13 @@ export function announceWorker(url: string, registry: Registry): void {
 export async function runPrimary(env: Env, logger: Logger, prepare: Prepare | undefined): Promise<void> {
   const database = await openDatabase(
     env.DATABASE_URL
-      ? { url: env.DATABASE_URL, dataDir: '', logger }
-      : { dataDir: resolve(env.DATA_DIR, 'postgres'), port: env.EMBEDDED_POSTGRES_PORT, logger },
+      ? { url: env.DATABASE_URL, dataDir: '', logger, ...databaseTimeouts(env) }
+      : {
+          dataDir: resolve(env.DATA_DIR, 'postgres'),
+          port: env.EMBEDDED_POSTGRES_PORT,
+          logger,
+          ...databaseTimeouts(env),
+        },
   );
   let companion: Companion | undefined;
   try {

@@ -9,7 +9,7 @@ import { createAuthenticator, type AuthOptions, type Authenticator } from './aut
 import { requestAuthorization, subscriberAuthorization } from './auth/cookies.js';
 import { filterField, type Connections } from './connections/schema.js';
 import { ConfigError, DomainError, ErrorCode, UnreachableCaseError } from './errors.js';
-import { openDatabase, type Database } from './db/database.js';
+import { openDatabase, type Database, type DatabaseTimeouts } from './db/database.js';
 import { createMemoryEventFeed } from './events/memory-feed.js';
 import { createRedisEventFeed } from './events/redis-feed.js';
 import type { EventFeed } from './events/types.js';
@@ -106,7 +106,8 @@ export interface CoordinatorOptions {
    * subgraphs' serveSubgraph verifies it. At least 32 bytes; required when a subgraph is remote.
    */
   subgraphSigningSecret?: string;
-  database: { url: string } | { url?: undefined; dataDir: string; port?: number };
+  /** The database (DATABASE_URL, else an embedded one under dataDir), and how long its calls may wait. */
+  database: ({ url: string } | { url?: undefined; dataDir: string; port?: number }) & DatabaseTimeouts;
   /** Without it, signals and subscription events stay in this process. */
   redis?: { url: string; keyPrefix: string };
   flags: Omit<FlagsOptions, 'logger'>;
@@ -283,10 +284,17 @@ export class Coordinator {
     });
     const flags = countedFlags(await createFlags({ ...options.flags, logger } as FlagsOptions), metrics);
     opened.push(() => flags.close());
+    const { connectTimeoutMs, queryTimeoutMs } = options.database;
     const database = await openDatabase(
       options.database.url !== undefined
-        ? { url: options.database.url, dataDir: '', logger }
-        : { dataDir: options.database.dataDir, port: options.database.port, logger },
+        ? { url: options.database.url, dataDir: '', logger, connectTimeoutMs, queryTimeoutMs }
+        : {
+            dataDir: options.database.dataDir,
+            port: options.database.port,
+            logger,
+            connectTimeoutMs,
+            queryTimeoutMs,
+          },
     );
     opened.push(() => database.close());
     const bus: SignalBus = options.redis

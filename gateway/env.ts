@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import type { AuthOptions } from './auth/authenticator.js';
 import type { BrowserLogin } from './http/browser.js';
+import type { DatabaseTimeouts } from './db/database.js';
 import { ConfigError } from './errors.js';
 import type { SamplerName, TracingOptions } from './observability/tracing.js';
 import { signingSecretProblem } from '@commerce-coordinator/plugin-sdk/call-assertion';
@@ -118,6 +119,13 @@ export const envSchema = z.object({
   DATABASE_URL: z.string().url().optional(),
   DATA_DIR: z.string().default('.data'),
   EMBEDDED_POSTGRES_PORT: z.coerce.number().int().min(1).max(65535).default(5488),
+  /**
+   * How long a database call may wait, so that a database that accepts connections but never answers
+   * is an outage (SERVICE_UNAVAILABLE) rather than a hang: opening a connection, or waiting for a free
+   * one, and one statement (`DatabaseTimeouts` documents them and their defaults, 5 s and 30 s).
+   */
+  DATABASE_CONNECT_TIMEOUT_MS: optionalInt(1),
+  DATABASE_QUERY_TIMEOUT_MS: optionalInt(1),
   /** Redis for signals (Streams) and subscriptions (pub/sub); without it, an in-process bus. */
   REDIS_URL: z.string().url().optional(),
   REDIS_KEY_PREFIX: z.string().default('cc:'),
@@ -310,6 +318,11 @@ export function browserLogin(env: Env, lmsUrl = process.env.LMS_URL): BrowserLog
   const loginUrl = env.LMS_LOGIN_URL ?? (lmsUrl ? `${lmsUrl.replace(/\/+$/, '')}/login` : undefined);
   if (!loginUrl) return undefined;
   return { loginUrl, publicUrl: env.PUBLIC_URL ?? `http://${env.HOST}:${env.PORT}` };
+}
+
+/** The database's timeouts the environment sets; unset ones keep `openDatabase`'s defaults. */
+export function databaseTimeouts(env: Env): DatabaseTimeouts {
+  return { connectTimeoutMs: env.DATABASE_CONNECT_TIMEOUT_MS, queryTimeoutMs: env.DATABASE_QUERY_TIMEOUT_MS };
 }
 
 export function operationLimits(env: Env): OperationLimits {

@@ -4,6 +4,7 @@ import {
   authOptions,
   browserLogin,
   connectionLimits,
+  databaseTimeouts,
   operationLimits,
   readEnv,
   tracingOptions,
@@ -67,9 +68,12 @@ async function run(prepare: Prepare | undefined) {
     remoteSubgraphs: env.REMOTE_SUBGRAPHS,
     subgraphSigningSecret: env.SUBGRAPH_SIGNING_SECRET,
     auth: authOptions(env),
-    database: env.DATABASE_URL
-      ? { url: env.DATABASE_URL }
-      : { dataDir: resolve(env.DATA_DIR, 'postgres'), port: env.EMBEDDED_POSTGRES_PORT },
+    database: {
+      ...(env.DATABASE_URL
+        ? { url: env.DATABASE_URL }
+        : { dataDir: resolve(env.DATA_DIR, 'postgres'), port: env.EMBEDDED_POSTGRES_PORT }),
+      ...databaseTimeouts(env),
+    },
     redis: env.REDIS_URL ? { url: env.REDIS_URL, keyPrefix: env.REDIS_KEY_PREFIX } : undefined,
     flags: env.LAUNCHDARKLY_SDK_KEY
       ? { sdkKey: env.LAUNCHDARKLY_SDK_KEY }

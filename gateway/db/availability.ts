@@ -18,10 +18,14 @@ const ADAPTER_KINDS = new Set([
   'SocketTimeout',
   'TooManyConnections',
 ]);
-/** SQLSTATEs of connection exceptions (class 08), admin/crash shutdowns, and a full server. */
-const SQLSTATE = /^(08...|57P0[1-3]|53300)$/;
+/**
+ * SQLSTATEs of connection exceptions (class 08), admin/crash shutdowns, a full server, and a statement
+ * cancelled (57014: past `statement_timeout`, or by an operator), which is tried again later as well.
+ */
+const SQLSTATE = /^(08...|57P0[1-3]|53300|57014)$/;
+/** pg's and pg-pool's own timeouts (no code) among them: no answer to a query, no connection in time. */
 const MESSAGES =
-  /Connection terminated|timeout exceeded when trying to connect|Can't reach database server|Connection refused/i;
+  /Connection terminated|timeout exceeded when trying to connect|Query read timeout|canceling statement due to statement timeout|Can't reach database server|Connection refused/i;
 
 /**
  * True when `error` says the database could not be reached (down, restarting, unreachable, out of
@@ -33,13 +37,15 @@ export function isDatabaseUnavailable(error: unknown): boolean {
     const { code, message, meta, cause } = e as {
       code?: unknown;
       message?: unknown;
-      meta?: { driverAdapterError?: { cause?: { kind?: unknown } } };
+      meta?: { driverAdapterError?: { cause?: { kind?: unknown; originalCode?: unknown } } };
       cause?: unknown;
     };
     if (typeof code === 'string' && (SOCKET_CODES.has(code) || PRISMA_CODES.has(code) || SQLSTATE.test(code)))
       return true;
-    const kind = meta?.driverAdapterError?.cause?.kind;
+    const { kind, originalCode } = meta?.driverAdapterError?.cause ?? {};
     if (typeof kind === 'string' && ADAPTER_KINDS.has(kind)) return true;
+    // The server's SQLSTATE, as Prisma's adapter keeps it for a statement that failed.
+    if (typeof originalCode === 'string' && SQLSTATE.test(originalCode)) return true;
     if (typeof message === 'string' && MESSAGES.test(message)) return true;
     e = cause;
   }
