@@ -62,7 +62,7 @@ beforeAll(async () => {
     }),
   });
   await gateway.ready(60_000);
-  await waitFor(() => gateway.output().includes('"msg":"every worker started"'), {
+  await waitFor(() => bothWorkersStarted(gateway.output()), {
     timeoutMs: 60_000,
     what: 'both workers to start',
   });
@@ -73,6 +73,14 @@ afterAll(async () => {
   await database?.drop();
   if (keyPrefix) await deleteNamespace(redisUrl, keyPrefix);
 });
+
+/**
+ * The primary said every worker started, and both workers' own start lines are in: a worker's line may
+ * reach the pipe after the primary's (its logger flushes on its own).
+ */
+const bothWorkersStarted = (output: string) =>
+  output.includes('"msg":"every worker started"') &&
+  (output.match(/"msg":"coordinator started"/g)?.length ?? 0) >= 2;
 
 /** The pids of the Coordinators that logged they started, in order. */
 const startedPids = () =>
@@ -269,13 +277,10 @@ it('`npm start` on WORKERS=2: one embedded PostgreSQL and one set of stand-ins f
       }),
     });
     await started.ready(90_000);
-    // A worker's log line may reach the pipe after the primary's (its logger flushes on its own).
-    await waitFor(
-      () =>
-        started.output().includes('"msg":"every worker started"') &&
-        (started.output().match(/"msg":"coordinator started"/g)?.length ?? 0) >= 2,
-      { timeoutMs: 60_000, what: 'both workers to start' },
-    );
+    await waitFor(() => bothWorkersStarted(started.output()), {
+      timeoutMs: 60_000,
+      what: 'both workers to start',
+    });
     const output = started.output();
     expect(output.match(/"msg":"embedded PostgreSQL is running"/g)).toHaveLength(1);
     expect(output.match(/"msg":"Service stand-ins running/g)).toHaveLength(1);
