@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { ConfigError, type PluginRuntime, type RouteRequest } from '@commerce-coordinator/plugin-sdk';
+import { type PluginRuntime, type RouteRequest } from '@commerce-coordinator/plugin-sdk';
 import { startGooglePlay, type GooglePlayStandIn } from '../../services/google-play/server.js';
 import googlePlayPlugin from '../../subgraphs/google-play/index.js';
 import { googlePlayPushConfig } from '../../subgraphs/google-play/config.js';
@@ -7,6 +7,7 @@ import {
   handleVoidedPurchasePush,
   MOBILE_PAYMENT_REFUNDED_SIGNAL,
 } from '../../subgraphs/google-play/voided-purchases.js';
+import { problemsOf } from '../support/config-problems.js';
 
 /**
  * Where a Google Play refund push may come from. A token Google signed for our audience proves only
@@ -84,16 +85,6 @@ const push = async (body: string, email: string) => {
     } satisfies RouteRequest,
     runtime,
   );
-};
-
-const problemsOf = (work: () => unknown): string[] => {
-  try {
-    work();
-  } catch (error) {
-    if (error instanceof ConfigError) return [...error.problems];
-    throw error;
-  }
-  return [];
 };
 
 describe('the push configuration', () => {

@@ -1,7 +1,6 @@
-import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCommerceCoordinator, type CommerceCoordinator } from '../support/commerce.js';
-import { seedPaidOrder, standInState } from '../support/orders.js';
+import { requestRefund, seedPaidOrder, standInState } from '../support/orders.js';
 import { waitFor } from '../support/wait.js';
 
 /** Refund amounts: odd shares and free lines; what the PSP gets is what is recorded. */
@@ -14,28 +13,7 @@ afterAll(async () => {
   await cc?.stop();
 });
 
-const REFUND = /* GraphQL */ `
-  mutation ($input: RefundRequestInput!, $key: String) {
-    requestRefund(input: $input, idempotencyKey: $key) {
-      refundAmountCents
-      refundStatus
-      pspRefundId
-      flow {
-        status
-      }
-    }
-  }
-`;
-type Refund = {
-  requestRefund: {
-    refundAmountCents: number | null;
-    refundStatus: string | null;
-    pspRefundId: string | null;
-    flow: { status: string };
-  } | null;
-};
-const refund = (orderId: string, lineItemIds: string[]) =>
-  cc.graphql<Refund>(REFUND, { input: { orderId, lineItemIds }, key: randomUUID() }, cc.tokens.staff);
+const refund = (orderId: string, lineItemIds: string[]) => requestRefund(cc, orderId, lineItemIds);
 
 describe.each(['STRIPE', 'PAYPAL'] as const)('%s', (psp) => {
   it('three lines with a discount, refunded one at a time and two at once: PSP = record = payment', async () => {

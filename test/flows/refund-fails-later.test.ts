@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCommerceCoordinator, type CommerceCoordinator } from '../support/commerce.js';
-import { seedPaidOrder, standInState } from '../support/orders.js';
+import { requestRefund, seedPaidOrder, standInState } from '../support/orders.js';
 import { waitFor } from '../support/wait.js';
 
 /**
@@ -18,29 +18,6 @@ afterAll(async () => {
   await cc?.stop();
 });
 
-const REFUND = /* GraphQL */ `
-  mutation ($input: RefundRequestInput!, $key: String) {
-    requestRefund(input: $input, idempotencyKey: $key) {
-      refundAmountCents
-      refundStatus
-      pspRefundId
-      alreadyRefunded
-      flow {
-        status
-      }
-    }
-  }
-`;
-type Refund = {
-  requestRefund: {
-    refundAmountCents: number | null;
-    refundStatus: string | null;
-    pspRefundId: string | null;
-    alreadyRefunded: boolean | null;
-    flow: { status: string };
-  };
-};
-
 describe('a pending PSP refund a return was settled with, then failed by the PSP', () => {
   it('Stripe: the return no longer counts as refunded; its line can be refunded again', async () => {
     const order = seedPaidOrder(cc, 'STRIPE', { prices: [14_900, 14_900] });
@@ -55,14 +32,9 @@ describe('a pending PSP refund a return was settled with, then failed by the PSP
     );
 
     // Staff refunds line A: Stripe says the charge is refunded, the flow answers the pending refund.
-    const first = await cc.graphql<Refund>(
-      REFUND,
-      {
-        input: { orderId: order.orderId, lineItemIds: [order.lineItemIds[0]] },
-        key: `pf-1-${order.orderId}`,
-      },
-      cc.tokens.staff,
-    );
+    const first = await requestRefund(cc, order.orderId, [order.lineItemIds[0]!], {
+      key: `pf-1-${order.orderId}`,
+    });
     expect(first.errors).toBeUndefined();
     expect(first.data!.requestRefund).toMatchObject({ pspRefundId: dashboard.id, refundStatus: 'pending' });
     expect(standInState(cc, order).returnItems.map((i) => i.paymentState)).toEqual(['Refunded']);
@@ -89,14 +61,9 @@ describe('a pending PSP refund a return was settled with, then failed by the PSP
     );
 
     // And line A can be refunded: the learner gets the line's share, once.
-    const again = await cc.graphql<Refund>(
-      REFUND,
-      {
-        input: { orderId: order.orderId, lineItemIds: [order.lineItemIds[0]] },
-        key: `pf-2-${order.orderId}`,
-      },
-      cc.tokens.staff,
-    );
+    const again = await requestRefund(cc, order.orderId, [order.lineItemIds[0]!], {
+      key: `pf-2-${order.orderId}`,
+    });
     expect(again.errors).toBeUndefined();
     expect(again.data!.requestRefund).toMatchObject({
       alreadyRefunded: false,
@@ -113,19 +80,14 @@ describe('a pending PSP refund a return was settled with, then failed by the PSP
 
   it('Stripe: the Coordinator’s own refund, succeeded, then failed by the card network', async () => {
     const order = seedPaidOrder(cc, 'STRIPE', { prices: [14_900, 14_900] });
-    const first = await cc.graphql<Refund>(
-      REFUND,
-      {
-        input: { orderId: order.orderId, lineItemIds: [order.lineItemIds[0]] },
-        key: `sf-1-${order.orderId}`,
-      },
-      cc.tokens.staff,
-    );
+    const first = await requestRefund(cc, order.orderId, [order.lineItemIds[0]!], {
+      key: `sf-1-${order.orderId}`,
+    });
     expect(first.data!.requestRefund).toMatchObject({
       refundStatus: 'succeeded',
       flow: { status: 'COMPLETED' },
     });
-    const refundId = first.data!.requestRefund.pspRefundId!;
+    const refundId = first.data!.requestRefund!.pspRefundId!;
 
     // Days later the card turns out closed: Stripe fails the refund (succeeded → failed), money back on the charge.
     const failed = await cc.services.stripe.failSucceededRefund(refundId);

@@ -1,7 +1,6 @@
-import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCommerceCoordinator, type CommerceCoordinator } from '../support/commerce.js';
-import { seedPaidOrder, standInState } from '../support/orders.js';
+import { requestRefund, seedPaidOrder, standInState, type PaidOrder } from '../support/orders.js';
 import { waitFor } from '../support/wait.js';
 
 /**
@@ -19,23 +18,22 @@ afterAll(async () => {
   await cc?.stop();
 });
 
-const REFUND = /* GraphQL */ `
-  mutation ($input: RefundRequestInput!, $key: String) {
-    requestRefund(input: $input, idempotencyKey: $key) {
-      refundAmountCents
-      alreadyRefunded
-      flow {
-        id
-        status
-      }
-    }
-  }
-`;
-type RefundAnswer = {
-  requestRefund: { refundAmountCents: number; alreadyRefunded: boolean | null; flow: { status: string } };
-};
-const refund = (orderId: string, lineItemIds: string[]) =>
-  cc.graphql<RefundAnswer>(REFUND, { input: { orderId, lineItemIds }, key: randomUUID() }, cc.tokens.staff);
+const refund = (orderId: string, lineItemIds: string[]) => requestRefund(cc, orderId, lineItemIds);
+
+/** Staff's retryFlow completes the flow, and the PSP and the record hold the one refund of the line. */
+async function expectRetriedToTheOneRefund(order: PaidOrder, flowId: string, reason: string) {
+  const retried = await cc.graphql<{ retryFlow: { status: string } }>(
+    `mutation ($id: ID!, $reason: String!) { retryFlow(id: $id, reason: $reason) { status } }`,
+    { id: flowId, reason },
+    cc.tokens.staff,
+  );
+  expect(retried.errors).toBeUndefined();
+  expect(retried.data?.retryFlow.status).toBe('COMPLETED');
+  const state = standInState(cc, order);
+  expect(state.pspRefunds).toEqual([9_900]);
+  expect(state.refundTransactions.map((t) => t.amount.centAmount)).toEqual([9_900]);
+  expect(state.returnItems.map((i) => i.paymentState)).toEqual(['Refunded']);
+}
 
 /**
  * The PSP makes the refund but its answer is lost (the connection drops), and from then on it answers
@@ -85,17 +83,7 @@ describe('a PSP refund whose answer was lost, then the PSP failing every retry',
       expect(standInState(cc, order).pspRefunds).toEqual([9_900]);
 
       // The operator's retry replays the refund under its key: the PSP answers the one it made.
-      const retried = await cc.graphql<{ retryFlow: { status: string } }>(
-        `mutation ($id: ID!) { retryFlow(id: $id, reason: "the PSP is back") { status } }`,
-        { id: flowId },
-        cc.tokens.staff,
-      );
-      expect(retried.errors).toBeUndefined();
-      expect(retried.data?.retryFlow.status).toBe('COMPLETED');
-      const state = standInState(cc, order);
-      expect(state.pspRefunds).toEqual([9_900]);
-      expect(state.refundTransactions.map((t) => t.amount.centAmount)).toEqual([9_900]);
-      expect(state.returnItems.map((i) => i.paymentState)).toEqual(['Refunded']);
+      await expectRetriedToTheOneRefund(order, flowId, 'the PSP is back');
       await waitFor(() => expect(standInState(cc, order).enrolled).toEqual([true, false]), {
         what: 'the refunded line to be revoked',
       });
@@ -121,17 +109,11 @@ describe('the same refund retried after the PSP forgot its idempotency key', () 
       // The operator retries days later: the key means nothing to the PSP any more (Stripe keeps keys
       // 24 hours); the refund made for the return is found, not made again.
       forgetKeys[psp]();
-      const retried = await cc.graphql<{ retryFlow: { status: string } }>(
-        `mutation ($id: ID!) { retryFlow(id: $id, reason: "after the weekend") { status } }`,
-        { id: String(first.errors![0]!.extensions!.flowId) },
-        cc.tokens.staff,
+      await expectRetriedToTheOneRefund(
+        order,
+        String(first.errors![0]!.extensions!.flowId),
+        'after the weekend',
       );
-      expect(retried.errors).toBeUndefined();
-      expect(retried.data?.retryFlow.status).toBe('COMPLETED');
-      const state = standInState(cc, order);
-      expect(state.pspRefunds).toEqual([9_900]);
-      expect(state.refundTransactions.map((t) => t.amount.centAmount)).toEqual([9_900]);
-      expect(state.returnItems.map((i) => i.paymentState)).toEqual(['Refunded']);
     },
     90_000,
   );

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Plugin, Route } from '@commerce-coordinator/plugin-sdk';
-import { ConfigError } from '../../gateway/errors.js';
 import { pluginRoutes } from '../../gateway/http/plugin-routes.js';
+import { problemsOf } from '../support/config-problems.js';
 
 // A Plugin route's aliases are paths it owns like its own: no Plugin may take over another's path,
 // nor one of the Coordinator's (/graphql, /healthz, …), through an alias.
@@ -21,16 +21,6 @@ const build = (plugins: Plugin[], reserved: string[] = ['/graphql', '/healthz'])
     file: 'rover.yaml',
     reserved,
   });
-
-const problemsOf = (work: () => unknown): string[] => {
-  try {
-    work();
-  } catch (error) {
-    if (error instanceof ConfigError) return [...error.problems];
-    throw error;
-  }
-  return [];
-};
 
 describe('Plugin route aliases', () => {
   it('serves a route at its path and at each alias', () => {

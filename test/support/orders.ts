@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { DEMO } from '../../services/demo.js';
 import type { CommerceCoordinator } from './commerce.js';
 
@@ -138,3 +139,37 @@ export function paidByStore(
   order.custom!.fields.mobileOrder = true;
   return { order, payment };
 }
+
+const REQUEST_REFUND_ANSWER = /* GraphQL */ `
+  mutation ($input: RefundRequestInput!, $key: String) {
+    requestRefund(input: $input, idempotencyKey: $key) {
+      refundAmountCents
+      refundStatus
+      pspRefundId
+      alreadyRefunded
+      flow {
+        id
+        status
+      }
+    }
+  }
+`;
+
+/** What `requestRefund` answers: the refund and the flow's status (the money tests' view of it). */
+export interface RefundAnswer {
+  requestRefund: {
+    refundAmountCents: number | null;
+    refundStatus: string | null;
+    pspRefundId: string | null;
+    alreadyRefunded: boolean | null;
+    flow: { id: string; status: string };
+  } | null;
+}
+
+/** A refund of `lineItemIds` asked for by staff (or `bearer`), under a new idempotency key unless `key` is given. */
+export const requestRefund = (
+  cc: Pick<CommerceCoordinator, 'graphql' | 'tokens'>,
+  orderId: string,
+  lineItemIds: string[],
+  { key = randomUUID(), bearer = cc.tokens.staff }: { key?: string; bearer?: string } = {},
+) => cc.graphql<RefundAnswer>(REQUEST_REFUND_ANSWER, { input: { orderId, lineItemIds }, key }, bearer);

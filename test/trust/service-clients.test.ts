@@ -1,11 +1,10 @@
-import { randomUUID } from 'node:crypto';
 import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authOptions, readEnv } from '../../gateway/env.js';
 import { ConfigError } from '../../gateway/errors.js';
 import { startCommerceCoordinator, type CommerceCoordinator } from '../support/commerce.js';
 import { TEST_JWT_SECRET } from '../support/coordinator.js';
-import { seedPaidOrder, standInState } from '../support/orders.js';
+import { requestRefund, seedPaidOrder, standInState } from '../support/orders.js';
 
 /**
  * The LMS gives client credentials to more applications than the Coordinator's Services: an enterprise
@@ -31,22 +30,8 @@ const clientToken = (claims: Record<string, unknown>) =>
     .setExpirationTime('5m')
     .sign(new TextEncoder().encode(TEST_JWT_SECRET));
 
-const REFUND = /* GraphQL */ `
-  mutation ($input: RefundRequestInput!, $key: String) {
-    requestRefund(input: $input, idempotencyKey: $key) {
-      flow {
-        id
-        status
-      }
-    }
-  }
-`;
-type RefundAnswer = {
-  data?: { requestRefund?: { flow: { id: string; status: string } } } | null;
-  errors?: { extensions?: { code?: string }; message: string }[];
-};
 const refundAs = (bearer: string, orderId: string, lineItemIds: string[]) =>
-  cc.graphql<RefundAnswer['data']>(REFUND, { input: { orderId, lineItemIds }, key: randomUUID() }, bearer);
+  requestRefund(cc, orderId, lineItemIds, { bearer });
 
 describe("another application's client credentials", () => {
   it("cannot refund someone else's order: the token is the application's user, a learner", async () => {
@@ -57,7 +42,7 @@ describe("another application's client credentials", () => {
       user_id: 9_001,
       administrator: false,
     });
-    const answer = (await refundAs(enterprise, order.orderId, order.lineItemIds)) as RefundAnswer;
+    const answer = await refundAs(enterprise, order.orderId, order.lineItemIds);
     expect(answer.errors?.[0]?.extensions?.code, JSON.stringify(answer)).toBe('FORBIDDEN');
     expect(standInState(cc, order).pspRefunds).toEqual([]);
   });
@@ -65,7 +50,7 @@ describe("another application's client credentials", () => {
   it('is refused when it names no user at all', async () => {
     const order = seedPaidOrder(cc, 'STRIPE', { prices: [9_900] });
     const bare = await clientToken({ client_id: 'some-other-client' });
-    const answer = (await refundAs(bare, order.orderId, order.lineItemIds)) as RefundAnswer;
+    const answer = await refundAs(bare, order.orderId, order.lineItemIds);
     expect(answer.errors?.[0]?.extensions?.code, JSON.stringify(answer)).toBe('UNAUTHENTICATED');
     expect(answer.errors?.[0]?.message).toMatch(/JWT_SERVICE_CLIENTS/);
     expect(standInState(cc, order).pspRefunds).toEqual([]);
@@ -75,7 +60,7 @@ describe("another application's client credentials", () => {
     const order = seedPaidOrder(cc, 'STRIPE', { prices: [9_900, 4_900] });
     // The LMS's own tokens carry no client_id: the application's (service) user names the client.
     const lms = await clientToken({ preferred_username: 'lms', administrator: false });
-    const answer = (await refundAs(lms, order.orderId, [order.lineItemIds[0]!])) as RefundAnswer;
+    const answer = await refundAs(lms, order.orderId, [order.lineItemIds[0]!]);
     expect(answer.errors, JSON.stringify(answer)).toBeUndefined();
     expect(answer.data?.requestRefund?.flow.status).toBe('COMPLETED');
     expect(standInState(cc, order).pspRefunds).toEqual([9_900]);
