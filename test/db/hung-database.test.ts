@@ -303,7 +303,12 @@ describe('a whole Coordinator on a database that never answers', { timeout: 30_0
     );
     for (const { answer, ms } of answers) {
       expect(codeOf(answer), JSON.stringify(answer).slice(0, 300)).toBe('SERVICE_UNAVAILABLE');
-      expect(JSON.stringify(answer)).not.toMatch(/timeout|127\.0\.0\.1|Prisma/i);
+      // What the caller is told names no driver, host or timeout (stacktraces, outside production, are
+      // the gateway's own frames: its timers' names would match).
+      const told = JSON.stringify(answer, (key, value: unknown) =>
+        key === 'stacktrace' ? undefined : value,
+      );
+      expect(told).not.toMatch(/timeout|127\.0\.0\.1|Prisma/i);
       expect(ms).toBeLessThan(BOUND_MS);
     }
     const ready = await fetch(`${t.url}/readyz`);
