@@ -68,9 +68,9 @@ export function standingRefundOfReturn<T>(
   refunds: readonly T[],
   returnId: string,
   returnOf: (refund: T) => string | undefined,
-  failed: (refund: T) => boolean,
+  statusOf: (refund: T) => PspRefund['refundStatus'],
 ): T | undefined {
-  return refunds.find((refund) => returnOf(refund) === returnId && !failed(refund));
+  return refunds.find((refund) => returnOf(refund) === returnId && statusOf(refund) !== 'failed');
 }
 
 /**

@@ -16,6 +16,7 @@ import {
 } from './client.js';
 import { readRetirementSalt } from './config.js';
 import {
+  claimedLineIds,
   lineState,
   lineView,
   lmsUserIdOf,
@@ -328,16 +329,28 @@ export async function recordRefundTransaction(
     current.paymentInfo?.payments
       .flatMap((ref) => ref.obj?.transactions ?? [])
       .find((t) => t.id === transaction.id)?.state ?? transaction.state;
-  if (input.returnId) {
+  if (input.returnId || transaction.state === 'Failure') {
     await service(() =>
       client.updateWithRetry(
         'orders',
         order.id,
         (current) => {
-          const target = stateNow(current) === 'Failure' ? 'NotRefunded' : 'Refunded';
-          return (current.returnInfo?.find((r) => returnIdOf(r) === input.returnId)?.items ?? []).flatMap(
-            (item) => {
-              if (item.paymentState === target || item.paymentState === 'Refunded') return [];
+          const failed = stateNow(current) === 'Failure';
+          const own = new Set(
+            current.returnInfo?.find((r) => returnIdOf(r) === input.returnId)?.items.map((item) => item.id),
+          );
+          const target = failed ? 'NotRefunded' : 'Refunded';
+          return (current.returnInfo ?? [])
+            .flatMap((info) => info.items)
+            .flatMap((item) => {
+              // A failed refund gave nothing back: the returns settled with it are not refunded, and
+              // their lines may be asked for again (left Refunded, they would be taken for ever).
+              if (item.paymentState === 'Refunded')
+                return failed && transactionIdOf(item) === transaction.id
+                  ? [{ action: 'setReturnPaymentState', returnItemId: item.id, paymentState: 'NotRefunded' }]
+                  : [];
+              // The return the refund was made for is settled with it.
+              if (!own.has(item.id) || item.paymentState === target) return [];
               return [
                 { action: 'setReturnPaymentState', returnItemId: item.id, paymentState: target },
                 {
@@ -347,34 +360,12 @@ export async function recordRefundTransaction(
                   fields: { transactionId: transaction.id },
                 },
               ];
-            },
-          );
+            });
         },
         { correlationId: ctx.idempotencyKey },
       ),
     );
-  }
-  if (transaction.state === 'Failure') {
-    // The PSP failed the refund (a pending one its card network refused): nothing went back, so the
-    // returns settled with it are not refunded. Marked NotRefunded, their lines may be asked for again;
-    // left Refunded, they would be taken for ever while the money was never given back.
-    await service(() =>
-      client.updateWithRetry(
-        'orders',
-        order.id,
-        (current) =>
-          (current.returnInfo ?? [])
-            .flatMap((info) => info.items)
-            .filter((item) => item.paymentState === 'Refunded' && transactionIdOf(item) === transaction.id)
-            .map((item) => ({
-              action: 'setReturnPaymentState',
-              returnItemId: item.id,
-              paymentState: 'NotRefunded',
-            })),
-        { correlationId: ctx.idempotencyKey },
-      ),
-    );
-  } else if (!input.returnId && isStorePayment(payment)) {
+  } else if (isStorePayment(payment)) {
     // A mobile store's refund: the store refunds the whole purchase, so the returns of the order
     // awaiting it (settleReturn left them Initial) are refunded by it.
     await settleStoreRefundReturns(order.id, transaction.id, ctx);
@@ -387,31 +378,18 @@ export async function recordRefundTransaction(
 const lineStates = (order: CtOrder) =>
   order.lineItems.map((line) => ({ lineItemId: line.id, state: lineState(line) }));
 
-/**
- * The lines a return holds whose money is being or was given back (an item Initial or Refunded): they
- * are never fulfilled again, or the learner would have both the course and the refund.
- */
-const returnedLines = (order: CtOrder) =>
-  new Set(
-    (order.returnInfo ?? [])
-      .flatMap((info) => info.items)
-      .filter(
-        (item) => item.lineItemId && (item.paymentState === 'Initial' || item.paymentState === 'Refunded'),
-      )
-      .map((item) => item.lineItemId!),
-  );
-
 export async function startFulfillment(input: { orderId: string }, ctx: ActionContext) {
   const order = await readOrder(input.orderId);
   // Every line not yet fulfilled moves to PROCESSING in one update (the reference's commit 41c5ca3b),
-  // but a returned one: a new message for an order whose failed line was refunded meanwhile.
-  let returned = returnedLines(order);
+  // but one a return holds (its money refunded or being refunded): a new message for an order whose
+  // failed line was refunded meanwhile must not give the learner both the course and the refund.
+  let returned = claimedLineIds(order);
   const updated = await service(() =>
     orderManagementClient().updateWithRetry(
       'orders',
       input.orderId,
       (current) => {
-        returned = returnedLines(current);
+        returned = claimedLineIds(current);
         return current.lineItems.flatMap((line) =>
           lineState(line) === 'SUCCESS' || lineState(line) === 'PROCESSING' || returned.has(line.id)
             ? []

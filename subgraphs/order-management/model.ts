@@ -192,6 +192,15 @@ export function lineShares(lines: readonly CtLineItem[], paidCents: number): Map
 /** Return item payment states whose lines' money is being or was refunded. */
 const CLAIMING: ReadonlySet<CtReturnItem['paymentState']> = new Set(['Initial', 'Refunded']);
 
+/** The lines of `order` a return holds whose money is being or was refunded. */
+export const claimedLineIds = (order: CtOrder): Set<string> =>
+  new Set(
+    (order.returnInfo ?? [])
+      .flatMap((info) => info.items)
+      .filter((item) => CLAIMING.has(item.paymentState) && item.lineItemId)
+      .map((item) => item.lineItemId!),
+  );
+
 /**
  * The refund of a return, in minor units: the sum of its lines' shares (`lineShares`), capped by what
  * is left to refund — the payment less what the other returns claim (their lines' shares) or what was

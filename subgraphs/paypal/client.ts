@@ -217,11 +217,11 @@ const returnOfRefund = (refund: Refund): string | undefined => refund.customId |
 
 /**
  * Refunds `amountCents` of a capture, once: `idempotencyKey` is sent as PayPal-Request-Id, so a retry
- * gets the same refund back, and the refund names its return (`custom_id`); a refund PayPal already holds
- * for the return is answered, not made again, once PayPal no longer keeps the id (`standingRefundOfReturn`). A capture PayPal says is
- * already fully refunded (`CAPTURE_FULLY_REFUNDED`) answers the refund that took this return's money
- * back (`refundAnsweringReturn`), never another return's: when every refund is another return's, a
- * CONFLICT.
+ * gets the same refund back, and the refund names its return (`custom_id`); a refund PayPal already
+ * holds for the return is answered, not made again, once PayPal no longer keeps the id
+ * (`standingRefundOfReturn`). A capture PayPal says is already fully refunded (`CAPTURE_FULLY_REFUNDED`)
+ * answers the refund that took this return's money back (`refundAnsweringReturn`), never another
+ * return's: when every refund is another return's, a CONFLICT.
  */
 export async function refundCapture(request: {
   captureId: string;
@@ -237,7 +237,7 @@ export async function refundCapture(request: {
       await currentRefundsOf(request.captureId),
       request.returnId,
       returnOfRefund,
-      (refund) => refund.status === 'FAILED' || refund.status === 'CANCELLED',
+      (refund) => refundStatusOf(refund.status),
     );
     if (standing?.id) return toResult(standing, request.captureId);
   }

@@ -112,7 +112,7 @@ export async function refundPaymentIntent(request: {
       await refundsOf(request.paymentIntentId),
       request.returnId,
       returnOfRefund,
-      (refund) => refund.status === 'failed' || refund.status === 'canceled',
+      (refund) => statusOf(refund.status),
     );
     if (standing) return toResult(standing);
   }
