@@ -59,6 +59,21 @@ export function checkRefundRequest(action: string, input: RefundPaymentInput, ct
 }
 
 /**
+ * A refund the PSP answered as failed moved no money (PayPal's `FAILED`: it could not process it): a
+ * CONFLICT, so that the flow stops before it records and announces a refund (`order.refunded.v1`
+ * revokes the learner's access), and the return's compensation frees its lines to be refunded again.
+ * A pending refund goes on: its money is on the way, and a later failure arrives by webhook.
+ */
+export function refundMade<T extends PaymentRefund>(psp: 'stripe' | 'paypal', refund: T): T {
+  if (refund.refundStatus !== 'failed') return refund;
+  throw new DomainError(
+    ErrorCode.CONFLICT,
+    `${psp === 'stripe' ? 'Stripe' : 'PayPal'} answered refund ${refund.pspRefundId} as failed: nothing was refunded`,
+    { psp, pspRefundId: refund.pspRefundId, refundStatus: refund.refundStatus },
+  );
+}
+
+/**
  * The refund a PSP already holds for this return and has not failed or cancelled, among the payment's
  * refunds: looked for before a refund is made, because a PSP keeps idempotency keys only for a while
  * (Stripe 24 hours). A step retried after that (an operator's `retryFlow` of a refund whose answer was

@@ -141,6 +141,11 @@ export interface PayPalStandIn {
   failNext(fault: PayPalFault): void;
   /** Drops the faults not used yet. */
   clearFaults(): void;
+  /**
+   * The next refund PayPal makes is answered `FAILED` (PayPal could not process it, e.g. the merchant's
+   * balance could not cover it): it exists, names what was asked, and refunds nothing.
+   */
+  failNextRefund(): void;
   /** Holds every call whose path starts with `path` (before it is answered) until released. */
   hold(path: string): PayPalHold;
   seed(data: { captures?: CaptureSeed[] }): PayPalObject[];
@@ -196,6 +201,8 @@ interface Refund {
   /** The caller's own reference (`custom_id`), e.g. what the refund is for. */
   customId?: string;
   noteToPayer?: string;
+  /** COMPLETED, or FAILED for a refund PayPal could not process (it refunded nothing). */
+  status: 'COMPLETED' | 'FAILED';
   createTime: string;
 }
 
@@ -285,6 +292,7 @@ export async function startPayPal(options: PayPalStandInOptions = {}): Promise<P
   const events = new Map<string, string>();
   const requestIds = new Map<string, Saved>();
   const faults: PayPalFault[] = [];
+  let failingRefunds = 0;
   const holds: Array<{ path: string; waiting: Array<() => void>; released: boolean }> = [];
   const recorded: PayPalCall[] = [];
   const inFlight = new Map<string, number>();
@@ -310,7 +318,7 @@ export async function startPayPal(options: PayPalStandInOptions = {}): Promise<P
       ...(refund.invoiceId ? { invoice_id: refund.invoiceId } : {}),
       ...(refund.customId ? { custom_id: refund.customId } : {}),
       ...(refund.noteToPayer ? { note_to_payer: refund.noteToPayer } : {}),
-      status: 'COMPLETED',
+      status: refund.status,
       create_time: refund.createTime,
       update_time: refund.createTime,
       links: [
@@ -470,10 +478,12 @@ export async function startPayPal(options: PayPalStandInOptions = {}): Promise<P
       invoiceId: typeof body.invoice_id === 'string' ? body.invoice_id : capture.invoiceId,
       customId: typeof body.custom_id === 'string' ? body.custom_id : undefined,
       noteToPayer: typeof body.note_to_payer === 'string' ? body.note_to_payer : undefined,
+      status: failingRefunds > 0 ? 'FAILED' : 'COMPLETED',
       createTime: iso(),
     };
+    if (refund.status === 'FAILED') failingRefunds -= 1;
     refunds.set(refund.id, refund);
-    capture.refundedCents += amountCents;
+    if (refund.status === 'COMPLETED') capture.refundedCents += amountCents;
     capture.updateTime = refund.createTime;
     return refund;
   }
@@ -797,6 +807,7 @@ export async function startPayPal(options: PayPalStandInOptions = {}): Promise<P
       recorded.filter((c) => path === undefined || c.path.startsWith(path)).map((c) => ({ ...c })),
     failNext: (fault) => void faults.push({ ...fault }),
     clearFaults: () => void faults.splice(0),
+    failNextRefund: () => void (failingRefunds += 1),
     hold(path) {
       const hold = { path, waiting: [] as Array<() => void>, released: false };
       holds.push(hold);

@@ -22,6 +22,7 @@ import {
 import {
   refundAnsweringReturn,
   refundedForOtherReturns,
+  refundMade,
   standingRefundOfReturn,
   type PspRefund,
 } from '../../schema/contracts/refund-payment.js';
@@ -251,7 +252,7 @@ export async function refundCapture(request: {
         ...(request.returnId ? { customId: request.returnId } : {}),
       },
     });
-    return toResult(result, request.captureId, request.amountCents);
+    return refundMade('paypal', toResult(result, request.captureId, request.amountCents));
   } catch (error) {
     if (issueOf(error) === 'CAPTURE_FULLY_REFUNDED')
       return refundOfReturn(request.captureId, request.returnId);

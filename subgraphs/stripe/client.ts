@@ -4,6 +4,7 @@ import { stripeApiConfig } from './config.js';
 import {
   refundAnsweringReturn,
   refundedForOtherReturns,
+  refundMade,
   standingRefundOfReturn,
   type PspRefund,
 } from '../../schema/contracts/refund-payment.js';
@@ -129,7 +130,7 @@ export async function refundPaymentIntent(request: {
       },
       { idempotencyKey: request.idempotencyKey },
     );
-    return toResult(refund);
+    return refundMade('stripe', toResult(refund));
   } catch (error) {
     if (error instanceof Stripe.errors.StripeError && error.code === 'charge_already_refunded')
       return refundOfReturn(request.paymentIntentId, request.returnId);
