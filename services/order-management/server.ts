@@ -178,9 +178,28 @@ export interface OrderManagement {
    * method is `method` when given, are answered `status` with commercetools' body for it.
    */
   failNext(times: number, status: number, pathPrefix?: string, method?: 'GET' | 'POST'): void;
+  /**
+   * Holds every request `matches` accepts, before it is performed, until released: to let another
+   * writer go first between a caller's read and its write.
+   */
+  hold(matches: (request: HeldRequest) => boolean): OrderManagementHold;
   /** Invalidates every issued token, as an expiry would. */
   expireTokens(): void;
   close(): Promise<void>;
+}
+
+/** A request `hold` may hold: its body parsed when it is JSON. */
+export interface HeldRequest {
+  method: string;
+  path: string;
+  body: unknown;
+}
+
+export interface OrderManagementHold {
+  /** How many requests are waiting now. */
+  held(): number;
+  /** Lets the waiting requests and every later one through. */
+  release(): void;
 }
 
 const TOKEN_TTL_SECONDS = 172_800;
@@ -210,6 +229,11 @@ export async function startOrderManagement(options: OrderManagementOptions = {})
   const calls = new Map<string, number>();
   const statuses = new Map<number, number>();
   const faults: Array<{ remaining: number; status: number; pathPrefix?: string; method?: string }> = [];
+  const holds: Array<{
+    matches: (request: HeldRequest) => boolean;
+    waiting: Array<() => void>;
+    released: boolean;
+  }> = [];
 
   const send = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
     statuses.set(status, (statuses.get(status) ?? 0) + 1);
@@ -232,6 +256,17 @@ export async function startOrderManagement(options: OrderManagementOptions = {})
       calls.set(key, (calls.get(key) ?? 0) + 1);
       try {
         const body = await readRequestBody(req);
+        if (holds.length) {
+          let parsed: unknown;
+          try {
+            parsed = body.length ? JSON.parse(body.toString('utf8')) : undefined;
+          } catch {
+            parsed = undefined;
+          }
+          const request = { method, path: url.pathname, body: parsed };
+          const hold = holds.find((h) => !h.released && h.matches(request));
+          if (hold) await new Promise<void>((resolve) => hold.waiting.push(resolve));
+        }
         const fault = faults.find(
           (f) =>
             f.remaining > 0 &&
@@ -396,6 +431,17 @@ export async function startOrderManagement(options: OrderManagementOptions = {})
         ...(pathPrefix ? { pathPrefix } : {}),
         ...(method ? { method } : {}),
       }),
+    hold(matches) {
+      const hold = { matches, waiting: [] as Array<() => void>, released: false };
+      holds.push(hold);
+      return {
+        held: () => hold.waiting.length,
+        release() {
+          hold.released = true;
+          hold.waiting.splice(0).forEach((resume) => resume());
+        },
+      };
+    },
     expireTokens: () => tokens.clear(),
     close: () =>
       new Promise<void>((resolve) => {

@@ -232,6 +232,49 @@ function overRecorded(
 }
 
 /**
+ * What settles an order's returns with a refund transaction: the return it was made for (`returnId`)
+ * Refunded and linked to it, or, when it `failed`, every return settled with it NotRefunded.
+ */
+function returnsSettledBy(
+  order: CtOrder,
+  transactionId: string,
+  returnId: string | null | undefined,
+  failed: boolean,
+): UpdateAction[] {
+  const own = new Set(
+    order.returnInfo?.find((r) => returnIdOf(r) === returnId)?.items.map((item) => item.id),
+  );
+  const target = failed ? 'NotRefunded' : 'Refunded';
+  return (order.returnInfo ?? [])
+    .flatMap((info) => info.items)
+    .flatMap((item): UpdateAction[] => {
+      // A failed refund gave nothing back: the returns settled with it are not refunded, and their
+      // lines may be asked for again (left Refunded, they would be taken for ever).
+      if (item.paymentState === 'Refunded')
+        return failed && transactionIdOf(item) === transactionId
+          ? [{ action: 'setReturnPaymentState', returnItemId: item.id, paymentState: 'NotRefunded' }]
+          : [];
+      // The return the refund was made for is settled with it.
+      if (!own.has(item.id) || item.paymentState === target) return [];
+      return [
+        { action: 'setReturnPaymentState', returnItemId: item.id, paymentState: target },
+        {
+          action: 'setReturnItemCustomType',
+          returnItemId: item.id,
+          type: { typeId: 'type', key: 'returnItemCustomType' },
+          fields: { transactionId },
+        },
+      ];
+    });
+}
+
+/** A refund transaction's state as the payment holds it now. */
+async function refundStateOnPayment(paymentId: string, transactionId: string) {
+  const payment = await service(() => orderManagementClient().get('payments', paymentId));
+  return payment?.transactions.find((t) => t.id === transactionId)?.state;
+}
+
+/**
  * Records a PSP refund on the order's payment, once per refund (`pspRefundId`), and settles its return.
  * A refund new to the payment that would bring its recorded refunds past what was paid is refused
  * with CONFLICT and nothing is recorded (`overRecorded`): whoever asks (a PSP webhook's signal, the
@@ -330,41 +373,26 @@ export async function recordRefundTransaction(
       .flatMap((ref) => ref.obj?.transactions ?? [])
       .find((t) => t.id === transaction.id)?.state ?? transaction.state;
   if (input.returnId || transaction.state === 'Failure') {
-    await service(() =>
-      client.updateWithRetry(
-        'orders',
-        order.id,
-        (current) => {
-          const failed = stateNow(current) === 'Failure';
-          const own = new Set(
-            current.returnInfo?.find((r) => returnIdOf(r) === input.returnId)?.items.map((item) => item.id),
-          );
-          const target = failed ? 'NotRefunded' : 'Refunded';
-          return (current.returnInfo ?? [])
-            .flatMap((info) => info.items)
-            .flatMap((item) => {
-              // A failed refund gave nothing back: the returns settled with it are not refunded, and
-              // their lines may be asked for again (left Refunded, they would be taken for ever).
-              if (item.paymentState === 'Refunded')
-                return failed && transactionIdOf(item) === transaction.id
-                  ? [{ action: 'setReturnPaymentState', returnItemId: item.id, paymentState: 'NotRefunded' }]
-                  : [];
-              // The return the refund was made for is settled with it.
-              if (!own.has(item.id) || item.paymentState === target) return [];
-              return [
-                { action: 'setReturnPaymentState', returnItemId: item.id, paymentState: target },
-                {
-                  action: 'setReturnItemCustomType',
-                  returnItemId: item.id,
-                  type: { typeId: 'type', key: 'returnItemCustomType' },
-                  fields: { transactionId: transaction.id },
-                },
-              ];
-            });
-        },
-        { correlationId: ctx.idempotencyKey },
-      ),
-    );
+    let failed = false;
+    const settleReturns = () =>
+      service(() =>
+        client.updateWithRetry(
+          'orders',
+          order.id,
+          (current) => {
+            failed = stateNow(current) === 'Failure';
+            return returnsSettledBy(current, transaction.id, input.returnId, failed);
+          },
+          { correlationId: ctx.idempotencyKey },
+        ),
+      );
+    await settleReturns();
+    // The payment and the order are versioned apart: a failure recorded on the payment after this
+    // update read the order (a webhook's) found no return settled with the refund yet, so it undid
+    // none. Read the refund again once the return is settled: if it failed, undo it here (once: a
+    // failure is final).
+    if (!failed && (await refundStateOnPayment(payment.id, transaction.id)) === 'Failure')
+      await settleReturns();
   } else if (isStorePayment(payment)) {
     // A mobile store's refund: the store refunds the whole purchase, so the returns of the order
     // awaiting it (settleReturn left them Initial) are refunded by it.

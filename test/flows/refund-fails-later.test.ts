@@ -106,4 +106,55 @@ describe('a pending PSP refund a return was settled with, then failed by the PSP
       { what: 'the return settled with the failed refund to be NotRefunded', timeoutMs: 3_000 },
     );
   });
+
+  it('Stripe: a failure recorded between the flow recording the refund and settling its return', async () => {
+    const order = seedPaidOrder(cc, 'STRIPE', { prices: [14_900, 14_900] });
+    // The flow's settling of its return (the update that links the return to the refund) waits…
+    const settling = cc.services.orderManagement.hold(
+      ({ method, path, body }) =>
+        method === 'POST' &&
+        path.endsWith(`/orders/${order.orderId}`) &&
+        JSON.stringify(body).includes('setReturnItemCustomType'),
+    );
+    const refunding = requestRefund(cc, order.orderId, [order.lineItemIds[0]!]);
+    await waitFor(() => expect(settling.held()).toBe(1), { what: 'the flow settling its return' });
+
+    // …while Stripe fails the refund and the webhook's receiver records the failure: it finds no
+    // return settled with the refund yet, so it has nothing to undo.
+    const [refund] = cc.services.stripe.refunds(order.pspPaymentId);
+    const failed = await cc.services.stripe.failSucceededRefund(refund!.id);
+    expect(failed.delivery?.status).toBe(200);
+    await waitFor(
+      async () => {
+        const { data } = await cc.graphql<{
+          flows: Array<{ receiver: string | null; status: string; input: Record<string, unknown> }>;
+        }>(
+          'query { flows(name: "payment.refunded.v1", limit: 50) { receiver status input } }',
+          {},
+          cc.tokens.staff,
+        );
+        const recorded = data?.flows.find(
+          (f) =>
+            f.receiver === 'record-psp-refund' &&
+            f.input.pspRefundId === refund!.id &&
+            f.input.refundStatus === 'failed',
+        );
+        expect(recorded?.status).toBe('COMPLETED');
+      },
+      { what: 'the failure recorded by the webhook’s receiver' },
+    );
+    expect(standInState(cc, order).refundTransactions.map((t) => t.state)).toEqual(['Failure']);
+
+    settling.release();
+    const answer = await refunding;
+    expect(answer.data!.requestRefund).toMatchObject({ flow: { status: 'COMPLETED' } });
+    // The return must not stay Refunded against a failed refund: its line could never be refunded again.
+    expect(standInState(cc, order).returnItems.map((i) => i.paymentState)).toEqual(['NotRefunded']);
+    const again = await requestRefund(cc, order.orderId, [order.lineItemIds[0]!]);
+    expect(again.data!.requestRefund).toMatchObject({
+      alreadyRefunded: false,
+      refundAmountCents: 14_900,
+      flow: { status: 'COMPLETED' },
+    });
+  });
 });
