@@ -23,6 +23,10 @@ import { createAdmin, djangoErrorAnswer, readRequestBody, type Admin } from '../
  * DRF's 401 / 403. Both endpoints are idempotent: a line asked for again (order id, line item id) is
  * not fulfilled twice (one whose report went out is reported again: see the fulfill handler), a line
  * already revoked answers `revoked`.
+ *
+ * Like the real service, a line is fulfilled when the service gets to it (when its report goes out),
+ * not when it is accepted: a revoke that arrives in between finds nothing to end, and the enrollment
+ * the fulfillment then makes stays until it is revoked again (`enrolled`).
  */
 
 export const FULFILLMENT_SIGNATURE_HEADER = 'x-fulfillment-webhook-signature';
@@ -116,6 +120,11 @@ export interface OrderFulfillmentStandIn {
   fulfillments(): FulfilledLine[];
   /** The revoke requests it performed (a repeated one once). */
   revocations(): RevokeLineRequest[];
+  /**
+   * Whether the learner holds the course run (or entitlement of the course UUID) through the service
+   * now: fulfilled when its report went out, and not revoked since.
+   */
+  enrolled(username: string, courseId: string): boolean;
   /** Requests received whose path starts with `pathPrefix`. */
   calls(pathPrefix?: string, method?: string): number;
   /**
@@ -144,6 +153,9 @@ export async function startOrderFulfillment(
   const failing = new Set<string>();
   const lines = new Map<string, FulfilledLine>();
   const revoked = new Map<string, RevokeLineRequest>();
+  /** `<username>/<course_id>` → whether the learner holds it now (see `enrolled`). */
+  const holding = new Map<string, boolean>();
+  const holdingKey = (username: string, courseId: string) => `${username}/${courseId}`;
   const requests: Array<{ method: string; path: string }> = [];
 
   async function deliver(report: FulfillmentReport, sign: { timestamp?: number; eventId?: string } = {}) {
@@ -177,6 +189,9 @@ export async function startOrderFulfillment(
 
   async function reportLine(line: FulfilledLine): Promise<WebhookDelivery | undefined> {
     if (line.reported || !webhook) return undefined;
+    // The service does the work when it reports it: from now on the learner holds the line.
+    if (line.report.is_fulfilled)
+      holding.set(holdingKey(line.request.edx_lms_username, line.request.course_id), true);
     const delivery = await deliver(line.report);
     if (delivery.status >= 200 && delivery.status < 300) line.reported = true;
     return delivery;
@@ -270,8 +285,11 @@ export async function startOrderFulfillment(
     const request = await readBody(req, RevokeLineRequestSchema);
     if (isAnswer(request)) return request;
     const key = `${request.edx_lms_username}/${request.entitlement_uuid ?? request.course_run_key}`;
-    const already = revoked.has(key);
+    const held = holdingKey(request.edx_lms_username, request.course_run_key);
+    // Revoked before and not fulfilled again since: nothing to end.
+    const already = revoked.has(key) && !holding.get(held);
     if (!already) revoked.set(key, request);
+    holding.set(held, false);
     return { status: 200, body: { message: 'Line revoked.', revoked: true, already_revoked: already } };
   }
 
@@ -322,6 +340,7 @@ export async function startOrderFulfillment(
     setWebhook: (next) => void (webhook = next),
     fulfillments: () => [...lines.values()].map((line) => structuredClone(line)),
     revocations: () => [...revoked.values()].map((r) => structuredClone(r)),
+    enrolled: (username, courseId) => holding.get(holdingKey(username, courseId)) ?? false,
     calls: (pathPrefix = '', method) =>
       requests.filter((r) => r.path.startsWith(pathPrefix) && (!method || r.method === method)).length,
     async deliverPending(orderId) {

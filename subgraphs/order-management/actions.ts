@@ -21,11 +21,14 @@ import {
   lineView,
   lmsUserIdOf,
   moveLine,
+  ORDER_REFUNDED_SIGNAL,
   orderView,
   pspOf,
   refundAmountCents,
   refundedCents,
+  refundedLineIds,
   returnIdOf,
+  revokeSignalOf,
   successfulPayment,
   type LineItemState,
 } from './model.js';
@@ -507,6 +510,23 @@ export async function completeFulfillment(
       { current: order, correlationId: ctx.idempotencyKey },
     ),
   );
+  // A line refunded while it was being fulfilled (the Order Fulfillment service works after the flow
+  // that forwarded it, and the refund's revoke, sent at once, found nothing to end) was fulfilled
+  // anyway: it is revoked now, or the learner keeps the course and the money. Only once the money is
+  // back (Refunded): a refund still open (awaiting a store's refund, an outcome unknown) revokes its
+  // lines itself when it is recorded. Sent on every report of it, a redelivery or a retried step
+  // included: a revoke is idempotent, a lost one is not.
+  const refundedLines = refundedLineIds(updated);
+  const refunded = input.fulfillments.filter((f) => f.fulfilled && refundedLines.has(f.lineItemId));
+  if (refunded.length)
+    ctx.emit(
+      ORDER_REFUNDED_SIGNAL,
+      revokeSignalOf(
+        updated,
+        refunded.map((f) => f.lineItemId),
+        new Map(refunded.flatMap((f) => (f.entitlementUuid ? [[f.lineItemId, f.entitlementUuid]] : []))),
+      ),
+    );
   return { orderId: updated.id, lineItemStates: lineStates(updated) };
 }
 

@@ -6,7 +6,7 @@ import {
   type CtTransaction,
   type UpdateAction,
 } from './client.js';
-import { lineView, lmsUserIdOf, refundedCents } from './model.js';
+import { ORDER_REFUNDED_SIGNAL, refundedCents, revokeSignalOf } from './model.js';
 import { settleStoreRefundReturns, storeRefundOf } from './returns.js';
 
 /**
@@ -45,7 +45,6 @@ const badInput = (message: string) => new DomainError(ErrorCode.BAD_USER_INPUT, 
 
 /** The signal a refund unknown to the order management Service is forwarded to legacy ecommerce by. */
 export const UNMATCHED_IOS_REFUND_SIGNAL = 'mobile.ios-refund.unmatched.v1';
-const ORDER_REFUNDED_SIGNAL = 'order.refunded.v1';
 
 function check(input: MobileRefundInput) {
   if (!(MOBILE_PAYMENT_INTERFACES as readonly string[]).includes(input.paymentInterface))
@@ -192,21 +191,14 @@ export async function recordMobileRefund(input: MobileRefundInput, ctx: ActionCo
 
   // The lines are revoked whenever this refund is on the payment, also when an earlier attempt wrote
   // it and failed after: the LMS's revoke is idempotent, a lost revoke is not.
-  if (transaction) {
-    const view = order.lineItems.map(lineView);
-    ctx.emit(ORDER_REFUNDED_SIGNAL, {
-      orderId: order.id,
-      lmsUserId: lmsUserIdOf(order),
-      username: String(order.custom?.fields.lmsUsername ?? ''),
-      returnedItems: view.map((line) => ({
-        lineItemId: line.id,
-        kind: line.kind,
-        courseRunKey: line.courseRunKey,
-        bundleKey: line.bundleKey,
-        entitlementUuid: line.entitlementUuid,
-      })),
-    });
-  }
+  if (transaction)
+    ctx.emit(
+      ORDER_REFUNDED_SIGNAL,
+      revokeSignalOf(
+        order,
+        order.lineItems.map((line) => line.id),
+      ),
+    );
   return {
     found: true,
     orderId: order.id,

@@ -201,6 +201,15 @@ export const claimedLineIds = (order: CtOrder): Set<string> =>
       .map((item) => item.lineItemId!),
   );
 
+/** The lines of `order` whose money a return gave back (Refunded: not in flight, not awaiting a store). */
+export const refundedLineIds = (order: CtOrder): Set<string> =>
+  new Set(
+    (order.returnInfo ?? [])
+      .flatMap((info) => info.items)
+      .filter((item) => item.paymentState === 'Refunded' && item.lineItemId)
+      .map((item) => item.lineItemId!),
+  );
+
 /**
  * The refund of a return, in minor units: the sum of its lines' shares (`lineShares`), capped by what
  * is left to refund — the payment less what the other returns claim (their lines' shares) or what was
@@ -250,6 +259,38 @@ const RETURN_PAYMENT_STATES = {
   NotRefunded: 'NOT_REFUNDED',
   NonRefundable: 'NON_REFUNDABLE',
 } as const;
+
+/** The signal whose receivers revoke an order's returned lines (connections.yaml). */
+export const ORDER_REFUNDED_SIGNAL = 'order.refunded.v1';
+
+/**
+ * The `order.refunded.v1` payload that revokes `lineItemIds` of `order` and reports no refund: it names
+ * no PSP refund, so analytics tracks nothing (the refund that gave the money back was tracked by its own
+ * flow, or is a store's). `entitlementUuids` are those known newer than the order as read.
+ */
+export function revokeSignalOf(
+  order: CtOrder,
+  lineItemIds: readonly string[],
+  entitlementUuids: ReadonlyMap<string, string> = new Map(),
+) {
+  return {
+    orderId: order.id,
+    lmsUserId: lmsUserIdOf(order),
+    username: String(order.custom?.fields.lmsUsername ?? ''),
+    returnedItems: order.lineItems
+      .filter((line) => lineItemIds.includes(line.id))
+      .map(lineView)
+      .map((line) => ({
+        lineItemId: line.id,
+        kind: line.kind,
+        courseRunKey: line.courseRunKey,
+        bundleKey: line.bundleKey,
+        entitlementUuid: entitlementUuids.get(line.id) ?? line.entitlementUuid,
+        mode: line.mode,
+        lob: line.lob,
+      })),
+  };
+}
 
 /** The learner an order belongs to (order custom fields written at checkout). */
 export function lmsUserIdOf(order: CtOrder): number {
