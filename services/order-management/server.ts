@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
 import { createAdmin, readRequestBody, type Admin } from '../admin.js';
 import { Checkout, type CheckoutSeed } from './checkout.js';
+import { createHolds, type Hold } from '../holds.js';
 import { CATALOG_RESOURCES, CatalogSeedSchema, OrderManagementCatalog, type CatalogSeed } from './catalog.js';
 import { compilePredicate, PredicateError } from './predicate.js';
 import {
@@ -195,12 +196,7 @@ export interface HeldRequest {
   body: unknown;
 }
 
-export interface OrderManagementHold {
-  /** How many requests are waiting now. */
-  held(): number;
-  /** Lets the waiting requests and every later one through. */
-  release(): void;
-}
+export type OrderManagementHold = Hold;
 
 const TOKEN_TTL_SECONDS = 172_800;
 const MAX_LIMIT = 500;
@@ -229,11 +225,7 @@ export async function startOrderManagement(options: OrderManagementOptions = {})
   const calls = new Map<string, number>();
   const statuses = new Map<number, number>();
   const faults: Array<{ remaining: number; status: number; pathPrefix?: string; method?: string }> = [];
-  const holds: Array<{
-    matches: (request: HeldRequest) => boolean;
-    waiting: Array<() => void>;
-    released: boolean;
-  }> = [];
+  const holds = createHolds<HeldRequest>();
 
   const send = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
     statuses.set(status, (statuses.get(status) ?? 0) + 1);
@@ -256,16 +248,14 @@ export async function startOrderManagement(options: OrderManagementOptions = {})
       calls.set(key, (calls.get(key) ?? 0) + 1);
       try {
         const body = await readRequestBody(req);
-        if (holds.length) {
+        if (holds.active()) {
           let parsed: unknown;
           try {
             parsed = body.length ? JSON.parse(body.toString('utf8')) : undefined;
           } catch {
             parsed = undefined;
           }
-          const request = { method, path: url.pathname, body: parsed };
-          const hold = holds.find((h) => !h.released && h.matches(request));
-          if (hold) await new Promise<void>((resolve) => hold.waiting.push(resolve));
+          await holds.pass({ method, path: url.pathname, body: parsed });
         }
         const fault = faults.find(
           (f) =>
@@ -431,17 +421,7 @@ export async function startOrderManagement(options: OrderManagementOptions = {})
         ...(pathPrefix ? { pathPrefix } : {}),
         ...(method ? { method } : {}),
       }),
-    hold(matches) {
-      const hold = { matches, waiting: [] as Array<() => void>, released: false };
-      holds.push(hold);
-      return {
-        held: () => hold.waiting.length,
-        release() {
-          hold.released = true;
-          hold.waiting.splice(0).forEach((resume) => resume());
-        },
-      };
-    },
+    hold: (matches) => holds.hold(matches),
     expireTokens: () => tokens.clear(),
     close: () =>
       new Promise<void>((resolve) => {

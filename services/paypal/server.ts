@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { crc32 } from 'node:zlib';
 import { z } from 'zod';
 import { createAdmin, readRequestBody, type Admin } from '../admin.js';
+import { createHolds, type Hold } from '../holds.js';
 
 /**
  * A stand-in for the part of PayPal's REST API the paypal Plugin uses, in PayPal's wire format so the
@@ -99,12 +100,7 @@ export interface PayPalCall {
 }
 
 /** Calls held back by `hold` until released. */
-export interface PayPalHold {
-  /** How many calls are waiting now. */
-  held(): number;
-  /** Lets the waiting calls and every later one through. */
-  release(): void;
-}
+export type PayPalHold = Hold;
 
 export type PayPalObject = Record<string, unknown> & { id: string };
 
@@ -293,7 +289,7 @@ export async function startPayPal(options: PayPalStandInOptions = {}): Promise<P
   const requestIds = new Map<string, Saved>();
   const faults: PayPalFault[] = [];
   let failingRefunds = 0;
-  const holds: Array<{ path: string; waiting: Array<() => void>; released: boolean }> = [];
+  const holds = createHolds<string>();
   const recorded: PayPalCall[] = [];
   const inFlight = new Map<string, number>();
   let url = '';
@@ -697,8 +693,7 @@ export async function startPayPal(options: PayPalStandInOptions = {}): Promise<P
       res.on('close', () => inFlight.set(path, (inFlight.get(path) ?? 1) - 1));
       const call: PayPalCall = { method, path, requestId, status: 0, replayed: false, inFlight: running };
       recorded.push(call);
-      const hold = holds.find((h) => !h.released && path.startsWith(h.path));
-      if (hold) await new Promise<void>((resolve) => hold.waiting.push(resolve));
+      await holds.pass(path);
       const send = (status: number, body: unknown, contentType = 'application/json') => {
         call.status = status;
         res
@@ -808,17 +803,7 @@ export async function startPayPal(options: PayPalStandInOptions = {}): Promise<P
     failNext: (fault) => void faults.push({ ...fault }),
     clearFaults: () => void faults.splice(0),
     failNextRefund: () => void (failingRefunds += 1),
-    hold(path) {
-      const hold = { path, waiting: [] as Array<() => void>, released: false };
-      holds.push(hold);
-      return {
-        held: () => hold.waiting.length,
-        release() {
-          hold.released = true;
-          hold.waiting.splice(0).forEach((resume) => resume());
-        },
-      };
-    },
+    hold: (path) => holds.hold((calledPath) => calledPath.startsWith(path)),
     admin,
     seed: (data) => (data.captures ?? []).map(createCapture),
     createCapture,

@@ -13,7 +13,7 @@ import {
   type FulfillmentReport,
 } from '../../services/order-fulfillment/server.js';
 import { startCommerceCoordinator, type CommerceCoordinator } from '../support/commerce.js';
-import { seedPaidOrder } from '../support/orders.js';
+import { announceOrderPlaced, seedPaidOrder } from '../support/orders.js';
 import { waitFor } from '../support/wait.js';
 
 // The Order Fulfillment service as a Service, end to end through the gateway against the stand-ins:
@@ -162,22 +162,8 @@ const step = (flow: FlowRecord, action: string) => {
 
 /** The order management Service's order-placed event, as its subscription delivers it. */
 async function fulfill(orderId: string) {
-  const res = await c.request('/order-management/fulfill', {
-    method: 'POST',
-    token: c.tokens.orderManagement,
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      id: randomUUID(),
-      'detail-type': 'LineItemStateTransition',
-      detail: {
-        id: randomUUID(),
-        resource: { typeId: 'order', id: orderId },
-        toState: { typeId: 'state', key: LINE_ITEM_STATE_KEYS.PENDING },
-      },
-    }),
-  });
-  const body = (await res.json()) as { flowId: string; status: string };
-  expect(res.status).toBe(200);
+  const { status, body } = await announceOrderPlaced(c, orderId);
+  expect(status).toBe(200);
   const [record] = (await flowsOf(orderId)).filter((f) => f.id === body.flowId);
   return record!;
 }

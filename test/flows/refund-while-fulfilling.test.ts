@@ -1,9 +1,7 @@
-import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DEMO } from '../../services/demo.js';
-import { LINE_ITEM_STATE_KEYS } from '../../services/order-management/server.js';
 import { startCommerceCoordinator, type CommerceCoordinator } from '../support/commerce.js';
-import { flowsOfOrder, paidByStore, requestRefund } from '../support/orders.js';
+import { announceOrderPlaced, flowsOfOrder, paidByStore, requestRefund } from '../support/orders.js';
 import { waitFor } from '../support/wait.js';
 
 /**
@@ -74,22 +72,8 @@ async function placedOrder({ store }: { store?: 'ios' } = {}) {
 }
 
 async function fulfill(orderId: string) {
-  const res = await cc.request('/order-management/fulfill', {
-    method: 'POST',
-    token: cc.tokens.orderManagement,
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      id: randomUUID(),
-      'detail-type': 'LineItemStateTransition',
-      detail: {
-        id: randomUUID(),
-        resource: { typeId: 'order', id: orderId },
-        toState: { typeId: 'state', key: LINE_ITEM_STATE_KEYS.PENDING },
-      },
-    }),
-  });
-  expect(res.status).toBe(200);
-  expect(await res.json()).toMatchObject({ status: 'COMPLETED' });
+  const placed = await announceOrderPlaced(cc, orderId);
+  expect(placed).toMatchObject({ status: 200, body: { status: 'COMPLETED' } });
 }
 
 const revokeRuns = async (orderId: string) => {

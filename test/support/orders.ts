@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { DEMO } from '../../services/demo.js';
+import { LINE_ITEM_STATE_KEYS } from '../../services/order-management/server.js';
 import type { CommerceCoordinator } from './commerce.js';
 
 /**
@@ -173,3 +174,28 @@ export const requestRefund = (
   lineItemIds: string[],
   { key = randomUUID(), bearer = cc.tokens.staff }: { key?: string; bearer?: string } = {},
 ) => cc.graphql<RefundAnswer>(REQUEST_REFUND_ANSWER, { input: { orderId, lineItemIds }, key }, bearer);
+
+/**
+ * The order management Service's order-placed event (its lines moved to Pending), as its subscription
+ * delivers it to `POST /order-management/fulfill`; the route runs the fulfillment flow before it answers.
+ */
+export async function announceOrderPlaced(
+  cc: Pick<CommerceCoordinator, 'request' | 'tokens'>,
+  orderId: string,
+): Promise<{ status: number; body: { flowId: string; status: string } }> {
+  const res = await cc.request('/order-management/fulfill', {
+    method: 'POST',
+    token: cc.tokens.orderManagement,
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      id: randomUUID(),
+      'detail-type': 'LineItemStateTransition',
+      detail: {
+        id: randomUUID(),
+        resource: { typeId: 'order', id: orderId },
+        toState: { typeId: 'state', key: LINE_ITEM_STATE_KEYS.PENDING },
+      },
+    }),
+  });
+  return { status: res.status, body: (await res.json()) as { flowId: string; status: string } };
+}
