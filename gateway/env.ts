@@ -177,6 +177,7 @@ export const envSchema = z.object({
   HTTP_SOCKET_TIMEOUT_MS: optionalInt(0),
   WS_MAX_CONNECTIONS: optionalInt(1),
   WS_MAX_SUBSCRIPTIONS: optionalInt(1),
+  WS_MAX_SUBSCRIPTIONS_PER_CALLER: optionalInt(1),
   WS_INIT_TIMEOUT_MS: optionalInt(1),
   WS_IDLE_TIMEOUT_MS: optionalInt(0),
   /** Callers' JWTs: one key source. Without any, development uses DEVELOPMENT_JWT_SECRET. */
@@ -270,6 +271,7 @@ const HTTP_LIMIT_VARIABLES = {
 const SUBSCRIPTION_LIMIT_VARIABLES = {
   maxConnections: 'WS_MAX_CONNECTIONS',
   maxSubscriptionsPerConnection: 'WS_MAX_SUBSCRIPTIONS',
+  maxSubscriptionsPerCaller: 'WS_MAX_SUBSCRIPTIONS_PER_CALLER',
   connectionInitWaitTimeoutMs: 'WS_INIT_TIMEOUT_MS',
   idleTimeoutMs: 'WS_IDLE_TIMEOUT_MS',
 } as const satisfies Partial<Record<keyof SubscriptionLimits, keyof Env>>;

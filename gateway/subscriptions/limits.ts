@@ -5,9 +5,10 @@ import type { Context, ServerOptions } from 'graphql-ws';
 import { useServer, type Extra } from 'graphql-ws/use/ws';
 import type { WebSocketServer } from 'ws';
 import { z } from 'zod';
-import { ConfigError, ErrorCode } from '../errors.js';
+import { clipped, ConfigError, ErrorCode } from '../errors.js';
 import { createCoalescedWrites } from './coalesced-writes.js';
 import { streamFrames, type FrameStream } from './frames.js';
+import { createInFlight, onEnd, type InFlight } from './in-flight.js';
 
 /** What a graphql-ws connection may hold, and how long it may stay without using it. */
 export interface SubscriptionLimits {
@@ -18,11 +19,19 @@ export interface SubscriptionLimits {
    */
   maxConnections: number;
   /**
-   * Operations in flight on one connection (subscriptions, and queries or mutations still running);
-   * one more is answered with an error message of code TOO_MANY_REQUESTS, the connection stays open.
+   * Operations in flight on one connection (subscriptions, and queries or mutations still running,
+   * also those their client completed: until they end, `in-flight.ts`); one more is answered with an
+   * error message of code TOO_MANY_REQUESTS, the connection stays open.
    * @default 100
    */
   maxSubscriptionsPerConnection: number;
+  /**
+   * Operations in flight of one verified caller (one Service, one staff member), over all its
+   * connections together, counted as per connection; one more is answered TOO_MANY_REQUESTS. Keeps one
+   * caller from holding every connection's subscriptions, and the fan-out's work, to itself.
+   * @default 1000
+   */
+  maxSubscriptionsPerCaller: number;
   /** A connection that sends no `connection_init` within this is closed with 4408. @default 3 s */
   connectionInitWaitTimeoutMs: number;
   /**
@@ -55,6 +64,7 @@ const limitsSchema = z
   .object({
     maxConnections: z.number().int().min(1),
     maxSubscriptionsPerConnection: z.number().int().min(1),
+    maxSubscriptionsPerCaller: z.number().int().min(1),
     connectionInitWaitTimeoutMs: z.number().int().min(1),
     idleTimeoutMs: z.number().int().min(0),
     framesPerTurn: z.number().int().min(1),
@@ -74,6 +84,7 @@ export function resolveSubscriptionLimits(
   const parsed = limitsSchema.safeParse({
     maxConnections: Math.max(1, Math.floor(http.maxConnections * 0.9)),
     maxSubscriptionsPerConnection: 100,
+    maxSubscriptionsPerCaller: 1_000,
     connectionInitWaitTimeoutMs: 3_000,
     idleTimeoutMs: 60_000,
     framesPerTurn: 256,
@@ -159,24 +170,36 @@ export function useServerWithLimits(
   options: Options,
   wss: WebSocketServer,
   limits: SubscriptionLimits,
+  /** Who a connection's caller is (after onConnect), for the cap per caller; undefined: not capped. */
+  callerOf: (ctx: Ctx) => string | undefined = () => undefined,
 ): ReturnType<typeof useServer> {
-  const { onConnect, onSubscribe, onOperation, onNext, onComplete } = options;
+  const { onConnect, onSubscribe, onOperation, onNext, onError, onComplete } = options;
   const take = createTurnBudget(limits.framesPerTurn);
   const writes = createCoalescedWrites();
   // Before graphql-ws's own listener (added by useServer below): every send it makes is coalesced.
   wss.on('connection', (ws) => writes.coalesce(ws));
   const idle = new WeakMap<Ctx, IdleWatch>();
+  const inFlight = createInFlight<Ctx>();
   const limited: Options = {
     ...options,
     connectionInitWaitTimeout: limits.connectionInitWaitTimeoutMs,
     onConnect: async (ctx) => {
-      if (limits.idleTimeoutMs > 0) idle.set(ctx, watchIdle(ctx, limits.idleTimeoutMs));
+      ctx.extra.socket.once('close', () => inFlight.releaseAll(ctx));
+      if (limits.idleTimeoutMs > 0) idle.set(ctx, watchIdle(ctx, limits.idleTimeoutMs, inFlight));
       return onConnect ? onConnect(ctx) : true;
     },
-    onSubscribe: (ctx, id, payload) => {
+    onSubscribe: async (ctx, id, payload) => {
       idle.get(ctx)?.active();
-      // graphql-ws has reserved this id in `subscriptions` already: it counts itself.
-      if (Object.keys(ctx.subscriptions).length > limits.maxSubscriptionsPerConnection) {
+      // graphql-ws takes an id that its client completed as free at once; it is not while the
+      // operation under it still runs, and a second operation under it would be one nothing ends.
+      if (inFlight.holds(ctx, id))
+        return [
+          new GraphQLError(
+            `Operation '${clipped(id)}' has not ended yet: send the new operation with an id of its own`,
+            { extensions: { code: ErrorCode.BAD_REQUEST } },
+          ),
+        ];
+      if (inFlight.size(ctx) >= limits.maxSubscriptionsPerConnection) {
         return [
           new GraphQLError(
             `Too many subscriptions on this connection: at most ${limits.maxSubscriptionsPerConnection} at once`,
@@ -186,7 +209,27 @@ export function useServerWithLimits(
           ),
         ];
       }
-      return onSubscribe?.(ctx, id, payload);
+      const caller = callerOf(ctx);
+      if (caller !== undefined && inFlight.callerSize(caller) >= limits.maxSubscriptionsPerCaller) {
+        return [
+          new GraphQLError(
+            `Too many subscriptions of this caller: at most ${limits.maxSubscriptionsPerCaller} at once, over all its connections`,
+            {
+              extensions: { code: ErrorCode.TOO_MANY_REQUESTS, limit: limits.maxSubscriptionsPerCaller },
+            },
+          ),
+        ];
+      }
+      inFlight.take(ctx, id, payload, caller);
+      try {
+        const started = await onSubscribe?.(ctx, id, payload);
+        // Refused: graphql-ws answers the errors (if its client still waits) and runs nothing.
+        if (Array.isArray(started)) inFlight.release(ctx, id, payload);
+        return started;
+      } catch (error) {
+        inFlight.release(ctx, id, payload);
+        throw error;
+      }
     },
     // A subscription's events are framed here, each payload serialised once for all its subscribers;
     // graphql-ws sends the rest (a query's or mutation's one result, errors, complete).
@@ -194,19 +237,28 @@ export function useServerWithLimits(
       const operation = (await onOperation?.(ctx, id, payload, args, result)) ?? result;
       if (!(Symbol.asyncIterator in operation)) return operation;
       const socket = ctx.extra.socket;
-      return streamFrames(operation, {
+      const frames = streamFrames(operation, {
         id,
         open: () => id in ctx.subscriptions,
         format: (next) => onNext?.(ctx, id, payload, args, next) as ReturnType<FrameStream['format']>,
         beforeSend: () => (writes.holding(socket) ? undefined : take()),
         send: (frame) => writes.send(socket, frame),
       });
+      return onEnd(frames, () => inFlight.release(ctx, id, payload));
     },
     onNext: async (ctx, id, payload, args, result) => {
       if (!writes.holding(ctx.extra.socket)) await take();
       return onNext?.(ctx, id, payload, args, result);
     },
+    // graphql-ws calls onComplete once an operation it ran has ended, whether its client completed
+    // it or not, and onError for one it refused: either way its place and id are free again. (A
+    // subscription's are freed sooner, when it is closed: onEnd above.)
+    onError: (ctx, id, payload, errors) => {
+      inFlight.release(ctx, id, payload);
+      return onError?.(ctx, id, payload, errors);
+    },
     onComplete: (ctx, id, payload) => {
+      inFlight.release(ctx, id, payload);
       idle.get(ctx)?.active();
       return onComplete?.(ctx, id, payload);
     },
@@ -224,11 +276,11 @@ interface IdleWatch {
  * Closes the connection once it has had no operation in flight for `timeoutMs`. Started on
  * `connection_init`: before it, graphql-ws's connectionInitWaitTimeout applies.
  */
-function watchIdle(ctx: Ctx, timeoutMs: number): IdleWatch {
+function watchIdle(ctx: Ctx, timeoutMs: number, inFlight: InFlight<Ctx>): IdleWatch {
   const socket = ctx.extra.socket;
   let lastActive = performance.now();
   const check = () => {
-    if (Object.keys(ctx.subscriptions).length) lastActive = performance.now();
+    if (inFlight.size(ctx)) lastActive = performance.now();
     const idleFor = performance.now() - lastActive;
     if (idleFor >= timeoutMs) return socket.close(WebSocketCloseCode.Idle, 'Idle');
     timer = setTimeout(check, timeoutMs - idleFor).unref();

@@ -20,6 +20,7 @@ import { noOperationMessage } from '../federation/executor.js';
 import type { OperationLimitsChecker } from '../federation/operation-limits.js';
 import { domainCodeOf, ErrorCode, withErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
+import type { Principal } from '@commerce-coordinator/plugin-sdk';
 import { acceptWithinCap, useServerWithLimits, type SubscriptionLimits } from './limits.js';
 import { createSharedSubscribe } from './shared-execution.js';
 
@@ -64,6 +65,8 @@ export function attachSubscriptions(options: {
   const detach = acceptWithinCap(options.server, wss, limits.maxConnections);
   // The name of each subscribe request's operation, for the log lines of its errors.
   const operationNames = new WeakMap<object, string | undefined>();
+  // Each connection's verified caller, as it connected: its operations count towards the caller's cap.
+  const callers = new WeakMap<object, string>();
   const disposable = useServerWithLimits(
     {
       schema: options.schema,
@@ -75,6 +78,8 @@ export function attachSubscriptions(options: {
           return false;
         }
         if (!(options.maySubscribe?.(context) ?? true)) return false;
+        const caller = callerKey(context.principal);
+        if (caller !== undefined) callers.set(ctx, caller);
         if (context.credentialsExpireAt !== undefined)
           closeWhenExpired(ctx.extra.socket, context.credentialsExpireAt);
         return true;
@@ -171,6 +176,7 @@ export function attachSubscriptions(options: {
     },
     wss,
     limits,
+    (ctx) => callers.get(ctx),
   );
   return {
     close: async () => {
@@ -179,6 +185,14 @@ export function attachSubscriptions(options: {
       await new Promise<void>((resolve) => wss.close(() => resolve()));
     },
   };
+}
+
+/** One caller, whatever its connections: a Service by its client, a person by their token's subject. */
+function callerKey(principal: Principal | undefined): string | undefined {
+  if (!principal) return undefined;
+  return principal.kind === 'service'
+    ? `service:${principal.service}`
+    : `${principal.kind}:${principal.subject}`;
 }
 
 function declaredVariables(

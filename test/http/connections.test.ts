@@ -588,6 +588,7 @@ describe('connection limits configuration', () => {
       HTTP_HEALTH_RESERVE: '4',
       HTTP_HEADERS_TIMEOUT_MS: '1000',
       WS_MAX_SUBSCRIPTIONS: '7',
+      WS_MAX_SUBSCRIPTIONS_PER_CALLER: '70',
       WS_IDLE_TIMEOUT_MS: '0',
     });
     expect(connectionLimits(env)).toEqual({
@@ -602,6 +603,7 @@ describe('connection limits configuration', () => {
       subscriptionLimits: {
         maxConnections: undefined,
         maxSubscriptionsPerConnection: 7,
+        maxSubscriptionsPerCaller: 70,
         connectionInitWaitTimeoutMs: undefined,
         idleTimeoutMs: 0,
       },
