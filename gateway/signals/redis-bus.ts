@@ -9,6 +9,7 @@ import {
   type RedisLink,
 } from './redis-connection.js';
 import { retryDelayMs, shouldRetry } from '../retry-policy.js';
+import { isStreamId } from './stream-ids.js';
 import {
   signalEnvelopeSchema,
   type DeadLetter,
@@ -745,9 +746,7 @@ export function createRedisSignalBus(options: RedisSignalBusOptions): SignalBus 
   const readDeadLetters = async (receiver: string, ids?: readonly string[]) => {
     // An id that is not a stream id names no dead letter; Redis would refuse the whole call.
     const replies = ids
-      ? await Promise.all(
-          ids.filter((id) => /^\d+-\d+$/.test(id)).map((id) => cmd.call('XRANGE', deadKey(receiver), id, id)),
-        )
+      ? await Promise.all(ids.filter(isStreamId).map((id) => cmd.call('XRANGE', deadKey(receiver), id, id)))
       : [await cmd.call('XRANGE', deadKey(receiver), '-', '+')];
     return replies.flatMap(streamEntries).flatMap(({ id, fields }): DeadLetter[] => {
       const parsed = deadLetterFieldsSchema.safeParse(fieldsRecord(fields));
