@@ -1,12 +1,7 @@
-import {
-  createLocalJWKSet,
-  createRemoteJWKSet,
-  jwtVerify,
-  type JWTPayload,
-  type JWTVerifyGetKey,
-} from 'jose';
+import { createLocalJWKSet, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { z } from 'zod';
 import { ConfigError, DomainError, ErrorCode } from '../errors.js';
+import { createRemoteKeys, SigningKeysUnavailableError } from './jwks.js';
 import type { Principal } from '@commerce-coordinator/plugin-sdk';
 
 /** Where the keys that sign callers' JWTs come from; exactly one source. */
@@ -37,7 +32,8 @@ export interface Verified {
 export interface Authenticator {
   /**
    * The principal of a request's `Authorization: Bearer <JWT>`, or undefined without one. A token that
-   * does not verify is an error (UNAUTHENTICATED), never an anonymous request.
+   * does not verify is an error (UNAUTHENTICATED), never an anonymous request; keys that cannot be
+   * fetched are SERVICE_UNAVAILABLE (the token may be good).
    */
   authenticate(authorization: string | undefined): Promise<Principal | undefined>;
   /** The same, with when the token expires. */
@@ -99,7 +95,7 @@ export function createAuthenticator(options: AuthOptions): Authenticator {
     ]);
   // Every source as a key resolver, so one verify call serves them all.
   let key: JWTVerifyGetKey;
-  if (options.jwksUrl) key = createRemoteJWKSet(new URL(options.jwksUrl));
+  if (options.jwksUrl) key = createRemoteKeys(new URL(options.jwksUrl));
   else if (options.publicKeys) {
     try {
       key = createLocalJWKSet(JSON.parse(options.publicKeys) as Parameters<typeof createLocalJWKSet>[0]);
@@ -129,6 +125,9 @@ export function createAuthenticator(options: AuthOptions): Authenticator {
       return { principal: principalFromClaims(payload, serviceClients), expiresAt: payload.exp! * 1000 };
     } catch (error) {
       if (error instanceof DomainError) throw error;
+      // The LMS's keys cannot be read: the token may be good, so the caller is told to retry.
+      if (error instanceof SigningKeysUnavailableError)
+        throw new DomainError(ErrorCode.SERVICE_UNAVAILABLE, error.message);
       throw unauthenticated(`The token is not valid: ${(error as Error).message}`);
     }
   };
