@@ -23,7 +23,7 @@ import {
 import { valueAt } from '../connections/flow-data.js';
 import { FLOW_RECORD_FIELD, resultFields, resultTypeName } from '../connections/result.js';
 import { filterField, type Connections } from '../connections/schema.js';
-import { clipped, DomainError, ErrorCode } from '../errors.js';
+import { clipped, DomainError, ErrorCode, isErrorCode } from '../errors.js';
 import { requireStaff, type ActionContext, type Plugin } from '@commerce-coordinator/plugin-sdk';
 import type { EventFeed, FeedEvent } from '../events/types.js';
 import type { Logger } from '../log.js';
@@ -364,6 +364,22 @@ function skippedStepErrors(flow: FlowRunWithSteps, path: ReadonlyArray<string | 
 }
 
 const iso = (d: Date | null | undefined) => (d ? d.toISOString() : null);
+/** A flow's or a step's failure as the record holds it (FlowError). */
+interface RecordedError {
+  code: string;
+  message: string;
+  details: unknown;
+}
+
+const FAILURE_FOR_LEARNERS = 'A Service this flow called failed; the cause is on the record for staff';
+
+/** A domain error's details without what only the gateway's operators read (its Plugin, its stack). */
+function withoutInternals(details: unknown): unknown {
+  if (!details || typeof details !== 'object' || Array.isArray(details)) return details ?? null;
+  const { serviceName: _plugin, stacktrace: _stack, ...rest } = details as Record<string, unknown>;
+  return rest;
+}
+
 const errorOf = (r: { errorCode: string | null; errorMessage: string | null; failure?: unknown }) =>
   r.errorCode
     ? {
@@ -471,6 +487,17 @@ export function coordinatorPlugin(
         throw new DomainError(ErrorCode.FORBIDDEN, "A flow's data is for staff and Services only");
       return read(parent, ctx);
     };
+  /**
+   * Why a flow or a step failed, as the learner who ran it may read it: a public domain error raised
+   * for them as it is (less the gateway's own extensions), anything else only as a failure (what a
+   * Service answered or a Plugin threw names URLs, bodies, code) — as the response's own errors are.
+   */
+  const learnersView = (error: RecordedError, ctx: ActionContext): RecordedError => {
+    if (!deps.guarded || ctx.principal?.kind !== 'learner') return error;
+    if (isErrorCode(error.code) && error.code !== ErrorCode.INTERNAL_SERVER_ERROR)
+      return { ...error, details: withoutInternals(error.details) };
+    return { code: ErrorCode.INTERNAL_SERVER_ERROR, message: FAILURE_FOR_LEARNERS, details: null };
+  };
   const engine = () => {
     if (!deps.engine) throw new Error('This Coordinator API only reads the record: it runs no flows');
     return deps.engine;
@@ -549,6 +576,11 @@ export function coordinatorPlugin(
   const resolvers = {
     ...orderEntity,
     JSON: JSONScalar,
+    FlowError: {
+      code: (error: RecordedError, _: unknown, ctx: ActionContext) => learnersView(error, ctx).code,
+      message: (error: RecordedError, _: unknown, ctx: ActionContext) => learnersView(error, ctx).message,
+      details: (error: RecordedError, _: unknown, ctx: ActionContext) => learnersView(error, ctx).details,
+    },
     FlowStep: {
       input: recordData((step: { input: unknown }) => step.input),
       output: recordData((step: { output: unknown }) => step.output),
