@@ -32,6 +32,7 @@ import type { DeadLetter, SignalBus } from '../signals/types.js';
 import type { FlowEngine } from './engine.js';
 import type { OperatorAction, OperatorLog } from './operator-log.js';
 import { OperatorActions } from './operators.js';
+import { checkStorableArguments } from './input.js';
 import { flowFieldsOf } from './selection.js';
 import type { FlowRead, FlowRunWithSteps, FlowStore, OutboxSignal } from './store.js';
 import { StepStatus } from './status.js';
@@ -655,6 +656,7 @@ export function coordinatorPlugin(
         info: GraphQLResolveInfo,
       ) => {
         staffOnly(ctx);
+        checkStorableArguments({ orderId: args.orderId, learner: args.learner, name: args.name });
         const limit = args.limit ?? 20;
         if (limit < 1 || limit > 200)
           throw new DomainError(ErrorCode.BAD_USER_INPUT, 'limit must be between 1 and 200');
@@ -682,6 +684,7 @@ export function coordinatorPlugin(
         ctx: ActionContext,
       ) => {
         staffOnly(ctx);
+        checkStorableArguments({ receiver: args.receiver, signal: args.signal });
         const limit = args.limit ?? 100;
         if (limit < 1 || limit > 1000)
           throw new DomainError(ErrorCode.BAD_USER_INPUT, 'limit must be between 1 and 1000');

@@ -46,6 +46,16 @@ export function unstorablePath(value: unknown, path = '$'): string | undefined {
 const badInput = (message: string, details?: Record<string, unknown>) =>
   new DomainError(ErrorCode.BAD_USER_INPUT, message, details);
 
+/**
+ * Refuses the first of an API call's `args` (strings, or lists of them) that PostgreSQL cannot hold
+ * or search by: a query or a record with it fails in the database, as an internal error.
+ */
+export function checkStorableArguments(args: Record<string, unknown>): void {
+  for (const [name, value] of Object.entries(args))
+    if (value != null && unstorablePath(value))
+      throw badInput(`${name} holds a NUL character or an unpaired surrogate`);
+}
+
 /** Refuses a request to run a flow whose input, order id or idempotency key the record cannot hold. */
 export function checkFlowRequest(request: {
   input: Record<string, unknown>;

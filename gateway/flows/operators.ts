@@ -11,7 +11,7 @@ import {
 } from '../signals/dead-letters.js';
 import type { SignalBus, SignalEnvelope } from '../signals/types.js';
 import type { FlowEngine } from './engine.js';
-import { unstorablePath } from './input.js';
+import { checkStorableArguments } from './input.js';
 import {
   OperatorActionKind,
   OperatorActionStatus,
@@ -102,6 +102,7 @@ export class OperatorActions {
   ): Promise<number> {
     const why = checkReason(reason);
     const { receiver, signal, ids } = selection;
+    checkStorableArguments({ receiver, signal, ids });
     if (receiver === undefined && signal === undefined && ids === undefined)
       throw badInput('Name what to replay: a receiver, a signal, or dead letter ids');
     if (ids !== undefined && (ids.length === 0 || ids.length > REPLAY_MAX_IDS))
@@ -139,6 +140,7 @@ export class OperatorActions {
   ): Promise<boolean> {
     if (!UUID.test(signalId)) throw badInput(`'${signalId}' is not a signal id`);
     if (!receiver.trim()) throw badInput('receiver must not be empty');
+    checkStorableArguments({ receiver });
     const why = checkReason(reason);
     return this.perform(
       {
@@ -226,7 +228,7 @@ function checkReason(reason: string): string {
   if (!trimmed) throw badInput('reason must say why (it is recorded with the action)');
   if (trimmed.length > REASON_MAX_LENGTH)
     throw badInput(`reason is longer than ${REASON_MAX_LENGTH} characters`);
-  if (unstorablePath(trimmed)) throw badInput('reason holds a NUL character or an unpaired surrogate');
+  checkStorableArguments({ reason: trimmed });
   return trimmed;
 }
 
