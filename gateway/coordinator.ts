@@ -31,6 +31,7 @@ import { FlowEngine } from './flows/engine.js';
 import type { FlowPlugin } from './flows/hooks.js';
 import { startFlowEndEvents } from './flows/end-events.js';
 import { startLeaseKeeper } from './flows/leases.js';
+import { startFlowResumer, type FlowResumer } from './flows/resume.js';
 import { OperatorLog } from './flows/operator-log.js';
 import { FlowStore } from './flows/store.js';
 import type { BrowserLogin } from './http/browser.js';
@@ -126,6 +127,8 @@ export interface CoordinatorOptions {
   operationLimits?: Partial<OperationLimits>;
   /** @default 15 s */
   leaseMs?: number;
+  /** How often FAILED flows due for a retry of their unknown outcome are looked for. @default 30 s */
+  resumeSweepMs?: number;
   /** How long a flow waits for another flow of its order to end before ORDER_BUSY. @default 10 s */
   orderWaitMs?: number;
   /** Upper bound of a graceful stop. @default 10 s */
@@ -208,6 +211,7 @@ interface Running {
   apollo: ApolloServer<GatewayContext>;
   dispatcher: OutboxDispatcher;
   leases: { stop(): void; sweep(): Promise<void> };
+  resumer: FlowResumer;
   server: Server;
   requests: ReturnType<typeof trackRequests>;
   subscriptions: { close(): Promise<void> };
@@ -446,6 +450,16 @@ export class Coordinator {
     }
     const leases = startLeaseKeeper({ store, engine, owner: this.owner, leaseMs: options.leaseMs, logger });
     opened.push(async () => leases.stop());
+    // Filters with `retryUnknownOutcome`: their flows that may have acted are retried on its schedule.
+    const resumer = startFlowResumer({
+      store,
+      engine,
+      log,
+      connections: () => this.running?.built.compiled ?? built.compiled,
+      sweepMs: options.resumeSweepMs,
+      logger,
+    });
+    opened.push(async () => resumer.stop());
 
     const readiness = readinessRoute({
       checks: {
@@ -635,6 +649,7 @@ export class Coordinator {
       apollo,
       dispatcher,
       leases,
+      resumer,
       server,
       requests,
       subscriptions,
@@ -796,6 +811,7 @@ export class Coordinator {
     for (const stop of r.pluginWork)
       await stop().catch((err) => this.options.logger.error({ err }, 'plugin stop failed'));
     r.leases.stop();
+    r.resumer.stop();
     // Requests already being answered finish first: one may be about to start a flow, or be waiting on
     // a flow it did not start (a duplicate idempotency key); closing its connection would cut it off.
     await r.requests.settled(deadline);

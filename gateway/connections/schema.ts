@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { retryPolicySchema } from '../retry-policy.js';
+import { durationSchema, retryPolicySchema, toMs, type Duration } from '../retry-policy.js';
 
 /**
  * The connections config: every Internal Connection of the Coordinator in one file. Filters are
@@ -95,6 +95,39 @@ const resultFieldSchema = z.union([
   z.object({ type: z.string(), from: dataPath.optional() }).strict(),
 ]);
 
+/** A duration's milliseconds; NaN when absent or malformed (that is reported by its own schema). */
+const msOf = (duration: unknown): number => {
+  try {
+    return duration === undefined ? NaN : toMs(duration as Duration);
+  } catch {
+    return NaN;
+  }
+};
+
+/**
+ * When the Coordinator itself retries a flow that ended FAILED on a step that may have acted: after
+ * `initialInterval`, then twice as long each time up to `maximumInterval`, until the flow's attempts
+ * (its first run, recoveries and every retry included) reach `maximumAttempts`.
+ */
+const retryUnknownOutcomeSchema = z
+  .object({
+    initialInterval: durationSchema,
+    /** @default 100 × initialInterval */
+    maximumInterval: durationSchema.optional(),
+    /** Attempts of the flow in all, its first run included. */
+    maximumAttempts: z.number().int().min(2, 'at least 2: the first run and one retry'),
+  })
+  .strict()
+  .refine((p) => !(msOf(p.initialInterval) <= 0), {
+    message: 'initialInterval must be greater than 0',
+    path: ['initialInterval'],
+  })
+  .refine((p) => !(msOf(p.maximumInterval) < msOf(p.initialInterval)), {
+    message: 'maximumInterval cannot be less than initialInterval',
+    path: ['maximumInterval'],
+  });
+export type RetryUnknownOutcomePolicy = z.infer<typeof retryUnknownOutcomeSchema>;
+
 const filterSchema = z
   .object({
     description: z.string().optional(),
@@ -128,6 +161,13 @@ const filterSchema = z
     recovery: z.enum(['resume', 'fail']).default('resume'),
     /** Retries of a step's transient failures. @default { maximumAttempts: 3 } */
     retry: retryPolicySchema.optional(),
+    /**
+     * Retries, by the Coordinator itself, of a flow that ended FAILED on a step that may have acted (a
+     * mutation failing transiently to its last attempt: a timeout, a 5xx), as an operator's retryFlow
+     * would and recorded as one. Only for filters whose steps are safe to replay under their keys at
+     * any age. A refusal, a cancel, or a flow an operator retried is left alone. @default none
+     */
+    retryUnknownOutcome: retryUnknownOutcomeSchema.optional(),
     steps: z.array(stepSchema).min(1, 'a filter needs at least one step'),
     /**
      * Signals emitted, in the flow's final transaction, when the flow completes (not when it halts), or
@@ -144,6 +184,10 @@ const filterSchema = z
   .strict()
   .refine((f) => (f.mutation === undefined) !== (f.query === undefined), {
     message: 'a filter is exposed as exactly one of `mutation` or `query`',
+  })
+  .refine((f) => f.retryUnknownOutcome === undefined || f.mutation !== undefined, {
+    message: '`retryUnknownOutcome` is for a mutation: a query acts on nothing, so its outcome is known',
+    path: ['retryUnknownOutcome'],
   })
   .refine((f) => !f.exclusive || f.orderKey !== undefined, {
     message: '`exclusive` needs an `orderKey`: the order the flows exclude each other on',

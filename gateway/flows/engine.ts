@@ -283,8 +283,15 @@ export class FlowEngine {
    * a new run does (waiting for another flow of it up to `orderWaitMs`, then ORDER_BUSY), and its new
    * attempt fences any process still running an older one. Answers the flow as it ended again,
    * whatever its status.
+   *
+   * With `attempt`, only that run of the flow is retried: one that moved on meanwhile (retried by
+   * another process, or ended again) is refused with CONFLICT, as a flow not FAILED is. `reopened` is
+   * awaited once the flow is running again, before any step runs.
    */
-  async retry(flowId: string): Promise<{ flow: FlowRunWithSteps; from: number; previous: FlowRun }> {
+  async retry(
+    flowId: string,
+    options: { attempt?: number; reopened?: (flow: FlowRun) => Promise<void> } = {},
+  ): Promise<{ flow: FlowRunWithSteps; from: number; previous: FlowRun }> {
     const previous = await this.recordOf(flowId);
     if (previous.kind !== FlowKind.FILTER)
       throw new DomainError(
@@ -297,7 +304,10 @@ export class FlowEngine {
         ErrorCode.CONFLICT,
         `Flow ${flowId} ran the filter '${previous.name}', which is no longer configured`,
       );
-    const reopened = await this.reopen(previous, isExclusive(filter.definition));
+    if (options.attempt !== undefined && previous.attempt !== options.attempt)
+      throw notReopened(previous, `is at attempt ${previous.attempt}, not ${options.attempt}`);
+    const reopened = await this.reopen(previous, isExclusive(filter.definition), options.attempt);
+    await options.reopened?.(reopened);
     const record = await this.recordOf(flowId);
     const { data, from } = resumePoint(record, filter);
     const recorder = new FlowRecorder(this.options.store, reopened, { keys: stepKeys(record, true) });
@@ -308,19 +318,20 @@ export class FlowEngine {
   }
 
   /** Reopens an ended flow for a retry, waiting for its order as `runFilter` does. */
-  private async reopen(flow: FlowRun, claimOrder: boolean): Promise<FlowRun> {
+  private async reopen(flow: FlowRun, claimOrder: boolean, attempt?: number): Promise<FlowRun> {
     const deadline = Date.now() + this.orderWaitMs;
     for (let wait = 20; ; wait = Math.min(wait * 2, 250)) {
-      const reopened = await this.options.store.reopenFlow(flow.id, this.options.owner, claimOrder);
+      const reopened = await this.options.store.reopenFlow(flow.id, this.options.owner, claimOrder, attempt);
       switch (reopened.outcome) {
         case 'reopened':
           return reopened.flow;
         case 'not reopened': {
           const now = await this.recordOf(flow.id);
-          throw new DomainError(
-            ErrorCode.CONFLICT,
-            `Flow ${flow.id} is ${now.status.toUpperCase()}: only a FAILED or COMPENSATED flow can be retried`,
-            { flowId: flow.id, flowStatus: now.status.toUpperCase() },
+          if (attempt !== undefined && now.attempt !== attempt)
+            throw notReopened(now, `is at attempt ${now.attempt}, not ${attempt}`);
+          throw notReopened(
+            now,
+            `is ${now.status.toUpperCase()}: only a FAILED or COMPENSATED flow can be retried`,
           );
         }
         case 'order claimed':
@@ -851,6 +862,15 @@ export class FlowEngine {
       await sleep(retryDelayMs(retry, attempt));
     }
   }
+}
+
+/** A retry refused because the flow is not the run it was asked for (CONFLICT, with its status). */
+function notReopened(flow: FlowRun, why: string): DomainError {
+  return new DomainError(ErrorCode.CONFLICT, `Flow ${flow.id} ${why}`, {
+    flowId: flow.id,
+    flowStatus: flow.status.toUpperCase(),
+    attempt: flow.attempt,
+  });
 }
 
 /** A takeover while this process ran the flow: the new owner finishes it. */

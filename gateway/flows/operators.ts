@@ -19,7 +19,7 @@ import {
   type OperatorLog,
 } from './operator-log.js';
 import { FlowStatus } from './status.js';
-import type { FlowRunWithSteps, FlowStore, OutboxSignal } from './store.js';
+import type { FlowRun, FlowRunWithSteps, FlowStore, OutboxSignal } from './store.js';
 
 /** Characters of an operator's reason. */
 export const REASON_MAX_LENGTH = 1_000;
@@ -63,19 +63,8 @@ export class OperatorActions {
     return this.perform(
       { action: OperatorActionKind.RETRY_FLOW, target: id, flowId: id, actor, reason: checkReason(reason) },
       async () => {
-        const { flow, from, previous } = await this.deps.engine.retry(id);
-        return {
-          result: flow,
-          outcome: {
-            flowStatus: flow.status.toUpperCase(),
-            fromStep: from,
-            previous: {
-              status: previous.status.toUpperCase(),
-              attempt: previous.attempt,
-              error: previous.errorCode ? { code: previous.errorCode, message: previous.errorMessage } : null,
-            },
-          },
-        };
+        const retried = await this.deps.engine.retry(id);
+        return { result: retried.flow, outcome: retryOutcome(retried) };
       },
     );
   }
@@ -198,10 +187,7 @@ export class OperatorActions {
     } catch (error) {
       const code = domainCodeOf(error);
       const failure = toFailure(error);
-      status =
-        code && code !== ErrorCode.SERVICE_UNAVAILABLE
-          ? OperatorActionStatus.REFUSED
-          : OperatorActionStatus.FAILED;
+      status = failedActionStatus(error);
       outcome = { code: code ?? ErrorCode.INTERNAL_SERVER_ERROR, message: failure.message };
       throw error;
     } finally {
@@ -216,6 +202,35 @@ export class OperatorActions {
         );
     }
   }
+}
+
+/** What the operator log records of a retry that ran: how the flow ended again, and how it was before. */
+export function retryOutcome({
+  flow,
+  from,
+  previous,
+}: {
+  flow: FlowRun;
+  from: number;
+  previous: FlowRun;
+}): Record<string, unknown> {
+  return {
+    flowStatus: flow.status.toUpperCase(),
+    fromStep: from,
+    previous: {
+      status: previous.status.toUpperCase(),
+      attempt: previous.attempt,
+      error: previous.errorCode ? { code: previous.errorCode, message: previous.errorMessage } : null,
+    },
+  };
+}
+
+/** The operator log's status of an action that threw: refused with a public code, else failed. */
+export function failedActionStatus(error: unknown): OperatorActionStatus {
+  const code = domainCodeOf(error);
+  return code && code !== ErrorCode.SERVICE_UNAVAILABLE
+    ? OperatorActionStatus.REFUSED
+    : OperatorActionStatus.FAILED;
 }
 
 function checkFlowId(id: string): void {

@@ -446,7 +446,13 @@ export class FlowStore {
    * `claimOrder`, as at its start; another running flow holding it is `order claimed`. The new attempt
    * fences any process still running an older one (FlowStore.record).
    */
-  async reopenFlow(flowId: string, owner: string, claimOrder: boolean): Promise<ReopenOutcome> {
+  async reopenFlow(
+    flowId: string,
+    owner: string,
+    claimOrder: boolean,
+    /** Only if the flow is still at this attempt: a retry decided on a read of it reopens that run only. */
+    attempt?: number,
+  ): Promise<ReopenOutcome> {
     try {
       const { rows } = await whileAvailable(() =>
         this.pool.query<FlowRun>({
@@ -455,8 +461,9 @@ export class FlowStore {
                    "failure" = NULL, "haltedAt" = NULL,
                    "orderClaim" = CASE WHEN $3::boolean THEN "orderId" ELSE NULL END
                  WHERE "id" = $1::uuid AND "kind" = 'filter' AND "status" IN ('failed', 'compensated')
+                   AND ($4::int IS NULL OR "attempt" = $4::int)
                  RETURNING *`,
-          values: [flowId, owner, claimOrder],
+          values: [flowId, owner, claimOrder, attempt ?? null],
           types: utcTypes,
         }),
       );
@@ -470,6 +477,62 @@ export class FlowStore {
         : null;
       return { outcome: 'order claimed', holder: holder?.id };
     }
+  }
+
+  /**
+   * FAILED filter flows due for a retry of their unknown outcome, in one query (the FlowRun index on
+   * status, name and finishedAt): of the filters named, whose failure was not a refusal (a cancel's
+   * and a recovery's failures are refusals too) and failed one of the filter's `mutations` (step
+   * indexes: a query that failed acted on nothing), whose attempts are fewer than the filter's
+   * `maximumAttempts`, due `min(initial × 2^(attempt - 1), maximum)` after they ended (as
+   * flows/resume.ts `resumeDueAt`), and that no operator retried or cancelled (`actor`: the
+   * Coordinator's own retries are recorded as this actor). Oldest end first.
+   */
+  async unknownOutcomesDue(
+    filters: readonly {
+      name: string;
+      mutations: readonly number[];
+      initialIntervalMs: number;
+      maximumIntervalMs: number;
+      maximumAttempts: number;
+    }[],
+    coordinatorSubject: string,
+    limit = 20,
+  ): Promise<FlowRun[]> {
+    if (!filters.length) return [];
+    const { rows } = await whileAvailable(() =>
+      this.pool.query<FlowRun>({
+        text: `SELECT f.* FROM unnest($1::text[], $2::float8[], $3::float8[], $4::int[], $7::text[])
+                 AS p("name", "initialMs", "maximumMs", "maximumAttempts", "mutations")
+               JOIN "FlowRun" f ON f."status" = 'failed' AND f."name" = p."name"
+                 AND f."finishedAt" <= now() - p."initialMs" * interval '1 millisecond'
+               WHERE f."kind" = 'filter' AND f."attempt" < p."maximumAttempts"
+                 AND (f."failure"->>'nonRetryable') = 'false'
+                 AND f."finishedAt" <= now() - LEAST(p."initialMs" * power(2, f."attempt" - 1), p."maximumMs")
+                                             * interval '1 millisecond'
+                 AND EXISTS (
+                   SELECT 1 FROM "FlowStep" s
+                   WHERE s."flowId" = f."id" AND s."status" = 'failed' AND s."compensates" IS NULL
+                     AND s."index" = ANY (p."mutations"::int[]) AND (s."failure"->>'nonRetryable') = 'false')
+                 AND NOT EXISTS (
+                   SELECT 1 FROM "OperatorAction" a
+                   WHERE a."flowId" = f."id" AND a."action" IN ('RETRY_FLOW', 'CANCEL_FLOW')
+                     AND a."actor"->>'subject' IS DISTINCT FROM $5)
+               ORDER BY f."finishedAt" LIMIT $6`,
+        values: [
+          filters.map((f) => f.name),
+          filters.map((f) => f.initialIntervalMs),
+          filters.map((f) => f.maximumIntervalMs),
+          filters.map((f) => f.maximumAttempts),
+          coordinatorSubject,
+          limit,
+          // One int[] literal per filter: unnest takes one-dimensional arrays.
+          filters.map((f) => `{${f.mutations.join(',')}}`),
+        ],
+        types: utcTypes,
+      }),
+    );
+    return rows;
   }
 
   /**
