@@ -8,7 +8,14 @@ import type { GraphQLDataSource } from '@apollo/gateway';
 import { createAuthenticator, type AuthOptions, type Authenticator } from './auth/authenticator.js';
 import { requestAuthorization, subscriberAuthorization } from './auth/cookies.js';
 import { filterField, type Connections } from './connections/schema.js';
-import { ConfigError, DomainError, ErrorCode, UnreachableCaseError } from './errors.js';
+import {
+  ConfigError,
+  DomainError,
+  domainCodeOf,
+  ErrorCode,
+  httpStatusOf,
+  UnreachableCaseError,
+} from './errors.js';
 import { openDatabase, type Database, type DatabaseTimeouts } from './db/database.js';
 import { createMemoryEventFeed } from './events/memory-feed.js';
 import { createRedisEventFeed } from './events/redis-feed.js';
@@ -515,8 +522,10 @@ export class Coordinator {
       try {
         verified = await authenticator.verify(credentials());
       } catch (error) {
-        // Apollo answers an error thrown here with this HTTP status.
-        throw new DomainError(ErrorCode.UNAUTHENTICATED, (error as Error).message, { http: { status: 401 } });
+        // Apollo answers an error thrown here with this HTTP status. Keys that cannot be fetched are
+        // an outage (SERVICE_UNAVAILABLE): the caller's token may be good, so it is not told to sign in.
+        const code = domainCodeOf(error) ?? ErrorCode.UNAUTHENTICATED;
+        throw new DomainError(code, (error as Error).message, { http: { status: httpStatusOf(code) } });
       }
       const principal = verified?.principal;
       return createGatewayContext({

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createAuthenticator } from '../../gateway/auth/authenticator.js';
+import { startTestCoordinator } from '../support/coordinator.js';
 
 /**
  * The LMS's JWKS endpoint (JWT_JWKS_URL) going down is an outage of ours, not a bad token. Before, a
@@ -86,6 +87,25 @@ describe('a JWKS endpoint that is down', () => {
     for (let i = 0; i < 10; i++) codes.push(await codeOf(auth.authenticate(`Bearer ${token}`)));
     expect(codes).toEqual(Array(10).fill('SERVICE_UNAVAILABLE'));
     expect(endpoint.requests).toBe(1);
+  });
+
+  it('answers GraphQL callers 503 SERVICE_UNAVAILABLE, not 401: their token may be good', async () => {
+    Object.assign(endpoint, { keys: [first.jwk], status: 503, requests: 0 });
+    const t = await startTestCoordinator('trust-jwks-outage', {
+      overrides: { auth: { jwksUrl, serviceClients: ['lms'] } },
+    });
+    try {
+      const res = await fetch(`${t.url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${await first.sign(learner)}` },
+        body: JSON.stringify({ query: '{ __typename }' }),
+      });
+      expect(res.status).toBe(503);
+      const body = (await res.json()) as { errors: Array<{ extensions: { code: string } }> };
+      expect(body.errors[0]!.extensions.code).toBe('SERVICE_UNAVAILABLE');
+    } finally {
+      await t.stop();
+    }
   });
 });
 
