@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { Logger } from '../log.js';
 import { BusUnavailableError, fieldsRecord, streamEntries } from '../signals/redis-bus.js';
+import { isStreamId, LAST_STREAM_ID } from '../signals/stream-ids.js';
 import {
   isConnectionError,
   openRedis,
@@ -37,17 +38,12 @@ const JOIN_WAIT_MS = 10_000;
 /** Live events held while a subscription catches up; past this, it ends instead of growing without bound. */
 const MAX_BUFFERED = 10_000;
 const cursorPattern = /^\d+-\d+$/;
-const LARGEST_ID_PART = 2n ** 64n - 1n;
 
 /**
- * A Redis stream id a subscription can resume after: two parts of 64 bits at most, short of the
- * largest id (nothing comes after it). Redis refuses any other with an error that has no code.
+ * A Redis stream id a subscription can resume after: short of the largest id (nothing comes after
+ * it). Redis refuses any other with an error that has no code.
  */
-function isStreamId(cursor: string): boolean {
-  if (!cursorPattern.test(cursor) || cursor.length > 41) return false;
-  const [ms, seq] = cursor.split('-').map(BigInt) as [bigint, bigint];
-  return ms <= LARGEST_ID_PART && seq <= LARGEST_ID_PART && (ms < LARGEST_ID_PART || seq < LARGEST_ID_PART);
-}
+const isResumableAfter = (cursor: string) => isStreamId(cursor) && cursor !== LAST_STREAM_ID;
 
 const eventBodySchema = z.object({
   topic: z.string(),
@@ -317,7 +313,7 @@ export function createRedisEventFeed(options: RedisEventFeedOptions): EventFeed 
       };
       let joined = false;
       subscription.queue = createFeedQueue(() => joined && release(subscription), signal);
-      if (after !== undefined && !isStreamId(after)) {
+      if (after !== undefined && !isResumableAfter(after)) {
         subscription.queue.fail(invalidCursor(after));
       } else if (closed || !subscription.channels.length) {
         subscription.queue.end();

@@ -11,3 +11,6 @@ export function isStreamId(id: string): boolean {
   const match = STREAM_ID.exec(id);
   return match !== null && BigInt(match[1]!) <= LARGEST_PART && BigInt(match[2]!) <= LARGEST_PART;
 }
+
+/** The largest stream id: nothing comes after it, so a reader cannot resume after it. */
+export const LAST_STREAM_ID = `${LARGEST_PART}-${LARGEST_PART}`;
