@@ -80,13 +80,35 @@ class SubgraphResponse implements FetcherResponse {
   }
 }
 
+/** What a subgraph fetch may take, and how big an answer may be. */
+export interface SubgraphFetchLimits {
+  /** Keep-alive connections per subgraph. @default 64 */
+  connectionsPerOrigin?: number;
+  /**
+   * How long a subgraph may take to connect, to answer with its headers, and between two parts of its
+   * body (undici's own defaults are 300 s each): a subgraph that hangs fails the fetch, which the
+   * step's retries and the caller's error then handle. @default 30 s (connect: 10 s)
+   */
+  timeoutMs?: number;
+  /** The largest answer read: a bigger one fails the fetch rather than the gateway's memory. @default 32 MiB */
+  maxResponseBytes?: number;
+}
+
 /**
  * Subgraph fetches over undici's `request` on a keep-alive pool. Node's global fetch (the same undici
  * behind WHATWG Request/Response, web streams and an AbortSignal per call) took two fifths of the
  * gateway's CPU under the federation benchmark; a subgraph fetch needs none of that machinery.
  */
-export function createSubgraphFetcher(options: { connectionsPerOrigin?: number } = {}): Fetcher {
-  const dispatcher = new Agent({ connections: options.connectionsPerOrigin ?? 64, keepAliveTimeout: 30_000 });
+export function createSubgraphFetcher(options: SubgraphFetchLimits = {}): Fetcher {
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  const dispatcher = new Agent({
+    connections: options.connectionsPerOrigin ?? 64,
+    keepAliveTimeout: 30_000,
+    connectTimeout: Math.min(timeoutMs, 10_000),
+    headersTimeout: timeoutMs,
+    bodyTimeout: timeoutMs,
+    maxResponseSize: options.maxResponseBytes ?? 32 * 1024 * 1024,
+  });
   return async (url, init = {}) => {
     let response: Dispatcher.ResponseData;
     let body: string;

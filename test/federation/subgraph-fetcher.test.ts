@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RemoteDataSource } from '../../gateway/federation/data-sources.js';
+import { createSubgraphFetcher } from '../../gateway/federation/subgraph-fetcher.js';
 import { createGatewayContext } from '../../gateway/federation/context.js';
 import { createCallSigner } from '@commerce-coordinator/plugin-sdk/call-assertion';
 
@@ -27,6 +28,11 @@ beforeAll(async () => {
       } else if (req.url === '/graphql-error') {
         res.writeHead(200, { 'content-type': 'application/graphql-response+json' });
         res.end(JSON.stringify({ errors: [{ message: 'no such field', extensions: { code: 'X' } }] }));
+      } else if (req.url === '/hangs') {
+        // Accepts the request and never answers.
+      } else if (req.url === '/huge') {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ data: { hello: 'x'.repeat(64 * 1024) } }));
       } else if (req.url === '/unauthorized') {
         res.writeHead(401, { 'content-type': 'application/json' });
         res.end(JSON.stringify({ message: 'who are you' }));
@@ -41,8 +47,8 @@ beforeAll(async () => {
 });
 afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
-async function call(path: string) {
-  const source = new RemoteDataSource({ url: `${base}${path}`, name: 'test', signer });
+async function call(path: string, fetcher?: ReturnType<typeof createSubgraphFetcher>) {
+  const source = new RemoteDataSource({ url: `${base}${path}`, name: 'test', signer, fetcher });
   const context = createGatewayContext({
     flagContext: { kind: 'user', key: 'anonymous', anonymous: true },
     principal: { kind: 'service', subject: 'test', service: 'test' },
@@ -101,5 +107,23 @@ describe('subgraph fetches (undici request on a keep-alive pool)', () => {
         context: createGatewayContext({ flagContext: { kind: 'user', key: 'anonymous', anonymous: true } }),
       } as never),
     ).rejects.toThrow(/^request to http:\/\/127\.0\.0\.1:9\/graphql failed, reason: .*ECONNREFUSED/);
+  });
+
+  it('gives up on a subgraph that accepts the request and never answers', async () => {
+    const started = performance.now();
+    await expect(call('/hangs', createSubgraphFetcher({ timeoutMs: 300 }))).rejects.toThrow(
+      /^request to http:\/\/127\.0\.0\.1:\d+\/hangs failed, reason: Headers Timeout Error/,
+    );
+    expect(performance.now() - started).toBeLessThan(5_000);
+  });
+
+  it('refuses an answer bigger than it reads, without reading it all', async () => {
+    await expect(call('/huge', createSubgraphFetcher({ maxResponseBytes: 16 * 1024 }))).rejects.toThrow(
+      /^request to http:\/\/127\.0\.0\.1:\d+\/huge failed, reason: Response content exceeded max size/,
+    );
+    // Under the cap it is read as before.
+    expect((await call('/huge', createSubgraphFetcher({ maxResponseBytes: 1024 * 1024 }))).data).toEqual({
+      hello: 'x'.repeat(64 * 1024),
+    });
   });
 });
