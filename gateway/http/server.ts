@@ -15,6 +15,7 @@ import {
   type HttpLimits,
 } from './connection-limits.js';
 import { handleCors } from './cors.js';
+import { answerMalformedRequest } from './malformed-requests.js';
 import { compilePatterns } from './route-paths.js';
 
 /** A REST route beside /graphql (health checks, webhooks). */
@@ -130,6 +131,9 @@ export function createHttpServer(options: HttpServerOptions): Server {
     },
   );
   server.timeout = limits.socketTimeoutMs;
+  server.on('clientError', (error: Error & { code?: string }, socket) =>
+    answerMalformedRequest(error, socket, options.logger),
+  );
   const budget = limitConnections(server, limits);
   return server;
 }
