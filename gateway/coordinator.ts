@@ -23,7 +23,7 @@ import type { EventFeed } from './events/types.js';
 import { createFlags, type Flags, type FlagsOptions } from './flags/flags.js';
 import { createGatewayContext, type GatewayContext } from './federation/context.js';
 import { InProcessDataSource, RemoteDataSource, type FlagEvaluator } from './federation/data-sources.js';
-import { callerRequiredPlugin } from './federation/caller-required.js';
+import { callerlessRefusal, callerRequiredPlugin } from './federation/caller-required.js';
 import { ClientErrors } from './federation/client-errors.js';
 import { formatGatewayError } from './federation/public-codes.js';
 import { FederatedExecutor } from './federation/executor.js';
@@ -534,6 +534,14 @@ export class Coordinator {
         ...(verified?.expiresAt !== undefined ? { credentialsExpireAt: verified.expiresAt } : {}),
       });
     };
+    /** Whether a request sends credentials: ones that cannot be read (half a cookie pair) are the context's to refuse. */
+    const sendsCredentials = (req: IncomingMessage) => {
+      try {
+        return requestAuthorization(req.headers) !== undefined;
+      } catch {
+        return true;
+      }
+    };
     // The edX JWT cookies count when no Authorization header is sent (see requestAuthorization).
     const context = (req?: IncomingMessage) => contextOf(() => req && requestAuthorization(req.headers));
     const httpLimits = resolveHttpLimits(options.httpLimits);
@@ -541,6 +549,13 @@ export class Coordinator {
       apollo,
       operationLimits: limits,
       context,
+      // Without credentials only introspection runs: refused before Apollo validates the document.
+      ...(options.auth
+        ? {
+            screen: (req: IncomingMessage, query: string, operationName: string | undefined) =>
+              sendsCredentials(req) ? undefined : callerlessRefusal(query, operationName),
+          }
+        : {}),
       routes,
       draining: () => this.state.phase === 'draining' || this.state.phase === 'stopping',
       logger,

@@ -1,5 +1,12 @@
 import type { ApolloServerPlugin } from '@apollo/server';
-import { Kind, type FragmentDefinitionNode, type SelectionSetNode } from 'graphql';
+import {
+  getOperationAST,
+  Kind,
+  parse,
+  type DocumentNode,
+  type FragmentDefinitionNode,
+  type SelectionSetNode,
+} from 'graphql';
 import { DomainError, ErrorCode, httpStatusOf } from '../errors.js';
 import type { GatewayContext } from './context.js';
 
@@ -18,23 +25,46 @@ export function callerRequiredPlugin(): ApolloServerPlugin<GatewayContext> {
       return {
         didResolveOperation: async ({ document, operation }) => {
           // Without an operation there is nothing to plan: the executor answers BAD_REQUEST.
-          if (!operation) return;
-          const fragments = new Map(
-            document.definitions
-              .filter((d): d is FragmentDefinitionNode => d.kind === Kind.FRAGMENT_DEFINITION)
-              .map((d) => [d.name.value, d]),
-          );
-          if (introspectionOnly(operation.selectionSet, fragments)) return;
-          throw new DomainError(
-            ErrorCode.UNAUTHENTICATED,
-            'This operation needs a caller: send a token (Authorization: Bearer …) or the edX JWT cookies',
-            { http: { status: httpStatusOf(ErrorCode.UNAUTHENTICATED) } },
-          );
+          if (operation && !introspectionOnly(operation.selectionSet, fragmentsOf(document)))
+            throw callerRequired();
         },
       };
     },
   };
 }
+
+/**
+ * The refusal of a request that sends no credentials, read before Apollo parses and validates it
+ * (the HTTP server calls it): validation is synchronous work too — tens of milliseconds for a few
+ * hundred selections of one field that the overlapping-fields rule compares pairwise — which nobody
+ * should make the gateway do without credentials. Undefined for introspection, and for a document
+ * that does not parse or names no operation: Apollo answers those with its own error.
+ */
+export function callerlessRefusal(query: string, operationName?: string): DomainError | undefined {
+  let document: DocumentNode;
+  try {
+    document = parse(query, { noLocation: true });
+  } catch {
+    return undefined;
+  }
+  const operation = getOperationAST(document, operationName);
+  if (!operation || introspectionOnly(operation.selectionSet, fragmentsOf(document))) return undefined;
+  return callerRequired();
+}
+
+const callerRequired = () =>
+  new DomainError(
+    ErrorCode.UNAUTHENTICATED,
+    'This operation needs a caller: send a token (Authorization: Bearer …) or the edX JWT cookies',
+    { http: { status: httpStatusOf(ErrorCode.UNAUTHENTICATED) } },
+  );
+
+const fragmentsOf = (document: DocumentNode): ReadonlyMap<string, FragmentDefinitionNode> =>
+  new Map(
+    document.definitions
+      .filter((d): d is FragmentDefinitionNode => d.kind === Kind.FRAGMENT_DEFINITION)
+      .map((d) => [d.name.value, d]),
+  );
 
 /** Whether every root field is a meta field (`__schema`, `__type`, `__typename`). */
 function introspectionOnly(
@@ -47,7 +77,8 @@ function introspectionOnly(
     if (selection.kind === Kind.INLINE_FRAGMENT)
       return introspectionOnly(selection.selectionSet, fragments, seen);
     const name = selection.name.value;
-    // A cycle is refused by validation before this runs; unknown fragments likewise.
+    // A cycle (refused by validation, which may not have run yet) adds nothing; an unknown fragment
+    // is not introspection.
     if (seen.has(name)) return true;
     seen.add(name);
     const fragment = fragments.get(name);

@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { HeaderMap, type ApolloServer } from '@apollo/server';
-import { ErrorCode, httpStatusOf } from '../errors.js';
+import { domainCodeOf, ErrorCode, httpStatusOf, type DomainError } from '../errors.js';
 import type { GatewayContext } from '../federation/context.js';
 import type { OperationLimitsChecker } from '../federation/operation-limits.js';
 import type { Logger } from '../log.js';
@@ -25,6 +25,15 @@ export interface HttpServerOptions {
   apollo: ApolloServer<GatewayContext>;
   /** Refuses a GraphQL document with more tokens than the operation limits allow, before it is parsed. */
   operationLimits?: Pick<OperationLimitsChecker, 'checkTokens'>;
+  /**
+   * Refuses a client's GraphQL request before Apollo parses and validates it, e.g. one without
+   * credentials that needs a caller; undefined lets it through.
+   */
+  screen?: (
+    req: IncomingMessage,
+    query: string,
+    operationName: string | undefined,
+  ) => DomainError | undefined;
   /** Builds the gateway context of a GraphQL request. */
   context(req: IncomingMessage): Promise<GatewayContext>;
   /** Exact paths (e.g. `/healthz`) to handlers; a path with `:name` segments matches as route-paths.ts says. */
@@ -215,6 +224,16 @@ async function graphql(
   const refusal = typeof query === 'string' ? options.operationLimits?.checkTokens(query) : undefined;
   if (refusal)
     return sendJson(res, httpStatusOf(ErrorCode.OPERATION_LIMIT_EXCEEDED), { errors: [refusal.toJSON()] });
+  const operationName =
+    req.method === 'GET'
+      ? (url.searchParams.get('operationName') ?? undefined)
+      : (body as { operationName?: unknown } | null | undefined)?.operationName;
+  const screened =
+    typeof query === 'string'
+      ? options.screen?.(req, query, typeof operationName === 'string' ? operationName : undefined)
+      : undefined;
+  if (screened)
+    return sendGraphQLError(res, domainCodeOf(screened) ?? ErrorCode.BAD_REQUEST, screened.message);
   const response = await options.apollo.executeHTTPGraphQLRequest({
     httpGraphQLRequest: { method: req.method ?? 'GET', headers, search: url.search, body },
     context: () => options.context(req),
