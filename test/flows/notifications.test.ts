@@ -7,7 +7,7 @@ import {
 } from '../../services/embedded.js';
 import type { SeedLineItem } from '../../services/order-management/server.js';
 import { startCommerceCoordinator, type CommerceCoordinator } from '../support/commerce.js';
-import { seedPaidOrder } from '../support/orders.js';
+import { announceOrderPlaced, seedPaidOrder } from '../support/orders.js';
 import { waitFor } from '../support/wait.js';
 
 /**
@@ -87,31 +87,8 @@ const bundleLine = (): SeedLineItem => ({ title: 'Program', priceCents: 35_000, 
 
 // ---- the gateway and the stand-ins -------------------------------------------------------------------
 
-interface RouteAnswer {
-  status: number;
-  body: { flowId?: string; status?: string };
-}
-
 /** The order management Service's event for an order, as its subscription delivers it. */
-async function fulfill(orderId: string): Promise<RouteAnswer> {
-  const res = await c.request('/order-management/fulfill', {
-    method: 'POST',
-    token: c.tokens.orderManagement,
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      id: randomUUID(),
-      'detail-type': 'LineItemStateTransition',
-      source: 'commercetools',
-      detail: {
-        id: randomUUID(),
-        type: 'LineItemStateTransition',
-        resource: { typeId: 'order', id: orderId },
-        toState: { typeId: 'state', key: '2u-fulfillment-pending-state' },
-      },
-    }),
-  });
-  return { status: res.status, body: (await res.json()) as RouteAnswer['body'] };
-}
+const fulfill = (orderId: string) => announceOrderPlaced(c, orderId);
 
 interface ReceiverRun {
   name: string;
