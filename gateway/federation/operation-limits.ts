@@ -6,6 +6,8 @@ import {
   Source,
   TokenKind,
   getNamedType,
+  getOperationAST,
+  parse,
   getNullableType,
   isCompositeType,
   isListType,
@@ -24,6 +26,7 @@ import {
 } from 'graphql';
 import { DomainError, ErrorCode, httpStatusOf } from '../errors.js';
 import type { GatewayContext } from './context.js';
+import { repeatedSelections } from './repeated-selections.js';
 
 /**
  * How much one client operation may ask for. Checked before anything executes, on HTTP and over the
@@ -36,6 +39,11 @@ export interface OperationLimits {
   maxDepth: number;
   /** Aliased fields, each counted as often as the operation selects it (fragments expanded). @default 30 */
   maxAliases: number;
+  /**
+   * Selections of one response name merged into one selection set (fragments expanded): validation
+   * compares each pair of them, so this is checked before it (`repeatedSelections`). @default 50
+   */
+  maxRepeatedSelections: number;
   /** Root fields that run a filter (each a recorded Purchase Flow). @default 1 */
   maxFlows: number;
   /**
@@ -51,13 +59,14 @@ export const DEFAULT_OPERATION_LIMITS: Readonly<OperationLimits> = Object.freeze
   maxTokens: 2000,
   maxDepth: 10,
   maxAliases: 30,
+  maxRepeatedSelections: 50,
   maxFlows: 1,
   maxCost: 25_000,
   defaultListSize: 10,
 });
 
 /** The name a refusal gives the limit, in `extensions.limit`. */
-export type LimitName = 'tokens' | 'depth' | 'aliases' | 'flows' | 'cost';
+export type LimitName = 'tokens' | 'depth' | 'aliases' | 'repeats' | 'flows' | 'cost';
 
 /** What an operation asks for, as the limits count it. */
 export interface OperationMeasure {
@@ -66,6 +75,13 @@ export interface OperationMeasure {
   flows: number;
   cost: number;
 }
+
+/**
+ * How many document texts `checkSource` remembers as passed before it forgets them all, and the
+ * longest it remembers (a longer one is parsed again each time): 8 MB of texts at most.
+ */
+const PASSED_SOURCES = 1_024;
+const PASSED_SOURCE_CHARS = 8_192;
 
 /** The arguments that bound the size of a list field. */
 const SIZE_ARGUMENTS = ['limit', 'first', 'last'];
@@ -78,6 +94,7 @@ const SIZE_ARGUMENTS = ['limit', 'first', 'last'];
 export class OperationLimitsChecker {
   readonly limits: Readonly<OperationLimits>;
   private readonly measures = new WeakMap<DocumentNode, Map<string, OperationMeasure>>();
+  private readonly passed = new Set<string>();
 
   constructor(
     limits: Partial<OperationLimits> = {},
@@ -91,6 +108,43 @@ export class OperationLimitsChecker {
   checkTokens(source: string): DomainError | undefined {
     const tokens = countTokens(source);
     return tokens > this.limits.maxTokens ? limitError('tokens', this.limits.maxTokens, tokens) : undefined;
+  }
+
+  /**
+   * `checkBeforeValidation` for a document's text, before Apollo Server parses and validates it (the
+   * HTTP server calls it: Apollo turns an error thrown by its hooks before validation into a 500).
+   * Texts that passed are remembered (PASSED_SOURCES), so a repeated operation costs a lookup.
+   */
+  checkSource(source: string, operationName?: string): DomainError | undefined {
+    const key = `${operationName ?? ''}\n${source}`;
+    if (this.passed.has(key)) return undefined;
+    let document: DocumentNode;
+    try {
+      document = parse(source, { noLocation: true });
+    } catch {
+      // Apollo Server answers it with the parse error.
+      return undefined;
+    }
+    const refusal = this.checkBeforeValidation(document, operationName);
+    if (!refusal && key.length <= PASSED_SOURCE_CHARS) {
+      if (this.passed.size >= PASSED_SOURCES) this.passed.clear();
+      this.passed.add(key);
+    }
+    return refusal;
+  }
+
+  /**
+   * The refusal of a parsed document, before it is validated, whose operation selects one response
+   * name more often in one selection set than validation should be made to compare.
+   */
+  checkBeforeValidation(document: DocumentNode, operationName?: string | null): DomainError | undefined {
+    const operation = getOperationAST(document, operationName);
+    if (!operation) return undefined;
+    const repeats = repeatedSelections(document, operation);
+    const { maxRepeatedSelections } = this.limits;
+    return repeats > maxRepeatedSelections
+      ? limitError('repeats', maxRepeatedSelections, repeats)
+      : undefined;
   }
 
   /** The refusal of a validated operation that asks for more than the limits allow. */
@@ -145,14 +199,7 @@ export class OperationLimitsChecker {
             // Without an operation there is nothing to measure: the executor answers BAD_REQUEST.
             if (!operation) return;
             const refusal = this.checkOperation(schema, document, operation, request.variables);
-            if (refusal) {
-              // Apollo Server answers an error thrown here with the status it carries, then drops it.
-              const { code, ...details } = refusal.extensions;
-              throw new DomainError(code as ErrorCode, refusal.message, {
-                ...details,
-                http: { status: httpStatusOf(ErrorCode.OPERATION_LIMIT_EXCEEDED) },
-              });
-            }
+            if (refusal) throw withHttpStatus(refusal);
           },
         };
       },
@@ -160,11 +207,21 @@ export class OperationLimitsChecker {
   }
 }
 
+/** A limit's refusal as Apollo Server answers an error thrown by a hook: with the status it carries, then dropped. */
+function withHttpStatus(refusal: DomainError): DomainError {
+  const { code, ...details } = refusal.extensions;
+  return new DomainError(code as ErrorCode, refusal.message, {
+    ...details,
+    http: { status: httpStatusOf(ErrorCode.OPERATION_LIMIT_EXCEEDED) },
+  });
+}
+
 function limitError(limit: LimitName, maximum: number, value: number): DomainError {
   const what: Record<LimitName, string> = {
     tokens: `has ${value} tokens`,
     depth: `nests fields ${value} deep`,
     aliases: `has ${value} aliases`,
+    repeats: `selects one field ${value} times in one selection set`,
     flows: `runs ${value} flows`,
     cost: `costs ${value}`,
   };

@@ -23,8 +23,11 @@ export type Route = (req: IncomingMessage, res: ServerResponse, body: Buffer) =>
 
 export interface HttpServerOptions {
   apollo: ApolloServer<GatewayContext>;
-  /** Refuses a GraphQL document with more tokens than the operation limits allow, before it is parsed. */
-  operationLimits?: Pick<OperationLimitsChecker, 'checkTokens'>;
+  /**
+   * Refuses a GraphQL document with more tokens than the operation limits allow, before it is parsed,
+   * and one validation should not be made to work through, before Apollo Server validates it.
+   */
+  operationLimits?: Pick<OperationLimitsChecker, 'checkTokens' | 'checkSource'>;
   /**
    * Refuses a client's GraphQL request before Apollo parses and validates it, e.g. one without
    * credentials that needs a caller; undefined lets it through.
@@ -217,23 +220,13 @@ async function graphql(
       return sendGraphQLError(res, ErrorCode.BAD_REQUEST, 'The request body is not valid JSON');
     }
   }
-  const query =
-    req.method === 'GET'
-      ? (url.searchParams.get('query') ?? undefined)
-      : (body as { query?: unknown } | null | undefined)?.query;
-  const refusal = typeof query === 'string' ? options.operationLimits?.checkTokens(query) : undefined;
-  if (refusal)
-    return sendJson(res, httpStatusOf(ErrorCode.OPERATION_LIMIT_EXCEEDED), { errors: [refusal.toJSON()] });
-  const operationName =
-    req.method === 'GET'
-      ? (url.searchParams.get('operationName') ?? undefined)
-      : (body as { operationName?: unknown } | null | undefined)?.operationName;
-  const screened =
-    typeof query === 'string'
-      ? options.screen?.(req, query, typeof operationName === 'string' ? operationName : undefined)
-      : undefined;
-  if (screened)
-    return sendGraphQLError(res, domainCodeOf(screened) ?? ErrorCode.BAD_REQUEST, screened.message);
+  const refusal = refusedBeforeApollo(options, req, url, body);
+  if (refusal) {
+    // Its status is the code's (`http`, for Apollo Server's hooks, is not the client's to read).
+    const { http: _http, ...extensions } = refusal.extensions;
+    const code = domainCodeOf(refusal) ?? ErrorCode.BAD_REQUEST;
+    return sendJson(res, httpStatusOf(code), { errors: [{ message: refusal.message, extensions }] });
+  }
   const response = await options.apollo.executeHTTPGraphQLRequest({
     httpGraphQLRequest: { method: req.method ?? 'GET', headers, search: url.search, body },
     context: () => options.context(req),
@@ -245,6 +238,34 @@ async function graphql(
   if (response.body.kind === 'complete') return res.end(response.body.string);
   for await (const chunk of response.body.asyncIterator) res.write(chunk);
   res.end();
+}
+
+/**
+ * Why a GraphQL request is refused before Apollo Server parses and validates it, if it is: too many
+ * tokens (counted without parsing), the screen's refusal (no caller), or an operation validation
+ * should not be made to work through.
+ */
+function refusedBeforeApollo(
+  options: HttpServerOptions,
+  req: IncomingMessage,
+  url: URL,
+  body: unknown,
+): DomainError | undefined {
+  const read = (field: 'query' | 'operationName') => {
+    const value =
+      req.method === 'GET'
+        ? (url.searchParams.get(field) ?? undefined)
+        : (body as Record<string, unknown> | null | undefined)?.[field];
+    return typeof value === 'string' ? value : undefined;
+  };
+  const query = read('query');
+  if (query === undefined) return undefined;
+  const operationName = read('operationName');
+  return (
+    options.operationLimits?.checkTokens(query) ??
+    options.screen?.(req, query, operationName) ??
+    options.operationLimits?.checkSource(query, operationName)
+  );
 }
 
 /**

@@ -124,6 +124,8 @@ export function attachSubscriptions(options: {
             }),
           ];
         const schema = subscription ? options.schema : options.graphSchema();
+        const repeats = options.operationLimits?.checkBeforeValidation(document, payload.operationName);
+        if (repeats) return [repeats];
         const invalid = validate(schema, document).map((e) =>
           withErrorCode(e, ErrorCode.GRAPHQL_VALIDATION_FAILED),
         );

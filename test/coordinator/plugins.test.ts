@@ -90,9 +90,13 @@ describe('the caller', () => {
     expect(anonymous.errors).toEqual([
       expect.objectContaining({ extensions: expect.objectContaining({ code: 'UNAUTHENTICATED' }) }),
     ]);
-    // With a caller the same document is validated (and refused by validation).
-    const validated = await t.graphql(conflicting, {}, { token: learner });
-    expect(validated.errors?.[0]?.extensions?.code).toBe('GRAPHQL_VALIDATION_FAILED');
+    // With a caller it is refused by the operation limits, also before validation (repeats).
+    const limited = await t.graphql(conflicting, {}, { token: learner });
+    expect(limited.errors?.[0]?.extensions).toMatchObject({
+      code: 'OPERATION_LIMIT_EXCEEDED',
+      limit: 'repeats',
+      value: 180,
+    });
     // Introspection stays open without a caller (Sandbox, the explorer), as does a document Apollo
     // cannot parse (its own error says why).
     expect((await t.graphql<{ __typename: string }>('{ __typename }')).data).toEqual({ __typename: 'Query' });

@@ -69,6 +69,24 @@ describe('operation limits on their defaults', () => {
     expect(await post(t.url, { query })).toEqual(refusal('aliases', 30, 31));
   });
 
+  it('refuses one field selected more often in one selection set than validation should compare, before validating it', async () => {
+    // Each pair of them is compared by validation: 51 selections of flows, through fragments and not.
+    const fragments = Array.from(
+      { length: 26 },
+      (_, i) => `fragment F${i} on Query { flows(limit: ${i + 1}) { id } }`,
+    );
+    const query = `{ ${Array.from({ length: 25 }, (_, i) => `flows(limit: ${i + 30}) { id }`).join(' ')} ${fragments
+      .map((_, i) => `...F${i}`)
+      .join(' ')} } ${fragments.join(' ')}`;
+    // Refused by the limit, not by validation (the arguments differ: validation would refuse it too).
+    expect(await post(t.url, { query })).toEqual(refusal('repeats', 50, 51));
+    // Under the limit, and nested selections merged as validation merges them: counted, not refused.
+    const nested = `{ ${Array.from({ length: 40 }, () => 'flows { steps { index } }').join(' ')} }`;
+    expect((await post(t.url, { query: nested })).status).toBe(200);
+    const deep = `{ ${Array.from({ length: 51 }, () => 'flows { id }').join(' ')} }`;
+    expect(await post(t.url, { query: deep })).toEqual(refusal('repeats', 50, 51));
+  });
+
   it('refuses an operation that runs two flows, and runs neither', async () => {
     const query = `{
       first: echoCaller(input: { channel: WEB, note: "two-flows" }) { flow { status } }
@@ -126,7 +144,14 @@ describe('operation limits configured', () => {
     t = await startTestCoordinator('http-limits-configured', {
       redis: false,
       overrides: {
-        operationLimits: { maxDepth: 3, maxCost: 100, maxAliases: 1, maxTokens: 60, defaultListSize: 101 },
+        operationLimits: {
+          maxDepth: 3,
+          maxCost: 100,
+          maxAliases: 1,
+          maxRepeatedSelections: 2,
+          maxTokens: 60,
+          defaultListSize: 101,
+        },
       },
     });
   });
@@ -211,6 +236,9 @@ describe('operation limits configured', () => {
     expect(await limitOf('{ flows(limit: 1) { steps { flagDecisions { flag } } } }')).toEqual([
       { code: 'OPERATION_LIMIT_EXCEEDED', limit: 'depth', maximum: 3, value: 4 },
     ]);
+    expect(await limitOf(`{ ${'flows { id } '.repeat(3)}}`)).toEqual([
+      { code: 'OPERATION_LIMIT_EXCEEDED', limit: 'repeats', maximum: 2, value: 3 },
+    ]);
     expect(await limitOf(`{ ${'__typename '.repeat(61)}}`)).toEqual([
       { code: 'OPERATION_LIMIT_EXCEEDED', limit: 'tokens', maximum: 60, value: 63 },
     ]);
@@ -241,6 +269,7 @@ describe('operation limits from the environment', () => {
       OPERATION_MAX_TOKENS: '500',
       OPERATION_MAX_DEPTH: '6',
       OPERATION_MAX_ALIASES: '0',
+      OPERATION_MAX_REPEATED_SELECTIONS: '7',
       OPERATION_MAX_FLOWS: '2',
       OPERATION_MAX_COST: '1000',
       OPERATION_DEFAULT_LIST_SIZE: '25',
@@ -249,6 +278,7 @@ describe('operation limits from the environment', () => {
       maxTokens: 500,
       maxDepth: 6,
       maxAliases: 0,
+      maxRepeatedSelections: 7,
       maxFlows: 2,
       maxCost: 1000,
       defaultListSize: 25,
